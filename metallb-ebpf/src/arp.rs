@@ -1,0 +1,93 @@
+//! ARP (RFC 826) for IPv4 VIPs: answer requests, count claims by other hosts.
+
+use aya_ebpf::programs::XdpContext;
+use metallb_common::{Outcome, VipAction, VipKeyV4};
+
+use crate::{
+    Ingress, VIPS_V4,
+    packet::{Arp, Eth, is_unicast_mac, mac_words, ptr_at},
+};
+
+const HTYPE_ETHERNET: u16 = 1u16.to_be();
+const PTYPE_IPV4: u16 = 0x0800u16.to_be();
+const OP_REQUEST: u16 = 1u16.to_be();
+const OP_REPLY: u16 = 2u16.to_be();
+
+#[inline(always)]
+fn key(addr: [u16; 2], ingress: Ingress) -> VipKeyV4 {
+    VipKeyV4 {
+        // SAFETY: two network-order words are the four address bytes in wire order.
+        addr: unsafe { core::mem::transmute::<[u16; 2], [u8; 4]>(addr) },
+        ifindex: ingress.ifindex,
+        vlan_id: ingress.vlan_id,
+        _pad: [0; 2],
+    }
+}
+
+#[inline(always)]
+pub fn respond(ctx: &XdpContext, eth: *mut Eth, ingress: Ingress) -> Outcome {
+    let Some(arp) = ptr_at::<Arp>(ctx, ingress.l3_offset) else {
+        return Outcome::PassMalformed;
+    };
+    // SAFETY: ptr_at checked that the whole header is inside the frame.
+    let (arp, eth) = unsafe { (&mut *arp, &mut *eth) };
+    if arp.htype != HTYPE_ETHERNET || arp.ptype != PTYPE_IPV4 || arp.hlen != 6 || arp.plen != 4 {
+        return Outcome::PassMalformed;
+    }
+    if arp.oper != OP_REQUEST {
+        if arp.oper == OP_REPLY {
+            return claim_by_reply(arp, ingress);
+        }
+        return Outcome::PassNotRequest;
+    }
+    if !is_unicast_mac(&arp.sha) {
+        return Outcome::PassMalformed;
+    }
+
+    let vip = arp.tpa;
+    let Some(state) = VIPS_V4.get_ptr_mut(key(vip, ingress)) else {
+        return Outcome::PassUnknownTarget;
+    };
+    // SAFETY: a per-CPU value: only this program on this CPU writes it.
+    let state = unsafe { &mut *state };
+    state.requests += 1;
+    match VipAction::from_u8(state.action) {
+        Some(VipAction::Answer) => {}
+        Some(VipAction::Suppress) => {
+            state.suppressed += 1;
+            return Outcome::DropSuppressed;
+        }
+        None => return Outcome::PassUnknownTarget,
+    }
+    if arp.spa == vip {
+        // A gratuitous ARP for our VIP from another host: split brain, never answer it.
+        state.conflicts += 1;
+        return Outcome::PassConflict;
+    }
+
+    // Turn the request into the reply in place, unicast back to the asker.
+    let our_mac = mac_words(&state.mac);
+    eth.dst = eth.src;
+    eth.src = our_mac;
+    arp.oper = OP_REPLY;
+    arp.tha = arp.sha;
+    arp.tpa = arp.spa;
+    arp.sha = our_mac;
+    arp.spa = vip;
+    state.replies += 1;
+    Outcome::TxArpReply
+}
+
+/// An ARP reply whose sender address is a VIP we answer for: another host claims it.
+#[inline(always)]
+fn claim_by_reply(arp: &Arp, ingress: Ingress) -> Outcome {
+    if let Some(state) = VIPS_V4.get_ptr_mut(key(arp.spa, ingress)) {
+        // SAFETY: a per-CPU value: only this program on this CPU writes it.
+        let state = unsafe { &mut *state };
+        if state.action == VipAction::Answer as u8 {
+            state.conflicts += 1;
+            return Outcome::PassConflict;
+        }
+    }
+    Outcome::PassNotRequest
+}

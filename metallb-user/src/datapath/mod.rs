@@ -1,0 +1,497 @@
+//! The XDP datapath: loads the responder, pins its maps, attaches it to interfaces and
+//! keeps its VIP maps equal to a desired set, by diff.
+
+pub mod iface;
+pub mod maps;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader, include_bytes_aligned,
+    programs::{ProgramError, TestRun as _, TestRunOptions, Xdp, xdp::XdpLinkId},
+};
+use metallb_common::{DEFAULT_MAX_VIPS, DEFAULT_PIN_DIR, PROGRAM_NAME, VipAction, map_names};
+use tracing::{debug, info, warn};
+
+use self::{
+    iface::{Interface, InterfaceError, MacAddr},
+    maps::{Maps, VipConfig, VipKey, VipRecord},
+};
+
+/// The responder object built from `metallb-ebpf` by this crate's build script.
+pub static RESPONDER_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/metallb"));
+
+/// Floor programs (`floor_pass`, `floor_tx`) for benchmarks and native-mode labs.
+pub static HELPERS_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/helpers"));
+
+/// How the program is attached to an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum XdpMode {
+    /// In the driver (fastest). Falls back to generic, with a warning, where the
+    /// driver cannot run XDP.
+    Native,
+    /// On the generic (SKB) path: works on every interface, slower.
+    Generic,
+}
+
+impl XdpMode {
+    fn aya(self) -> aya::programs::XdpMode {
+        match self {
+            XdpMode::Native => aya::programs::XdpMode::Driver,
+            XdpMode::Generic => aya::programs::XdpMode::Skb,
+        }
+    }
+}
+
+impl std::fmt::Display for XdpMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            XdpMode::Native => "native",
+            XdpMode::Generic => "generic",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    #[error(
+        "{dir} is not on a bpf filesystem; mount one with `mount -t bpf bpf /sys/fs/bpf` or choose another pin directory"
+    )]
+    NotBpffs { dir: PathBuf },
+    #[error("pin directory {dir}: {source}")]
+    PinDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("loading the XDP object: {0}")]
+    Load(#[source] aya::EbpfError),
+    #[error("loading program {PROGRAM_NAME} into the kernel: {0}")]
+    Program(#[source] ProgramError),
+    #[error("the XDP object has no map {name}")]
+    MapMissing { name: &'static str },
+    #[error(
+        "pinned map {path} does not fit this version ({detail}); stop the agent that uses it, or remove the pin"
+    )]
+    MapLayout { path: PathBuf, detail: String },
+    #[error("opening pinned map {path}: {source}")]
+    OpenPinned {
+        path: PathBuf,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("map {name}: {op}: {source}")]
+    Map {
+        name: &'static str,
+        op: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("counting CPUs: {0}")]
+    Cpus(#[source] std::io::Error),
+    #[error("attaching XDP to {iface} in {mode} mode: {source}")]
+    Attach {
+        iface: String,
+        mode: XdpMode,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("detaching XDP from {iface}: {source}")]
+    Detach {
+        iface: String,
+        #[source]
+        source: ProgramError,
+    },
+    #[error(transparent)]
+    Interface(#[from] InterfaceError),
+    #[error("test run: {0}")]
+    TestRun(#[source] ProgramError),
+}
+
+/// Where the maps are pinned and how big they may grow.
+#[derive(Clone, Debug)]
+pub struct DatapathOptions {
+    pub pin_dir: PathBuf,
+    /// Capacity of each VIP map; only used when the maps are created (not adopted).
+    pub max_vips: u32,
+}
+
+impl Default for DatapathOptions {
+    fn default() -> Self {
+        Self {
+            pin_dir: PathBuf::from(DEFAULT_PIN_DIR),
+            max_vips: DEFAULT_MAX_VIPS,
+        }
+    }
+}
+
+/// An interface the program is attached to.
+#[derive(Debug)]
+pub struct Attachment {
+    pub iface: Interface,
+    /// The mode actually in use (native may have fallen back to generic).
+    pub mode: XdpMode,
+    link: XdpLinkId,
+}
+
+/// What one [`Datapath::sync`] changed.
+#[derive(Debug, Default)]
+pub struct SyncReport {
+    pub added: Vec<VipKey>,
+    pub changed: Vec<VipKey>,
+    pub removed: Vec<VipKey>,
+    /// Entries that this node answers for now and did not before: the agent sends
+    /// gratuitous announcements for these.
+    pub now_answering: Vec<VipKey>,
+    /// What could not be done; every other change was applied.
+    pub errors: Vec<DatapathError>,
+}
+
+/// The loaded responder, its maps and its attachments.
+pub struct Datapath {
+    ebpf: Ebpf,
+    maps: Maps,
+    pin_dir: PathBuf,
+    attachments: BTreeMap<u32, Attachment>,
+    /// What the maps hold, as last written (or found at load).
+    installed: BTreeMap<VipKey, VipConfig>,
+}
+
+impl Datapath {
+    /// Loads the program and creates its maps, pinned under `options.pin_dir`. Maps
+    /// already pinned there (left by an earlier agent) are adopted with their entries.
+    pub fn load(options: &DatapathOptions) -> Result<Self, DatapathError> {
+        let pin_dir = options.pin_dir.clone();
+        ensure_bpffs(&pin_dir)?;
+        std::fs::create_dir_all(&pin_dir).map_err(|source| DatapathError::PinDir {
+            dir: pin_dir.clone(),
+            source,
+        })?;
+        // A pin left by an incompatible version would be reused as is: refuse it first.
+        Maps::check_existing_pins(&pin_dir)?;
+        let pin_paths: Vec<(&str, PathBuf)> = map_names::ALL
+            .iter()
+            .map(|name| (*name, pin_dir.join(name)))
+            .collect();
+        let mut loader = EbpfLoader::new();
+        for (name, path) in &pin_paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        loader
+            .map_max_entries(map_names::VIPS_V4, options.max_vips)
+            .map_max_entries(map_names::VIPS_V6, options.max_vips);
+        let mut ebpf = loader.load(RESPONDER_OBJECT).map_err(DatapathError::Load)?;
+        responder_mut(&mut ebpf)?
+            .load()
+            .map_err(DatapathError::Program)?;
+        let mut maps = Maps::from_ebpf(&mut ebpf, &pin_dir)?;
+
+        let mut installed = BTreeMap::new();
+        for record in maps.vips()? {
+            match record.action {
+                Some(action) => {
+                    installed.insert(
+                        record.key,
+                        VipConfig {
+                            mac: record.mac,
+                            action,
+                        },
+                    );
+                }
+                None => {
+                    warn!(vip = %record.key.addr, ifindex = record.key.ifindex, "removing a pinned entry with an unknown action");
+                    maps.remove(&record.key)?;
+                }
+            }
+        }
+        if !installed.is_empty() {
+            info!(entries = installed.len(), pin_dir = %pin_dir.display(), "adopted pinned VIP entries");
+        }
+        Ok(Self {
+            ebpf,
+            maps,
+            pin_dir,
+            attachments: BTreeMap::new(),
+            installed,
+        })
+    }
+
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// Attaches the responder to `ifname`. Native mode falls back to generic, with a
+    /// warning, where the driver refuses; the mode in use is returned.
+    pub fn attach(&mut self, ifname: &str, mode: XdpMode) -> Result<XdpMode, DatapathError> {
+        let iface = iface::by_name(ifname)?;
+        if let Some(existing) = self.attachments.get(&iface.ifindex) {
+            return Ok(existing.mode);
+        }
+        let program = responder_mut(&mut self.ebpf)?;
+        let attach_err = |mode, source| DatapathError::Attach {
+            iface: ifname.to_owned(),
+            mode,
+            source,
+        };
+        let (link, used) = match program.attach_to_if_index(iface.ifindex, mode.aya()) {
+            Ok(link) => (link, mode),
+            Err(native_error) if mode == XdpMode::Native => {
+                warn!(iface = ifname, error = %native_error, "native XDP refused, falling back to generic mode");
+                let link = program
+                    .attach_to_if_index(iface.ifindex, XdpMode::Generic.aya())
+                    .map_err(|source| attach_err(XdpMode::Generic, source))?;
+                (link, XdpMode::Generic)
+            }
+            Err(source) => return Err(attach_err(mode, source)),
+        };
+        info!(iface = ifname, ifindex = iface.ifindex, mode = %used, "XDP responder attached");
+        self.attachments.insert(
+            iface.ifindex,
+            Attachment {
+                iface,
+                mode: used,
+                link,
+            },
+        );
+        Ok(used)
+    }
+
+    /// Detaches the responder from `ifname` if it is attached there.
+    pub fn detach(&mut self, ifname: &str) -> Result<(), DatapathError> {
+        let Some(ifindex) = self
+            .attachments
+            .values()
+            .find(|a| a.iface.name == ifname)
+            .map(|a| a.iface.ifindex)
+        else {
+            return Ok(());
+        };
+        if let Some(attachment) = self.attachments.remove(&ifindex) {
+            responder_mut(&mut self.ebpf)?
+                .detach(attachment.link)
+                .map_err(|source| DatapathError::Detach {
+                    iface: ifname.to_owned(),
+                    source,
+                })?;
+            info!(iface = ifname, "XDP responder detached");
+        }
+        Ok(())
+    }
+
+    pub fn attachments(&self) -> impl Iterator<Item = &Attachment> {
+        self.attachments.values()
+    }
+
+    /// What the maps hold.
+    pub fn installed(&self) -> &BTreeMap<VipKey, VipConfig> {
+        &self.installed
+    }
+
+    /// Makes the VIP maps hold exactly `desired`: adds and updates first, then removes,
+    /// so an entry that stays is never missing. Also keeps the interfaces listening to
+    /// the solicited-node group of every IPv6 VIP. Failures are collected in the report;
+    /// everything else is still applied.
+    pub fn sync(&mut self, desired: &BTreeMap<VipKey, VipConfig>) -> SyncReport {
+        let mut report = SyncReport::default();
+        let groups_before = solicited_node_groups(&self.installed);
+        for (key, config) in desired {
+            let previous = self.installed.get(key).copied();
+            if previous == Some(*config) {
+                continue;
+            }
+            if let Err(error) = self.maps.upsert(key, config) {
+                report.errors.push(error);
+                continue;
+            }
+            self.installed.insert(*key, *config);
+            match previous {
+                None => report.added.push(*key),
+                Some(_) => report.changed.push(*key),
+            }
+            if config.action == VipAction::Answer
+                && previous.map(|p| p.action) != Some(VipAction::Answer)
+            {
+                report.now_answering.push(*key);
+            }
+        }
+        let stale: Vec<VipKey> = self
+            .installed
+            .keys()
+            .filter(|key| !desired.contains_key(key))
+            .copied()
+            .collect();
+        for key in stale {
+            match self.maps.remove(&key) {
+                Ok(()) => {
+                    self.installed.remove(&key);
+                    report.removed.push(key);
+                }
+                Err(error) => report.errors.push(error),
+            }
+        }
+        let groups_after = solicited_node_groups(&self.installed);
+        update_multicast(&groups_before, &groups_after, &mut report.errors);
+        debug!(
+            added = report.added.len(),
+            changed = report.changed.len(),
+            removed = report.removed.len(),
+            errors = report.errors.len(),
+            "datapath synced"
+        );
+        report
+    }
+
+    /// Every entry with its counters, read from the kernel.
+    pub fn vips(&self) -> Result<Vec<VipRecord>, DatapathError> {
+        self.maps.vips()
+    }
+
+    /// The program's global counters.
+    pub fn stats(&self) -> Result<metallb_common::XdpStats, DatapathError> {
+        self.maps.stats()
+    }
+
+    /// Runs the program once on `frame` without any network (BPF_PROG_TEST_RUN), as
+    /// if it arrived on interface `ifindex` (which must exist in this thread's network
+    /// namespace). Returns the verdict and the frame as the program left it.
+    pub fn test_run(&self, frame: &[u8], ifindex: u32) -> Result<(u32, Vec<u8>), DatapathError> {
+        let program: &Xdp = self
+            .ebpf
+            .program(PROGRAM_NAME)
+            .ok_or(DatapathError::Program(ProgramError::NotLoaded))?
+            .try_into()
+            .map_err(DatapathError::Program)?;
+        test_run(program, frame, ifindex)
+    }
+
+    /// Detaches from every interface, stops listening to the solicited-node groups,
+    /// and removes the pinned maps: nothing of the datapath is left in the kernel.
+    pub fn shutdown(mut self) -> Vec<DatapathError> {
+        let mut errors = Vec::new();
+        let names: Vec<String> = self
+            .attachments
+            .values()
+            .map(|a| a.iface.name.clone())
+            .collect();
+        for name in names {
+            if let Err(error) = self.detach(&name) {
+                errors.push(error);
+            }
+        }
+        update_multicast(
+            &solicited_node_groups(&self.installed),
+            &BTreeSet::new(),
+            &mut errors,
+        );
+        for name in map_names::ALL {
+            let path = self.pin_dir.join(name);
+            if let Err(source) = std::fs::remove_file(&path)
+                && source.kind() != std::io::ErrorKind::NotFound
+            {
+                errors.push(DatapathError::PinDir { dir: path, source });
+            }
+        }
+        // Only removed when empty: the directory may hold other pins.
+        let _ = std::fs::remove_dir(&self.pin_dir);
+        info!(pin_dir = %self.pin_dir.display(), "datapath removed");
+        errors
+    }
+}
+
+/// Runs `program` once on `frame` with BPF_PROG_TEST_RUN, as received on `ifindex`;
+/// verdict and output frame.
+pub fn test_run(
+    program: &Xdp,
+    frame: &[u8],
+    ifindex: u32,
+) -> Result<(u32, Vec<u8>), DatapathError> {
+    // Room for a reply that is longer than the request (NS without options -> NA).
+    let mut out = vec![0u8; frame.len() + 256];
+    let ctx = xdp_md(frame.len(), ifindex);
+    let mut options = TestRunOptions::new();
+    options.data_in = Some(frame);
+    options.ctx_in = Some(&ctx);
+    options.data_out = Some(&mut out);
+    let result = program.test_run(options).map_err(DatapathError::TestRun)?;
+    out.truncate(result.data_size_out as usize);
+    Ok((result.return_value, out))
+}
+
+/// The `struct xdp_md` context BPF_PROG_TEST_RUN takes: data 0, data_end = length,
+/// data_meta 0, ingress_ifindex, rx_queue_index 0, egress_ifindex 0.
+pub fn xdp_md(frame_len: usize, ifindex: u32) -> [u8; 24] {
+    let mut ctx = [0u8; 24];
+    ctx[4..8].copy_from_slice(&(frame_len as u32).to_ne_bytes());
+    ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+    ctx
+}
+
+fn responder_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {
+    ebpf.program_mut(PROGRAM_NAME)
+        .ok_or(DatapathError::Program(ProgramError::NotLoaded))?
+        .try_into()
+        .map_err(DatapathError::Program)
+}
+
+/// Checks that `dir` (or its closest existing ancestor) is on bpffs: pinning anywhere
+/// else fails with an error that does not say why.
+fn ensure_bpffs(dir: &Path) -> Result<(), DatapathError> {
+    let existing = dir
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    match nix::sys::statfs::statfs(existing) {
+        Ok(fs) if fs.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC => Ok(()),
+        _ => Err(DatapathError::NotBpffs {
+            dir: dir.to_owned(),
+        }),
+    }
+}
+
+/// (ifindex, multicast MAC) of the solicited-node group of every IPv6 entry.
+fn solicited_node_groups(entries: &BTreeMap<VipKey, VipConfig>) -> BTreeSet<(u32, MacAddr)> {
+    entries
+        .keys()
+        .filter_map(|key| match key.addr {
+            IpAddr::V6(addr) => Some((key.ifindex, iface::solicited_node_mac(addr))),
+            IpAddr::V4(_) => None,
+        })
+        .collect()
+}
+
+fn update_multicast(
+    before: &BTreeSet<(u32, MacAddr)>,
+    after: &BTreeSet<(u32, MacAddr)>,
+    errors: &mut Vec<DatapathError>,
+) {
+    if before == after {
+        return;
+    }
+    let interfaces: BTreeMap<u32, Interface> = match iface::list() {
+        Ok(all) => all.into_values().map(|i| (i.ifindex, i)).collect(),
+        Err(error) => {
+            errors.push(error.into());
+            return;
+        }
+    };
+    // Interfaces that are gone, or that do not filter multicast, need no filter.
+    let filtering = |ifindex: &u32| interfaces.get(ifindex).filter(|i| i.multicast);
+    for (ifindex, mac) in after.difference(before) {
+        if let Some(iface) = filtering(ifindex)
+            && let Err(error) = iface::add_multicast(&iface.name, *mac)
+        {
+            errors.push(error.into());
+        }
+    }
+    for (ifindex, mac) in before.difference(after) {
+        if let Some(iface) = filtering(ifindex)
+            && let Err(error) = iface::del_multicast(&iface.name, *mac)
+        {
+            errors.push(error.into());
+        }
+    }
+}

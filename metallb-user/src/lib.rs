@@ -1,0 +1,4 @@
+//! The metallb agent: a MetalLB-compatible load-balancer whose Layer-2 answers come
+//! from an XDP program.
+pub mod datapath;
+pub mod lab;
