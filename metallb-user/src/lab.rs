@@ -180,7 +180,36 @@ impl Lab {
             lab.ip(&ns, &["link", "set", ifname, "up"])?;
             lab.ip(&ns, &["link", "set", "lo", "up"])?;
         }
+        lab.wait_until_ipv6_ready()?;
         Ok(lab)
+    }
+
+    /// Right after a link comes up, IPv6 multicast sends fail with "Network is
+    /// unreachable" until the kernel has added the interface's multicast route.
+    fn wait_until_ipv6_ready(&self) -> anyhow::Result<()> {
+        for (ns, ifname) in [
+            (&self.node_ns, self.node_if),
+            (&self.client_ns, self.client_if),
+        ] {
+            let ready = || -> anyhow::Result<bool> {
+                let out = self.ip(
+                    ns,
+                    &[
+                        "-6", "route", "show", "table", "local", "ff00::/8", "dev", ifname,
+                    ],
+                )?;
+                Ok(!out.stdout.is_empty())
+            };
+            let mut tries = 0;
+            while !ready()? {
+                tries += 1;
+                if tries > 300 {
+                    bail!("IPv6 on {ifname} in {ns} did not come up within 3 s");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        Ok(())
     }
 
     /// `ip -n NS ARGS...`

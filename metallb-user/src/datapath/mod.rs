@@ -359,13 +359,16 @@ impl Datapath {
     /// if it arrived on interface `ifindex` (which must exist in this thread's network
     /// namespace). Returns the verdict and the frame as the program left it.
     pub fn test_run(&self, frame: &[u8], ifindex: u32) -> Result<(u32, Vec<u8>), DatapathError> {
-        let program: &Xdp = self
-            .ebpf
+        test_run(self.program()?, frame, ifindex)
+    }
+
+    /// The loaded responder program (for test runs and its kernel statistics).
+    pub fn program(&self) -> Result<&Xdp, DatapathError> {
+        self.ebpf
             .program(PROGRAM_NAME)
             .ok_or(DatapathError::Program(ProgramError::NotLoaded))?
             .try_into()
-            .map_err(DatapathError::Program)?;
-        test_run(program, frame, ifindex)
+            .map_err(DatapathError::Program)
     }
 
     /// Detaches from every interface, stops listening to the solicited-node groups,
