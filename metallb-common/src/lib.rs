@@ -8,14 +8,27 @@
 /// Map names, as declared in the object file and used as pin file names under the
 /// pin directory. Kernel map names are cut at 15 bytes, so these stay short.
 pub mod map_names {
-    /// IPv4 VIPs: [`crate::VipKeyV4`] -> per-CPU [`crate::VipState`].
+    /// The single [`crate::VipTableCtl`]: which half of each VIP table is live.
+    pub const VIP_CTL: &str = "vip_ctl";
+    /// IPv4 VIP table: [`crate::VipCellV4`] cells of an open-addressing hash table.
     pub const VIPS_V4: &str = "vips_v4";
-    /// IPv6 VIPs: [`crate::VipKeyV6`] -> per-CPU [`crate::VipState`].
+    /// IPv6 VIP table: [`crate::VipCellV6`] cells.
     pub const VIPS_V6: &str = "vips_v6";
+    /// Per-CPU [`crate::VipCounters`] of the IPv4 VIPs, by counter id.
+    pub const VIP_STATS_V4: &str = "vip_stats_v4";
+    /// Per-CPU [`crate::VipCounters`] of the IPv6 VIPs, by counter id.
+    pub const VIP_STATS_V6: &str = "vip_stats_v6";
     /// Global per-CPU [`crate::XdpStats`], a single entry at index 0.
     pub const XDP_STATS: &str = "xdp_stats";
-    /// Every map the program declares, in a fixed order.
-    pub const ALL: [&str; 3] = [VIPS_V4, VIPS_V6, XDP_STATS];
+    /// Every map the program declares.
+    pub const ALL: [&str; 6] = [
+        VIP_CTL,
+        VIPS_V4,
+        VIPS_V6,
+        VIP_STATS_V4,
+        VIP_STATS_V6,
+        XDP_STATS,
+    ];
 }
 
 /// Name of the XDP program in the object file.
@@ -24,9 +37,30 @@ pub const PROGRAM_NAME: &str = "metallb_xdp";
 /// Default directory under bpffs where the agent pins the maps.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/metallb";
 
-/// Default capacity of each VIP map (IPv4 and IPv6 separately). The maps are created
-/// without preallocation, so the capacity costs nothing until entries exist.
-pub const DEFAULT_MAX_VIPS: u32 = 262_144;
+/// Default number of VIP entries per address family. Per-CPU counters cost
+/// `32 bytes * CPUs` per entry of capacity, so this is a setting, not a constant.
+pub const DEFAULT_MAX_VIPS: u32 = 8192;
+
+/// Probes of a VIP table before a lookup gives up. The agent places every VIP within
+/// this distance of its home cell (or picks another seed).
+pub const MAX_PROBES: u32 = 16;
+
+/// Cells per half of a VIP table for a capacity: a power of two, at most half full.
+pub const fn table_cells(max_vips: u32) -> u32 {
+    let wanted = if max_vips < 32 { 64 } else { 2 * max_vips };
+    wanted.next_power_of_two()
+}
+
+/// Multiplier of the table hash (2^64 / golden ratio): one multiply spreads the
+/// folded key over the top bits, which pick the home cell.
+pub const HASH_MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// The home cell of a folded key: the top bits of `(folded ^ seed) * multiplier`.
+/// The program and the agent must agree, so both call this.
+#[inline(always)]
+pub const fn home_cell(folded: u64, seed: u64, shift: u32) -> u32 {
+    ((folded ^ seed).wrapping_mul(HASH_MULTIPLIER) >> shift) as u32
+}
 
 /// What the XDP program does with ARP requests and Neighbor Solicitations for a VIP.
 #[repr(u8)]
@@ -40,7 +74,7 @@ pub enum VipAction {
 }
 
 impl VipAction {
-    /// Decodes the byte stored in [`VipState::action`].
+    /// Decodes a cell's `action` byte.
     pub const fn from_u8(value: u8) -> Option<Self> {
         match value {
             1 => Some(Self::Answer),
@@ -50,9 +84,9 @@ impl VipAction {
     }
 }
 
-/// Key of the IPv4 VIP map: the VIP on one interface, in one VLAN.
+/// An IPv4 VIP on one interface, in one VLAN: what a request is looked up by.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VipKeyV4 {
     /// The VIP, network byte order.
     pub addr: [u8; 4],
@@ -63,9 +97,9 @@ pub struct VipKeyV4 {
     pub _pad: [u8; 2],
 }
 
-/// Key of the IPv6 VIP map: the VIP on one interface, in one VLAN.
+/// An IPv6 VIP on one interface, in one VLAN.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VipKeyV6 {
     /// The VIP, network byte order.
     pub addr: [u8; 16],
@@ -76,16 +110,61 @@ pub struct VipKeyV6 {
     pub _pad: [u8; 2],
 }
 
-/// Per-CPU value of both VIP maps: what to do (written by the agent) and what was
-/// done (counted by the XDP program on the CPU that saw the frame).
+impl VipKeyV4 {
+    /// The key folded into 64 bits for [`home_cell`]: address, interface, VLAN.
+    #[inline(always)]
+    pub const fn folded(&self) -> u64 {
+        (u32::from_ne_bytes(self.addr) as u64 | (self.ifindex as u64) << 32)
+            ^ ((self.vlan_id as u64) << 20)
+    }
+}
+
+impl VipKeyV6 {
+    /// The key folded into 64 bits for [`home_cell`].
+    #[inline(always)]
+    pub const fn folded(&self) -> u64 {
+        let a = self.addr;
+        let high = u64::from_ne_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]);
+        let low = u64::from_ne_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]);
+        // The low half varies most between VIPs of one prefix: keep it unrotated.
+        low ^ high.rotate_left(17) ^ ((self.ifindex as u64) << 32) ^ ((self.vlan_id as u64) << 20)
+    }
+}
+
+/// A cell of the IPv4 VIP table: a VIP, what to do with it, and the id of its
+/// counters. Empty when `counter_id` is 0. A cell of the live half never changes but
+/// for its `action` byte.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct VipState {
+pub struct VipCellV4 {
+    pub key: VipKeyV4,
     /// MAC address of the interface, the sender of every reply.
     pub mac: [u8; 6],
     /// A [`VipAction`] as `u8`.
     pub action: u8,
     pub _pad: u8,
+    /// Index of this VIP's counters in `vip_stats_v4`; 0 marks an empty cell.
+    pub counter_id: u32,
+    pub _pad2: [u8; 8],
+}
+
+/// A cell of the IPv6 VIP table (see [`VipCellV4`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipCellV6 {
+    pub key: VipKeyV6,
+    pub mac: [u8; 6],
+    pub action: u8,
+    pub _pad: u8,
+    pub counter_id: u32,
+    pub _pad2: [u8; 4],
+}
+
+/// Per-CPU counters of one VIP entry, counted by the program on the CPU that saw the
+/// frame.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipCounters {
     /// ARP requests / Neighbor Solicitations seen for this VIP.
     pub requests: u64,
     /// Replies sent (ARP replies / Neighbor Advertisements).
@@ -97,19 +176,33 @@ pub struct VipState {
     pub suppressed: u64,
 }
 
-impl VipState {
-    /// A fresh entry with zeroed counters.
-    pub const fn new(mac: [u8; 6], action: VipAction) -> Self {
-        Self {
-            mac,
-            action: action as u8,
-            _pad: 0,
-            requests: 0,
-            replies: 0,
-            conflicts: 0,
-            suppressed: 0,
-        }
-    }
+/// The control block of the VIP tables (one entry). Each table has two halves of
+/// `cell_mask + 1` cells; the agent rebuilds the idle half and then flips `active`, so
+/// a lookup always sees one complete, consistent table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipTableCtl {
+    /// The live half, 0 or 1.
+    pub active: u32,
+    /// Cells per half minus one (cells are a power of two).
+    pub cell_mask: u32,
+    /// 64 - log2(cells per half): the shift of [`home_cell`].
+    pub shift: u32,
+    pub _pad: u32,
+    /// Per half: its first cell and hash seeds.
+    pub halves: [VipTableHalf; 2],
+    /// Flips so far.
+    pub generation: u64,
+}
+
+/// One half of the VIP tables, as [`VipTableCtl`] describes it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipTableHalf {
+    /// Index of the half's first cell: 0, or the number of cells per half.
+    pub base: u64,
+    pub seed_v4: u64,
+    pub seed_v6: u64,
 }
 
 /// Global per-CPU counters: what the program did with every frame it saw.
@@ -135,7 +228,7 @@ pub struct XdpStats {
     /// Passed: a well-formed request for an address that is not in the maps for this
     /// interface and VLAN.
     pub pass_unknown_target: u64,
-    /// Passed: a claim by another host for one of our VIPs (see [`VipState::conflicts`]).
+    /// Passed: a claim by another host for one of our VIPs (see [`VipCounters::conflicts`]).
     pub pass_conflict: u64,
     /// Passed: the reply could not be built (frame could not be resized).
     pub pass_tx_error: u64,
@@ -237,8 +330,11 @@ impl XdpStats {
 const _: () = {
     assert!(core::mem::size_of::<VipKeyV4>() == 12);
     assert!(core::mem::size_of::<VipKeyV6>() == 24);
-    assert!(core::mem::size_of::<VipState>() == 40);
-    assert!(core::mem::align_of::<VipState>() == 8);
+    // Sizes of mmapped array values are multiples of 8: the kernel's stride.
+    assert!(core::mem::size_of::<VipCellV4>() == 32);
+    assert!(core::mem::size_of::<VipCellV6>() == 40);
+    assert!(core::mem::size_of::<VipCounters>() == 32);
+    assert!(core::mem::size_of::<VipTableCtl>() == 72);
     assert!(core::mem::size_of::<XdpStats>() == Outcome::ALL.len() * 8);
     // Outcome discriminants index the XdpStats fields.
     use core::mem::offset_of;
@@ -263,6 +359,9 @@ mod user {
     // implicit holes (checked by the size assertions above), valid for any bit pattern.
     unsafe impl aya::Pod for super::VipKeyV4 {}
     unsafe impl aya::Pod for super::VipKeyV6 {}
-    unsafe impl aya::Pod for super::VipState {}
+    unsafe impl aya::Pod for super::VipCellV4 {}
+    unsafe impl aya::Pod for super::VipCellV6 {}
+    unsafe impl aya::Pod for super::VipCounters {}
+    unsafe impl aya::Pod for super::VipTableCtl {}
     unsafe impl aya::Pod for super::XdpStats {}
 }

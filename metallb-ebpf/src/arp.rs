@@ -4,8 +4,9 @@ use aya_ebpf::programs::XdpContext;
 use metallb_common::{Outcome, VipAction, VipKeyV4};
 
 use crate::{
-    Ingress, VIPS_V4,
+    Ingress, ifindex,
     packet::{Arp, Eth, is_unicast_mac, mac_words, ptr_at},
+    table::find_v4,
 };
 
 const HTYPE_ETHERNET: u16 = 1u16.to_be();
@@ -14,11 +15,11 @@ const OP_REQUEST: u16 = 1u16.to_be();
 const OP_REPLY: u16 = 2u16.to_be();
 
 #[inline(always)]
-fn key(addr: [u16; 2], ingress: Ingress) -> VipKeyV4 {
+fn key(ctx: &XdpContext, addr: [u16; 2], ingress: Ingress) -> VipKeyV4 {
     VipKeyV4 {
         // SAFETY: two network-order words are the four address bytes in wire order.
         addr: unsafe { core::mem::transmute::<[u16; 2], [u8; 4]>(addr) },
-        ifindex: ingress.ifindex,
+        ifindex: ifindex(ctx),
         vlan_id: ingress.vlan_id,
         _pad: [0; 2],
     }
@@ -36,7 +37,7 @@ pub fn respond(ctx: &XdpContext, eth: *mut Eth, ingress: Ingress) -> Outcome {
     }
     if arp.oper != OP_REQUEST {
         if arp.oper == OP_REPLY {
-            return claim_by_reply(arp, ingress);
+            return claim_by_reply(ctx, arp, ingress);
         }
         return Outcome::PassNotRequest;
     }
@@ -45,28 +46,26 @@ pub fn respond(ctx: &XdpContext, eth: *mut Eth, ingress: Ingress) -> Outcome {
     }
 
     let vip = arp.tpa;
-    let Some(state) = VIPS_V4.get_ptr_mut(key(vip, ingress)) else {
+    let Some(entry) = find_v4(&key(ctx, vip, ingress)) else {
         return Outcome::PassUnknownTarget;
     };
-    // SAFETY: a per-CPU value: only this program on this CPU writes it.
-    let state = unsafe { &mut *state };
-    state.requests += 1;
-    match VipAction::from_u8(state.action) {
+    entry.counters.requests += 1;
+    match entry.action {
         Some(VipAction::Answer) => {}
         Some(VipAction::Suppress) => {
-            state.suppressed += 1;
+            entry.counters.suppressed += 1;
             return Outcome::DropSuppressed;
         }
         None => return Outcome::PassUnknownTarget,
     }
     if arp.spa == vip {
         // A gratuitous ARP for our VIP from another host: split brain, never answer it.
-        state.conflicts += 1;
+        entry.counters.conflicts += 1;
         return Outcome::PassConflict;
     }
 
     // Turn the request into the reply in place, unicast back to the asker.
-    let our_mac = mac_words(&state.mac);
+    let our_mac = mac_words(&entry.mac);
     eth.dst = eth.src;
     eth.src = our_mac;
     arp.oper = OP_REPLY;
@@ -74,20 +73,18 @@ pub fn respond(ctx: &XdpContext, eth: *mut Eth, ingress: Ingress) -> Outcome {
     arp.tpa = arp.spa;
     arp.sha = our_mac;
     arp.spa = vip;
-    state.replies += 1;
+    entry.counters.replies += 1;
     Outcome::TxArpReply
 }
 
 /// An ARP reply whose sender address is a VIP we answer for: another host claims it.
 #[inline(always)]
-fn claim_by_reply(arp: &Arp, ingress: Ingress) -> Outcome {
-    if let Some(state) = VIPS_V4.get_ptr_mut(key(arp.spa, ingress)) {
-        // SAFETY: a per-CPU value: only this program on this CPU writes it.
-        let state = unsafe { &mut *state };
-        if state.action == VipAction::Answer as u8 {
-            state.conflicts += 1;
-            return Outcome::PassConflict;
-        }
+fn claim_by_reply(ctx: &XdpContext, arp: &Arp, ingress: Ingress) -> Outcome {
+    if let Some(entry) = find_v4(&key(ctx, arp.spa, ingress))
+        && entry.action == Some(VipAction::Answer)
+    {
+        entry.counters.conflicts += 1;
+        return Outcome::PassConflict;
     }
     Outcome::PassNotRequest
 }

@@ -1,16 +1,14 @@
 //! IPv6 Neighbor Discovery (RFC 4861) for IPv6 VIPs: answer Neighbor Solicitations
 //! with a Neighbor Advertisement, count advertisements by other hosts as claims.
 
-use aya_ebpf::{
-    helpers::{bpf_csum_diff, bpf_xdp_adjust_tail},
-    programs::XdpContext,
-};
+use aya_ebpf::{helpers::bpf_xdp_adjust_tail, programs::XdpContext};
 use metallb_common::{Outcome, VipAction, VipKeyV6};
 use network_types::ip::IpProto;
 
 use crate::{
-    Ingress, VIPS_V6,
+    Ingress, ifindex,
     packet::{Eth, Ip6, Ipv6, Mac, Nd, NdLinkLayerOpt, NeighborAdvert, mac_words, ptr_at},
+    table::find_v6,
 };
 
 const NEXT_HEADER_ICMPV6: u8 = IpProto::Ipv6Icmp as u8;
@@ -46,11 +44,11 @@ const ALL_NODES_MAC: Mac = [
 ];
 
 #[inline(always)]
-fn key(addr: Ip6, ingress: Ingress) -> VipKeyV6 {
+fn key(ctx: &XdpContext, addr: Ip6, ingress: Ingress) -> VipKeyV6 {
     VipKeyV6 {
         // SAFETY: eight network-order words are the sixteen address bytes in wire order.
         addr: unsafe { core::mem::transmute::<Ip6, [u8; 16]>(addr) },
-        ifindex: ingress.ifindex,
+        ifindex: ifindex(ctx),
         vlan_id: ingress.vlan_id,
         _pad: [0; 2],
     }
@@ -121,22 +119,16 @@ pub fn respond(ctx: &XdpContext, ingress: Ingress) -> Outcome {
     if is_multicast(&nd.target) || is_multicast(&ip.src) {
         return Outcome::PassNdpInvalid;
     }
-    match icmp6_sum(ctx, ingress.l3_offset, payload_len) {
-        Some(sum) if fold(sum) == 0xffff => {}
-        _ => return Outcome::PassNdpInvalid,
-    }
-    if icmp_type == NEIGHBOR_ADVERT {
-        return claim_by_advert(nd, ingress);
-    }
+    // The checksum covers the options too: their words are added while walking them.
+    let mut sum = sum_words(&ip.src)
+        + sum_words(&ip.dst)
+        + ip.payload_len as u32
+        + u16::from_ne_bytes([0, NEXT_HEADER_ICMPV6]) as u32
+        + u16::from_ne_bytes([nd.icmp_type, nd.code]) as u32
+        + nd.checksum as u32
+        + sum_words(&nd.flags)
+        + sum_words(&nd.target);
 
-    // A solicitation: to the target itself (unreachability detection) or to its
-    // solicited-node group; from :: (duplicate address detection) only to the group.
-    let target = nd.target;
-    let dad = is_unspecified(&ip.src);
-    let to_group = is_solicited_node_of(&ip.dst, &target);
-    if !to_group && (dad || ip.dst != target) {
-        return Outcome::PassNdpInvalid;
-    }
     let mut source_ll: Option<Mac> = None;
     for i in 0..MAX_OPTIONS {
         let offset = ND_LEN + i * OPT_LEN;
@@ -152,25 +144,38 @@ pub fn respond(ctx: &XdpContext, ingress: Ingress) -> Outcome {
         if opt.len_units != 1 {
             return Outcome::PassNdpInvalid;
         }
+        sum += u16::from_ne_bytes([opt.opt_type, opt.len_units]) as u32 + sum_words(&opt.addr);
         if opt.opt_type == OPT_SOURCE_LL_ADDR {
-            // RFC 4861 7.1.1: never in a solicitation from the unspecified address.
-            if dad {
-                return Outcome::PassNdpInvalid;
-            }
             source_ll = Some(opt.addr);
         }
     }
+    if fold(sum) != 0xffff {
+        return Outcome::PassNdpInvalid;
+    }
+    if icmp_type == NEIGHBOR_ADVERT {
+        return claim_by_advert(ctx, nd, ingress);
+    }
+    // A solicitation: to the target itself (unreachability detection) or to its
+    // solicited-node group; from :: (duplicate address detection) only to the group,
+    // and then without a source link-layer option (RFC 4861 7.1.1).
+    let target = nd.target;
+    let dad = is_unspecified(&ip.src);
+    let to_group = is_solicited_node_of(&ip.dst, &target);
+    if !to_group && (dad || ip.dst != target) {
+        return Outcome::PassNdpInvalid;
+    }
+    if dad && source_ll.is_some() {
+        return Outcome::PassNdpInvalid;
+    }
 
-    let Some(state) = VIPS_V6.get_ptr_mut(key(target, ingress)) else {
+    let Some(entry) = find_v6(&key(ctx, target, ingress)) else {
         return Outcome::PassUnknownTarget;
     };
-    // SAFETY: a per-CPU value: only this program on this CPU writes it.
-    let state = unsafe { &mut *state };
-    state.requests += 1;
-    match VipAction::from_u8(state.action) {
+    entry.counters.requests += 1;
+    match entry.action {
         Some(VipAction::Answer) => {}
         Some(VipAction::Suppress) => {
-            state.suppressed += 1;
+            entry.counters.suppressed += 1;
             return Outcome::DropSuppressed;
         }
         None => return Outcome::PassUnknownTarget,
@@ -189,11 +194,11 @@ pub fn respond(ctx: &XdpContext, ingress: Ingress) -> Outcome {
         };
         (asker_ll, ip.src, NA_FLAG_SOLICITED)
     };
-    let our_mac = mac_words(&state.mac);
+    let our_mac = mac_words(&entry.mac);
     if !write_advert(ctx, ingress, our_mac, reply_ll, reply_ip, target, flags) {
         return Outcome::PassTxError;
     }
-    state.replies += 1;
+    entry.counters.replies += 1;
     Outcome::TxNeighborAdvert
 }
 
@@ -239,65 +244,45 @@ fn write_advert(
     na.tlla.opt_type = OPT_TARGET_LL_ADDR;
     na.tlla.len_units = 1;
     na.tlla.addr = our_mac;
-    let Some(sum) = icmp6_sum(ctx, ingress.l3_offset, NA_PAYLOAD_LEN) else {
-        return false;
-    };
-    // A fresh pointer: `na` must not be used across the helper's read of these bytes.
-    let Some(na) = ptr_at::<NeighborAdvert>(ctx, ingress.l3_offset) else {
-        return false;
-    };
-    // SAFETY: as above.
-    unsafe { (*na).nd.checksum = !fold(sum) };
+    // Computed from the values written, not read back: the target counts twice (as the
+    // source address and in the message).
+    let sum = 2 * sum_words(&target)
+        + sum_words(&reply_ip)
+        + (NA_PAYLOAD_LEN as u16).to_be() as u32
+        + u16::from_ne_bytes([0, NEXT_HEADER_ICMPV6]) as u32
+        + u16::from_ne_bytes([NEIGHBOR_ADVERT, 0]) as u32
+        + u16::from_ne_bytes([flags, 0]) as u32
+        + u16::from_ne_bytes([OPT_TARGET_LL_ADDR, 1]) as u32
+        + sum_words(&our_mac);
+    na.nd.checksum = !fold(sum);
     true
 }
 
 /// A valid advertisement for a VIP we answer for: another host claims it.
 #[inline(always)]
-fn claim_by_advert(nd: &Nd, ingress: Ingress) -> Outcome {
-    if let Some(state) = VIPS_V6.get_ptr_mut(key(nd.target, ingress)) {
-        // SAFETY: a per-CPU value: only this program on this CPU writes it.
-        let state = unsafe { &mut *state };
-        if state.action == VipAction::Answer as u8 {
-            state.conflicts += 1;
-            return Outcome::PassConflict;
-        }
+fn claim_by_advert(ctx: &XdpContext, nd: &Nd, ingress: Ingress) -> Outcome {
+    if let Some(entry) = find_v6(&key(ctx, nd.target, ingress))
+        && entry.action == Some(VipAction::Answer)
+    {
+        entry.counters.conflicts += 1;
+        return Outcome::PassConflict;
     }
     Outcome::PassNotRequest
 }
 
-/// One's complement sum of the ICMPv6 pseudo-header and message (RFC 8200 8.1), not
-/// yet folded. Source, destination and message are contiguous from byte 8 of the IPv6
-/// header; the length and next header are added as the seed. Sizes must be constants
-/// for the verifier, hence one branch per message length this program accepts.
+/// Sum of network-order words as they sit in memory. The one's complement sum does
+/// not depend on byte order (RFC 1071), so summing native loads and storing the
+/// result natively gives the right bytes.
 #[inline(always)]
-fn icmp6_sum(ctx: &XdpContext, l3_offset: usize, payload_len: usize) -> Option<u32> {
-    let len = payload_len as u16;
-    // Both words as they sit in memory, like every other word csum_diff adds up.
-    let seed = u32::from_ne_bytes([0, 0, (len >> 8) as u8, len as u8])
-        + u32::from_ne_bytes([0, 0, 0, NEXT_HEADER_ICMPV6]);
-    let offset = l3_offset + 8;
-    const ADDRS: usize = 32;
-    match payload_len {
-        24 => sum_bytes::<{ ADDRS + 24 }>(ctx, offset, seed),
-        32 => sum_bytes::<{ ADDRS + 32 }>(ctx, offset, seed),
-        40 => sum_bytes::<{ ADDRS + 40 }>(ctx, offset, seed),
-        48 => sum_bytes::<{ ADDRS + 48 }>(ctx, offset, seed),
-        _ => None,
+fn sum_words<const N: usize>(words: &[u16; N]) -> u32 {
+    let mut sum = 0u32;
+    for word in words {
+        sum += *word as u32;
     }
+    sum
 }
 
-#[inline(always)]
-fn sum_bytes<const N: usize>(ctx: &XdpContext, offset: usize, seed: u32) -> Option<u32> {
-    let bytes = ptr_at::<[u8; N]>(ctx, offset)?;
-    // SAFETY: the range was checked by ptr_at; with no "from" buffer the helper returns
-    // the partial sum of `bytes` plus `seed`, or a negative error.
-    let sum = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, bytes.cast(), N as u32, seed) };
-    if sum < 0 { None } else { Some(sum as u32) }
-}
-
-/// Folds a 32-bit partial sum to 16 bits (end-around carry). Folding an already
-/// folded value changes nothing, so this is right whether or not the kernel's
-/// csum_diff folded it already.
+/// Folds a 32-bit partial sum to 16 bits (end-around carry).
 #[inline(always)]
 fn fold(sum: u32) -> u16 {
     let sum = (sum & 0xffff) + (sum >> 16);

@@ -117,14 +117,37 @@ fn main() -> anyhow::Result<()> {
                 .contains(&format!("target link-layer address: {node_mac}")),
             "ndisc6 got no answer from {node_mac}"
         );
-        for map in ["vips_v4", "vips_v6", "xdp_stats"] {
-            let path = pin_dir.join(map);
-            let path = path.to_str().context("pin path is not UTF-8")?;
-            show(
-                &format!("bpftool map dump pinned {path}"),
-                &run("bpftool", &["map", "dump", "pinned", path])?,
-            );
+        // The VIP tables are arrays of cells, mostly empty: show the occupied ones, then
+        // the counters they point to, as bpftool prints them (field names from BTF).
+        let pinned = |map: &str| pin_dir.join(map).to_string_lossy().into_owned();
+        for (table, stats) in [("vips_v4", "vip_stats_v4"), ("vips_v6", "vip_stats_v6")] {
+            let dump = run("bpftool", &["-j", "map", "dump", "pinned", &pinned(table)])?;
+            let cells: Vec<serde_json::Value> = serde_json::from_slice(&dump.stdout)?;
+            // With -j, bpftool gives each cell raw and "formatted" (decoded with BTF).
+            let occupied: Vec<&serde_json::Value> = cells
+                .iter()
+                .map(|c| &c["formatted"])
+                .filter(|c| c["value"]["counter_id"].as_u64().unwrap_or(0) != 0)
+                .collect();
+            println!("\n$ bpftool -j map dump pinned {}   (occupied cells, decoded)", pinned(table));
+            for cell in &occupied {
+                println!("{cell}");
+            }
+            for cell in occupied {
+                let id = cell["value"]["counter_id"].as_u64().context("counter id")?.to_le_bytes();
+                let key: Vec<String> = id[..4].iter().map(|b| b.to_string()).collect();
+                let mut args = vec!["map", "lookup", "pinned"];
+                let path = pinned(stats);
+                args.push(&path);
+                args.push("key");
+                args.extend(key.iter().map(String::as_str));
+                show(&format!("bpftool {}", args.join(" ")), &run("bpftool", &args)?);
+            }
         }
+        show(
+            &format!("bpftool map dump pinned {}", pinned("xdp_stats")),
+            &run("bpftool", &["map", "dump", "pinned", &pinned("xdp_stats")])?,
+        );
         println!("\nper VIP (summed over CPUs):");
         for record in dp.vips()? {
             println!(

@@ -805,7 +805,7 @@ fn sync_applies_a_diff_and_keeps_counters() {
     assert_eq!(f.dp.test_run(&request, IF).expect("run").0, XDP_TX);
 
     // Same set with one MAC changed, one entry gone, one added.
-    let mut desired: BTreeMap<VipKey, VipConfig> = f.dp.installed().clone();
+    let mut desired: BTreeMap<VipKey, VipConfig> = f.dp.installed();
     let new_mac = MacAddr([0x02, 0, 0, 0, 0, 0xbb]);
     desired.insert(
         key(VIP, IF, 0),
@@ -827,8 +827,12 @@ fn sync_applies_a_diff_and_keeps_counters() {
     assert_eq!(report.changed, vec![key(VIP, IF, 0)]);
     assert_eq!(report.removed, vec![key(VIP_OTHER_IF, OTHER_IF, 0)]);
     assert_eq!(report.added, vec![key(UNKNOWN_V4, IF, 0)]);
-    assert_eq!(report.now_answering, vec![key(UNKNOWN_V4, IF, 0)]);
-    assert_eq!(f.dp.installed(), &desired);
+    // Both answer with a MAC their neighbours have not heard: both get announced.
+    assert_eq!(
+        report.now_answering,
+        vec![key(VIP, IF, 0), key(UNKNOWN_V4, IF, 0)]
+    );
+    assert_eq!(f.dp.installed(), desired);
 
     // The changed entry answers with the new MAC and kept its counters.
     let (verdict, out) = f.dp.test_run(&request, IF).expect("run");
@@ -885,7 +889,7 @@ fn ipv6_vips_join_their_solicited_node_groups() {
         "{macs:?}"
     );
 
-    let mut desired = f.dp.installed().clone();
+    let mut desired = f.dp.installed();
     let answer = VipConfig {
         mac: MacAddr(NODE_MAC),
         action: VipAction::Answer,
@@ -923,7 +927,7 @@ fn a_new_agent_adopts_pinned_entries_and_shutdown_unpins() {
             .0,
         XDP_TX
     );
-    let installed = f.dp.installed().clone();
+    let installed = f.dp.installed();
     let pin_dir = f.dp.pin_dir().to_path_buf();
     let Fixture { dp, _pins, _netns } = f;
     // Exit without shutdown: the pins stay.
@@ -935,7 +939,7 @@ fn a_new_agent_adopts_pinned_entries_and_shutdown_unpins() {
         max_vips: 1024,
     })
     .expect("load again");
-    assert_eq!(dp.installed(), &installed);
+    assert_eq!(dp.installed(), installed);
     let vip = dp
         .vips()
         .expect("vips")
@@ -998,4 +1002,127 @@ fn a_pin_directory_outside_bpffs_is_refused() {
         "{error}"
     );
     assert!(!dir.exists());
+}
+
+/// The program must see the old set or the new one, never a mix: while syncs add and
+/// remove other VIPs (each a rebuild and a flip) and toggle one VIP's action, two
+/// VIPs that stay must be answered on every single frame.
+#[test]
+fn vips_that_stay_are_answered_through_every_flip() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    const LOOPBACK: u32 = 1; // exists in every namespace, the reader thread's included
+    let stay_v4 = Ipv4Addr::new(192, 0, 2, 50);
+    let stay_v6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x50);
+    let mut f = fixture();
+    let answer = VipConfig {
+        mac: MacAddr(NODE_MAC),
+        action: VipAction::Answer,
+    };
+    let base = BTreeMap::from([
+        (key(stay_v4, LOOPBACK, 0), answer),
+        (key(stay_v6, LOOPBACK, 0), answer),
+    ]);
+    assert!(f.dp.sync(&base).errors.is_empty());
+    let pinned = f.dp.pin_dir().join("program");
+    f.dp.pin_program(&pinned).expect("pin the program");
+    let reader = aya::programs::Xdp::from_pin(&pinned, aya_obj::programs::XdpAttachType::Interface)
+        .expect("second handle");
+    let arp = arp_request(ASKER_V4, stay_v4, None);
+    let ns = ns_to_group(stay_v6, &[&sllao(ASKER_MAC)], None);
+
+    let stop = AtomicBool::new(false);
+    let (runs, misses) = (AtomicU64::new(0), AtomicU64::new(0));
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                for frame in [&arp, &ns] {
+                    let (verdict, _) =
+                        metallb_user::datapath::test_run(&reader, frame, LOOPBACK).expect("run");
+                    runs.fetch_add(1, Ordering::Relaxed);
+                    if verdict != XDP_TX {
+                        misses.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+        for round in 0u8..100 {
+            let mut desired = base.clone();
+            for i in 0..40u8 {
+                let other = Ipv4Addr::new(198, 51, round % 2, i);
+                desired.insert(key(other, LOOPBACK, 0), answer);
+                desired.insert(
+                    key(
+                        Ipv6Addr::from(u128::from(other.to_bits()) | (1 << 100)),
+                        LOOPBACK,
+                        0,
+                    ),
+                    answer,
+                );
+            }
+            let toggled = if round % 2 == 0 {
+                VipAction::Answer
+            } else {
+                VipAction::Suppress
+            };
+            desired.insert(
+                key(VIP, LOOPBACK, 0),
+                VipConfig {
+                    mac: MacAddr(NODE_MAC),
+                    action: toggled,
+                },
+            );
+            let report = f.dp.sync(&desired);
+            assert!(
+                report.errors.is_empty(),
+                "round {round}: {:?}",
+                report.errors
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let _ = std::fs::remove_file(&pinned);
+    let runs = runs.into_inner();
+    assert!(runs > 1000, "the reader ran only {runs} frames");
+    assert_eq!(
+        misses.into_inner(),
+        0,
+        "frames for VIPs that stayed went unanswered ({runs} runs)"
+    );
+}
+
+/// A full table refuses the VIPs that do not fit, by name, and keeps serving the rest.
+#[test]
+fn a_full_table_names_what_does_not_fit_and_keeps_the_rest() {
+    let _netns = NetnsGuard::enter_new().expect("netns");
+    let pins = ScratchPinDir::new("full");
+    let mut dp = Datapath::load(&DatapathOptions {
+        pin_dir: pins.path.clone(),
+        max_vips: 4,
+    })
+    .expect("load");
+    let answer = VipConfig {
+        mac: MacAddr(NODE_MAC),
+        action: VipAction::Answer,
+    };
+    let desired: BTreeMap<VipKey, VipConfig> = (11..=16)
+        .map(|i| (key(Ipv4Addr::new(192, 0, 2, i), 1, 0), answer))
+        .collect();
+    let report = dp.sync(&desired);
+    assert_eq!(report.added.len(), 4);
+    let messages: Vec<String> = report.errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(
+        messages[0].contains("192.0.2.15") && messages[0].contains("4 entries"),
+        "{messages:?}"
+    );
+    assert!(messages[1].contains("192.0.2.16"), "{messages:?}");
+    for i in 11..=14 {
+        let frame = arp_request(ASKER_V4, Ipv4Addr::new(192, 0, 2, i), None);
+        assert_eq!(
+            dp.test_run(&frame, 1).expect("run").0,
+            XDP_TX,
+            "192.0.2.{i}"
+        );
+    }
 }

@@ -1,22 +1,45 @@
-//! Typed access to the responder's maps, from a freshly loaded object or from the pins
-//! another process left (for `inspect`, or to adopt a running datapath).
+//! The VIP tables as the agent sees them: shared-memory views of the program's array
+//! maps, and the writer's side of the lookup structure described in
+//! `metallb-ebpf/src/table.rs`.
+//!
+//! The writer keeps the promises the lock-free reader relies on:
+//! 1. a cell of the live half changes only in its `action` byte (an atomic store);
+//! 2. everything else is written to the idle half, which then becomes live with one
+//!    release store of `active`;
+//! 3. after a flip, the old half and the counter ids only it used are left untouched
+//!    for [`GRACE`]. A program run lasts well under a microsecond.
 
 use std::{
+    collections::BTreeMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    num::NonZeroUsize,
+    os::fd::AsFd as _,
     path::Path,
+    ptr::NonNull,
+    sync::atomic::{AtomicU8, AtomicU32, Ordering, fence},
+    time::{Duration, Instant},
 };
 
 use aya::{
     Ebpf,
-    maps::{
-        IterableMap as _, Map, MapData, MapError, MapType, PerCpuArray, PerCpuHashMap, PerCpuValues,
-    },
+    maps::{Map, MapData, MapType, PerCpuArray, PerCpuValues},
 };
-use metallb_common::{VipAction, VipKeyV4, VipKeyV6, VipState, XdpStats, map_names};
+pub use metallb_common::VipCounters;
+use metallb_common::{
+    MAX_PROBES, VipAction, VipCellV4, VipCellV6, VipKeyV4, VipKeyV6, VipTableCtl, VipTableHalf,
+    XdpStats, home_cell, map_names, table_cells,
+};
+use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 
 use super::{DatapathError, iface::MacAddr};
 
-/// One VIP on one interface and VLAN: the key of both VIP maps, either family.
+/// How long entries and index cells stay untouched after they stop being live.
+pub const GRACE: Duration = Duration::from_millis(20);
+
+/// `BPF_F_MMAPABLE`.
+const MMAPABLE: u32 = 1 << 10;
+
+/// One VIP on one interface and VLAN, either family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VipKey {
     pub addr: IpAddr,
@@ -32,16 +55,7 @@ pub struct VipConfig {
     pub action: VipAction,
 }
 
-/// Counters of one VIP entry, summed over CPUs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct VipCounters {
-    pub requests: u64,
-    pub replies: u64,
-    pub conflicts: u64,
-    pub suppressed: u64,
-}
-
-/// One entry as read back from the kernel.
+/// One entry as read back from the kernel, with its counters summed over CPUs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VipRecord {
     pub key: VipKey,
@@ -51,16 +65,71 @@ pub struct VipRecord {
     pub counters: VipCounters,
 }
 
-impl VipCounters {
-    fn sum(values: &PerCpuValues<VipState>) -> Self {
-        values.iter().fold(Self::default(), |acc, v| Self {
-            requests: acc.requests + v.requests,
-            replies: acc.replies + v.replies,
-            conflicts: acc.conflicts + v.conflicts,
-            suppressed: acc.suppressed + v.suppressed,
-        })
-    }
+/// What one sync of the tables changed (before multicast filters).
+#[derive(Debug, Default)]
+pub struct TableChanges {
+    pub added: Vec<VipKey>,
+    pub changed: Vec<VipKey>,
+    pub removed: Vec<VipKey>,
+    pub now_answering: Vec<VipKey>,
+    pub errors: Vec<DatapathError>,
 }
+
+/// A family's cell type, seen generically by the writer.
+trait Cell: aya::Pod + Copy + Default {
+    type Key: Copy + Ord;
+    const ACTION_OFFSET: usize;
+    fn new(key: Self::Key, config: &VipConfig, counter_id: u32) -> Self;
+    fn key(&self) -> Self::Key;
+    fn mac(&self) -> [u8; 6];
+    fn action(&self) -> u8;
+    fn counter_id(&self) -> u32;
+    fn folded(key: &Self::Key) -> u64;
+    fn to_user(key: &Self::Key) -> VipKey;
+}
+
+macro_rules! impl_cell {
+    ($cell:ty, $key:ty, $addr:ty) => {
+        impl Cell for $cell {
+            type Key = $key;
+            const ACTION_OFFSET: usize = std::mem::offset_of!($cell, action);
+            fn new(key: $key, config: &VipConfig, counter_id: u32) -> Self {
+                Self {
+                    key,
+                    mac: config.mac.0,
+                    action: config.action as u8,
+                    counter_id,
+                    ..Default::default()
+                }
+            }
+            fn key(&self) -> $key {
+                self.key
+            }
+            fn mac(&self) -> [u8; 6] {
+                self.mac
+            }
+            fn action(&self) -> u8 {
+                self.action
+            }
+            fn counter_id(&self) -> u32 {
+                self.counter_id
+            }
+            fn folded(key: &$key) -> u64 {
+                key.folded()
+            }
+            fn to_user(key: &$key) -> VipKey {
+                VipKey {
+                    addr: <$addr>::from(key.addr).into(),
+                    ifindex: key.ifindex,
+                    vlan_id: key.vlan_id,
+                }
+            }
+        }
+    };
+}
+
+impl_cell!(VipCellV4, VipKeyV4, Ipv4Addr);
+impl_cell!(VipCellV6, VipKeyV6, Ipv6Addr);
 
 fn v4_key(addr: Ipv4Addr, key: &VipKey) -> VipKeyV4 {
     VipKeyV4 {
@@ -80,56 +149,388 @@ fn v6_key(addr: Ipv6Addr, key: &VipKey) -> VipKeyV6 {
     }
 }
 
-/// The three maps of the responder.
+/// An array map (created with `BPF_F_MMAPABLE`) mapped into this process. The size of
+/// `T` must be a multiple of 8: the kernel's stride between elements.
+struct MmapArray<T> {
+    ptr: NonNull<T>,
+    len: u32,
+    bytes: usize,
+    /// Keeps the map (and so the mapping's backing) alive.
+    _map: MapData,
+}
+
+impl<T: Copy> MmapArray<T> {
+    fn new(map: MapData, name: &'static str) -> Result<Self, DatapathError> {
+        const { assert!(size_of::<T>().is_multiple_of(8)) };
+        let info = map.info().map_err(|source| DatapathError::Map {
+            name,
+            op: "inspect",
+            source,
+        })?;
+        let len = info.max_entries();
+        let page = 4096usize;
+        let bytes = (len as usize * size_of::<T>()).div_ceil(page) * page;
+        let length = NonZeroUsize::new(bytes).ok_or(DatapathError::Mmap {
+            name,
+            source: nix::Error::EINVAL,
+        })?;
+        // SAFETY: a shared mapping of the map's fd; the kernel sizes the region, and it
+        // stays valid until munmap in Drop (the map outlives it: we own its fd).
+        let ptr = unsafe {
+            mmap(
+                None,
+                length,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                map.fd().as_fd(),
+                0,
+            )
+        }
+        .map_err(|source| DatapathError::Mmap { name, source })?;
+        Ok(Self {
+            ptr: ptr.cast(),
+            len,
+            bytes,
+            _map: map,
+        })
+    }
+
+    fn slot(&self, index: u32) -> *mut T {
+        assert!(index < self.len, "index {index} out of {}", self.len);
+        // SAFETY: in bounds of the mapping, checked above.
+        unsafe { self.ptr.as_ptr().add(index as usize) }
+    }
+
+    fn read(&self, index: u32) -> T {
+        // SAFETY: an in-bounds, aligned element of shared memory the program may write
+        // (counters never live here; only action bytes change under our feet).
+        unsafe { self.slot(index).read_volatile() }
+    }
+
+    fn write(&self, index: u32, value: T) {
+        // SAFETY: as above; the reader tolerates this write by the protocol above.
+        unsafe { self.slot(index).write_volatile(value) }
+    }
+
+    /// A byte of element `index` as an atomic (for in-place `action` changes).
+    fn byte(&self, index: u32, offset: usize) -> &AtomicU8 {
+        assert!(offset < size_of::<T>());
+        // SAFETY: in bounds; AtomicU8 has the alignment of u8.
+        unsafe { AtomicU8::from_ptr(self.slot(index).cast::<u8>().add(offset)) }
+    }
+}
+
+impl<T> Drop for MmapArray<T> {
+    fn drop(&mut self) {
+        // SAFETY: the mapping created in new(), of this size, no longer used.
+        let _ = unsafe { munmap(self.ptr.cast(), self.bytes) };
+    }
+}
+
+/// Where the table hashes and probes: the parameters of one half.
+#[derive(Clone, Copy)]
+struct Layout {
+    mask: u32,
+    shift: u32,
+}
+
+/// One family's table and counters, and the writer's bookkeeping.
+struct Family<C: Cell> {
+    table: MmapArray<C>,
+    stats: PerCpuArray<MapData, VipCounters>,
+    stats_name: &'static str,
+    /// Live keys: counter id, configuration, and cell in the live half.
+    live: BTreeMap<C::Key, Live>,
+    /// Counter ids no live key uses and no reader can reach any more.
+    free: Vec<u32>,
+    /// Counter ids of keys removed before the last flip: free after GRACE.
+    retired: Vec<u32>,
+}
+
+#[derive(Clone, Copy)]
+struct Live {
+    counter_id: u32,
+    config: VipConfig,
+    cell: u32,
+}
+
+impl<C: Cell> Family<C> {
+    fn new(
+        table: MmapArray<C>,
+        stats: PerCpuArray<MapData, VipCounters>,
+        stats_name: &'static str,
+    ) -> Self {
+        Self {
+            table,
+            stats,
+            stats_name,
+            live: BTreeMap::new(),
+            free: Vec::new(),
+            retired: Vec::new(),
+        }
+    }
+
+    /// Rebuilds the bookkeeping from the live half.
+    fn adopt(&mut self, ctl: &VipTableCtl) {
+        let cells = ctl.cell_mask + 1;
+        let base = (ctl.active & 1) * cells;
+        let ids = self.stats.len();
+        let mut used = vec![false; ids as usize];
+        for cell in base..base + cells {
+            let slot = self.table.read(cell);
+            let id = slot.counter_id();
+            let Some(action) = VipAction::from_u8(slot.action()) else {
+                continue;
+            };
+            if id == 0 || id >= ids || used[id as usize] {
+                continue;
+            }
+            used[id as usize] = true;
+            let config = VipConfig {
+                mac: MacAddr(slot.mac()),
+                action,
+            };
+            self.live.insert(
+                slot.key(),
+                Live {
+                    counter_id: id,
+                    config,
+                    cell,
+                },
+            );
+        }
+        // Highest ids first, so that allocation (pop) hands out low ids.
+        self.free = (1..ids).rev().filter(|id| !used[*id as usize]).collect();
+    }
+
+    fn zero_counters(&mut self, id: u32) -> Result<(), DatapathError> {
+        let name = self.stats_name;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))?;
+        let zeros = PerCpuValues::try_from(vec![VipCounters::default(); cpus])
+            .map_err(DatapathError::Cpus)?;
+        self.stats
+            .set(id, zeros, 0)
+            .map_err(|source| DatapathError::Map {
+                name,
+                op: "update",
+                source,
+            })
+    }
+
+    /// Applies `desired` to the bookkeeping; action-only changes go to the live half at
+    /// once. Returns whether the table must be rebuilt and flipped.
+    fn apply(&mut self, desired: &BTreeMap<C::Key, VipConfig>, changes: &mut TableChanges) -> bool {
+        let mut rebuild = false;
+        for (key, config) in desired {
+            let user_key = C::to_user(key);
+            match self.live.get_mut(key) {
+                Some(live) if live.config == *config => {}
+                Some(live) => {
+                    let old = live.config;
+                    live.config = *config;
+                    if old.mac == config.mac {
+                        // One byte, in place: the only change a live cell may see.
+                        self.table
+                            .byte(live.cell, C::ACTION_OFFSET)
+                            .store(config.action as u8, Ordering::Release);
+                    } else {
+                        rebuild = true;
+                    }
+                    changes.changed.push(user_key);
+                    // Answering now, or answering with another MAC: announce it.
+                    if config.action == VipAction::Answer
+                        && (old.action != VipAction::Answer || old.mac != config.mac)
+                    {
+                        changes.now_answering.push(user_key);
+                    }
+                }
+                None => {
+                    let Some(counter_id) = self.free.pop() else {
+                        changes.errors.push(DatapathError::TableFull {
+                            vip: user_key,
+                            capacity: self.stats.len() - 1,
+                        });
+                        continue;
+                    };
+                    if let Err(error) = self.zero_counters(counter_id) {
+                        self.free.push(counter_id);
+                        changes.errors.push(error);
+                        continue;
+                    }
+                    // `cell` is set when the idle half is built.
+                    self.live.insert(
+                        *key,
+                        Live {
+                            counter_id,
+                            config: *config,
+                            cell: 0,
+                        },
+                    );
+                    changes.added.push(user_key);
+                    if config.action == VipAction::Answer {
+                        changes.now_answering.push(user_key);
+                    }
+                    rebuild = true;
+                }
+            }
+        }
+        let stale: Vec<C::Key> = self
+            .live
+            .keys()
+            .filter(|k| !desired.contains_key(k))
+            .copied()
+            .collect();
+        for key in stale {
+            if let Some(live) = self.live.remove(&key) {
+                self.retired.push(live.counter_id);
+                changes.removed.push(C::to_user(&key));
+                rebuild = true;
+            }
+        }
+        rebuild
+    }
+
+    /// Writes every live key into half `half` under `seed`, recording each key's cell;
+    /// `false` if some key found no cell within MAX_PROBES of its home.
+    fn build_half(&mut self, half: u32, layout: Layout, seed: u64) -> bool {
+        let base = half * (layout.mask + 1);
+        for cell in base..=base + layout.mask {
+            self.table.write(cell, C::default());
+        }
+        for (key, live) in self.live.iter_mut() {
+            let home = home_cell(C::folded(key), seed, layout.shift);
+            let Some(cell) = (0..MAX_PROBES)
+                .map(|probe| base + (home.wrapping_add(probe) & layout.mask))
+                .find(|cell| self.table.read(*cell).counter_id() == 0)
+            else {
+                return false;
+            };
+            self.table
+                .write(cell, C::new(*key, &live.config, live.counter_id));
+            live.cell = cell;
+        }
+        true
+    }
+
+    /// After GRACE: counter ids retired at the last flip become free.
+    fn free_retired(&mut self) {
+        self.free.append(&mut self.retired);
+    }
+
+    fn records(&self) -> Result<Vec<VipRecord>, DatapathError> {
+        let name = self.stats_name;
+        self.live
+            .iter()
+            .map(|(key, live)| {
+                let cell = self.table.read(live.cell);
+                let values =
+                    self.stats
+                        .get(&live.counter_id, 0)
+                        .map_err(|source| DatapathError::Map {
+                            name,
+                            op: "read",
+                            source,
+                        })?;
+                Ok(VipRecord {
+                    key: C::to_user(key),
+                    mac: MacAddr(cell.mac()),
+                    action: VipAction::from_u8(cell.action()),
+                    counters: values
+                        .iter()
+                        .fold(VipCounters::default(), |acc, v| VipCounters {
+                            requests: acc.requests + v.requests,
+                            replies: acc.replies + v.replies,
+                            conflicts: acc.conflicts + v.conflicts,
+                            suppressed: acc.suppressed + v.suppressed,
+                        }),
+                })
+            })
+            .collect()
+    }
+}
+
+/// The responder's maps: VIP tables (both families) and global counters.
 pub struct Maps {
-    v4: PerCpuHashMap<MapData, VipKeyV4, VipState>,
-    v6: PerCpuHashMap<MapData, VipKeyV6, VipState>,
+    ctl: MmapArray<VipTableCtl>,
+    v4: Family<VipCellV4>,
+    v6: Family<VipCellV6>,
     stats: PerCpuArray<MapData, XdpStats>,
+    last_flip: Option<Instant>,
+}
+
+/// (name, type, key size, value size) of every map, in `map_names::ALL` order.
+fn expected_layouts() -> [(&'static str, MapType, usize, usize); 6] {
+    use map_names::*;
+    [
+        (VIP_CTL, MapType::Array, 4, size_of::<VipTableCtl>()),
+        (VIPS_V4, MapType::Array, 4, size_of::<VipCellV4>()),
+        (VIPS_V6, MapType::Array, 4, size_of::<VipCellV6>()),
+        (
+            VIP_STATS_V4,
+            MapType::PerCpuArray,
+            4,
+            size_of::<VipCounters>(),
+        ),
+        (
+            VIP_STATS_V6,
+            MapType::PerCpuArray,
+            4,
+            size_of::<VipCounters>(),
+        ),
+        (XDP_STATS, MapType::PerCpuArray, 4, size_of::<XdpStats>()),
+    ]
+}
+
+fn check_layout(map: &MapData, path: &Path, name: &'static str) -> Result<(), DatapathError> {
+    let Some((_, map_type, key_size, value_size)) =
+        expected_layouts().into_iter().find(|(n, ..)| *n == name)
+    else {
+        return Err(DatapathError::MapMissing { name });
+    };
+    let inspect = |source| DatapathError::Map {
+        name,
+        op: "inspect",
+        source,
+    };
+    let info = map.info().map_err(inspect)?;
+    let found_type = info.map_type().map_err(inspect)?;
+    let mmapable_wanted = map_type == MapType::Array;
+    let mmapable = info.map_flags() & MMAPABLE != 0;
+    if found_type != map_type
+        || info.key_size() as usize != key_size
+        || info.value_size() as usize != value_size
+        || mmapable != mmapable_wanted
+    {
+        return Err(DatapathError::MapLayout {
+            path: path.to_owned(),
+            detail: format!(
+                "found {found_type:?} with {}-byte keys and {}-byte values (mmapable: {mmapable}), expected {map_type:?} with {key_size}-byte keys and {value_size}-byte values (mmapable: {mmapable_wanted})",
+                info.key_size(),
+                info.value_size()
+            ),
+        });
+    }
+    Ok(())
 }
 
 impl Maps {
-    /// Takes the maps out of a loaded object (they may be reused pins: checked).
-    pub fn from_ebpf(ebpf: &mut Ebpf, pin_dir: &Path) -> Result<Self, DatapathError> {
-        let mut take = |name: &'static str| {
-            let map = ebpf
-                .take_map(name)
-                .ok_or(DatapathError::MapMissing { name })?;
-            Ok::<_, DatapathError>((name, map))
-        };
-        Self::from_maps(
-            take(map_names::VIPS_V4)?,
-            take(map_names::VIPS_V6)?,
-            take(map_names::XDP_STATS)?,
-            pin_dir,
-        )
-    }
-
-    /// Opens the maps pinned under `pin_dir` by a running or departed agent.
-    pub fn open_pinned(pin_dir: &Path) -> Result<Self, DatapathError> {
-        let open = |name: &'static str| {
-            let path = pin_dir.join(name);
-            let data = MapData::from_pin(&path).map_err(|source| DatapathError::OpenPinned {
-                path: path.clone(),
-                source,
-            })?;
-            let map = Map::from_map_data(data).map_err(|source| DatapathError::Map {
-                name,
-                op: "open",
-                source,
-            })?;
-            Ok::<_, DatapathError>((name, map))
-        };
-        Self::from_maps(
-            open(map_names::VIPS_V4)?,
-            open(map_names::VIPS_V6)?,
-            open(map_names::XDP_STATS)?,
-            pin_dir,
-        )
+    /// The sizes the loader gives each map for a capacity of `max_vips` per family.
+    pub fn sizes(max_vips: u32) -> [(&'static str, u32); 5] {
+        use map_names::*;
+        // Two halves of cells; counter id 0 is never used (it marks empty cells).
+        let cells = 2 * table_cells(max_vips);
+        [
+            (VIPS_V4, cells),
+            (VIPS_V6, cells),
+            (VIP_STATS_V4, max_vips + 1),
+            (VIP_STATS_V6, max_vips + 1),
+            (VIP_CTL, 1),
+        ]
     }
 
     /// Checks every map already pinned under `pin_dir` against this version's layout.
     pub fn check_existing_pins(pin_dir: &Path) -> Result<(), DatapathError> {
-        for (name, map_type, key_size, value_size) in expected_layouts() {
+        for name in map_names::ALL {
             let path = pin_dir.join(name);
             if !path.exists() {
                 continue;
@@ -138,61 +539,197 @@ impl Maps {
                 path: path.clone(),
                 source,
             })?;
-            check_layout(&data, pin_dir, name, map_type, key_size, value_size)?;
+            check_layout(&data, &path, name)?;
         }
         Ok(())
     }
 
-    fn from_maps(
-        v4: (&'static str, Map),
-        v6: (&'static str, Map),
-        stats: (&'static str, Map),
+    /// Takes the maps out of a loaded object and adopts what they hold.
+    pub fn from_ebpf(ebpf: &mut Ebpf, pin_dir: &Path) -> Result<Self, DatapathError> {
+        Self::assemble(pin_dir, |name| {
+            let map = ebpf
+                .take_map(name)
+                .ok_or(DatapathError::MapMissing { name })?;
+            map_data(map, name)
+        })
+    }
+
+    /// Opens the maps pinned under `pin_dir` by a running or departed agent.
+    pub fn open_pinned(pin_dir: &Path) -> Result<Self, DatapathError> {
+        Self::assemble(pin_dir, |name| {
+            let path = pin_dir.join(name);
+            MapData::from_pin(&path).map_err(|source| DatapathError::OpenPinned { path, source })
+        })
+    }
+
+    fn assemble(
         pin_dir: &Path,
+        mut open: impl FnMut(&'static str) -> Result<MapData, DatapathError>,
     ) -> Result<Self, DatapathError> {
-        let maps = Self {
-            v4: typed(v4, pin_dir)?,
-            v6: typed(v6, pin_dir)?,
-            stats: typed(stats, pin_dir)?,
+        use map_names::*;
+        let mut get = |name: &'static str| {
+            let data = open(name)?;
+            check_layout(&data, &pin_dir.join(name), name)?;
+            Ok::<_, DatapathError>(data)
         };
-        let [v4, v6, stats] = expected_layouts();
-        for (map, (name, map_type, key_size, value_size)) in [
-            (maps.v4.map(), v4),
-            (maps.v6.map(), v6),
-            (maps.stats.map(), stats),
-        ] {
-            check_layout(map, pin_dir, name, map_type, key_size, value_size)?;
-        }
+        let ctl = MmapArray::<VipTableCtl>::new(get(VIP_CTL)?, VIP_CTL)?;
+        let v4 = Family::new(
+            MmapArray::new(get(VIPS_V4)?, VIPS_V4)?,
+            per_cpu(get(VIP_STATS_V4)?, VIP_STATS_V4)?,
+            VIP_STATS_V4,
+        );
+        let v6 = Family::new(
+            MmapArray::new(get(VIPS_V6)?, VIPS_V6)?,
+            per_cpu(get(VIP_STATS_V6)?, VIP_STATS_V6)?,
+            VIP_STATS_V6,
+        );
+        let stats = per_cpu(get(XDP_STATS)?, XDP_STATS)?;
+        let mut maps = Self {
+            ctl,
+            v4,
+            v6,
+            stats,
+            last_flip: None,
+        };
+        maps.init_or_adopt(pin_dir)?;
         Ok(maps)
     }
 
-    /// Every VIP entry, with counters summed over CPUs, sorted by key.
-    pub fn vips(&self) -> Result<Vec<VipRecord>, DatapathError> {
-        let map_err = |name| {
-            move |source| DatapathError::Map {
-                name,
-                op: "read",
-                source,
-            }
+    fn init_or_adopt(&mut self, pin_dir: &Path) -> Result<(), DatapathError> {
+        let half_cells = self.v4.table.len / 2;
+        let consistent = self.v6.table.len == self.v4.table.len
+            && half_cells.is_power_of_two()
+            && self.v6.stats.len() == self.v4.stats.len();
+        if !consistent {
+            return Err(DatapathError::MapLayout {
+                path: pin_dir.to_owned(),
+                detail: "the VIP maps have sizes that do not belong together".into(),
+            });
+        }
+        let ctl = self.ctl.read(0);
+        if ctl.cell_mask == 0 {
+            // Fresh maps: every cell is empty, so the live half is too.
+            self.ctl.write(
+                0,
+                VipTableCtl {
+                    cell_mask: half_cells - 1,
+                    shift: 64 - half_cells.trailing_zeros(),
+                    halves: [0, 1].map(|half| VipTableHalf {
+                        base: half * u64::from(half_cells),
+                        seed_v4: random_seed(),
+                        seed_v6: random_seed(),
+                    }),
+                    ..Default::default()
+                },
+            );
+        } else if ctl.cell_mask + 1 != half_cells
+            || ctl.shift != 64 - half_cells.trailing_zeros()
+            || ctl.halves[1].base != u64::from(half_cells)
+        {
+            return Err(DatapathError::MapLayout {
+                path: pin_dir.join(map_names::VIP_CTL),
+                detail: format!(
+                    "its geometry does not match tables of {} cells",
+                    self.v4.table.len
+                ),
+            });
+        }
+        let ctl = self.ctl.read(0);
+        self.v4.adopt(&ctl);
+        self.v6.adopt(&ctl);
+        Ok(())
+    }
+
+    /// What the tables hold (live entries).
+    pub fn installed(&self) -> BTreeMap<VipKey, VipConfig> {
+        let v4 = self
+            .v4
+            .live
+            .iter()
+            .map(|(k, l)| (VipCellV4::to_user(k), l.config));
+        let v6 = self
+            .v6
+            .live
+            .iter()
+            .map(|(k, l)| (VipCellV6::to_user(k), l.config));
+        v4.chain(v6).collect()
+    }
+
+    /// Makes the tables hold exactly `desired`.
+    pub fn sync(&mut self, desired: &BTreeMap<VipKey, VipConfig>) -> TableChanges {
+        let mut changes = TableChanges::default();
+        // Ids and the idle half may still be read until GRACE after the last flip.
+        if let Some(flip) = self.last_flip {
+            std::thread::sleep(GRACE.saturating_sub(flip.elapsed()));
+        }
+        self.v4.free_retired();
+        self.v6.free_retired();
+        let mut want_v4 = BTreeMap::new();
+        let mut want_v6 = BTreeMap::new();
+        for (key, config) in desired {
+            match key.addr {
+                IpAddr::V4(addr) => want_v4.insert(v4_key(addr, key), *config),
+                IpAddr::V6(addr) => want_v6.insert(v6_key(addr, key), *config),
+            };
+        }
+        let changed_v4 = self.v4.apply(&want_v4, &mut changes);
+        let changed_v6 = self.v6.apply(&want_v6, &mut changes);
+        if (changed_v4 || changed_v6)
+            && let Err(error) = self.flip()
+        {
+            changes.errors.push(error);
+        }
+        changes
+    }
+
+    /// Rebuilds both tables in the idle half and makes it the live one.
+    fn flip(&mut self) -> Result<(), DatapathError> {
+        let ctl = self.ctl.read(0);
+        let idle = 1 - (ctl.active & 1);
+        let layout = Layout {
+            mask: ctl.cell_mask,
+            shift: ctl.shift,
         };
-        let mut out = Vec::new();
-        for entry in self.v4.iter() {
-            let (k, values) = entry.map_err(map_err(map_names::VIPS_V4))?;
-            let key = VipKey {
-                addr: IpAddr::from(k.addr),
-                ifindex: k.ifindex,
-                vlan_id: k.vlan_id,
-            };
-            out.push(record(key, &values));
+        let mut next = ctl;
+        let idle_half = &mut next.halves[idle as usize];
+        // Keep the seeds unless a key cannot be placed; then try fresh ones.
+        let mut seed = idle_half.seed_v4;
+        let mut tries = 0;
+        while !self.v4.build_half(idle, layout, seed) {
+            seed = random_seed();
+            tries += 1;
+            if tries > 64 {
+                return Err(DatapathError::IndexFull { family: "IPv4" });
+            }
         }
-        for entry in self.v6.iter() {
-            let (k, values) = entry.map_err(map_err(map_names::VIPS_V6))?;
-            let key = VipKey {
-                addr: IpAddr::from(k.addr),
-                ifindex: k.ifindex,
-                vlan_id: k.vlan_id,
-            };
-            out.push(record(key, &values));
+        idle_half.seed_v4 = seed;
+        let mut seed = idle_half.seed_v6;
+        tries = 0;
+        while !self.v6.build_half(idle, layout, seed) {
+            seed = random_seed();
+            tries += 1;
+            if tries > 64 {
+                return Err(DatapathError::IndexFull { family: "IPv6" });
+            }
         }
+        idle_half.seed_v6 = seed;
+        next.generation += 1;
+        // The idle half and its seeds first (the live half's fields are rewritten with
+        // the values they have), then `active`, last, with release ordering.
+        fence(Ordering::Release);
+        self.ctl.write(0, next);
+        fence(Ordering::Release);
+        // SAFETY: `active` is the first u32 of the 8-aligned control block.
+        let active = unsafe { AtomicU32::from_ptr(self.ctl.slot(0).cast::<u32>()) };
+        active.store(idle, Ordering::Release);
+        self.last_flip = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Every live entry with its counters, sorted by key.
+    pub fn vips(&self) -> Result<Vec<VipRecord>, DatapathError> {
+        let mut out = self.v4.records()?;
+        out.extend(self.v6.records()?);
         out.sort_by_key(|r| r.key);
         Ok(out)
     }
@@ -210,142 +747,37 @@ impl Maps {
         }))
     }
 
-    /// Writes `config` for `key`. A new entry starts with zero counters; an existing one
-    /// keeps its counters (read, then rewritten with the new configuration).
-    pub fn upsert(&mut self, key: &VipKey, config: &VipConfig) -> Result<(), DatapathError> {
-        let fresh = VipState::new(config.mac.0, config.action);
-        match key.addr {
-            IpAddr::V4(addr) => upsert(&mut self.v4, map_names::VIPS_V4, v4_key(addr, key), fresh),
-            IpAddr::V6(addr) => upsert(&mut self.v6, map_names::VIPS_V6, v6_key(addr, key), fresh),
-        }
-    }
-
-    /// Removes `key`; removing an absent key is not an error.
-    pub fn remove(&mut self, key: &VipKey) -> Result<(), DatapathError> {
-        let result = match key.addr {
-            IpAddr::V4(addr) => self
-                .v4
-                .remove(&v4_key(addr, key))
-                .map_err(|e| (map_names::VIPS_V4, e)),
-            IpAddr::V6(addr) => self
-                .v6
-                .remove(&v6_key(addr, key))
-                .map_err(|e| (map_names::VIPS_V6, e)),
-        };
-        match result {
-            Ok(()) | Err((_, MapError::KeyNotFound)) => Ok(()),
-            Err((name, source)) => Err(DatapathError::Map {
-                name,
-                op: "delete",
-                source,
-            }),
-        }
+    /// The control block (which half is live, seeds, flips so far).
+    pub fn ctl(&self) -> VipTableCtl {
+        self.ctl.read(0)
     }
 }
 
-fn typed<T>((name, map): (&'static str, Map), pin_dir: &Path) -> Result<T, DatapathError>
-where
-    T: TryFrom<Map, Error = MapError>,
-{
-    map.try_into()
-        .map_err(|source: MapError| DatapathError::MapLayout {
-            path: pin_dir.join(name),
-            detail: source.to_string(),
-        })
-}
-
-fn record(key: VipKey, values: &PerCpuValues<VipState>) -> VipRecord {
-    let first = values.first().copied().unwrap_or_default();
-    VipRecord {
-        key,
-        mac: MacAddr(first.mac),
-        action: VipAction::from_u8(first.action),
-        counters: VipCounters::sum(values),
-    }
-}
-
-fn upsert<K: aya::Pod>(
-    map: &mut PerCpuHashMap<MapData, K, VipState>,
+fn per_cpu<V: aya::Pod>(
+    data: MapData,
     name: &'static str,
-    key: K,
-    fresh: VipState,
-) -> Result<(), DatapathError> {
-    let map_err = |op| move |source| DatapathError::Map { name, op, source };
-    let values: Vec<VipState> = match map.get(&key, 0) {
-        // Keep each CPU's counters; a frame counted between this read and the write
-        // below is lost, which only happens when a VIP's configuration changes.
-        Ok(current) => current
-            .iter()
-            .map(|cpu| VipState {
-                mac: fresh.mac,
-                action: fresh.action,
-                ..*cpu
-            })
-            .collect(),
-        Err(MapError::KeyNotFound) => {
-            let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))?;
-            vec![fresh; cpus]
-        }
-        Err(source) => return Err(map_err("read")(source)),
-    };
-    let values = PerCpuValues::try_from(values).map_err(DatapathError::Cpus)?;
-    map.insert(key, values, 0).map_err(map_err("update"))
+) -> Result<PerCpuArray<MapData, V>, DatapathError> {
+    PerCpuArray::try_from(Map::PerCpuArray(data)).map_err(|source| DatapathError::Map {
+        name,
+        op: "open",
+        source,
+    })
 }
 
-/// (name, type, key size, value size) of each map, in `map_names::ALL` order.
-fn expected_layouts() -> [(&'static str, MapType, usize, usize); 3] {
-    [
-        (
-            map_names::VIPS_V4,
-            MapType::PerCpuHash,
-            size_of::<VipKeyV4>(),
-            size_of::<VipState>(),
-        ),
-        (
-            map_names::VIPS_V6,
-            MapType::PerCpuHash,
-            size_of::<VipKeyV6>(),
-            size_of::<VipState>(),
-        ),
-        (
-            map_names::XDP_STATS,
-            MapType::PerCpuArray,
-            size_of::<u32>(),
-            size_of::<XdpStats>(),
-        ),
-    ]
-}
-
-fn check_layout(
-    map: &MapData,
-    pin_dir: &Path,
-    name: &'static str,
-    map_type: MapType,
-    key_size: usize,
-    value_size: usize,
-) -> Result<(), DatapathError> {
-    let info = map.info().map_err(|source| DatapathError::Map {
-        name,
-        op: "inspect",
-        source,
-    })?;
-    let found_type = info.map_type().map_err(|source| DatapathError::Map {
-        name,
-        op: "inspect",
-        source,
-    })?;
-    if found_type != map_type
-        || info.key_size() as usize != key_size
-        || info.value_size() as usize != value_size
-    {
-        return Err(DatapathError::MapLayout {
-            path: pin_dir.join(name),
-            detail: format!(
-                "found {found_type:?} with {}-byte keys and {}-byte values, expected {map_type:?} with {key_size}-byte keys and {value_size}-byte values",
-                info.key_size(),
-                info.value_size()
-            ),
-        });
+fn map_data(map: Map, name: &'static str) -> Result<MapData, DatapathError> {
+    match map {
+        Map::Array(data) | Map::PerCpuArray(data) => Ok(data),
+        other => Err(DatapathError::MapLayout {
+            path: name.into(),
+            detail: format!("unexpected map type {other:?}"),
+        }),
     }
-    Ok(())
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    // RandomState is seeded from the OS at random for each instance.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0);
+    hasher.finish()
 }

@@ -14,7 +14,7 @@ use aya::{
     Ebpf, EbpfLoader, include_bytes_aligned,
     programs::{ProgramError, TestRun as _, TestRunOptions, Xdp, xdp::XdpLinkId},
 };
-use metallb_common::{DEFAULT_MAX_VIPS, DEFAULT_PIN_DIR, PROGRAM_NAME, VipAction, map_names};
+use metallb_common::{DEFAULT_MAX_VIPS, DEFAULT_PIN_DIR, PROGRAM_NAME, map_names};
 use tracing::{debug, info, warn};
 
 use self::{
@@ -93,6 +93,19 @@ pub enum DatapathError {
     },
     #[error("counting CPUs: {0}")]
     Cpus(#[source] std::io::Error),
+    #[error("mapping map {name} into memory: {source}")]
+    Mmap {
+        name: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+    #[error(
+        "no room for VIP {} on ifindex {} (VLAN {}): the table holds {capacity} entries per address family; raise --max-vips",
+        vip.addr, vip.ifindex, vip.vlan_id
+    )]
+    TableFull { vip: VipKey, capacity: u32 },
+    #[error("the {family} index could not place every VIP within its probe limit")]
+    IndexFull { family: &'static str },
     #[error("attaching XDP to {iface} in {mode} mode: {source}")]
     Attach {
         iface: String,
@@ -116,7 +129,8 @@ pub enum DatapathError {
 #[derive(Clone, Debug)]
 pub struct DatapathOptions {
     pub pin_dir: PathBuf,
-    /// Capacity of each VIP map; only used when the maps are created (not adopted).
+    /// VIP entries per address family; only used when the maps are created (adopted
+    /// maps keep their size).
     pub max_vips: u32,
 }
 
@@ -144,8 +158,8 @@ pub struct SyncReport {
     pub added: Vec<VipKey>,
     pub changed: Vec<VipKey>,
     pub removed: Vec<VipKey>,
-    /// Entries that this node answers for now and did not before: the agent sends
-    /// gratuitous announcements for these.
+    /// Entries that answer now and did not before, or with another MAC: the agent
+    /// sends gratuitous announcements for these.
     pub now_answering: Vec<VipKey>,
     /// What could not be done; every other change was applied.
     pub errors: Vec<DatapathError>,
@@ -157,8 +171,6 @@ pub struct Datapath {
     maps: Maps,
     pin_dir: PathBuf,
     attachments: BTreeMap<u32, Attachment>,
-    /// What the maps hold, as last written (or found at load).
-    installed: BTreeMap<VipKey, VipConfig>,
 }
 
 impl Datapath {
@@ -181,42 +193,23 @@ impl Datapath {
         for (name, path) in &pin_paths {
             loader.map_pin_path(name, path.as_path());
         }
-        loader
-            .map_max_entries(map_names::VIPS_V4, options.max_vips)
-            .map_max_entries(map_names::VIPS_V6, options.max_vips);
+        for (name, size) in Maps::sizes(options.max_vips) {
+            loader.map_max_entries(name, size);
+        }
         let mut ebpf = loader.load(RESPONDER_OBJECT).map_err(DatapathError::Load)?;
         responder_mut(&mut ebpf)?
             .load()
             .map_err(DatapathError::Program)?;
-        let mut maps = Maps::from_ebpf(&mut ebpf, &pin_dir)?;
-
-        let mut installed = BTreeMap::new();
-        for record in maps.vips()? {
-            match record.action {
-                Some(action) => {
-                    installed.insert(
-                        record.key,
-                        VipConfig {
-                            mac: record.mac,
-                            action,
-                        },
-                    );
-                }
-                None => {
-                    warn!(vip = %record.key.addr, ifindex = record.key.ifindex, "removing a pinned entry with an unknown action");
-                    maps.remove(&record.key)?;
-                }
-            }
-        }
-        if !installed.is_empty() {
-            info!(entries = installed.len(), pin_dir = %pin_dir.display(), "adopted pinned VIP entries");
+        let maps = Maps::from_ebpf(&mut ebpf, &pin_dir)?;
+        let adopted = maps.installed().len();
+        if adopted > 0 {
+            info!(entries = adopted, pin_dir = %pin_dir.display(), "adopted pinned VIP entries");
         }
         Ok(Self {
             ebpf,
             maps,
             pin_dir,
             attachments: BTreeMap::new(),
-            installed,
         })
     }
 
@@ -287,53 +280,26 @@ impl Datapath {
     }
 
     /// What the maps hold.
-    pub fn installed(&self) -> &BTreeMap<VipKey, VipConfig> {
-        &self.installed
+    pub fn installed(&self) -> BTreeMap<VipKey, VipConfig> {
+        self.maps.installed()
     }
 
-    /// Makes the VIP maps hold exactly `desired`: adds and updates first, then removes,
-    /// so an entry that stays is never missing. Also keeps the interfaces listening to
-    /// the solicited-node group of every IPv6 VIP. Failures are collected in the report;
-    /// everything else is still applied.
+    /// Makes the VIP maps hold exactly `desired`, atomically for the program: it sees
+    /// the old set or the new one, never a mix, so an entry that stays is never
+    /// missing. Also keeps the interfaces listening to the solicited-node group of
+    /// every IPv6 VIP. Failures are collected in the report; everything else is still
+    /// applied.
     pub fn sync(&mut self, desired: &BTreeMap<VipKey, VipConfig>) -> SyncReport {
-        let mut report = SyncReport::default();
-        let groups_before = solicited_node_groups(&self.installed);
-        for (key, config) in desired {
-            let previous = self.installed.get(key).copied();
-            if previous == Some(*config) {
-                continue;
-            }
-            if let Err(error) = self.maps.upsert(key, config) {
-                report.errors.push(error);
-                continue;
-            }
-            self.installed.insert(*key, *config);
-            match previous {
-                None => report.added.push(*key),
-                Some(_) => report.changed.push(*key),
-            }
-            if config.action == VipAction::Answer
-                && previous.map(|p| p.action) != Some(VipAction::Answer)
-            {
-                report.now_answering.push(*key);
-            }
-        }
-        let stale: Vec<VipKey> = self
-            .installed
-            .keys()
-            .filter(|key| !desired.contains_key(key))
-            .copied()
-            .collect();
-        for key in stale {
-            match self.maps.remove(&key) {
-                Ok(()) => {
-                    self.installed.remove(&key);
-                    report.removed.push(key);
-                }
-                Err(error) => report.errors.push(error),
-            }
-        }
-        let groups_after = solicited_node_groups(&self.installed);
+        let groups_before = solicited_node_groups(&self.maps.installed());
+        let changes = self.maps.sync(desired);
+        let mut report = SyncReport {
+            added: changes.added,
+            changed: changes.changed,
+            removed: changes.removed,
+            now_answering: changes.now_answering,
+            errors: changes.errors,
+        };
+        let groups_after = solicited_node_groups(&self.maps.installed());
         update_multicast(&groups_before, &groups_after, &mut report.errors);
         debug!(
             added = report.added.len(),
@@ -362,6 +328,17 @@ impl Datapath {
         test_run(self.program()?, frame, ifindex)
     }
 
+    /// Pins the responder program at `path`, so that another handle (another thread or
+    /// process) can run or inspect the very same program.
+    pub fn pin_program(&mut self, path: &Path) -> Result<(), DatapathError> {
+        responder_mut(&mut self.ebpf)?
+            .pin(path)
+            .map_err(|e| DatapathError::PinDir {
+                dir: path.to_owned(),
+                source: std::io::Error::other(e),
+            })
+    }
+
     /// The loaded responder program (for test runs and its kernel statistics).
     pub fn program(&self) -> Result<&Xdp, DatapathError> {
         self.ebpf
@@ -386,7 +363,7 @@ impl Datapath {
             }
         }
         update_multicast(
-            &solicited_node_groups(&self.installed),
+            &solicited_node_groups(&self.maps.installed()),
             &BTreeSet::new(),
             &mut errors,
         );
