@@ -2,3 +2,5 @@
 //! from an XDP program.
 pub mod datapath;
 pub mod lab;
+pub mod allocator;
+pub mod config;

@@ -1,0 +1,120 @@
+//! The configuration: MetalLB's objects as a user writes them (`crd`, `file`), checked
+//! with MetalLB's rules (`validate`) into the model the core works on ([`Config`]).
+//! Pure: no I/O but the caller's.
+
+pub mod addresses;
+pub mod crd;
+pub mod file;
+pub mod selector;
+pub mod validate;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{Node, Service};
+use serde::Serialize;
+
+pub use self::{
+    addresses::AddrRange,
+    selector::{Labels, Selector},
+    validate::{ValidateOptions, validate},
+};
+
+/// The namespace MetalLB runs in unless told otherwise: where its objects must be.
+pub const DEFAULT_NAMESPACE: &str = "metallb-system";
+
+/// A problem with the configuration, naming the object, the field and the value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Issue {
+    /// `Kind namespace/name`, or where in the file for what has no name.
+    pub object: String,
+    /// Path of the field, e.g. `spec.addresses[1]`; empty for the whole object.
+    pub field: String,
+    /// The offending value, when there is one.
+    pub value: String,
+    pub message: String,
+}
+
+impl Issue {
+    pub fn new(object: &str, field: &str, value: &str, message: impl Into<String>) -> Self {
+        Self {
+            object: object.to_owned(),
+            field: field.to_owned(),
+            value: value.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Issue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.object)?;
+        if !self.field.is_empty() {
+            write!(f, ": {}", self.field)?;
+        }
+        if !self.value.is_empty() {
+            write!(f, " {:?}", self.value)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// A validated address pool.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pool {
+    pub name: String,
+    pub labels: Labels,
+    /// In listed order: addresses are handed out from the first range with room.
+    pub ranges: Vec<AddrRange>,
+    pub auto_assign: bool,
+    pub avoid_buggy_ips: bool,
+    /// `None`: the pool serves any service. `Some`: only what it selects.
+    pub allocation: Option<PoolAllocation>,
+}
+
+/// A pool's `serviceAllocation`, with namespace selectors resolved against the
+/// namespaces of the configuration (as MetalLB resolves them against the cluster's).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoolAllocation {
+    /// Lower wins; `None` (unset or 0) ranks after every set priority.
+    pub priority: Option<i32>,
+    /// Namespaces listed or selected.
+    pub namespaces: BTreeSet<String>,
+    /// A service matching any of these may use the pool. A pool with only a priority
+    /// gets one selector matching everything (MetalLB's rule).
+    pub service_selectors: Vec<Selector>,
+}
+
+/// A validated L2Advertisement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct L2Advertisement {
+    pub name: String,
+    /// Names of the pools it announces (existing pools only).
+    pub pools: BTreeSet<String>,
+    /// Nodes that may announce; empty: every node.
+    pub node_selectors: Vec<Selector>,
+    /// Interfaces to announce on; empty: every interface.
+    pub interfaces: Vec<String>,
+    /// Services it announces; empty: every service of its pools.
+    pub service_selectors: Vec<Selector>,
+    /// (weight, selector): soft preferences in the election.
+    pub preferred_nodes: Vec<(i32, Selector)>,
+}
+
+/// The configuration the core works on.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// Sorted by name.
+    pub pools: Vec<Pool>,
+    /// Sorted by name.
+    pub l2_advertisements: Vec<L2Advertisement>,
+    pub services: Vec<Service>,
+    pub nodes: Vec<Node>,
+    /// Labels of every namespace the configuration declares.
+    pub namespaces: BTreeMap<String, Labels>,
+}
+
+impl Config {
+    pub fn pool(&self, name: &str) -> Option<&Pool> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+}
