@@ -250,6 +250,17 @@ impl Lab {
     }
 }
 
+/// A command that runs `program` in the network namespace `ns` only. Unlike `ip netns
+/// exec`, `nsenter --net` keeps the mounts (bpffs at /sys/fs/bpf stays visible).
+pub fn command_in(ns: &str, program: &str) -> Command {
+    let mut command = Command::new("nsenter");
+    command
+        .arg(format!("--net=/run/netns/{ns}"))
+        .arg("--")
+        .arg(program);
+    command
+}
+
 /// `ip netns exec NS PROGRAM ARGS...`, returning the output whatever the exit status.
 pub fn exec_in(ns: &str, program: &str, args: &[&str]) -> anyhow::Result<Output> {
     let mut full = vec!["netns", "exec", ns, program];

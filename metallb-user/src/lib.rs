@@ -1,6 +1,12 @@
 //! The metallb agent: a MetalLB-compatible load-balancer whose Layer-2 answers come
 //! from an XDP program.
-pub mod datapath;
-pub mod lab;
 pub mod allocator;
+pub mod announce;
+pub mod cli;
 pub mod config;
+pub mod datapath;
+pub mod election;
+pub mod lab;
+pub mod metrics;
+pub mod plan;
+pub mod speaker;

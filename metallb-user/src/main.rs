@@ -1,1 +1,276 @@
-fn main() {}
+//! `metallb`: a MetalLB-compatible load-balancer whose layer-2 answers come from XDP.
+//! This is the standalone mode: the configuration is a YAML file of MetalLB objects.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use metallb_common::{DEFAULT_MAX_VIPS, DEFAULT_PIN_DIR};
+use metallb_user::{
+    allocator::AllocatorOptions,
+    cli::{Output, inspect_report, parse_report, plan_report, validation_report},
+    config::{DEFAULT_NAMESPACE, ValidateOptions, file, validate},
+    datapath::{DatapathOptions, XdpMode, iface, maps::Maps},
+    plan::{PlanOptions, interfaces_to_attach, plan},
+    speaker::{SpeakerOptions, load_config, run},
+};
+
+#[derive(Parser)]
+#[command(
+    name = "metallb",
+    version,
+    about = "MetalLB-compatible load-balancer for bare metal, with an XDP layer-2 datapath",
+    long_about = "MetalLB-compatible load-balancer for bare metal whose ARP and IPv6 neighbor \
+answers come from an XDP program in the kernel.\n\nStandalone mode: the configuration is a \
+multi-document YAML file of MetalLB objects (metallb.io/v1beta1 IPAddressPool, L2Advertisement) \
+and the Services (and optionally Nodes, Namespaces) they serve, as you would `kubectl apply` them."
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log filter, e.g. `info`, `debug`, `metallb_user=debug` (RUST_LOG works too).
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a configuration file: exit 0 when valid, 1 with every error listed.
+    Validate {
+        /// The configuration file.
+        file: PathBuf,
+        #[command(flatten)]
+        scope: Scope,
+    },
+    /// Show what each service would get (addresses, pool, announcing node and
+    /// interfaces) or why it gets nothing. Touches nothing.
+    Plan {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+        /// Interfaces the speaker would attach to (default: as the speaker chooses).
+        #[arg(long = "interface", value_name = "IF")]
+        interfaces: Vec<String>,
+        #[command(flatten)]
+        scope: Scope,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Run the standalone speaker: attach the XDP responder, follow the configuration
+    /// file (changes apply within a second; SIGHUP reloads), announce gratuitously,
+    /// serve metrics. SIGTERM detaches and unpins (see --keep-datapath).
+    Speaker(SpeakerArgs),
+    /// Show the VIP entries and counters of the pinned datapath (while a speaker runs,
+    /// or after one left it in place).
+    Inspect {
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}
+
+#[derive(Args)]
+struct Scope {
+    /// The namespace MetalLB runs in: its objects must be there.
+    #[arg(long, default_value = DEFAULT_NAMESPACE)]
+    namespace: String,
+}
+
+#[derive(Args)]
+struct NodeArgs {
+    /// This node's name in the election (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Serve only services with this spec.loadBalancerClass (default: services without one).
+    #[arg(long)]
+    lb_class: Option<String>,
+}
+
+#[derive(Args)]
+struct SpeakerArgs {
+    /// The configuration file.
+    #[arg(long)]
+    config: PathBuf,
+    /// Attach to this interface (repeatable). Default: the interfaces the
+    /// L2Advertisements name, or every up, non-loopback interface when one names none.
+    #[arg(long = "interface", value_name = "IF")]
+    interfaces: Vec<String>,
+    /// native falls back to generic (with a warning) where the driver refuses.
+    #[arg(long, value_enum, default_value_t = XdpMode::Native)]
+    xdp_mode: XdpMode,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:7472")]
+    metrics_addr: SocketAddr,
+    /// Directory on bpffs for the pinned maps (and links, with --keep-datapath).
+    #[arg(long, default_value = DEFAULT_PIN_DIR)]
+    pin_dir: PathBuf,
+    /// VIP entries per address family (used when the maps are created).
+    #[arg(long, default_value_t = DEFAULT_MAX_VIPS)]
+    max_vips: u32,
+    /// On exit, leave the XDP program attached and the maps pinned: the next speaker
+    /// started with the same --pin-dir takes them over with no gap in answers.
+    #[arg(long)]
+    keep_datapath: bool,
+    /// Seconds between gratuitous announcements of a VIP this node starts answering.
+    #[arg(long, default_value_t = 1.1)]
+    garp_interval: f64,
+    /// Seconds during which they are repeated.
+    #[arg(long, default_value_t = 5.0)]
+    garp_duration: f64,
+    #[command(flatten)]
+    scope: Scope,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+fn node_name(arg: Option<String>) -> String {
+    arg.unwrap_or_else(|| {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into())
+    })
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .with_context(|| format!("{flag} {value}: not a number of seconds"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log_level);
+    match execute(cli.command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Validate { file: path, scope } => {
+            let shown = path.display().to_string();
+            let text =
+                std::fs::read_to_string(&path).with_context(|| format!("reading {shown}"))?;
+            let parsed = match file::parse(&text) {
+                Ok(parsed) => parsed,
+                Err(errors) => {
+                    print!("{}", parse_report(&shown, &errors));
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let validation = validate(
+                &parsed,
+                &ValidateOptions {
+                    namespace: scope.namespace,
+                },
+            );
+            let (report, valid) = validation_report(&shown, &validation);
+            print!("{report}");
+            Ok(if valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Plan {
+            config,
+            output,
+            interfaces,
+            scope,
+            node,
+        } => {
+            let Some(cfg) = load_config(&config, &scope.namespace) else {
+                anyhow::bail!(
+                    "{} is not a valid configuration (see `metallb validate`)",
+                    config.display()
+                );
+            };
+            let node_name = node_name(node.node_name);
+            let host = iface::list()?;
+            let (attach, _missing) = interfaces_to_attach(&cfg, &node_name, &interfaces, &host);
+            let options = PlanOptions {
+                node_name: node_name.clone(),
+                allocator: AllocatorOptions {
+                    load_balancer_class: node.lb_class,
+                },
+            };
+            print!(
+                "{}",
+                plan_report(&plan(&cfg, &options, &attach), &node_name, output)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Speaker(args) => {
+            let options = SpeakerOptions {
+                config_path: args.config,
+                interfaces: args.interfaces,
+                xdp_mode: args.xdp_mode,
+                metrics_addr: args.metrics_addr,
+                node_name: node_name(args.node.node_name),
+                namespace: args.scope.namespace,
+                load_balancer_class: args.node.lb_class,
+                datapath: DatapathOptions {
+                    pin_dir: args.pin_dir,
+                    max_vips: args.max_vips,
+                },
+                keep_datapath: args.keep_datapath,
+                garp_interval: seconds(args.garp_interval, "--garp-interval")?,
+                garp_duration: seconds(args.garp_duration, "--garp-duration")?,
+            };
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(run(options))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect { pin_dir, output } => {
+            let maps = Maps::open_pinned(&pin_dir).with_context(|| {
+                format!(
+                    "no datapath pinned at {} (is a speaker running?)",
+                    pin_dir.display()
+                )
+            })?;
+            let name = |ifindex: u32| {
+                nix::net::if_::if_indextoname(ifindex)
+                    .ok()
+                    .and_then(|n| n.into_string().ok())
+                    .unwrap_or_else(|| "?".into())
+            };
+            let report = inspect_report(
+                &pin_dir.display().to_string(),
+                &maps.vips()?,
+                &maps.stats()?,
+                name,
+                output,
+            );
+            print!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -29,7 +29,8 @@ enum Task {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
-    /// Set up, build, and show the responder answering in a network-namespace lab.
+    /// Set up, build, and run the speaker on examples/standalone.yaml in a
+    /// network-namespace lab: plan, answers, gratuitous ARP, inspect, metrics.
     Demo,
     /// Set up, then run a benchmark and print its figures.
     Bench {

@@ -42,7 +42,10 @@ impl AddrRange {
         if !text.contains('/') {
             return Err("neither a CIDR (address/prefix length) nor a range (first-last)".into());
         }
-        let net: IpNet = text.trim().parse().map_err(|_| "invalid CIDR".to_string())?;
+        let net: IpNet = text
+            .trim()
+            .parse()
+            .map_err(|_| "invalid CIDR".to_string())?;
         // Host bits are masked, not refused: 192.0.2.5/30 is 192.0.2.4/30.
         let net = net.trunc();
         Ok(Self {

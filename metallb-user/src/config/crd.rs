@@ -26,10 +26,18 @@ pub struct IPAddressPoolSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_assign: Option<bool>,
     /// Skip IPv4 addresses ending in .0 and .255.
-    #[serde(rename = "avoidBuggyIPs", default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        rename = "avoidBuggyIPs",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub avoid_buggy_ips: bool,
     /// Which services the pool serves, and with which priority.
-    #[serde(rename = "serviceAllocation", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceAllocation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_allocation: Option<ServiceAllocation>,
 }
 
@@ -76,9 +84,17 @@ pub struct IPAddressPoolStatus {
 #[serde(rename_all = "camelCase")]
 pub struct L2AdvertisementSpec {
     /// Pools by name. With no pool named or selected, every pool is announced.
-    #[serde(rename = "ipAddressPools", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "ipAddressPools",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub ip_address_pools: Vec<String>,
-    #[serde(rename = "ipAddressPoolSelectors", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "ipAddressPoolSelectors",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub ip_address_pool_selectors: Vec<LabelSelector>,
     /// The nodes that may announce; empty: every node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

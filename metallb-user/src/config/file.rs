@@ -42,23 +42,41 @@ pub fn parse(text: &str) -> Result<ConfigFile, Vec<Issue>> {
             Ok(serde_yaml_ng::Value::Null) => {}
             Ok(value) => add_object(&mut file, &mut errors, &place, value),
             Err(error) => {
-                errors.push(Issue::new(&place, "", "", format!("not valid YAML: {error}")));
+                errors.push(Issue::new(
+                    &place,
+                    "",
+                    "",
+                    format!("not valid YAML: {error}"),
+                ));
                 // The parser cannot resynchronise: later documents are not read.
                 break;
             }
         }
     }
-    if errors.is_empty() { Ok(file) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(file)
+    } else {
+        Err(errors)
+    }
 }
 
 fn text_field<'a>(value: &'a serde_yaml_ng::Value, path: &[&str]) -> Option<&'a str> {
     path.iter().try_fold(value, |v, key| v.get(key))?.as_str()
 }
 
-fn add_object(file: &mut ConfigFile, errors: &mut Vec<Issue>, place: &str, value: serde_yaml_ng::Value) {
-    let api_version = text_field(&value, &["apiVersion"]).unwrap_or_default().to_owned();
+fn add_object(
+    file: &mut ConfigFile,
+    errors: &mut Vec<Issue>,
+    place: &str,
+    value: serde_yaml_ng::Value,
+) {
+    let api_version = text_field(&value, &["apiVersion"])
+        .unwrap_or_default()
+        .to_owned();
     let kind = text_field(&value, &["kind"]).unwrap_or_default().to_owned();
-    let name = text_field(&value, &["metadata", "name"]).unwrap_or_default().to_owned();
+    let name = text_field(&value, &["metadata", "name"])
+        .unwrap_or_default()
+        .to_owned();
     let object = if name.is_empty() {
         format!("{place} ({kind})")
     } else {
@@ -121,12 +139,20 @@ fn typed<T: DeserializeOwned>(
         Ok(typed) => into.push(typed),
         Err(error) => {
             let field = error.path().to_string();
-            errors.push(Issue::new(object, &field, "", error.into_inner().to_string()));
+            errors.push(Issue::new(
+                object,
+                &field,
+                "",
+                error.into_inner().to_string(),
+            ));
         }
     }
     // kube's custom resources take apiVersion and kind as read already; anything else
     // unknown is a typo or a field of a newer version.
-    for field in unknown.into_iter().filter(|f| f != "apiVersion" && f != "kind") {
+    for field in unknown
+        .into_iter()
+        .filter(|f| f != "apiVersion" && f != "kind")
+    {
         warnings.push(Issue::new(object, &field, "", "unknown field, ignored"));
     }
 }
@@ -217,7 +243,10 @@ metadata:
         let expensive = &file.pools[1].spec;
         assert_eq!(expensive.auto_assign, Some(false));
         assert!(expensive.avoid_buggy_ips);
-        let allocation = expensive.service_allocation.as_ref().expect("serviceAllocation");
+        let allocation = expensive
+            .service_allocation
+            .as_ref()
+            .expect("serviceAllocation");
         assert_eq!(allocation.priority, 50);
         assert_eq!(allocation.namespaces, ["namespace-a", "namespace-b"]);
         assert_eq!(allocation.namespace_selectors.len(), 1);
@@ -228,7 +257,11 @@ metadata:
         assert_eq!(adv.node_selectors.len(), 1);
         assert_eq!(file.services.len(), 1);
         assert_eq!(file.warnings.len(), 1, "{:?}", file.warnings);
-        assert!(file.warnings[0].to_string().contains("BGP mode is not implemented yet"));
+        assert!(
+            file.warnings[0]
+                .to_string()
+                .contains("BGP mode is not implemented yet")
+        );
     }
 
     #[test]
@@ -256,7 +289,10 @@ spec: [not, a, map
         let errors = parse(text).expect_err("must fail");
         let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         assert_eq!(errors.len(), 4, "{text:#?}");
-        assert!(text[0].contains("IPAddressPool a") && text[0].contains("spec.autoAssign"), "{text:#?}");
+        assert!(
+            text[0].contains("IPAddressPool a") && text[0].contains("spec.autoAssign"),
+            "{text:#?}"
+        );
         assert!(text[1].contains("missing apiVersion"), "{text:#?}");
         assert!(text[2].contains("example.com/v1 Widget"), "{text:#?}");
         assert!(text[3].contains("not valid YAML"), "{text:#?}");
@@ -268,7 +304,10 @@ spec: [not, a, map
         let file = parse(text).expect("parses");
         assert_eq!(file.warnings.len(), 1);
         let warning = file.warnings[0].to_string();
-        assert!(warning.contains("spec.autoassign") && warning.contains("unknown field"), "{warning}");
+        assert!(
+            warning.contains("spec.autoassign") && warning.contains("unknown field"),
+            "{warning}"
+        );
     }
 
     #[test]

@@ -73,7 +73,10 @@ impl Selector {
                     ));
                 }
             };
-            requirements.push(Requirement { key: expr.key.clone(), op });
+            requirements.push(Requirement {
+                key: expr.key.clone(),
+                op,
+            });
         }
         Ok(Self { requirements })
     }
@@ -109,12 +112,16 @@ fn check_key(key: &str) -> Result<(), String> {
             && prefix.split('.').all(|part| {
                 !part.is_empty()
                     && part.len() <= 63
-                    && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                     && !part.starts_with('-')
                     && !part.ends_with('-')
             });
         if !valid {
-            return Err(format!("label key {key:?} has an invalid prefix {prefix:?}"));
+            return Err(format!(
+                "label key {key:?} has an invalid prefix {prefix:?}"
+            ));
         }
     }
     if name.is_empty() || !is_label_text(name) {
@@ -138,7 +145,9 @@ fn check_value(value: &str) -> Result<(), String> {
 fn is_label_text(text: &str) -> bool {
     let bytes = text.as_bytes();
     text.len() <= 63
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
         && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
 }
@@ -150,7 +159,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn expr(key: &str, operator: &str, values: &[&str]) -> LabelSelectorRequirement {
@@ -161,7 +173,10 @@ mod tests {
         }
     }
 
-    fn selector(match_labels: &[(&str, &str)], exprs: Vec<LabelSelectorRequirement>) -> LabelSelector {
+    fn selector(
+        match_labels: &[(&str, &str)],
+        exprs: Vec<LabelSelectorRequirement>,
+    ) -> LabelSelector {
         LabelSelector {
             match_labels: (!match_labels.is_empty()).then(|| labels(match_labels)),
             match_expressions: (!exprs.is_empty()).then_some(exprs),
@@ -176,16 +191,52 @@ mod tests {
             (selector(&[("app", "web")], vec![]), &[("app", "web")], true),
             (selector(&[("app", "web")], vec![]), &[("app", "db")], false),
             (selector(&[("app", "web")], vec![]), &[], false),
-            (selector(&[("app", "web"), ("tier", "1")], vec![]), &[("app", "web")], false),
-            (selector(&[], vec![expr("env", "In", &["prod", "stage"])]), &[("env", "stage")], true),
-            (selector(&[], vec![expr("env", "In", &["prod"])]), &[("env", "dev")], false),
-            (selector(&[], vec![expr("env", "NotIn", &["prod"])]), &[("env", "dev")], true),
-            (selector(&[], vec![expr("env", "NotIn", &["prod"])]), &[], true),
-            (selector(&[], vec![expr("env", "NotIn", &["prod"])]), &[("env", "prod")], false),
-            (selector(&[], vec![expr("env", "Exists", &[])]), &[("env", "")], true),
+            (
+                selector(&[("app", "web"), ("tier", "1")], vec![]),
+                &[("app", "web")],
+                false,
+            ),
+            (
+                selector(&[], vec![expr("env", "In", &["prod", "stage"])]),
+                &[("env", "stage")],
+                true,
+            ),
+            (
+                selector(&[], vec![expr("env", "In", &["prod"])]),
+                &[("env", "dev")],
+                false,
+            ),
+            (
+                selector(&[], vec![expr("env", "NotIn", &["prod"])]),
+                &[("env", "dev")],
+                true,
+            ),
+            (
+                selector(&[], vec![expr("env", "NotIn", &["prod"])]),
+                &[],
+                true,
+            ),
+            (
+                selector(&[], vec![expr("env", "NotIn", &["prod"])]),
+                &[("env", "prod")],
+                false,
+            ),
+            (
+                selector(&[], vec![expr("env", "Exists", &[])]),
+                &[("env", "")],
+                true,
+            ),
             (selector(&[], vec![expr("env", "Exists", &[])]), &[], false),
-            (selector(&[], vec![expr("env", "DoesNotExist", &[])]), &[], true),
-            (selector(&[], vec![expr("env", "DoesNotExist", &[])]), &[("env", "x")], false),
+            (
+                selector(&[], vec![expr("env", "DoesNotExist", &[])]),
+                &[],
+                true,
+            ),
+            (
+                selector(&[], vec![expr("env", "DoesNotExist", &[])]),
+                &[("env", "x")],
+                false,
+            ),
             (
                 selector(&[("app", "web")], vec![expr("env", "In", &["prod"])]),
                 &[("app", "web"), ("env", "prod")],
@@ -194,27 +245,52 @@ mod tests {
         ];
         for (i, (sel, set, want)) in cases.into_iter().enumerate() {
             let compiled = Selector::compile(&sel).unwrap_or_else(|e| panic!("case {i}: {e}"));
-            assert_eq!(compiled.matches(&labels(set)), want, "case {i}: {sel:?} on {set:?}");
+            assert_eq!(
+                compiled.matches(&labels(set)),
+                want,
+                "case {i}: {sel:?} on {set:?}"
+            );
         }
     }
 
     #[test]
     fn invalid_selectors_say_why() {
         let cases: Vec<(LabelSelector, &str)> = vec![
-            (selector(&[], vec![expr("env", "Equals", &["a"])]), "not one of In, NotIn"),
-            (selector(&[], vec![expr("env", "In", &[])]), "needs at least one value"),
-            (selector(&[], vec![expr("env", "Exists", &["a"])]), "takes no values"),
-            (selector(&[("bad key", "v")], vec![]), "label key \"bad key\""),
+            (
+                selector(&[], vec![expr("env", "Equals", &["a"])]),
+                "not one of In, NotIn",
+            ),
+            (
+                selector(&[], vec![expr("env", "In", &[])]),
+                "needs at least one value",
+            ),
+            (
+                selector(&[], vec![expr("env", "Exists", &["a"])]),
+                "takes no values",
+            ),
+            (
+                selector(&[("bad key", "v")], vec![]),
+                "label key \"bad key\"",
+            ),
             (selector(&[("-app", "v")], vec![]), "label key \"-app\""),
-            (selector(&[("Example.com/app", "v")], vec![]), "invalid prefix"),
-            (selector(&[("app", "bad value")], vec![]), "label value \"bad value\""),
+            (
+                selector(&[("Example.com/app", "v")], vec![]),
+                "invalid prefix",
+            ),
+            (
+                selector(&[("app", "bad value")], vec![]),
+                "label value \"bad value\"",
+            ),
             (selector(&[("app", &"x".repeat(64))], vec![]), "label value"),
         ];
         for (sel, want) in cases {
             let err = Selector::compile(&sel).expect_err("must be refused");
             assert!(err.contains(want), "{err:?} should contain {want:?}");
         }
-        let ok = selector(&[("example.com/app", "web-1.a_b")], vec![expr("k8s.io/x", "Exists", &[])]);
+        let ok = selector(
+            &[("example.com/app", "web-1.a_b")],
+            vec![expr("k8s.io/x", "Exists", &[])],
+        );
         assert!(Selector::compile(&ok).is_ok());
     }
 }

@@ -20,7 +20,9 @@ pub struct ValidateOptions {
 
 impl Default for ValidateOptions {
     fn default() -> Self {
-        Self { namespace: DEFAULT_NAMESPACE.into() }
+        Self {
+            namespace: DEFAULT_NAMESPACE.into(),
+        }
     }
 }
 
@@ -43,12 +45,22 @@ impl Checker {
     }
 
     /// Compiles `selectors` (field `field[i]`), reporting invalid and duplicate ones.
-    fn selectors(&mut self, object: &str, field: &str, selectors: &[LabelSelector]) -> Vec<Selector> {
+    fn selectors(
+        &mut self,
+        object: &str,
+        field: &str,
+        selectors: &[LabelSelector],
+    ) -> Vec<Selector> {
         let mut out = Vec::new();
         for (i, selector) in selectors.iter().enumerate() {
             let shown = serde_json::to_string(selector).unwrap_or_default();
             if selectors[..i].contains(selector) {
-                self.error(object, &format!("{field}[{i}]"), &shown, "duplicate selector");
+                self.error(
+                    object,
+                    &format!("{field}[{i}]"),
+                    &shown,
+                    "duplicate selector",
+                );
                 continue;
             }
             match Selector::compile(selector) {
@@ -68,9 +80,17 @@ impl Checker {
     }
 
     /// The object's display name; checks its name and namespace.
-    fn metallb_object(&mut self, kind: &str, meta: &ObjectMeta, options: &ValidateOptions) -> String {
+    fn metallb_object(
+        &mut self,
+        kind: &str,
+        meta: &ObjectMeta,
+        options: &ValidateOptions,
+    ) -> String {
         let name = meta.name.clone().unwrap_or_default();
-        let namespace = meta.namespace.clone().unwrap_or_else(|| options.namespace.clone());
+        let namespace = meta
+            .namespace
+            .clone()
+            .unwrap_or_else(|| options.namespace.clone());
         let object = format!("{kind} {namespace}/{name}");
         if name.is_empty() {
             self.error(&object, "metadata.name", "", "missing name");
@@ -80,7 +100,10 @@ impl Checker {
                 &object,
                 "metadata.namespace",
                 &namespace,
-                format!("MetalLB reads its objects only from namespace {:?}", options.namespace),
+                format!(
+                    "MetalLB reads its objects only from namespace {:?}",
+                    options.namespace
+                ),
             );
         }
         object
@@ -92,7 +115,10 @@ fn labels(meta: &ObjectMeta) -> Labels {
 }
 
 pub fn validate(file: &ConfigFile, options: &ValidateOptions) -> Validation {
-    let mut check = Checker { errors: Vec::new(), warnings: file.warnings.clone() };
+    let mut check = Checker {
+        errors: Vec::new(),
+        warnings: file.warnings.clone(),
+    };
 
     // Namespaces, nodes and services: names must be present and unique.
     let mut namespaces = BTreeMap::new();
@@ -101,7 +127,10 @@ pub fn validate(file: &ConfigFile, options: &ValidateOptions) -> Validation {
         let object = format!("Namespace {name}");
         if name.is_empty() {
             check.error(&object, "metadata.name", "", "missing name");
-        } else if namespaces.insert(name.clone(), labels(&ns.metadata)).is_some() {
+        } else if namespaces
+            .insert(name.clone(), labels(&ns.metadata))
+            .is_some()
+        {
             check.error(&object, "metadata.name", &name, "duplicate Namespace");
         }
     }
@@ -118,7 +147,11 @@ pub fn validate(file: &ConfigFile, options: &ValidateOptions) -> Validation {
     let mut service_names = BTreeSet::new();
     for service in &file.services {
         let name = service.metadata.name.clone().unwrap_or_default();
-        let namespace = service.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let namespace = service
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let object = format!("Service {namespace}/{name}");
         if name.is_empty() {
             check.error(&object, "metadata.name", "", "missing name");
@@ -138,7 +171,12 @@ pub fn validate(file: &ConfigFile, options: &ValidateOptions) -> Validation {
         }
         let spec = &pool.spec;
         if spec.addresses.is_empty() {
-            check.error(&object, "spec.addresses", "", "a pool needs at least one CIDR or range");
+            check.error(
+                &object,
+                "spec.addresses",
+                "",
+                "a pool needs at least one CIDR or range",
+            );
         }
         let mut ranges = Vec::new();
         for (i, text) in spec.addresses.iter().enumerate() {
@@ -163,7 +201,11 @@ pub fn validate(file: &ConfigFile, options: &ValidateOptions) -> Validation {
             }
         }
         let allocation = spec.service_allocation.as_ref().map(|allocation| {
-            check.no_duplicates(&object, "spec.serviceAllocation.namespaces", &allocation.namespaces);
+            check.no_duplicates(
+                &object,
+                "spec.serviceAllocation.namespaces",
+                &allocation.namespaces,
+            );
             let namespace_selectors = check.selectors(
                 &object,
                 "spec.serviceAllocation.namespaceSelectors",
@@ -214,14 +256,24 @@ pub fn validate(file: &ConfigFile, options: &ValidateOptions) -> Validation {
         let spec = &adv.spec;
         check.no_duplicates(&object, "spec.ipAddressPools", &spec.ip_address_pools);
         check.no_duplicates(&object, "spec.interfaces", &spec.interfaces);
-        let pool_selectors = check.selectors(&object, "spec.ipAddressPoolSelectors", &spec.ip_address_pool_selectors);
+        let pool_selectors = check.selectors(
+            &object,
+            "spec.ipAddressPoolSelectors",
+            &spec.ip_address_pool_selectors,
+        );
         let node_selectors = check.selectors(&object, "spec.nodeSelectors", &spec.node_selectors);
-        let service_selectors = check.selectors(&object, "spec.serviceSelectors", &spec.service_selectors);
+        let service_selectors =
+            check.selectors(&object, "spec.serviceSelectors", &spec.service_selectors);
         let mut preferred_nodes = Vec::new();
         for (i, preferred) in spec.preferred_node_selectors.iter().enumerate() {
             let field = format!("spec.preferredNodeSelectors[{i}]");
             if !(1..=100).contains(&preferred.weight) {
-                check.error(&object, &format!("{field}.weight"), &preferred.weight.to_string(), "must be 1 to 100");
+                check.error(
+                    &object,
+                    &format!("{field}.weight"),
+                    &preferred.weight.to_string(),
+                    "must be 1 to 100",
+                );
             }
             match Selector::compile(&preferred.preference) {
                 Ok(selector) => preferred_nodes.push((preferred.weight, selector)),
@@ -263,7 +315,11 @@ pub fn validate(file: &ConfigFile, options: &ValidateOptions) -> Validation {
     }
 
     if !check.errors.is_empty() {
-        return Validation { config: None, errors: check.errors, warnings: check.warnings };
+        return Validation {
+            config: None,
+            errors: check.errors,
+            warnings: check.warnings,
+        };
     }
     pools.sort_by(|a, b| a.name.cmp(&b.name));
     advertisements.sort_by(|a, b| a.name.cmp(&b.name));
@@ -290,12 +346,20 @@ mod tests {
     }
 
     fn pool(name: &str, body: &str) -> String {
-        format!("---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: {name}, namespace: metallb-system}}\nspec:\n{body}\n")
+        format!(
+            "---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: {name}, namespace: metallb-system}}\nspec:\n{body}\n"
+        )
     }
 
     fn adv(name: &str, body: &str) -> String {
-        let spec = if body.starts_with(' ') { format!("spec:\n{body}") } else { format!("spec: {body}") };
-        format!("---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {{name: {name}}}\n{spec}\n")
+        let spec = if body.starts_with(' ') {
+            format!("spec:\n{body}")
+        } else {
+            format!("spec: {body}")
+        };
+        format!(
+            "---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {{name: {name}}}\n{spec}\n"
+        )
     }
 
     /// (configuration, expected error fragments; empty = valid)
@@ -374,46 +438,71 @@ mod tests {
             let result = run(&text);
             let errors: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
             if wanted.is_empty() {
-                assert!(errors.is_empty() && result.config.is_some(), "{text}\nunexpected errors: {errors:#?}");
+                assert!(
+                    errors.is_empty() && result.config.is_some(),
+                    "{text}\nunexpected errors: {errors:#?}"
+                );
                 continue;
             }
             assert!(result.config.is_none(), "{text}");
             for fragment in wanted {
-                assert!(errors.iter().any(|e| e.contains(fragment)), "{text}\nno error contains {fragment:?}: {errors:#?}");
+                assert!(
+                    errors.iter().any(|e| e.contains(fragment)),
+                    "{text}\nno error contains {fragment:?}: {errors:#?}"
+                );
             }
         }
     }
 
     #[test]
     fn every_error_is_reported_not_just_the_first() {
-        let text = pool("a", "  addresses: [bad, 192.0.2.0/33]") + &adv("l2", "  interfaces: [x, x]");
+        let text =
+            pool("a", "  addresses: [bad, 192.0.2.0/33]") + &adv("l2", "  interfaces: [x, x]");
         assert_eq!(run(&text).errors.len(), 3);
     }
 
     #[test]
     fn an_advertisement_naming_a_missing_pool_is_a_warning() {
-        let text = pool("a", "  addresses: [192.0.2.0/24]") + &adv("l2", "  ipAddressPools: [a, nope]");
+        let text =
+            pool("a", "  addresses: [192.0.2.0/24]") + &adv("l2", "  ipAddressPools: [a, nope]");
         let result = run(&text);
         let config = result.config.expect("valid");
-        assert_eq!(config.l2_advertisements[0].pools, BTreeSet::from(["a".to_string()]));
+        assert_eq!(
+            config.l2_advertisements[0].pools,
+            BTreeSet::from(["a".to_string()])
+        );
         let warnings: Vec<String> = result.warnings.iter().map(|w| w.to_string()).collect();
         assert_eq!(
             warnings,
-            ["L2Advertisement metallb-system/l2: spec.ipAddressPools[1] \"nope\": no IPAddressPool has this name: it announces nothing"]
+            [
+                "L2Advertisement metallb-system/l2: spec.ipAddressPools[1] \"nope\": no IPAddressPool has this name: it announces nothing"
+            ]
         );
     }
 
     #[test]
     fn model_defaults_and_resolution() {
         let text = pool("b", "  addresses: [192.0.2.5/30]\n  autoAssign: false")
-            + &pool("a", "  addresses: [198.51.100.0/24]\n  avoidBuggyIPs: true\n  serviceAllocation: {priority: 10}")
-            + &pool("c", "  addresses: [203.0.113.0/24]\n  serviceAllocation:\n    namespaces: [web]\n    namespaceSelectors: [{matchLabels: {team: blue}}]")
+            + &pool(
+                "a",
+                "  addresses: [198.51.100.0/24]\n  avoidBuggyIPs: true\n  serviceAllocation: {priority: 10}",
+            )
+            + &pool(
+                "c",
+                "  addresses: [203.0.113.0/24]\n  serviceAllocation:\n    namespaces: [web]\n    namespaceSelectors: [{matchLabels: {team: blue}}]",
+            )
             + "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: ops, labels: {team: blue}}\n"
             + "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: dev, labels: {team: red}}\n"
             + &pool("z", "  addresses: [2001:db8::/120]")
-            + &pool("labelled", "  addresses: [10.0.0.0/24]").replace("metadata: {name: labelled,", "metadata: {labels: {zone: east}, name: labelled,")
+            + &pool("labelled", "  addresses: [10.0.0.0/24]").replace(
+                "metadata: {name: labelled,",
+                "metadata: {labels: {zone: east}, name: labelled,",
+            )
             + &adv("all", "{}")
-            + &adv("east", "  ipAddressPoolSelectors: [{matchLabels: {zone: east}}]\n  ipAddressPools: [b]");
+            + &adv(
+                "east",
+                "  ipAddressPoolSelectors: [{matchLabels: {zone: east}}]\n  ipAddressPools: [b]",
+            );
         let config = run(&text).config.expect("valid");
         let names: Vec<&str> = config.pools.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["a", "b", "c", "labelled", "z"]);
@@ -426,11 +515,17 @@ mod tests {
         assert_eq!(alloc.service_selectors, vec![Selector::everything()]);
         let c = config.pool("c").unwrap().allocation.as_ref().unwrap();
         assert_eq!(c.priority, None);
-        assert_eq!(c.namespaces, BTreeSet::from(["ops".to_string(), "web".to_string()]));
+        assert_eq!(
+            c.namespaces,
+            BTreeSet::from(["ops".to_string(), "web".to_string()])
+        );
         assert!(c.service_selectors.is_empty());
         let all = &config.l2_advertisements[0];
         assert_eq!(all.pools.len(), 5);
         let east = &config.l2_advertisements[1];
-        assert_eq!(east.pools, BTreeSet::from(["b".to_string(), "labelled".to_string()]));
+        assert_eq!(
+            east.pools,
+            BTreeSet::from(["b".to_string(), "labelled".to_string()])
+        );
     }
 }

@@ -159,8 +159,12 @@ struct MmapArray<T> {
     _map: MapData,
 }
 
+// SAFETY: the mapping is owned by this value (unmapped on drop) and all access goes
+// through volatile or atomic operations; moving the owner to another thread is sound.
+unsafe impl<T: Send> Send for MmapArray<T> {}
+
 impl<T: Copy> MmapArray<T> {
-    fn new(map: MapData, name: &'static str) -> Result<Self, DatapathError> {
+    fn new(map: MapData, name: &'static str, writable: bool) -> Result<Self, DatapathError> {
         const { assert!(size_of::<T>().is_multiple_of(8)) };
         let info = map.info().map_err(|source| DatapathError::Map {
             name,
@@ -180,7 +184,11 @@ impl<T: Copy> MmapArray<T> {
             mmap(
                 None,
                 length,
-                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                if writable {
+                    ProtFlags::PROT_READ | ProtFlags::PROT_WRITE
+                } else {
+                    ProtFlags::PROT_READ
+                },
                 MapFlags::MAP_SHARED,
                 map.fd().as_fd(),
                 0,
@@ -456,6 +464,8 @@ pub struct Maps {
     v6: Family<VipCellV6>,
     stats: PerCpuArray<MapData, XdpStats>,
     last_flip: Option<Instant>,
+    /// False when opened for inspection: nothing is ever written then.
+    writable: bool,
 }
 
 /// (name, type, key size, value size) of every map, in `map_names::ALL` order.
@@ -546,7 +556,7 @@ impl Maps {
 
     /// Takes the maps out of a loaded object and adopts what they hold.
     pub fn from_ebpf(ebpf: &mut Ebpf, pin_dir: &Path) -> Result<Self, DatapathError> {
-        Self::assemble(pin_dir, |name| {
+        Self::assemble(pin_dir, true, |name| {
             let map = ebpf
                 .take_map(name)
                 .ok_or(DatapathError::MapMissing { name })?;
@@ -554,9 +564,10 @@ impl Maps {
         })
     }
 
-    /// Opens the maps pinned under `pin_dir` by a running or departed agent.
+    /// Opens, read-only, the maps pinned under `pin_dir` by a running or departed agent
+    /// (for inspection: [`Maps::sync`] refuses to write through these).
     pub fn open_pinned(pin_dir: &Path) -> Result<Self, DatapathError> {
-        Self::assemble(pin_dir, |name| {
+        Self::assemble(pin_dir, false, |name| {
             let path = pin_dir.join(name);
             MapData::from_pin(&path).map_err(|source| DatapathError::OpenPinned { path, source })
         })
@@ -564,6 +575,7 @@ impl Maps {
 
     fn assemble(
         pin_dir: &Path,
+        writable: bool,
         mut open: impl FnMut(&'static str) -> Result<MapData, DatapathError>,
     ) -> Result<Self, DatapathError> {
         use map_names::*;
@@ -572,14 +584,14 @@ impl Maps {
             check_layout(&data, &pin_dir.join(name), name)?;
             Ok::<_, DatapathError>(data)
         };
-        let ctl = MmapArray::<VipTableCtl>::new(get(VIP_CTL)?, VIP_CTL)?;
+        let ctl = MmapArray::<VipTableCtl>::new(get(VIP_CTL)?, VIP_CTL, writable)?;
         let v4 = Family::new(
-            MmapArray::new(get(VIPS_V4)?, VIPS_V4)?,
+            MmapArray::new(get(VIPS_V4)?, VIPS_V4, writable)?,
             per_cpu(get(VIP_STATS_V4)?, VIP_STATS_V4)?,
             VIP_STATS_V4,
         );
         let v6 = Family::new(
-            MmapArray::new(get(VIPS_V6)?, VIPS_V6)?,
+            MmapArray::new(get(VIPS_V6)?, VIPS_V6, writable)?,
             per_cpu(get(VIP_STATS_V6)?, VIP_STATS_V6)?,
             VIP_STATS_V6,
         );
@@ -590,6 +602,7 @@ impl Maps {
             v6,
             stats,
             last_flip: None,
+            writable,
         };
         maps.init_or_adopt(pin_dir)?;
         Ok(maps)
@@ -607,6 +620,10 @@ impl Maps {
             });
         }
         let ctl = self.ctl.read(0);
+        if ctl.cell_mask == 0 && !self.writable {
+            // Created but never initialised: nothing to read.
+            return Ok(());
+        }
         if ctl.cell_mask == 0 {
             // Fresh maps: every cell is empty, so the live half is too.
             self.ctl.write(
@@ -658,6 +675,10 @@ impl Maps {
     /// Makes the tables hold exactly `desired`.
     pub fn sync(&mut self, desired: &BTreeMap<VipKey, VipConfig>) -> TableChanges {
         let mut changes = TableChanges::default();
+        if !self.writable {
+            changes.errors.push(DatapathError::ReadOnly);
+            return changes;
+        }
         // Ids and the idle half may still be read until GRACE after the last flip.
         if let Some(flip) = self.last_flip {
             std::thread::sleep(GRACE.saturating_sub(flip.elapsed()));

@@ -12,7 +12,11 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader, include_bytes_aligned,
-    programs::{ProgramError, TestRun as _, TestRunOptions, Xdp, xdp::XdpLinkId},
+    programs::{
+        ProgramError, TestRun as _, TestRunOptions, Xdp,
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+    },
 };
 use metallb_common::{DEFAULT_MAX_VIPS, DEFAULT_PIN_DIR, PROGRAM_NAME, map_names};
 use tracing::{debug, info, warn};
@@ -123,6 +127,8 @@ pub enum DatapathError {
     Interface(#[from] InterfaceError),
     #[error("test run: {0}")]
     TestRun(#[source] ProgramError),
+    #[error("the maps were opened for inspection only")]
+    ReadOnly,
 }
 
 /// Where the maps are pinned and how big they may grow.
@@ -224,6 +230,27 @@ impl Datapath {
         if let Some(existing) = self.attachments.get(&iface.ifindex) {
             return Ok(existing.mode);
         }
+        if let Some((path, pinned_mode)) = self.pinned_link(ifname) {
+            match self.take_over_link(&path) {
+                Ok(link) => {
+                    info!(iface = ifname, mode = %pinned_mode, "took over the XDP link left by an earlier agent: no gap in answers");
+                    self.attachments.insert(
+                        iface.ifindex,
+                        Attachment {
+                            iface,
+                            mode: pinned_mode,
+                            link,
+                        },
+                    );
+                    return Ok(pinned_mode);
+                }
+                Err(error) => {
+                    warn!(iface = ifname, %error, "could not take over the pinned XDP link; attaching anew");
+                    // Dropping the pin detaches the old program, so that ours can attach.
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
         let program = responder_mut(&mut self.ebpf)?;
         let attach_err = |mode, source| DatapathError::Attach {
             iface: ifname.to_owned(),
@@ -251,6 +278,82 @@ impl Datapath {
             },
         );
         Ok(used)
+    }
+
+    fn links_dir(&self) -> PathBuf {
+        self.pin_dir.join("links")
+    }
+
+    /// A link pinned by an earlier agent for `ifname` (`links/IFNAME.MODE`), if any.
+    fn pinned_link(&self, ifname: &str) -> Option<(PathBuf, XdpMode)> {
+        [XdpMode::Native, XdpMode::Generic]
+            .into_iter()
+            .find_map(|mode| {
+                let path = self.links_dir().join(format!("{ifname}.{mode}"));
+                path.exists().then_some((path, mode))
+            })
+    }
+
+    /// Points the pinned link at `path` to this agent's program (one atomic link update,
+    /// so the interface is never without a responder), then removes the pin.
+    fn take_over_link(&mut self, path: &Path) -> Result<XdpLinkId, DatapathError> {
+        let link_err = |what: &str, e: &dyn std::fmt::Display| DatapathError::PinDir {
+            dir: path.to_owned(),
+            source: std::io::Error::other(format!("{what}: {e}")),
+        };
+        let pinned =
+            PinnedLink::from_pin(path).map_err(|e| link_err("opening the pinned link", &e))?;
+        let link =
+            XdpLink::try_from(FdLink::from(pinned)).map_err(|e| link_err("not an XDP link", &e))?;
+        let id = responder_mut(&mut self.ebpf)?
+            .attach_to_link(link)
+            .map_err(|e| link_err("updating the link", &e))?;
+        std::fs::remove_file(path).map_err(|source| DatapathError::PinDir {
+            dir: path.to_owned(),
+            source,
+        })?;
+        Ok(id)
+    }
+
+    /// Exits leaving the datapath serving: every attachment's link is pinned under
+    /// `links/`, the maps stay pinned, the multicast filters stay. The next agent that
+    /// loads with the same pin directory adopts all of it without a gap in answers.
+    pub fn leave_in_place(mut self) -> Vec<DatapathError> {
+        let mut errors = Vec::new();
+        let links_dir = self.links_dir();
+        if let Err(source) = std::fs::create_dir_all(&links_dir) {
+            return vec![DatapathError::PinDir {
+                dir: links_dir,
+                source,
+            }];
+        }
+        let attachments = std::mem::take(&mut self.attachments);
+        for attachment in attachments.into_values() {
+            let path = links_dir.join(format!("{}.{}", attachment.iface.name, attachment.mode));
+            let pinned = responder_mut(&mut self.ebpf).and_then(|program| {
+                let link = program
+                    .take_link(attachment.link)
+                    .map_err(DatapathError::Program)?;
+                let fd_link = FdLink::try_from(link).map_err(|e| DatapathError::PinDir {
+                    dir: path.clone(),
+                    source: std::io::Error::other(format!(
+                        "the XDP attachment is not a BPF link: {e}"
+                    )),
+                })?;
+                fd_link.pin(&path).map_err(|e| DatapathError::PinDir {
+                    dir: path.clone(),
+                    source: std::io::Error::other(e),
+                })
+            });
+            match pinned {
+                Ok(_) => {
+                    info!(iface = %attachment.iface.name, pin = %path.display(), "XDP link left in place")
+                }
+                Err(error) => errors.push(error),
+            }
+        }
+        info!(pin_dir = %self.pin_dir.display(), "datapath left in place for the next agent");
+        errors
     }
 
     /// Detaches the responder from `ifname` if it is attached there.
@@ -375,6 +478,13 @@ impl Datapath {
                 errors.push(DatapathError::PinDir { dir: path, source });
             }
         }
+        // Links an earlier agent left for interfaces we did not take over.
+        if let Ok(entries) = std::fs::read_dir(self.links_dir()) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        let _ = std::fs::remove_dir(self.links_dir());
         // Only removed when empty: the directory may hold other pins.
         let _ = std::fs::remove_dir(&self.pin_dir);
         info!(pin_dir = %self.pin_dir.display(), "datapath removed");

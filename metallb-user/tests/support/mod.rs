@@ -168,3 +168,131 @@ pub fn hex(bytes: &[u8]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Asks for one IPv4 address over ARP from inside a namespace, one request at a time:
+/// a raw AF_PACKET socket, so requests can go out every few milliseconds (arping sends
+/// at most one a second).
+pub struct ArpAsker {
+    socket: std::os::fd::OwnedFd,
+    ifindex: u32,
+    mac: [u8; 6],
+    ip: Ipv4Addr,
+}
+
+impl ArpAsker {
+    /// Opens the socket on `ifname` in namespace `ns` (the socket stays in it).
+    pub fn new(ns: &str, ifname: &str, mac: [u8; 6], ip: Ipv4Addr) -> std::io::Result<Self> {
+        use std::os::fd::FromRawFd as _;
+        let _netns = metallb_user::lab::NetnsGuard::enter(ns)?;
+        let ifindex = nix::net::if_::if_nametoindex(ifname)?;
+        let protocol = (libc::ETH_P_ARP as u16).to_be();
+        // SAFETY: plain socket(2), checked.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                protocol.into(),
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor.
+        let socket = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        // SAFETY: sockaddr_ll is plain data.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = protocol;
+        addr.sll_ifindex = ifindex as i32;
+        // SAFETY: valid socket and address.
+        let rc = unsafe {
+            libc::bind(
+                fd,
+                (&raw const addr).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Self {
+            socket,
+            ifindex,
+            mac,
+            ip,
+        })
+    }
+
+    /// Sends one request for `target` and waits up to `timeout` for its reply.
+    pub fn ask(&self, target: Ipv4Addr, timeout: std::time::Duration) -> std::io::Result<bool> {
+        use std::os::fd::AsRawFd as _;
+        let fd = self.socket.as_raw_fd();
+        let frame = arp(
+            ArpOperation::REQUEST,
+            self.mac,
+            BROADCAST,
+            (self.mac, self.ip),
+            ([0; 6], target),
+            None,
+        );
+        // SAFETY: sockaddr_ll is plain data.
+        let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        to.sll_family = libc::AF_PACKET as u16;
+        to.sll_ifindex = self.ifindex as i32;
+        to.sll_halen = 6;
+        to.sll_addr[..6].copy_from_slice(&BROADCAST);
+        // SAFETY: valid socket, buffer and address.
+        let sent = unsafe {
+            libc::sendto(
+                fd,
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&raw const to).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if sent < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        let mut buffer = [0u8; 1600];
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            let mut poll = [libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            // SAFETY: one valid pollfd.
+            let ready = unsafe { libc::poll(poll.as_mut_ptr(), 1, left.as_millis().max(1) as i32) };
+            if ready <= 0 {
+                continue;
+            }
+            // SAFETY: valid socket and buffer.
+            let n = unsafe {
+                libc::recv(
+                    fd,
+                    buffer.as_mut_ptr().cast(),
+                    buffer.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 42 {
+                continue;
+            }
+            let reply = &buffer[..n as usize];
+            // A reply (oper 2) from `target` to us.
+            if reply[12..14] == [0x08, 0x06]
+                && reply[20..22] == [0, 2]
+                && reply[28..32] == target.octets()
+                && reply[38..42] == self.ip.octets()
+            {
+                return Ok(true);
+            }
+        }
+    }
+}

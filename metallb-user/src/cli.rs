@@ -1,0 +1,302 @@
+//! What the `metallb` commands print: plain functions from results to text or JSON,
+//! so that the output is tested without running anything.
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use metallb_common::{Outcome, VipAction, XdpStats};
+use serde::Serialize;
+
+use crate::{
+    allocator::Decision,
+    config::{Issue, validate::Validation},
+    datapath::maps::VipRecord,
+    election::Election,
+    plan::{Plan, Role},
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// `metallb validate`: the text to print, and whether the file is valid.
+pub fn validation_report(file: &str, validation: &Validation) -> (String, bool) {
+    let mut out = String::new();
+    for issue in &validation.errors {
+        let _ = writeln!(out, "error: {issue}");
+    }
+    for issue in &validation.warnings {
+        let _ = writeln!(out, "warning: {issue}");
+    }
+    match &validation.config {
+        Some(config) => {
+            let _ = writeln!(
+                out,
+                "{file} is valid: {} IPAddressPool(s), {} L2Advertisement(s), {} Service(s), {} Node(s), {} warning(s)",
+                config.pools.len(),
+                config.l2_advertisements.len(),
+                config.services.len(),
+                config.nodes.len(),
+                validation.warnings.len()
+            );
+            (out, true)
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "{file} is invalid: {} error(s)",
+                validation.errors.len()
+            );
+            (out, false)
+        }
+    }
+}
+
+/// `metallb validate` when the file does not even parse.
+pub fn parse_report(file: &str, errors: &[Issue]) -> String {
+    let mut out = String::new();
+    for issue in errors {
+        let _ = writeln!(out, "error: {issue}");
+    }
+    let _ = writeln!(out, "{file} is invalid: {} error(s)", errors.len());
+    out
+}
+
+#[derive(Serialize)]
+struct ServiceRow {
+    service: String,
+    ips: Vec<String>,
+    pool: Option<String>,
+    announced_by: Option<String>,
+    candidates: Vec<String>,
+    this_node: Role,
+}
+
+#[derive(Serialize)]
+struct PoolRow {
+    pool: String,
+    in_use: u64,
+    total: String,
+}
+
+#[derive(Serialize)]
+struct PlanJson {
+    node: String,
+    services: Vec<ServiceRow>,
+    pools: Vec<PoolRow>,
+}
+
+fn rows(plan: &Plan) -> Vec<ServiceRow> {
+    plan.services
+        .iter()
+        .map(|(key, p)| {
+            let (ips, pool) = match &p.decision {
+                Decision::Allocated(a) => (
+                    a.ips.iter().map(|ip| ip.to_string()).collect(),
+                    Some(a.pool.clone()),
+                ),
+                _ => (Vec::new(), None),
+            };
+            let (announced_by, candidates) = match &p.election {
+                Some(Election::Announced {
+                    owner, candidates, ..
+                }) => (Some(owner.clone()), candidates.clone()),
+                _ => (None, Vec::new()),
+            };
+            ServiceRow {
+                service: key.to_string(),
+                ips,
+                pool,
+                announced_by,
+                candidates,
+                this_node: p.role.clone(),
+            }
+        })
+        .collect()
+}
+
+/// `metallb plan` output.
+pub fn plan_report(plan: &Plan, node: &str, output: Output) -> String {
+    let services = rows(plan);
+    let pools: Vec<PoolRow> = plan
+        .pools
+        .iter()
+        .map(|(name, u)| PoolRow {
+            pool: name.clone(),
+            in_use: u.in_use,
+            total: u.total.to_string(),
+        })
+        .collect();
+    if output == Output::Json {
+        let json = PlanJson {
+            node: node.into(),
+            services,
+            pools,
+        };
+        return serde_json::to_string_pretty(&json).unwrap_or_default() + "\n";
+    }
+    let mut table = vec![vec![
+        "SERVICE".to_string(),
+        "IPS".into(),
+        "POOL".into(),
+        "ANNOUNCED BY".into(),
+        format!("ON THIS NODE ({node})"),
+    ]];
+    for row in &services {
+        let this = match &row.this_node {
+            Role::Announce { interfaces } => format!("answers on {}", interfaces.join(", ")),
+            Role::Suppress { owner } => format!("suppresses (announced by {owner})"),
+            Role::None { reason } => reason.clone(),
+        };
+        table.push(vec![
+            row.service.clone(),
+            if row.ips.is_empty() {
+                "-".into()
+            } else {
+                row.ips.join(", ")
+            },
+            row.pool.clone().unwrap_or_else(|| "-".into()),
+            row.announced_by.clone().unwrap_or_else(|| "-".into()),
+            this,
+        ]);
+    }
+    let mut out = render(&table);
+    out.push('\n');
+    let mut pool_table = vec![vec![
+        "POOL".to_string(),
+        "IN USE".into(),
+        "ADDRESSES".into(),
+    ]];
+    for p in pools {
+        pool_table.push(vec![p.pool, p.in_use.to_string(), p.total]);
+    }
+    out += &render(&pool_table);
+    out
+}
+
+/// Left-aligned columns, two spaces apart.
+fn render(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| format!("{cell:<width$}", width = widths[c]))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct VipRow {
+    vip: String,
+    interface: String,
+    ifindex: u32,
+    vlan: u16,
+    action: String,
+    mac: String,
+    requests: u64,
+    replies: u64,
+    conflicts: u64,
+    suppressed: u64,
+}
+
+#[derive(Serialize)]
+struct InspectJson {
+    pin_dir: String,
+    vips: Vec<VipRow>,
+    frames: BTreeMap<&'static str, u64>,
+}
+
+/// `metallb inspect` output. `ifname` names an interface index.
+pub fn inspect_report(
+    pin_dir: &str,
+    records: &[VipRecord],
+    stats: &XdpStats,
+    ifname: impl Fn(u32) -> String,
+    output: Output,
+) -> String {
+    let vips: Vec<VipRow> = records
+        .iter()
+        .map(|r| VipRow {
+            vip: r.key.addr.to_string(),
+            interface: ifname(r.key.ifindex),
+            ifindex: r.key.ifindex,
+            vlan: r.key.vlan_id,
+            action: match r.action {
+                Some(VipAction::Answer) => "answer".into(),
+                Some(VipAction::Suppress) => "suppress".into(),
+                None => "unknown".into(),
+            },
+            mac: r.mac.to_string(),
+            requests: r.counters.requests,
+            replies: r.counters.replies,
+            conflicts: r.counters.conflicts,
+            suppressed: r.counters.suppressed,
+        })
+        .collect();
+    let frames: BTreeMap<&'static str, u64> = Outcome::ALL
+        .iter()
+        .map(|o| (o.name(), stats.get(*o)))
+        .collect();
+    if output == Output::Json {
+        let json = InspectJson {
+            pin_dir: pin_dir.into(),
+            vips,
+            frames,
+        };
+        return serde_json::to_string_pretty(&json).unwrap_or_default() + "\n";
+    }
+    let mut table = vec![
+        [
+            "VIP",
+            "INTERFACE",
+            "VLAN",
+            "ACTION",
+            "MAC",
+            "REQUESTS",
+            "REPLIES",
+            "CONFLICTS",
+            "SUPPRESSED",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for v in &vips {
+        table.push(vec![
+            v.vip.clone(),
+            format!("{} ({})", v.interface, v.ifindex),
+            v.vlan.to_string(),
+            v.action.clone(),
+            v.mac.clone(),
+            v.requests.to_string(),
+            v.replies.to_string(),
+            v.conflicts.to_string(),
+            v.suppressed.to_string(),
+        ]);
+    }
+    let mut out = format!(
+        "datapath pinned at {pin_dir}: {} VIP entries\n\n",
+        vips.len()
+    );
+    out += &render(&table);
+    out.push('\n');
+    let mut outcome_table = vec![vec!["FRAMES".to_string(), "COUNT".into()]];
+    for (name, count) in &frames {
+        outcome_table.push(vec![name.to_string(), count.to_string()]);
+    }
+    out += &render(&outcome_table);
+    out
+}

@@ -1,0 +1,430 @@
+//! Which node announces each service's addresses, and on which interfaces: MetalLB's
+//! layer-2 election. Pure and stateless: every node computes the same answer from the
+//! same inputs, with no coordination.
+//!
+//! Candidates are the nodes that an L2Advertisement of the service's pool lets announce
+//! (its `nodeSelectors`), minus nodes excluded from load balancers or without network.
+//! They are ordered by the summed weights of the advertisements' `preferredNodeSelectors`
+//! (highest first), then by `sha256(node + "#" + first IP)`; the first one announces.
+//!
+//! In standalone mode there are no endpoints to look at: a service counts as having
+//! ready endpoints everywhere (`externalTrafficPolicy: Local` does not narrow the
+//! candidates), and every node of the configuration counts as alive.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+use k8s_openapi::api::core::v1::{Node, Service};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    allocator::{Decision, ServiceKey},
+    config::{Config, L2Advertisement, Labels, selector::any_matches},
+};
+
+/// Nodes with this label never announce (the Kubernetes convention).
+pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+
+/// The interfaces an announcement is made on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Interfaces {
+    All,
+    Only(BTreeSet<String>),
+}
+
+impl Interfaces {
+    pub fn includes(&self, name: &str) -> bool {
+        match self {
+            Interfaces::All => true,
+            Interfaces::Only(names) => names.contains(name),
+        }
+    }
+}
+
+/// The election for one service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Election {
+    /// `owner` announces `ips` on `interfaces`; `candidates` in election order.
+    Announced {
+        ips: Vec<IpAddr>,
+        owner: String,
+        candidates: Vec<String>,
+        interfaces: Interfaces,
+    },
+    /// Nobody announces the service over layer 2, and why.
+    NotAnnounced { ips: Vec<IpAddr>, reason: String },
+}
+
+/// A node as the election sees it.
+#[derive(Clone, Debug)]
+struct Member {
+    name: String,
+    labels: Labels,
+}
+
+fn members(config: &Config, this_node: &str) -> Vec<Member> {
+    if config.nodes.is_empty() {
+        // Standalone on one machine: this node is the only one, without labels.
+        return vec![Member {
+            name: this_node.into(),
+            labels: Labels::new(),
+        }];
+    }
+    config
+        .nodes
+        .iter()
+        .filter(|node| is_usable(node))
+        .map(member)
+        .collect()
+}
+
+fn member(node: &Node) -> Member {
+    Member {
+        name: node.metadata.name.clone().unwrap_or_default(),
+        labels: node.metadata.labels.clone().unwrap_or_default(),
+    }
+}
+
+/// Not excluded from load balancers, and not `NetworkUnavailable`.
+fn is_usable(node: &Node) -> bool {
+    let labels = node.metadata.labels.as_ref();
+    if labels.is_some_and(|l| l.contains_key(EXCLUDE_LABEL)) {
+        return false;
+    }
+    let conditions = node.status.as_ref().and_then(|s| s.conditions.as_ref());
+    !conditions.is_some_and(|c| {
+        c.iter()
+            .any(|c| c.type_ == "NetworkUnavailable" && c.status == "True")
+    })
+}
+
+fn service_labels(service: &Service) -> Labels {
+    service.metadata.labels.clone().unwrap_or_default()
+}
+
+fn shares_ip(service: &Service) -> bool {
+    service.metadata.annotations.as_ref().is_some_and(|a| {
+        a.contains_key("metallb.io/allow-shared-ip")
+            || a.contains_key("metallb.universe.tf/allow-shared-ip")
+    })
+}
+
+/// The advertisements that announce `service` from `pool`.
+fn advertisements_for<'a>(
+    config: &'a Config,
+    pool: &str,
+    service: &Service,
+) -> Vec<&'a L2Advertisement> {
+    let labels = service_labels(service);
+    config
+        .l2_advertisements
+        .iter()
+        .filter(|adv| adv.pools.contains(pool))
+        .filter(|adv| {
+            adv.service_selectors.is_empty() || any_matches(&adv.service_selectors, &labels)
+        })
+        .collect()
+}
+
+/// MetalLB's order: summed preference weight (highest first), then the hash.
+fn order(candidates: &mut [String], first_ip: &str, scores: &BTreeMap<String, i64>) {
+    let hash =
+        |node: &str| -> [u8; 32] { Sha256::digest(format!("{node}#{first_ip}").as_bytes()).into() };
+    candidates.sort_by(|a, b| {
+        let (sa, sb) = (
+            scores.get(a).copied().unwrap_or(0),
+            scores.get(b).copied().unwrap_or(0),
+        );
+        sb.cmp(&sa).then_with(|| hash(a).cmp(&hash(b)))
+    });
+}
+
+/// Elects, for every allocated service, the node that announces it. `this_node` is the
+/// name of the node running the election (used when the configuration lists no nodes).
+pub fn elect(
+    config: &Config,
+    decisions: &BTreeMap<ServiceKey, Decision>,
+    this_node: &str,
+) -> BTreeMap<ServiceKey, Election> {
+    let nodes = members(config, this_node);
+    let mut out = BTreeMap::new();
+    for service in &config.services {
+        let key = ServiceKey {
+            namespace: service
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            name: service.metadata.name.clone().unwrap_or_default(),
+        };
+        let Some(Decision::Allocated(allocation)) = decisions.get(&key) else {
+            continue;
+        };
+        let ips = allocation.ips.clone();
+        let not_announced = |reason: &str| Election::NotAnnounced {
+            ips: ips.clone(),
+            reason: reason.into(),
+        };
+        let ads = advertisements_for(config, &allocation.pool, service);
+        let election = if ads.is_empty() {
+            not_announced("no L2Advertisement announces its pool (or selects the service)")
+        } else if shares_ip(service) && ads.iter().any(|a| !a.service_selectors.is_empty()) {
+            not_announced(
+                "allow-shared-ip cannot be used with serviceSelectors on L2Advertisements",
+            )
+        } else {
+            // Every node an advertisement of the service lets announce.
+            let eligible: Vec<&Member> = nodes
+                .iter()
+                .filter(|n| {
+                    ads.iter().any(|a| {
+                        a.node_selectors.is_empty() || any_matches(&a.node_selectors, &n.labels)
+                    })
+                })
+                .collect();
+            let mut candidates: Vec<String> = eligible.iter().map(|n| n.name.clone()).collect();
+            let mut scores = BTreeMap::new();
+            for node in &eligible {
+                let score: i64 = ads
+                    .iter()
+                    .flat_map(|a| &a.preferred_nodes)
+                    .filter(|(_, selector)| selector.matches(&node.labels))
+                    .map(|(weight, _)| i64::from(*weight))
+                    .sum();
+                scores.insert(node.name.clone(), score);
+            }
+            match ips.first() {
+                Some(first) if !candidates.is_empty() => {
+                    order(&mut candidates, &first.to_string(), &scores);
+                    let owner = candidates[0].clone();
+                    Election::Announced {
+                        ips: ips.clone(),
+                        owner,
+                        candidates,
+                        interfaces: interfaces_of(&ads),
+                    }
+                }
+                Some(_) => not_announced(
+                    "no node may announce it (nodeSelectors, exclusion label, NetworkUnavailable)",
+                ),
+                None => not_announced("it has no address"),
+            }
+        };
+        out.insert(key, election);
+    }
+    out
+}
+
+/// The union of the advertisements' interfaces; any advertisement without interfaces
+/// means all of them.
+fn interfaces_of(ads: &[&L2Advertisement]) -> Interfaces {
+    if ads.iter().any(|a| a.interfaces.is_empty()) {
+        return Interfaces::All;
+    }
+    Interfaces::Only(
+        ads.iter()
+            .flat_map(|a| a.interfaces.iter().cloned())
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        allocator::Allocation,
+        config::{ValidateOptions, file::parse, validate},
+    };
+
+    fn config(text: &str) -> Config {
+        let validation = validate(&parse(text).expect("parses"), &ValidateOptions::default());
+        validation
+            .config
+            .unwrap_or_else(|| panic!("invalid: {:?}", validation.errors))
+    }
+
+    fn allocated(pool: &str, ips: &[&str]) -> Decision {
+        Decision::Allocated(Allocation {
+            pool: pool.into(),
+            ips: ips.iter().map(|i| i.parse().unwrap()).collect(),
+        })
+    }
+
+    fn key(name: &str) -> ServiceKey {
+        ServiceKey {
+            namespace: "default".into(),
+            name: name.into(),
+        }
+    }
+
+    const POOL: &str = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: pool}\nspec: {addresses: [192.0.2.0/24]}\n";
+
+    fn service(name: &str, extra_meta: &str) -> String {
+        format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}{extra_meta}}}\nspec: {{type: LoadBalancer}}\n"
+        )
+    }
+
+    fn node(name: &str, labels: &str) -> String {
+        format!(
+            "---\napiVersion: v1\nkind: Node\nmetadata: {{name: {name}, labels: {{{labels}}}}}\n"
+        )
+    }
+
+    fn adv(spec: &str) -> String {
+        format!(
+            "---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {{name: adv{:x}}}\nspec: {spec}\n",
+            spec.bytes()
+                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b.into()))
+        )
+    }
+
+    /// sha256(node + "#" + ip), as hex, for checking the order by hand.
+    fn hash_hex(node: &str, ip: &str) -> String {
+        Sha256::digest(format!("{node}#{ip}").as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    #[test]
+    fn standalone_without_nodes_elects_this_node_on_all_interfaces() {
+        let cfg = config(&(POOL.to_string() + &service("web", "") + &adv("{}")));
+        let decisions = BTreeMap::from([(key("web"), allocated("pool", &["192.0.2.1"]))]);
+        let result = elect(&cfg, &decisions, "me");
+        assert_eq!(
+            result[&key("web")],
+            Election::Announced {
+                ips: vec!["192.0.2.1".parse().unwrap()],
+                owner: "me".into(),
+                candidates: vec!["me".into()],
+                interfaces: Interfaces::All,
+            }
+        );
+    }
+
+    #[test]
+    fn the_hash_orders_the_candidates() {
+        let text = POOL.to_string()
+            + &node("a", "")
+            + &node("b", "")
+            + &node("c", "")
+            + &service("web", "")
+            + &adv("{}");
+        let cfg = config(&text);
+        for ip in ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.77"] {
+            let decisions = BTreeMap::from([(key("web"), allocated("pool", &[ip]))]);
+            let Election::Announced {
+                owner, candidates, ..
+            } = &elect(&cfg, &decisions, "a")[&key("web")]
+            else {
+                panic!("not announced")
+            };
+            let mut by_hash: Vec<(String, String)> = ["a", "b", "c"]
+                .iter()
+                .map(|n| (hash_hex(n, ip), n.to_string()))
+                .collect();
+            by_hash.sort();
+            let expected: Vec<String> = by_hash.into_iter().map(|(_, n)| n).collect();
+            assert_eq!(candidates, &expected, "{ip}");
+            assert_eq!(owner, &expected[0]);
+            // The election does not depend on who runs it.
+            assert_eq!(elect(&cfg, &decisions, "b"), elect(&cfg, &decisions, "c"));
+        }
+    }
+
+    #[test]
+    fn node_selectors_exclusion_and_network_unavailable_narrow_candidates() {
+        let text = POOL.to_string()
+            + &node("a", "zone: east")
+            + &node("b", "zone: west")
+            + &node("c", &format!("zone: east, {EXCLUDE_LABEL}: ''"))
+            + "---\napiVersion: v1\nkind: Node\nmetadata: {name: d, labels: {zone: east}}\nstatus: {conditions: [{type: NetworkUnavailable, status: 'True'}]}\n"
+            + &service("web", "")
+            + &adv("{nodeSelectors: [{matchLabels: {zone: east}}], interfaces: [eth1, eth0]}");
+        let cfg = config(&text);
+        let decisions = BTreeMap::from([(key("web"), allocated("pool", &["192.0.2.9"]))]);
+        let Election::Announced {
+            owner,
+            candidates,
+            interfaces,
+            ..
+        } = &elect(&cfg, &decisions, "b")[&key("web")]
+        else {
+            panic!("not announced")
+        };
+        assert_eq!(candidates, &["a".to_string()]);
+        assert_eq!(owner, "a");
+        assert_eq!(
+            interfaces,
+            &Interfaces::Only(BTreeSet::from(["eth0".into(), "eth1".into()]))
+        );
+    }
+
+    #[test]
+    fn preferred_weights_come_before_the_hash() {
+        // Whatever the hash says, the node with the highest summed weight wins.
+        let text = POOL.to_string()
+            + &node("a", "disk: ssd")
+            + &node("b", "disk: ssd, nic: fast")
+            + &node("c", "")
+            + &service("web", "")
+            + &adv(
+                "{preferredNodeSelectors: [{weight: 10, preference: {matchLabels: {disk: ssd}}}]}",
+            )
+            + &adv(
+                "{preferredNodeSelectors: [{weight: 5, preference: {matchLabels: {nic: fast}}}], interfaces: [eth9]}",
+            );
+        let cfg = config(&text);
+        for ip in ["192.0.2.1", "192.0.2.2", "192.0.2.3"] {
+            let decisions = BTreeMap::from([(key("web"), allocated("pool", &[ip]))]);
+            let Election::Announced {
+                candidates,
+                interfaces,
+                ..
+            } = &elect(&cfg, &decisions, "c")[&key("web")]
+            else {
+                panic!("not announced")
+            };
+            assert_eq!(
+                candidates,
+                &["b".to_string(), "a".to_string(), "c".to_string()],
+                "{ip}"
+            );
+            // One advertisement has no interfaces: all of them.
+            assert_eq!(interfaces, &Interfaces::All);
+        }
+    }
+
+    #[test]
+    fn services_not_announced_say_why() {
+        let other_pool = "---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: other}\nspec: {addresses: [198.51.100.0/24]}\n";
+        let text = POOL.to_string()
+            + other_pool
+            + &node("a", "zone: east")
+            + &service("unadvertised", "")
+            + &service(
+                "shared",
+                ", labels: {app: x}, annotations: {metallb.io/allow-shared-ip: k}",
+            )
+            + &service("nowhere", ", labels: {app: x}")
+            + &adv("{ipAddressPools: [other], serviceSelectors: [{matchLabels: {app: x}}]}")
+            + &adv("{ipAddressPools: [pool], nodeSelectors: [{matchLabels: {zone: west}}]}");
+        let cfg = config(&text);
+        let decisions = BTreeMap::from([
+            (key("unadvertised"), allocated("other", &["198.51.100.1"])),
+            (key("shared"), allocated("other", &["198.51.100.2"])),
+            (key("nowhere"), allocated("pool", &["192.0.2.3"])),
+        ]);
+        let result = elect(&cfg, &decisions, "a");
+        let reason = |name: &str| match &result[&key(name)] {
+            Election::NotAnnounced { reason, .. } => reason.clone(),
+            other => panic!("{name}: {other:?}"),
+        };
+        assert!(reason("unadvertised").contains("no L2Advertisement"));
+        assert!(reason("shared").contains("allow-shared-ip"));
+        assert!(reason("nowhere").contains("no node may announce"));
+    }
+}

@@ -1,0 +1,302 @@
+//! Prometheus metrics with MetalLB's names, so that existing dashboards work, plus the
+//! XDP program's own counters; and `/healthz`, `/readyz`.
+//!
+//! MetalLB's layer-2 counters have no `_total` suffix (its Go client exposes them in
+//! the classic text format). OpenMetrics would add one to anything typed "counter", so
+//! these are exposed with type "unknown" to keep their names exactly; `rate()` works
+//! on them all the same.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use metallb_common::{Outcome, XdpStats};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric as _},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+    registry::Registry,
+};
+use tracing::{info, warn};
+
+use crate::{allocator::PoolUsage, announce::GratuitousCounts, datapath::maps::VipRecord};
+
+/// What the collector reports, refreshed by the speaker.
+#[derive(Debug, Default)]
+pub struct MetricsState {
+    /// Per-VIP counters summed over interfaces and CPUs, and the global outcomes.
+    pub vips: Vec<VipRecord>,
+    pub outcomes: XdpStats,
+    pub pools: BTreeMap<String, PoolUsage>,
+    pub config_loaded: bool,
+    pub config_stale: bool,
+}
+
+/// Shared between the speaker (writer) and the HTTP server (reader).
+#[derive(Debug, Default)]
+pub struct Shared {
+    pub state: Mutex<MetricsState>,
+    pub gratuitous: GratuitousCounts,
+    pub ready: AtomicBool,
+}
+
+#[derive(Debug)]
+struct SpeakerCollector(Arc<Shared>);
+
+fn per_ip(records: &[VipRecord], value: impl Fn(&VipRecord) -> u64) -> BTreeMap<IpAddr, u64> {
+    let mut out = BTreeMap::new();
+    for record in records {
+        *out.entry(record.key.addr).or_default() += value(record);
+    }
+    out
+}
+
+fn encode_by_ip(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: &BTreeMap<IpAddr, u64>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Unknown)?;
+    for (ip, value) in values {
+        let labels = [("ip", ip.to_string())];
+        ConstGauge::new(*value as i64).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for SpeakerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+        let gratuitous = self
+            .0
+            .gratuitous
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        encode_by_ip(
+            &mut encoder,
+            "metallb_layer2_requests_received",
+            "Number of layer2 requests received for owned IPs",
+            &per_ip(&state.vips, |r| r.counters.requests),
+        )?;
+        encode_by_ip(
+            &mut encoder,
+            "metallb_layer2_responses_sent",
+            "Number of layer2 responses sent for owned IPs",
+            &per_ip(&state.vips, |r| r.counters.replies),
+        )?;
+        encode_by_ip(
+            &mut encoder,
+            "metallb_layer2_gratuitous_sent",
+            "Number of gratuitous layer2 packets sent for owned IPs",
+            &gratuitous,
+        )?;
+        encode_by_ip(
+            &mut encoder,
+            "metallb_layer2_conflicts_received",
+            "Claims by other hosts for IPs this node answers (gratuitous ARP, ARP replies, neighbor advertisements)",
+            &per_ip(&state.vips, |r| r.counters.conflicts),
+        )?;
+        encode_by_ip(
+            &mut encoder,
+            "metallb_layer2_requests_suppressed",
+            "Requests dropped for IPs another node announces",
+            &per_ip(&state.vips, |r| r.counters.suppressed),
+        )?;
+        {
+            let mut family = encoder.encode_descriptor(
+                "metallb_xdp_frames",
+                "Frames seen by the XDP responder, by what it did with them",
+                None,
+                MetricType::Counter,
+            )?;
+            for outcome in Outcome::ALL {
+                let labels = [("outcome", outcome.name())];
+                ConstCounter::new(state.outcomes.get(outcome))
+                    .encode(family.encode_family(&labels)?)?;
+            }
+        }
+        for (name, help, value) in [
+            (
+                "metallb_allocator_addresses_in_use_total",
+                "Number of IP addresses in use, per pool",
+                (|u: &PoolUsage| u.in_use as f64) as fn(&PoolUsage) -> f64,
+            ),
+            (
+                "metallb_allocator_addresses_total",
+                "Number of usable IP addresses, per pool",
+                |u: &PoolUsage| u.total as f64,
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (pool, usage) in &state.pools {
+                let labels = [("pool", pool.as_str())];
+                ConstGauge::new(value(usage)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        for (name, help, value) in [
+            (
+                "metallb_k8s_client_config_loaded_bool",
+                "1 if a configuration was loaded successfully",
+                state.config_loaded,
+            ),
+            (
+                "metallb_k8s_client_config_stale_bool",
+                "1 if the last configuration change was refused",
+                state.config_stale,
+            ),
+        ] {
+            ConstGauge::new(i64::from(value)).encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                MetricType::Gauge,
+            )?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The registry with the speaker's collector.
+pub fn registry(shared: Arc<Shared>) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(SpeakerCollector(shared)));
+    registry
+}
+
+#[derive(Clone)]
+struct ServerState {
+    registry: Arc<Registry>,
+    shared: Arc<Shared>,
+}
+
+async fn metrics(State(state): State<ServerState>) -> impl IntoResponse {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(
+                "content-type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        ),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [("content-type", "text/plain")],
+            "encoding failed".into(),
+        ),
+    }
+}
+
+async fn ready(State(state): State<ServerState>) -> impl IntoResponse {
+    if state.shared.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no configuration applied yet\n",
+        )
+    }
+}
+
+/// Binds `addr` (the error names it) and serves `/metrics`, `/healthz`, `/readyz`.
+pub async fn serve(addr: SocketAddr, shared: Arc<Shared>) -> anyhow::Result<()> {
+    let state = ServerState {
+        registry: Arc::new(registry(shared.clone())),
+        shared,
+    };
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding the metrics address {addr}: {e}"))?;
+    info!(%addr, "serving /metrics, /healthz, /readyz");
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            warn!(%error, "metrics server stopped");
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use metallb_common::{VipAction, VipCounters};
+
+    use super::*;
+    use crate::datapath::{iface::MacAddr, maps::VipKey};
+
+    fn record(ip: &str, ifindex: u32, requests: u64, replies: u64) -> VipRecord {
+        VipRecord {
+            key: VipKey {
+                addr: ip.parse().unwrap(),
+                ifindex,
+                vlan_id: 0,
+            },
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            action: Some(VipAction::Answer),
+            counters: VipCounters {
+                requests,
+                replies,
+                conflicts: 0,
+                suppressed: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn metallb_names_and_values() {
+        let shared = Arc::new(Shared::default());
+        {
+            let mut state = shared.state.lock().unwrap();
+            state.vips = vec![
+                record("192.0.2.1", 2, 3, 3),
+                record("192.0.2.1", 3, 2, 1),
+                record("2001:db8::1", 2, 1, 1),
+            ];
+            state.outcomes.tx_arp_reply = 4;
+            state.pools.insert(
+                "pool-a".into(),
+                PoolUsage {
+                    total: 254,
+                    in_use: 2,
+                },
+            );
+            state.config_loaded = true;
+        }
+        shared
+            .gratuitous
+            .lock()
+            .unwrap()
+            .insert("192.0.2.1".parse().unwrap(), 10);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry(shared)).unwrap();
+        for line in [
+            "metallb_layer2_requests_received{ip=\"192.0.2.1\"} 5",
+            "metallb_layer2_requests_received{ip=\"2001:db8::1\"} 1",
+            "metallb_layer2_responses_sent{ip=\"192.0.2.1\"} 4",
+            "metallb_layer2_gratuitous_sent{ip=\"192.0.2.1\"} 10",
+            "metallb_xdp_frames_total{outcome=\"tx_arp_reply\"} 4",
+            "metallb_allocator_addresses_in_use_total{pool=\"pool-a\"} 2.0",
+            "metallb_allocator_addresses_total{pool=\"pool-a\"} 254.0",
+            "metallb_k8s_client_config_loaded_bool 1",
+            "metallb_k8s_client_config_stale_bool 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The whole pure core in one call: configuration -> allocation -> election -> the VIP
+//! entries this node's datapath must hold. `metallb plan` prints it; the speaker applies
+//! it.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+use metallb_common::VipAction;
+use serde::Serialize;
+
+use crate::{
+    allocator::{AllocatorOptions, Decision, PoolUsage, ServiceKey, allocate, pool_usage},
+    config::{Config, selector::any_matches},
+    datapath::{
+        iface::{Interface, MacAddr},
+        maps::{VipConfig, VipKey},
+    },
+    election::{Election, Interfaces, elect},
+};
+
+#[derive(Clone, Debug, Default)]
+pub struct PlanOptions {
+    /// This node's name (the election's identity; matched against Node objects).
+    pub node_name: String,
+    pub allocator: AllocatorOptions,
+}
+
+/// What this node does for one service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Answers ARP/NDP for the service's addresses on these interfaces.
+    Announce { interfaces: Vec<String> },
+    /// Another node announces: requests reaching this node are dropped.
+    Suppress { owner: String },
+    /// Nothing on this node: not allocated, not announced, or no interface of this
+    /// node is in the announcement.
+    None { reason: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServicePlan {
+    pub decision: Decision,
+    pub election: Option<Election>,
+    pub role: Role,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    pub services: BTreeMap<ServiceKey, ServicePlan>,
+    /// The entries the datapath must hold.
+    pub vips: BTreeMap<VipKey, VipConfig>,
+    pub pools: BTreeMap<String, PoolUsage>,
+}
+
+/// Plans every service of `config` for this node, whose datapath runs on `interfaces`.
+pub fn plan(config: &Config, options: &PlanOptions, interfaces: &[Interface]) -> Plan {
+    let decisions = allocate(config, &options.allocator);
+    let elections = elect(config, &decisions, &options.node_name);
+    let mut out = Plan {
+        pools: pool_usage(config, &decisions),
+        ..Plan::default()
+    };
+    for (key, decision) in decisions {
+        let election = elections.get(&key).cloned();
+        let role = match (&decision, &election) {
+            (Decision::Ignored { reason }, _) => Role::None {
+                reason: format!("ignored: {reason}"),
+            },
+            (Decision::Failed { reason }, _) => Role::None {
+                reason: format!("allocation failed: {reason}"),
+            },
+            (_, None) => Role::None {
+                reason: "not elected".into(),
+            },
+            (_, Some(Election::NotAnnounced { reason, .. })) => Role::None {
+                reason: reason.clone(),
+            },
+            (
+                _,
+                Some(Election::Announced {
+                    ips,
+                    owner,
+                    interfaces: wanted,
+                    ..
+                }),
+            ) => role_for(
+                ips,
+                owner,
+                wanted,
+                &options.node_name,
+                interfaces,
+                &mut out.vips,
+            ),
+        };
+        out.services.insert(
+            key,
+            ServicePlan {
+                decision,
+                election,
+                role,
+            },
+        );
+    }
+    out
+}
+
+/// This node's part of an announcement, adding its VIP entries to `vips`.
+fn role_for(
+    ips: &[IpAddr],
+    owner: &str,
+    wanted: &Interfaces,
+    this_node: &str,
+    interfaces: &[Interface],
+    vips: &mut BTreeMap<VipKey, VipConfig>,
+) -> Role {
+    let ours = owner == this_node;
+    let on: Vec<&Interface> = interfaces
+        .iter()
+        .filter(|i| !ours || wanted.includes(&i.name))
+        .collect();
+    if on.is_empty() {
+        return Role::None {
+            reason: "none of this node's interfaces is in the announcement".into(),
+        };
+    }
+    let action = if ours {
+        VipAction::Answer
+    } else {
+        VipAction::Suppress
+    };
+    for iface in &on {
+        for ip in ips {
+            let key = VipKey {
+                addr: *ip,
+                ifindex: iface.ifindex,
+                vlan_id: 0,
+            };
+            let config = VipConfig {
+                mac: MacAddr(iface.mac),
+                action,
+            };
+            // Two services sharing an address elect alike; should they not, answering
+            // wins over suppressing.
+            vips.entry(key)
+                .and_modify(|existing| {
+                    if action == VipAction::Answer {
+                        *existing = config;
+                    }
+                })
+                .or_insert(config);
+        }
+    }
+    if ours {
+        Role::Announce {
+            interfaces: on.iter().map(|i| i.name.clone()).collect(),
+        }
+    } else {
+        Role::Suppress {
+            owner: owner.into(),
+        }
+    }
+}
+
+/// The interfaces the speaker attaches to: those named on the command line; else those
+/// the L2Advertisements that may select this node name, and every up, non-loopback
+/// interface when one of them names none. Returns the interfaces and the names that
+/// do not exist on this host.
+pub fn interfaces_to_attach(
+    config: &Config,
+    node_name: &str,
+    explicit: &[String],
+    host: &BTreeMap<String, Interface>,
+) -> (Vec<Interface>, Vec<String>) {
+    let usable = |i: &&Interface| i.up && !i.loopback;
+    let named = |names: &BTreeSet<String>| {
+        let found = names.iter().filter_map(|n| host.get(n)).cloned().collect();
+        let missing = names
+            .iter()
+            .filter(|n| !host.contains_key(*n))
+            .cloned()
+            .collect();
+        (found, missing)
+    };
+    if !explicit.is_empty() {
+        return named(&explicit.iter().cloned().collect());
+    }
+    let labels = config
+        .nodes
+        .iter()
+        .find(|n| n.metadata.name.as_deref() == Some(node_name))
+        .and_then(|n| n.metadata.labels.clone())
+        .unwrap_or_default();
+    let mine: Vec<_> = config
+        .l2_advertisements
+        .iter()
+        .filter(|a| a.node_selectors.is_empty() || any_matches(&a.node_selectors, &labels))
+        .collect();
+    if mine.iter().any(|a| a.interfaces.is_empty()) {
+        return (host.values().filter(usable).cloned().collect(), Vec::new());
+    }
+    named(
+        &mine
+            .iter()
+            .flat_map(|a| a.interfaces.iter().cloned())
+            .collect(),
+    )
+}

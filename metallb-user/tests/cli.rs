@@ -1,0 +1,120 @@
+//! The `metallb` command line: exit codes and what it prints.
+
+use std::{path::PathBuf, process::Command};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_metallb");
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str, text: &str) -> Self {
+        let dir = std::env::temp_dir().join(metallb_user::lab::unique_name("cli"));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        Self(path)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BINARY)
+        .args(args)
+        .output()
+        .expect("run metallb");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn example() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/standalone.yaml").to_string()
+}
+
+#[test]
+fn validate_accepts_the_shipped_example() {
+    let (code, stdout, _) = run(&["validate", &example()]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.ends_with("is valid: 1 IPAddressPool(s), 1 L2Advertisement(s), 3 Service(s), 0 Node(s), 0 warning(s)\n"), "{stdout}");
+}
+
+#[test]
+fn validate_lists_every_error_and_exits_1() {
+    let file = Scratch::new(
+        "bad.yaml",
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: a}\nspec: {addresses: [192.0.2.0/24, 192.0.2.300/32]}\n\
+         ---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: b}\nspec: {addresses: [192.0.2.128/25]}\n\
+         ---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l2, namespace: default}\nspec: {ipAddressPools: [a, missing]}\n",
+    );
+    let (code, stdout, _) = run(&["validate", file.0.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[..3],
+        [
+            "error: IPAddressPool metallb-system/a: spec.addresses[1] \"192.0.2.300/32\": invalid CIDR",
+            "error: IPAddressPool metallb-system/b: spec.addresses[0] \"192.0.2.128/25\": overlaps \"192.0.2.0/24\" of IPAddressPool metallb-system/a",
+            "error: L2Advertisement default/l2: metadata.namespace \"default\": MetalLB reads its objects only from namespace \"metallb-system\"",
+        ],
+        "{stdout}"
+    );
+    assert!(
+        lines[3]
+            .starts_with("warning: L2Advertisement default/l2: spec.ipAddressPools[1] \"missing\""),
+        "{stdout}"
+    );
+    assert!(lines[4].ends_with("is invalid: 3 error(s)"), "{stdout}");
+}
+
+#[test]
+fn validate_reports_yaml_errors_and_unreadable_files() {
+    let file = Scratch::new(
+        "broken.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: [oops\n",
+    );
+    let (code, stdout, _) = run(&["validate", file.0.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        stdout.contains("document 1") && stdout.contains("not valid YAML"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = run(&["validate", "/nonexistent/metallb.yaml"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("reading /nonexistent/metallb.yaml"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn validate_honours_the_namespace_flag() {
+    let file = Scratch::new(
+        "ns.yaml",
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: a, namespace: lb}\nspec: {addresses: [192.0.2.0/24]}\n",
+    );
+    let path = file.0.to_str().unwrap();
+    assert_eq!(run(&["validate", path]).0, 1);
+    assert_eq!(run(&["validate", path, "--namespace", "lb"]).0, 0);
+}
+
+#[test]
+fn usage_errors_exit_2_with_help() {
+    let (code, _, stderr) = run(&["plan"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--config"), "{stderr}");
+    let (code, _, stderr) = run(&["speaker", "--config", "x", "--xdp-mode", "turbo"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("native") && stderr.contains("generic"),
+        "{stderr}"
+    );
+}
