@@ -1,176 +1,278 @@
-//! The README's demo (`cargo xtask demo`): the XDP responder in a two-namespace lab,
-//! answering `arping` and `ndisc6` from the client for VIPs that the node's kernel does
-//! not own, then the pinned maps as `bpftool` prints them. Exits non-zero if an answer
-//! is missing. Everything it creates is removed at the end.
+//! The README's demo (`cargo xtask demo`): the `metallb` speaker in a two-namespace lab,
+//! on the example configuration shipped in the repository. Shows the plan, the answers
+//! `arping` and `ndisc6` get from the client, the gratuitous ARP captured on the client
+//! side, `metallb inspect`, and the metrics; then removes everything. Exits non-zero if
+//! an answer is missing.
 
 use std::{
-    collections::BTreeMap,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    path::PathBuf,
+    io::Read as _,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread::sleep,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail, ensure};
-use metallb_common::VipAction;
 use metallb_user::{
-    datapath::{
-        Datapath, DatapathOptions, XdpMode, iface,
-        maps::{VipConfig, VipKey},
-    },
-    lab::{Lab, NetnsGuard, run},
+    datapath::XdpMode,
+    lab::{Lab, command_in, exec_in},
 };
 
-const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
-const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+const NODE_NAME: &str = "node-1";
+const PIN_DIR: &str = "/sys/fs/bpf/metallb-demo";
 
-fn show(title: &str, output: &std::process::Output) -> String {
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+/// Kills (SIGTERM, then SIGKILL) and reaps a child on drop.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn say(title: &str, text: &str) {
     println!("\n$ {title}\n{}", text.trim_end());
-    text
+}
+
+fn stdout(output: std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn metallb_binary() -> anyhow::Result<PathBuf> {
+    // target/<profile>/examples/demo -> target/<profile>/metallb
+    let exe = std::env::current_exe()?;
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("no target directory")?
+        .join("metallb");
+    ensure!(
+        binary.exists(),
+        "{} is missing: build it first (cargo xtask demo does)",
+        binary.display()
+    );
+    Ok(binary)
 }
 
 fn main() -> anyhow::Result<()> {
+    let binary = metallb_binary()?;
+    let config = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/standalone.yaml")
+        .canonicalize()?;
     let mut lab = Lab::new("demo")?;
     lab.prepare_client_for(XdpMode::Native)?;
-    let pin_dir = PathBuf::from("/sys/fs/bpf/metallb-demo");
     println!(
-        "lab: namespace {} ({} {}) <-veth-> namespace {} ({} {})",
-        lab.node_ns, lab.node_if, lab.node_mac, lab.client_ns, lab.client_if, lab.client_mac
+        "lab: namespace {} ({} {}) <-veth-> namespace {} ({} {})\nconfiguration: {}",
+        lab.node_ns,
+        lab.node_if,
+        lab.node_mac,
+        lab.client_ns,
+        lab.client_if,
+        lab.client_mac,
+        config.display()
+    );
+    let config_arg = config.to_string_lossy().into_owned();
+    let common = [
+        "--config",
+        &config_arg,
+        "--node-name",
+        NODE_NAME,
+        "--interface",
+        lab.node_if,
+    ];
+
+    // 1. The plan: what each service gets, touching nothing.
+    let plan = command_in(&lab.node_ns, &binary.to_string_lossy())
+        .arg("plan")
+        .args(common)
+        .output()?;
+    ensure!(
+        plan.status.success(),
+        "metallb plan failed: {}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    say(
+        "metallb plan --config examples/standalone.yaml",
+        &stdout(plan),
+    );
+    let plan_json = command_in(&lab.node_ns, &binary.to_string_lossy())
+        .arg("plan")
+        .args(common)
+        .args(["--output", "json"])
+        .output()?;
+    let plan_json: serde_json::Value =
+        serde_json::from_slice(&plan_json.stdout).context("plan JSON")?;
+    let vips: Vec<IpAddr> = plan_json["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["ips"].as_array().into_iter().flatten())
+        .filter_map(|ip| ip.as_str()?.parse().ok())
+        .collect();
+    ensure!(
+        vips.len() >= 4,
+        "the plan gives fewer addresses than the example asks: {vips:?}"
     );
 
-    let dp = {
-        let _netns = NetnsGuard::enter(&lab.node_ns)?;
-        let mut dp = Datapath::load(&DatapathOptions {
-            pin_dir: pin_dir.clone(),
-            ..Default::default()
-        })?;
-        let mode = dp.attach(lab.node_if, XdpMode::Native)?;
-        let node_if = iface::by_name(lab.node_if)?;
-        let desired: BTreeMap<VipKey, VipConfig> = [IpAddr::from(VIP), IpAddr::from(VIP6)]
-            .into_iter()
-            .map(|addr| {
-                (
-                    VipKey {
-                        addr,
-                        ifindex: node_if.ifindex,
-                        vlan_id: 0,
-                    },
-                    VipConfig {
-                        mac: iface::MacAddr(node_if.mac),
-                        action: VipAction::Answer,
-                    },
-                )
-            })
-            .collect();
-        let report = dp.sync(&desired);
-        ensure!(report.errors.is_empty(), "sync failed: {:?}", report.errors);
-        println!(
-            "responder attached to {} in {mode} mode; VIPs {VIP} and {VIP6}",
-            lab.node_if
-        );
-        dp
-    };
-
-    let result = (|| {
-        let node_addrs = show(
-            "ip -n node -brief addr",
-            &lab.ip(&lab.node_ns, &["-brief", "addr"])?,
-        );
-        ensure!(
-            !node_addrs.contains(&VIP.to_string()),
-            "the node's kernel must not own the VIP"
-        );
-
-        let arping = show(
-            &format!(
-                "ip netns exec client arping -c 2 -I {} {VIP}",
-                lab.client_if
-            ),
-            &lab.in_client(
-                "arping",
-                &["-c", "2", "-w", "3", "-I", lab.client_if, &VIP.to_string()],
-            )?,
-        );
-        let node_mac = lab.node_mac.to_string();
-        ensure!(
-            arping.to_lowercase().contains(&format!("[{node_mac}]")),
-            "arping got no answer from {node_mac}"
-        );
-        let ndisc = show(
-            &format!("ip netns exec client ndisc6 {VIP6} {}", lab.client_if),
-            &lab.in_client(
-                "ndisc6",
-                &[
-                    "-1",
-                    "-n",
-                    "-r",
-                    "2",
-                    "-w",
-                    "500",
-                    &VIP6.to_string(),
-                    lab.client_if,
-                ],
-            )?,
-        );
-        ensure!(
-            ndisc
-                .to_lowercase()
-                .contains(&format!("target link-layer address: {node_mac}")),
-            "ndisc6 got no answer from {node_mac}"
-        );
-        // The VIP tables are arrays of cells, mostly empty: show the occupied ones, then
-        // the counters they point to, as bpftool prints them (field names from BTF).
-        let pinned = |map: &str| pin_dir.join(map).to_string_lossy().into_owned();
-        for (table, stats) in [("vips_v4", "vip_stats_v4"), ("vips_v6", "vip_stats_v6")] {
-            let dump = run("bpftool", &["-j", "map", "dump", "pinned", &pinned(table)])?;
-            let cells: Vec<serde_json::Value> = serde_json::from_slice(&dump.stdout)?;
-            // With -j, bpftool gives each cell raw and "formatted" (decoded with BTF).
-            let occupied: Vec<&serde_json::Value> = cells
-                .iter()
-                .map(|c| &c["formatted"])
-                .filter(|c| c["value"]["counter_id"].as_u64().unwrap_or(0) != 0)
-                .collect();
-            println!("\n$ bpftool -j map dump pinned {}   (occupied cells, decoded)", pinned(table));
-            for cell in &occupied {
-                println!("{cell}");
-            }
-            for cell in occupied {
-                let id = cell["value"]["counter_id"].as_u64().context("counter id")?.to_le_bytes();
-                let key: Vec<String> = id[..4].iter().map(|b| b.to_string()).collect();
-                let mut args = vec!["map", "lookup", "pinned"];
-                let path = pinned(stats);
-                args.push(&path);
-                args.push("key");
-                args.extend(key.iter().map(String::as_str));
-                show(&format!("bpftool {}", args.join(" ")), &run("bpftool", &args)?);
-            }
+    // 2. Capture on the client side, then start the speaker.
+    let capture = Running(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.client_ns,
+                "tcpdump",
+                "-i",
+                lab.client_if,
+                "-n",
+                "-e",
+                "-l",
+            ])
+            .args(["arp and arp[14:4] == arp[24:4]"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting tcpdump")?,
+    );
+    sleep(Duration::from_millis(500));
+    let log_path = std::env::temp_dir().join(format!("metallb-demo-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).context("creating the speaker's log file")?;
+    let speaker = Running(
+        command_in(&lab.node_ns, &binary.to_string_lossy())
+            .arg("speaker")
+            .args(common)
+            .args(["--pin-dir", PIN_DIR])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting the speaker")?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = exec_in(
+            &lab.node_ns,
+            "curl",
+            &["-sf", "http://127.0.0.1:7472/readyz"],
+        )?;
+        if ready.status.success() {
+            break;
         }
-        show(
-            &format!("bpftool map dump pinned {}", pinned("xdp_stats")),
-            &run("bpftool", &["map", "dump", "pinned", &pinned("xdp_stats")])?,
+        ensure!(
+            Instant::now() < deadline,
+            "the speaker did not become ready within 10 s"
         );
-        println!("\nper VIP (summed over CPUs):");
-        for record in dp.vips()? {
-            println!(
-                "  {:<16} ifindex {} {:?}: requests {} replies {}",
-                record.key.addr,
-                record.key.ifindex,
-                record.action,
-                record.counters.requests,
-                record.counters.replies
-            );
-        }
-        Ok(())
-    })();
-
-    let errors = {
-        let _netns = NetnsGuard::enter(&lab.node_ns)?;
-        dp.shutdown()
-    };
-    drop(lab);
-    if !errors.is_empty() {
-        bail!("cleanup: {errors:?}");
+        sleep(Duration::from_millis(100));
     }
-    result?;
-    println!("\ndemo passed: both VIPs answered by XDP; lab removed");
+    println!("\nspeaker ready (pid {})", speaker.0.id());
+
+    // 3. The client asks.
+    let node_mac = lab.node_mac.to_string();
+    let mut missing = Vec::new();
+    for vip in &vips {
+        let (title, output, answered) = match vip {
+            IpAddr::V4(v4) => {
+                let out = stdout(lab.in_client(
+                    "arping",
+                    &["-c", "2", "-w", "3", "-I", lab.client_if, &v4.to_string()],
+                )?);
+                let ok = out.to_lowercase().contains(&format!("[{node_mac}]"));
+                (format!("ip netns exec client arping -c 2 {v4}"), out, ok)
+            }
+            IpAddr::V6(v6) => {
+                let out = stdout(lab.in_client(
+                    "ndisc6",
+                    &[
+                        "-1",
+                        "-n",
+                        "-r",
+                        "2",
+                        "-w",
+                        "500",
+                        &v6.to_string(),
+                        lab.client_if,
+                    ],
+                )?);
+                let ok = out
+                    .to_lowercase()
+                    .contains(&format!("target link-layer address: {node_mac}"));
+                (
+                    format!("ip netns exec client ndisc6 {v6} {}", lab.client_if),
+                    out,
+                    ok,
+                )
+            }
+        };
+        say(&title, &output);
+        if !answered {
+            missing.push(*vip);
+        }
+    }
+
+    // 4. What the client heard without asking: gratuitous ARP at start-up.
+    sleep(Duration::from_millis(300));
+    let pid = nix::unistd::Pid::from_raw(capture.0.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+    let mut capture = capture;
+    let mut garp = String::new();
+    if let Some(mut out) = capture.0.stdout.take() {
+        let _ = out.read_to_string(&mut garp);
+    }
+    say("ip netns exec client tcpdump -e 'gratuitous ARP'", &garp);
+    let garp_lines = garp.lines().filter(|l| l.contains(&node_mac)).count();
+
+    // 5. The datapath as the kernel holds it, and the metrics.
+    let inspect = command_in(&lab.node_ns, &binary.to_string_lossy())
+        .args(["inspect", "--pin-dir", PIN_DIR])
+        .output()?;
+    say(
+        &format!("metallb inspect --pin-dir {PIN_DIR}"),
+        &stdout(inspect),
+    );
+    sleep(Duration::from_millis(1100));
+    let metrics = stdout(exec_in(
+        &lab.node_ns,
+        "curl",
+        &["-s", "http://127.0.0.1:7472/metrics"],
+    )?);
+    let shown: Vec<&str> = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("metallb_layer2")
+                || l.starts_with("metallb_allocator")
+                || l.starts_with("metallb_k8s")
+        })
+        .collect();
+    say(
+        "curl http://127.0.0.1:7472/metrics | grep metallb_",
+        &shown.join("\n"),
+    );
+
+    drop(speaker);
+    drop(capture);
+    drop(lab);
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&log_path);
+    say("the speaker's log (metallb speaker ... 2> log)", &log);
+    if !missing.is_empty() {
+        bail!("no answer for {missing:?}");
+    }
+    ensure!(
+        garp_lines > 0,
+        "no gratuitous ARP from {node_mac} was captured"
+    );
+    println!(
+        "\ndemo passed: every VIP answered by XDP, gratuitous ARP seen; speaker stopped, lab removed"
+    );
     Ok(())
 }

@@ -151,14 +151,7 @@ pub fn elect(
     let nodes = members(config, this_node);
     let mut out = BTreeMap::new();
     for service in &config.services {
-        let key = ServiceKey {
-            namespace: service
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".into()),
-            name: service.metadata.name.clone().unwrap_or_default(),
-        };
+        let key = ServiceKey::of_service(service);
         let Some(Decision::Allocated(allocation)) = decisions.get(&key) else {
             continue;
         };
@@ -199,11 +192,26 @@ pub fn elect(
                 Some(first) if !candidates.is_empty() => {
                     order(&mut candidates, &first.to_string(), &scores);
                     let owner = candidates[0].clone();
+                    // The interfaces are those of the advertisements that select the
+                    // owner (MetalLB's "my ads for the service").
+                    let owner_labels = eligible
+                        .iter()
+                        .find(|n| n.name == owner)
+                        .map(|n| n.labels.clone())
+                        .unwrap_or_default();
+                    let owners_ads: Vec<&L2Advertisement> = ads
+                        .iter()
+                        .copied()
+                        .filter(|a| {
+                            a.node_selectors.is_empty()
+                                || any_matches(&a.node_selectors, &owner_labels)
+                        })
+                        .collect();
                     Election::Announced {
                         ips: ips.clone(),
                         owner,
                         candidates,
-                        interfaces: interfaces_of(&ads),
+                        interfaces: interfaces_of(&owners_ads),
                     }
                 }
                 Some(_) => not_announced(

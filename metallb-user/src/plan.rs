@@ -208,3 +208,184 @@ pub fn interfaces_to_attach(
             .collect(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ValidateOptions, file::parse, validate};
+
+    fn config(text: &str) -> Config {
+        validate(&parse(text).expect("parses"), &ValidateOptions::default())
+            .config
+            .expect("valid")
+    }
+
+    fn iface(name: &str, ifindex: u32, up: bool, loopback: bool) -> Interface {
+        Interface {
+            name: name.into(),
+            ifindex,
+            mac: [2, 0, 0, 0, 0, ifindex as u8],
+            up,
+            loopback,
+            multicast: true,
+        }
+    }
+
+    fn host() -> BTreeMap<String, Interface> {
+        [
+            iface("lo", 1, true, true),
+            iface("eth0", 2, true, false),
+            iface("eth1", 3, true, false),
+            iface("eth2", 4, false, false),
+        ]
+        .into_iter()
+        .map(|i| (i.name.clone(), i))
+        .collect()
+    }
+
+    const POOL: &str = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec: {addresses: [192.0.2.0/24, '2001:db8::/120']}\n";
+
+    fn names(interfaces: &[Interface]) -> Vec<&str> {
+        interfaces.iter().map(|i| i.name.as_str()).collect()
+    }
+
+    #[test]
+    fn interfaces_to_attach_table() {
+        let adv = |spec: &str| {
+            format!(
+                "---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {{name: a{}}}\nspec: {spec}\n",
+                spec.len()
+            )
+        };
+        let node = "---\napiVersion: v1\nkind: Node\nmetadata: {name: me, labels: {zone: east}}\n";
+        /// (config, --interface, attached, missing)
+        type Case = (
+            String,
+            Vec<&'static str>,
+            Vec<&'static str>,
+            Vec<&'static str>,
+        );
+        let cases: Vec<Case> = vec![
+            // (config, --interface, attached, missing)
+            (
+                POOL.to_string() + &adv("{}"),
+                vec![],
+                vec!["eth0", "eth1"],
+                vec![],
+            ),
+            (
+                POOL.to_string() + &adv("{interfaces: [eth1, eth9]}"),
+                vec![],
+                vec!["eth1"],
+                vec!["eth9"],
+            ),
+            (
+                POOL.to_string() + &adv("{interfaces: [eth1]}") + &adv("{}"),
+                vec![],
+                vec!["eth0", "eth1"],
+                vec![],
+            ),
+            (
+                POOL.to_string() + &adv("{interfaces: [eth1]}"),
+                vec!["eth0", "lo"],
+                vec!["eth0", "lo"],
+                vec![],
+            ),
+            (
+                POOL.to_string()
+                    + node
+                    + &adv("{interfaces: [eth0], nodeSelectors: [{matchLabels: {zone: west}}]}"),
+                vec![],
+                vec![],
+                vec![],
+            ),
+            (
+                POOL.to_string()
+                    + node
+                    + &adv("{interfaces: [eth0], nodeSelectors: [{matchLabels: {zone: east}}]}"),
+                vec![],
+                vec!["eth0"],
+                vec![],
+            ),
+            (POOL.to_string(), vec![], vec![], vec![]),
+        ];
+        for (text, explicit, attached, missing) in cases {
+            let explicit: Vec<String> = explicit.into_iter().map(String::from).collect();
+            let (got, got_missing) = interfaces_to_attach(&config(&text), "me", &explicit, &host());
+            assert_eq!(names(&got), attached, "{text}");
+            assert_eq!(got_missing, missing, "{text}");
+        }
+    }
+
+    #[test]
+    fn plan_answers_on_the_owners_interfaces_and_suppresses_elsewhere() {
+        // "me" is preferred, so it wins whatever the hash says; its advertisement names
+        // eth1, the other node's names none: this node answers on eth1 only.
+        let text = POOL.to_string()
+            + "---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: mine}\nspec: {interfaces: [eth1], nodeSelectors: [{matchLabels: {name: me}}], preferredNodeSelectors: [{weight: 50, preference: {matchLabels: {name: me}}}]}\n"
+            + "---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: theirs}\nspec: {nodeSelectors: [{matchLabels: {name: other}}]}\n"
+            + "---\napiVersion: v1\nkind: Node\nmetadata: {name: me, labels: {name: me}}\n"
+            + "---\napiVersion: v1\nkind: Node\nmetadata: {name: other, labels: {name: other}}\n"
+            + "---\napiVersion: v1\nkind: Service\nmetadata: {name: web, annotations: {metallb.io/loadBalancerIPs: '192.0.2.7'}}\nspec: {type: LoadBalancer}\n";
+        let cfg = config(&text);
+        let host = host();
+        let attached = [host["eth0"].clone(), host["eth1"].clone()];
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let web = ServiceKey {
+            namespace: "default".into(),
+            name: "web".into(),
+        };
+
+        let mine = plan(
+            &cfg,
+            &PlanOptions {
+                node_name: "me".into(),
+                ..Default::default()
+            },
+            &attached,
+        );
+        assert_eq!(
+            mine.services[&web].role,
+            Role::Announce {
+                interfaces: vec!["eth1".into()]
+            }
+        );
+        assert_eq!(
+            mine.vips,
+            BTreeMap::from([(
+                VipKey {
+                    addr: ip,
+                    ifindex: 3,
+                    vlan_id: 0
+                },
+                VipConfig {
+                    mac: MacAddr([2, 0, 0, 0, 0, 3]),
+                    action: VipAction::Answer
+                }
+            )])
+        );
+
+        let theirs = plan(
+            &cfg,
+            &PlanOptions {
+                node_name: "other".into(),
+                ..Default::default()
+            },
+            &attached,
+        );
+        assert_eq!(
+            theirs.services[&web].role,
+            Role::Suppress { owner: "me".into() }
+        );
+        let suppressed: Vec<(u32, VipAction)> = theirs
+            .vips
+            .iter()
+            .map(|(k, c)| (k.ifindex, c.action))
+            .collect();
+        assert_eq!(
+            suppressed,
+            [(2, VipAction::Suppress), (3, VipAction::Suppress)],
+            "every attached interface"
+        );
+    }
+}

@@ -95,14 +95,7 @@ pub fn with_previous_status(
     previous: &BTreeMap<ServiceKey, Vec<IpAddr>>,
 ) -> Config {
     for service in &mut config.services {
-        let key = ServiceKey {
-            namespace: service
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".into()),
-            name: service.metadata.name.clone().unwrap_or_default(),
-        };
+        let key = ServiceKey::of_service(service);
         let has_status = service
             .status
             .as_ref()
@@ -284,7 +277,12 @@ fn watch(path: &Path, reload: mpsc::Sender<()>) -> anyhow::Result<notify::Recomm
         .unwrap_or(Path::new("."))
         .to_owned();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = &event {
+            tracing::debug!(kind = ?event.kind, paths = ?event.paths, "file event");
+        }
+        // Only changes: reading the file ourselves raises access events.
         if let Ok(event) = event
+            && (event.kind.is_create() || event.kind.is_modify() || event.kind.is_remove())
             && event.paths.iter().any(|p| p.file_name() == name.as_deref())
         {
             let _ = reload.try_send(());
@@ -388,5 +386,53 @@ fn reload(speaker: &mut Speaker, path: &Path) {
                 .config_stale = true;
             error!(file = %path.display(), "configuration refused: the last good one keeps serving");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::file::parse;
+
+    #[test]
+    fn previous_addresses_become_the_status_of_services_without_one() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {type: LoadBalancer}\n\
+                    ---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec: {type: LoadBalancer}\nstatus: {loadBalancer: {ingress: [{ip: 192.0.2.9}]}}\n";
+        let config = validate(&parse(text).expect("parses"), &ValidateOptions::default())
+            .config
+            .expect("valid");
+        let key = |name: &str| ServiceKey {
+            namespace: "default".into(),
+            name: name.into(),
+        };
+        let previous = BTreeMap::from([
+            (
+                key("a"),
+                vec!["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()],
+            ),
+            (key("b"), vec!["192.0.2.2".parse().unwrap()]),
+        ]);
+        let config = with_previous_status(config, &previous);
+        let ingress = |i: usize| {
+            config.services[i]
+                .status
+                .as_ref()
+                .unwrap()
+                .load_balancer
+                .as_ref()
+                .unwrap()
+                .ingress
+                .clone()
+                .unwrap()
+        };
+        let ips = |i: usize| {
+            ingress(i)
+                .iter()
+                .map(|x| x.ip.clone().unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ips(0), ["192.0.2.1", "2001:db8::1"]);
+        // A status in the file wins over memory.
+        assert_eq!(ips(1), ["192.0.2.9"]);
     }
 }

@@ -118,3 +118,89 @@ fn usage_errors_exit_2_with_help() {
         "{stderr}"
     );
 }
+
+#[test]
+fn plan_shows_every_service_in_a_table_and_in_json() {
+    let example = example();
+    let args = [
+        "plan",
+        "--config",
+        &example,
+        "--node-name",
+        "node-1",
+        "--interface",
+        "lo",
+    ];
+    let (code, table, stderr) = run(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "SERVICE      IPS                         POOL       ANNOUNCED BY  ON THIS NODE (node-1)",
+            "default/api  192.0.2.100, 2001:db8::100  demo-pool  node-1        answers on lo",
+            "default/db   192.0.2.110                 demo-pool  node-1        answers on lo",
+            "default/web  192.0.2.101                 demo-pool  node-1        answers on lo",
+            "",
+            "POOL       IN USE  ADDRESSES",
+            "demo-pool  4       54",
+        ]
+    );
+    let mut json_args = args.to_vec();
+    json_args.extend(["--output", "json"]);
+    let (code, json, _) = run(&json_args);
+    assert_eq!(code, 0);
+    let value: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(value["node"], "node-1");
+    assert_eq!(value["services"][0]["service"], "default/api");
+    assert_eq!(
+        value["services"][0]["ips"],
+        serde_json::json!(["192.0.2.100", "2001:db8::100"])
+    );
+    assert_eq!(
+        value["services"][0]["this_node"],
+        serde_json::json!({"announce": {"interfaces": ["lo"]}})
+    );
+    assert_eq!(
+        value["pools"][0],
+        serde_json::json!({"pool": "demo-pool", "in_use": 4, "total": "54"})
+    );
+}
+
+#[test]
+fn plan_says_why_a_service_gets_nothing_and_who_else_announces() {
+    let file = Scratch::new(
+        "plan.yaml",
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: small}\nspec: {addresses: [192.0.2.10/32]}\n\
+         ---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l2}\nspec: {nodeSelectors: [{matchLabels: {role: lb}}]}\n\
+         ---\napiVersion: v1\nkind: Node\nmetadata: {name: node-1}\n\
+         ---\napiVersion: v1\nkind: Node\nmetadata: {name: node-2, labels: {role: lb}}\n\
+         ---\napiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {type: LoadBalancer}\n\
+         ---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec: {type: LoadBalancer}\n\
+         ---\napiVersion: v1\nkind: Service\nmetadata: {name: c}\nspec: {type: ClusterIP}\n",
+    );
+    let (code, table, stderr) = run(&[
+        "plan",
+        "--config",
+        file.0.to_str().unwrap(),
+        "--node-name",
+        "node-1",
+        "--interface",
+        "lo",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let row = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        row("default/a").contains("192.0.2.10")
+            && row("default/a").contains("suppresses (announced by node-2)"),
+        "{table}"
+    );
+    assert!(row("default/b").contains("allocation failed"), "{table}");
+    assert!(row("default/c").contains("ignored"), "{table}");
+}

@@ -183,9 +183,12 @@ mod tests {
         }
     }
 
+    /// (selector, labels, matches)
+    type MatchCase = (LabelSelector, &'static [(&'static str, &'static str)], bool);
+
     #[test]
     fn matching_table() {
-        let cases: Vec<(LabelSelector, &[(&str, &str)], bool)> = vec![
+        let cases: Vec<MatchCase> = vec![
             (selector(&[], vec![]), &[], true),
             (selector(&[], vec![]), &[("a", "b")], true),
             (selector(&[("app", "web")], vec![]), &[("app", "web")], true),

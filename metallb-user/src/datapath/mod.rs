@@ -284,12 +284,21 @@ impl Datapath {
         self.pin_dir.join("links")
     }
 
-    /// A link pinned by an earlier agent for `ifname` (`links/IFNAME.MODE`), if any.
+    /// Where the link of `ifname` attached in `mode` is pinned: `links/MODE/IFNAME`.
+    /// bpffs refuses dots in names, which interface names may have (`eth0.100`), and
+    /// interface names never have a colon: dots become colons.
+    fn link_pin_path(&self, ifname: &str, mode: XdpMode) -> PathBuf {
+        self.links_dir()
+            .join(mode.to_string())
+            .join(ifname.replace('.', ":"))
+    }
+
+    /// A link pinned by an earlier agent for `ifname`, if any.
     fn pinned_link(&self, ifname: &str) -> Option<(PathBuf, XdpMode)> {
         [XdpMode::Native, XdpMode::Generic]
             .into_iter()
             .find_map(|mode| {
-                let path = self.links_dir().join(format!("{ifname}.{mode}"));
+                let path = self.link_pin_path(ifname, mode);
                 path.exists().then_some((path, mode))
             })
     }
@@ -320,16 +329,18 @@ impl Datapath {
     /// loads with the same pin directory adopts all of it without a gap in answers.
     pub fn leave_in_place(mut self) -> Vec<DatapathError> {
         let mut errors = Vec::new();
-        let links_dir = self.links_dir();
-        if let Err(source) = std::fs::create_dir_all(&links_dir) {
-            return vec![DatapathError::PinDir {
-                dir: links_dir,
-                source,
-            }];
-        }
         let attachments = std::mem::take(&mut self.attachments);
         for attachment in attachments.into_values() {
-            let path = links_dir.join(format!("{}.{}", attachment.iface.name, attachment.mode));
+            let path = self.link_pin_path(&attachment.iface.name, attachment.mode);
+            if let Some(dir) = path.parent()
+                && let Err(source) = std::fs::create_dir_all(dir)
+            {
+                errors.push(DatapathError::PinDir {
+                    dir: dir.to_owned(),
+                    source,
+                });
+                continue;
+            }
             let pinned = responder_mut(&mut self.ebpf).and_then(|program| {
                 let link = program
                     .take_link(attachment.link)
@@ -479,10 +490,14 @@ impl Datapath {
             }
         }
         // Links an earlier agent left for interfaces we did not take over.
-        if let Ok(entries) = std::fs::read_dir(self.links_dir()) {
-            for entry in entries.flatten() {
-                let _ = std::fs::remove_file(entry.path());
+        for mode in [XdpMode::Native, XdpMode::Generic] {
+            let dir = self.links_dir().join(mode.to_string());
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                for entry in entries.flatten() {
+                    let _ = std::fs::remove_file(entry.path());
+                }
             }
+            let _ = std::fs::remove_dir(&dir);
         }
         let _ = std::fs::remove_dir(self.links_dir());
         // Only removed when empty: the directory may hold other pins.

@@ -1,0 +1,130 @@
+//! Who holds which address, and whether another service may share it
+//! (`metallb.io/allow-shared-ip`).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    net::IpAddr,
+};
+
+use super::ServiceKey;
+
+/// One port a service exposes, as `protocol/number` (protocol defaults to TCP, as the
+/// API server defaults it).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Port {
+    pub protocol: String,
+    pub number: i32,
+}
+
+impl fmt::Display for Port {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.protocol, self.number)
+    }
+}
+
+/// Where a service's traffic may go, which decides with whom it can share an address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Backend {
+    /// `externalTrafficPolicy: Cluster` (the default): any node forwards.
+    Cluster,
+    /// `externalTrafficPolicy: Local`, with the service's pod selector: only nodes
+    /// running these pods may answer, so sharers must select the same pods.
+    Local(BTreeMap<String, String>),
+}
+
+/// What decides whether two services may share an address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct ShareProfile {
+    /// The sharing key; `None`: the service does not share.
+    pub key: Option<String>,
+    pub backend: Backend,
+    pub ports: BTreeSet<Port>,
+}
+
+#[derive(Clone, Debug)]
+struct Holder {
+    service: ServiceKey,
+    profile: ShareProfile,
+}
+
+/// Addresses handed out so far, with their holders.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Ledger {
+    holders: BTreeMap<IpAddr, Vec<Holder>>,
+}
+
+impl Ledger {
+    /// Why a service with `profile` may not use `ip`, phrased to follow the address
+    /// ("10.0.0.1 is in use by ..."); `None` when it is free or shareable.
+    pub fn conflict(&self, ip: IpAddr, profile: &ShareProfile) -> Option<String> {
+        let holders = self.holders.get(&ip)?;
+        // Every holder of an address has the same key and backend (that is what
+        // sharing requires), so the first one speaks for all.
+        let first = holders.first()?;
+        let (theirs, name) = (&first.profile, &first.service);
+        let (their_key, my_key) = match (&theirs.key, &profile.key) {
+            (None, _) => {
+                return Some(format!(
+                    "in use by {name}, which does not allow sharing (no allow-shared-ip annotation)"
+                ));
+            }
+            (Some(_), None) => {
+                return Some(format!(
+                    "in use by {name}, and this service has no allow-shared-ip annotation to share it"
+                ));
+            }
+            (Some(theirs), Some(mine)) => (theirs, mine),
+        };
+        if their_key != my_key {
+            return Some(format!(
+                "in use by {name} under sharing key {their_key:?}, not this service's key {my_key:?}"
+            ));
+        }
+        match (&theirs.backend, &profile.backend) {
+            (Backend::Cluster, Backend::Local(_)) => {
+                return Some(format!(
+                    "in use by {name} with externalTrafficPolicy Cluster; a Local service shares only with Local services selecting the same pods"
+                ));
+            }
+            (Backend::Local(_), Backend::Cluster) => {
+                return Some(format!(
+                    "in use by {name} with externalTrafficPolicy Local; a Cluster service cannot share with it"
+                ));
+            }
+            (Backend::Local(a), Backend::Local(b)) if a != b => {
+                return Some(format!(
+                    "in use by {name} with externalTrafficPolicy Local and spec.selector {{{}}}, not this service's {{{}}}; Local services share only when they select the same pods",
+                    show_selector(a),
+                    show_selector(b)
+                ));
+            }
+            _ => {}
+        }
+        holders.iter().find_map(|holder| {
+            let port = holder.profile.ports.intersection(&profile.ports).next()?;
+            Some(format!(
+                "shared, but port {port} is already used on it by {}",
+                holder.service
+            ))
+        })
+    }
+
+    /// Records that `service` holds `ips`. The caller has checked [`Ledger::conflict`].
+    pub fn hold(&mut self, ips: &[IpAddr], service: &ServiceKey, profile: &ShareProfile) {
+        for ip in ips {
+            self.holders.entry(*ip).or_default().push(Holder {
+                service: service.clone(),
+                profile: profile.clone(),
+            });
+        }
+    }
+}
+
+fn show_selector(selector: &BTreeMap<String, String>) -> String {
+    selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}

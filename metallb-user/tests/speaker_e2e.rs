@@ -1,0 +1,425 @@
+//! The `metallb speaker` binary end to end (needs root): each test runs it in the node
+//! namespace of a lab of its own, edits its configuration file, and asks from the client
+//! namespace with arping, ndisc6 and a raw-socket ARP asker. Labs, pins and processes
+//! are removed when a test ends, pass or fail.
+
+mod support;
+
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use metallb_user::{
+    datapath::XdpMode,
+    lab::{Lab, ScratchPinDir, command_in, exec_in, unique_name},
+};
+use support::ArpAsker;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_metallb");
+const FIRST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 101);
+const SECOND: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 120);
+
+/// A configuration: one pool, one advertisement, services asking for given addresses.
+fn config(services: &[(&str, Ipv4Addr)]) -> String {
+    let mut text = String::from(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: pool, namespace: metallb-system}\n\
+         spec: {addresses: [192.0.2.100-192.0.2.150, '2001:db8::100-2001:db8::150']}\n\
+         ---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l2, namespace: metallb-system}\nspec: {}\n",
+    );
+    for (name, ip) in services {
+        text += &format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, annotations: {{metallb.io/loadBalancerIPs: '{ip}'}}}}\n\
+             spec: {{type: LoadBalancer, ports: [{{port: 80, protocol: TCP}}]}}\n"
+        );
+    }
+    text
+}
+
+/// Replaces the file the way editors do: write aside, then rename over it.
+fn write_config(path: &Path, text: &str) {
+    let aside = path.with_extension("tmp");
+    std::fs::write(&aside, text).expect("write config");
+    std::fs::rename(&aside, path).expect("rename config");
+}
+
+/// A scratch directory for the configuration file, removed on drop.
+struct ConfigDir(PathBuf);
+
+impl ConfigDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(unique_name("cfg"));
+        std::fs::create_dir_all(&dir).expect("config dir");
+        Self(dir)
+    }
+    fn file(&self) -> PathBuf {
+        self.0.join("metallb.yaml")
+    }
+}
+
+impl Drop for ConfigDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The speaker process, stopped (SIGTERM, then SIGKILL) on drop.
+struct Speaker(Option<Child>);
+
+impl Speaker {
+    fn start(lab: &Lab, config: &Path, pins: &Path, extra: &[&str]) -> Self {
+        let child = command_in(&lab.node_ns, BINARY)
+            .args(["speaker", "--config"])
+            .arg(config)
+            .arg("--pin-dir")
+            .arg(pins)
+            .args(["--interface", lab.node_if, "--node-name", "node-1"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the speaker");
+        let speaker = Self(Some(child));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !exec_in(
+            &lab.node_ns,
+            "curl",
+            &["-sf", "http://127.0.0.1:7472/readyz"],
+        )
+        .expect("curl")
+        .status
+        .success()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the speaker did not become ready"
+            );
+            sleep(Duration::from_millis(50));
+        }
+        speaker
+    }
+
+    /// SIGTERM, and the exit status.
+    fn stop(mut self) -> ExitStatus {
+        let mut child = self.0.take().expect("running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        child.wait().expect("wait")
+    }
+}
+
+impl Drop for Speaker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            for _ in 0..100 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn lab(tag: &str) -> Lab {
+    let mut lab = Lab::new(tag).expect("lab");
+    lab.prepare_client_for(XdpMode::Native)
+        .expect("client side");
+    lab
+}
+
+fn answered(lab: &Lab, ip: Ipv4Addr) -> bool {
+    let out = lab
+        .in_client(
+            "arping",
+            &["-c", "1", "-w", "1", "-I", lab.client_if, &ip.to_string()],
+        )
+        .expect("arping");
+    String::from_utf8_lossy(&out.stdout)
+        .to_lowercase()
+        .contains(&format!("[{}]", lab.node_mac))
+}
+
+fn metrics(lab: &Lab) -> String {
+    let out = exec_in(
+        &lab.node_ns,
+        "curl",
+        &["-sf", "http://127.0.0.1:7472/metrics"],
+    )
+    .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn metric(text: &str, line_start: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn netns_a_vip_added_to_the_file_is_answered_within_a_second_and_announced() {
+    let lab = lab("add");
+    let (dir, pins) = (ConfigDir::new(), ScratchPinDir::new("add"));
+    write_config(&dir.file(), &config(&[("first", FIRST)]));
+    let speaker = Speaker::start(&lab, &dir.file(), &pins.path, &[]);
+    assert!(answered(&lab, FIRST), "the first VIP is answered");
+    assert!(
+        !answered(&lab, SECOND),
+        "the second VIP is not configured yet"
+    );
+
+    // Gratuitous ARP for the new VIP (sender = target = VIP), both forms.
+    let filter = format!(
+        "arp and arp[14:4] == arp[24:4] and arp[24:4] == 0x{:08x}",
+        u32::from(SECOND)
+    );
+    let capture = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.client_ns,
+            "timeout",
+            "8",
+            "tcpdump",
+            "-i",
+            lab.client_if,
+            "-n",
+            "-e",
+            "-l",
+            "-c",
+            "2",
+            &filter,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tcpdump");
+    sleep(Duration::from_millis(500));
+
+    // Ask every 20 ms (arping waits a whole second between tries).
+    let asker = ArpAsker::new(
+        &lab.client_ns,
+        lab.client_if,
+        lab.client_mac.0,
+        Lab::CLIENT_V4,
+    )
+    .expect("asker");
+    write_config(
+        &dir.file(),
+        &config(&[("first", FIRST), ("second", SECOND)]),
+    );
+    let written = Instant::now();
+    let first_answered_attempt = loop {
+        let attempt = Instant::now();
+        if asker.ask(SECOND, Duration::from_millis(20)).expect("ask") {
+            break attempt;
+        }
+        assert!(
+            written.elapsed() < Duration::from_secs(5),
+            "the added VIP was never answered"
+        );
+    };
+    let delay = first_answered_attempt.duration_since(written);
+    assert!(
+        delay <= Duration::from_secs(1),
+        "the added VIP was first answered {delay:?} after the write"
+    );
+    assert!(answered(&lab, FIRST), "the first VIP is still answered");
+
+    let captured = capture.wait_with_output().expect("tcpdump output");
+    let text = String::from_utf8_lossy(&captured.stdout).to_lowercase();
+    let node_mac = lab.node_mac.to_string();
+    assert!(
+        text.lines().filter(|l| l.contains(&node_mac)).count() == 2
+            && text.contains("request")
+            && text.contains("reply"),
+        "gratuitous ARP request and reply from {node_mac}, got:\n{text}"
+    );
+    assert!(speaker.stop().success());
+}
+
+#[test]
+fn netns_a_removed_vip_stops_being_answered_and_an_invalid_edit_changes_nothing() {
+    let lab = lab("edit");
+    let (dir, pins) = (ConfigDir::new(), ScratchPinDir::new("edit"));
+    write_config(
+        &dir.file(),
+        &config(&[("first", FIRST), ("second", SECOND)]),
+    );
+    let speaker = Speaker::start(&lab, &dir.file(), &pins.path, &[]);
+    assert!(answered(&lab, FIRST) && answered(&lab, SECOND));
+
+    write_config(&dir.file(), &config(&[("first", FIRST)]));
+    let removed = Instant::now();
+    while answered(&lab, SECOND) {
+        assert!(
+            removed.elapsed() < Duration::from_secs(3),
+            "the removed VIP is still answered"
+        );
+    }
+    assert!(answered(&lab, FIRST), "the VIP that stays is answered");
+
+    // Broken YAML, then an invalid pool: both refused, the last good config serves.
+    for broken in [
+        "apiVersion: v1\nkind: Service\nspec: [unclosed\n",
+        &config(&[("first", FIRST)]).replace("192.0.2.100-", "192.0.2.300-"),
+    ] {
+        write_config(&dir.file(), broken);
+        sleep(Duration::from_millis(1500));
+        assert!(
+            answered(&lab, FIRST),
+            "the old VIP stays answered after an invalid edit"
+        );
+        assert!(!answered(&lab, SECOND));
+        assert_eq!(
+            metric(&metrics(&lab), "metallb_k8s_client_config_stale_bool"),
+            Some(1.0)
+        );
+    }
+    write_config(
+        &dir.file(),
+        &config(&[("first", FIRST), ("second", SECOND)]),
+    );
+    let fixed = Instant::now();
+    while !answered(&lab, SECOND) {
+        assert!(
+            fixed.elapsed() < Duration::from_secs(3),
+            "the fixed file was not applied"
+        );
+    }
+    assert_eq!(
+        metric(&metrics(&lab), "metallb_k8s_client_config_stale_bool"),
+        Some(0.0)
+    );
+    assert!(speaker.stop().success());
+}
+
+#[test]
+fn netns_a_restart_with_keep_datapath_loses_no_answer() {
+    let lab = lab("keep");
+    let (dir, pins) = (ConfigDir::new(), ScratchPinDir::new("keep"));
+    write_config(&dir.file(), &config(&[("first", FIRST)]));
+    let first = Speaker::start(&lab, &dir.file(), &pins.path, &["--keep-datapath"]);
+
+    let asker = ArpAsker::new(
+        &lab.client_ns,
+        lab.client_if,
+        lab.client_mac.0,
+        Lab::CLIENT_V4,
+    )
+    .expect("asker");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (asked, missed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let client = {
+        let (stop, asked, missed) = (stop.clone(), asked.clone(), missed.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let slot = Instant::now();
+                let ok = asker.ask(FIRST, Duration::from_millis(50)).expect("ask");
+                asked.fetch_add(1, Ordering::Relaxed);
+                if !ok {
+                    missed.fetch_add(1, Ordering::Relaxed);
+                }
+                sleep(Duration::from_millis(10).saturating_sub(slot.elapsed()));
+            }
+        })
+    };
+    sleep(Duration::from_millis(500));
+    assert!(
+        first.stop().success(),
+        "the first speaker exits cleanly, leaving the datapath"
+    );
+    assert!(
+        pins.path.join("links/native/veth-node").exists(),
+        "the link is left pinned"
+    );
+    sleep(Duration::from_millis(300));
+    let second = Speaker::start(&lab, &dir.file(), &pins.path, &[]);
+    sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    client.join().expect("asker thread");
+    let (asked, missed) = (
+        asked.load(Ordering::Relaxed),
+        missed.load(Ordering::Relaxed),
+    );
+    assert!(asked > 100, "only {asked} requests were sent");
+    assert_eq!(
+        missed, 0,
+        "{missed} of {asked} requests went unanswered through the restart"
+    );
+    assert!(answered(&lab, FIRST));
+    assert!(second.stop().success());
+    assert!(!pins.path.exists(), "a normal stop unpins everything");
+}
+
+#[test]
+fn netns_metrics_count_exactly_the_requests_sent() {
+    let lab = lab("metrics");
+    let (dir, pins) = (ConfigDir::new(), ScratchPinDir::new("metrics"));
+    write_config(&dir.file(), &config(&[("first", FIRST)]));
+    let speaker = Speaker::start(&lab, &dir.file(), &pins.path, &[]);
+    let out = lab
+        .in_client(
+            "arping",
+            &[
+                "-c",
+                "5",
+                "-w",
+                "7",
+                "-I",
+                lab.client_if,
+                &FIRST.to_string(),
+            ],
+        )
+        .expect("arping");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Received 5 response(s)"));
+    // The speaker reads the kernel's counters every second.
+    sleep(Duration::from_millis(1500));
+    let text = metrics(&lab);
+    let ip = format!("{{ip=\"{FIRST}\"}}");
+    assert_eq!(
+        metric(&text, &format!("metallb_layer2_requests_received{ip}")),
+        Some(5.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, &format!("metallb_layer2_responses_sent{ip}")),
+        Some(5.0),
+        "{text}"
+    );
+    // At start: the request and reply forms, every 1.1 s for 5 s: 5 rounds.
+    sleep(Duration::from_secs(5));
+    assert_eq!(
+        metric(
+            &metrics(&lab),
+            &format!("metallb_layer2_gratuitous_sent{ip}")
+        ),
+        Some(10.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "metallb_allocator_addresses_in_use_total{pool=\"pool\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "metallb_allocator_addresses_total{pool=\"pool\"}"),
+        // 192.0.2.100-150 and 2001:db8::100-150 (hexadecimal: 0x51 addresses).
+        Some(51.0 + 81.0),
+        "{text}"
+    );
+    assert!(speaker.stop().success());
+}
