@@ -344,7 +344,28 @@ fn netns_a_restart_with_keep_datapath_loses_no_answer() {
         pins.path.join("links/native/veth-node").exists(),
         "the link is left pinned"
     );
+    // With no speaker running, `metallb inspect` reads the datapath left in place, and
+    // its counters still move: XDP keeps answering.
+    let inspect = || {
+        let out = command_in(&lab.node_ns, BINARY)
+            .args(["inspect", "--output", "json", "--pin-dir"])
+            .arg(&pins.path)
+            .output()
+            .expect("inspect");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(json["vips"][0]["vip"], FIRST.to_string());
+        assert_eq!(json["vips"][0]["interface"], lab.node_if);
+        assert_eq!(json["vips"][0]["action"], "answer");
+        json["vips"][0]["replies"].as_u64().expect("replies")
+    };
+    let before = inspect();
     sleep(Duration::from_millis(300));
+    assert!(inspect() > before, "answers continue while no speaker runs");
     let second = Speaker::start(&lab, &dir.file(), &pins.path, &[]);
     sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);

@@ -17,6 +17,7 @@ const DEBIAN_TOOLS: &[(&str, &str)] = &[
     ("tcpdump", "tcpdump"),
     ("ip", "iproute2"),
     ("nsenter", "util-linux"),
+    ("curl", "curl"),
 ];
 
 pub fn run() -> anyhow::Result<()> {
