@@ -46,17 +46,11 @@ pub fn respond(ctx: &XdpContext, eth: *mut Eth, ingress: Ingress) -> Outcome {
     }
 
     let vip = arp.tpa;
-    let Some(entry) = find_v4(&key(ctx, vip, ingress)) else {
+    let Some(mut entry) = find_v4(&key(ctx, vip, ingress)) else {
         return Outcome::PassUnknownTarget;
     };
-    entry.counters.requests += 1;
-    match entry.action {
-        Some(VipAction::Answer) => {}
-        Some(VipAction::Suppress) => {
-            entry.counters.suppressed += 1;
-            return Outcome::DropSuppressed;
-        }
-        None => return Outcome::PassUnknownTarget,
+    if let Some(outcome) = entry.take_request() {
+        return outcome;
     }
     if arp.spa == vip {
         // A gratuitous ARP for our VIP from another host: split brain, never answer it.

@@ -168,17 +168,11 @@ pub fn respond(ctx: &XdpContext, ingress: Ingress) -> Outcome {
         return Outcome::PassNdpInvalid;
     }
 
-    let Some(entry) = find_v6(&key(ctx, target, ingress)) else {
+    let Some(mut entry) = find_v6(&key(ctx, target, ingress)) else {
         return Outcome::PassUnknownTarget;
     };
-    entry.counters.requests += 1;
-    match entry.action {
-        Some(VipAction::Answer) => {}
-        Some(VipAction::Suppress) => {
-            entry.counters.suppressed += 1;
-            return Outcome::DropSuppressed;
-        }
-        None => return Outcome::PassUnknownTarget,
+    if let Some(outcome) = entry.take_request() {
+        return outcome;
     }
 
     // RFC 4861 7.2.4: answer the asker, or all nodes (Solicited=0) for a DAD probe.

@@ -18,8 +18,8 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use metallb_common::{
-    DEFAULT_MAX_VIPS, MAX_PROBES, VipAction, VipCellV4, VipCellV6, VipCounters, VipKeyV4, VipKeyV6,
-    VipTableCtl, home_cell, table_cells,
+    DEFAULT_MAX_VIPS, MAX_PROBES, Outcome, VipAction, VipCellV4, VipCellV6, VipCounters, VipKeyV4,
+    VipKeyV6, VipTableCtl, home_cell, table_cells,
 };
 
 /// `BPF_F_MMAPABLE`: the agent writes the tables through shared memory, with the
@@ -50,6 +50,24 @@ pub struct Vip {
     /// `None` for an action byte this program does not know.
     pub action: Option<VipAction>,
     pub counters: &'static mut VipCounters,
+}
+
+impl Vip {
+    /// Counts a request for this VIP. `None` when this node answers it; otherwise
+    /// what to do instead (drop for a suppressed VIP, pass for an action this program
+    /// does not know).
+    #[inline(always)]
+    pub fn take_request(&mut self) -> Option<Outcome> {
+        self.counters.requests += 1;
+        match self.action {
+            Some(VipAction::Answer) => None,
+            Some(VipAction::Suppress) => {
+                self.counters.suppressed += 1;
+                Some(Outcome::DropSuppressed)
+            }
+            None => Some(Outcome::PassUnknownTarget),
+        }
+    }
 }
 
 /// The live half: its first cell, the cell mask, the hash shift and seeds.

@@ -420,6 +420,25 @@ impl<C: Cell> Family<C> {
         true
     }
 
+    /// Builds half `half`, keeping `seed` unless a key cannot be placed, then trying
+    /// fresh seeds; returns the seed used.
+    fn build_half_with_seed(
+        &mut self,
+        half: u32,
+        layout: Layout,
+        seed: u64,
+        family: &'static str,
+    ) -> Result<u64, DatapathError> {
+        let mut seed = seed;
+        for _ in 0..64 {
+            if self.build_half(half, layout, seed) {
+                return Ok(seed);
+            }
+            seed = random_seed();
+        }
+        Err(DatapathError::IndexFull { family })
+    }
+
     /// After GRACE: counter ids retired at the last flip become free.
     fn free_retired(&mut self) {
         self.free.append(&mut self.retired);
@@ -713,27 +732,12 @@ impl Maps {
         };
         let mut next = ctl;
         let idle_half = &mut next.halves[idle as usize];
-        // Keep the seeds unless a key cannot be placed; then try fresh ones.
-        let mut seed = idle_half.seed_v4;
-        let mut tries = 0;
-        while !self.v4.build_half(idle, layout, seed) {
-            seed = random_seed();
-            tries += 1;
-            if tries > 64 {
-                return Err(DatapathError::IndexFull { family: "IPv4" });
-            }
-        }
-        idle_half.seed_v4 = seed;
-        let mut seed = idle_half.seed_v6;
-        tries = 0;
-        while !self.v6.build_half(idle, layout, seed) {
-            seed = random_seed();
-            tries += 1;
-            if tries > 64 {
-                return Err(DatapathError::IndexFull { family: "IPv6" });
-            }
-        }
-        idle_half.seed_v6 = seed;
+        idle_half.seed_v4 =
+            self.v4
+                .build_half_with_seed(idle, layout, idle_half.seed_v4, "IPv4")?;
+        idle_half.seed_v6 =
+            self.v6
+                .build_half_with_seed(idle, layout, idle_half.seed_v6, "IPv6")?;
         next.generation += 1;
         // The idle half and its seeds first (the live half's fields are rewritten with
         // the values they have), then `active`, last, with release ordering.
