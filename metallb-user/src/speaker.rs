@@ -56,14 +56,18 @@ const SETTLE: Duration = Duration::from_millis(100);
 
 /// Reads, parses and validates the configuration file; every problem is logged.
 pub fn load_config(path: &Path, namespace: &str) -> Option<Config> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) => {
-            error!(file = %path.display(), error = %e, "cannot read the configuration");
-            return None;
-        }
-    };
-    let parsed = match file::parse(&text) {
+    parse_config(&read_config(path)?, path, namespace)
+}
+
+fn read_config(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| error!(file = %path.display(), error = %e, "cannot read the configuration"))
+        .ok()
+}
+
+/// Parses and validates `text`, read from `path`; every problem is logged.
+fn parse_config(text: &str, path: &Path, namespace: &str) -> Option<Config> {
+    let parsed = match file::parse(text) {
         Ok(parsed) => parsed,
         Err(errors) => {
             for issue in errors {
@@ -128,6 +132,8 @@ struct Speaker {
     shared: Arc<Shared>,
     previous: BTreeMap<ServiceKey, Vec<IpAddr>>,
     last_roles: BTreeMap<ServiceKey, Role>,
+    /// The file as last read: unchanged content is not applied again.
+    last_text: Option<String>,
 }
 
 impl Speaker {
@@ -268,9 +274,10 @@ impl Speaker {
     }
 }
 
-/// Watches `path` (its directory: editors replace files by renaming) and SIGHUP.
+/// Watches the directory of `path`: editors replace files by renaming, Kubernetes
+/// volumes swap symlinks. (A file that `path` links to elsewhere is not watched:
+/// SIGHUP reloads it.)
 fn watch(path: &Path, reload: mpsc::Sender<()>) -> anyhow::Result<notify::RecommendedWatcher> {
-    let name = path.file_name().map(|n| n.to_owned());
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -280,10 +287,10 @@ fn watch(path: &Path, reload: mpsc::Sender<()>) -> anyhow::Result<notify::Recomm
         if let Ok(event) = &event {
             tracing::debug!(kind = ?event.kind, paths = ?event.paths, "file event");
         }
-        // Only changes: reading the file ourselves raises access events.
+        // Any change in the directory: editors rename over the file, Kubernetes
+        // volumes swap a symlink. Not accesses: reading the file raises those.
         if let Ok(event) = event
             && (event.kind.is_create() || event.kind.is_modify() || event.kind.is_remove())
-            && event.paths.iter().any(|p| p.file_name() == name.as_deref())
         {
             let _ = reload.try_send(());
         }
@@ -314,6 +321,7 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
         shared: shared.clone(),
         previous: BTreeMap::new(),
         last_roles: BTreeMap::new(),
+        last_text: None,
     };
 
     let (reload_tx, mut reload_rx) = mpsc::channel(16);
@@ -323,16 +331,8 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut tick = tokio::time::interval(METRICS_REFRESH);
 
-    match load_config(&config_path, &options.namespace) {
-        Some(config) => speaker.apply(config),
-        None => {
-            shared
-                .state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .config_stale = true;
-            error!(file = %config_path.display(), "no valid configuration yet: waiting for the file to be fixed");
-        }
+    if !reload(&mut speaker, &config_path, true) {
+        error!(file = %config_path.display(), "no valid configuration yet: waiting for the file to be fixed");
     }
     info!(file = %config_path.display(), node = %options.node_name, "speaker running; SIGHUP or a file change reloads");
 
@@ -341,11 +341,11 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
             Some(()) = reload_rx.recv() => {
                 tokio::time::sleep(SETTLE).await;
                 while reload_rx.try_recv().is_ok() {}
-                reload(&mut speaker, &config_path);
+                reload(&mut speaker, &config_path, false);
             }
             _ = hangup.recv() => {
                 info!("SIGHUP: reloading");
-                reload(&mut speaker, &config_path);
+                reload(&mut speaker, &config_path, true);
             }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
@@ -374,9 +374,23 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn reload(speaker: &mut Speaker, path: &Path) {
-    match load_config(path, &speaker.options.namespace) {
-        Some(config) => speaker.apply(config),
+/// Reads the file and applies it, unless it is what was read last time and `force`
+/// is false (directory events also come from other files, and from renames around
+/// ours). Returns whether a valid configuration serves.
+fn reload(speaker: &mut Speaker, path: &Path, force: bool) -> bool {
+    let Some(text) = read_config(path) else {
+        return speaker.last_text.is_some();
+    };
+    if !force && speaker.last_text.as_deref() == Some(text.as_str()) {
+        return true;
+    }
+    let parsed = parse_config(&text, path, &speaker.options.namespace);
+    speaker.last_text = Some(text);
+    match parsed {
+        Some(config) => {
+            speaker.apply(config);
+            true
+        }
         None => {
             speaker
                 .shared
@@ -385,6 +399,7 @@ fn reload(speaker: &mut Speaker, path: &Path) {
                 .unwrap_or_else(|p| p.into_inner())
                 .config_stale = true;
             error!(file = %path.display(), "configuration refused: the last good one keeps serving");
+            false
         }
     }
 }

@@ -204,3 +204,39 @@ fn plan_says_why_a_service_gets_nothing_and_who_else_announces() {
     assert!(row("default/b").contains("allocation failed"), "{table}");
     assert!(row("default/c").contains("ignored"), "{table}");
 }
+
+#[test]
+fn logs_can_be_json_for_machines() {
+    let file = Scratch::new(
+        "warn.yaml",
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: a}\nspec: {addresses: [192.0.2.0/24]}\n\
+         ---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l2}\nspec: {ipAddressPools: [nope]}\n",
+    );
+    let path = file.0.to_str().unwrap();
+    let (code, _, stderr) = run(&[
+        "--log-format",
+        "json",
+        "plan",
+        "--config",
+        path,
+        "--interface",
+        "lo",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let line: serde_json::Value =
+        serde_json::from_str(stderr.lines().next().expect("a log line")).expect("JSON log line");
+    assert_eq!(line["level"], "WARN");
+    assert!(
+        line["fields"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no IPAddressPool has this name"),
+        "{line}"
+    );
+    let (_, _, text) = run(&["plan", "--config", path, "--interface", "lo"]);
+    assert!(
+        text.contains("WARN")
+            && serde_json::from_str::<serde_json::Value>(text.lines().next().unwrap_or(""))
+                .is_err()
+    );
+}

@@ -444,3 +444,33 @@ fn netns_metrics_count_exactly_the_requests_sent() {
     );
     assert!(speaker.stop().success());
 }
+
+#[test]
+fn netns_sighup_reloads_what_the_watch_cannot_see() {
+    let lab = lab("hup");
+    let pins = ScratchPinDir::new("hup");
+    // The speaker reads a symlink; the file it points to lives in another directory,
+    // whose changes the watch (on the symlink's directory) does not see.
+    let (links, files) = (ConfigDir::new(), ConfigDir::new());
+    write_config(&files.file(), &config(&[("first", FIRST)]));
+    std::os::unix::fs::symlink(files.file(), links.file()).expect("symlink");
+    let speaker = Speaker::start(&lab, &links.file(), &pins.path, &[]);
+    assert!(answered(&lab, FIRST));
+
+    write_config(
+        &files.file(),
+        &config(&[("first", FIRST), ("second", SECOND)]),
+    );
+    sleep(Duration::from_millis(1500));
+    assert!(!answered(&lab, SECOND), "not reloaded without SIGHUP");
+    let pid = nix::unistd::Pid::from_raw(speaker.0.as_ref().expect("running").id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+    let sent = Instant::now();
+    while !answered(&lab, SECOND) {
+        assert!(
+            sent.elapsed() < Duration::from_secs(3),
+            "SIGHUP did not reload"
+        );
+    }
+    assert!(speaker.stop().success());
+}
