@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
-use metallb_common::{Outcome, VipAction, XdpStats};
+use metallb_common::{Outcome, VipAction, VipTableCtl, XdpStats};
 use serde::Serialize;
 
 use crate::{
@@ -216,6 +216,9 @@ struct VipRow {
 #[derive(Serialize)]
 struct InspectJson {
     pin_dir: String,
+    /// Flips of the VIP tables so far: each applied change of the VIP set is one.
+    table_generation: u64,
+    cells_per_half: u32,
     vips: Vec<VipRow>,
     frames: BTreeMap<&'static str, u64>,
 }
@@ -223,6 +226,7 @@ struct InspectJson {
 /// `metallb inspect` output. `ifname` names an interface index.
 pub fn inspect_report(
     pin_dir: &str,
+    ctl: &VipTableCtl,
     records: &[VipRecord],
     stats: &XdpStats,
     ifname: impl Fn(u32) -> String,
@@ -254,6 +258,8 @@ pub fn inspect_report(
     if output == Output::Json {
         let json = InspectJson {
             pin_dir: pin_dir.into(),
+            table_generation: ctl.generation,
+            cells_per_half: ctl.cell_mask + 1,
             vips,
             frames,
         };
@@ -288,8 +294,10 @@ pub fn inspect_report(
         ]);
     }
     let mut out = format!(
-        "datapath pinned at {pin_dir}: {} VIP entries\n\n",
-        vips.len()
+        "datapath pinned at {pin_dir}: {} VIP entries (table generation {}, {} cells per half)\n\n",
+        vips.len(),
+        ctl.generation,
+        ctl.cell_mask + 1
     );
     out += &render(&table);
     out.push('\n');
@@ -299,4 +307,87 @@ pub fn inspect_report(
     }
     out += &render(&outcome_table);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use metallb_common::VipCounters;
+
+    use super::*;
+    use crate::datapath::{iface::MacAddr, maps::VipKey};
+
+    #[test]
+    fn inspect_table_names_interfaces_and_counts() {
+        let record = |ip: &str, action, requests, suppressed| VipRecord {
+            key: VipKey {
+                addr: ip.parse().unwrap(),
+                ifindex: 2,
+                vlan_id: 0,
+            },
+            mac: MacAddr([2, 0, 0, 0, 1, 1]),
+            action: Some(action),
+            counters: VipCounters {
+                requests,
+                replies: requests - suppressed,
+                conflicts: 0,
+                suppressed,
+            },
+        };
+        let records = [
+            record("192.0.2.100", VipAction::Answer, 3, 0),
+            record("2001:db8::1", VipAction::Suppress, 2, 2),
+        ];
+        let stats = XdpStats {
+            tx_arp_reply: 3,
+            drop_suppressed: 2,
+            ..Default::default()
+        };
+        let ctl = VipTableCtl {
+            cell_mask: 63,
+            generation: 7,
+            ..Default::default()
+        };
+        let text = inspect_report(
+            "/sys/fs/bpf/x",
+            &ctl,
+            &records,
+            &stats,
+            |i| format!("eth{i}"),
+            Output::Table,
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "datapath pinned at /sys/fs/bpf/x: 2 VIP entries (table generation 7, 64 cells per half)"
+        );
+        assert_eq!(
+            lines[2],
+            "VIP          INTERFACE  VLAN  ACTION    MAC                REQUESTS  REPLIES  CONFLICTS  SUPPRESSED"
+        );
+        assert_eq!(
+            lines[3],
+            "192.0.2.100  eth2 (2)   0     answer    02:00:00:00:01:01  3         3        0          0"
+        );
+        assert_eq!(
+            lines[4],
+            "2001:db8::1  eth2 (2)   0     suppress  02:00:00:00:01:01  2         0        0          2"
+        );
+        assert!(
+            lines.contains(&"drop_suppressed        2")
+                && lines.contains(&"tx_arp_reply           3"),
+            "{text}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&inspect_report(
+            "/p",
+            &ctl,
+            &records,
+            &stats,
+            |_| "lo".into(),
+            Output::Json,
+        ))
+        .unwrap();
+        assert_eq!(json["table_generation"], 7);
+        assert_eq!(json["vips"][1]["action"], "suppress");
+        assert_eq!(json["frames"]["tx_arp_reply"], 3);
+    }
 }

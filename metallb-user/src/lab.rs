@@ -224,11 +224,6 @@ impl Lab {
         exec_in(&self.client_ns, program, args)
     }
 
-    /// Runs a command in the node namespace; its output whatever the exit status.
-    pub fn in_node(&self, program: &str, args: &[&str]) -> anyhow::Result<Output> {
-        exec_in(&self.node_ns, program, args)
-    }
-
     /// Prepares the client end for `mode`: in native mode a pass-through XDP program
     /// must run there, or veth silently drops the frames the node sends with XDP_TX.
     pub fn prepare_client_for(&mut self, mode: XdpMode) -> anyhow::Result<()> {

@@ -267,6 +267,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             };
             let report = inspect_report(
                 &pin_dir.display().to_string(),
+                &maps.ctl(),
                 &maps.vips()?,
                 &maps.stats()?,
                 name,
