@@ -61,13 +61,8 @@ pub struct ServiceKey {
 impl ServiceKey {
     /// The key of `service` (namespace `default` when it has none).
     pub fn of_service(service: &Service) -> Self {
-        let namespace = service
-            .metadata
-            .namespace
-            .as_deref()
-            .filter(|ns| !ns.is_empty());
         Self {
-            namespace: namespace.unwrap_or("default").to_owned(),
+            namespace: crate::config::service_namespace(service).to_owned(),
             name: service.metadata.name.clone().unwrap_or_default(),
         }
     }

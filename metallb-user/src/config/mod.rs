@@ -58,6 +58,17 @@ impl std::fmt::Display for Issue {
     }
 }
 
+/// The namespace of a Service: `default` when the object has none (or an empty one),
+/// as the API server would set it.
+pub fn service_namespace(service: &k8s_openapi::api::core::v1::Service) -> &str {
+    service
+        .metadata
+        .namespace
+        .as_deref()
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or("default")
+}
+
 /// A validated address pool.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pool {

@@ -147,11 +147,7 @@ pub fn validate(file: &ConfigFile, options: &ValidateOptions) -> Validation {
     let mut service_names = BTreeSet::new();
     for service in &file.services {
         let name = service.metadata.name.clone().unwrap_or_default();
-        let namespace = service
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into());
+        let namespace = super::service_namespace(service).to_owned();
         let object = format!("Service {namespace}/{name}");
         if name.is_empty() {
             check.error(&object, "metadata.name", "", "missing name");

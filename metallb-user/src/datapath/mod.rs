@@ -72,6 +72,12 @@ pub enum DatapathError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{path}: {what}: {reason}")]
+    Pin {
+        path: PathBuf,
+        what: &'static str,
+        reason: String,
+    },
     #[error("loading the XDP object: {0}")]
     Load(#[source] aya::EbpfError),
     #[error("loading program {PROGRAM_NAME} into the kernel: {0}")]
@@ -306,17 +312,13 @@ impl Datapath {
     /// Points the pinned link at `path` to this agent's program (one atomic link update,
     /// so the interface is never without a responder), then removes the pin.
     fn take_over_link(&mut self, path: &Path) -> Result<XdpLinkId, DatapathError> {
-        let link_err = |what: &str, e: &dyn std::fmt::Display| DatapathError::PinDir {
-            dir: path.to_owned(),
-            source: std::io::Error::other(format!("{what}: {e}")),
-        };
-        let pinned =
-            PinnedLink::from_pin(path).map_err(|e| link_err("opening the pinned link", &e))?;
-        let link =
-            XdpLink::try_from(FdLink::from(pinned)).map_err(|e| link_err("not an XDP link", &e))?;
+        let pinned = PinnedLink::from_pin(path)
+            .map_err(|e| pin_error(path, "opening the pinned link", e))?;
+        let link = XdpLink::try_from(FdLink::from(pinned))
+            .map_err(|e| pin_error(path, "not an XDP link", e))?;
         let id = responder_mut(&mut self.ebpf)?
             .attach_to_link(link)
-            .map_err(|e| link_err("updating the link", &e))?;
+            .map_err(|e| pin_error(path, "updating the link", e))?;
         std::fs::remove_file(path).map_err(|source| DatapathError::PinDir {
             dir: path.to_owned(),
             source,
@@ -345,16 +347,11 @@ impl Datapath {
                 let link = program
                     .take_link(attachment.link)
                     .map_err(DatapathError::Program)?;
-                let fd_link = FdLink::try_from(link).map_err(|e| DatapathError::PinDir {
-                    dir: path.clone(),
-                    source: std::io::Error::other(format!(
-                        "the XDP attachment is not a BPF link: {e}"
-                    )),
-                })?;
-                fd_link.pin(&path).map_err(|e| DatapathError::PinDir {
-                    dir: path.clone(),
-                    source: std::io::Error::other(e),
-                })
+                let fd_link = FdLink::try_from(link)
+                    .map_err(|e| pin_error(&path, "the XDP attachment is not a BPF link", e))?;
+                fd_link
+                    .pin(&path)
+                    .map_err(|e| pin_error(&path, "pinning the XDP link", e))
             });
             match pinned {
                 Ok(_) => {
@@ -447,10 +444,7 @@ impl Datapath {
     pub fn pin_program(&mut self, path: &Path) -> Result<(), DatapathError> {
         responder_mut(&mut self.ebpf)?
             .pin(path)
-            .map_err(|e| DatapathError::PinDir {
-                dir: path.to_owned(),
-                source: std::io::Error::other(e),
-            })
+            .map_err(|e| pin_error(path, "pinning the program", e))
     }
 
     /// The loaded responder program (for test runs and its kernel statistics).
@@ -533,6 +527,14 @@ pub fn xdp_md(frame_len: usize, ifindex: u32) -> [u8; 24] {
     ctx[4..8].copy_from_slice(&(frame_len as u32).to_ne_bytes());
     ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
     ctx
+}
+
+fn pin_error(path: &Path, what: &'static str, reason: impl std::fmt::Display) -> DatapathError {
+    DatapathError::Pin {
+        path: path.to_owned(),
+        what,
+        reason: reason.to_string(),
+    }
 }
 
 fn responder_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {
