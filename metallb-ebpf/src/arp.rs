@@ -1,84 +1,86 @@
 //! ARP (RFC 826) for IPv4 VIPs: answer requests, count claims by other hosts.
 
 use aya_ebpf::programs::XdpContext;
-use metallb_common::{Outcome, VipAction, VipKeyV4};
+use metallb_common::{Outcome, VipKeyV4};
 
 use crate::{
-    Ingress, ifindex,
-    packet::{Arp, Eth, is_unicast_mac, mac_words, ptr_at},
+    ifindex,
+    packet::{ETH_DST, ETH_SRC, Mac, load, store},
     table::find_v4,
 };
 
-const HTYPE_ETHERNET: u16 = 1u16.to_be();
-const PTYPE_IPV4: u16 = 0x0800u16.to_be();
-const OP_REQUEST: u16 = 1u16.to_be();
+const ARP_LEN: usize = 28;
+// Offsets in the ARP message.
+const SHA: usize = 8;
+const SPA: usize = 14;
+const THA: usize = 18;
+const TPA: usize = 24;
+const OPER: usize = 6;
+
+/// The first 8 bytes of a request we answer, as one word: hardware type Ethernet,
+/// protocol IPv4, lengths 6 and 4, operation 1 (request).
+const REQUEST_HEAD: u64 = u64::from_ne_bytes([0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+/// The same with operation 2 (reply).
+const REPLY_HEAD: u64 = u64::from_ne_bytes([0, 1, 0x08, 0x00, 6, 4, 0, 2]);
+/// The bytes before the operation.
+const TYPES_MASK: u64 = u64::from_ne_bytes([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0]);
 const OP_REPLY: u16 = 2u16.to_be();
 
+/// Handles the ARP message at `L3` in the frame, seen in `vlan_id`.
 #[inline(always)]
-fn key(ctx: &XdpContext, addr: [u16; 2], ingress: Ingress) -> VipKeyV4 {
-    VipKeyV4 {
-        // SAFETY: two network-order words are the four address bytes in wire order.
-        addr: unsafe { core::mem::transmute::<[u16; 2], [u8; 4]>(addr) },
-        ifindex: ifindex(ctx),
-        vlan_id: ingress.vlan_id,
-        _pad: [0; 2],
-    }
-}
-
-#[inline(always)]
-pub fn respond(ctx: &XdpContext, eth: *mut Eth, ingress: Ingress) -> Outcome {
-    let Some(arp) = ptr_at::<Arp>(ctx, ingress.l3_offset) else {
-        return Outcome::PassMalformed;
-    };
-    // SAFETY: ptr_at checked that the whole header is inside the frame.
-    let (arp, eth) = unsafe { (&mut *arp, &mut *eth) };
-    if arp.htype != HTYPE_ETHERNET || arp.ptype != PTYPE_IPV4 || arp.hlen != 6 || arp.plen != 4 {
+pub fn respond<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Outcome {
+    let data = ctx.data();
+    let arp = data + L3;
+    if arp + ARP_LEN > ctx.data_end() {
         return Outcome::PassMalformed;
     }
-    if arp.oper != OP_REQUEST {
-        if arp.oper == OP_REPLY {
-            return claim_by_reply(ctx, arp, ingress);
+    // SAFETY (all loads and stores below): inside the frame, checked just above.
+    let head: u64 = unsafe { load(arp) };
+    if head != REQUEST_HEAD {
+        if head & TYPES_MASK != REQUEST_HEAD & TYPES_MASK {
+            return Outcome::PassMalformed;
+        }
+        if head == REPLY_HEAD {
+            // A reply whose sender is a VIP we answer for: another host claims it.
+            let spa: u32 = unsafe { load(arp + SPA) };
+            return match find_v4(VipKeyV4::head_word(spa, ifindex(ctx)), vlan_id) {
+                Some(mut entry) => entry.take_claim(),
+                None => Outcome::PassNotRequest,
+            };
         }
         return Outcome::PassNotRequest;
     }
-    if !is_unicast_mac(&arp.sha) {
+    let sha = unsafe { Mac::load(arp + SHA) };
+    if !sha.is_unicast() {
         return Outcome::PassMalformed;
     }
 
-    let vip = arp.tpa;
-    let Some(mut entry) = find_v4(&key(ctx, vip, ingress)) else {
+    let tpa: u32 = unsafe { load(arp + TPA) };
+    let Some(mut entry) = find_v4(VipKeyV4::head_word(tpa, ifindex(ctx)), vlan_id) else {
         return Outcome::PassUnknownTarget;
     };
     if let Some(outcome) = entry.take_request() {
         return outcome;
     }
-    if arp.spa == vip {
+    let spa: u32 = unsafe { load(arp + SPA) };
+    if spa == tpa {
         // A gratuitous ARP for our VIP from another host: split brain, never answer it.
         entry.counters.conflicts += 1;
         return Outcome::PassConflict;
     }
 
     // Turn the request into the reply in place, unicast back to the asker.
-    let our_mac = mac_words(&entry.mac);
-    eth.dst = eth.src;
-    eth.src = our_mac;
-    arp.oper = OP_REPLY;
-    arp.tha = arp.sha;
-    arp.tpa = arp.spa;
-    arp.sha = our_mac;
-    arp.spa = vip;
+    let our_mac = entry.mac;
+    unsafe {
+        let asker = Mac::load(data + ETH_SRC);
+        asker.store(data + ETH_DST);
+        our_mac.store(data + ETH_SRC);
+        store(arp + OPER, OP_REPLY);
+        sha.store(arp + THA);
+        store(arp + TPA, spa);
+        our_mac.store(arp + SHA);
+        store(arp + SPA, tpa);
+    }
     entry.counters.replies += 1;
     Outcome::TxArpReply
-}
-
-/// An ARP reply whose sender address is a VIP we answer for: another host claims it.
-#[inline(always)]
-fn claim_by_reply(ctx: &XdpContext, arp: &Arp, ingress: Ingress) -> Outcome {
-    if let Some(entry) = find_v4(&key(ctx, arp.spa, ingress))
-        && entry.action == Some(VipAction::Answer)
-    {
-        entry.counters.conflicts += 1;
-        return Outcome::PassConflict;
-    }
-    Outcome::PassNotRequest
 }

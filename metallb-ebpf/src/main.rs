@@ -19,24 +19,17 @@ use aya_ebpf::{
 use metallb_common::{Outcome, XdpStats};
 use network_types::eth::EtherType;
 
-use crate::packet::{Eth, Vlan, ptr_at};
+use crate::packet::{ETH_LEN, ETH_TYPE, VLAN_ETH_LEN, VLAN_TCI, VLAN_TYPE, load};
 
 #[btf_map(name = "xdp_stats")]
 static XDP_STATS: PerCpuArray<XdpStats, 1> = PerCpuArray::new();
 
+// network-types defines EtherTypes in network order: the native u16 of the wire bytes.
 const ETH_P_8021Q: u16 = EtherType::Ieee8021q as u16;
 const ETH_P_8021AD: u16 = EtherType::Ieee8021ad as u16;
 const ETH_P_ARP: u16 = EtherType::Arp as u16;
 const ETH_P_IPV4: u16 = EtherType::Ipv4 as u16;
 const ETH_P_IPV6: u16 = EtherType::Ipv6 as u16;
-
-/// Where the request was seen.
-#[derive(Clone, Copy)]
-pub struct Ingress {
-    /// Offset of the ARP or IPv6 header (after the Ethernet header and the VLAN tag).
-    pub l3_offset: usize,
-    pub vlan_id: u16,
-}
 
 /// The receiving interface. Read only on the ARP/NDP paths: it is three dependent
 /// loads that the pass-through path does not need.
@@ -56,39 +49,46 @@ pub fn metallb_xdp(ctx: XdpContext) -> u32 {
     }
 }
 
+/// Dispatches on the EtherType. The ARP and NDP handlers are inlined once per header
+/// layout (untagged, one 802.1Q tag), so that every offset in them is a constant.
 #[inline(always)]
 fn respond(ctx: &XdpContext) -> Outcome {
-    let Some(eth) = ptr_at::<Eth>(ctx, 0) else {
+    let data = ctx.data();
+    let end = ctx.data_end();
+    if data + ETH_LEN > end {
         return Outcome::PassMalformed;
-    };
-    let mut ether_type = unsafe { (*eth).ether_type };
+    }
+    // SAFETY (loads below): inside the frame, as checked against `end` before.
+    let ether_type: u16 = unsafe { load(data + ETH_TYPE) };
     // The frame every node sees most, first: this is the cost all traffic pays.
     if ether_type == ETH_P_IPV4 {
         return Outcome::PassNotArpOrNdp;
     }
-    let mut ingress = Ingress {
-        l3_offset: size_of::<Eth>(),
-        vlan_id: 0,
-    };
-    if ether_type == ETH_P_8021Q {
-        let Some(tag) = ptr_at::<Vlan>(ctx, size_of::<Eth>()) else {
-            return Outcome::PassMalformed;
-        };
-        let tag = unsafe { &*tag };
-        // VLAN id 0 is a priority tag: the frame belongs to the untagged network.
-        ingress.vlan_id = u16::from_be(tag.tci) & 0x0fff;
-        ingress.l3_offset += size_of::<Vlan>();
-        ether_type = tag.ether_type;
-        if ether_type == ETH_P_8021Q || ether_type == ETH_P_8021AD {
-            return Outcome::PassVlanUnsupported;
-        }
-    } else if ether_type == ETH_P_8021AD {
+    if ether_type == ETH_P_ARP {
+        return arp::respond::<ETH_LEN>(ctx, 0);
+    }
+    if ether_type == ETH_P_IPV6 {
+        return ndp::respond::<ETH_LEN>(ctx, 0);
+    }
+    if ether_type == ETH_P_8021AD {
         return Outcome::PassVlanUnsupported;
     }
-    if ether_type == ETH_P_ARP {
-        arp::respond(ctx, eth, ingress)
-    } else if ether_type == ETH_P_IPV6 {
-        ndp::respond(ctx, ingress)
+    if ether_type != ETH_P_8021Q {
+        return Outcome::PassNotArpOrNdp;
+    }
+    if data + VLAN_ETH_LEN > end {
+        return Outcome::PassMalformed;
+    }
+    let inner_type: u16 = unsafe { load(data + VLAN_TYPE) };
+    if inner_type == ETH_P_8021Q || inner_type == ETH_P_8021AD {
+        return Outcome::PassVlanUnsupported;
+    }
+    // VLAN id 0 is a priority tag: the frame belongs to the untagged network.
+    let vlan_id = u16::from_be(unsafe { load(data + VLAN_TCI) }) & 0x0fff;
+    if inner_type == ETH_P_ARP {
+        arp::respond::<VLAN_ETH_LEN>(ctx, vlan_id)
+    } else if inner_type == ETH_P_IPV6 {
+        ndp::respond::<VLAN_ETH_LEN>(ctx, vlan_id)
     } else {
         Outcome::PassNotArpOrNdp
     }

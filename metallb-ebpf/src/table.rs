@@ -7,36 +7,43 @@
 //!
 //! - `vip_ctl` says which half of the tables is live, and with which hash seed;
 //! - a cell holds a VIP key, its MAC and action, and the id of its per-CPU counters;
-//!   lookups probe linearly from the key's home cell until an empty cell.
+//!   lookups probe linearly from the key's home cell until an empty cell. Each map
+//!   value is a bucket of cells, so one (inlined) map lookup reads several; a home
+//!   cell is the first of its bucket.
 //!
 //! The agent never changes a cell of the live half except for its `action` byte (read
 //! once, with a volatile load): it rebuilds the idle half, then flips `active`, and
 //! touches the old half again only after a grace period.
+//!
+//! Keys are compared as whole words loaded from the cell, never built on the stack:
+//! a cell's key starts at offset 0 of an 8-byte aligned map value.
 
 use aya_ebpf::{
     btf_maps::{Array, PerCpuArray},
     macros::btf_map,
 };
 use metallb_common::{
-    DEFAULT_MAX_VIPS, MAX_PROBES, Outcome, VipAction, VipCellV4, VipCellV6, VipCounters, VipKeyV4,
-    VipKeyV6, VipTableCtl, home_cell, table_cells,
+    BUCKET_CELLS, DEFAULT_MAX_VIPS, MAX_PROBES, Outcome, VipAction, VipBucketV4, VipBucketV6,
+    VipCellV4, VipCellV6, VipCounters, VipKeyV4, VipKeyV6, VipTableCtl, home_cell, table_cells,
 };
+
+use crate::packet::{Mac, load};
 
 /// `BPF_F_MMAPABLE`: the agent writes the tables through shared memory, with the
 /// ordering a flip needs, and without a syscall per cell.
 const MMAPABLE: usize = 1 << 10;
 /// Compile-time sizes; the agent sets the real ones when it creates the maps.
-const CELLS: usize = 2 * table_cells(DEFAULT_MAX_VIPS) as usize;
+const BUCKETS: usize = (2 * table_cells(DEFAULT_MAX_VIPS) / BUCKET_CELLS) as usize;
 const COUNTERS: usize = DEFAULT_MAX_VIPS as usize + 1;
 
 #[btf_map(name = "vip_ctl")]
 static VIP_CTL: Array<VipTableCtl, 1, MMAPABLE> = Array::new();
 
 #[btf_map(name = "vips_v4")]
-static VIPS_V4: Array<VipCellV4, CELLS, MMAPABLE> = Array::new();
+static VIPS_V4: Array<VipBucketV4, BUCKETS, MMAPABLE> = Array::new();
 
 #[btf_map(name = "vips_v6")]
-static VIPS_V6: Array<VipCellV6, CELLS, MMAPABLE> = Array::new();
+static VIPS_V6: Array<VipBucketV6, BUCKETS, MMAPABLE> = Array::new();
 
 #[btf_map(name = "vip_stats_v4")]
 static VIP_STATS_V4: PerCpuArray<VipCounters, COUNTERS> = PerCpuArray::new();
@@ -44,11 +51,14 @@ static VIP_STATS_V4: PerCpuArray<VipCounters, COUNTERS> = PerCpuArray::new();
 #[btf_map(name = "vip_stats_v6")]
 static VIP_STATS_V6: PerCpuArray<VipCounters, COUNTERS> = PerCpuArray::new();
 
+const ANSWER: u8 = VipAction::Answer as u8;
+const SUPPRESS: u8 = VipAction::Suppress as u8;
+
 /// A VIP entry found for a request: its MAC, its action, and this CPU's counters.
 pub struct Vip {
-    pub mac: [u8; 6],
-    /// `None` for an action byte this program does not know.
-    pub action: Option<VipAction>,
+    pub mac: Mac,
+    /// A [`VipAction`] byte, possibly one this program does not know.
+    action: u8,
     pub counters: &'static mut VipCounters,
 }
 
@@ -60,27 +70,38 @@ impl Vip {
     pub fn take_request(&mut self) -> Option<Outcome> {
         self.counters.requests += 1;
         match self.action {
-            Some(VipAction::Answer) => None,
-            Some(VipAction::Suppress) => {
+            ANSWER => None,
+            SUPPRESS => {
                 self.counters.suppressed += 1;
                 Some(Outcome::DropSuppressed)
             }
-            None => Some(Outcome::PassUnknownTarget),
+            _ => Some(Outcome::PassUnknownTarget),
+        }
+    }
+
+    /// Counts a claim of this VIP by another host, if this node answers for it.
+    #[inline(always)]
+    pub fn take_claim(&mut self) -> Outcome {
+        if self.action == ANSWER {
+            self.counters.conflicts += 1;
+            Outcome::PassConflict
+        } else {
+            Outcome::PassNotRequest
         }
     }
 }
 
-/// The live half: its first cell, the cell mask, the hash shift and seeds.
+/// The live half: its first cell, the cell mask, the hash shift and seed.
 struct Half {
     base: u32,
     mask: u32,
     shift: u32,
-    seed_v4: u64,
-    seed_v6: u64,
+    seed: u64,
 }
 
+/// Reads the control block. `V6` picks the seed of the IPv6 table.
 #[inline(always)]
-fn live_half() -> Option<Half> {
+fn live_half<const V6: bool>() -> Option<Half> {
     let ctl = VIP_CTL.get_ptr(0)?;
     // SAFETY: a valid map value. `active` is written by the agent at any time: read it
     // once; what the half it names needs does not change while it is live.
@@ -90,78 +111,112 @@ fn live_half() -> Option<Half> {
             base: half.base as u32,
             mask: (*ctl).cell_mask,
             shift: (*ctl).shift,
-            seed_v4: half.seed_v4,
-            seed_v6: half.seed_v6,
+            seed: if V6 { half.seed_v6 } else { half.seed_v4 },
         })
     }
 }
 
-#[inline(always)]
-fn same_v4(a: &VipKeyV4, b: &VipKeyV4) -> bool {
-    u32::from_ne_bytes(a.addr) == u32::from_ne_bytes(b.addr)
-        && a.ifindex == b.ifindex
-        && a.vlan_id == b.vlan_id
-}
-
-#[inline(always)]
-fn same_v6(a: &VipKeyV6, b: &VipKeyV6) -> bool {
-    let (x, y) = (&a.addr, &b.addr);
-    let word = |v: &[u8; 16], i: usize| u32::from_ne_bytes([v[i], v[i + 1], v[i + 2], v[i + 3]]);
-    word(x, 12) == word(y, 12)
-        && word(x, 8) == word(y, 8)
-        && word(x, 4) == word(y, 4)
-        && word(x, 0) == word(y, 0)
-        && a.ifindex == b.ifindex
-        && a.vlan_id == b.vlan_id
-}
-
-macro_rules! find {
-    ($name:ident, $key:ty, $cell:ty, $table:ident, $stats:ident, $seed:ident, $same:ident) => {
-        /// The VIP for `key`, if the live half has it.
-        #[inline(always)]
-        pub fn $name(key: &$key) -> Option<Vip> {
-            let half = live_half()?;
-            let mut cell = home_cell(key.folded(), half.$seed, half.shift);
-            for _ in 0..MAX_PROBES {
-                let slot: *const $cell = $table.get_ptr(half.base + (cell & half.mask))?;
-                // SAFETY: a valid map value; cells of the live half are immutable but
-                // for `action`.
-                let slot = unsafe { &*slot };
-                if slot.counter_id == 0 {
-                    return None;
+/// Walks the probe sequence of a lookup: the cells from `home` on, wrapping within
+/// the live half, reading a bucket (one map lookup) whenever the sequence enters one.
+/// `check` says whether a cell is the one sought (`Some(true)`), the empty cell that
+/// ends the search (`Some(false)`), or neither.
+macro_rules! probe {
+    ($table:ident, $bucket:ty, $half:expr, $home:expr, |$cell:ident| $check:expr) => {{
+        let half = $half;
+        let mut cell = $home & half.mask;
+        let mut slots: Option<&$bucket> = None;
+        let mut found = None;
+        for _ in 0..MAX_PROBES {
+            let bucket = match slots {
+                Some(bucket) if cell % BUCKET_CELLS != 0 => bucket,
+                _ => {
+                    let Some(bucket) = $table.get_ptr((half.base + cell) / BUCKET_CELLS) else {
+                        break;
+                    };
+                    // SAFETY: a valid map value; cells of the live half are immutable
+                    // but for `action`.
+                    unsafe { &*bucket }
                 }
-                if $same(&slot.key, key) {
-                    let action = unsafe { core::ptr::read_volatile(&slot.action) };
-                    let counters = $stats.get_ptr_mut(slot.counter_id)?;
-                    return Some(Vip {
-                        mac: slot.mac,
-                        action: VipAction::from_u8(action),
-                        // SAFETY: this CPU's slot; only this program on this CPU writes it.
-                        counters: unsafe { &mut *counters },
-                    });
+            };
+            slots = Some(bucket);
+            let $cell = &bucket.cells[(cell % BUCKET_CELLS) as usize];
+            match $check {
+                Some(true) => {
+                    found = Some($cell);
+                    break;
                 }
-                cell = cell.wrapping_add(1);
+                Some(false) => break,
+                None => {}
             }
+            cell = (cell + 1) & half.mask;
+        }
+        found
+    }};
+}
+
+/// The IPv4 VIP whose key starts with `head` ([`VipKeyV4::head_word`]), in `vlan_id`.
+#[inline(always)]
+pub fn find_v4(head: u64, vlan_id: u16) -> Option<Vip> {
+    let half = live_half::<false>()?;
+    let home = home_cell(VipKeyV4::fold(head, vlan_id), half.seed, half.shift);
+    // An empty cell is all zeroes, and no key has interface 0.
+    let cell = probe!(VIPS_V4, VipBucketV4, half, home, |cell| {
+        // SAFETY: the key starts the cell, which is 8-byte aligned in the bucket.
+        if unsafe { load::<u64>(cell as *const VipCellV4 as usize) } == head
+            && cell.key.vlan_id == vlan_id
+        {
+            Some(true)
+        } else if cell.counter_id == 0 {
+            Some(false)
+        } else {
             None
         }
-    };
+    })?;
+    vip(&VIP_STATS_V4, cell.counter_id, &cell.mac, &cell.action)
 }
 
-find!(
-    find_v4,
-    VipKeyV4,
-    VipCellV4,
-    VIPS_V4,
-    VIP_STATS_V4,
-    seed_v4,
-    same_v4
-);
-find!(
-    find_v6,
-    VipKeyV6,
-    VipCellV6,
-    VIPS_V6,
-    VIP_STATS_V6,
-    seed_v6,
-    same_v6
-);
+/// The IPv6 VIP `high:low` (the address as two native words) on `ifindex`, in
+/// `vlan_id`.
+#[inline(always)]
+pub fn find_v6(high: u64, low: u64, ifindex: u32, vlan_id: u16) -> Option<Vip> {
+    let half = live_half::<true>()?;
+    let tail = VipKeyV6::tail_word(ifindex, vlan_id);
+    let home = home_cell(
+        VipKeyV6::fold(high, low, ifindex, vlan_id),
+        half.seed,
+        half.shift,
+    );
+    let cell = probe!(VIPS_V6, VipBucketV6, half, home, |cell| {
+        let at = cell as *const VipCellV6 as usize;
+        // SAFETY: the key's three words start the cell, 8-byte aligned in the bucket.
+        if unsafe {
+            load::<u64>(at) == high && load::<u64>(at + 8) == low && load::<u64>(at + 16) == tail
+        } {
+            Some(true)
+        } else if cell.counter_id == 0 {
+            Some(false)
+        } else {
+            None
+        }
+    })?;
+    vip(&VIP_STATS_V6, cell.counter_id, &cell.mac, &cell.action)
+}
+
+#[inline(always)]
+fn vip<const N: usize>(
+    stats: &PerCpuArray<VipCounters, N>,
+    counter_id: u32,
+    mac: &[u8; 6],
+    action: &u8,
+) -> Option<Vip> {
+    let counters = stats.get_ptr_mut(counter_id)?;
+    // SAFETY: `mac` and `action` are in a live cell; the counters are this CPU's
+    // slot, which only this program on this CPU writes.
+    unsafe {
+        Some(Vip {
+            mac: Mac::load(mac.as_ptr() as usize),
+            action: core::ptr::read_volatile(action),
+            counters: &mut *counters,
+        })
+    }
+}

@@ -1,12 +1,23 @@
 //! `cargo xtask bench datapath`: nanoseconds per frame of the XDP responder, next to
 //! two floor programs (XDP_PASS, XDP_TX), with 1, 1,000 and 100,000 VIPs per family.
 //!
-//! BPF_PROG_TEST_RUN with `repeat > 1` runs a program again on its own output (an ARP
-//! request becomes a reply, which takes the pass path), so every frame here is one
-//! BPF_PROG_TEST_RUN with repeat = 1, and the time is the kernel's own accounting of
-//! the program (bpf_stats: run_time_ns / run_cnt). That accounting adds the same
-//! clock-read cost to every program, floors included: compare rows, not absolutes.
-//! Scenarios are interleaved in rounds, and every figure is the median over rounds (a
+//! Two methods, both printed:
+//!
+//! - **Hot loop** (the figures the targets are checked against): one BPF_PROG_TEST_RUN
+//!   with `repeat` = 100,000, timed by the wall clock. The kernel runs a program again
+//!   on its own output, and an answered request has become a reply, so every row but
+//!   the pass-through one goes through the `replay` program: it restores a pristine
+//!   request (cycling over up to 1,024 different VIPs spread over the table, so big
+//!   tables pay their cache misses) and tail-calls the program in its slot. The floor
+//!   of such a row is the same replay with the floor program in the slot, so the
+//!   difference is the responder's own cost. After each run the responder's outcome
+//!   counter must have grown by exactly `repeat`: every run took the path named.
+//! - **One frame per syscall**: BPF_PROG_TEST_RUN with repeat = 1 and the kernel's
+//!   bpf_stats (run_time_ns / run_cnt), which adds the same two clock reads to every
+//!   program, floors included. Caches and branch predictors are cold-ish here: the
+//!   syscall runs a lot of kernel code between two frames.
+//!
+//! Scenarios are interleaved in rounds and every figure is a median over rounds (a
 //! difference to a floor is the median of the per-round differences), so that the
 //! noise of a shared machine hits all rows alike and outliers drop out.
 
@@ -17,25 +28,33 @@ use std::{
 
 use anyhow::Context as _;
 use aya::{
-    Ebpf,
-    programs::{ProgramInfo, Xdp},
+    Ebpf, TestRun as _, include_bytes_aligned,
+    maps::{Array, MapData, ProgramArray},
+    programs::{ProgramInfo, TestRunOptions, Xdp},
     sys::{Stats, enable_stats},
 };
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv6Type, PacketBuilder};
-use metallb_common::VipAction;
+use metallb_common::{
+    Outcome, VipAction,
+    replay::{self, ReplayCursor, ReplayFrame},
+};
 use metallb_user::{
     datapath::{
         Datapath, DatapathOptions, HELPERS_OBJECT,
         iface::MacAddr,
         maps::{VipConfig, VipKey},
-        test_run,
+        test_run, xdp_md,
     },
     lab::{NetnsGuard, ScratchPinDir},
 };
 
 const SIZES: [u32; 3] = [1, 1_000, 100_000];
-const ROUNDS: u32 = 25;
-const FRAMES_PER_ROUND: u32 = 4_000;
+const HOT_ROUNDS: usize = 61;
+const HOT_REPEAT: u32 = 50_000;
+const COLD_ROUNDS: usize = 15;
+const COLD_FRAMES_PER_ROUND: u32 = 2_000;
+/// The replay program: see the module comment.
+static REPLAY_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/replay"));
 const ASKER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const NODE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xaa];
 const ASKER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -50,6 +69,20 @@ fn vip_v4(i: u32) -> Ipv4Addr {
 fn vip_v6(i: u32) -> Ipv6Addr {
     Ipv6Addr::from((0x2001_0db8u128 << 96) + i as u128)
 }
+/// Addresses in none of the tables.
+fn missing_v4(i: u32) -> Ipv4Addr {
+    Ipv4Addr::from(0x0ac8_0000 + i)
+}
+
+/// Up to `count` VIP indexes spread evenly over a table of `size` VIPs.
+fn spread(size: u32, count: u32) -> impl Iterator<Item = u32> {
+    let count = size.min(count);
+    (0..count).map(move |j| (j as u64 * size as u64 / count as u64) as u32)
+}
+
+/// VIPs the hit rows ask for in turn: few enough to stay in the caches, enough to
+/// average over the probe distances of a full table.
+const WARM_VIPS: u32 = 16;
 
 fn arp_request(target: Ipv4Addr) -> Vec<u8> {
     let packet = ArpPacket::new(
@@ -104,15 +137,102 @@ fn udp_frame() -> Vec<u8> {
     out
 }
 
+#[derive(Clone, Copy)]
+enum Floor {
+    Pass,
+    Tx,
+}
+
 struct Scenario {
     name: &'static str,
-    program: usize,
-    frame: Vec<u8>,
-    expected_verdict: u32,
-    /// Index of the floor row this row is compared with.
-    floor: Option<usize>,
+    /// The frames of a run with a table of `size` VIPs (the first one alone for a run
+    /// without replay, and for the one-frame-per-syscall method).
+    frames: fn(u32) -> Vec<Vec<u8>>,
+    /// What the responder must do with every one of them.
+    outcome: Outcome,
+    floor: Floor,
+    /// Through the replay program (the frame is rewritten, or frames vary).
+    replayed: bool,
     /// The bound the issue sets for (row - floor), in ns.
-    target_ns: f64,
+    target_ns: Option<f64>,
+}
+
+const SCENARIOS: [Scenario; 6] = [
+    Scenario {
+        name: "pass-through (IPv4 UDP)",
+        frames: |_| vec![udp_frame()],
+        outcome: Outcome::PassNotArpOrNdp,
+        floor: Floor::Pass,
+        replayed: false,
+        target_ns: Some(3.0),
+    },
+    Scenario {
+        name: "ARP request, hit",
+        frames: |size| {
+            spread(size, WARM_VIPS)
+                .map(|i| arp_request(vip_v4(i)))
+                .collect()
+        },
+        outcome: Outcome::TxArpReply,
+        floor: Floor::Tx,
+        replayed: true,
+        target_ns: Some(15.0),
+    },
+    Scenario {
+        name: "NS, hit",
+        frames: |size| {
+            spread(size, WARM_VIPS)
+                .map(|i| neighbor_solicitation(vip_v6(i)))
+                .collect()
+        },
+        outcome: Outcome::TxNeighborAdvert,
+        floor: Floor::Tx,
+        replayed: true,
+        target_ns: Some(15.0),
+    },
+    Scenario {
+        name: "ARP request, miss",
+        frames: |_| vec![arp_request(missing_v4(0))],
+        outcome: Outcome::PassUnknownTarget,
+        floor: Floor::Pass,
+        replayed: false,
+        target_ns: None,
+    },
+    Scenario {
+        name: "ARP hit, 1,024 VIPs",
+        frames: |size| {
+            spread(size, replay::MAX_FRAMES)
+                .map(|i| arp_request(vip_v4(i)))
+                .collect()
+        },
+        outcome: Outcome::TxArpReply,
+        floor: Floor::Tx,
+        replayed: true,
+        target_ns: None,
+    },
+    Scenario {
+        name: "NS hit, 1,024 VIPs",
+        frames: |size| {
+            spread(size, replay::MAX_FRAMES)
+                .map(|i| neighbor_solicitation(vip_v6(i)))
+                .collect()
+        },
+        outcome: Outcome::TxNeighborAdvert,
+        floor: Floor::Tx,
+        replayed: true,
+        target_ns: None,
+    },
+];
+
+/// Rows timed one frame per syscall too: the first four (the others cycle frames).
+const COLD_SCENARIOS: usize = 4;
+
+fn verdict(outcome: Outcome) -> u32 {
+    match outcome {
+        Outcome::TxArpReply | Outcome::TxNeighborAdvert => 3,
+        Outcome::DropSuppressed => 1,
+        _ => 2,
+    }
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -120,9 +240,222 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// The programs of a run: the responder, the floors, and the replay program with its
+/// maps.
+struct Bench<'a> {
+    floor_pass: &'a Xdp,
+    floor_tx: &'a Xdp,
+    replay: &'a Xdp,
+    frames: Array<MapData, ReplayFrame>,
+    cursor: Array<MapData, ReplayCursor>,
+    subject: ProgramArray<MapData>,
+}
+
+impl<'a> Bench<'a> {
+    fn floor(&self, floor: Floor) -> &'a Xdp {
+        match floor {
+            Floor::Pass => self.floor_pass,
+            Floor::Tx => self.floor_tx,
+        }
+    }
+
+    /// Loads the frames into the replay program and rewinds it.
+    fn load_frames(&mut self, frames: &[Vec<u8>]) -> anyhow::Result<()> {
+        for (i, frame) in frames.iter().enumerate() {
+            let mut slot = ReplayFrame {
+                bytes: [0; replay::FRAME_BYTES],
+            };
+            anyhow::ensure!(
+                frame.len() == frames[0].len(),
+                "replayed frames differ in length"
+            );
+            slot.bytes[..frame.len()].copy_from_slice(frame);
+            self.frames.set(i as u32, slot, 0)?;
+        }
+        self.cursor.set(
+            0,
+            ReplayCursor {
+                next: 0,
+                count: frames.len() as u32,
+                restored: 0,
+            },
+            0,
+        )?;
+        Ok(())
+    }
+
+    /// ns per frame of `program` over `HOT_REPEAT` runs, directly or through the
+    /// replay program (whose frames are loaded), and the verdict of the last run.
+    fn hot(&mut self, program: &Xdp, frame: &[u8], replayed: bool) -> anyhow::Result<(f64, u32)> {
+        let entry = if replayed {
+            self.subject.set(0, program.fd()?, 0)?;
+            self.cursor.set(
+                0,
+                ReplayCursor {
+                    next: 0,
+                    ..self.cursor.get(&0, 0)?
+                },
+                0,
+            )?;
+            self.replay
+        } else {
+            program
+        };
+        let ctx = xdp_md(frame.len(), IFINDEX);
+        let mut options = TestRunOptions::new();
+        options.data_in = Some(frame);
+        options.ctx_in = Some(&ctx);
+        options.repeat = HOT_REPEAT;
+        let before = run_time(entry)?;
+        let result = entry.test_run(options)?;
+        let after = run_time(entry)?;
+        anyhow::ensure!(after.1 - before.1 == HOT_REPEAT as u64, "runs not counted");
+        Ok((
+            (after.0 - before.0) as f64 / HOT_REPEAT as f64,
+            result.return_value,
+        ))
+    }
+}
+
 fn run_time(program: &Xdp) -> anyhow::Result<(u64, u64)> {
     let info: ProgramInfo = program.info().context("program info")?;
     Ok((info.run_time().as_nanos() as u64, info.run_count()))
+}
+
+/// Per scenario: the responder's and the floor's ns per frame, per size, per round.
+#[derive(Clone, Default)]
+struct Samples {
+    subject: Vec<Vec<f64>>,
+    floor: Vec<Vec<f64>>,
+}
+
+fn hot_round(
+    bench: &mut Bench,
+    dp: &Datapath,
+    size: u32,
+    samples: &mut [Samples],
+    keep: bool,
+) -> anyhow::Result<()> {
+    for (scenario, samples) in SCENARIOS.iter().zip(samples.iter_mut()) {
+        let frames = (scenario.frames)(size);
+        if scenario.replayed {
+            bench.load_frames(&frames)?;
+        }
+        let floor = bench.floor(scenario.floor);
+        let (floor_ns, floor_verdict) = bench.hot(floor, &frames[0], scenario.replayed)?;
+        anyhow::ensure!(
+            floor_verdict == verdict(scenario.outcome),
+            "{}: floor verdict {floor_verdict}",
+            scenario.name
+        );
+        let before = dp.stats()?.get(scenario.outcome);
+        let (ns, subject_verdict) = bench.hot(dp.program()?, &frames[0], scenario.replayed)?;
+        let counted = dp.stats()?.get(scenario.outcome) - before;
+        anyhow::ensure!(
+            subject_verdict == verdict(scenario.outcome) && counted == HOT_REPEAT as u64,
+            "{}: verdict {subject_verdict}, {counted} of {HOT_REPEAT} runs counted as {}",
+            scenario.name,
+            scenario.outcome.name()
+        );
+        if keep {
+            samples.subject.last_mut().context("no size")?.push(ns);
+            samples.floor.last_mut().context("no size")?.push(floor_ns);
+        }
+    }
+    Ok(())
+}
+
+fn cold_round(
+    bench: &Bench,
+    dp: &Datapath,
+    size: u32,
+    samples: &mut [Samples],
+    keep: bool,
+) -> anyhow::Result<()> {
+    for (scenario, samples) in SCENARIOS[..COLD_SCENARIOS].iter().zip(samples.iter_mut()) {
+        let frame = &(scenario.frames)(size)[0];
+        let subject = dp.program()?;
+        let mut per_program = [0.0; 2];
+        for (program, ns) in [bench.floor(scenario.floor), subject]
+            .into_iter()
+            .zip(&mut per_program)
+        {
+            let before = run_time(program)?;
+            for _ in 0..COLD_FRAMES_PER_ROUND {
+                let (got, _) = test_run(program, frame, IFINDEX)?;
+                anyhow::ensure!(
+                    got == verdict(scenario.outcome),
+                    "{}: verdict {got}",
+                    scenario.name
+                );
+            }
+            let after = run_time(program)?;
+            *ns = (after.0 - before.0) as f64 / (after.1 - before.1).max(1) as f64;
+        }
+        if keep {
+            samples
+                .floor
+                .last_mut()
+                .context("no size")?
+                .push(per_program[0]);
+            samples
+                .subject
+                .last_mut()
+                .context("no size")?
+                .push(per_program[1]);
+        }
+    }
+    Ok(())
+}
+
+fn print_table(title: &str, samples: &[Samples]) {
+    println!("\n{title}");
+    print!("{:<26}", "scenario");
+    for size in SIZES {
+        print!("{:>12}", format!("{size} VIPs"));
+    }
+    println!("   vs floor (worst size)   target");
+    for (scenario, samples) in SCENARIOS.iter().zip(samples) {
+        if samples.subject.iter().all(Vec::is_empty) {
+            continue;
+        }
+        let medians =
+            |rows: &Vec<Vec<f64>>| rows.iter().map(|r| median(r.clone())).collect::<Vec<_>>();
+        let floor_name = match scenario.floor {
+            Floor::Pass => "  floor XDP_PASS",
+            Floor::Tx => "  floor XDP_TX",
+        };
+        let diffs: Vec<f64> = samples
+            .subject
+            .iter()
+            .zip(&samples.floor)
+            .map(|(s, f)| median(s.iter().zip(f).map(|(a, b)| a - b).collect()))
+            .collect();
+        let worst = diffs.iter().cloned().fold(f64::MIN, f64::max);
+        print!("{:<26}", scenario.name);
+        for ns in medians(&samples.subject) {
+            print!("{ns:>12.1}");
+        }
+        let target = match scenario.target_ns {
+            Some(target) => format!(
+                "<= {target:.0} ns ({})",
+                if worst <= target { "met" } else { "NOT met" }
+            ),
+            None => "-".to_string(),
+        };
+        println!("   {worst:>+14.1} ns   {target}");
+        print!("{floor_name:<26}");
+        for ns in medians(&samples.floor) {
+            print!("{ns:>12.1}");
+        }
+        let spread = diffs.iter().cloned().fold(f64::MIN, f64::max)
+            - diffs.iter().cloned().fold(f64::MAX, f64::min);
+        println!("   (vs floor from 1 to 100,000 VIPs: spread {spread:.1} ns)");
+    }
+}
+
+fn xdp_program<'a>(object: &'a Ebpf, name: &str) -> anyhow::Result<&'a Xdp> {
+    Ok(object.program(name).context(name.to_string())?.try_into()?)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -137,73 +470,30 @@ fn main() -> anyhow::Result<()> {
         let program: &mut Xdp = helpers.program_mut(name).context(name)?.try_into()?;
         program.load()?;
     }
-    let floor_pass: &Xdp = helpers
-        .program("floor_pass")
-        .context("floor_pass")?
+    let mut replay_object = Ebpf::load(REPLAY_OBJECT).context("loading the replay program")?;
+    let program: &mut Xdp = replay_object
+        .program_mut(replay::PROGRAM_NAME)
+        .context("replay program")?
         .try_into()?;
-    let floor_tx: &Xdp = helpers
-        .program("floor_tx")
-        .context("floor_tx")?
-        .try_into()?;
-    let _stats = enable_stats(Stats::RunTime).context("enabling bpf_stats")?;
-
-    let scenarios = [
-        Scenario {
-            name: "floor: XDP_PASS",
-            program: 0,
-            frame: udp_frame(),
-            expected_verdict: 2,
-            floor: None,
-            target_ns: 0.0,
-        },
-        Scenario {
-            name: "floor: XDP_TX",
-            program: 1,
-            frame: arp_request(vip_v4(0)),
-            expected_verdict: 3,
-            floor: None,
-            target_ns: 0.0,
-        },
-        Scenario {
-            name: "pass-through (IPv4 UDP)",
-            program: 2,
-            frame: udp_frame(),
-            expected_verdict: 2,
-            floor: Some(0),
-            target_ns: 3.0,
-        },
-        Scenario {
-            name: "ARP request, hit",
-            program: 2,
-            frame: arp_request(vip_v4(0)),
-            expected_verdict: 3,
-            floor: Some(1),
-            target_ns: 15.0,
-        },
-        Scenario {
-            name: "NS, hit",
-            program: 2,
-            frame: neighbor_solicitation(vip_v6(0)),
-            expected_verdict: 3,
-            floor: Some(1),
-            target_ns: 15.0,
-        },
-        Scenario {
-            name: "ARP request, miss",
-            program: 2,
-            frame: arp_request(Ipv4Addr::new(198, 18, 9, 9)),
-            expected_verdict: 2,
-            floor: Some(0),
-            target_ns: f64::NAN,
-        },
-    ];
-
-    println!("datapath benchmark: ns per frame, bpf_stats run_time_ns / run_cnt");
-    println!(
-        "({ROUNDS} rounds x {FRAMES_PER_ROUND} frames per cell, one BPF_PROG_TEST_RUN per frame, scenarios interleaved; medians over rounds)"
+    program.load()?;
+    let mut take = |name: &str| replay_object.take_map(name).context(name.to_string());
+    let (frames, cursor, subject) = (
+        take(replay::FRAMES)?.try_into()?,
+        take(replay::CURSOR)?.try_into()?,
+        take(replay::SUBJECT)?.try_into()?,
     );
-    // table[scenario][size] = ns per frame in each round
-    let mut table: Vec<Vec<Vec<f64>>> = vec![Vec::new(); scenarios.len()];
+    let mut bench = Bench {
+        floor_pass: xdp_program(&helpers, "floor_pass")?,
+        floor_tx: xdp_program(&helpers, "floor_tx")?,
+        replay: xdp_program(&replay_object, replay::PROGRAM_NAME)?,
+        frames,
+        cursor,
+        subject,
+    };
+
+    let _stats = enable_stats(Stats::RunTime).context("enabling bpf_stats")?;
+    let mut hot: Vec<Samples> = vec![Samples::default(); SCENARIOS.len()];
+    let mut cold: Vec<Samples> = vec![Samples::default(); SCENARIOS.len()];
     for &size in &SIZES {
         let answer = VipConfig {
             mac: MacAddr(NODE_MAC),
@@ -225,83 +515,33 @@ fn main() -> anyhow::Result<()> {
         let report = dp.sync(&desired);
         anyhow::ensure!(report.errors.is_empty(), "sync: {:?}", report.errors);
         anyhow::ensure!(dp.installed().len() == 2 * size as usize);
+        for samples in hot.iter_mut().chain(cold.iter_mut()) {
+            samples.subject.push(Vec::new());
+            samples.floor.push(Vec::new());
+        }
 
-        let programs = [floor_pass, floor_tx, dp.program()?];
-        let mut rounds = vec![Vec::new(); scenarios.len()];
         // One round more than measured: the first warms caches and is dropped.
-        for round in 0..=ROUNDS {
-            for (scenario, per_round) in scenarios.iter().zip(rounds.iter_mut()) {
-                let program = programs[scenario.program];
-                let before = run_time(program)?;
-                for _ in 0..FRAMES_PER_ROUND {
-                    let (verdict, _) = test_run(program, &scenario.frame, IFINDEX)?;
-                    anyhow::ensure!(
-                        verdict == scenario.expected_verdict,
-                        "{}: verdict {verdict}",
-                        scenario.name
-                    );
-                }
-                let after = run_time(program)?;
-                if round > 0 {
-                    per_round
-                        .push((after.0 - before.0) as f64 / (after.1 - before.1).max(1) as f64);
-                }
-            }
+        for round in 0..=HOT_ROUNDS {
+            hot_round(&mut bench, &dp, size, &mut hot, round > 0)?;
         }
-        for (row, per_round) in table.iter_mut().zip(rounds) {
-            row.push(per_round);
+        for round in 0..=COLD_ROUNDS {
+            cold_round(&bench, &dp, size, &mut cold, round > 0)?;
         }
     }
 
-    println!();
-    print!("{:<26}", "scenario");
-    for size in SIZES {
-        print!("{:>14}", format!("{size} VIPs"));
-    }
-    println!("   vs floor (worst size)   target");
-    let medians: Vec<Vec<f64>> = table
-        .iter()
-        .map(|row| row.iter().map(|r| median(r.clone())).collect())
-        .collect();
-    for (i, scenario) in scenarios.iter().enumerate() {
-        print!("{:<26}", scenario.name);
-        for ns in &medians[i] {
-            print!("{ns:>14.1}");
-        }
-        if let Some(floor) = scenario.floor {
-            let worst = (0..SIZES.len())
-                .map(|size| {
-                    let diffs = table[i][size]
-                        .iter()
-                        .zip(&table[floor][size])
-                        .map(|(a, b)| a - b)
-                        .collect();
-                    median(diffs)
-                })
-                .fold(f64::MIN, f64::max);
-            let target = if scenario.target_ns.is_nan() {
-                "-".to_string()
-            } else {
-                let verdict = if worst <= scenario.target_ns {
-                    "met"
-                } else {
-                    "NOT met"
-                };
-                format!("<= {:.0} ns ({verdict})", scenario.target_ns)
-            };
-            print!("   {worst:>+14.1} ns   {target}");
-        }
-        println!();
-    }
-    let spread = |row: &Vec<f64>| {
-        row.iter().cloned().fold(f64::MIN, f64::max) - row.iter().cloned().fold(f64::MAX, f64::min)
-    };
-    println!(
-        "\nspread of the medians from 1 to 100,000 VIPs (max - min): pass-through {:.1} ns, ARP hit {:.1} ns, NS hit {:.1} ns, ARP miss {:.1} ns",
-        spread(&medians[2]),
-        spread(&medians[3]),
-        spread(&medians[4]),
-        spread(&medians[5])
+    println!("datapath benchmark: ns per frame, responder vs floor program, medians over rounds");
+    print_table(
+        &format!(
+            "hot loop ({HOT_ROUNDS} rounds of BPF_PROG_TEST_RUN with repeat = {HOT_REPEAT}, bpf_stats; hits replayed over {WARM_VIPS} VIPs spread over the table, or up to {} VIPs (caches cold))",
+            replay::MAX_FRAMES
+        ),
+        &hot,
+    );
+    print_table(
+        &format!(
+            "one frame per syscall ({COLD_ROUNDS} rounds x {COLD_FRAMES_PER_ROUND} BPF_PROG_TEST_RUNs, bpf_stats run_time_ns / run_cnt, which adds ~60 ns of clock reads to every row)"
+        ),
+        &cold,
     );
     let errors = dp.shutdown();
     anyhow::ensure!(errors.is_empty(), "shutdown: {errors:?}");

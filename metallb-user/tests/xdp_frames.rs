@@ -179,8 +179,14 @@ fn run_cases(dp: &Datapath, cases: Vec<Case>) {
         let stats_before = dp.stats().expect("stats");
         let vips_before = vip_counters(dp);
         let (verdict, out) = dp.test_run(&case.frame, IF).expect("test run");
+        let stats_after = dp.stats().expect("stats");
         let name = &case.name;
-        assert_eq!(verdict, case.verdict, "{name}: verdict");
+        assert_eq!(
+            verdict,
+            case.verdict,
+            "{name}: verdict (counted: {:?})",
+            stats_delta(&stats_before, &stats_after)
+        );
         let expected = case.output.as_ref().unwrap_or(&case.frame);
         assert_eq!(
             &out,
@@ -189,7 +195,6 @@ fn run_cases(dp: &Datapath, cases: Vec<Case>) {
             hex(&out),
             hex(expected)
         );
-        let stats_after = dp.stats().expect("stats");
         assert_eq!(
             stats_delta(&stats_before, &stats_after),
             vec![(case.outcome, 1)],

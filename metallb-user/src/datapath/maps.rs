@@ -26,8 +26,8 @@ use aya::{
 };
 pub use metallb_common::VipCounters;
 use metallb_common::{
-    MAX_PROBES, VipAction, VipCellV4, VipCellV6, VipKeyV4, VipKeyV6, VipTableCtl, VipTableHalf,
-    XdpStats, home_cell, map_names, table_cells,
+    BUCKET_CELLS, MAX_PROBES, VipAction, VipBucketV4, VipBucketV6, VipCellV4, VipCellV6, VipKeyV4,
+    VipKeyV6, VipTableCtl, VipTableHalf, XdpStats, home_cell, map_names, table_cells,
 };
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 
@@ -149,8 +149,10 @@ fn v6_key(addr: Ipv6Addr, key: &VipKey) -> VipKeyV6 {
     }
 }
 
-/// An array map (created with `BPF_F_MMAPABLE`) mapped into this process. The size of
-/// `T` must be a multiple of 8: the kernel's stride between elements.
+/// An array map (created with `BPF_F_MMAPABLE`) mapped into this process, as an array
+/// of `T`: the map's values are one or more whole `T`s (a table bucket holds several
+/// cells). The size of `T` must be a multiple of 8, so that the kernel's stride
+/// between values (their size rounded up to 8) adds no gaps.
 struct MmapArray<T> {
     ptr: NonNull<T>,
     len: u32,
@@ -171,7 +173,14 @@ impl<T: Copy> MmapArray<T> {
             op: "inspect",
             source,
         })?;
-        let len = info.max_entries();
+        let value_size = info.value_size() as usize;
+        if !value_size.is_multiple_of(size_of::<T>()) {
+            return Err(DatapathError::Mmap {
+                name,
+                source: nix::Error::EINVAL,
+            });
+        }
+        let len = info.max_entries() * (value_size / size_of::<T>()) as u32;
         let page = 4096usize;
         let bytes = (len as usize * size_of::<T>()).div_ceil(page) * page;
         let length = NonZeroUsize::new(bytes).ok_or(DatapathError::Mmap {
@@ -492,8 +501,8 @@ fn expected_layouts() -> [(&'static str, MapType, usize, usize); 6] {
     use map_names::*;
     [
         (VIP_CTL, MapType::Array, 4, size_of::<VipTableCtl>()),
-        (VIPS_V4, MapType::Array, 4, size_of::<VipCellV4>()),
-        (VIPS_V6, MapType::Array, 4, size_of::<VipCellV6>()),
+        (VIPS_V4, MapType::Array, 4, size_of::<VipBucketV4>()),
+        (VIPS_V6, MapType::Array, 4, size_of::<VipBucketV6>()),
         (
             VIP_STATS_V4,
             MapType::PerCpuArray,
@@ -546,11 +555,12 @@ impl Maps {
     /// The sizes the loader gives each map for a capacity of `max_vips` per family.
     pub fn sizes(max_vips: u32) -> [(&'static str, u32); 5] {
         use map_names::*;
-        // Two halves of cells; counter id 0 is never used (it marks empty cells).
-        let cells = 2 * table_cells(max_vips);
+        // Two halves of cells, in buckets; counter id 0 is never used (it marks empty
+        // cells).
+        let buckets = 2 * table_cells(max_vips) / BUCKET_CELLS;
         [
-            (VIPS_V4, cells),
-            (VIPS_V6, cells),
+            (VIPS_V4, buckets),
+            (VIPS_V6, buckets),
             (VIP_STATS_V4, max_vips + 1),
             (VIP_STATS_V6, max_vips + 1),
             (VIP_CTL, 1),
