@@ -40,21 +40,23 @@ pub fn ifindex(ctx: &XdpContext) -> u32 {
 
 #[xdp]
 pub fn metallb_xdp(ctx: XdpContext) -> u32 {
-    // The counters are looked up first: the lookup is a call as far as the compiler
-    // knows, and after it nothing but the outcome is left to keep in registers.
-    let Some(stats) = XDP_STATS.get_ptr_mut(0) else {
-        return XDP_PASS;
-    };
-    let stats = stats.cast::<u64>();
     let (data, end) = (ctx.data(), ctx.data_end());
     // The frame every node sees most, on a path of its own: the cost all traffic pays.
     // SAFETY: the load is inside the frame, as checked first.
     if data + ETH_LEN <= end && unsafe { load::<u16>(data + ETH_TYPE) } == ETH_P_IPV4 {
-        // SAFETY: this CPU's XdpStats, a run of u64 counters that the Outcome
-        // discriminant indexes (checked in metallb-common).
-        unsafe { *stats.add(Outcome::PassNotArpOrNdp as usize) += 1 };
+        if let Some(stats) = XDP_STATS.get_ptr_mut(0) {
+            // SAFETY: this CPU's XdpStats, a run of u64 counters that the Outcome
+            // discriminant indexes (checked in metallb-common).
+            unsafe { *stats.cast::<u64>().add(Outcome::PassNotArpOrNdp as usize) += 1 };
+        }
         return XDP_PASS;
     }
+    // Otherwise the counters are looked up first: the lookup is a call as far as the
+    // compiler knows, and after it nothing but the outcome is left to keep.
+    let Some(stats) = XDP_STATS.get_ptr_mut(0) else {
+        return XDP_PASS;
+    };
+    let stats = stats.cast::<u64>();
     let outcome = respond(&ctx);
     // SAFETY: as above.
     unsafe { *stats.add(outcome as usize) += 1 };

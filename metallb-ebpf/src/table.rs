@@ -119,36 +119,46 @@ fn live_half<const V6: bool>() -> Option<Half> {
 /// Walks the probe sequence of a lookup: the cells from `home` on, wrapping within
 /// the live half, reading a bucket (one map lookup) whenever the sequence enters one.
 /// `check` says whether a cell is the one sought (`Some(true)`), the empty cell that
-/// ends the search (`Some(false)`), or neither.
+/// ends the search (`Some(false)`), or neither. The home cell, where most keys sit,
+/// is checked on a straight path before the loop.
 macro_rules! probe {
     ($table:ident, $bucket:ty, $half:expr, $home:expr, |$cell:ident| $check:expr) => {{
         let half = $half;
-        let mut cell = $home & half.mask;
-        let mut slots: Option<&$bucket> = None;
+        let home = $home & half.mask;
         let mut found = None;
-        for _ in 0..MAX_PROBES {
-            let bucket = match slots {
-                Some(bucket) if cell % BUCKET_CELLS != 0 => bucket,
-                _ => {
-                    let Some(bucket) = $table.get_ptr((half.base + cell) / BUCKET_CELLS) else {
-                        break;
-                    };
-                    // SAFETY: a valid map value; cells of the live half are immutable
-                    // but for `action`.
-                    unsafe { &*bucket }
-                }
-            };
-            slots = Some(bucket);
-            let $cell = &bucket.cells[(cell % BUCKET_CELLS) as usize];
+        if let Some(bucket) = $table.get_ptr((half.base + home) / BUCKET_CELLS) {
+            // SAFETY: a valid map value; cells of the live half are immutable but for
+            // `action`.
+            let bucket: &$bucket = unsafe { &*bucket };
+            let $cell = &bucket.cells[(home % BUCKET_CELLS) as usize];
             match $check {
-                Some(true) => {
-                    found = Some($cell);
-                    break;
+                Some(true) => found = Some($cell),
+                Some(false) => {}
+                None => {
+                    let mut slots = bucket;
+                    let mut cell = home;
+                    for _ in 1..MAX_PROBES {
+                        cell = (cell + 1) & half.mask;
+                        if cell % BUCKET_CELLS == 0 {
+                            let Some(next) = $table.get_ptr((half.base + cell) / BUCKET_CELLS)
+                            else {
+                                break;
+                            };
+                            // SAFETY: as above.
+                            slots = unsafe { &*next };
+                        }
+                        let $cell = &slots.cells[(cell % BUCKET_CELLS) as usize];
+                        match $check {
+                            Some(true) => {
+                                found = Some($cell);
+                                break;
+                            }
+                            Some(false) => break,
+                            None => {}
+                        }
+                    }
                 }
-                Some(false) => break,
-                None => {}
             }
-            cell = (cell + 1) & half.mask;
         }
         found
     }};
