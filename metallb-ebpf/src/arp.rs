@@ -1,7 +1,7 @@
 //! ARP (RFC 826) for IPv4 VIPs: answer requests, count claims by other hosts.
 
 use aya_ebpf::programs::XdpContext;
-use metallb_common::{Outcome, VipKeyV4};
+use metallb_common::Outcome;
 
 use crate::{
     ifindex,
@@ -43,7 +43,7 @@ pub fn respond<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Outcome {
         if head == REPLY_HEAD {
             // A reply whose sender is a VIP we answer for: another host claims it.
             let spa: u32 = unsafe { load(arp + SPA) };
-            return match find_v4(VipKeyV4::head_word(spa, ifindex(ctx)), vlan_id) {
+            return match find_v4(spa, ifindex(ctx), vlan_id) {
                 Some(mut entry) => entry.take_claim(),
                 None => Outcome::PassNotRequest,
             };
@@ -56,7 +56,7 @@ pub fn respond<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Outcome {
     }
 
     let tpa: u32 = unsafe { load(arp + TPA) };
-    let Some(mut entry) = find_v4(VipKeyV4::head_word(tpa, ifindex(ctx)), vlan_id) else {
+    let Some(mut entry) = find_v4(tpa, ifindex(ctx), vlan_id) else {
         return Outcome::PassUnknownTarget;
     };
     if let Some(outcome) = entry.take_request() {

@@ -164,11 +164,12 @@ macro_rules! probe {
     }};
 }
 
-/// The IPv4 VIP whose key starts with `head` ([`VipKeyV4::head_word`]), in `vlan_id`.
+/// The IPv4 VIP `addr` (its bytes as a native word) on `ifindex`, in `vlan_id`.
 #[inline(always)]
-pub fn find_v4(head: u64, vlan_id: u16) -> Option<Vip> {
+pub fn find_v4(addr: u32, ifindex: u32, vlan_id: u16) -> Option<Vip> {
     let half = live_half::<false>()?;
-    let home = home_cell(VipKeyV4::fold(head, vlan_id), half.seed, half.shift);
+    let home = home_cell(VipKeyV4::fold(addr, vlan_id), half.seed, half.shift);
+    let head = VipKeyV4::head_word(addr, ifindex);
     // An empty cell is all zeroes, and no key has interface 0.
     let cell = probe!(VIPS_V4, VipBucketV4, half, home, |cell| {
         // SAFETY: the key starts the cell, which is 8-byte aligned in the bucket.
@@ -191,11 +192,7 @@ pub fn find_v4(head: u64, vlan_id: u16) -> Option<Vip> {
 pub fn find_v6(high: u64, low: u64, ifindex: u32, vlan_id: u16) -> Option<Vip> {
     let half = live_half::<true>()?;
     let tail = VipKeyV6::tail_word(ifindex, vlan_id);
-    let home = home_cell(
-        VipKeyV6::fold(high, low, ifindex, vlan_id),
-        half.seed,
-        half.shift,
-    );
+    let home = home_cell(VipKeyV6::fold(high, low, vlan_id), half.seed, half.shift);
     let cell = probe!(VIPS_V6, VipBucketV6, half, home, |cell| {
         let at = cell as *const VipCellV6 as usize;
         // SAFETY: the key's three words start the cell, 8-byte aligned in the bucket.

@@ -281,7 +281,6 @@ impl<'a> Bench<'a> {
             ReplayCursor {
                 next: 0,
                 count: frames.len() as u32,
-                restored: 0,
             },
             0,
         )?;

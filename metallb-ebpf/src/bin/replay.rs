@@ -7,9 +7,6 @@
 //! responder gives the responder's own cost in a hot loop.
 #![no_std]
 #![no_main]
-// The atomic add below: core has no atomic types for the BPF target.
-#![allow(internal_features)]
-#![feature(core_intrinsics)]
 
 use aya_ebpf::{
     bindings::xdp_action::XDP_ABORTED,
@@ -17,8 +14,6 @@ use aya_ebpf::{
     macros::{btf_map, xdp},
     programs::XdpContext,
 };
-use core::intrinsics::{AtomicOrdering, atomic_xadd};
-
 use metallb_common::replay::{FRAME_BYTES, MAX_FRAMES, ReplayCursor, ReplayFrame};
 
 #[btf_map(name = "replay_frames")]
@@ -74,12 +69,6 @@ pub fn replay(ctx: XdpContext) -> u32 {
         ((data + offset) as *mut u64)
             .write_unaligned((src.add(offset) as *const u64).read_unaligned());
     }
-    // Without this, the program under test would load header fields that straddle
-    // two of the copy's stores still in the store buffer, and pay a failed
-    // store-to-load forwarding for each (~15 cycles): a cost of this harness, not
-    // of a frame a NIC wrote. A locked add waits for the stores to reach the cache.
-    // SAFETY: a valid map value.
-    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(&mut cursor.restored, 1) };
     // SAFETY: the program array holds XDP programs only.
     unsafe { SUBJECT.tail_call(&ctx, 0) };
     XDP_ABORTED
