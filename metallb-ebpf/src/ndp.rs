@@ -12,7 +12,7 @@ use network_types::ip::IpProto;
 use crate::{
     ifindex,
     packet::{ETH_DST, ETH_SRC, Mac, load, store},
-    table::find_v6,
+    table::{Vip, find_v6},
 };
 
 const NEXT_HEADER_ICMPV6: u8 = IpProto::Ipv6Icmp as u8;
@@ -95,9 +95,8 @@ fn is_multicast(high: u64) -> bool {
 /// Handles the IPv6 packet at `L3` in the frame, seen in `vlan_id`.
 #[inline(always)]
 pub fn respond<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Outcome {
-    match usual_solicitation::<L3>(ctx) {
-        Some(Ok(solicitation)) => answer::<L3>(ctx, vlan_id, &solicitation),
-        Some(Err(outcome)) => outcome,
+    match usual_solicitation::<L3>(ctx, vlan_id) {
+        Some(outcome) => outcome,
         None => respond_any::<L3>(ctx, vlan_id),
     }
 }
@@ -127,11 +126,16 @@ const USUAL_PSEUDO_SUM: u64 =
     32u16.to_be() as u64 + u16::from_ne_bytes([0, NEXT_HEADER_ICMPV6]) as u64;
 
 /// The solicitation almost every asker sends (RFC 4861 4.3 with one source
-/// link-layer address option), recognised with four compares; `None` for any other
-/// packet, which [`respond_any`] then handles whole. For this shape the checks left,
-/// taken in the same order, give the outcomes `respond_any` would.
+/// link-layer address option), recognised with four compares and answered here;
+/// `None` for any other packet, which [`respond_any`] then handles whole.
+///
+/// The target is looked up before the solicitation is validated: map lookups are
+/// calls as far as the compiler knows, and what validation computes would otherwise
+/// have to be kept on the stack across them. Validation still decides first: an
+/// invalid solicitation is passed as invalid, and counted for no VIP, whether or not
+/// its target is ours.
 #[inline(always)]
-fn usual_solicitation<const L3: usize>(ctx: &XdpContext) -> Option<Result<Solicitation, Outcome>> {
+fn usual_solicitation<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Option<Outcome> {
     let data = ctx.data();
     let ip = data + L3;
     if ip + NA_LEN > ctx.data_end() {
@@ -146,16 +150,26 @@ fn usual_solicitation<const L3: usize>(ctx: &XdpContext) -> Option<Result<Solici
         {
             return None;
         }
+        let entry = find_v6(
+            load(ip + ND_TARGET),
+            load(ip + ND_TARGET + 8),
+            ifindex(ctx),
+            vlan_id,
+        );
         let message_sum = load::<u32>(ip + ND) as u64
             + load::<u32>(ip + ND_FLAGS) as u64
             + load::<u32>(ip + ND_OPTIONS) as u64
             + load::<u32>(ip + ND_OPTIONS + 4) as u64;
         let source_ll = Mac::load(ip + ND_OPTIONS + 2);
-        Some(validate::<L3>(
-            data,
-            USUAL_PSEUDO_SUM + message_sum,
-            Some(source_ll),
-        ))
+        let solicitation =
+            match validate::<L3>(data, USUAL_PSEUDO_SUM + message_sum, Some(source_ll)) {
+                Ok(solicitation) => solicitation,
+                Err(outcome) => return Some(outcome),
+            };
+        Some(match entry {
+            Some(entry) => answer::<L3>(ctx, entry, &solicitation),
+            None => Outcome::PassUnknownTarget,
+        })
     }
 }
 
@@ -306,18 +320,24 @@ fn respond_any<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Outcome {
         };
     }
     // SAFETY: as above.
-    match unsafe { validate::<L3>(data, rest_sum, source_ll) } {
-        Ok(solicitation) => answer::<L3>(ctx, vlan_id, &solicitation),
-        Err(outcome) => outcome,
+    let solicitation = match unsafe { validate::<L3>(data, rest_sum, source_ll) } {
+        Ok(solicitation) => solicitation,
+        Err(outcome) => return outcome,
+    };
+    match find_v6(
+        solicitation.target_high,
+        solicitation.target_low,
+        ifindex(ctx),
+        vlan_id,
+    ) {
+        Some(entry) => answer::<L3>(ctx, entry, &solicitation),
+        None => Outcome::PassUnknownTarget,
     }
 }
 
-/// Answers a valid solicitation if it asks for one of our VIPs.
+/// Answers a valid solicitation for one of our VIPs.
 #[inline(always)]
-fn answer<const L3: usize>(ctx: &XdpContext, vlan_id: u16, ns: &Solicitation) -> Outcome {
-    let Some(mut entry) = find_v6(ns.target_high, ns.target_low, ifindex(ctx), vlan_id) else {
-        return Outcome::PassUnknownTarget;
-    };
+fn answer<const L3: usize>(ctx: &XdpContext, mut entry: Vip, ns: &Solicitation) -> Outcome {
     if let Some(outcome) = entry.take_request() {
         return outcome;
     }
