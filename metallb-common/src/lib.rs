@@ -193,7 +193,8 @@ pub struct VipCellV6 {
     pub action: u8,
     pub _pad: u8,
     pub counter_id: u32,
-    pub _pad2: [u8; 4],
+    /// Up to 64 bytes: the program finds a cell with shifts, not multiplies.
+    pub _pad2: [u8; 28],
 }
 
 /// An element of the IPv4 VIP table map: [`BUCKET_CELLS`] consecutive cells.
@@ -243,6 +244,10 @@ pub struct VipTableCtl {
     pub halves: [VipTableHalf; 2],
     /// Flips so far.
     pub generation: u64,
+    /// Up to 128 bytes: a power of two, so the program's lookup shifts, not
+    /// multiplies. Room for the fencing heartbeat and deadline the program will read
+    /// on every frame.
+    pub _reserved: [u64; 7],
 }
 
 /// One half of the VIP tables, as [`VipTableCtl`] describes it.
@@ -382,12 +387,12 @@ const _: () = {
     assert!(core::mem::size_of::<VipKeyV6>() == 24);
     // Sizes of mmapped array values are multiples of 8: the kernel's stride.
     assert!(core::mem::size_of::<VipCellV4>() == 32);
-    assert!(core::mem::size_of::<VipCellV6>() == 40);
+    assert!(core::mem::size_of::<VipCellV6>() == 64);
     assert!(core::mem::size_of::<VipBucketV4>() == 128);
-    assert!(core::mem::size_of::<VipBucketV6>() == 160);
+    assert!(core::mem::size_of::<VipBucketV6>() == 256);
     assert!(MAX_PROBES.is_multiple_of(BUCKET_CELLS));
     assert!(core::mem::size_of::<VipCounters>() == 32);
-    assert!(core::mem::size_of::<VipTableCtl>() == 72);
+    assert!(core::mem::size_of::<VipTableCtl>() == 128);
     assert!(core::mem::size_of::<XdpStats>() == Outcome::ALL.len() * 8);
     // Outcome discriminants index the XdpStats fields.
     use core::mem::offset_of;
