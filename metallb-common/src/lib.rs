@@ -247,7 +247,7 @@ pub struct VipTableCtl {
     /// Up to 128 bytes: a power of two, so the program's lookup shifts, not
     /// multiplies. Room for the fencing heartbeat and deadline the program will read
     /// on every frame.
-    pub _reserved: [u64; 7],
+    pub _reserved: [u64; 5],
 }
 
 /// One half of the VIP tables, as [`VipTableCtl`] describes it.
@@ -258,6 +258,8 @@ pub struct VipTableHalf {
     pub base: u64,
     pub seed_v4: u64,
     pub seed_v6: u64,
+    /// Up to 32 bytes: the program picks the live half with a shift.
+    pub _pad: u64,
 }
 
 /// Global per-CPU counters: what the program did with every frame it saw.

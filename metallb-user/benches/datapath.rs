@@ -486,7 +486,20 @@ fn xdp_program<'a>(object: &'a Ebpf, name: &str) -> anyhow::Result<&'a Xdp> {
     Ok(object.program(name).context(name.to_string())?.try_into()?)
 }
 
+/// Keeps every run on the CPU the bench starts on: floors and responder then share
+/// its caches and its (shared machine's) load.
+fn pin_to_current_cpu() -> anyhow::Result<usize> {
+    // SAFETY: sched_getcpu has no preconditions.
+    let cpu = unsafe { libc::sched_getcpu() };
+    anyhow::ensure!(cpu >= 0, "sched_getcpu failed");
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu as usize)?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)?;
+    Ok(cpu as usize)
+}
+
 fn main() -> anyhow::Result<()> {
+    let cpu = pin_to_current_cpu().context("pinning the bench to one CPU")?;
     let _netns = NetnsGuard::enter_new().context("entering a scratch network namespace")?;
     let pins = ScratchPinDir::new("bench");
     let mut dp = Datapath::load(&DatapathOptions {
@@ -560,7 +573,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
-    println!("datapath benchmark: ns per frame, responder vs floor program");
+    println!("datapath benchmark: ns per frame, responder vs floor program (on CPU {cpu})");
     print_table(
         &format!(
             "hot loop, fastest of {HOT_ROUNDS} rounds of BPF_PROG_TEST_RUN with repeat = {HOT_REPEAT} (bpf_stats); hits replayed over {WARM_VIPS} VIPs spread over the table, or up to {} VIPs (caches cold)",

@@ -664,6 +664,7 @@ impl Maps {
                         base: half * u64::from(half_cells),
                         seed_v4: random_seed(),
                         seed_v6: random_seed(),
+                        ..Default::default()
                     }),
                     ..Default::default()
                 },
