@@ -164,6 +164,19 @@ macro_rules! probe {
     }};
 }
 
+/// What a probe learns from a cell: the key sought (`Some(true)`), the empty cell
+/// that ends the search (`Some(false)`), or neither (`None`).
+#[inline(always)]
+fn probe_step(found: bool, counter_id: u32) -> Option<bool> {
+    if found {
+        Some(true)
+    } else if counter_id == 0 {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 /// The IPv4 VIP `addr` (its bytes as a native word) on `ifindex`, in `vlan_id`.
 #[inline(always)]
 pub fn find_v4(addr: u32, ifindex: u32, vlan_id: u16) -> Option<Vip> {
@@ -173,15 +186,9 @@ pub fn find_v4(addr: u32, ifindex: u32, vlan_id: u16) -> Option<Vip> {
     // An empty cell is all zeroes, and no key has interface 0.
     let cell = probe!(VIPS_V4, VipBucketV4, half, home, |cell| {
         // SAFETY: the key starts the cell, which is 8-byte aligned in the bucket.
-        if unsafe { load::<u64>(cell as *const VipCellV4 as usize) } == head
-            && cell.key.vlan_id == vlan_id
-        {
-            Some(true)
-        } else if cell.counter_id == 0 {
-            Some(false)
-        } else {
-            None
-        }
+        let found = unsafe { load::<u64>(cell as *const VipCellV4 as usize) } == head
+            && cell.key.vlan_id == vlan_id;
+        probe_step(found, cell.counter_id)
     })?;
     vip(&VIP_STATS_V4, cell.counter_id, &cell.mac, &cell.action)
 }
@@ -196,15 +203,10 @@ pub fn find_v6(high: u64, low: u64, ifindex: u32, vlan_id: u16) -> Option<Vip> {
     let cell = probe!(VIPS_V6, VipBucketV6, half, home, |cell| {
         let at = cell as *const VipCellV6 as usize;
         // SAFETY: the key's three words start the cell, 8-byte aligned in the bucket.
-        if unsafe {
+        let found = unsafe {
             load::<u64>(at) == high && load::<u64>(at + 8) == low && load::<u64>(at + 16) == tail
-        } {
-            Some(true)
-        } else if cell.counter_id == 0 {
-            Some(false)
-        } else {
-            None
-        }
+        };
+        probe_step(found, cell.counter_id)
     })?;
     vip(&VIP_STATS_V6, cell.counter_id, &cell.mac, &cell.action)
 }
