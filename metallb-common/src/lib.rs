@@ -37,8 +37,10 @@ pub const PROGRAM_NAME: &str = "metallb_xdp";
 /// Default directory under bpffs where the agent pins the maps.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/metallb";
 
-/// Default number of VIP entries per address family. Per-CPU counters cost
-/// `32 bytes * CPUs` per entry of capacity, so this is a setting, not a constant.
+/// Default number of VIP entries per address family. Each entry of capacity costs
+/// `32 bytes * CPUs` of per-CPU counters, and 128 to 256 bytes of IPv4 table and 256
+/// to 512 of IPv6 table (two halves, at most half full, cells rounded to a power of
+/// two), so this is a setting, not a constant.
 pub const DEFAULT_MAX_VIPS: u32 = 8192;
 
 /// Probes of a VIP table before a lookup gives up. The agent places every VIP within
