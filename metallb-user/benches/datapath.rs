@@ -3,15 +3,17 @@
 //!
 //! Two methods, both printed:
 //!
-//! - **Hot loop** (the figures the targets are checked against): one BPF_PROG_TEST_RUN
-//!   with `repeat` = 100,000, timed by the wall clock. The kernel runs a program again
-//!   on its own output, and an answered request has become a reply, so every row but
-//!   the pass-through one goes through the `replay` program: it restores a pristine
-//!   request (cycling over up to 1,024 different VIPs spread over the table, so big
-//!   tables pay their cache misses) and tail-calls the program in its slot. The floor
-//!   of such a row is the same replay with the floor program in the slot, so the
-//!   difference is the responder's own cost. After each run the responder's outcome
-//!   counter must have grown by exactly `repeat`: every run took the path named.
+//! - **Hot loop** (the figures the targets are checked against): BPF_PROG_TEST_RUN
+//!   with `repeat` = 50,000, timed by the kernel's bpf_stats (run_time_ns / run_cnt of
+//!   the entry program). The kernel runs a program again on its own output, and an
+//!   answered request has become a reply, so the hit rows go through the `replay`
+//!   program: it restores a pristine request before every run and tail-calls the
+//!   program in its slot. The floor of such a row is the same replay with the floor
+//!   program in the slot, so the difference is the responder's own cost. Hit rows
+//!   cycle over 16 VIPs spread over the table (caches warm: the cost of the code and
+//!   of the probe distances of a full table), and over up to 1,024 VIPs (big tables
+//!   then pay cache and TLB misses). After each run the responder's outcome counter
+//!   must have grown by exactly `repeat`: every run took the path named.
 //! - **One frame per syscall**: BPF_PROG_TEST_RUN with repeat = 1 and the kernel's
 //!   bpf_stats (run_time_ns / run_cnt), which adds the same two clock reads to every
 //!   program, floors included. Caches and branch predictors are cold-ish here: the
