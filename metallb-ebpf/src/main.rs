@@ -41,9 +41,10 @@ pub fn ifindex(ctx: &XdpContext) -> u32 {
 #[xdp]
 pub fn metallb_xdp(ctx: XdpContext) -> u32 {
     let (data, end) = (ctx.data(), ctx.data_end());
-    // The frame every node sees most, on a path of its own: the cost all traffic pays.
     // SAFETY: the load is inside the frame, as checked first.
-    if data + ETH_LEN <= end && unsafe { load::<u16>(data + ETH_TYPE) } == ETH_P_IPV4 {
+    let ether_type = (data + ETH_LEN <= end).then(|| unsafe { load::<u16>(data + ETH_TYPE) });
+    // The frame every node sees most, on a path of its own: the cost all traffic pays.
+    if ether_type == Some(ETH_P_IPV4) {
         if let Some(stats) = XDP_STATS.get_ptr_mut(0) {
             // SAFETY: this CPU's XdpStats, a run of u64 counters that the Outcome
             // discriminant indexes (checked in metallb-common).
@@ -57,7 +58,10 @@ pub fn metallb_xdp(ctx: XdpContext) -> u32 {
         return XDP_PASS;
     };
     let stats = stats.cast::<u64>();
-    let outcome = respond(&ctx);
+    let outcome = match ether_type {
+        Some(ether_type) => respond(&ctx, ether_type),
+        None => Outcome::PassMalformed,
+    };
     // SAFETY: as above.
     unsafe { *stats.add(outcome as usize) += 1 };
     match outcome {
@@ -67,17 +71,11 @@ pub fn metallb_xdp(ctx: XdpContext) -> u32 {
     }
 }
 
-/// Dispatches on the EtherType. The ARP and NDP handlers are inlined once per header
-/// layout (untagged, one 802.1Q tag), so that every offset in them is a constant.
+/// Dispatches on the EtherType (of a frame with a whole Ethernet header). The ARP and
+/// NDP handlers are inlined once per header layout (untagged, one 802.1Q tag), so
+/// that every offset in them is a constant.
 #[inline(always)]
-fn respond(ctx: &XdpContext) -> Outcome {
-    let data = ctx.data();
-    let end = ctx.data_end();
-    if data + ETH_LEN > end {
-        return Outcome::PassMalformed;
-    }
-    // SAFETY (loads below): inside the frame, as checked against `end` before.
-    let ether_type: u16 = unsafe { load(data + ETH_TYPE) };
+fn respond(ctx: &XdpContext, ether_type: u16) -> Outcome {
     if ether_type == ETH_P_ARP {
         return arp::respond::<ETH_LEN>(ctx, 0);
     }
@@ -90,9 +88,11 @@ fn respond(ctx: &XdpContext) -> Outcome {
     if ether_type != ETH_P_8021Q {
         return Outcome::PassNotArpOrNdp;
     }
-    if data + VLAN_ETH_LEN > end {
+    let data = ctx.data();
+    if data + VLAN_ETH_LEN > ctx.data_end() {
         return Outcome::PassMalformed;
     }
+    // SAFETY (loads below): inside the frame, as checked just above.
     let inner_type: u16 = unsafe { load(data + VLAN_TYPE) };
     if inner_type == ETH_P_8021Q || inner_type == ETH_P_8021AD {
         return Outcome::PassVlanUnsupported;
