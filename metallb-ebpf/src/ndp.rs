@@ -2,8 +2,9 @@
 //! with a Neighbor Advertisement, count advertisements by other hosts as claims.
 //!
 //! The solicitation is verified whole (checksum included) and rewritten in place into
-//! the advertisement: only the fields that differ are stored, and the new checksum is
-//! built from the partial sums taken while verifying.
+//! the advertisement: the target stays where it is, every other field is stored, and
+//! the new checksum is built from the partial sums taken while verifying. The usual
+//! solicitation (one source link-layer option) takes a shorter path than the rest.
 
 use aya_ebpf::{helpers::bpf_xdp_adjust_tail, programs::XdpContext};
 use metallb_common::Outcome;
