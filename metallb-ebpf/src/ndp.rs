@@ -112,15 +112,20 @@ pub fn respond<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Outcome {
     }
 }
 
-/// A valid solicitation, as [`answer`] needs it.
-struct Solicitation {
+/// The addresses of a solicitation or advertisement whose checksum verifies, as
+/// native words, with their one's complement sums.
+struct Verified {
     src_high: u64,
     src_low: u64,
-    /// The one's complement sum of the source address words.
     src_sum: u64,
     target_high: u64,
     target_low: u64,
     target_sum: u64,
+}
+
+/// A valid solicitation, as [`answer`] needs it.
+struct Solicitation {
+    addrs: Verified,
     /// From :: (duplicate address detection).
     dad: bool,
     /// The source link-layer address option, else the Ethernet source.
@@ -184,19 +189,14 @@ fn usual_solicitation<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Option
     }
 }
 
-/// The checks every solicitation gets once its shape is known: addresses, checksum
-/// (`rest_sum` covers all but the addresses), destination.
+/// The checks every solicitation and advertisement gets once its shape is known:
+/// neither the source nor the target is multicast, and the checksum verifies
+/// (`rest_sum` covers all but the addresses).
 ///
 /// # Safety
-/// The Ethernet and IPv6 headers and the 24-byte message must be inside the frame
-/// that starts at `data`.
+/// The IPv6 header and the 24-byte message at `ip` must be inside the frame.
 #[inline(always)]
-unsafe fn validate<const L3: usize>(
-    data: usize,
-    rest_sum: u64,
-    source_ll: Option<Mac>,
-) -> Result<Solicitation, Outcome> {
-    let ip = data + L3;
+unsafe fn verify(ip: usize, rest_sum: u64) -> Result<Verified, Outcome> {
     let (src_high, src_low, target_high, target_low): (u64, u64, u64, u64) = unsafe {
         (
             load(ip + IP_SRC),
@@ -215,27 +215,45 @@ unsafe fn validate<const L3: usize>(
     if !checksum_ok(rest_sum + src_sum + unsafe { sum_addr(ip + IP_DST) } + target_sum) {
         return Err(Outcome::PassNdpInvalid);
     }
-    // To the target itself (unreachability detection) or to its solicited-node group;
-    // from :: (duplicate address detection) only to the group, and then without a
-    // source link-layer option (RFC 4861 7.1.1).
-    let (dst_high, dst_low): (u64, u64) = unsafe { (load(ip + IP_DST), load(ip + IP_DST + 8)) };
-    let dad = src_high | src_low == 0;
-    let to_group = dst_high == GROUP_HIGH
-        && dst_low & GROUP_LOW_MASK == GROUP_LOW
-        && (dst_low ^ target_low) >> 40 == 0;
-    if !to_group && (dad || dst_high != target_high || dst_low != target_low) {
-        return Err(Outcome::PassNdpInvalid);
-    }
-    if dad && source_ll.is_some() {
-        return Err(Outcome::PassNdpInvalid);
-    }
-    Ok(Solicitation {
+    Ok(Verified {
         src_high,
         src_low,
         src_sum,
         target_high,
         target_low,
         target_sum,
+    })
+}
+
+/// [`verify`], then the checks of a solicitation's destination.
+///
+/// # Safety
+/// The Ethernet and IPv6 headers and the 24-byte message must be inside the frame
+/// that starts at `data`.
+#[inline(always)]
+unsafe fn validate<const L3: usize>(
+    data: usize,
+    rest_sum: u64,
+    source_ll: Option<Mac>,
+) -> Result<Solicitation, Outcome> {
+    let ip = data + L3;
+    let addrs = unsafe { verify(ip, rest_sum) }?;
+    // To the target itself (unreachability detection) or to its solicited-node group;
+    // from :: (duplicate address detection) only to the group, and then without a
+    // source link-layer option (RFC 4861 7.1.1).
+    let (dst_high, dst_low): (u64, u64) = unsafe { (load(ip + IP_DST), load(ip + IP_DST + 8)) };
+    let dad = addrs.src_high | addrs.src_low == 0;
+    let to_group = dst_high == GROUP_HIGH
+        && dst_low & GROUP_LOW_MASK == GROUP_LOW
+        && (dst_low ^ addrs.target_low) >> 40 == 0;
+    if !to_group && (dad || dst_high != addrs.target_high || dst_low != addrs.target_low) {
+        return Err(Outcome::PassNdpInvalid);
+    }
+    if dad && source_ll.is_some() {
+        return Err(Outcome::PassNdpInvalid);
+    }
+    Ok(Solicitation {
+        addrs,
         dad,
         asker_mac: match source_ll {
             Some(mac) => mac,
@@ -314,18 +332,12 @@ fn respond_any<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Outcome {
     }
     if icmp_type == NEIGHBOR_ADVERT {
         // SAFETY: the header and message are inside the frame, as checked above.
-        let (target_high, target_low): (u64, u64) =
-            unsafe { (load(ip + ND_TARGET), load(ip + ND_TARGET + 8)) };
-        if is_multicast(target_high) || is_multicast(unsafe { load(ip + IP_SRC) }) {
-            return Outcome::PassNdpInvalid;
-        }
-        let sum = rest_sum
-            + unsafe { sum_addr(ip + IP_SRC) + sum_addr(ip + IP_DST) + sum_addr(ip + ND_TARGET) };
-        if !checksum_ok(sum) {
-            return Outcome::PassNdpInvalid;
-        }
+        let addrs = match unsafe { verify(ip, rest_sum) } {
+            Ok(addrs) => addrs,
+            Err(outcome) => return outcome,
+        };
         // A valid advertisement for a VIP we answer for: another host claims it.
-        return match find_v6(target_high, target_low, ifindex(ctx), vlan_id) {
+        return match find_v6(addrs.target_high, addrs.target_low, ifindex(ctx), vlan_id) {
             Some(mut entry) => entry.take_claim(),
             None => Outcome::PassNotRequest,
         };
@@ -336,8 +348,8 @@ fn respond_any<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Outcome {
         Err(outcome) => return outcome,
     };
     match find_v6(
-        solicitation.target_high,
-        solicitation.target_low,
+        solicitation.addrs.target_high,
+        solicitation.addrs.target_low,
         ifindex(ctx),
         vlan_id,
     ) {
@@ -365,15 +377,15 @@ fn answer<const L3: usize>(ctx: &XdpContext, mut entry: Vip, ns: &Solicitation) 
     } else {
         Reply {
             mac: ns.asker_mac,
-            high: ns.src_high,
-            low: ns.src_low,
-            sum: ns.src_sum,
+            high: ns.addrs.src_high,
+            low: ns.addrs.src_low,
+            sum: ns.addrs.src_sum,
             flags: NA_FLAG_SOLICITED,
         }
     };
     let our_mac = entry.mac;
     // The target counts twice: as the source address and in the message.
-    let sum = 2 * ns.target_sum
+    let sum = 2 * ns.addrs.target_sum
         + reply.sum
         + NA_PAYLOAD_LEN.to_be() as u64
         + u16::from_ne_bytes([0, NEXT_HEADER_ICMPV6]) as u64
@@ -384,8 +396,8 @@ fn answer<const L3: usize>(ctx: &XdpContext, mut entry: Vip, ns: &Solicitation) 
     if !write_advert::<L3>(
         ctx,
         &reply,
-        ns.target_high,
-        ns.target_low,
+        ns.addrs.target_high,
+        ns.addrs.target_low,
         our_mac,
         !fold(sum),
     ) {
