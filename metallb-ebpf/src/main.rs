@@ -8,6 +8,7 @@
 mod arp;
 mod ndp;
 mod packet;
+mod runtime;
 mod table;
 
 use aya_ebpf::{
@@ -107,13 +108,3 @@ fn respond(ctx: &XdpContext, ether_type: u16) -> Outcome {
         Outcome::PassNotArpOrNdp
     }
 }
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

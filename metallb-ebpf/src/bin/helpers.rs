@@ -3,6 +3,9 @@
 #![no_std]
 #![no_main]
 
+#[path = "../runtime.rs"]
+mod runtime;
+
 use aya_ebpf::{
     bindings::xdp_action::{XDP_PASS, XDP_TX},
     macros::xdp,
@@ -18,13 +21,3 @@ pub fn floor_pass(_ctx: XdpContext) -> u32 {
 pub fn floor_tx(_ctx: XdpContext) -> u32 {
     XDP_TX
 }
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

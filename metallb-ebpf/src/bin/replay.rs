@@ -8,6 +8,9 @@
 #![no_std]
 #![no_main]
 
+#[path = "../runtime.rs"]
+mod runtime;
+
 use aya_ebpf::{
     bindings::xdp_action::XDP_ABORTED,
     btf_maps::{Array, ProgramArray},
@@ -73,13 +76,3 @@ pub fn replay(ctx: XdpContext) -> u32 {
     unsafe { SUBJECT.tail_call(&ctx, 0) };
     XDP_ABORTED
 }
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
