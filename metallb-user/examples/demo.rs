@@ -8,7 +8,7 @@ use std::{
     io::Read as _,
     net::IpAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     thread::sleep,
     time::{Duration, Instant},
 };
@@ -127,19 +127,8 @@ fn main() -> anyhow::Result<()> {
 
     // 2. Capture on the client side, then start the speaker.
     let capture = Running(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &lab.client_ns,
-                "tcpdump",
-                "-i",
-                lab.client_if,
-                "-n",
-                "-e",
-                "-l",
-            ])
-            .args(["arp and arp[14:4] == arp[24:4]"])
+        lab.client_tcpdump(None)
+            .arg("arp and arp[14:4] == arp[24:4]")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -182,27 +171,12 @@ fn main() -> anyhow::Result<()> {
     for vip in &vips {
         let (title, output, answered) = match vip {
             IpAddr::V4(v4) => {
-                let out = stdout(lab.in_client(
-                    "arping",
-                    &["-c", "2", "-w", "3", "-I", lab.client_if, &v4.to_string()],
-                )?);
+                let out = stdout(lab.arping(*v4, 2, 3)?);
                 let ok = out.to_lowercase().contains(&format!("[{node_mac}]"));
                 (format!("ip netns exec client arping -c 2 {v4}"), out, ok)
             }
             IpAddr::V6(v6) => {
-                let out = stdout(lab.in_client(
-                    "ndisc6",
-                    &[
-                        "-1",
-                        "-n",
-                        "-r",
-                        "2",
-                        "-w",
-                        "500",
-                        &v6.to_string(),
-                        lab.client_if,
-                    ],
-                )?);
+                let out = stdout(lab.ndisc6(*v6)?);
                 let ok = out
                     .to_lowercase()
                     .contains(&format!("target link-layer address: {node_mac}"));

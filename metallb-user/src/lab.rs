@@ -224,6 +224,61 @@ impl Lab {
         exec_in(&self.client_ns, program, args)
     }
 
+    /// `arping` from the client: `count` requests for `target`, giving up after
+    /// `deadline_secs`.
+    pub fn arping(
+        &self,
+        target: Ipv4Addr,
+        count: u32,
+        deadline_secs: u32,
+    ) -> anyhow::Result<Output> {
+        self.in_client(
+            "arping",
+            &[
+                "-c",
+                &count.to_string(),
+                "-w",
+                &deadline_secs.to_string(),
+                "-I",
+                self.client_if,
+                &target.to_string(),
+            ],
+        )
+    }
+
+    /// `ndisc6` from the client: one solicitation for `target` (numeric output, two
+    /// tries, 500 ms each).
+    pub fn ndisc6(&self, target: Ipv6Addr) -> anyhow::Result<Output> {
+        self.in_client(
+            "ndisc6",
+            &[
+                "-1",
+                "-n",
+                "-r",
+                "2",
+                "-w",
+                "500",
+                &target.to_string(),
+                self.client_if,
+            ],
+        )
+    }
+
+    /// `tcpdump` on the client end, printing link-level headers line by line; the
+    /// caller adds its options and filter. With `timeout_secs`, it stops by then.
+    pub fn client_tcpdump(&self, timeout_secs: Option<u32>) -> Command {
+        let mut command = match timeout_secs {
+            Some(secs) => {
+                let mut command = command_in(&self.client_ns, "timeout");
+                command.args([&secs.to_string(), "tcpdump"]);
+                command
+            }
+            None => command_in(&self.client_ns, "tcpdump"),
+        };
+        command.args(["-i", self.client_if, "-n", "-e", "-l"]);
+        command
+    }
+
     /// Prepares the client end for `mode`: in native mode a pass-through XDP program
     /// must run there, or veth silently drops the frames the node sends with XDP_TX.
     pub fn prepare_client_for(&mut self, mode: XdpMode) -> anyhow::Result<()> {

@@ -91,21 +91,7 @@ impl Node {
 
     /// `arping` from the client: the MAC of every reply, in order.
     fn arping(&self, target: Ipv4Addr, count: u32) -> Vec<MacAddr> {
-        let out = self
-            .lab
-            .in_client(
-                "arping",
-                &[
-                    "-c",
-                    &count.to_string(),
-                    "-w",
-                    "3",
-                    "-I",
-                    self.lab.client_if,
-                    &target.to_string(),
-                ],
-            )
-            .expect("run arping");
+        let out = self.lab.arping(target, count, 3).expect("run arping");
         let text = String::from_utf8_lossy(&out.stdout);
         text.lines()
             .filter(|line| line.contains("reply from"))
@@ -122,22 +108,7 @@ impl Node {
 
     /// `ndisc6` from the client: the target link-layer address it got, if any.
     fn ndisc6(&self, target: Ipv6Addr) -> Option<MacAddr> {
-        let out = self
-            .lab
-            .in_client(
-                "ndisc6",
-                &[
-                    "-1",
-                    "-n",
-                    "-r",
-                    "2",
-                    "-w",
-                    "500",
-                    &target.to_string(),
-                    self.lab.client_if,
-                ],
-            )
-            .expect("run ndisc6");
+        let out = self.lab.ndisc6(target).expect("run ndisc6");
         let text = String::from_utf8_lossy(&out.stdout);
         let mac = text
             .lines()

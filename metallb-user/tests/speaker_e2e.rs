@@ -8,7 +8,7 @@ mod support;
 use std::{
     net::Ipv4Addr,
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Child, ExitStatus, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -140,12 +140,7 @@ fn lab(tag: &str) -> Lab {
 }
 
 fn answered(lab: &Lab, ip: Ipv4Addr) -> bool {
-    let out = lab
-        .in_client(
-            "arping",
-            &["-c", "1", "-w", "1", "-I", lab.client_if, &ip.to_string()],
-        )
-        .expect("arping");
+    let out = lab.arping(ip, 1, 1).expect("arping");
     String::from_utf8_lossy(&out.stdout)
         .to_lowercase()
         .contains(&format!("[{}]", lab.node_mac))
@@ -184,23 +179,9 @@ fn netns_a_vip_added_to_the_file_is_answered_within_a_second_and_announced() {
         "arp and arp[14:4] == arp[24:4] and arp[24:4] == 0x{:08x}",
         u32::from(SECOND)
     );
-    let capture = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.client_ns,
-            "timeout",
-            "8",
-            "tcpdump",
-            "-i",
-            lab.client_if,
-            "-n",
-            "-e",
-            "-l",
-            "-c",
-            "2",
-            &filter,
-        ])
+    let capture = lab
+        .client_tcpdump(Some(8))
+        .args(["-c", "2", &filter])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -390,20 +371,7 @@ fn netns_metrics_count_exactly_the_requests_sent() {
     let (dir, pins) = (ConfigDir::new(), ScratchPinDir::new("metrics"));
     write_config(&dir.file(), &config(&[("first", FIRST)]));
     let speaker = Speaker::start(&lab, &dir.file(), &pins.path, &[]);
-    let out = lab
-        .in_client(
-            "arping",
-            &[
-                "-c",
-                "5",
-                "-w",
-                "7",
-                "-I",
-                lab.client_if,
-                &FIRST.to_string(),
-            ],
-        )
-        .expect("arping");
+    let out = lab.arping(FIRST, 5, 7).expect("arping");
     assert!(String::from_utf8_lossy(&out.stdout).contains("Received 5 response(s)"));
     // The speaker reads the kernel's counters every second.
     sleep(Duration::from_millis(1500));
