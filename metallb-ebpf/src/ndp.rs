@@ -142,8 +142,9 @@ const USUAL_PSEUDO_SUM: u64 =
     32u16.to_be() as u64 + u16::from_ne_bytes([0, NEXT_HEADER_ICMPV6]) as u64;
 
 /// The solicitation almost every asker sends (RFC 4861 4.3 with one source
-/// link-layer address option), recognised with four compares and answered here;
-/// `None` for any other packet, which [`respond_any`] then handles whole.
+/// link-layer address option, nothing after it), recognised with five compares and
+/// answered here; `None` for any other packet, which [`respond_any`] then handles
+/// whole. Its advertisement has exactly its size: the frame is not resized.
 ///
 /// The target is looked up before the solicitation is validated: map lookups are
 /// calls as far as the compiler knows, and what validation computes would otherwise
@@ -154,12 +155,14 @@ const USUAL_PSEUDO_SUM: u64 =
 fn usual_solicitation<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Option<Outcome> {
     let data = ctx.data();
     let ip = data + L3;
-    if ip + NA_LEN > ctx.data_end() {
+    let end = ctx.data_end();
+    if ip + NA_LEN > end {
         return None;
     }
     // SAFETY (every load below): inside the frame, as checked just above.
     unsafe {
-        if load::<u8>(ip) >> 4 != 6
+        if end - ip != NA_LEN
+            || load::<u8>(ip) >> 4 != 6
             || load::<u32>(ip + IP_PAYLOAD_LEN) != USUAL_LEN_NEXT_HOP
             || load::<u16>(ip + ND) != SOLICIT_CODE_0
             || load::<u16>(ip + ND_OPTIONS) != SOURCE_LL_OPTION
@@ -183,7 +186,7 @@ fn usual_solicitation<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Option
                 Err(outcome) => return Some(outcome),
             };
         Some(match entry {
-            Some(entry) => answer::<L3>(ctx, entry, &solicitation),
+            Some(entry) => answer::<L3, true>(ctx, data, entry, &solicitation),
             None => Outcome::PassUnknownTarget,
         })
     }
@@ -353,14 +356,21 @@ fn respond_any<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Outcome {
         ifindex(ctx),
         vlan_id,
     ) {
-        Some(entry) => answer::<L3>(ctx, entry, &solicitation),
+        Some(entry) => answer::<L3, false>(ctx, data, entry, &solicitation),
         None => Outcome::PassUnknownTarget,
     }
 }
 
-/// Answers a valid solicitation for one of our VIPs.
+/// Answers a valid solicitation for one of our VIPs, in the frame at `data`.
+/// `SAME_SIZE`: the frame is exactly as long as the advertisement, and known to be
+/// inside from `data` on.
 #[inline(always)]
-fn answer<const L3: usize>(ctx: &XdpContext, mut entry: Vip, ns: &Solicitation) -> Outcome {
+fn answer<const L3: usize, const SAME_SIZE: bool>(
+    ctx: &XdpContext,
+    data: usize,
+    mut entry: Vip,
+    ns: &Solicitation,
+) -> Outcome {
     if let Some(outcome) = entry.take_request() {
         return outcome;
     }
@@ -393,8 +403,9 @@ fn answer<const L3: usize>(ctx: &XdpContext, mut entry: Vip, ns: &Solicitation) 
         + u16::from_ne_bytes([reply.flags, 0]) as u64
         + u16::from_ne_bytes([OPT_TARGET_LL_ADDR, 1]) as u64
         + our_mac.sum();
-    if !write_advert::<L3>(
+    if !write_advert::<L3, SAME_SIZE>(
         ctx,
+        data,
         &reply,
         ns.addrs.target_high,
         ns.addrs.target_low,
@@ -418,27 +429,33 @@ struct Reply {
 }
 
 /// Turns the solicitation into the advertisement: resizes the frame to exactly the
-/// advertisement if needed, then stores every field that differs.
+/// advertisement unless it is `SAME_SIZE` already, then stores every field that
+/// differs.
 #[inline(always)]
-fn write_advert<const L3: usize>(
+fn write_advert<const L3: usize, const SAME_SIZE: bool>(
     ctx: &XdpContext,
+    mut data: usize,
     reply: &Reply,
     target_high: u64,
     target_low: u64,
     our_mac: Mac,
     checksum: u16,
 ) -> bool {
-    let delta = (L3 + NA_LEN) as i32 - (ctx.data_end() - ctx.data()) as i32;
-    // SAFETY: the helper checks the new size against the frame's buffer.
-    if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
-        return false;
+    if !SAME_SIZE {
+        let delta = (L3 + NA_LEN) as i32 - (ctx.data_end() - ctx.data()) as i32;
+        // SAFETY: the helper checks the new size against the frame's buffer.
+        if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
+            return false;
+        }
+        data = ctx.data();
+        if data + L3 + NA_LEN > ctx.data_end() {
+            return false;
+        }
     }
-    let data = ctx.data();
     let ip = data + L3;
-    if ip + NA_LEN > ctx.data_end() {
-        return false;
-    }
-    // SAFETY: inside the frame, checked just above. The target stays where it is.
+    // SAFETY: inside the frame: the caller's check still holds for a `SAME_SIZE`
+    // frame (nothing has moved it since), the check above for the others. The target
+    // stays where it is.
     unsafe {
         reply.mac.store(data + ETH_DST);
         our_mac.store(data + ETH_SRC);

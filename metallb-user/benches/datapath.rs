@@ -19,7 +19,10 @@
 //!   program, floors included. Caches and branch predictors are cold-ish here: the
 //!   syscall runs a lot of kernel code between two frames.
 //!
-//! `BENCH_HOT_ONLY=1` skips the second method (a quicker run while tuning).
+//! While tuning: `BENCH_HOT_ONLY=1` skips the second method, `BENCH_SIZES=1000` (a
+//! comma list) measures only those table sizes, and `BENCH_BASELINE=PATH` also runs
+//! another build of the responder object (same map layouts: it shares the maps) in
+//! the same hot-loop rounds, for a side-by-side comparison.
 //!
 //! Scenarios are interleaved in rounds, so that the noise of a shared machine hits all
 //! rows alike. The hot loop reports each program's fastest round (its code is
@@ -34,14 +37,14 @@ use std::{
 
 use anyhow::Context as _;
 use aya::{
-    Ebpf, TestRun as _, include_bytes_aligned,
+    Ebpf, EbpfLoader, TestRun as _, include_bytes_aligned,
     maps::{Array, MapData, ProgramArray},
     programs::{ProgramInfo, TestRunOptions, Xdp},
     sys::{Stats, enable_stats},
 };
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv6Type, PacketBuilder};
 use metallb_common::{
-    Outcome, VipAction,
+    Outcome, VipAction, map_names,
     replay::{self, ReplayCursor, ReplayFrame},
 };
 use metallb_user::{
@@ -332,11 +335,14 @@ fn run_time(program: &Xdp) -> anyhow::Result<(u64, u64)> {
 struct Samples {
     subject: Vec<Vec<f64>>,
     floor: Vec<Vec<f64>>,
+    /// The `BENCH_BASELINE` build, if any.
+    baseline: Vec<Vec<f64>>,
 }
 
 fn hot_round(
     bench: &mut Bench,
     dp: &Datapath,
+    baseline: Option<&Xdp>,
     size: u32,
     samples: &mut [Samples],
     keep: bool,
@@ -353,18 +359,30 @@ fn hot_round(
             "{}: floor verdict {floor_verdict}",
             scenario.name
         );
-        let before = dp.stats()?.get(scenario.outcome);
-        let (ns, subject_verdict) = bench.hot(dp.program()?, &frames[0], scenario.replayed)?;
-        let counted = dp.stats()?.get(scenario.outcome) - before;
-        anyhow::ensure!(
-            subject_verdict == verdict(scenario.outcome) && counted == HOT_REPEAT as u64,
-            "{}: verdict {subject_verdict}, {counted} of {HOT_REPEAT} runs counted as {}",
-            scenario.name,
-            scenario.outcome.name()
-        );
+        let mut run_subject = |program: &Xdp| -> anyhow::Result<f64> {
+            let before = dp.stats()?.get(scenario.outcome);
+            let (ns, subject_verdict) = bench.hot(program, &frames[0], scenario.replayed)?;
+            let counted = dp.stats()?.get(scenario.outcome) - before;
+            anyhow::ensure!(
+                subject_verdict == verdict(scenario.outcome) && counted == HOT_REPEAT as u64,
+                "{}: verdict {subject_verdict}, {counted} of {HOT_REPEAT} runs counted as {}",
+                scenario.name,
+                scenario.outcome.name()
+            );
+            Ok(ns)
+        };
+        let ns = run_subject(dp.program()?)?;
+        let baseline_ns = baseline.map(&mut run_subject).transpose()?;
         if keep {
             samples.subject.last_mut().context("no size")?.push(ns);
             samples.floor.last_mut().context("no size")?.push(floor_ns);
+            if let Some(baseline_ns) = baseline_ns {
+                samples
+                    .baseline
+                    .last_mut()
+                    .context("no size")?
+                    .push(baseline_ns);
+            }
         }
     }
     Ok(())
@@ -429,10 +447,10 @@ fn minimum(values: &[f64]) -> f64 {
     values.iter().cloned().fold(f64::MAX, f64::min)
 }
 
-fn print_table(title: &str, samples: &[Samples], estimator: Estimator) {
+fn print_table(title: &str, sizes: &[u32], samples: &[Samples], estimator: Estimator) {
     println!("\n{title}");
     print!("{:<26}", "scenario");
-    for size in SIZES {
+    for size in sizes {
         print!("{:>12}", format!("{size} VIPs"));
     }
     println!("   vs floor (worst size)   target");
@@ -480,7 +498,21 @@ fn print_table(title: &str, samples: &[Samples], estimator: Estimator) {
         }
         let spread = diffs.iter().cloned().fold(f64::MIN, f64::max)
             - diffs.iter().cloned().fold(f64::MAX, f64::min);
-        println!("   (vs floor from 1 to 100,000 VIPs: spread {spread:.1} ns)");
+        println!("   (vs floor across the table sizes: spread {spread:.1} ns)");
+        if samples.baseline.iter().any(|rows| !rows.is_empty()) {
+            // Only the hot loop runs the baseline: its estimator is the minimum.
+            let baseline_worst = samples
+                .baseline
+                .iter()
+                .zip(&samples.floor)
+                .map(|(b, f)| minimum(b) - minimum(f))
+                .fold(f64::MIN, f64::max);
+            print!("{:<26}", "  BENCH_BASELINE");
+            for ns in summary(&samples.baseline) {
+                print!("{ns:>12.1}");
+            }
+            println!("   {baseline_worst:>+14.1} ns");
+        }
     }
 }
 
@@ -498,6 +530,53 @@ fn pin_to_current_cpu() -> anyhow::Result<usize> {
     set.set(cpu as usize)?;
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)?;
     Ok(cpu as usize)
+}
+
+/// Another build of the responder (`BENCH_BASELINE`), loaded on the maps pinned in
+/// `pin_dir`.
+fn load_baseline(path: &std::path::Path, pin_dir: &std::path::Path) -> anyhow::Result<Ebpf> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("BENCH_BASELINE {}", path.display()))?;
+    let paths: Vec<(&str, std::path::PathBuf)> = map_names::ALL
+        .iter()
+        .map(|name| (*name, pin_dir.join(name)))
+        .collect();
+    let mut loader = EbpfLoader::new();
+    for (name, path) in &paths {
+        loader.map_pin_path(name, path.as_path());
+    }
+    let mut object = loader
+        .load(&bytes)
+        .with_context(|| format!("loading BENCH_BASELINE {}", path.display()))?;
+    let program: &mut Xdp = object
+        .program_mut(metallb_common::PROGRAM_NAME)
+        .context("BENCH_BASELINE has no responder")?
+        .try_into()?;
+    program
+        .load()
+        .context("loading the BENCH_BASELINE responder")?;
+    Ok(object)
+}
+
+/// The table sizes to measure: all of [`SIZES`], or those `BENCH_SIZES` lists.
+fn table_sizes() -> anyhow::Result<Vec<u32>> {
+    let Some(list) = std::env::var_os("BENCH_SIZES") else {
+        return Ok(SIZES.to_vec());
+    };
+    let list = list.to_string_lossy();
+    list.split(',')
+        .map(|size| {
+            let size: u32 = size
+                .trim()
+                .parse()
+                .with_context(|| format!("BENCH_SIZES: {list}"))?;
+            anyhow::ensure!(
+                (1..=100_000).contains(&size),
+                "BENCH_SIZES: {size} is not between 1 and 100000"
+            );
+            Ok(size)
+        })
+        .collect()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -537,9 +616,17 @@ fn main() -> anyhow::Result<()> {
     let _stats = enable_stats(Stats::RunTime).context("enabling bpf_stats")?;
     // For quick comparisons while working on the program: the hot loop only.
     let hot_only = std::env::var_os("BENCH_HOT_ONLY").is_some();
+    let sizes = table_sizes()?;
+    let baseline_object = std::env::var_os("BENCH_BASELINE")
+        .map(|path| load_baseline(path.as_ref(), &pins.path))
+        .transpose()?;
+    let baseline = baseline_object
+        .as_ref()
+        .map(|object| xdp_program(object, metallb_common::PROGRAM_NAME))
+        .transpose()?;
     let mut hot: Vec<Samples> = vec![Samples::default(); SCENARIOS.len()];
     let mut cold: Vec<Samples> = vec![Samples::default(); SCENARIOS.len()];
-    for &size in &SIZES {
+    for &size in &sizes {
         let answer = VipConfig {
             mac: MacAddr(NODE_MAC),
             action: VipAction::Answer,
@@ -563,11 +650,12 @@ fn main() -> anyhow::Result<()> {
         for samples in hot.iter_mut().chain(cold.iter_mut()) {
             samples.subject.push(Vec::new());
             samples.floor.push(Vec::new());
+            samples.baseline.push(Vec::new());
         }
 
         // One round more than measured: the first warms caches and is dropped.
         for round in 0..=HOT_ROUNDS {
-            hot_round(&mut bench, &dp, size, &mut hot, round > 0)?;
+            hot_round(&mut bench, &dp, baseline, size, &mut hot, round > 0)?;
         }
         let cold_rounds = if hot_only { 0 } else { COLD_ROUNDS + 1 };
         for round in 0..cold_rounds {
@@ -581,6 +669,7 @@ fn main() -> anyhow::Result<()> {
             "hot loop, fastest of {HOT_ROUNDS} rounds of BPF_PROG_TEST_RUN with repeat = {HOT_REPEAT} (bpf_stats); hits replayed over {WARM_VIPS} VIPs spread over the table, or up to {} VIPs (caches cold)",
             replay::MAX_FRAMES
         ),
+        &sizes,
         &hot,
         Estimator::Minimum,
     );
@@ -588,6 +677,7 @@ fn main() -> anyhow::Result<()> {
         &format!(
             "one frame per syscall, median of {COLD_ROUNDS} rounds x {COLD_FRAMES_PER_ROUND} BPF_PROG_TEST_RUNs (bpf_stats run_time_ns / run_cnt, which adds ~60 ns of clock reads to every row)"
         ),
+        &sizes,
         &cold,
         Estimator::Median,
     );

@@ -580,6 +580,14 @@ fn ndp_frames_exact_bytes_and_counters() {
             vip: Some((key(VIP6, IF, 0), answered())),
         },
         Case {
+            name: "NS with bytes after its IPv6 payload: the advertisement drops them".into(),
+            frame: [valid.clone(), vec![0xee; 10]].concat(),
+            verdict: XDP_TX,
+            output: Some(solicited_na(ASKER_OPTION_MAC, VIP6, None)),
+            outcome: Outcome::TxNeighborAdvert,
+            vip: Some((key(VIP6, IF, 0), answered())),
+        },
+        Case {
             name: "VLAN-tagged NS gets a tagged advertisement".into(),
             frame: ns_to_group(VIP6_VLAN, &[&option], Some(VLAN)),
             verdict: XDP_TX,
