@@ -20,6 +20,11 @@ pub mod map_names {
     pub const VIP_STATS_V6: &str = "vip_stats_v6";
     /// Global per-CPU [`crate::XdpStats`], a single entry at index 0.
     pub const XDP_STATS: &str = "xdp_stats";
+    /// The global-data section through which the program reads [`VIP_CTL`]'s value
+    /// directly, without a lookup: the agent loads it onto the `vip_ctl` map.
+    pub const VIP_CTL_SECTION: &str = ".data.vip_ctl";
+    /// The program's symbol for that value (the whole section).
+    pub const VIP_CTL_SYMBOL: &str = "VIP_CTL_VALUE";
     /// Every map the program declares.
     pub const ALL: [&str; 6] = [
         VIP_CTL,
@@ -250,6 +255,24 @@ pub struct VipTableCtl {
     /// multiplies. Room for the fencing heartbeat and deadline the program will read
     /// on every frame.
     pub _reserved: [u64; 5],
+}
+
+impl VipTableCtl {
+    /// All zeroes (`Default` in a `const`).
+    pub const ZERO: Self = Self {
+        active: 0,
+        cell_mask: 0,
+        shift: 0,
+        _pad: 0,
+        halves: [VipTableHalf {
+            base: 0,
+            seed_v4: 0,
+            seed_v6: 0,
+            _pad: 0,
+        }; 2],
+        generation: 0,
+        _reserved: [0; 5],
+    };
 }
 
 /// One half of the VIP tables, as [`VipTableCtl`] describes it.

@@ -5,7 +5,9 @@
 //! are calls; array lookups are inlined by the verifier. So each address family's VIPs
 //! live in an array used as an open-addressing hash table that the agent maintains:
 //!
-//! - `vip_ctl` says which half of the tables is live, and with which hash seed;
+//! - `vip_ctl` says which half of the tables is live, and with which hash seed. The
+//!   program reads it as global data (one direct load, no lookup): the agent loads
+//!   the program's `.data.vip_ctl` section onto the `vip_ctl` map;
 //! - a cell holds a VIP key, its MAC and action, and the id of its per-CPU counters;
 //!   lookups probe linearly from the key's home cell until an empty cell. Each map
 //!   value is a bucket of cells, so one (inlined) map lookup reads several; a home
@@ -20,6 +22,7 @@
 
 use aya_ebpf::{
     btf_maps::{Array, PerCpuArray},
+    helpers::bpf_map_lookup_elem,
     macros::btf_map,
 };
 use metallb_common::{
@@ -36,8 +39,24 @@ const MMAPABLE: usize = 1 << 10;
 const BUCKETS: usize = (2 * table_cells(DEFAULT_MAX_VIPS) / BUCKET_CELLS) as usize;
 const COUNTERS: usize = DEFAULT_MAX_VIPS as usize + 1;
 
+/// The declaration that gives `vip_ctl` its BTF (for `bpftool`) and its mmapable
+/// flag (for the agent). The program reads the map's value through
+/// [`VIP_CTL_VALUE`] instead.
 #[btf_map(name = "vip_ctl")]
+#[allow(dead_code)]
 static VIP_CTL: Array<VipTableCtl, 1, MMAPABLE> = Array::new();
+
+/// `vip_ctl`'s value, as global data: the agent makes this section's map the
+/// `vip_ctl` map itself. Read with volatile loads only: the compiler must not assume
+/// the initial value, nor that a field stays the same between two reads. Not all
+/// zeroes, so that the section has contents (an empty one would be relocated as a
+/// map, not as a value).
+#[unsafe(no_mangle)]
+#[unsafe(link_section = ".data.vip_ctl")]
+static mut VIP_CTL_VALUE: VipTableCtl = VipTableCtl {
+    generation: u64::MAX,
+    ..VipTableCtl::ZERO
+};
 
 #[btf_map(name = "vips_v4")]
 static VIPS_V4: Array<VipBucketV4, BUCKETS, MMAPABLE> = Array::new();
@@ -101,18 +120,20 @@ struct Half {
 
 /// Reads the control block. `V6` picks the seed of the IPv6 table.
 #[inline(always)]
-fn live_half<const V6: bool>() -> Option<Half> {
-    let ctl = VIP_CTL.get_ptr(0)?;
-    // SAFETY: a valid map value. `active` is written by the agent at any time: read it
-    // once; what the half it names needs does not change while it is live.
+fn live_half<const V6: bool>() -> Half {
+    use core::ptr::read_volatile;
+    let ctl = &raw const VIP_CTL_VALUE;
+    // SAFETY: the map value, which is never moved or freed while the program runs.
+    // `active` is written by the agent at any time: read it once; what the half it
+    // names needs does not change while it is live.
     unsafe {
-        let half = &(*ctl).halves[(core::ptr::read_volatile(&(*ctl).active) & 1) as usize];
-        Some(Half {
-            base: half.base as u32,
-            mask: (*ctl).cell_mask,
-            shift: (*ctl).shift,
-            seed: if V6 { half.seed_v6 } else { half.seed_v4 },
-        })
+        let half = &(*ctl).halves[(read_volatile(&(*ctl).active) & 1) as usize];
+        Half {
+            base: read_volatile(&half.base) as u32,
+            mask: read_volatile(&(*ctl).cell_mask),
+            shift: read_volatile(&(*ctl).shift),
+            seed: read_volatile(if V6 { &half.seed_v6 } else { &half.seed_v4 }),
+        }
     }
 }
 
@@ -180,7 +201,7 @@ fn probe_step(found: bool, counter_id: u32) -> Option<bool> {
 /// The IPv4 VIP `addr` (its bytes as a native word) on `ifindex`, in `vlan_id`.
 #[inline(always)]
 pub fn find_v4(addr: u32, ifindex: u32, vlan_id: u16) -> Option<Vip> {
-    let half = live_half::<false>()?;
+    let half = live_half::<false>();
     let home = home_cell(VipKeyV4::fold(addr, vlan_id), half.seed, half.shift);
     let head = VipKeyV4::head_word(addr, ifindex);
     // An empty cell is all zeroes, and no key has interface 0.
@@ -190,14 +211,14 @@ pub fn find_v4(addr: u32, ifindex: u32, vlan_id: u16) -> Option<Vip> {
             && cell.key.vlan_id == vlan_id;
         probe_step(found, cell.counter_id)
     })?;
-    vip(&VIP_STATS_V4, cell.counter_id, &cell.mac, &cell.action)
+    vip(&VIP_STATS_V4, &cell.counter_id, &cell.mac, &cell.action)
 }
 
 /// The IPv6 VIP `high:low` (the address as two native words) on `ifindex`, in
 /// `vlan_id`.
 #[inline(always)]
 pub fn find_v6(high: u64, low: u64, ifindex: u32, vlan_id: u16) -> Option<Vip> {
-    let half = live_half::<true>()?;
+    let half = live_half::<true>();
     let tail = VipKeyV6::tail_word(ifindex, vlan_id);
     let home = home_cell(VipKeyV6::fold(high, low, vlan_id), half.seed, half.shift);
     let cell = probe!(VIPS_V6, VipBucketV6, half, home, |cell| {
@@ -208,17 +229,32 @@ pub fn find_v6(high: u64, low: u64, ifindex: u32, vlan_id: u16) -> Option<Vip> {
         };
         probe_step(found, cell.counter_id)
     })?;
-    vip(&VIP_STATS_V6, cell.counter_id, &cell.mac, &cell.action)
+    vip(&VIP_STATS_V6, &cell.counter_id, &cell.mac, &cell.action)
 }
 
+/// The entry of a cell that was found: its MAC, its action and this CPU's counters.
+/// The counters are looked up with the cell's `counter_id` itself as the key, not a
+/// copy on the stack: the lookup then waits for one load, not for a store and a
+/// load.
 #[inline(always)]
 fn vip<const N: usize>(
     stats: &PerCpuArray<VipCounters, N>,
-    counter_id: u32,
+    counter_id: &u32,
     mac: &[u8; 6],
     action: &u8,
 ) -> Option<Vip> {
-    let counters = stats.get_ptr_mut(counter_id)?;
+    // SAFETY: a lookup in `stats` (its definition's address is what the loader
+    // relocates) with a key inside a map value, as the helper allows.
+    let counters = unsafe {
+        bpf_map_lookup_elem(
+            core::ptr::from_ref(stats).cast_mut().cast(),
+            core::ptr::from_ref(counter_id).cast(),
+        )
+    }
+    .cast::<VipCounters>();
+    if counters.is_null() {
+        return None;
+    }
     // SAFETY: `mac` and `action` are in a live cell; the counters are this CPU's
     // slot, which only this program on this CPU writes.
     unsafe {

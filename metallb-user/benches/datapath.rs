@@ -51,7 +51,7 @@ use metallb_user::{
     datapath::{
         Datapath, DatapathOptions, HELPERS_OBJECT,
         iface::MacAddr,
-        maps::{VipConfig, VipKey},
+        maps::{Maps, VipConfig, VipKey},
         test_run, xdp_md,
     },
     lab::{NetnsGuard, ScratchPinDir},
@@ -545,6 +545,12 @@ fn load_baseline(path: &std::path::Path, pin_dir: &std::path::Path) -> anyhow::R
     for (name, path) in &paths {
         loader.map_pin_path(name, path.as_path());
     }
+    // As Datapath::load does: the control block's section onto the pinned map, with
+    // the contents it has. An older build reads the map by lookup (no such symbol).
+    let ctl_path = pin_dir.join(map_names::VIP_CTL);
+    let ctl = Maps::read_pinned_ctl(&ctl_path)?;
+    loader.map_pin_path(map_names::VIP_CTL_SECTION, ctl_path.as_path());
+    loader.override_global(map_names::VIP_CTL_SYMBOL, &ctl, false);
     let mut object = loader
         .load(&bytes)
         .with_context(|| format!("loading BENCH_BASELINE {}", path.display()))?;

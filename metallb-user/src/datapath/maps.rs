@@ -593,6 +593,22 @@ impl Maps {
         })
     }
 
+    /// The value of the control block pinned at `path`.
+    pub fn read_pinned_ctl(path: &Path) -> Result<VipTableCtl, DatapathError> {
+        let data = MapData::from_pin(path).map_err(|source| DatapathError::OpenPinned {
+            path: path.to_owned(),
+            source,
+        })?;
+        let map = |op, source| DatapathError::Map {
+            name: map_names::VIP_CTL,
+            op,
+            source,
+        };
+        let array = aya::maps::Array::<_, VipTableCtl>::try_from(Map::Array(data))
+            .map_err(|source| map("open", source))?;
+        array.get(&0, 0).map_err(|source| map("read", source))
+    }
+
     /// Opens, read-only, the maps pinned under `pin_dir` by a running or departed agent
     /// (for inspection: [`Maps::sync`] refuses to write through these).
     pub fn open_pinned(pin_dir: &Path) -> Result<Self, DatapathError> {

@@ -208,6 +208,19 @@ impl Datapath {
         for (name, size) in Maps::sizes(options.max_vips) {
             loader.map_max_entries(name, size);
         }
+        // The program reads vip_ctl's value as global data: its `.data.vip_ctl`
+        // section is loaded onto the pinned vip_ctl map. That map must exist first, as
+        // its declaration makes it (with BTF, mmapable): a first load creates and pins
+        // the declared maps when there are none yet.
+        let ctl_path = pin_dir.join(map_names::VIP_CTL);
+        if !ctl_path.exists() {
+            drop(loader.load(RESPONDER_OBJECT).map_err(DatapathError::Load)?);
+        }
+        // Loading writes the section's contents into the map: make them what the map
+        // holds, so that programs already running on it see no change.
+        let ctl = Maps::read_pinned_ctl(&ctl_path)?;
+        loader.map_pin_path(map_names::VIP_CTL_SECTION, ctl_path.as_path());
+        loader.override_global(map_names::VIP_CTL_SYMBOL, &ctl, true);
         let mut ebpf = loader.load(RESPONDER_OBJECT).map_err(DatapathError::Load)?;
         responder_mut(&mut ebpf)?
             .load()
