@@ -37,27 +37,30 @@ use std::{
 
 use anyhow::Context as _;
 use aya::{
-    Ebpf, EbpfLoader, TestRun as _, include_bytes_aligned,
+    Ebpf, TestRun as _, include_bytes_aligned,
     maps::{Array, MapData, ProgramArray},
     programs::{ProgramInfo, TestRunOptions, Xdp},
     sys::{Stats, enable_stats},
 };
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv6Type, PacketBuilder};
 use metallb_common::{
-    Outcome, VipAction, map_names,
+    Outcome, VipAction,
     replay::{self, ReplayCursor, ReplayFrame},
 };
 use metallb_user::{
     datapath::{
         Datapath, DatapathOptions, HELPERS_OBJECT,
         iface::MacAddr,
-        maps::{Maps, VipConfig, VipKey},
+        load_object,
+        maps::{VipConfig, VipKey},
         test_run, xdp_md,
     },
     lab::{NetnsGuard, ScratchPinDir},
 };
 
 const SIZES: [u32; 3] = [1, 1_000, 100_000];
+/// The responder's table capacity: the largest size.
+const MAX_VIPS: u32 = 100_000;
 const HOT_ROUNDS: usize = 61;
 const HOT_REPEAT: u32 = 50_000;
 const COLD_ROUNDS: usize = 15;
@@ -537,22 +540,7 @@ fn pin_to_current_cpu() -> anyhow::Result<usize> {
 fn load_baseline(path: &std::path::Path, pin_dir: &std::path::Path) -> anyhow::Result<Ebpf> {
     let bytes =
         std::fs::read(path).with_context(|| format!("BENCH_BASELINE {}", path.display()))?;
-    let paths: Vec<(&str, std::path::PathBuf)> = map_names::ALL
-        .iter()
-        .map(|name| (*name, pin_dir.join(name)))
-        .collect();
-    let mut loader = EbpfLoader::new();
-    for (name, path) in &paths {
-        loader.map_pin_path(name, path.as_path());
-    }
-    // As Datapath::load does: the control block's section onto the pinned map, with
-    // the contents it has. An older build reads the map by lookup (no such symbol).
-    let ctl_path = pin_dir.join(map_names::VIP_CTL);
-    let ctl = Maps::read_pinned_ctl(&ctl_path)?;
-    loader.map_pin_path(map_names::VIP_CTL_SECTION, ctl_path.as_path());
-    loader.override_global(map_names::VIP_CTL_SYMBOL, &ctl, false);
-    let mut object = loader
-        .load(&bytes)
+    let mut object = load_object(&bytes, pin_dir, MAX_VIPS, false)
         .with_context(|| format!("loading BENCH_BASELINE {}", path.display()))?;
     let program: &mut Xdp = object
         .program_mut(metallb_common::PROGRAM_NAME)
@@ -577,8 +565,8 @@ fn table_sizes() -> anyhow::Result<Vec<u32>> {
                 .parse()
                 .with_context(|| format!("BENCH_SIZES: {list}"))?;
             anyhow::ensure!(
-                (1..=100_000).contains(&size),
-                "BENCH_SIZES: {size} is not between 1 and 100000"
+                (1..=MAX_VIPS).contains(&size),
+                "BENCH_SIZES: {size} is not between 1 and {MAX_VIPS}"
             );
             Ok(size)
         })
@@ -591,7 +579,7 @@ fn main() -> anyhow::Result<()> {
     let pins = ScratchPinDir::new("bench");
     let mut dp = Datapath::load(&DatapathOptions {
         pin_dir: pins.path.clone(),
-        max_vips: 100_000,
+        max_vips: MAX_VIPS,
     })?;
     let mut helpers = Ebpf::load(HELPERS_OBJECT).context("loading the floor programs")?;
     for name in ["floor_pass", "floor_tx"] {

@@ -197,31 +197,7 @@ impl Datapath {
         })?;
         // A pin left by an incompatible version would be reused as is: refuse it first.
         Maps::check_existing_pins(&pin_dir)?;
-        let pin_paths: Vec<(&str, PathBuf)> = map_names::ALL
-            .iter()
-            .map(|name| (*name, pin_dir.join(name)))
-            .collect();
-        let mut loader = EbpfLoader::new();
-        for (name, path) in &pin_paths {
-            loader.map_pin_path(name, path.as_path());
-        }
-        for (name, size) in Maps::sizes(options.max_vips) {
-            loader.map_max_entries(name, size);
-        }
-        // The program reads vip_ctl's value as global data: its `.data.vip_ctl`
-        // section is loaded onto the pinned vip_ctl map. That map must exist first, as
-        // its declaration makes it (with BTF, mmapable): a first load creates and pins
-        // the declared maps when there are none yet.
-        let ctl_path = pin_dir.join(map_names::VIP_CTL);
-        if !ctl_path.exists() {
-            drop(loader.load(RESPONDER_OBJECT).map_err(DatapathError::Load)?);
-        }
-        // Loading writes the section's contents into the map: make them what the map
-        // holds, so that programs already running on it see no change.
-        let ctl = Maps::read_pinned_ctl(&ctl_path)?;
-        loader.map_pin_path(map_names::VIP_CTL_SECTION, ctl_path.as_path());
-        loader.override_global(map_names::VIP_CTL_SYMBOL, &ctl, true);
-        let mut ebpf = loader.load(RESPONDER_OBJECT).map_err(DatapathError::Load)?;
+        let mut ebpf = load_object(RESPONDER_OBJECT, &pin_dir, options.max_vips, true)?;
         responder_mut(&mut ebpf)?
             .load()
             .map_err(DatapathError::Program)?;
@@ -548,6 +524,43 @@ fn pin_error(path: &Path, what: &'static str, reason: impl std::fmt::Display) ->
         what,
         reason: reason.to_string(),
     }
+}
+
+/// Loads a responder `object` (its programs not yet into the kernel) onto the maps
+/// pinned in `pin_dir`, creating and pinning those missing, with tables for
+/// `max_vips`. `strict`: the object must read the control block as global data (an
+/// older build, which `cargo xtask bench` may compare, looks it up instead).
+pub fn load_object(
+    object: &[u8],
+    pin_dir: &Path,
+    max_vips: u32,
+    strict: bool,
+) -> Result<Ebpf, DatapathError> {
+    let pin_paths: Vec<(&str, PathBuf)> = map_names::ALL
+        .iter()
+        .map(|name| (*name, pin_dir.join(name)))
+        .collect();
+    let mut loader = EbpfLoader::new();
+    for (name, path) in &pin_paths {
+        loader.map_pin_path(name, path.as_path());
+    }
+    for (name, size) in Maps::sizes(max_vips) {
+        loader.map_max_entries(name, size);
+    }
+    // The program reads vip_ctl's value as global data: its `.data.vip_ctl` section
+    // is loaded onto the pinned vip_ctl map. That map must exist first, as its
+    // declaration makes it (with BTF, mmapable): a first load creates and pins the
+    // declared maps when there are none yet.
+    let ctl_path = pin_dir.join(map_names::VIP_CTL);
+    if !ctl_path.exists() {
+        drop(loader.load(object).map_err(DatapathError::Load)?);
+    }
+    // Loading writes the section's contents into the map: make them what the map
+    // holds, so that programs already running on it see no change.
+    let ctl = Maps::read_pinned_ctl(&ctl_path)?;
+    loader.map_pin_path(map_names::VIP_CTL_SECTION, ctl_path.as_path());
+    loader.override_global(map_names::VIP_CTL_SYMBOL, &ctl, strict);
+    loader.load(object).map_err(DatapathError::Load)
 }
 
 fn responder_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {
