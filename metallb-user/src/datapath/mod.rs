@@ -556,7 +556,9 @@ pub fn load_object(
         drop(loader.load(object).map_err(DatapathError::Load)?);
     }
     // Loading writes the section's contents into the map: make them what the map
-    // holds, so that programs already running on it see no change.
+    // holds, so that programs already running on it see no change. (Nothing else
+    // writes it meanwhile: one agent per pin directory, and an earlier one has
+    // stopped.)
     let ctl = Maps::read_pinned_ctl(&ctl_path)?;
     loader.map_pin_path(map_names::VIP_CTL_SECTION, ctl_path.as_path());
     loader.override_global(map_names::VIP_CTL_SYMBOL, &ctl, strict);
