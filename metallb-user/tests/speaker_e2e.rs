@@ -189,13 +189,7 @@ fn netns_a_vip_added_to_the_file_is_answered_within_a_second_and_announced() {
     sleep(Duration::from_millis(500));
 
     // Ask every 20 ms (arping waits a whole second between tries).
-    let asker = ArpAsker::new(
-        &lab.client_ns,
-        lab.client_if,
-        lab.client_mac.0,
-        Lab::CLIENT_V4,
-    )
-    .expect("asker");
+    let asker = ArpAsker::for_client(&lab).expect("asker");
     write_config(
         &dir.file(),
         &config(&[("first", FIRST), ("second", SECOND)]),
@@ -293,13 +287,7 @@ fn netns_a_restart_with_keep_datapath_loses_no_answer() {
     write_config(&dir.file(), &config(&[("first", FIRST)]));
     let first = Speaker::start(&lab, &dir.file(), &pins.path, &["--keep-datapath"]);
 
-    let asker = ArpAsker::new(
-        &lab.client_ns,
-        lab.client_if,
-        lab.client_mac.0,
-        Lab::CLIENT_V4,
-    )
-    .expect("asker");
+    let asker = ArpAsker::for_client(&lab).expect("asker");
     let stop = Arc::new(AtomicBool::new(false));
     let (asked, missed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let client = {
