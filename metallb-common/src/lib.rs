@@ -200,8 +200,124 @@ pub struct VipCellV6 {
     pub action: u8,
     pub _pad: u8,
     pub counter_id: u32,
-    /// Up to 64 bytes: the program finds a cell with shifts, not multiplies.
-    pub _pad2: [u8; 28],
+    pub _pad2: [u8; 4],
+    /// Derived from `key.addr` and `mac`: see [`VipNdpTerms`].
+    pub ndp: VipNdpTerms,
+}
+
+impl VipCellV4 {
+    pub const fn new(key: VipKeyV4, mac: [u8; 6], action: u8, counter_id: u32) -> Self {
+        Self {
+            key,
+            mac,
+            action,
+            _pad: 0,
+            counter_id,
+            _pad2: [0; 8],
+        }
+    }
+}
+
+impl VipCellV6 {
+    /// The cell, with its [`VipNdpTerms`] computed.
+    pub const fn new(key: VipKeyV6, mac: [u8; 6], action: u8, counter_id: u32) -> Self {
+        Self {
+            key,
+            mac,
+            action,
+            _pad: 0,
+            counter_id,
+            _pad2: [0; 4],
+            ndp: VipNdpTerms::new(key.addr, mac),
+        }
+    }
+}
+
+/// IPv6 Neighbor Discovery (RFC 4861) constants that the program and the agent share.
+pub mod ndp {
+    pub const NEXT_HEADER_ICMPV6: u8 = 58;
+    pub const NEIGHBOR_SOLICIT: u8 = 135;
+    pub const NEIGHBOR_ADVERT: u8 = 136;
+    pub const OPT_SOURCE_LL_ADDR: u8 = 1;
+    pub const OPT_TARGET_LL_ADDR: u8 = 2;
+    /// The Solicited flag: the first byte of the advertisement's flags word.
+    pub const NA_FLAG_SOLICITED: u8 = 0x40;
+    /// The ICMPv6 length of the advertisement the program sends: the 24-byte message
+    /// and one 8-byte target link-layer address option.
+    pub const NA_PAYLOAD_LEN: u16 = 32;
+}
+
+/// The parts of a Neighbor Solicitation's and a Neighbor Advertisement's checksums that
+/// depend only on the VIP and its MAC, and the VIP's solicited-node group: computed by
+/// the agent when it writes a cell, so that the program's answer path reads them
+/// instead of summing them for every solicitation.
+///
+/// Sums are one's complement sums (RFC 1071) of the bytes taken as native 16-bit
+/// words, folded to 16 bits: the order in which the program adds its words does not
+/// change them, nor does the machine's byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipNdpTerms {
+    /// The last 8 bytes of the VIP's solicited-node group, ff02::1:ffXX:XXXX (RFC 4291
+    /// 2.7.1), where a solicitation for it is usually sent.
+    pub group_low: [u8; 8],
+    /// The sum of the group's and the VIP's addresses: the destination and target of a
+    /// solicitation sent to the group.
+    pub group_and_vip_sum: u32,
+    /// Twice the VIP's sum: the destination and target of a solicitation sent to the
+    /// VIP itself (unreachability detection).
+    pub vip_twice_sum: u32,
+    /// The sum of all that the checksum of the VIP's solicited advertisement covers but
+    /// its destination address: the pseudo-header's source (the VIP), length and next
+    /// header; the message's type, Solicited flag and target (the VIP); the target
+    /// link-layer address option with the MAC.
+    pub advert_sum: u32,
+    pub _pad: u32,
+}
+
+impl VipNdpTerms {
+    pub const fn new(vip: [u8; 16], mac: [u8; 6]) -> Self {
+        use ndp::*;
+        let v = vip;
+        let group = [
+            0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, v[13], v[14], v[15],
+        ];
+        let vip_sum = sum16(&vip);
+        let advert = 2 * vip_sum
+            + sum16(&NA_PAYLOAD_LEN.to_be_bytes())
+            + sum16(&[0, NEXT_HEADER_ICMPV6])
+            + sum16(&[NEIGHBOR_ADVERT, 0])
+            + sum16(&[NA_FLAG_SOLICITED, 0])
+            + sum16(&[OPT_TARGET_LL_ADDR, 1])
+            + sum16(&mac);
+        Self {
+            group_low: [0, 0, 0, 1, 0xff, v[13], v[14], v[15]],
+            group_and_vip_sum: fold16(sum16(&group) + vip_sum),
+            vip_twice_sum: fold16(2 * vip_sum),
+            advert_sum: fold16(advert),
+            _pad: 0,
+        }
+    }
+}
+
+/// The one's complement sum of `bytes` (an even number) as native 16-bit words,
+/// unfolded.
+const fn sum16(bytes: &[u8]) -> u64 {
+    let mut sum = 0;
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        sum += u16::from_ne_bytes([bytes[i], bytes[i + 1]]) as u64;
+        i += 2;
+    }
+    sum
+}
+
+/// A sum folded to 16 bits with end-around carries.
+const fn fold16(mut sum: u64) -> u32 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u32
 }
 
 /// An element of the IPv4 VIP table map: [`BUCKET_CELLS`] consecutive cells.
@@ -415,6 +531,8 @@ const _: () = {
     // Sizes of mmapped array values are multiples of 8: the kernel's stride.
     assert!(core::mem::size_of::<VipCellV4>() == 32);
     assert!(core::mem::size_of::<VipCellV6>() == 64);
+    assert!(core::mem::size_of::<VipNdpTerms>() == 24);
+    assert!(core::mem::offset_of!(VipCellV6, ndp) == 40);
     assert!(core::mem::size_of::<VipBucketV4>() == 128);
     assert!(core::mem::size_of::<VipBucketV6>() == 256);
     assert!(MAX_PROBES.is_multiple_of(BUCKET_CELLS));
@@ -446,6 +564,7 @@ mod user {
     unsafe impl aya::Pod for super::VipKeyV6 {}
     unsafe impl aya::Pod for super::VipCellV4 {}
     unsafe impl aya::Pod for super::VipCellV6 {}
+    unsafe impl aya::Pod for super::VipNdpTerms {}
     unsafe impl aya::Pod for super::VipBucketV4 {}
     unsafe impl aya::Pod for super::VipBucketV6 {}
     unsafe impl aya::Pod for super::VipCounters {}
@@ -553,6 +672,82 @@ mod tests {
                     "{family}, seed {seed:#x}: a key {max} cells from home"
                 );
                 assert!(mean < 0.5, "{family}, seed {seed:#x}: mean distance {mean}");
+            }
+        }
+    }
+
+    /// The RFC 1071 checksum of `bytes` the textbook way: big-endian words.
+    fn internet_checksum(bytes: &[u8]) -> [u8; 2] {
+        let mut sum: u32 = bytes
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        (!(sum as u16)).to_be_bytes()
+    }
+
+    /// ICMPv6 pseudo-header and message of a neighbor discovery packet.
+    fn nd_packet(src: [u8; 16], dst: [u8; 16], head: [u8; 4], target: [u8; 16]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&src);
+        bytes.extend_from_slice(&dst);
+        bytes.extend_from_slice(&[0, 0, 0, 32, 0, 0, 0, ndp::NEXT_HEADER_ICMPV6]);
+        bytes.extend_from_slice(&head);
+        bytes.extend_from_slice(&[0; 4]);
+        bytes.extend_from_slice(&target);
+        bytes
+    }
+
+    /// The terms, combined as the program combines them, give the checksums a plain
+    /// big-endian computation gives, for VIPs and MACs whose sums carry and wrap.
+    #[test]
+    fn ndp_terms_give_the_checksums_of_whole_packets() {
+        let vips: [[u8; 16]; 3] = [
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0],
+            [
+                0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe,
+            ],
+            [
+                0xfd, 0, 0xab, 0xcd, 0, 0, 0, 0, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0,
+            ],
+        ];
+        let macs = [[2, 0, 0, 0, 0, 0xaa], [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff]];
+        let asker = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 1];
+        let asker_mac = [2, 0, 0, 0, 0, 1];
+        let native_sum = |bytes: &[u8]| sum16(bytes);
+        for vip in vips {
+            for mac in macs {
+                let terms = VipNdpTerms::new(vip, mac);
+                let mut group = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 0];
+                group[13..].copy_from_slice(&vip[13..]);
+                assert_eq!(terms.group_low, group[8..]);
+
+                // The advertisement: the VIP's terms and the asker's address.
+                let mut advert = nd_packet(vip, asker, [ndp::NEIGHBOR_ADVERT, 0, 0, 0], vip);
+                advert[40 + 4] = ndp::NA_FLAG_SOLICITED;
+                advert.extend_from_slice(&[ndp::OPT_TARGET_LL_ADDR, 1]);
+                advert.extend_from_slice(&mac);
+                let ours = !fold16(u64::from(terms.advert_sum) + native_sum(&asker)) as u16;
+                assert_eq!(ours.to_ne_bytes(), internet_checksum(&advert));
+
+                // A solicitation to the group and one to the VIP: with their
+                // checksums in place, the terms and the rest add up to 0xffff.
+                for (dst, dst_and_target) in
+                    [(group, terms.group_and_vip_sum), (vip, terms.vip_twice_sum)]
+                {
+                    let mut solicit = nd_packet(asker, dst, [ndp::NEIGHBOR_SOLICIT, 0, 0, 0], vip);
+                    solicit.extend_from_slice(&[ndp::OPT_SOURCE_LL_ADDR, 1]);
+                    solicit.extend_from_slice(&asker_mac);
+                    let checksum = internet_checksum(&solicit);
+                    solicit[40 + 2..40 + 4].copy_from_slice(&checksum);
+                    // All but the addresses: the pseudo-header's length and next
+                    // header, the message's first 8 bytes, the option.
+                    let rest = native_sum(&solicit[32..48]) + native_sum(&solicit[64..]);
+                    let total = rest + native_sum(&asker) + u64::from(dst_and_target);
+                    assert_eq!(fold16(total), 0xffff, "vip {vip:x?}, dst {dst:x?}");
+                }
             }
         }
     }

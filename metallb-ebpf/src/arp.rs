@@ -70,7 +70,7 @@ pub fn respond<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Outcome {
     }
 
     // Turn the request into the reply in place, unicast back to the asker.
-    let our_mac = entry.mac;
+    let our_mac = entry.mac();
     unsafe {
         let asker = Mac::load(data + ETH_SRC);
         asker.store(data + ETH_DST);

@@ -2,13 +2,20 @@
 //! with a Neighbor Advertisement, count advertisements by other hosts as claims.
 //!
 //! The solicitation is verified whole (checksum included) and rewritten in place into
-//! the advertisement: the target stays where it is, every other field is stored, and
-//! the new checksum is built from the partial sums taken while verifying. The usual
-//! solicitation (one source link-layer option) takes a shorter path than the rest.
+//! the advertisement: the target stays where it is, every other field is stored. The
+//! checksums' terms that depend only on the VIP come with its table cell
+//! ([`VipNdpTerms`](metallb_common::VipNdpTerms)); the rest is summed from the frame.
+//! The usual solicitation (one source link-layer option) takes a shorter path than the
+//! rest.
 
 use aya_ebpf::{helpers::bpf_xdp_adjust_tail, programs::XdpContext};
-use metallb_common::Outcome;
-use network_types::ip::IpProto;
+use metallb_common::{
+    Outcome, VipCellV6,
+    ndp::{
+        NA_FLAG_SOLICITED, NA_PAYLOAD_LEN, NEIGHBOR_ADVERT, NEIGHBOR_SOLICIT, NEXT_HEADER_ICMPV6,
+        OPT_SOURCE_LL_ADDR, OPT_TARGET_LL_ADDR,
+    },
+};
 
 use crate::{
     ifindex,
@@ -16,16 +23,10 @@ use crate::{
     table::{Vip, find_v6},
 };
 
-const NEXT_HEADER_ICMPV6: u8 = IpProto::Ipv6Icmp as u8;
-const NEIGHBOR_SOLICIT: u8 = 135;
-const NEIGHBOR_ADVERT: u8 = 136;
-const OPT_SOURCE_LL_ADDR: u8 = 1;
-const OPT_TARGET_LL_ADDR: u8 = 2;
 /// Options this program walks: more than any real solicitation carries (source
 /// link-layer address, nonce). A longer message is passed to the kernel.
 const MAX_OPTIONS: usize = 3;
 const OPT_LEN: usize = 8;
-const NA_FLAG_SOLICITED: u8 = 0x40;
 
 // The IPv6 header.
 const IPV6_LEN: usize = 40;
@@ -44,7 +45,7 @@ const ND_TARGET: usize = ND + 8;
 const ND_OPTIONS: usize = ND + ND_LEN;
 /// The advertisement: IPv6 header, message, one target link-layer address option.
 const NA_LEN: usize = ND_OPTIONS + OPT_LEN;
-const NA_PAYLOAD_LEN: u16 = (NA_LEN - IPV6_LEN) as u16;
+const _: () = assert!(NA_LEN - IPV6_LEN == NA_PAYLOAD_LEN as usize);
 
 /// ff02::/64 and ::1:ff00:0/104 as native words: the solicited-node group of a
 /// target is these with the target's last three bytes (RFC 4291 2.7.1).
@@ -63,7 +64,7 @@ const ALL_NODES_MAC: Mac = Mac {
 /// for a one's complement sum (RFC 1071). The low halves' sum is the wrapped sum of
 /// the words minus the high halves' sum shifted back up: no masking, no lost carry.
 #[inline(always)]
-fn sum_words(high: u64, low: u64) -> u64 {
+const fn sum_words(high: u64, low: u64) -> u64 {
     let highs = (high >> 32) + (low >> 32);
     highs + high.wrapping_add(low).wrapping_sub(highs << 32)
 }
@@ -113,23 +114,61 @@ pub fn respond<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Outcome {
 }
 
 /// The addresses of a solicitation or advertisement whose checksum verifies, as
-/// native words, with their one's complement sums.
+/// native words, and the source's one's complement sum.
 struct Verified {
     src_high: u64,
     src_low: u64,
     src_sum: u64,
     target_high: u64,
     target_low: u64,
-    target_sum: u64,
 }
 
 /// A valid solicitation, as [`answer`] needs it.
 struct Solicitation {
-    addrs: Verified,
-    /// From :: (duplicate address detection).
-    dad: bool,
-    /// The source link-layer address option, else the Ethernet source.
-    asker_mac: Mac,
+    target_high: u64,
+    target_low: u64,
+    reply: Reply,
+}
+
+/// Where the advertisement goes, and what of it the VIP's
+/// [`advert_sum`](metallb_common::VipNdpTerms::advert_sum) leaves out.
+struct Reply {
+    mac: Mac,
+    high: u64,
+    low: u64,
+    /// The sum of the destination address, and for an unsolicited advertisement the
+    /// Solicited flag taken back out.
+    sum: u64,
+    flags: u8,
+}
+
+/// The solicited flag's word, and the sum that takes it out of another (adding its
+/// complement is subtracting it, in one's complement arithmetic).
+const SOLICITED_WORD: u16 = u16::from_ne_bytes([NA_FLAG_SOLICITED, 0]);
+const WITHOUT_SOLICITED: u64 = (0xffff - SOLICITED_WORD) as u64;
+
+impl Reply {
+    /// To the asker, Solicited=1.
+    #[inline(always)]
+    fn to_asker(mac: Mac, high: u64, low: u64, sum: u64) -> Self {
+        Reply {
+            mac,
+            high,
+            low,
+            sum,
+            flags: NA_FLAG_SOLICITED,
+        }
+    }
+
+    /// To all nodes, Solicited=0: the answer to a duplicate address detection probe
+    /// (RFC 4861 7.2.4).
+    const ALL_NODES: Reply = Reply {
+        mac: ALL_NODES_MAC,
+        high: ALL_NODES_HIGH,
+        low: ALL_NODES_LOW,
+        sum: sum_words(ALL_NODES_HIGH, ALL_NODES_LOW) + WITHOUT_SOLICITED,
+        flags: 0,
+    };
 }
 
 /// Payload length 32, next header ICMPv6, hop limit 255: the bytes after the first
@@ -146,11 +185,12 @@ const USUAL_PSEUDO_SUM: u64 =
 /// answered here; `None` for any other packet, which [`respond_any`] then handles
 /// whole. Its advertisement has exactly its size: the frame is not resized.
 ///
-/// The target is looked up before the solicitation is validated: map lookups are
-/// calls as far as the compiler knows, and what validation computes would otherwise
-/// have to be kept on the stack across them. Validation still decides first: an
-/// invalid solicitation is passed as invalid, and counted for no VIP, whether or not
-/// its target is ours.
+/// The target is looked up first: map lookups are calls as far as the compiler knows,
+/// and what validation computes would otherwise have to be kept on the stack across
+/// them. Validation still decides first: an invalid solicitation is passed as invalid,
+/// and counted for no VIP, whether or not its target is ours. For a target of ours it
+/// takes the VIP's precomputed terms: the solicited-node group, and the sums of the
+/// destination and target.
 #[inline(always)]
 fn usual_solicitation<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Option<Outcome> {
     let data = ctx.data();
@@ -169,26 +209,54 @@ fn usual_solicitation<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Option
         {
             return None;
         }
-        let entry = find_v6(
-            load(ip + ND_TARGET),
-            load(ip + ND_TARGET + 8),
-            ifindex(ctx),
-            vlan_id,
-        );
-        let message_sum = load::<u32>(ip + ND) as u64
-            + load::<u32>(ip + ND_FLAGS) as u64
-            + load::<u32>(ip + ND_OPTIONS) as u64
-            + load::<u32>(ip + ND_OPTIONS + 4) as u64;
-        let source_ll = Mac::load(ip + ND_OPTIONS + 2);
-        let solicitation =
-            match validate::<L3>(data, USUAL_PSEUDO_SUM + message_sum, Some(source_ll)) {
-                Ok(solicitation) => solicitation,
-                Err(outcome) => return Some(outcome),
-            };
-        Some(match entry {
-            Some(entry) => answer::<L3, true>(ctx, data, entry, &solicitation),
-            None => Outcome::PassUnknownTarget,
-        })
+        // All but the addresses, for the checksum.
+        let rest_sum = || {
+            USUAL_PSEUDO_SUM
+                + load::<u32>(ip + ND) as u64
+                + load::<u32>(ip + ND_FLAGS) as u64
+                + load::<u32>(ip + ND_OPTIONS) as u64
+                + load::<u32>(ip + ND_OPTIONS + 4) as u64
+        };
+        let source_ll = || Mac::load(ip + ND_OPTIONS + 2);
+        let (target_high, target_low) = (load(ip + ND_TARGET), load(ip + ND_TARGET + 8));
+        let Some(entry) = find_v6(target_high, target_low, ifindex(ctx), vlan_id) else {
+            return Some(match validate::<L3>(data, rest_sum(), Some(source_ll())) {
+                Ok(_) => Outcome::PassUnknownTarget,
+                Err(outcome) => outcome,
+            });
+        };
+        let (src_high, src_low): (u64, u64) = (load(ip + IP_SRC), load(ip + IP_SRC + 8));
+        // From :: (duplicate address detection) a solicitation has no source
+        // link-layer option (RFC 4861 7.1.1), and this one has.
+        if is_multicast(target_high) || is_multicast(src_high) || src_high | src_low == 0 {
+            return Some(Outcome::PassNdpInvalid);
+        }
+        // To the target's solicited-node group, or to the target itself
+        // (unreachability detection).
+        let terms = &entry.cell.ndp;
+        let (dst_high, dst_low): (u64, u64) = (load(ip + IP_DST), load(ip + IP_DST + 8));
+        let dst_and_target_sum = if dst_high == GROUP_HIGH
+            && dst_low == load::<u64>(terms.group_low.as_ptr() as usize)
+        {
+            terms.group_and_vip_sum
+        } else if dst_high == target_high && dst_low == target_low {
+            terms.vip_twice_sum
+        } else {
+            return Some(Outcome::PassNdpInvalid);
+        };
+        let src_sum = sum_words(src_high, src_low);
+        if !checksum_ok(rest_sum() + src_sum + dst_and_target_sum as u64) {
+            return Some(Outcome::PassNdpInvalid);
+        }
+        let reply = Reply::to_asker(source_ll(), src_high, src_low, src_sum);
+        Some(answer::<L3, true>(
+            ctx,
+            data,
+            entry,
+            &reply,
+            target_high,
+            target_low,
+        ))
     }
 }
 
@@ -211,10 +279,8 @@ unsafe fn verify(ip: usize, rest_sum: u64) -> Result<Verified, Outcome> {
     if is_multicast(target_high) || is_multicast(src_high) {
         return Err(Outcome::PassNdpInvalid);
     }
-    let (src_sum, target_sum) = (
-        sum_words(src_high, src_low),
-        sum_words(target_high, target_low),
-    );
+    let src_sum = sum_words(src_high, src_low);
+    let target_sum = sum_words(target_high, target_low);
     if !checksum_ok(rest_sum + src_sum + unsafe { sum_addr(ip + IP_DST) } + target_sum) {
         return Err(Outcome::PassNdpInvalid);
     }
@@ -224,7 +290,6 @@ unsafe fn verify(ip: usize, rest_sum: u64) -> Result<Verified, Outcome> {
         src_sum,
         target_high,
         target_low,
-        target_sum,
     })
 }
 
@@ -252,16 +317,21 @@ unsafe fn validate<const L3: usize>(
     if !to_group && (dad || dst_high != addrs.target_high || dst_low != addrs.target_low) {
         return Err(Outcome::PassNdpInvalid);
     }
-    if dad && source_ll.is_some() {
-        return Err(Outcome::PassNdpInvalid);
-    }
+    let reply = match (dad, source_ll) {
+        (true, Some(_)) => return Err(Outcome::PassNdpInvalid),
+        (true, None) => Reply::ALL_NODES,
+        // The source link-layer address option, else the Ethernet source.
+        (false, source_ll) => Reply::to_asker(
+            source_ll.unwrap_or_else(|| unsafe { Mac::load(data + ETH_SRC) }),
+            addrs.src_high,
+            addrs.src_low,
+            addrs.src_sum,
+        ),
+    };
     Ok(Solicitation {
-        addrs,
-        dad,
-        asker_mac: match source_ll {
-            Some(mac) => mac,
-            None => unsafe { Mac::load(data + ETH_SRC) },
-        },
+        target_high: addrs.target_high,
+        target_low: addrs.target_low,
+        reply,
     })
 }
 
@@ -350,13 +420,13 @@ fn respond_any<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Outcome {
         Ok(solicitation) => solicitation,
         Err(outcome) => return outcome,
     };
-    match find_v6(
-        solicitation.addrs.target_high,
-        solicitation.addrs.target_low,
-        ifindex(ctx),
-        vlan_id,
-    ) {
-        Some(entry) => answer::<L3, false>(ctx, data, entry, &solicitation),
+    let Solicitation {
+        target_high,
+        target_low,
+        reply,
+    } = solicitation;
+    match find_v6(target_high, target_low, ifindex(ctx), vlan_id) {
+        Some(entry) => answer::<L3, false>(ctx, data, entry, &reply, target_high, target_low),
         None => Outcome::PassUnknownTarget,
     }
 }
@@ -368,64 +438,28 @@ fn respond_any<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Outcome {
 fn answer<const L3: usize, const SAME_SIZE: bool>(
     ctx: &XdpContext,
     data: usize,
-    mut entry: Vip,
-    ns: &Solicitation,
+    mut entry: Vip<VipCellV6>,
+    reply: &Reply,
+    target_high: u64,
+    target_low: u64,
 ) -> Outcome {
     if let Some(outcome) = entry.take_request() {
         return outcome;
     }
-
-    // RFC 4861 7.2.4: answer the asker, or all nodes (Solicited=0) for a DAD probe.
-    let reply = if ns.dad {
-        Reply {
-            mac: ALL_NODES_MAC,
-            high: ALL_NODES_HIGH,
-            low: ALL_NODES_LOW,
-            sum: sum_words(ALL_NODES_HIGH, ALL_NODES_LOW),
-            flags: 0,
-        }
-    } else {
-        Reply {
-            mac: ns.asker_mac,
-            high: ns.addrs.src_high,
-            low: ns.addrs.src_low,
-            sum: ns.addrs.src_sum,
-            flags: NA_FLAG_SOLICITED,
-        }
-    };
-    let our_mac = entry.mac;
-    // The target counts twice: as the source address and in the message.
-    let sum = 2 * ns.addrs.target_sum
-        + reply.sum
-        + NA_PAYLOAD_LEN.to_be() as u64
-        + u16::from_ne_bytes([0, NEXT_HEADER_ICMPV6]) as u64
-        + u16::from_ne_bytes([NEIGHBOR_ADVERT, 0]) as u64
-        + u16::from_ne_bytes([reply.flags, 0]) as u64
-        + u16::from_ne_bytes([OPT_TARGET_LL_ADDR, 1]) as u64
-        + our_mac.sum();
+    let checksum = !fold(entry.cell.ndp.advert_sum as u64 + reply.sum);
     if !write_advert::<L3, SAME_SIZE>(
         ctx,
         data,
-        &reply,
-        ns.addrs.target_high,
-        ns.addrs.target_low,
-        our_mac,
-        !fold(sum),
+        reply,
+        target_high,
+        target_low,
+        entry.mac(),
+        checksum,
     ) {
         return Outcome::PassTxError;
     }
     entry.counters.replies += 1;
     Outcome::TxNeighborAdvert
-}
-
-/// Where the advertisement goes.
-struct Reply {
-    mac: Mac,
-    high: u64,
-    low: u64,
-    /// The one's complement sum of the address words.
-    sum: u64,
-    flags: u8,
 }
 
 /// Turns the solicitation into the advertisement: resizes the frame to exactly the

@@ -73,10 +73,4 @@ impl Mac {
     pub fn is_unicast(self) -> bool {
         self.head & 1 == 0 && (self.head | self.tail as u32) != 0
     }
-
-    /// Its one's complement sum contribution: three 16-bit words.
-    #[inline(always)]
-    pub fn sum(self) -> u64 {
-        self.head as u64 + self.tail as u64
-    }
 }

@@ -13,9 +13,11 @@
 //!   value is a bucket of cells, so one (inlined) map lookup reads several; a home
 //!   cell is the first of its bucket.
 //!
-//! The agent never changes a cell of the live half except for its `action` byte (read
-//! once, with a volatile load): it rebuilds the idle half, then flips `active`, and
-//! touches the old half again only after a grace period.
+//! The agent never changes what a cell of the live half holds except for its `action`
+//! byte (read once, with a volatile load): it rebuilds the idle half, then flips
+//! `active`, and touches the old half again only after a grace period. (An agent that
+//! adopts the tables may rewrite a live cell's bytes, with the values they have, or
+//! with derived fields that an older agent left out, before its own program runs.)
 //!
 //! Keys are compared as whole words loaded from the cell, never built on the stack:
 //! a cell's key starts at offset 0 of an 8-byte aligned map value.
@@ -73,22 +75,65 @@ static VIP_STATS_V6: PerCpuArray<VipCounters, COUNTERS> = PerCpuArray::new();
 const ANSWER: u8 = VipAction::Answer as u8;
 const SUPPRESS: u8 = VipAction::Suppress as u8;
 
-/// A VIP entry found for a request: its MAC, its action, and this CPU's counters.
-pub struct Vip {
-    pub mac: Mac,
-    /// A [`VipAction`] byte, possibly one this program does not know.
-    action: u8,
+/// What the program reads of a table cell.
+pub trait TableCell {
+    fn mac(&self) -> &[u8; 6];
+    fn action(&self) -> &u8;
+    fn counter_id(&self) -> &u32;
+}
+
+macro_rules! impl_table_cell {
+    ($cell:ty) => {
+        impl TableCell for $cell {
+            #[inline(always)]
+            fn mac(&self) -> &[u8; 6] {
+                &self.mac
+            }
+            #[inline(always)]
+            fn action(&self) -> &u8 {
+                &self.action
+            }
+            #[inline(always)]
+            fn counter_id(&self) -> &u32 {
+                &self.counter_id
+            }
+        }
+    };
+}
+
+impl_table_cell!(VipCellV4);
+impl_table_cell!(VipCellV6);
+
+/// A VIP entry found for a request: its cell (fields are read where they are used,
+/// not kept in registers across the checks in between) and this CPU's counters.
+pub struct Vip<C: 'static> {
+    pub cell: &'static C,
     pub counters: &'static mut VipCounters,
 }
 
-impl Vip {
+impl<C: TableCell> Vip<C> {
+    /// The interface's MAC, the sender of every answer.
+    #[inline(always)]
+    pub fn mac(&self) -> Mac {
+        // SAFETY: six bytes of a live cell.
+        unsafe { Mac::load(self.cell.mac().as_ptr() as usize) }
+    }
+
+    /// A [`VipAction`] byte, possibly one this program does not know. The agent may
+    /// change it at any time: read it once.
+    #[inline(always)]
+    fn action(&self) -> u8 {
+        // SAFETY: a byte of a live cell.
+        unsafe { core::ptr::read_volatile(self.cell.action()) }
+    }
+
     /// Counts a request for this VIP. `None` when this node answers it; otherwise
     /// what to do instead (drop for a suppressed VIP, pass for an action this program
     /// does not know).
     #[inline(always)]
     pub fn take_request(&mut self) -> Option<Outcome> {
         self.counters.requests += 1;
-        match self.action {
+        match self.action() {
             ANSWER => None,
             SUPPRESS => {
                 self.counters.suppressed += 1;
@@ -101,7 +146,7 @@ impl Vip {
     /// Counts a claim of this VIP by another host, if this node answers for it.
     #[inline(always)]
     pub fn take_claim(&mut self) -> Outcome {
-        if self.action == ANSWER {
+        if self.action() == ANSWER {
             self.counters.conflicts += 1;
             Outcome::PassConflict
         } else {
@@ -200,7 +245,7 @@ fn probe_step(found: bool, counter_id: u32) -> Option<bool> {
 
 /// The IPv4 VIP `addr` (its bytes as a native word) on `ifindex`, in `vlan_id`.
 #[inline(always)]
-pub fn find_v4(addr: u32, ifindex: u32, vlan_id: u16) -> Option<Vip> {
+pub fn find_v4(addr: u32, ifindex: u32, vlan_id: u16) -> Option<Vip<VipCellV4>> {
     let half = live_half::<false>();
     let home = home_cell(VipKeyV4::fold(addr, vlan_id), half.seed, half.shift);
     let head = VipKeyV4::head_word(addr, ifindex);
@@ -211,13 +256,13 @@ pub fn find_v4(addr: u32, ifindex: u32, vlan_id: u16) -> Option<Vip> {
             && cell.key.vlan_id == vlan_id;
         probe_step(found, cell.counter_id)
     })?;
-    vip(&VIP_STATS_V4, &cell.counter_id, &cell.mac, &cell.action)
+    vip(&VIP_STATS_V4, cell)
 }
 
 /// The IPv6 VIP `high:low` (the address as two native words) on `ifindex`, in
 /// `vlan_id`.
 #[inline(always)]
-pub fn find_v6(high: u64, low: u64, ifindex: u32, vlan_id: u16) -> Option<Vip> {
+pub fn find_v6(high: u64, low: u64, ifindex: u32, vlan_id: u16) -> Option<Vip<VipCellV6>> {
     let half = live_half::<true>();
     let tail = VipKeyV6::tail_word(ifindex, vlan_id);
     let home = home_cell(VipKeyV6::fold(high, low, vlan_id), half.seed, half.shift);
@@ -229,39 +274,27 @@ pub fn find_v6(high: u64, low: u64, ifindex: u32, vlan_id: u16) -> Option<Vip> {
         };
         probe_step(found, cell.counter_id)
     })?;
-    vip(&VIP_STATS_V6, &cell.counter_id, &cell.mac, &cell.action)
+    vip(&VIP_STATS_V6, cell)
 }
 
-/// The entry of a cell that was found: its MAC, its action and this CPU's counters.
-/// The counters are looked up with the cell's `counter_id` itself as the key, not a
-/// copy on the stack: the lookup then waits for one load, not for a store and a
-/// load.
+/// The entry of a cell that was found, with this CPU's counters. They are looked up
+/// with the cell's `counter_id` itself as the key, not a copy on the stack: the lookup
+/// then waits for one load, not for a store and a load.
 #[inline(always)]
-fn vip<const N: usize>(
+fn vip<C: TableCell, const N: usize>(
     stats: &PerCpuArray<VipCounters, N>,
-    counter_id: &u32,
-    mac: &[u8; 6],
-    action: &u8,
-) -> Option<Vip> {
+    cell: &'static C,
+) -> Option<Vip<C>> {
     // SAFETY: a lookup in `stats` (its definition's address is what the loader
     // relocates) with a key inside a map value, as the helper allows.
     let counters = unsafe {
         bpf_map_lookup_elem(
             core::ptr::from_ref(stats).cast_mut().cast(),
-            core::ptr::from_ref(counter_id).cast(),
+            core::ptr::from_ref(cell.counter_id()).cast(),
         )
     }
     .cast::<VipCounters>();
-    if counters.is_null() {
-        return None;
-    }
-    // SAFETY: `mac` and `action` are in a live cell; the counters are this CPU's
-    // slot, which only this program on this CPU writes.
-    unsafe {
-        Some(Vip {
-            mac: Mac::load(mac.as_ptr() as usize),
-            action: core::ptr::read_volatile(action),
-            counters: &mut *counters,
-        })
-    }
+    // SAFETY: this CPU's slot, which only this program on this CPU writes.
+    let counters = unsafe { counters.as_mut() }?;
+    Some(Vip { cell, counters })
 }

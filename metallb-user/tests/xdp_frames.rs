@@ -687,6 +687,46 @@ fn ndp_frames_exact_bytes_and_counters() {
             Outcome::PassNdpInvalid,
         ),
         pass(
+            "NS to the solicited-node group of another address",
+            {
+                // ff02::1:ff80:80 sums like the VIP's group ff02::1:ff00:100: only
+                // comparing the address, not the checksum, tells them apart.
+                let (group, group_mac) = solicited_node("2001:db8::80:80".parse().expect("v6"));
+                ns(
+                    ASKER_MAC,
+                    group_mac,
+                    ASKER_V6,
+                    group,
+                    VIP6,
+                    &[&option],
+                    None,
+                )
+            },
+            Outcome::PassNdpInvalid,
+        ),
+        pass(
+            "multicast source",
+            ns(
+                ASKER_MAC,
+                vip_group_mac,
+                ALL_NODES,
+                vip_group,
+                VIP6,
+                &[&option],
+                None,
+            ),
+            Outcome::PassNdpInvalid,
+        ),
+        pass(
+            "bad checksum, unknown target",
+            {
+                let mut frame = ns_to_group(UNKNOWN_V6, &[&option], None);
+                frame[ICMP + 2] ^= 0x01;
+                frame
+            },
+            Outcome::PassNdpInvalid,
+        ),
+        pass(
             "DAD probe with a source link-layer option",
             ns(
                 ASKER_MAC,
@@ -973,6 +1013,51 @@ fn a_new_agent_adopts_pinned_entries_and_shutdown_unpins() {
         !pin_dir.exists(),
         "shutdown removes the pins and their directory"
     );
+}
+
+/// An agent of a version before [`VipNdpTerms`] left cells whose terms are zeroes (it
+/// wrote padding there). A new agent adopting them must fill the terms in before its
+/// program answers from them.
+#[test]
+fn cells_pinned_without_ndp_terms_get_them_on_adoption() {
+    use aya::maps::{Array, Map, MapData};
+    use metallb_common::{VipBucketV6, VipNdpTerms};
+
+    let f = fixture();
+    let solicitation = ns_to_group(VIP6, &[&sllao(ASKER_OPTION_MAC)], None);
+    let advert = solicited_na(ASKER_OPTION_MAC, VIP6, None);
+    let pin_dir = f.dp.pin_dir().to_path_buf();
+    let Fixture { dp, _pins, _netns } = f;
+    drop(dp);
+
+    let data = MapData::from_pin(pin_dir.join("vips_v6")).expect("open pinned vips_v6");
+    let mut table: Array<_, VipBucketV6> = Array::try_from(Map::Array(data)).expect("array");
+    let mut cleared = 0;
+    for index in 0..table.len() {
+        let mut bucket = table.get(&index, 0).expect("read bucket");
+        let mut changed = false;
+        for cell in bucket.cells.iter_mut().filter(|c| c.counter_id != 0) {
+            changed |= cell.ndp != VipNdpTerms::default();
+            cell.ndp = VipNdpTerms::default();
+        }
+        if changed {
+            table.set(index, bucket, 0).expect("write bucket");
+            cleared += 1;
+        }
+    }
+    // Two halves of the three IPv6 VIPs the fixture installs.
+    assert!(cleared >= 3, "{cleared} buckets of IPv6 cells cleared");
+
+    let dp = Datapath::load(&DatapathOptions {
+        pin_dir,
+        max_vips: 1024,
+    })
+    .expect("load again");
+    let (verdict, out) = dp.test_run(&solicitation, IF).expect("test run");
+    assert_eq!(verdict, XDP_TX);
+    assert_eq!(hex(&out), hex(&advert));
+    let errors = dp.shutdown();
+    assert!(errors.is_empty(), "{errors:?}");
 }
 
 #[test]

@@ -76,7 +76,7 @@ pub struct TableChanges {
 }
 
 /// A family's cell type, seen generically by the writer.
-trait Cell: aya::Pod + Copy + Default {
+trait Cell: aya::Pod + Copy + Default + PartialEq {
     type Key: Copy + Ord;
     const ACTION_OFFSET: usize;
     fn new(key: Self::Key, config: &VipConfig, counter_id: u32) -> Self;
@@ -94,13 +94,7 @@ macro_rules! impl_cell {
             type Key = $key;
             const ACTION_OFFSET: usize = std::mem::offset_of!($cell, action);
             fn new(key: $key, config: &VipConfig, counter_id: u32) -> Self {
-                Self {
-                    key,
-                    mac: config.mac.0,
-                    action: config.action as u8,
-                    counter_id,
-                    ..Default::default()
-                }
+                <$cell>::new(key, config.mac.0, config.action as u8, counter_id)
             }
             fn key(&self) -> $key {
                 self.key
@@ -287,8 +281,9 @@ impl<C: Cell> Family<C> {
         }
     }
 
-    /// Rebuilds the bookkeeping from the live half.
-    fn adopt(&mut self, ctl: &VipTableCtl) {
+    /// Rebuilds the bookkeeping from the live half. `writable`: also (re)writes what
+    /// each live cell derives from its key and MAC, for the program this agent loaded.
+    fn adopt(&mut self, ctl: &VipTableCtl, writable: bool) {
         let cells = ctl.cell_mask + 1;
         let base = (ctl.active & 1) * cells;
         let ids = self.stats.len();
@@ -307,6 +302,13 @@ impl<C: Cell> Family<C> {
                 mac: MacAddr(slot.mac()),
                 action,
             };
+            // An older agent's cells lack the fields derived since (their bytes were
+            // padding): fill them in before this agent's program can read them. The
+            // bytes a running program reads are rewritten with the values they have.
+            let fresh = C::new(slot.key(), &config, id);
+            if writable && fresh != slot {
+                self.table.write(cell, fresh);
+            }
             self.live.insert(
                 slot.key(),
                 Live {
@@ -698,8 +700,8 @@ impl Maps {
             });
         }
         let ctl = self.ctl.read(0);
-        self.v4.adopt(&ctl);
-        self.v6.adopt(&ctl);
+        self.v4.adopt(&ctl, self.writable);
+        self.v6.adopt(&ctl, self.writable);
         Ok(())
     }
 
