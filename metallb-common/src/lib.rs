@@ -263,16 +263,19 @@ pub struct VipNdpTerms {
     pub group_low: [u8; 8],
     /// The sum of the group's and the VIP's addresses: the destination and target of a
     /// solicitation sent to the group.
-    pub group_and_vip_sum: u32,
+    pub group_and_vip_sum: u16,
     /// Twice the VIP's sum: the destination and target of a solicitation sent to the
     /// VIP itself (unreachability detection).
-    pub vip_twice_sum: u32,
+    pub vip_twice_sum: u16,
     /// The sum of all that the checksum of the VIP's solicited advertisement covers but
     /// its destination address: the pseudo-header's source (the VIP), length and next
     /// header; the message's type, Solicited flag and target (the VIP); the target
     /// link-layer address option with the MAC.
-    pub advert_sum: u32,
-    pub _pad: u32,
+    pub advert_sum: u16,
+    pub _pad: u16,
+    /// The advertisement's target link-layer address option, whole: type 2, length 1
+    /// (8 bytes), the MAC. Stored into the frame with one store.
+    pub target_ll_option: [u8; 8],
 }
 
 impl VipNdpTerms {
@@ -290,12 +293,14 @@ impl VipNdpTerms {
             + sum16(&[NA_FLAG_SOLICITED, 0])
             + sum16(&[OPT_TARGET_LL_ADDR, 1])
             + sum16(&mac);
+        let m = mac;
         Self {
             group_low: [0, 0, 0, 1, 0xff, v[13], v[14], v[15]],
             group_and_vip_sum: fold16(sum16(&group) + vip_sum),
             vip_twice_sum: fold16(2 * vip_sum),
             advert_sum: fold16(advert),
             _pad: 0,
+            target_ll_option: [OPT_TARGET_LL_ADDR, 1, m[0], m[1], m[2], m[3], m[4], m[5]],
         }
     }
 }
@@ -313,11 +318,11 @@ const fn sum16(bytes: &[u8]) -> u64 {
 }
 
 /// A sum folded to 16 bits with end-around carries.
-const fn fold16(mut sum: u64) -> u32 {
+const fn fold16(mut sum: u64) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
-    sum as u32
+    sum as u16
 }
 
 /// An element of the IPv4 VIP table map: [`BUCKET_CELLS`] consecutive cells.
@@ -729,8 +734,9 @@ mod tests {
                 advert[40 + 4] = ndp::NA_FLAG_SOLICITED;
                 advert.extend_from_slice(&[ndp::OPT_TARGET_LL_ADDR, 1]);
                 advert.extend_from_slice(&mac);
-                let ours = !fold16(u64::from(terms.advert_sum) + native_sum(&asker)) as u16;
+                let ours = !fold16(u64::from(terms.advert_sum) + native_sum(&asker));
                 assert_eq!(ours.to_ne_bytes(), internet_checksum(&advert));
+                assert_eq!(terms.target_ll_option, advert[64..]);
 
                 // A solicitation to the group and one to the VIP: with their
                 // checksums in place, the terms and the rest add up to 0xffff.

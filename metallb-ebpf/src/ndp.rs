@@ -13,7 +13,7 @@ use metallb_common::{
     Outcome, VipCellV6,
     ndp::{
         NA_FLAG_SOLICITED, NA_PAYLOAD_LEN, NEIGHBOR_ADVERT, NEIGHBOR_SOLICIT, NEXT_HEADER_ICMPV6,
-        OPT_SOURCE_LL_ADDR, OPT_TARGET_LL_ADDR,
+        OPT_SOURCE_LL_ADDR,
     },
 };
 
@@ -39,7 +39,6 @@ const IP_DST: usize = 24;
 const ND: usize = IPV6_LEN;
 const ND_LEN: usize = 24;
 const ND_CODE: usize = ND + 1;
-const ND_CHECKSUM: usize = ND + 2;
 const ND_FLAGS: usize = ND + 4;
 const ND_TARGET: usize = ND + 8;
 const ND_OPTIONS: usize = ND + ND_LEN;
@@ -171,9 +170,11 @@ impl Reply {
     };
 }
 
-/// Payload length 32, next header ICMPv6, hop limit 255: the bytes after the first
-/// word of the IPv6 header of the usual solicitation.
-const USUAL_LEN_NEXT_HOP: u32 = u32::from_ne_bytes([0, 32, NEXT_HEADER_ICMPV6, 255]);
+/// The first 8 bytes of the IPv6 header of the usual solicitation, and which of them
+/// it fixes: version 6 (whatever the traffic class and flow label), payload length 32,
+/// next header ICMPv6, hop limit 255.
+const USUAL_HEAD: u64 = u64::from_ne_bytes([0x60, 0, 0, 0, 0, 32, NEXT_HEADER_ICMPV6, 255]);
+const USUAL_HEAD_MASK: u64 = u64::from_ne_bytes([0xf0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
 const SOLICIT_CODE_0: u16 = u16::from_ne_bytes([NEIGHBOR_SOLICIT, 0]);
 const SOURCE_LL_OPTION: u16 = u16::from_ne_bytes([OPT_SOURCE_LL_ADDR, 1]);
 /// The pseudo-header's length and next header words for a 32-byte message.
@@ -201,9 +202,8 @@ fn usual_solicitation<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Option
     }
     // SAFETY (every load below): inside the frame, as checked just above.
     unsafe {
-        if end - ip != NA_LEN
-            || load::<u8>(ip) >> 4 != 6
-            || load::<u32>(ip + IP_PAYLOAD_LEN) != USUAL_LEN_NEXT_HOP
+        if end - data != L3 + NA_LEN
+            || load::<u64>(ip) & USUAL_HEAD_MASK != USUAL_HEAD
             || load::<u16>(ip + ND) != SOLICIT_CODE_0
             || load::<u16>(ip + ND_OPTIONS) != SOURCE_LL_OPTION
         {
@@ -454,6 +454,7 @@ fn answer<const L3: usize, const SAME_SIZE: bool>(
         target_high,
         target_low,
         entry.mac(),
+        &entry.cell.ndp.target_ll_option,
         checksum,
     ) {
         return Outcome::PassTxError;
@@ -473,6 +474,7 @@ fn write_advert<const L3: usize, const SAME_SIZE: bool>(
     target_high: u64,
     target_low: u64,
     our_mac: Mac,
+    target_ll_option: &[u8; 8],
     checksum: u16,
 ) -> bool {
     if !SAME_SIZE {
@@ -503,11 +505,17 @@ fn write_advert<const L3: usize, const SAME_SIZE: bool>(
         store(ip + IP_SRC + 8, target_low);
         store(ip + IP_DST, reply.high);
         store(ip + IP_DST + 8, reply.low);
-        store(ip + ND, u16::from_ne_bytes([NEIGHBOR_ADVERT, 0]));
-        store(ip + ND_CHECKSUM, checksum);
-        store(ip + ND_FLAGS, u32::from_ne_bytes([reply.flags, 0, 0, 0]));
-        store(ip + ND_OPTIONS, u16::from_ne_bytes([OPT_TARGET_LL_ADDR, 1]));
-        our_mac.store(ip + ND_OPTIONS + 2);
+        // Type, code, checksum, flags and reserved bytes: one word.
+        let [check_0, check_1] = checksum.to_ne_bytes();
+        store(
+            ip + ND,
+            u64::from_ne_bytes([NEIGHBOR_ADVERT, 0, check_0, check_1, reply.flags, 0, 0, 0]),
+        );
+        // SAFETY (source): 8 bytes of the VIP's cell, 8-byte aligned.
+        store(
+            ip + ND_OPTIONS,
+            load::<u64>(target_ll_option.as_ptr() as usize),
+        );
     }
     true
 }

@@ -157,7 +157,7 @@ impl<C: TableCell> Vip<C> {
 
 /// The live half: its first cell, the cell mask, the hash shift and seed.
 struct Half {
-    base: u32,
+    base: u64,
     mask: u32,
     shift: u32,
     seed: u64,
@@ -174,7 +174,7 @@ fn live_half<const V6: bool>() -> Half {
     unsafe {
         let half = &(*ctl).halves[(read_volatile(&(*ctl).active) & 1) as usize];
         Half {
-            base: read_volatile(&half.base) as u32,
+            base: read_volatile(&half.base),
             mask: read_volatile(&(*ctl).cell_mask),
             shift: read_volatile(&(*ctl).shift),
             seed: read_volatile(if V6 { &half.seed_v6 } else { &half.seed_v4 }),
@@ -192,7 +192,7 @@ macro_rules! probe {
         let half = $half;
         let home = $home & half.mask;
         let mut found = None;
-        if let Some(bucket) = $table.get_ptr((half.base + home) / BUCKET_CELLS) {
+        if let Some(bucket) = $table.get_ptr(bucket_index(half.base, home)) {
             // SAFETY: a valid map value; cells of the live half are immutable but for
             // `action`.
             let bucket: &$bucket = unsafe { &*bucket };
@@ -206,8 +206,7 @@ macro_rules! probe {
                     for _ in 1..MAX_PROBES {
                         cell = (cell + 1) & half.mask;
                         if cell % BUCKET_CELLS == 0 {
-                            let Some(next) = $table.get_ptr((half.base + cell) / BUCKET_CELLS)
-                            else {
+                            let Some(next) = $table.get_ptr(bucket_index(half.base, cell)) else {
                                 break;
                             };
                             // SAFETY: as above.
@@ -228,6 +227,14 @@ macro_rules! probe {
         }
         found
     }};
+}
+
+/// The map index of the bucket of `cell` in the half starting at `base`: in 64 bits,
+/// which needs no truncation before the shift (the index fits in 32 bits: tables
+/// have fewer than 2^32 cells).
+#[inline(always)]
+fn bucket_index(base: u64, cell: u32) -> u32 {
+    ((base + cell as u64) / BUCKET_CELLS as u64) as u32
 }
 
 /// What a probe learns from a cell: the key sought (`Some(true)`), the empty cell
