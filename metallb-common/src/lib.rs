@@ -408,8 +408,13 @@ pub struct VipTableHalf {
     pub _pad: u64,
 }
 
-/// Global per-CPU counters: what the program did with every frame it saw.
-/// Exactly one field is incremented per frame.
+/// Global per-CPU counters: what the program did with every frame it saw and did not
+/// answer, and why. Exactly one field is incremented per such frame.
+///
+/// An answered frame is counted only as its VIP's [`VipCounters::replies`]: the
+/// program leaves `tx_arp_reply` and `tx_neighbor_advert` alone (one lookup less on
+/// the answer path), and readers add the VIPs' replies there (the agent's
+/// `frame_counts`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct XdpStats {
@@ -435,9 +440,11 @@ pub struct XdpStats {
     pub pass_conflict: u64,
     /// Passed: the reply could not be built (frame could not be resized).
     pub pass_tx_error: u64,
-    /// Answered with an ARP reply.
+    /// Answered with an ARP reply: the sum of the IPv4 VIPs' replies (not counted here
+    /// by the program).
     pub tx_arp_reply: u64,
-    /// Answered with a Neighbor Advertisement.
+    /// Answered with a Neighbor Advertisement: the sum of the IPv6 VIPs' replies (not
+    /// counted here by the program).
     pub tx_neighbor_advert: u64,
     /// Dropped: a request for a suppressed VIP.
     pub drop_suppressed: u64,

@@ -27,6 +27,20 @@ pub unsafe fn load<T: Copy>(addr: usize) -> T {
     unsafe { (addr as *const T).read_unaligned() }
 }
 
+/// [`load`], but a load the compiler must do here, as written: it may not reuse an
+/// earlier load of the same bytes, nor assume anything of the value.
+///
+/// # Safety
+/// As for [`load`].
+#[inline(always)]
+pub unsafe fn load_volatile<T: Copy>(addr: usize) -> T {
+    /// `T` at any address: a packed struct has alignment 1.
+    #[repr(C, packed)]
+    #[derive(Clone, Copy)]
+    struct Unaligned<T>(T);
+    unsafe { core::ptr::read_volatile(addr as *const Unaligned<T>).0 }
+}
+
 /// Writes `value` at `addr`.
 ///
 /// # Safety

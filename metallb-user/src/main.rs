@@ -265,11 +265,12 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                     .and_then(|n| n.into_string().ok())
                     .unwrap_or_else(|| "?".into())
             };
+            let vips = maps.vips()?;
             let report = inspect_report(
                 &pin_dir.display().to_string(),
                 &maps.ctl(),
-                &maps.vips()?,
-                &maps.stats()?,
+                &vips,
+                &maps.frame_counts(&vips)?,
                 name,
                 output,
             );

@@ -259,15 +259,17 @@ impl Speaker {
     }
 
     fn refresh_metrics(&mut self) {
-        let vips = self.datapath.vips();
-        let stats = self.datapath.stats();
+        let counters = self.datapath.vips().and_then(|vips| {
+            let frames = self.datapath.frame_counts(&vips)?;
+            Ok((vips, frames))
+        });
         let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-        match (vips, stats) {
-            (Ok(vips), Ok(stats)) => {
+        match counters {
+            Ok((vips, frames)) => {
                 state.vips = vips;
-                state.outcomes = stats;
+                state.outcomes = frames;
             }
-            (Err(e), _) | (_, Err(e)) => warn!(error = %e, "cannot read the datapath counters"),
+            Err(e) => warn!(error = %e, "cannot read the datapath counters"),
         }
         drop(state);
         self.announcer.reap();

@@ -173,13 +173,19 @@ fn stats_delta(before: &XdpStats, after: &XdpStats) -> Vec<(Outcome, u64)> {
         .collect()
 }
 
+/// Every frame so far, by outcome (answers are counted per VIP, and added up here).
+fn frame_counts(dp: &Datapath) -> XdpStats {
+    dp.frame_counts(&dp.vips().expect("read VIPs"))
+        .expect("frame counts")
+}
+
 fn run_cases(dp: &Datapath, cases: Vec<Case>) {
     assert!(!cases.is_empty());
     for case in cases {
-        let stats_before = dp.stats().expect("stats");
+        let stats_before = frame_counts(dp);
         let vips_before = vip_counters(dp);
         let (verdict, out) = dp.test_run(&case.frame, IF).expect("test run");
-        let stats_after = dp.stats().expect("stats");
+        let stats_after = frame_counts(dp);
         let name = &case.name;
         assert_eq!(
             verdict,
@@ -849,6 +855,51 @@ fn advertisement_checksum_verifies_independently() {
             .expect("checksum");
         assert_eq!(icmp.checksum(), expected, "reply {}", hex(&out));
     }
+}
+
+/// The program counts an answer once, as its VIP's reply, not in the global counters;
+/// the totals add the replies up, and keep those of VIPs that are gone.
+#[test]
+fn answers_are_counted_per_vip_and_totals_keep_removed_vips() {
+    let mut f = fixture();
+    let ask = |dp: &Datapath| {
+        let (verdict, _) = dp
+            .test_run(&arp_request(ASKER_V4, VIP, None), IF)
+            .expect("test run");
+        assert_eq!(verdict, XDP_TX);
+        let ns = ns_to_group(VIP6, &[&sllao(ASKER_OPTION_MAC)], None);
+        let (verdict, _) = dp.test_run(&ns, IF).expect("test run");
+        assert_eq!(verdict, XDP_TX);
+    };
+    let answers = |dp: &Datapath| {
+        let counts = frame_counts(dp);
+        (counts.tx_arp_reply, counts.tx_neighbor_advert)
+    };
+    let raw_before = f.dp.stats().expect("stats");
+    ask(&f.dp);
+    assert_eq!(
+        f.dp.stats().expect("stats"),
+        raw_before,
+        "no global counter"
+    );
+    assert_eq!(answers(&f.dp), (1, 1));
+
+    let all = f.dp.installed();
+    let mut without = all.clone();
+    without.remove(&key(VIP, IF, 0));
+    without.remove(&key(VIP6, IF, 0));
+    let report = f.dp.sync(&without);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(answers(&f.dp), (1, 1), "removed, counters not yet free");
+    // The next sync frees the removed VIPs' counter ids, and back they come with
+    // fresh counters.
+    let report = f.dp.sync(&all);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(answers(&f.dp), (1, 1), "ids freed and reused");
+    ask(&f.dp);
+    assert_eq!(answers(&f.dp), (2, 2));
+    let vip = f.dp.vip_counters(&key(VIP, IF, 0)).expect("read");
+    assert_eq!(vip, Some(answered()), "the VIP's own counters start again");
 }
 
 #[test]

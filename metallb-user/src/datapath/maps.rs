@@ -256,6 +256,9 @@ struct Family<C: Cell> {
     free: Vec<u32>,
     /// Counter ids of keys removed before the last flip: free after GRACE.
     retired: Vec<u32>,
+    /// Replies counted for keys this agent removed, whose ids are free again: the
+    /// program counts answers per VIP only, and totals must not shrink.
+    freed_replies: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -278,6 +281,7 @@ impl<C: Cell> Family<C> {
             live: BTreeMap::new(),
             free: Vec::new(),
             retired: Vec::new(),
+            freed_replies: 0,
         }
     }
 
@@ -450,37 +454,68 @@ impl<C: Cell> Family<C> {
         Err(DatapathError::IndexFull { family })
     }
 
-    /// After GRACE: counter ids retired at the last flip become free.
-    fn free_retired(&mut self) {
-        self.free.append(&mut self.retired);
+    /// After GRACE: counter ids retired at the last flip become free, their counters
+    /// final (no program reaches them any more); their replies stay in the totals.
+    fn free_retired(&mut self) -> Result<(), DatapathError> {
+        while let Some(id) = self.retired.pop() {
+            match self.counters(id) {
+                Ok(counters) => {
+                    self.freed_replies += counters.replies;
+                    self.free.push(id);
+                }
+                Err(error) => {
+                    self.retired.push(id);
+                    return Err(error);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Replies counted for keys this agent removed.
+    fn removed_replies(&self) -> Result<u64, DatapathError> {
+        self.retired.iter().try_fold(self.freed_replies, |sum, id| {
+            Ok(sum + self.counters(*id)?.replies)
+        })
+    }
+
+    fn live_counters(&self, key: &C::Key) -> Result<Option<VipCounters>, DatapathError> {
+        self.live
+            .get(key)
+            .map(|live| self.counters(live.counter_id))
+            .transpose()
+    }
+
+    /// The counters of id `id`, summed over CPUs.
+    fn counters(&self, id: u32) -> Result<VipCounters, DatapathError> {
+        let values = self
+            .stats
+            .get(&id, 0)
+            .map_err(|source| DatapathError::Map {
+                name: self.stats_name,
+                op: "read",
+                source,
+            })?;
+        Ok(values
+            .iter()
+            .fold(VipCounters::default(), |acc, v| VipCounters {
+                requests: acc.requests + v.requests,
+                replies: acc.replies + v.replies,
+                conflicts: acc.conflicts + v.conflicts,
+                suppressed: acc.suppressed + v.suppressed,
+            }))
     }
 
     fn records(&self) -> Result<Vec<VipRecord>, DatapathError> {
-        let name = self.stats_name;
         self.live
             .iter()
             .map(|(key, live)| {
                 let cell = self.table.read(live.cell);
-                let values =
-                    self.stats
-                        .get(&live.counter_id, 0)
-                        .map_err(|source| DatapathError::Map {
-                            name,
-                            op: "read",
-                            source,
-                        })?;
                 Ok(VipRecord {
                     key: C::to_user(key),
                     mac: MacAddr(cell.mac()),
                     action: VipAction::from_u8(cell.action()),
-                    counters: values
-                        .iter()
-                        .fold(VipCounters::default(), |acc, v| VipCounters {
-                            requests: acc.requests + v.requests,
-                            replies: acc.replies + v.replies,
-                            conflicts: acc.conflicts + v.conflicts,
-                            suppressed: acc.suppressed + v.suppressed,
-                        }),
+                    counters: self.counters(live.counter_id)?,
                 })
             })
             .collect()
@@ -731,8 +766,11 @@ impl Maps {
         if let Some(flip) = self.last_flip {
             std::thread::sleep(GRACE.saturating_sub(flip.elapsed()));
         }
-        self.v4.free_retired();
-        self.v6.free_retired();
+        for result in [self.v4.free_retired(), self.v6.free_retired()] {
+            if let Err(error) = result {
+                changes.errors.push(error);
+            }
+        }
         let mut want_v4 = BTreeMap::new();
         let mut want_v6 = BTreeMap::new();
         for (key, config) in desired {
@@ -788,7 +826,33 @@ impl Maps {
         Ok(out)
     }
 
-    /// The global counters, summed over CPUs.
+    /// The counters of one live entry, summed over CPUs; `None` if it is not in the
+    /// tables.
+    pub fn vip_counters(&self, key: &VipKey) -> Result<Option<VipCounters>, DatapathError> {
+        match key.addr {
+            IpAddr::V4(addr) => self.v4.live_counters(&v4_key(addr, key)),
+            IpAddr::V6(addr) => self.v6.live_counters(&v6_key(addr, key)),
+        }
+    }
+
+    /// What was done with frames, summed over CPUs: the global counters, with the
+    /// answers the program counts per VIP added up: the replies of `vips` (as read by
+    /// [`Maps::vips`]) and of the VIPs this agent removed.
+    pub fn frame_counts(&self, vips: &[VipRecord]) -> Result<XdpStats, DatapathError> {
+        let mut counts = self.stats()?;
+        counts.tx_arp_reply += self.v4.removed_replies()?;
+        counts.tx_neighbor_advert += self.v6.removed_replies()?;
+        for vip in vips {
+            match vip.key.addr {
+                IpAddr::V4(_) => counts.tx_arp_reply += vip.counters.replies,
+                IpAddr::V6(_) => counts.tx_neighbor_advert += vip.counters.replies,
+            }
+        }
+        Ok(counts)
+    }
+
+    /// The global counters as the program keeps them, summed over CPUs: frames passed
+    /// or dropped (answers are counted per VIP, see [`Maps::frame_counts`]).
     pub fn stats(&self) -> Result<XdpStats, DatapathError> {
         let values = self.stats.get(&0, 0).map_err(|source| DatapathError::Map {
             name: map_names::XDP_STATS,

@@ -18,7 +18,7 @@ use aya::{
         xdp::{XdpLink, XdpLinkId},
     },
 };
-use metallb_common::{DEFAULT_MAX_VIPS, DEFAULT_PIN_DIR, PROGRAM_NAME, map_names};
+use metallb_common::{DEFAULT_MAX_VIPS, DEFAULT_PIN_DIR, PROGRAM_NAME, VipCounters, map_names};
 use tracing::{debug, info, warn};
 
 use self::{
@@ -416,9 +416,23 @@ impl Datapath {
         self.maps.vips()
     }
 
-    /// The program's global counters.
+    /// The program's global counters: frames passed or dropped, by reason.
     pub fn stats(&self) -> Result<metallb_common::XdpStats, DatapathError> {
         self.maps.stats()
+    }
+
+    /// The counters of one entry, if it is installed.
+    pub fn vip_counters(&self, key: &VipKey) -> Result<Option<VipCounters>, DatapathError> {
+        self.maps.vip_counters(key)
+    }
+
+    /// Every frame, by what was done with it: [`Datapath::stats`] and the answers,
+    /// which the program counts per VIP (see [`Maps::frame_counts`]).
+    pub fn frame_counts(
+        &self,
+        vips: &[VipRecord],
+    ) -> Result<metallb_common::XdpStats, DatapathError> {
+        self.maps.frame_counts(vips)
     }
 
     /// Runs the program once on `frame` without any network (BPF_PROG_TEST_RUN), as
