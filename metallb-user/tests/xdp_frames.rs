@@ -875,6 +875,22 @@ fn answers_are_counted_per_vip_and_totals_keep_removed_vips() {
         let counts = frame_counts(dp);
         (counts.tx_arp_reply, counts.tx_neighbor_advert)
     };
+    // Answers an adopted program of an older version counted globally as well as per
+    // VIP: the totals must not count them twice.
+    {
+        use aya::maps::{Map, MapData, PerCpuArray, PerCpuValues};
+        let data = MapData::from_pin(f.dp.pin_dir().join("xdp_stats")).expect("open xdp_stats");
+        let mut stats: PerCpuArray<_, XdpStats> =
+            PerCpuArray::try_from(Map::PerCpuArray(data)).expect("per-CPU array");
+        let cpus = aya::util::nr_cpus().expect("CPUs");
+        let old = XdpStats {
+            tx_arp_reply: 5,
+            tx_neighbor_advert: 5,
+            ..XdpStats::default()
+        };
+        let values = PerCpuValues::try_from(vec![old; cpus]).expect("values");
+        stats.set(0, values, 0).expect("write xdp_stats");
+    }
     let raw_before = f.dp.stats().expect("stats");
     ask(&f.dp);
     assert_eq!(

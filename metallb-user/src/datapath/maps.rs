@@ -840,8 +840,10 @@ impl Maps {
     /// [`Maps::vips`]) and of the VIPs this agent removed.
     pub fn frame_counts(&self, vips: &[VipRecord]) -> Result<XdpStats, DatapathError> {
         let mut counts = self.stats()?;
-        counts.tx_arp_reply += self.v4.removed_replies()?;
-        counts.tx_neighbor_advert += self.v6.removed_replies()?;
+        // Set, not added to: only a program of an older version (adopted, its answers
+        // also in the VIPs' replies) counted answers there.
+        counts.tx_arp_reply = self.v4.removed_replies()?;
+        counts.tx_neighbor_advert = self.v6.removed_replies()?;
         for vip in vips {
             match vip.key.addr {
                 IpAddr::V4(_) => counts.tx_arp_reply += vip.counters.replies,
