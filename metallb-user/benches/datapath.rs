@@ -473,7 +473,7 @@ fn cold_round(
 }
 
 /// How a row's rounds are summarised.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Estimator {
     /// The fastest round of each program, and their difference: for a hot loop of
     /// deterministic code, everything slower is noise added by the machine
@@ -525,7 +525,12 @@ fn print_table(title: &str, sizes: &[u32], samples: &[Samples], estimator: Estim
         for ns in summary(&samples.subject) {
             print!("{ns:>12.1}");
         }
-        let target = match scenario.target_ns {
+        // The targets are checked against the hot loop's figures: one frame per
+        // syscall times the kernel's cache misses between frames as much as the program.
+        let target = match scenario
+            .target_ns
+            .filter(|_| estimator == Estimator::Minimum)
+        {
             Some(target) => format!(
                 "<= {target:.0} ns ({})",
                 if worst <= target { "met" } else { "NOT met" }
@@ -707,7 +712,7 @@ fn main() -> anyhow::Result<()> {
     );
     print_table(
         &format!(
-            "one frame per syscall, median of {COLD_ROUNDS} rounds x {COLD_FRAMES_PER_ROUND} BPF_PROG_TEST_RUNs (bpf_stats run_time_ns / run_cnt, which adds ~60 ns of clock reads to every row)"
+            "one frame per syscall, median of {COLD_ROUNDS} rounds x {COLD_FRAMES_PER_ROUND} BPF_PROG_TEST_RUNs (bpf_stats run_time_ns / run_cnt, which adds ~60 ns of clock reads to every row; caches cold-ish, targets checked on the hot loop)"
         ),
         &sizes,
         &cold,

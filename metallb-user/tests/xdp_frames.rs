@@ -1,7 +1,8 @@
 //! Exact-bytes tests of the XDP responder through BPF_PROG_TEST_RUN (needs root and
 //! bpffs). Every case runs one crafted frame through the real program and checks the
-//! verdict, every byte of the frame it leaves, the one global counter it must bump and
-//! the per-VIP counters. Each test runs in a network namespace of its own.
+//! verdict, every byte of the frame it leaves, the one outcome it must count (in the
+//! frame totals: the global counters, and the VIPs' replies for answers) and the
+//! per-VIP counters. Each test runs in a network namespace of its own.
 
 mod support;
 
