@@ -201,7 +201,8 @@ pub struct VipCellV6 {
     pub _pad: u8,
     pub counter_id: u32,
     pub _pad2: [u8; 4],
-    /// Derived from `key.addr` and `mac`: see [`VipNdpTerms`].
+    /// Derived from `key.addr` and `mac`: see [`VipNdpTerms`]. It fills what was
+    /// padding up to 64 bytes (the program finds a cell with shifts, not multiplies).
     pub ndp: VipNdpTerms,
 }
 
