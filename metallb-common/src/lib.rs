@@ -246,6 +246,15 @@ pub mod ndp {
     /// The ICMPv6 length of the advertisement the program sends: the 24-byte message
     /// and one 8-byte target link-layer address option.
     pub const NA_PAYLOAD_LEN: u16 = 32;
+
+    /// The solicited-node multicast group of `addr` (RFC 4291 2.7.1): ff02::1:ff00:0/104
+    /// with the address's last three bytes.
+    pub const fn solicited_node_group(addr: [u8; 16]) -> [u8; 16] {
+        let a = addr;
+        [
+            0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, a[13], a[14], a[15],
+        ]
+    }
 }
 
 /// The parts of a Neighbor Solicitation's and a Neighbor Advertisement's checksums that
@@ -282,10 +291,7 @@ pub struct VipNdpTerms {
 impl VipNdpTerms {
     pub const fn new(vip: [u8; 16], mac: [u8; 6]) -> Self {
         use ndp::*;
-        let v = vip;
-        let group = [
-            0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, v[13], v[14], v[15],
-        ];
+        let g = solicited_node_group(vip);
         let vip_sum = sum16(&vip);
         let advert = 2 * vip_sum
             + sum16(&NA_PAYLOAD_LEN.to_be_bytes())
@@ -296,8 +302,8 @@ impl VipNdpTerms {
             + sum16(&mac);
         let m = mac;
         Self {
-            group_low: [0, 0, 0, 1, 0xff, v[13], v[14], v[15]],
-            group_and_vip_sum: fold16(sum16(&group) + vip_sum),
+            group_low: [g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]],
+            group_and_vip_sum: fold16(sum16(&g) + vip_sum),
             vip_twice_sum: fold16(2 * vip_sum),
             advert_sum: fold16(advert),
             _pad: 0,

@@ -13,7 +13,7 @@ use metallb_common::{
     Outcome, VipCellV6,
     ndp::{
         NA_FLAG_SOLICITED, NA_PAYLOAD_LEN, NEIGHBOR_ADVERT, NEIGHBOR_SOLICIT, NEXT_HEADER_ICMPV6,
-        OPT_SOURCE_LL_ADDR,
+        OPT_SOURCE_LL_ADDR, solicited_node_group,
     },
 };
 
@@ -47,9 +47,10 @@ const NA_LEN: usize = ND_OPTIONS + OPT_LEN;
 const _: () = assert!(NA_LEN - IPV6_LEN == NA_PAYLOAD_LEN as usize);
 
 /// ff02::/64 and ::1:ff00:0/104 as native words: the solicited-node group of a
-/// target is these with the target's last three bytes (RFC 4291 2.7.1).
-const GROUP_HIGH: u64 = u64::from_ne_bytes([0xff, 0x02, 0, 0, 0, 0, 0, 0]);
-const GROUP_LOW: u64 = u64::from_ne_bytes([0, 0, 0, 0x01, 0xff, 0, 0, 0]);
+/// target is these with the target's last three bytes.
+const GROUP: [u8; 16] = solicited_node_group([0; 16]);
+const GROUP_HIGH: u64 = native_word(&GROUP, 0);
+const GROUP_LOW: u64 = native_word(&GROUP, 8);
 const GROUP_LOW_MASK: u64 = u64::from_ne_bytes([0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0]);
 /// ff02::1, where an answer to a duplicate address detection probe goes.
 const ALL_NODES_HIGH: u64 = GROUP_HIGH;
@@ -58,6 +59,21 @@ const ALL_NODES_MAC: Mac = Mac {
     head: u32::from_ne_bytes([0x33, 0x33, 0, 0]),
     tail: u16::from_ne_bytes([0, 1]),
 };
+
+/// The 8 bytes of `bytes` from `at`, as a native word.
+const fn native_word(bytes: &[u8; 16], at: usize) -> u64 {
+    let b = bytes;
+    u64::from_ne_bytes([
+        b[at],
+        b[at + 1],
+        b[at + 2],
+        b[at + 3],
+        b[at + 4],
+        b[at + 5],
+        b[at + 6],
+        b[at + 7],
+    ])
+}
 
 /// The sum of the four 32-bit halves of an address held as two native `u64` words,
 /// for a one's complement sum (RFC 1071). The low halves' sum is the wrapped sum of
