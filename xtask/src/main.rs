@@ -4,6 +4,7 @@
 //! This crate must build on a fresh machine before anything is installed, so it
 //! depends on nothing of the workspace (whose build needs the eBPF toolchain).
 
+mod readme;
 mod setup;
 
 use std::process::Command;
@@ -29,8 +30,9 @@ enum Task {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
-    /// Set up, build, and run the speaker on examples/standalone.yaml in a
-    /// network-namespace lab: plan, answers, gratuitous ARP, inspect, metrics.
+    /// Set up, build the `metallb` binary and the demo, and run the speaker on
+    /// examples/standalone.yaml in a network-namespace lab: plan, answers, gratuitous
+    /// ARP, inspect, metrics.
     Demo,
     /// Set up, then run a benchmark and print its figures.
     Bench {
@@ -46,6 +48,10 @@ enum Bench {
     Datapath,
 }
 
+/// Printed before the first build of the workspace, which is silent for long stretches.
+const BUILD_NOTE: &str = "building the agent and the XDP program (about 2-3 minutes on a first build \
+     on 2 cores, seconds afterwards)";
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.task {
@@ -53,13 +59,30 @@ fn main() -> anyhow::Result<()> {
         Task::Test { args } => {
             setup::run()?;
             cargo(&["fmt", "--all", "--", "--check"])?;
+            step(BUILD_NOTE);
             cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
+            step(
+                "running the test suite (about 10 minutes: builds the tests, then network-namespace labs)",
+            );
             let mut test = vec!["test".to_string()];
             test.extend(args);
             cargo(&test)
         }
         Task::Demo => {
             setup::run()?;
+            // The demo runs the `metallb` binary next to it in target/debug: build both
+            // here, in the profile the demo runs in (`cargo run --example` alone does not
+            // build the binary).
+            step(BUILD_NOTE);
+            cargo(&[
+                "build",
+                "--package",
+                "metallb-user",
+                "--bin",
+                "metallb",
+                "--example",
+                "demo",
+            ])?;
             cargo(&[
                 "run",
                 "--quiet",
@@ -73,20 +96,23 @@ fn main() -> anyhow::Result<()> {
             which: Bench::Datapath,
         } => {
             setup::run()?;
+            step(BUILD_NOTE);
             cargo(&["bench", "--package", "metallb-user", "--bench", "datapath"])
         }
     }
 }
 
+/// One line before a long, mostly silent step, so that nobody thinks it hangs.
+pub(crate) fn step(what: &str) {
+    eprintln!("==> {what}");
+}
+
 /// Runs cargo (the one running us) with `args` in the workspace root.
 fn cargo<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("xtask has no parent directory")?;
     let status = Command::new(cargo)
         .args(args)
-        .current_dir(root)
+        .current_dir(workspace_root()?)
         .status()
         .context("running cargo")?;
     if !status.success() {
@@ -97,4 +123,10 @@ fn cargo<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> anyhow::Result<()> {
         bail!("cargo {} failed ({status})", shown.join(" "));
     }
     Ok(())
+}
+
+fn workspace_root() -> anyhow::Result<&'static std::path::Path> {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask has no parent directory")
 }

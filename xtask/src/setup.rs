@@ -55,6 +55,7 @@ fn rust_src() -> anyhow::Result<()> {
     )
     .context("rustup with a nightly toolchain is needed to build the eBPF program")?;
     if !installed.lines().any(|l| l.starts_with("rust-src")) {
+        crate::step("adding rust-src to the nightly toolchain (seconds, once)");
         status(
             "rustup",
             &["component", "add", "rust-src", "--toolchain", "nightly"],
@@ -67,6 +68,9 @@ fn bpf_linker() -> anyhow::Result<()> {
     let current = output("bpf-linker", &["--version"]).unwrap_or_default();
     if !current.contains(BPF_LINKER_VERSION) {
         let spec = format!("bpf-linker@{BPF_LINKER_VERSION}");
+        crate::step(&format!(
+            "installing {spec}, the linker of the XDP program (about 75 s on 2 cores, once)"
+        ));
         status("cargo", &["install", &spec, "--locked"])?;
     }
     Ok(())
@@ -86,6 +90,10 @@ fn debian_tools() -> anyhow::Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
+    crate::step(&format!(
+        "installing the Debian packages {} (about 30 s, once)",
+        missing.join(", ")
+    ));
     status("apt-get", &["update", "-q"])?;
     let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
     args.extend(&missing);
