@@ -4,6 +4,7 @@
 //! This crate must build on a fresh machine before anything is installed, so it
 //! depends on nothing of the workspace (whose build needs the eBPF toolchain).
 
+#[cfg(test)]
 mod readme;
 mod setup;
 
