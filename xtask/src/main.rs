@@ -63,7 +63,7 @@ fn main() -> anyhow::Result<()> {
             step(BUILD_NOTE);
             cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
             step(
-                "running the test suite (about 10 minutes: builds the tests, then network-namespace labs)",
+                "running the test suite (about a minute once built: unit tests, then network-namespace labs)",
             );
             let mut test = vec!["test".to_string()];
             test.extend(args);
