@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod datapath;
 pub mod election;
+pub mod kubernetes;
 pub mod lab;
 pub mod metrics;
 pub mod plan;
