@@ -43,6 +43,8 @@ use self::{
 };
 use crate::config::{Config, Pool, addresses::is_buggy};
 
+pub use self::request::{RequestedAddresses, requested};
+
 /// Which services this allocator handles.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AllocatorOptions {

@@ -96,7 +96,7 @@ impl Stack {
 /// A value the service asked for, with where it asked (`annotation metallb.io/x="v"`
 /// or `spec.loadBalancerIP="v"`) to name it in reasons.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Asked<T> {
+pub struct Asked<T> {
     pub origin: String,
     pub value: T,
 }
@@ -355,4 +355,22 @@ fn ports(spec: &ServiceSpec) -> BTreeSet<Port> {
             number: port.port,
         })
         .collect()
+}
+
+/// The pool and the addresses `service` asks for, read exactly as the allocator reads
+/// them, or why that request is malformed: for validation, which warns about requests
+/// that can never be met.
+pub fn requested(service: &Service) -> Result<RequestedAddresses, String> {
+    let request = Request::parse(ServiceKey::of_service(service), service)?;
+    Ok(RequestedAddresses {
+        pool: request.pool,
+        ips: request.ips,
+    })
+}
+
+/// What [`requested`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestedAddresses {
+    pub pool: Option<Asked<String>>,
+    pub ips: Option<Asked<Vec<IpAddr>>>,
 }

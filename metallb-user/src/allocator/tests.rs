@@ -12,12 +12,17 @@ use crate::config::{
     validate::{ValidateOptions, validate},
 };
 
+/// The configuration of `yaml`, its Services taken as written: the allocator must cope
+/// with Services that the API server (and so `validate`) would refuse, too.
 fn config_of(yaml: &str) -> Config {
-    let file = parse(yaml).unwrap_or_else(|e| panic!("{yaml}\ndoes not parse: {e:#?}"));
+    let mut file = parse(yaml).unwrap_or_else(|e| panic!("{yaml}\ndoes not parse: {e:#?}"));
+    let services = std::mem::take(&mut file.services);
     let validation = validate(&file, &ValidateOptions::default());
-    validation
+    let mut config = validation
         .config
-        .unwrap_or_else(|| panic!("{yaml}\nis not valid: {:#?}", validation.errors))
+        .unwrap_or_else(|| panic!("{yaml}\nis not valid: {:#?}", validation.errors));
+    config.services = services;
+    config
 }
 
 /// An IPAddressPool; `spec` is the inside of a YAML flow mapping.
@@ -295,7 +300,7 @@ fn run(case: &Case) {
 const A: &str = "addresses: [10.0.0.0/30]";
 const B: &str = "addresses: [10.0.1.0/30]";
 /// IPv4 and IPv6, the IPv6 range listed first.
-const MIXED: &str = "addresses: [2001:db8::/126, 10.0.0.0/30]";
+const MIXED: &str = "addresses: [2001:db8::-2001:db8::3, 10.0.0.0/30]";
 
 fn scope_cases() -> Vec<Case> {
     vec![
@@ -383,9 +388,37 @@ fn pick_cases() -> Vec<Case> {
             &[("x", Got("a", "10.0.0.7")), ("y", Got("a", "10.0.0.8"))],
         ),
         case(
-            "an IPv6 address ending in :: is ordinary",
-            &[pool("a", "addresses: [2001:db8::/126]"), svc("x").v6().y()],
+            "an IPv6 address ending in :: is ordinary in a range",
+            &[
+                pool("a", "addresses: [2001:db8::-2001:db8::3]"),
+                svc("x").v6().y(),
+            ],
             &[("x", Got("a", "2001:db8::"))],
+        ),
+        case(
+            "an IPv6 CIDR never hands out its subnet-router anycast address",
+            &[
+                pool("a", "addresses: [2001:db8::/126]"),
+                svc("x").v6().y(),
+                svc("y").v6().ips("2001:db8::").y(),
+            ],
+            &[
+                ("x", Got("a", "2001:db8::1")),
+                (
+                    "y",
+                    Fails(
+                        "annotation metallb.io/loadBalancerIPs=\"2001:db8::\": 2001:db8:: is in no address pool",
+                    ),
+                ),
+            ],
+        ),
+        case(
+            "a subnet-router anycast address in the status is given up",
+            &[
+                pool("a", "addresses: [2001:db8::/126]"),
+                svc("z").v6().status(&["2001:db8::"]).y(),
+            ],
+            &[("z", Got("a", "2001:db8::1"))],
         ),
         case(
             "an exhausted pool fails the next service",
@@ -435,7 +468,7 @@ fn pick_cases() -> Vec<Case> {
         case(
             "a pool without the service's family is passed over",
             &[
-                pool("a", "addresses: [2001:db8::/126]"),
+                pool("a", "addresses: [2001:db8::-2001:db8::3]"),
                 pool("b", B),
                 svc("x").y(),
             ],
@@ -471,7 +504,10 @@ fn buggy_cases() -> Vec<Case> {
         case(
             "avoidBuggyIPs leaves IPv6 alone",
             &[
-                pool("a", "addresses: [2001:db8::/126], avoidBuggyIPs: true"),
+                pool(
+                    "a",
+                    "addresses: [2001:db8::-2001:db8::3], avoidBuggyIPs: true",
+                ),
                 svc("x").v6().y(),
             ],
             &[("x", Got("a", "2001:db8::"))],
@@ -895,7 +931,7 @@ fn pool_annotation_cases() -> Vec<Case> {
             "an annotated pool without the service's family fails",
             &[
                 pool("a", A),
-                pool("b", "addresses: [2001:db8::/126]"),
+                pool("b", "addresses: [2001:db8::-2001:db8::3]"),
                 svc("x").v6().pool("a").y(),
             ],
             &[(
@@ -924,7 +960,7 @@ fn pool_annotation_cases() -> Vec<Case> {
             "an annotated pool serves PreferDualStack with what it has",
             &[
                 pool("a", A),
-                pool("m", "addresses: [10.0.1.0/30, 2001:db8::/126]"),
+                pool("m", "addresses: [10.0.1.0/30, 2001:db8::-2001:db8::3]"),
                 svc("x").prefer().pool("a").y(),
             ],
             &[("x", Got("a", "10.0.0.0"))],
@@ -1141,7 +1177,7 @@ fn requested_ip_cases() -> Vec<Case> {
             "both addresses of a dual-stack service must come from one pool",
             &[
                 pool("a", A),
-                pool("b", "addresses: [2001:db8::/126]"),
+                pool("b", "addresses: [2001:db8::-2001:db8::3]"),
                 svc("x").require().ips("10.0.0.1,2001:db8::1").y(),
             ],
             &[(
@@ -1222,7 +1258,7 @@ fn family_cases() -> Vec<Case> {
             "RequireDualStack passes over a single-family pool",
             &[
                 pool("a", A),
-                pool("b", "addresses: [10.0.1.0/30, 2001:db8::/126]"),
+                pool("b", "addresses: [10.0.1.0/30, 2001:db8::-2001:db8::3]"),
                 svc("x").require().y(),
             ],
             &[("x", Got("b", "10.0.1.0,2001:db8::"))],
@@ -1241,7 +1277,7 @@ fn family_cases() -> Vec<Case> {
             "PreferDualStack prefers a pool with both families",
             &[
                 pool("a", A),
-                pool("b", "addresses: [10.0.1.0/30, 2001:db8::/126]"),
+                pool("b", "addresses: [10.0.1.0/30, 2001:db8::-2001:db8::3]"),
                 svc("x").prefer().y(),
             ],
             &[("x", Got("b", "10.0.1.0,2001:db8::"))],
@@ -1250,7 +1286,7 @@ fn family_cases() -> Vec<Case> {
             "PreferDualStack falls back to its primary family first",
             &[
                 pool("a", A),
-                pool("b", "addresses: [2001:db8::/126]"),
+                pool("b", "addresses: [2001:db8::-2001:db8::3]"),
                 svc("v4first").prefer().y(),
                 svc("v6first").prefer().spec("ipFamilies: [IPv6, IPv4]").y(),
             ],
@@ -1262,10 +1298,10 @@ fn family_cases() -> Vec<Case> {
         case(
             "PreferDualStack with an IPv4 status gets IPv6 from that same pool",
             &[
-                pool("a", "addresses: [10.0.0.0/30, 2001:db8::/126]"),
+                pool("a", "addresses: [10.0.0.0/30, 2001:db8::-2001:db8::3]"),
                 pool(
                     "z",
-                    "addresses: [10.0.9.0/30, 2001:db8:1::/126], serviceAllocation: {priority: 1}",
+                    "addresses: [10.0.9.0/30, 2001:db8:1::-2001:db8:1::3], serviceAllocation: {priority: 1}",
                 ),
                 svc("x").prefer().status(&["10.0.0.2"]).y(),
             ],
@@ -1275,7 +1311,7 @@ fn family_cases() -> Vec<Case> {
             "PreferDualStack with an IPv4 status in an IPv4-only pool keeps one address",
             &[
                 pool("a", A),
-                pool("b", "addresses: [10.0.1.0/30, 2001:db8::/126]"),
+                pool("b", "addresses: [10.0.1.0/30, 2001:db8::-2001:db8::3]"),
                 svc("x").prefer().status(&["10.0.0.2"]).y(),
             ],
             &[("x", Got("a", "10.0.0.2"))],
@@ -1349,7 +1385,7 @@ fn family_cases() -> Vec<Case> {
         case(
             "RequireDualStack fails when the pool's IPv4 addresses are used up",
             &[
-                pool("d", "addresses: [10.0.0.0/32, 2001:db8::/126]"),
+                pool("d", "addresses: [10.0.0.0/32, 2001:db8::-2001:db8::3]"),
                 svc("s1").y(),
                 svc("s2").require().y(),
             ],
@@ -1372,7 +1408,7 @@ fn family_cases() -> Vec<Case> {
             "a dual-stack status split across two pools is reallocated from one",
             &[
                 pool("a", A),
-                pool("b", "addresses: [10.0.1.0/30, 2001:db8::/126]"),
+                pool("b", "addresses: [10.0.1.0/30, 2001:db8::-2001:db8::3]"),
                 svc("x").require().status(&["10.0.0.1", "2001:db8::3"]).y(),
             ],
             &[("x", Got("b", "10.0.1.0,2001:db8::"))],
@@ -2027,31 +2063,40 @@ fn usage_table() -> Vec<(Vec<String>, Vec<Svc>, Vec<Usage>)> {
             vec![("a", 0, 0)],
         ),
         (
-            vec![pool("a", "addresses: [0.0.0.0/0], avoidBuggyIPs: true")],
+            vec![pool("a", "addresses: [128.0.0.0/2], avoidBuggyIPs: true")],
             vec![],
-            vec![("a", (1u128 << 32) - (1 << 25), 0)],
+            vec![("a", (1u128 << 30) - (1 << 23), 0)],
         ),
         (
+            // The subnet-router anycast address 2001:db8:: is never handed out.
             vec![pool(
                 "a",
                 "addresses: [2001:db8::/120], avoidBuggyIPs: true",
             )],
             vec![],
+            vec![("a", 255, 0)],
+        ),
+        (
+            vec![pool("a", "addresses: ['2001:db8::-2001:db8::ff']")],
+            vec![],
             vec![("a", 256, 0)],
         ),
         (
-            vec![pool("a", "addresses: ['::/0']")],
+            vec![pool("a", "addresses: ['4000::/2']")],
             vec![],
-            vec![("a", u128::MAX, 0)],
+            vec![("a", (1u128 << 126) - 1, 0)],
         ),
         (
-            vec![pool("a", "addresses: ['::/1', '8000::/1']")],
+            vec![pool("a", "addresses: ['2000::/3', '4000::/2']")],
             vec![],
-            vec![("a", u128::MAX, 0)],
+            vec![("a", (1u128 << 125) - 1 + (1u128 << 126) - 1, 0)],
         ),
         (
             vec![
-                pool("a", "addresses: [10.0.0.0/30, 10.0.2.0/31, 2001:db8::/126]"),
+                pool(
+                    "a",
+                    "addresses: [10.0.0.0/30, 10.0.2.0/31, 2001:db8::-2001:db8::3]",
+                ),
                 pool("b", B),
             ],
             vec![svc("x"), svc("y").require(), svc("z").pool("b")],

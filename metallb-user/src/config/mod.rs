@@ -5,7 +5,9 @@
 pub mod addresses;
 pub mod crd;
 pub mod file;
+pub mod names;
 pub mod selector;
+pub mod service;
 pub mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,11 +37,13 @@ pub struct Issue {
 }
 
 impl Issue {
+    /// Object, field and value are shortened when very long (see [`names::shorten`]):
+    /// a message about a 65,000-character name shows its beginning and its length.
     pub fn new(object: &str, field: &str, value: &str, message: impl Into<String>) -> Self {
         Self {
-            object: object.to_owned(),
-            field: field.to_owned(),
-            value: value.to_owned(),
+            object: names::shorten(object),
+            field: names::shorten(field),
+            value: names::shorten(value),
             message: message.into(),
         }
     }
@@ -74,7 +78,10 @@ pub fn service_namespace(service: &k8s_openapi::api::core::v1::Service) -> &str 
 pub struct Pool {
     pub name: String,
     pub labels: Labels,
-    /// In listed order: addresses are handed out from the first range with room.
+    /// The addresses it may hand out, in listed order (addresses are handed out from
+    /// the first range with room). An IPv6 CIDR's subnet-router anycast address is left
+    /// out ([`addresses::PoolEntry::usable`]), so that no part of the allocator can hand
+    /// it out, or count it.
     pub ranges: Vec<AddrRange>,
     pub auto_assign: bool,
     pub avoid_buggy_ips: bool,

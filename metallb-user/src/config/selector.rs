@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+
+use super::names::{self, shorten};
 
 pub type Labels = BTreeMap<String, String>;
 
@@ -33,7 +35,11 @@ impl Selector {
         Self::default()
     }
 
-    /// Validates and compiles `selector`, or says what is wrong with it.
+    /// Validates and compiles `selector`, or says what is wrong with it. Besides the
+    /// API server's rules, MetalLB's: an expression may not list a value twice, and a
+    /// selector may not hold the same expression twice (values in any order). MetalLB
+    /// checks these on its selector lists only; we check every selector, the
+    /// `preferredNodeSelectors` preferences too (a repeat there is as much a mistake).
     pub fn compile(selector: &LabelSelector) -> Result<Self, String> {
         let mut requirements = Vec::new();
         for (key, value) in selector.match_labels.iter().flatten() {
@@ -44,11 +50,29 @@ impl Selector {
                 op: Op::In(BTreeSet::from([value.clone()])),
             });
         }
-        for expr in selector.match_expressions.iter().flatten() {
+        let expressions = selector.match_expressions.as_deref().unwrap_or_default();
+        for (i, expr) in expressions.iter().enumerate() {
             check_key(&expr.key)?;
-            let values: BTreeSet<String> = expr.values.iter().flatten().cloned().collect();
-            for value in &values {
+            let listed = expr.values.as_deref().unwrap_or_default();
+            let mut values = BTreeSet::new();
+            for value in listed {
                 check_value(value)?;
+                if !values.insert(value.clone()) {
+                    return Err(format!(
+                        "matchExpressions[{i}] (key {:?}) lists value {:?} twice: duplicate definition of match expression value",
+                        expr.key,
+                        shorten(value)
+                    ));
+                }
+            }
+            if let Some(first) = expressions[..i]
+                .iter()
+                .position(|earlier| same_expression(earlier, expr))
+            {
+                return Err(format!(
+                    "matchExpressions[{i}] repeats matchExpressions[{first}] (key {:?}): duplicate definition of match expressions",
+                    expr.key
+                ));
             }
             let op = match expr.operator.as_str() {
                 "In" | "NotIn" if values.is_empty() => {
@@ -69,7 +93,8 @@ impl Selector {
                 "DoesNotExist" => Op::DoesNotExist,
                 other => {
                     return Err(format!(
-                        "operator {other:?} is not one of In, NotIn, Exists, DoesNotExist"
+                        "operator {:?} is not one of In, NotIn, Exists, DoesNotExist",
+                        shorten(other)
                     ));
                 }
             };
@@ -99,63 +124,39 @@ pub fn any_matches(selectors: &[Selector], labels: &Labels) -> bool {
     selectors.iter().any(|s| s.matches(labels))
 }
 
-/// `name` or `prefix/name`: prefix a DNS subdomain, name up to 63 characters of
-/// alphanumerics, `-`, `_`, `.`, starting and ending alphanumeric.
-fn check_key(key: &str) -> Result<(), String> {
-    let (prefix, name) = match key.rsplit_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
-        None => (None, key),
+/// Whether two selectors are the same once the values of their expressions are
+/// sorted: MetalLB's rule for duplicate selectors in one list.
+pub fn same_selector(a: &LabelSelector, b: &LabelSelector) -> bool {
+    let expressions = |s: &LabelSelector| s.match_expressions.clone().unwrap_or_default();
+    let (a_expressions, b_expressions) = (expressions(a), expressions(b));
+    a.match_labels.clone().unwrap_or_default() == b.match_labels.clone().unwrap_or_default()
+        && a_expressions.len() == b_expressions.len()
+        && a_expressions
+            .iter()
+            .zip(&b_expressions)
+            .all(|(x, y)| same_expression(x, y))
+}
+
+/// Same key, operator and values, the values in any order.
+fn same_expression(a: &LabelSelectorRequirement, b: &LabelSelectorRequirement) -> bool {
+    let sorted = |r: &LabelSelectorRequirement| {
+        let mut values = r.values.clone().unwrap_or_default();
+        values.sort();
+        values
     };
-    if let Some(prefix) = prefix {
-        let valid = !prefix.is_empty()
-            && prefix.len() <= 253
-            && prefix.split('.').all(|part| {
-                !part.is_empty()
-                    && part.len() <= 63
-                    && part
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                    && !part.starts_with('-')
-                    && !part.ends_with('-')
-            });
-        if !valid {
-            return Err(format!(
-                "label key {key:?} has an invalid prefix {prefix:?}"
-            ));
-        }
-    }
-    if name.is_empty() || !is_label_text(name) {
-        return Err(format!(
-            "label key {key:?} is invalid: a name is up to 63 alphanumerics, '-', '_' or '.', starting and ending alphanumeric"
-        ));
-    }
-    Ok(())
+    a.key == b.key && a.operator == b.operator && sorted(a) == sorted(b)
+}
+
+fn check_key(key: &str) -> Result<(), String> {
+    names::qualified_name(key).map_err(|why| format!("label key {:?} {why}", shorten(key)))
 }
 
 fn check_value(value: &str) -> Result<(), String> {
-    if value.is_empty() || is_label_text(value) {
-        Ok(())
-    } else {
-        Err(format!(
-            "label value {value:?} is invalid: up to 63 alphanumerics, '-', '_' or '.', starting and ending alphanumeric"
-        ))
-    }
-}
-
-fn is_label_text(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    text.len() <= 63
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
-        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+    names::label_value(value).map_err(|why| format!("label value {:?} {why}", shorten(value)))
 }
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
-
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -285,6 +286,59 @@ mod tests {
                 "label value \"bad value\"",
             ),
             (selector(&[("app", &"x".repeat(64))], vec![]), "label value"),
+            // MetalLB's config_test.go "duplicate values node selector match expression",
+            // "ip address pool with duplicate service selection".
+            (
+                selector(&[], vec![expr("tier", "In", &["gold", "gold"])]),
+                "matchExpressions[0] (key \"tier\") lists value \"gold\" twice: duplicate definition of match expression value",
+            ),
+            (
+                selector(
+                    &[],
+                    vec![expr("tier", "NotIn", &["a", "gold", "b", "gold"])],
+                ),
+                "lists value \"gold\" twice",
+            ),
+            // "use duplicate match expression values in node selector": equal once sorted.
+            (
+                selector(
+                    &[],
+                    vec![
+                        expr("kubernetes.io/hostname", "In", &["first", "second"]),
+                        expr("kubernetes.io/hostname", "In", &["second", "first"]),
+                    ],
+                ),
+                "matchExpressions[1] repeats matchExpressions[0] (key \"kubernetes.io/hostname\"): duplicate definition of match expressions",
+            ),
+            (
+                selector(
+                    &[],
+                    vec![
+                        expr("a", "Exists", &[]),
+                        expr("b", "Exists", &[]),
+                        expr("a", "Exists", &[]),
+                    ],
+                ),
+                "matchExpressions[2] repeats matchExpressions[0]",
+            ),
+            // "invalid expression node selector (missing key / missing operator)".
+            (
+                selector(&[("foo", "bar")], vec![expr("", "In", &["quux"])]),
+                "label key \"\" has an empty name",
+            ),
+            (
+                selector(&[("foo", "bar")], vec![expr("bar", "", &["quux"])]),
+                "operator \"\" is not one of",
+            ),
+            // "invalid expression node selector (invalid operator)".
+            (
+                selector(&[], vec![expr("bar", "surrounds", &["quux"])]),
+                "operator \"surrounds\" is not one of",
+            ),
+            (
+                selector(&[(&"k".repeat(65_000), "v")], vec![]),
+                "(65000 characters)\" name part must be no more than 63 characters",
+            ),
         ];
         for (sel, want) in cases {
             let err = Selector::compile(&sel).expect_err("must be refused");
@@ -295,5 +349,41 @@ mod tests {
             vec![expr("k8s.io/x", "Exists", &[])],
         );
         assert!(Selector::compile(&ok).is_ok());
+        // Not duplicates: another operator, another value set, one expression per key.
+        let distinct = selector(
+            &[],
+            vec![
+                expr("env", "In", &["a"]),
+                expr("env", "NotIn", &["a"]),
+                expr("env", "In", &["a", "b"]),
+            ],
+        );
+        assert!(Selector::compile(&distinct).is_ok());
+    }
+
+    #[test]
+    fn duplicate_selectors_compare_values_in_any_order() {
+        let a = selector(&[("x", "1")], vec![expr("k", "In", &["p", "q"])]);
+        let same = selector(&[("x", "1")], vec![expr("k", "In", &["q", "p"])]);
+        let other_value = selector(&[("x", "1")], vec![expr("k", "In", &["p"])]);
+        let other_label = selector(&[("x", "2")], vec![expr("k", "In", &["p", "q"])]);
+        let two = selector(
+            &[],
+            vec![expr("a", "Exists", &[]), expr("b", "Exists", &[])],
+        );
+        // As MetalLB: expressions in another order are another selector.
+        let swapped = selector(
+            &[],
+            vec![expr("b", "Exists", &[]), expr("a", "Exists", &[])],
+        );
+        assert!(same_selector(&a, &same));
+        assert!(same_selector(&a, &a));
+        assert!(!same_selector(&a, &other_value));
+        assert!(!same_selector(&a, &other_label));
+        assert!(!same_selector(&two, &swapped));
+        assert!(same_selector(
+            &selector(&[], vec![]),
+            &LabelSelector::default()
+        ));
     }
 }

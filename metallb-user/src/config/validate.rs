@@ -9,7 +9,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::{
     AddrRange, Config, DEFAULT_NAMESPACE, Issue, L2Advertisement, Labels, Pool, PoolAllocation,
-    Selector, file::ConfigFile,
+    Selector,
+    addresses::{PoolEntry, special_blocks},
+    file::ConfigFile,
+    names::{self, shorten},
+    selector::same_selector,
+    service::{self, HeldBack},
 };
 
 #[derive(Clone, Debug)]
@@ -34,17 +39,38 @@ pub struct Validation {
     pub warnings: Vec<Issue>,
 }
 
-struct Checker {
+/// The API server's rule for the name of one kind of object.
+type NameRule = fn(&str) -> Result<(), String>;
+
+pub(super) struct Checker {
     errors: Vec<Issue>,
     warnings: Vec<Issue>,
 }
 
 impl Checker {
-    fn error(&mut self, object: &str, field: &str, value: &str, message: impl Into<String>) {
+    pub(super) fn error(
+        &mut self,
+        object: &str,
+        field: &str,
+        value: &str,
+        message: impl Into<String>,
+    ) {
         self.errors.push(Issue::new(object, field, value, message));
     }
 
-    /// Compiles `selectors` (field `field[i]`), reporting invalid and duplicate ones.
+    pub(super) fn warning(
+        &mut self,
+        object: &str,
+        field: &str,
+        value: &str,
+        message: impl Into<String>,
+    ) {
+        self.warnings
+            .push(Issue::new(object, field, value, message));
+    }
+
+    /// Compiles `selectors` (field `field[i]`), reporting invalid ones, and duplicates
+    /// as MetalLB finds them (equal once each expression's values are sorted).
     fn selectors(
         &mut self,
         object: &str,
@@ -54,12 +80,15 @@ impl Checker {
         let mut out = Vec::new();
         for (i, selector) in selectors.iter().enumerate() {
             let shown = serde_json::to_string(selector).unwrap_or_default();
-            if selectors[..i].contains(selector) {
+            if let Some(first) = selectors[..i]
+                .iter()
+                .position(|earlier| same_selector(earlier, selector))
+            {
                 self.error(
                     object,
                     &format!("{field}[{i}]"),
                     &shown,
-                    "duplicate selector",
+                    format!("duplicate selector: the same as {field}[{first}]"),
                 );
                 continue;
             }
@@ -79,7 +108,55 @@ impl Checker {
         }
     }
 
-    /// The object's display name; checks its name and namespace.
+    /// The API server's rules for the metadata of any object: its name (by `rule`),
+    /// label keys and values, annotation keys and their total size.
+    fn metadata(&mut self, object: &str, meta: &ObjectMeta, rule: NameRule) {
+        let name = meta.name.as_deref().unwrap_or_default();
+        if name.is_empty() {
+            self.error(object, "metadata.name", "", "missing name");
+        } else if let Err(why) = rule(name) {
+            self.error(object, "metadata.name", name, why);
+        }
+        for (key, value) in meta.labels.iter().flatten() {
+            if let Err(why) = names::qualified_name(key) {
+                self.error(object, "metadata.labels", key, format!("label key {why}"));
+            }
+            if let Err(why) = names::label_value(value) {
+                self.error(
+                    object,
+                    &format!("metadata.labels[{key}]"),
+                    value,
+                    format!("label value {why}"),
+                );
+            }
+        }
+        let mut size = 0;
+        for (key, value) in meta.annotations.iter().flatten() {
+            // The API server checks annotation keys in lower case.
+            if let Err(why) = names::qualified_name(&key.to_ascii_lowercase()) {
+                self.error(
+                    object,
+                    "metadata.annotations",
+                    key,
+                    format!("annotation key {why}"),
+                );
+            }
+            size += key.len() + value.len();
+        }
+        if size > names::ANNOTATIONS_MAX_BYTES {
+            self.error(
+                object,
+                "metadata.annotations",
+                "",
+                format!(
+                    "hold {size} bytes; the API server takes at most {}",
+                    names::ANNOTATIONS_MAX_BYTES
+                ),
+            );
+        }
+    }
+
+    /// The object's display name; checks its metadata and namespace.
     fn metallb_object(
         &mut self,
         kind: &str,
@@ -91,10 +168,8 @@ impl Checker {
             .namespace
             .clone()
             .unwrap_or_else(|| options.namespace.clone());
-        let object = format!("{kind} {namespace}/{name}");
-        if name.is_empty() {
-            self.error(&object, "metadata.name", "", "missing name");
-        }
+        let object = format!("{kind} {}/{}", shorten(&namespace), shorten(&name));
+        self.metadata(&object, meta, names::dns1123_subdomain);
         if namespace != options.namespace {
             self.error(
                 &object,
@@ -120,16 +195,16 @@ pub fn validate(file: &ConfigFile, options: &ValidateOptions) -> Validation {
         warnings: file.warnings.clone(),
     };
 
-    // Namespaces, nodes and services: names must be present and unique.
+    // Namespaces, nodes and services: valid, and unique by name.
     let mut namespaces = BTreeMap::new();
     for ns in &file.namespaces {
         let name = ns.metadata.name.clone().unwrap_or_default();
-        let object = format!("Namespace {name}");
-        if name.is_empty() {
-            check.error(&object, "metadata.name", "", "missing name");
-        } else if namespaces
-            .insert(name.clone(), labels(&ns.metadata))
-            .is_some()
+        let object = format!("Namespace {}", shorten(&name));
+        check.metadata(&object, &ns.metadata, names::dns1123_label);
+        if !name.is_empty()
+            && namespaces
+                .insert(name.clone(), labels(&ns.metadata))
+                .is_some()
         {
             check.error(&object, "metadata.name", &name, "duplicate Namespace");
         }
@@ -137,28 +212,42 @@ pub fn validate(file: &ConfigFile, options: &ValidateOptions) -> Validation {
     let mut node_names = BTreeSet::new();
     for node in &file.nodes {
         let name = node.metadata.name.clone().unwrap_or_default();
-        let object = format!("Node {name}");
-        if name.is_empty() {
-            check.error(&object, "metadata.name", "", "missing name");
-        } else if !node_names.insert(name.clone()) {
+        let object = format!("Node {}", shorten(&name));
+        check.metadata(&object, &node.metadata, names::dns1123_subdomain);
+        if !name.is_empty() && !node_names.insert(name.clone()) {
             check.error(&object, "metadata.name", &name, "duplicate Node");
         }
     }
     let mut service_names = BTreeSet::new();
+    // Services the API server would admit, and their display names.
+    let mut admitted_services = Vec::new();
     for service in &file.services {
+        let errors_before = check.errors.len();
         let name = service.metadata.name.clone().unwrap_or_default();
         let namespace = super::service_namespace(service).to_owned();
-        let object = format!("Service {namespace}/{name}");
-        if name.is_empty() {
-            check.error(&object, "metadata.name", "", "missing name");
-        } else if !service_names.insert((namespace, name.clone())) {
+        let object = format!("Service {}/{}", shorten(&namespace), shorten(&name));
+        check.metadata(&object, &service.metadata, names::dns1035_label);
+        if let Err(why) = names::dns1123_label(&namespace) {
+            check.error(&object, "metadata.namespace", &namespace, why);
+        }
+        if !name.is_empty() && !service_names.insert((namespace, name.clone())) {
             check.error(&object, "metadata.name", &name, "duplicate Service");
+        }
+        service::check_spec(
+            &mut check,
+            &object,
+            &service.spec.clone().unwrap_or_default(),
+        );
+        service::check_annotations(&mut check, &object, service);
+        if check.errors.len() == errors_before {
+            admitted_services.push((service, object));
         }
     }
 
     // Pools.
     let mut pools: Vec<Pool> = Vec::new();
     let mut all_ranges: Vec<(AddrRange, String, String)> = Vec::new();
+    let mut held_back = Vec::new();
     for pool in &file.pools {
         let object = check.metallb_object("IPAddressPool", &pool.metadata, options);
         let name = pool.metadata.name.clone().unwrap_or_default();
@@ -177,24 +266,59 @@ pub fn validate(file: &ConfigFile, options: &ValidateOptions) -> Validation {
         let mut ranges = Vec::new();
         for (i, text) in spec.addresses.iter().enumerate() {
             let field = format!("spec.addresses[{i}]");
-            match AddrRange::parse(text) {
-                Ok(range) => {
-                    // Overlap is checked across pools and inside one pool.
-                    if let Some((_, other_object, other_text)) =
-                        all_ranges.iter().find(|(other, ..)| other.overlaps(&range))
-                    {
-                        check.error(
-                            &object,
-                            &field,
-                            text,
-                            format!("overlaps {other_text:?} of {other_object}"),
-                        );
-                    }
-                    all_ranges.push((range, object.clone(), text.clone()));
-                    ranges.push(range);
+            let entry = match PoolEntry::parse(text) {
+                Ok(entry) => entry,
+                Err(message) => {
+                    check.error(&object, &field, text, message);
+                    continue;
                 }
-                Err(message) => check.error(&object, &field, text, message),
+            };
+            let range = entry.range;
+            let special = special_blocks(&range);
+            if !special.is_empty() {
+                let blocks: Vec<String> = special
+                    .iter()
+                    .map(|block| format!("{} ({})", block.name, block.what))
+                    .collect();
+                check.error(
+                    &object,
+                    &field,
+                    text,
+                    format!(
+                        "holds addresses that can never be a VIP on a LAN: it overlaps {}",
+                        blocks.join("; ")
+                    ),
+                );
             }
+            // Overlap is checked across pools and inside one pool, on every address
+            // an entry names (a held-back anycast address too, as MetalLB would).
+            if let Some((_, other_object, other_text)) =
+                all_ranges.iter().find(|(other, ..)| other.overlaps(&range))
+            {
+                check.error(
+                    &object,
+                    &field,
+                    text,
+                    format!("overlaps {other_text:?} of {other_object}"),
+                );
+            }
+            all_ranges.push((range, object.clone(), text.clone()));
+            if let Some(anycast) = entry.anycast {
+                check.warning(
+                    &object,
+                    &field,
+                    text,
+                    format!(
+                        "{anycast} is its subnet-router anycast address (RFC 4291), which the routers of the link answer: it is never handed out"
+                    ),
+                );
+                held_back.push(HeldBack {
+                    ip: anycast,
+                    pool: name.clone(),
+                    entry: text.clone(),
+                });
+            }
+            ranges.push(entry.usable());
         }
         let allocation = spec.service_allocation.as_ref().map(|allocation| {
             check.no_duplicates(
@@ -308,6 +432,12 @@ pub fn validate(file: &ConfigFile, options: &ValidateOptions) -> Validation {
             service_selectors,
             preferred_nodes,
         });
+    }
+
+    // What services ask for that these pools can never give: warnings (an error would
+    // make the speaker drop the whole file).
+    for (service, object) in &admitted_services {
+        service::check_request(&mut check, object, service, &pools, &held_back);
     }
 
     if !check.errors.is_empty() {
