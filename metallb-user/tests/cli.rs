@@ -240,3 +240,55 @@ fn logs_can_be_json_for_machines() {
                 .is_err()
     );
 }
+
+#[test]
+fn validate_refuses_what_the_api_server_would_and_warns_of_what_can_never_be_met() {
+    let pool = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: a}\nspec: {addresses: [192.0.2.0/24]}\n";
+    let refused = Scratch::new(
+        "refused.yaml",
+        &format!(
+            "{pool}---\napiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec: {{type: LoadBalancer, externalTrafficPolicy: Locale, ports: [{{port: 70000, protocol: BOGUS}}]}}\n\
+             ---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: {}}}\nspec: {{addresses: ['127.0.0.0/8']}}\n",
+            "p".repeat(65_000)
+        ),
+    );
+    let (code, stdout, _) = run(&["validate", refused.0.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stdout}");
+    let shown = format!("{}… (65000 characters)", "p".repeat(60));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[..5],
+        [
+            "error: Service default/web: spec.ports[0].port \"70000\": must be 1 to 65535",
+            "error: Service default/web: spec.ports[0].protocol \"BOGUS\": not one of TCP, UDP, SCTP",
+            "error: Service default/web: spec.externalTrafficPolicy \"Locale\": not one of Cluster, Local",
+            &format!(
+                "error: IPAddressPool metallb-system/{shown}: metadata.name \"{shown}\": must be no more than 253 characters (has 65000)"
+            ),
+            &format!(
+                "error: IPAddressPool metallb-system/{shown}: spec.addresses[0] \"127.0.0.0/8\": holds addresses that can never be a VIP on a LAN: it overlaps 127.0.0.0/8 (loopback: never leaves a host)"
+            ),
+        ],
+        "{stdout}"
+    );
+    assert!(lines[5].ends_with("is invalid: 5 error(s)"), "{stdout}");
+    assert!(stdout.len() < 2_000, "{} bytes", stdout.len());
+
+    let unmet = Scratch::new(
+        "unmet.yaml",
+        &format!(
+            "{pool}---\napiVersion: v1\nkind: Service\nmetadata: {{name: web, annotations: {{metallb.io/adress-pool: a, metallb.io/loadBalancerIPs: not-an-ip}}}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
+        ),
+    );
+    let (code, stdout, _) = run(&["validate", unmet.0.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>()[..2],
+        [
+            "warning: Service default/web: metadata.annotations \"metallb.io/adress-pool\": MetalLB reads no such annotation, so it is ignored; the closest it reads is metallb.io/address-pool",
+            "warning: Service default/web: annotation metallb.io/loadBalancerIPs=\"not-an-ip\": \"not-an-ip\" is not an IP address: the service can get no address",
+        ],
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("is valid: 1 IPAddressPool(s), 0 L2Advertisement(s), 1 Service(s), 0 Node(s), 2 warning(s)\n"), "{stdout}");
+}

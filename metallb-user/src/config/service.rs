@@ -440,6 +440,521 @@ pub(super) fn check_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::validate::tests::{Refused, Valid, Want, Warns, check_table, pool};
+
+    /// A Service: `meta` and `spec` are the insides of YAML flow mappings.
+    fn svc(meta: &str, spec: &str) -> String {
+        format!("---\napiVersion: v1\nkind: Service\nmetadata: {{{meta}}}\nspec: {{{spec}}}\n")
+    }
+
+    /// A LoadBalancer Service `x` with one port, plus `spec`.
+    fn lb(spec: &str) -> String {
+        svc(
+            "name: x",
+            &format!("type: LoadBalancer, ports: [{{port: 80}}], {spec}"),
+        )
+    }
+
+    /// What the API server would refuse: errors.
+    fn api_table() -> Vec<(&'static str, String, Want)> {
+        vec![
+            ("a plain LoadBalancer", lb(""), Valid),
+            (
+                "every field the API server defaults, given",
+                lb(
+                    "sessionAffinity: ClientIP, externalTrafficPolicy: Local, internalTrafficPolicy: Cluster, ipFamilyPolicy: PreferDualStack, ipFamilies: [IPv6, IPv4], loadBalancerClass: example.com/lb, allocateLoadBalancerNodePorts: false, selector: {app: web}",
+                ),
+                Valid,
+            ),
+            (
+                "port -1",
+                svc("name: x", "type: LoadBalancer, ports: [{port: -1}]"),
+                Refused(&["Service default/x: spec.ports[0].port \"-1\": must be 1 to 65535"]),
+            ),
+            (
+                "port 0",
+                svc("name: x", "type: LoadBalancer, ports: [{port: 0}]"),
+                Refused(&["spec.ports[0].port \"0\": must be 1 to 65535"]),
+            ),
+            (
+                "port 70000",
+                svc("name: x", "type: LoadBalancer, ports: [{port: 70000}]"),
+                Refused(&["spec.ports[0].port \"70000\": must be 1 to 65535"]),
+            ),
+            (
+                "port 65535",
+                svc("name: x", "type: LoadBalancer, ports: [{port: 65535}]"),
+                Valid,
+            ),
+            (
+                "protocol BOGUS",
+                svc(
+                    "name: x",
+                    "type: LoadBalancer, ports: [{port: 80, protocol: BOGUS}]",
+                ),
+                Refused(&["spec.ports[0].protocol \"BOGUS\": not one of TCP, UDP, SCTP"]),
+            ),
+            (
+                "protocol SCTP",
+                svc(
+                    "name: x",
+                    "type: LoadBalancer, ports: [{port: 80, protocol: SCTP}]",
+                ),
+                Valid,
+            ),
+            (
+                "protocol tcp (case matters)",
+                svc(
+                    "name: x",
+                    "type: LoadBalancer, ports: [{port: 80, protocol: tcp}]",
+                ),
+                Refused(&["\"tcp\": not one of TCP, UDP, SCTP"]),
+            ),
+            (
+                "targetPort 70000",
+                svc("name: x", "ports: [{port: 80, targetPort: 70000}]"),
+                Refused(&[
+                    "spec.ports[0].targetPort \"70000\": must be 1 to 65535, or the name of a container port",
+                ]),
+            ),
+            (
+                "targetPort -1",
+                svc("name: x", "ports: [{port: 80, targetPort: -1}]"),
+                Refused(&["spec.ports[0].targetPort \"-1\""]),
+            ),
+            // 0 and "" are defaulted to the port.
+            (
+                "targetPort 0",
+                svc("name: x", "ports: [{port: 80, targetPort: 0}]"),
+                Valid,
+            ),
+            (
+                "targetPort http",
+                svc("name: x", "ports: [{port: 80, targetPort: http}]"),
+                Valid,
+            ),
+            (
+                "targetPort HTTP",
+                svc("name: x", "ports: [{port: 80, targetPort: HTTP}]"),
+                Refused(&["spec.ports[0].targetPort \"HTTP\": must be an IANA service name"]),
+            ),
+            (
+                "nodePort 70000",
+                svc(
+                    "name: x",
+                    "type: NodePort, ports: [{port: 80, nodePort: 70000}]",
+                ),
+                Refused(&["spec.ports[0].nodePort \"70000\": must be 1 to 65535"]),
+            ),
+            (
+                "nodePort 30080",
+                svc(
+                    "name: x",
+                    "type: NodePort, ports: [{port: 80, nodePort: 30080}]",
+                ),
+                Valid,
+            ),
+            (
+                "nodePort 8080, outside the default range",
+                svc(
+                    "name: x",
+                    "type: LoadBalancer, ports: [{port: 80, nodePort: 8080}]",
+                ),
+                Warns(&[
+                    "spec.ports[0].nodePort \"8080\": outside the API server's default NodePort range 30000-32767",
+                ]),
+            ),
+            (
+                "nodePort on a ClusterIP service",
+                svc("name: x", "ports: [{port: 80, nodePort: 30080}]"),
+                Refused(&[
+                    "spec.ports[0].nodePort \"30080\": may not be used when type is ClusterIP",
+                ]),
+            ),
+            (
+                "two ports without names",
+                svc("name: x", "ports: [{port: 80}, {port: 443}]"),
+                Refused(&[
+                    "spec.ports[0].name: required when a Service has more than one port",
+                    "spec.ports[1].name: required",
+                ]),
+            ),
+            (
+                "the same port twice",
+                svc(
+                    "name: x",
+                    "ports: [{name: a, port: 80}, {name: b, port: 80, protocol: TCP}]",
+                ),
+                Refused(&["spec.ports[1] \"TCP/80\": duplicate port: also spec.ports[0]"]),
+            ),
+            (
+                "one port number, two protocols",
+                svc(
+                    "name: x",
+                    "ports: [{name: a, port: 53}, {name: b, port: 53, protocol: UDP}]",
+                ),
+                Valid,
+            ),
+            (
+                "the same port name twice",
+                svc(
+                    "name: x",
+                    "ports: [{name: a, port: 80}, {name: a, port: 81}]",
+                ),
+                Refused(&["spec.ports[1].name \"a\": duplicate port name"]),
+            ),
+            (
+                "a port name with a dot",
+                svc("name: x", "ports: [{name: a.b, port: 80}]"),
+                Refused(&["spec.ports[0].name \"a.b\": must be a lowercase RFC 1123 label"]),
+            ),
+            (
+                "the same node port twice",
+                svc(
+                    "name: x",
+                    "type: NodePort, ports: [{name: a, port: 80, nodePort: 30001}, {name: b, port: 81, nodePort: 30001}]",
+                ),
+                Refused(&[
+                    "spec.ports[1].nodePort \"30001\": duplicate: TCP node port 30001 is also spec.ports[0]'s",
+                ]),
+            ),
+            (
+                "appProtocol with a blank",
+                svc("name: x", "ports: [{port: 80, appProtocol: 'h 2'}]"),
+                Refused(&["spec.ports[0].appProtocol \"h 2\""]),
+            ),
+            (
+                "type Loadbalancer",
+                svc("name: x", "type: Loadbalancer, ports: [{port: 80}]"),
+                Refused(&[
+                    "spec.type \"Loadbalancer\": not one of ClusterIP, NodePort, LoadBalancer, ExternalName",
+                ]),
+            ),
+            (
+                "externalTrafficPolicy Locale",
+                lb("externalTrafficPolicy: Locale"),
+                Refused(&["spec.externalTrafficPolicy \"Locale\": not one of Cluster, Local"]),
+            ),
+            (
+                "externalTrafficPolicy on a ClusterIP service",
+                svc(
+                    "name: x",
+                    "ports: [{port: 80}], externalTrafficPolicy: Local",
+                ),
+                Refused(&[
+                    "spec.externalTrafficPolicy \"Local\": may only be set for externally-accessible services",
+                ]),
+            ),
+            (
+                "externalTrafficPolicy with externalIPs",
+                svc(
+                    "name: x",
+                    "ports: [{port: 80}], externalIPs: [192.0.2.1], externalTrafficPolicy: Local",
+                ),
+                Valid,
+            ),
+            (
+                "internalTrafficPolicy Node",
+                lb("internalTrafficPolicy: Node"),
+                Refused(&["spec.internalTrafficPolicy \"Node\": not one of Cluster, Local"]),
+            ),
+            (
+                "sessionAffinity Sticky",
+                lb("sessionAffinity: Sticky"),
+                Refused(&["spec.sessionAffinity \"Sticky\": not one of ClientIP, None"]),
+            ),
+            (
+                "ipFamilies [IPv5]",
+                lb("ipFamilies: [IPv5]"),
+                Refused(&["spec.ipFamilies[0] \"IPv5\": not one of IPv4, IPv6"]),
+            ),
+            (
+                "ipFamilies [IPv4, IPv4]",
+                lb("ipFamilies: [IPv4, IPv4]"),
+                Refused(&["spec.ipFamilies[1] \"IPv4\": duplicate"]),
+            ),
+            (
+                "three ipFamilies",
+                lb("ipFamilies: [IPv4, IPv6, IPv4], ipFamilyPolicy: RequireDualStack"),
+                Refused(&["spec.ipFamilies[2] \"IPv4\": duplicate"]),
+            ),
+            (
+                "ipFamilyPolicy DualStack",
+                lb("ipFamilyPolicy: DualStack"),
+                Refused(&[
+                    "spec.ipFamilyPolicy \"DualStack\": not one of SingleStack, PreferDualStack, RequireDualStack",
+                ]),
+            ),
+            (
+                "SingleStack with two families",
+                lb("ipFamilyPolicy: SingleStack, ipFamilies: [IPv4, IPv6]"),
+                Refused(&[
+                    "spec.ipFamilyPolicy \"SingleStack\": must be RequireDualStack or PreferDualStack when spec.ipFamilies lists two families",
+                ]),
+            ),
+            (
+                "two families and no policy",
+                lb("ipFamilies: [IPv4, IPv6]"),
+                Valid,
+            ),
+            (
+                "loadBalancerClass on a ClusterIP service",
+                svc(
+                    "name: x",
+                    "ports: [{port: 80}], loadBalancerClass: example.com/lb",
+                ),
+                Refused(&[
+                    "spec.loadBalancerClass \"example.com/lb\": may only be used when type is LoadBalancer",
+                ]),
+            ),
+            (
+                "an empty loadBalancerClass",
+                lb("loadBalancerClass: ''"),
+                Refused(&["spec.loadBalancerClass: has an empty name"]),
+            ),
+            (
+                "allocateLoadBalancerNodePorts on a NodePort service",
+                svc(
+                    "name: x",
+                    "type: NodePort, ports: [{port: 80}], allocateLoadBalancerNodePorts: true",
+                ),
+                Refused(&[
+                    "spec.allocateLoadBalancerNodePorts: may only be used when type is LoadBalancer",
+                ]),
+            ),
+            (
+                "a headless LoadBalancer",
+                lb("clusterIP: None"),
+                Refused(&["spec.clusterIP \"None\": may not be None for LoadBalancer services"]),
+            ),
+            (
+                "a headless ClusterIP service needs no port",
+                svc("name: x", "clusterIP: None"),
+                Valid,
+            ),
+            (
+                "an ExternalName service",
+                svc(
+                    "name: x",
+                    "type: ExternalName, externalName: db.example.com.",
+                ),
+                Valid,
+            ),
+            (
+                "an ExternalName service without a name",
+                svc("name: x", "type: ExternalName"),
+                Refused(&["spec.externalName: required when type is ExternalName"]),
+            ),
+            (
+                "an ExternalName service with families",
+                svc(
+                    "name: x",
+                    "type: ExternalName, externalName: db.example.com, ipFamilies: [IPv4]",
+                ),
+                Refused(&["spec.ipFamilies: may not be set for ExternalName services"]),
+            ),
+            (
+                "a selector value with a blank",
+                lb("selector: {app: 'web server'}"),
+                Refused(&["spec.selector[app] \"web server\": label value must be"]),
+            ),
+            (
+                "a selector key with a blank",
+                lb("selector: {'my app': web}"),
+                Refused(&["spec.selector \"my app\": label key name part must be"]),
+            ),
+            (
+                "a Service name starting with a digit",
+                svc("name: 1web", "ports: [{port: 80}]"),
+                Refused(&[
+                    "Service default/1web: metadata.name \"1web\": must be a lowercase RFC 1035 label",
+                ]),
+            ),
+            (
+                "a Service name with escapes and a newline",
+                svc("name: \"web\\e[31m\\r\\n\"", "ports: [{port: 80}]"),
+                Refused(&[
+                    "metadata.name \"web\\u{1b}[31m\\r\\n\": must be a lowercase RFC 1035 label",
+                ]),
+            ),
+            (
+                "a 64-character Service name",
+                svc(&format!("name: {}", "s".repeat(64)), "ports: [{port: 80}]"),
+                Refused(&["must be no more than 63 characters (has 64)"]),
+            ),
+            (
+                "a Service namespace in capitals",
+                svc("name: x, namespace: Default", "ports: [{port: 80}]"),
+                Refused(&[
+                    "Service Default/x: metadata.namespace \"Default\": must be a lowercase RFC 1123 label",
+                ]),
+            ),
+            (
+                // Refused by the API server; only a warning here (see check_spec).
+                "a Service with no port",
+                svc("name: x", "type: LoadBalancer"),
+                Warns(&[
+                    "Service default/x: spec.ports: no port: the API server requires one (kubectl apply would refuse this Service)",
+                ]),
+            ),
+        ]
+    }
+
+    #[test]
+    fn what_the_api_server_refuses() {
+        check_table(&api_table());
+    }
+
+    /// What MetalLB would silently make of a Service: warnings.
+    fn metallb_table() -> Vec<(&'static str, String, Want)> {
+        let pools = pool("a", "  addresses: [192.0.2.0/24, '2001:db8::/120']")
+            + &pool("b", "  addresses: [198.51.100.0/24]");
+        let with = |annotations: &str, spec: &str| {
+            pools.clone()
+                + &svc(
+                    &format!("name: x, annotations: {{{annotations}}}"),
+                    &format!("type: LoadBalancer, ports: [{{port: 80}}], {spec}"),
+                )
+        };
+        // The pools' own warning, in every case.
+        const ANYCAST: &str = "IPAddressPool metallb-system/a: spec.addresses[1] \"2001:db8::/120\": 2001:db8:: is its subnet-router anycast address";
+        vec![
+            (
+                "a met request",
+                with(
+                    "metallb.io/address-pool: a, metallb.io/loadBalancerIPs: '192.0.2.7,2001:db8::7'",
+                    "ipFamilyPolicy: RequireDualStack",
+                ),
+                Warns(&[ANYCAST]),
+            ),
+            (
+                "loadBalancerIPs not-an-ip",
+                with("metallb.io/loadBalancerIPs: not-an-ip", ""),
+                Warns(&[
+                    ANYCAST,
+                    "Service default/x: annotation metallb.io/loadBalancerIPs=\"not-an-ip\": \"not-an-ip\" is not an IP address: the service can get no address",
+                ]),
+            ),
+            (
+                "two IPv4 addresses",
+                with("metallb.io/loadBalancerIPs: '192.0.2.7,192.0.2.8'", ""),
+                Warns(&[
+                    ANYCAST,
+                    "annotation metallb.io/loadBalancerIPs=\"192.0.2.7,192.0.2.8\": lists two IPv4 addresses; at most one per IP family: the service can get no address",
+                ]),
+            ),
+            (
+                "an IPv6 address for a single-stack IPv4 service",
+                with("metallb.io/loadBalancerIPs: '2001:db8::7'", ""),
+                Warns(&[
+                    ANYCAST,
+                    "2001:db8::7 is IPv6, but the service is single-stack IPv4",
+                ]),
+            ),
+            (
+                "an address outside every pool",
+                with("metallb.io/loadBalancerIPs: 203.0.113.9", ""),
+                Warns(&[
+                    ANYCAST,
+                    "Service default/x: annotation metallb.io/loadBalancerIPs=\"203.0.113.9\": 203.0.113.9 is in no IPAddressPool: the service can get no address",
+                ]),
+            ),
+            (
+                "the deprecated spec.loadBalancerIP outside every pool",
+                with("", "loadBalancerIP: 203.0.113.9"),
+                Warns(&[
+                    ANYCAST,
+                    "spec.loadBalancerIP=\"203.0.113.9\": 203.0.113.9 is in no IPAddressPool",
+                ]),
+            ),
+            (
+                "a held-back anycast address",
+                with(
+                    "metallb.io/loadBalancerIPs: '2001:db8::'",
+                    "ipFamilies: [IPv6]",
+                ),
+                Warns(&[
+                    ANYCAST,
+                    "annotation metallb.io/loadBalancerIPs=\"2001:db8::\": 2001:db8:: is the subnet-router anycast address of 2001:db8::/120 in pool a, which is never handed out: the service can get no address",
+                ]),
+            ),
+            (
+                "an unknown pool",
+                with("metallb.universe.tf/address-pool: nope", ""),
+                Warns(&[
+                    ANYCAST,
+                    "Service default/x: annotation metallb.universe.tf/address-pool=\"nope\": no IPAddressPool has this name: the service can get no address",
+                ]),
+            ),
+            (
+                "metallb.io/adress-pool",
+                with("metallb.io/adress-pool: a", ""),
+                Warns(&[
+                    "Service default/x: metadata.annotations \"metallb.io/adress-pool\": MetalLB reads no such annotation, so it is ignored; the closest it reads is metallb.io/address-pool",
+                    ANYCAST,
+                ]),
+            ),
+            (
+                "metallb.io/loadbalancerIPs",
+                with("metallb.io/loadbalancerIPs: 192.0.2.7", ""),
+                Warns(&[
+                    "\"metallb.io/loadbalancerIPs\": MetalLB reads no such annotation, so it is ignored; the closest it reads is metallb.io/loadBalancerIPs",
+                    ANYCAST,
+                ]),
+            ),
+            (
+                "metallb.universe.tf/allow-shared-ips",
+                with("metallb.universe.tf/allow-shared-ips: k", ""),
+                Warns(&[
+                    "the closest it reads is metallb.universe.tf/allow-shared-ip",
+                    ANYCAST,
+                ]),
+            ),
+            (
+                "an upper-case prefix",
+                with("Metallb.io/address-pool: a", ""),
+                Warns(&[
+                    "\"Metallb.io/address-pool\": MetalLB reads no such annotation, so it is ignored; the closest it reads is metallb.io/address-pool",
+                    ANYCAST,
+                ]),
+            ),
+            (
+                "the pool MetalLB's controller records",
+                with("metallb.io/ip-allocated-from-pool: a", ""),
+                Warns(&[ANYCAST]),
+            ),
+            (
+                "other annotations are none of MetalLB's business",
+                with("example.com/metallb.io-like: x, metallb.io: x", ""),
+                Warns(&[ANYCAST]),
+            ),
+            (
+                // Not a LoadBalancer: MetalLB never reads its request.
+                "a ClusterIP service's request",
+                pools.clone()
+                    + &svc(
+                        "name: x, annotations: {metallb.io/loadBalancerIPs: not-an-ip}",
+                        "ports: [{port: 80}]",
+                    ),
+                Warns(&[ANYCAST]),
+            ),
+            (
+                // The API server's error is enough.
+                "a refused service's request",
+                pools.clone()
+                    + &svc(
+                        "name: x, annotations: {metallb.io/loadBalancerIPs: not-an-ip}",
+                        "type: LoadBalancer, ports: [{port: 0}]",
+                    ),
+                Refused(&["spec.ports[0].port \"0\""]),
+            ),
+        ]
+    }
+
+    #[test]
+    fn what_metallb_would_silently_make_of_a_service() {
+        check_table(&metallb_table());
+    }
 
     #[test]
     fn edit_distance_table() {

@@ -463,7 +463,7 @@ pub fn validate(file: &ConfigFile, options: &ValidateOptions) -> Validation {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::config::file::parse;
 
@@ -471,13 +471,13 @@ mod tests {
         validate(&parse(text).expect("parses"), &ValidateOptions::default())
     }
 
-    fn pool(name: &str, body: &str) -> String {
+    pub(in crate::config) fn pool(name: &str, body: &str) -> String {
         format!(
             "---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: {name}, namespace: metallb-system}}\nspec:\n{body}\n"
         )
     }
 
-    fn adv(name: &str, body: &str) -> String {
+    pub(in crate::config) fn adv(name: &str, body: &str) -> String {
         let spec = if body.starts_with(' ') {
             format!("spec:\n{body}")
         } else {
@@ -652,6 +652,560 @@ mod tests {
         assert_eq!(
             east.pools,
             BTreeSet::from(["b".to_string(), "labelled".to_string()])
+        );
+    }
+
+    /// What is expected of a configuration.
+    #[derive(Clone, Copy, Debug)]
+    pub(in crate::config) enum Want {
+        /// Valid, without a warning.
+        Valid,
+        /// Valid, with exactly these warnings (one fragment each, in order).
+        Warns(&'static [&'static str]),
+        /// Refused, with errors containing each of these fragments (parse errors count).
+        Refused(&'static [&'static str]),
+    }
+    pub(in crate::config) use Want::*;
+
+    /// Errors (of parsing, then of validation) and warnings of `text`, as printed.
+    pub(in crate::config) fn outcome(text: &str) -> (Vec<String>, Vec<String>) {
+        let shown = |issues: &[Issue]| issues.iter().map(|i| i.to_string()).collect::<Vec<_>>();
+        match parse(text) {
+            Err(errors) => (shown(&errors), Vec::new()),
+            Ok(file) => {
+                let result = validate(&file, &ValidateOptions::default());
+                assert_eq!(result.config.is_some(), result.errors.is_empty());
+                (shown(&result.errors), shown(&result.warnings))
+            }
+        }
+    }
+
+    pub(in crate::config) fn check_table(table: &[(&str, String, Want)]) {
+        for (desc, text, want) in table {
+            let (errors, warnings) = outcome(text);
+            match want {
+                Valid => assert!(
+                    errors.is_empty() && warnings.is_empty(),
+                    "{desc}: {errors:#?} {warnings:#?}"
+                ),
+                Warns(fragments) => {
+                    assert!(errors.is_empty(), "{desc}: {errors:#?}");
+                    assert_eq!(warnings.len(), fragments.len(), "{desc}: {warnings:#?}");
+                    for (warning, fragment) in warnings.iter().zip(fragments.iter()) {
+                        assert!(
+                            warning.contains(fragment),
+                            "{desc}: {warning:?} lacks {fragment:?}"
+                        );
+                    }
+                }
+                Refused(fragments) => {
+                    assert!(!errors.is_empty(), "{desc}: accepted");
+                    for fragment in *fragments {
+                        assert!(
+                            errors.iter().any(|e| e.contains(fragment)),
+                            "{desc}: no error contains {fragment:?}: {errors:#?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn namespace(name: &str, labels: &str) -> String {
+        format!(
+            "---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}, labels: {{{labels}}}}}\n"
+        )
+    }
+
+    fn node(name: &str, labels: &str) -> String {
+        format!(
+            "---\napiVersion: v1\nkind: Node\nmetadata: {{name: {name}, labels: {{{labels}}}}}\n"
+        )
+    }
+
+    /// The validation cases of MetalLB's `internal/config/config_test.go` (TestParse,
+    /// TestServiceSelectors, preferred_node_test.go) and of its webhook tests
+    /// (`internal/k8s/webhooks/webhookv1beta1/*_test.go`, `e2etest/webhookstests`) that
+    /// concern IPAddressPool, L2Advertisement and selectors. Where MetalLB tests a rule
+    /// on a BGP object that also holds for an L2Advertisement (selectors, duplicates),
+    /// the case is ported onto the L2Advertisement.
+    ///
+    /// Not applicable yet (BGP mode is not implemented; those kinds are ignored with a
+    /// warning): every BGPPeer case (addresses, ASNs and dynamic ASN, ebgp-multihop,
+    /// hold and keepalive times, router ID, passwords and secrets, BFD profiles and echo
+    /// mode, interface, VRF, disableMP, graceful restart, localASN, duplicate peers, FRR
+    /// and native-mode checks), every BGPAdvertisement case (aggregation lengths, local
+    /// preferences, communities and Community objects, peers), BFDProfile ranges.
+    fn metallb_table() -> Vec<(&'static str, String, Want)> {
+        vec![
+            ("empty config", String::new(), Valid),
+            (
+                "ip address pool with namespace selection",
+                pool("pool1", "  addresses: [10.20.0.0/16, 10.50.0.0/24]\n  avoidBuggyIPs: true\n  autoAssign: false\n  serviceAllocation: {priority: 1, namespaces: [test-ns1]}")
+                    + &pool("pool2", "  addresses: [30.0.0.0/8]\n  serviceAllocation: {priority: 2, namespaceSelectors: [{matchLabels: {team: metallb}}]}")
+                    + &pool("pool3", "  addresses: [40.0.0.0/8]\n  serviceAllocation: {priority: 3, namespaceSelectors: [{matchLabels: {team: red}}]}")
+                    + &namespace("test-ns1", "")
+                    + &namespace("test-ns2", "team: metallb"),
+                Valid,
+            ),
+            (
+                "ip address pool with duplicate namespace selection",
+                pool("pool1", "  addresses: [10.20.0.0/16]\n  serviceAllocation: {priority: 1, namespaces: [test-ns1, test-ns1]}"),
+                Refused(&["spec.serviceAllocation.namespaces[1] \"test-ns1\": duplicate entry"]),
+            ),
+            (
+                "ip address pool with duplicate namespace selectors",
+                pool("pool1", "  addresses: [10.20.0.0/16]\n  serviceAllocation: {priority: 1, namespaceSelectors: [{matchLabels: {foo: bar}}, {matchLabels: {foo: bar}}]}"),
+                Refused(&["spec.serviceAllocation.namespaceSelectors[1]", "duplicate selector: the same as spec.serviceAllocation.namespaceSelectors[0]"]),
+            ),
+            (
+                "ip address pool with service selection",
+                pool("pool1", "  addresses: [30.0.0.0/8]\n  serviceAllocation: {priority: 2, serviceSelectors: [{matchLabels: {team: metallb}}]}")
+                    + &pool("pool2", "  addresses: [40.0.0.0/8]\n  serviceAllocation: {priority: 3, serviceSelectors: [{matchLabels: {team: red}}]}"),
+                Valid,
+            ),
+            (
+                "ip address pool with duplicate service selection",
+                pool("pool1", "  addresses: [30.0.0.0/8]\n  serviceAllocation: {priority: 2, serviceSelectors: [{matchExpressions: [{key: foo, operator: In, values: [bar, bar]}]}]}"),
+                Refused(&["spec.serviceAllocation.serviceSelectors[0]", "lists value \"bar\" twice: duplicate definition of match expression value"]),
+            ),
+            (
+                "ip address pool with namespace and service selection",
+                pool("pool1", "  addresses: [30.0.0.0/8]\n  serviceAllocation: {priority: 2, namespaces: [test-ns1], serviceSelectors: [{matchLabels: {testsvc-1: '1'}}]}")
+                    + &pool("pool2", "  addresses: [40.0.0.0/8]\n  serviceAllocation: {priority: 3, namespaceSelectors: [{matchLabels: {team: metallb}}], serviceSelectors: [{matchLabels: {testsvc-2: '2'}}]}")
+                    + &namespace("test-ns1", "")
+                    + &namespace("test-ns2", "team: metallb"),
+                Valid,
+            ),
+            (
+                "ip address pool with only priority",
+                pool("pool1", "  addresses: [10.20.0.0/16, 10.50.0.0/24]\n  avoidBuggyIPs: true\n  autoAssign: false\n  serviceAllocation: {priority: 1}"),
+                Valid,
+            ),
+            // MetalLB tests these on a BGPPeer's node selectors.
+            (
+                "invalid expression node selector (missing key)",
+                adv("l2", "  nodeSelectors: [{matchLabels: {foo: bar}, matchExpressions: [{key: '', operator: In, values: [quux]}]}]"),
+                Refused(&["spec.nodeSelectors[0]", "label key \"\" has an empty name"]),
+            ),
+            (
+                // Refused as the file is read: a requirement without operator is malformed.
+                "invalid expression node selector (missing operator)",
+                adv("l2", "  nodeSelectors: [{matchLabels: {foo: bar}, matchExpressions: [{key: bar, values: [quux]}]}]"),
+                Refused(&["operator"]),
+            ),
+            (
+                "invalid expression node selector (invalid operator)",
+                adv("l2", "  nodeSelectors: [{matchLabels: {foo: bar}, matchExpressions: [{key: bar, operator: surrounds, values: [quux]}]}]"),
+                Refused(&["operator \"surrounds\" is not one of In, NotIn, Exists, DoesNotExist"]),
+            ),
+            (
+                "duplicate values node selector match expression",
+                adv("l2", "  nodeSelectors: [{matchLabels: {foo: bar}, matchExpressions: [{key: bar, operator: In, values: [quux, quux]}]}]"),
+                Refused(&["duplicate definition of match expression value"]),
+            ),
+            (
+                "no pool name",
+                "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {namespace: metallb-system}\nspec: {addresses: [10.0.0.0/24]}\n".into(),
+                Refused(&["metadata.name: missing name"]),
+            ),
+            (
+                "address pool with no address",
+                pool("pool1", "  addresses: []"),
+                Refused(&["spec.addresses: a pool needs at least one CIDR or range"]),
+            ),
+            (
+                // MetalLB's CRD requires spec.addresses.
+                "address pool with an empty spec",
+                "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: pool1}\nspec: {}\n".into(),
+                Refused(&["addresses"]),
+            ),
+            (
+                "address pool with no protocol (no spec at all)",
+                "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: pool1}\n".into(),
+                Refused(&["IPAddressPool"]),
+            ),
+            (
+                "invalid pool CIDR",
+                pool("pool1", "  addresses: [100.200.300.400/24]"),
+                Refused(&["spec.addresses[0] \"100.200.300.400/24\": invalid CIDR"]),
+            ),
+            (
+                "invalid pool CIDR prefix length",
+                pool("pool1", "  addresses: [1.2.3.0/33]"),
+                Refused(&["\"1.2.3.0/33\": invalid CIDR: prefix length 33 is more than 32"]),
+            ),
+            (
+                "invalid pool CIDR, first address of the range is after the second",
+                pool("pool1", "  addresses: [1.2.3.10-1.2.3.1]"),
+                Refused(&["start 1.2.3.10 is after end 1.2.3.1"]),
+            ),
+            (
+                "duplicate ip address pools - in L2 adv",
+                pool("test-pool", "  addresses: [1.2.3.0/24]") + &adv("test-adv", "  ipAddressPools: [test-pool, test-pool]"),
+                Refused(&["spec.ipAddressPools[1] \"test-pool\": duplicate entry"]),
+            ),
+            (
+                "duplicate pool definition",
+                pool("pool1", "  addresses: [10.0.0.0/24]") + &pool("pool2", "  addresses: [10.0.1.0/24]") + &pool("pool1", "  addresses: [10.0.2.0/24]"),
+                Refused(&["metadata.name \"pool1\": duplicate IPAddressPool"]),
+            ),
+            (
+                // Deliberately different: Go's ParseCIDR refuses " 10.0.0.0/8" (blank)
+                // outright; we ignore blanks around an entry, and refuse the overlap.
+                "duplicate CIDRs",
+                pool("pool1", "  addresses: [' 10.0.0.0/8']") + &pool("pool2", "  addresses: [' 10.0.0.0/8']"),
+                Refused(&["IPAddressPool metallb-system/pool2: spec.addresses[0] \" 10.0.0.0/8\": overlaps \" 10.0.0.0/8\" of IPAddressPool metallb-system/pool1"]),
+            ),
+            (
+                "overlapping CIDRs",
+                pool("pool1", "  addresses: [10.0.0.0/8]") + &pool("pool2", "  addresses: [10.0.0.0/16]"),
+                Refused(&["\"10.0.0.0/16\": overlaps \"10.0.0.0/8\""]),
+            ),
+            (
+                "use ip pool selectors",
+                pool("pool1", "  addresses: [10.20.0.0/16]").replace("metadata: {name: pool1,", "metadata: {labels: {test: pool1}, name: pool1,")
+                    + &pool("pool2", "  addresses: [30.0.0.0/16]").replace("metadata: {name: pool2,", "metadata: {labels: {test: pool2}, name: pool2,")
+                    + &adv("l2adv1", "  ipAddressPoolSelectors: [{matchLabels: {test: pool1}}]"),
+                Valid,
+            ),
+            (
+                "specify interfaces",
+                pool("pool1", "  addresses: [10.20.0.0/16]") + &adv("l2adv1", "  ipAddressPools: [pool1]\n  interfaces: [eth0]"),
+                Valid,
+            ),
+            (
+                "use duplicate ip pool selectors - in L2 adv",
+                pool("pool1", "  addresses: [10.20.0.0/16]") + &adv("adv1", "  ipAddressPoolSelectors: [{matchLabels: {test: pool1}}, {matchLabels: {test: pool1}}]"),
+                Refused(&["spec.ipAddressPoolSelectors[1]", "duplicate selector"]),
+            ),
+            (
+                "use non existent label for ip pool selectors",
+                pool("pool1", "  addresses: [10.20.0.0/16]") + &adv("l2adv1", "  ipAddressPoolSelectors: [{matchLabels: {test: do-not-select-pool}}]"),
+                Valid,
+            ),
+            (
+                "use node selectors",
+                pool("pool1", "  addresses: [10.20.0.0/16]")
+                    + &adv("l2adv1", "  ipAddressPools: [pool1]\n  nodeSelectors: [{matchLabels: {first: 'true'}}]")
+                    + &node("first", "first: 'true'")
+                    + &node("second", "second: 'true'"),
+                Valid,
+            ),
+            (
+                "use duplicate match labels in node selectors",
+                pool("pool1", "  addresses: [10.20.0.0/16]") + &adv("l2adv1", "  ipAddressPools: [pool1]\n  nodeSelectors: [{matchLabels: {first: 'true'}}, {matchLabels: {first: 'true'}}]"),
+                Refused(&["spec.nodeSelectors[1]", "duplicate selector: the same as spec.nodeSelectors[0]"]),
+            ),
+            (
+                // On a BGPAdvertisement in MetalLB.
+                "use duplicate match expression values in node selector",
+                pool("pool1", "  addresses: [10.20.0.0/16]") + &adv("l2adv1", "  nodeSelectors: [{matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [first, second]}, {key: kubernetes.io/hostname, operator: In, values: [second, first]}]}]"),
+                Refused(&["spec.nodeSelectors[0]", "matchExpressions[1] repeats matchExpressions[0]", "duplicate definition of match expressions"]),
+            ),
+            (
+                "duplicate selectors once their values are sorted",
+                adv("l2adv1", "  nodeSelectors: [{matchExpressions: [{key: k, operator: In, values: [a, b]}]}, {matchExpressions: [{key: k, operator: In, values: [b, a]}]}]"),
+                Refused(&["spec.nodeSelectors[1]", "duplicate selector: the same as spec.nodeSelectors[0]"]),
+            ),
+            (
+                "no nodes means all nodes",
+                pool("pool1", "  addresses: [10.20.0.0/16]") + &adv("l2adv1", "  ipAddressPools: [pool1]"),
+                Valid,
+            ),
+            (
+                "L2 advertisement with service selectors",
+                pool("pool1", "  addresses: [1.2.3.0/24]") + &adv("adv1", "  serviceSelectors: [{matchLabels: {app: web}}]"),
+                Valid,
+            ),
+            (
+                // On a BGPAdvertisement in MetalLB.
+                "duplicate service selectors",
+                pool("pool1", "  addresses: [1.2.3.0/24]") + &adv("adv1", "  serviceSelectors: [{matchLabels: {app: nginx}}, {matchLabels: {app: nginx}}]"),
+                Refused(&["spec.serviceSelectors[1]", "duplicate selector"]),
+            ),
+            (
+                "preferred node selectors: empty preference matches every eligible node",
+                adv("adv1", "  preferredNodeSelectors: [{weight: 10, preference: {}}]"),
+                Valid,
+            ),
+            (
+                "preferred node selectors: invalid label selector operator",
+                adv("adv1", "  preferredNodeSelectors: [{weight: 10, preference: {matchExpressions: [{key: role, operator: Bogus, values: [edge]}]}}]"),
+                Refused(&["spec.preferredNodeSelectors[0].preference", "operator \"Bogus\""]),
+            ),
+            (
+                "webhook: IPAddressPool must be created in the MetalLB namespace",
+                pool("pool1", "  addresses: [10.0.0.0/24]").replace("namespace: metallb-system", "namespace: default"),
+                Refused(&["IPAddressPool default/pool1: metadata.namespace \"default\": MetalLB reads its objects only from namespace \"metallb-system\""]),
+            ),
+            (
+                "webhook: L2Advertisement must be created in the MetalLB namespace",
+                adv("adv1", "{}").replace("metadata: {name: adv1}", "metadata: {name: adv1, namespace: default}"),
+                Refused(&["L2Advertisement default/adv1: metadata.namespace \"default\""]),
+            ),
+            (
+                "webhook e2e: overlapping addresses in two pools, by range",
+                pool("webhooks-test1", "  addresses: [1.1.1.1-1.1.1.100]") + &pool("webhooks-test2", "  addresses: [1.1.1.15-1.1.1.20]"),
+                Refused(&["IPAddressPool metallb-system/webhooks-test2: spec.addresses[0] \"1.1.1.15-1.1.1.20\": overlaps \"1.1.1.1-1.1.1.100\""]),
+            ),
+            (
+                "webhook e2e: adjacent ranges do not overlap",
+                pool("webhooks-test1", "  addresses: [1.1.1.1-1.1.1.100]") + &pool("webhooks-test2", "  addresses: [1.1.1.101-1.1.1.200]"),
+                Valid,
+            ),
+            (
+                "webhook e2e: overlapping addresses in two pools, by prefix",
+                pool("webhooks-test1", "  addresses: [1.1.1.1-1.1.1.100]") + &pool("webhooks-test2", "  addresses: [1.1.1.0/24]"),
+                Refused(&["\"1.1.1.0/24\": overlaps \"1.1.1.1-1.1.1.100\""]),
+            ),
+        ]
+    }
+
+    #[test]
+    fn metallb_validation_cases() {
+        check_table(&metallb_table());
+    }
+
+    #[test]
+    fn metallb_namespace_selection_resolves_as_metallb_does() {
+        let (_, text, _) = metallb_table()
+            .into_iter()
+            .find(|(desc, ..)| *desc == "ip address pool with namespace selection")
+            .unwrap();
+        let config = run(&text).config.expect("valid");
+        let namespaces = |name: &str| {
+            let allocation = config.pool(name).unwrap().allocation.clone().unwrap();
+            (
+                allocation.priority,
+                allocation.namespaces.into_iter().collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(namespaces("pool1"), (Some(1), vec!["test-ns1".to_string()]));
+        assert_eq!(namespaces("pool2"), (Some(2), vec!["test-ns2".to_string()]));
+        assert_eq!(namespaces("pool3"), (Some(3), vec![]));
+    }
+
+    /// Names, labels and annotations as the API server checks them.
+    fn names_table() -> Vec<(&'static str, String, Want)> {
+        let pool_named = |name: &str| pool(name, "  addresses: [10.0.0.0/24]");
+        vec![
+            ("a subdomain pool name", pool_named("pool-1.example"), Valid),
+            ("a 253-character pool name", pool_named(&"p".repeat(253)), Valid),
+            (
+                "a 254-character pool name",
+                pool_named(&"p".repeat(254)),
+                Refused(&["metadata.name", "must be no more than 253 characters (has 254)"]),
+            ),
+            (
+                "an upper-case pool name",
+                pool_named("Pool_A"),
+                Refused(&["IPAddressPool metallb-system/Pool_A: metadata.name \"Pool_A\": must be a lowercase RFC 1123 subdomain"]),
+            ),
+            (
+                "an L2Advertisement name with a blank",
+                adv("'l2 a'", "{}"),
+                Refused(&["L2Advertisement metallb-system/l2 a: metadata.name \"l2 a\": must be a lowercase RFC 1123 subdomain"]),
+            ),
+            ("a subdomain Node name", node("node-1.example.com", ""), Valid),
+            ("a Node name with a blank", node("'node a'", ""), Refused(&["Node node a: metadata.name \"node a\": must be a lowercase RFC 1123 subdomain"])),
+            ("a Namespace name with a dot", namespace("team.a", ""), Refused(&["Namespace team.a: metadata.name \"team.a\": must be a lowercase RFC 1123 label"])),
+            (
+                "a 64-character Namespace name",
+                namespace(&"n".repeat(64), ""),
+                Refused(&["must be no more than 63 characters (has 64)"]),
+            ),
+            (
+                "a pool label value of 64 characters",
+                pool("a", "  addresses: [10.0.0.0/24]").replace("metadata: {name: a,", &format!("metadata: {{labels: {{zone: {}}}, name: a,", "z".repeat(64))),
+                Refused(&["IPAddressPool metallb-system/a: metadata.labels[zone]", "label value must be no more than 63 characters (has 64)"]),
+            ),
+            (
+                "a Node label key with a blank",
+                node("n1", "'bad key': x"),
+                Refused(&["Node n1: metadata.labels \"bad key\": label key name part must be"]),
+            ),
+            (
+                "a Namespace annotation key with two slashes",
+                "apiVersion: v1\nkind: Namespace\nmetadata: {name: a, annotations: {'a/b/c': x}}\n".into(),
+                Refused(&["Namespace a: metadata.annotations \"a/b/c\": annotation key has more than one '/'"]),
+            ),
+            (
+                // The API server checks annotation keys in lower case.
+                "an upper-case annotation key",
+                "apiVersion: v1\nkind: Namespace\nmetadata: {name: a, annotations: {Example.COM/Key: x}}\n".into(),
+                Valid,
+            ),
+            (
+                "annotations over 256 KiB",
+                format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: a, annotations: {{big: {}}}}}\n", "x".repeat(256 * 1024)),
+                Refused(&["Namespace a: metadata.annotations: hold 262147 bytes; the API server takes at most 262144"]),
+            ),
+        ]
+    }
+
+    #[test]
+    fn names_labels_and_annotations() {
+        check_table(&names_table());
+    }
+
+    #[test]
+    fn a_huge_name_is_refused_in_a_short_message() {
+        let name = "p".repeat(65_000);
+        let (errors, warnings) = outcome(&pool(&name, "  addresses: [10.0.0.0/24]"));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let shown = format!("{}… (65000 characters)", "p".repeat(60));
+        assert_eq!(
+            errors,
+            [format!(
+                "IPAddressPool metallb-system/{shown}: metadata.name \"{shown}\": must be no more than 253 characters (has 65000)"
+            )]
+        );
+    }
+
+    /// Addresses no pool may hold, and how they are written.
+    fn addresses_table() -> Vec<(&'static str, String, Want)> {
+        let one = |entry: &str| pool("a", &format!("  addresses: ['{entry}']"));
+        vec![
+            (
+                "0.0.0.0/0",
+                one("0.0.0.0/0"),
+                Refused(&[
+                    "IPAddressPool metallb-system/a: spec.addresses[0] \"0.0.0.0/0\": holds addresses that can never be a VIP on a LAN: it overlaps 0.0.0.0/8 (\"this network\": a source address only, never a destination); 127.0.0.0/8 (loopback: never leaves a host); 224.0.0.0/4 (multicast: a group, not a host); 255.255.255.255 (the limited broadcast address)",
+                ]),
+            ),
+            (
+                "0.0.0.0/8",
+                one("0.0.0.0/8"),
+                Refused(&["it overlaps 0.0.0.0/8"]),
+            ),
+            (
+                "a loopback address",
+                one("127.0.0.1/32"),
+                Refused(&["it overlaps 127.0.0.0/8 (loopback"]),
+            ),
+            (
+                "a multicast range",
+                one("239.1.1.1-239.1.1.9"),
+                Refused(&["it overlaps 224.0.0.0/4 (multicast"]),
+            ),
+            (
+                "the limited broadcast address",
+                one("255.255.255.255/32"),
+                Refused(&["it overlaps 255.255.255.255 (the limited broadcast address)"]),
+            ),
+            (
+                "just below the broadcast address",
+                one("255.255.255.254/32"),
+                Valid,
+            ),
+            (
+                "class E is no special block here",
+                one("240.0.0.0/24"),
+                Valid,
+            ),
+            (
+                "::/0",
+                one("::/0"),
+                Refused(&[
+                    "\"::/0\": holds addresses that can never be a VIP on a LAN: it overlaps :: (the unspecified address: a source address only); ::1 (loopback: never leaves a host); ::ffff:0:0/96 (IPv4-mapped: an IPv4 address written as IPv6, never on the wire; use the IPv4 address); ff00::/8 (multicast: a group, not a host)",
+                ]),
+            ),
+            (
+                "the unspecified IPv6 address",
+                one("::/128"),
+                Refused(&["it overlaps :: (the unspecified address"]),
+            ),
+            (
+                "the IPv6 loopback address",
+                one("::1/128"),
+                Refused(&["it overlaps ::1 (loopback"]),
+            ),
+            (
+                "an IPv6 multicast range",
+                one("ff02::/16"),
+                Refused(&["it overlaps ff00::/8 (multicast"]),
+            ),
+            (
+                "an IPv4-mapped pool",
+                one("::ffff:192.0.2.0/120"),
+                Refused(&["it overlaps ::ffff:0:0/96 (IPv4-mapped"]),
+            ),
+            (
+                // Refused for what it is, whether or not its IPv4 twin is a pool too.
+                "an IPv4-mapped twin of another pool",
+                pool("a", "  addresses: [192.0.2.0/24]")
+                    + &pool("b", "  addresses: ['::ffff:192.0.2.0/120']"),
+                Refused(&[
+                    "IPAddressPool metallb-system/b: spec.addresses[0] \"::ffff:192.0.2.0/120\": holds addresses that can never be a VIP on a LAN: it overlaps ::ffff:0:0/96",
+                ]),
+            ),
+            (
+                "a leading zero in a CIDR",
+                one("010.0.0.1/32"),
+                Refused(&[
+                    "spec.addresses[0] \"010.0.0.1/32\": invalid CIDR: \"010.0.0.1\" has an IPv4 part with a leading zero",
+                ]),
+            ),
+            (
+                "a leading zero in a range",
+                one("10.0.0.1-10.0.0.010"),
+                Refused(&[
+                    "spec.addresses[0] \"10.0.0.1-10.0.0.010\": invalid end address: \"10.0.0.010\" has an IPv4 part with a leading zero",
+                ]),
+            ),
+            (
+                "an IPv6 CIDR holds back its subnet-router anycast address",
+                one("2001:db8::/64"),
+                Warns(&[
+                    "IPAddressPool metallb-system/a: spec.addresses[0] \"2001:db8::/64\": 2001:db8:: is its subnet-router anycast address (RFC 4291), which the routers of the link answer: it is never handed out",
+                ]),
+            ),
+            (
+                "an IPv6 /127 has no anycast address",
+                one("2001:db8::/127"),
+                Valid,
+            ),
+            (
+                "an IPv6 range is taken at its word",
+                one("2001:db8::-2001:db8::ff"),
+                Valid,
+            ),
+            (
+                // Overlap is checked on every address an entry names.
+                "a held-back anycast address still overlaps",
+                pool("a", "  addresses: ['2001:db8::/120']")
+                    + &pool("b", "  addresses: ['2001:db8::/128']"),
+                Refused(&[
+                    "IPAddressPool metallb-system/b: spec.addresses[0] \"2001:db8::/128\": overlaps \"2001:db8::/120\"",
+                ]),
+            ),
+        ]
+    }
+
+    #[test]
+    fn special_addresses_and_leading_zeros() {
+        check_table(&addresses_table());
+    }
+
+    #[test]
+    fn the_model_leaves_out_the_anycast_address() {
+        let config = run(&pool(
+            "a",
+            "  addresses: ['2001:db8::/120', '2001:db8:1::-2001:db8:1::1']",
+        ))
+        .config
+        .expect("valid");
+        let ranges: Vec<String> = config
+            .pool("a")
+            .unwrap()
+            .ranges
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        assert_eq!(
+            ranges,
+            ["2001:db8::1-2001:db8::ff", "2001:db8:1::-2001:db8:1::1"]
         );
     }
 }
