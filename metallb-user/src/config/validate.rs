@@ -1,7 +1,9 @@
-//! MetalLB's configuration rules, including those its admission webhooks enforce.
-//! Every error names the object, the field and the value; what MetalLB accepts but
-//! probably is a mistake (an advertisement naming a pool that does not exist) is a
-//! warning.
+//! MetalLB's configuration rules, including those its admission webhooks enforce, and
+//! the API server's rules for the objects of the file (names, labels, annotations:
+//! [`names`]; Services: [`service`]), which nobody else
+//! checks in standalone mode. Every error names the object, the field and the value;
+//! what is accepted but probably a mistake (an advertisement naming a pool that does not
+//! exist, a Service request no pool can meet) is a warning.
 
 use std::collections::{BTreeMap, BTreeSet};
 
