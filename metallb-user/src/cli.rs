@@ -1,7 +1,7 @@
 //! What the `metallb` commands print: plain functions from results to text or JSON,
 //! so that the output is tested without running anything.
 
-use std::{collections::BTreeMap, fmt::Write as _};
+use std::{borrow::Cow, collections::BTreeMap, fmt::Write as _};
 
 use metallb_common::{Outcome, VipAction, VipTableCtl, XdpStats};
 use serde::Serialize;
@@ -12,6 +12,7 @@ use crate::{
     datapath::maps::VipRecord,
     election::Election,
     plan::{Plan, Role},
+    printable::printable,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -22,6 +23,7 @@ pub enum Output {
 
 /// `metallb validate`: the text to print, and whether the file is valid.
 pub fn validation_report(file: &str, validation: &Validation) -> (String, bool) {
+    let file = printable(file);
     let mut out = String::new();
     for issue in &validation.errors {
         let _ = writeln!(out, "error: {issue}");
@@ -55,6 +57,7 @@ pub fn validation_report(file: &str, validation: &Validation) -> (String, bool) 
 
 /// `metallb validate` when the file does not even parse.
 pub fn parse_report(file: &str, errors: &[Issue]) -> String {
+    let file = printable(file);
     let mut out = String::new();
     for issue in errors {
         let _ = writeln!(out, "error: {issue}");
@@ -116,6 +119,15 @@ fn rows(plan: &Plan) -> Vec<ServiceRow> {
         .collect()
 }
 
+/// The services of `plan` that cannot get what they ask for (MetalLB's
+/// `AllocationFailed`): `metallb plan` exits non-zero when there is any.
+pub fn failed_services(plan: &Plan) -> usize {
+    plan.services
+        .values()
+        .filter(|p| matches!(p.decision, Decision::Failed { .. }))
+        .count()
+}
+
 /// `metallb plan` output.
 pub fn plan_report(plan: &Plan, node: &str, output: Output) -> String {
     let services = rows(plan);
@@ -175,26 +187,41 @@ pub fn plan_report(plan: &Plan, node: &str, output: Output) -> String {
     out
 }
 
-/// Left-aligned columns, two spaces apart.
+/// Columns are aligned up to this many characters (Kubernetes names have at most 253);
+/// a longer cell is printed whole and pushes the rest of its row, so that one long name
+/// does not pad every row of the table to its length.
+const MAX_ALIGNED_WIDTH: usize = 256;
+
+/// Left-aligned columns, two spaces apart, every cell escaped ([`printable`]).
 fn render(rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<Cow<'_, str>>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| printable(cell)).collect())
+        .collect();
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
             rows.iter()
                 .filter_map(|r| r.get(c))
-                .map(|s| s.chars().count())
+                .map(|s| s.chars().count().min(MAX_ALIGNED_WIDTH))
                 .max()
                 .unwrap_or(0)
         })
         .collect();
     let mut out = String::new();
-    for row in rows {
-        let line: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(c, cell)| format!("{cell:<width$}", width = widths[c]))
-            .collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    for row in &rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(cell);
+            // Padded by hand: `format!("{:<width$}")` panics on widths past u16::MAX.
+            let padding = widths[c].saturating_sub(cell.chars().count());
+            line.extend(std::iter::repeat_n(' ', padding));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     out
 }
@@ -294,7 +321,8 @@ pub fn inspect_report(
         ]);
     }
     let mut out = format!(
-        "datapath pinned at {pin_dir}: {} VIP entries (table generation {}, {} cells per half)\n\n",
+        "datapath pinned at {}: {} VIP entries (table generation {}, {} cells per half)\n\n",
+        printable(pin_dir),
         vips.len(),
         ctl.generation,
         ctl.cell_mask + 1
@@ -389,5 +417,35 @@ mod tests {
         assert_eq!(json["table_generation"], 7);
         assert_eq!(json["vips"][1]["action"], "suppress");
         assert_eq!(json["frames"]["tx_arp_reply"], 3);
+    }
+
+    #[test]
+    fn no_cell_is_too_long_for_the_table() {
+        // 70,000 characters: past the u16 width that `format!` padding can take.
+        let long = "p".repeat(70_000);
+        let text = render(&[
+            vec!["POOL".into(), "IN USE".into()],
+            vec![long.clone(), "1".into()],
+            vec!["b".into(), "2".into()],
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0], format!("POOL{}  IN USE", " ".repeat(252)));
+        assert_eq!(lines[1], format!("{long}  1"));
+        assert_eq!(lines[2], format!("b{}  2", " ".repeat(255)));
+    }
+
+    #[test]
+    fn cells_and_names_are_escaped() {
+        let text = render(&[
+            vec!["NAME".into(), "X".into()],
+            vec!["a\x1b[31m\rb\nc".into(), "x".into()],
+        ]);
+        assert_eq!(text, "NAME               X\na\\u{1b}[31m\\rb\\nc  x\n");
+        let report = parse_report("evil\x1b]0;title\x07.yaml", &[]);
+        assert_eq!(
+            report,
+            "evil\\u{1b}]0;title\\u{7}.yaml is invalid: 0 error(s)\n"
+        );
     }
 }

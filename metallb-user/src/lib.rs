@@ -10,4 +10,5 @@ pub mod kubernetes;
 pub mod lab;
 pub mod metrics;
 pub mod plan;
+pub mod printable;
 pub mod speaker;

@@ -2,9 +2,15 @@
 //! `kubectl apply` (MetalLB's IPAddressPool and L2Advertisement, core/v1 Service, Node,
 //! Namespace), parsed into typed objects with every problem named.
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Service};
-use serde::de::DeserializeOwned;
+mod typed;
+mod yaml;
 
+use std::cell::OnceCell;
+
+use k8s_openapi::api::core::v1::{Namespace, Node, Service};
+use serde::{Deserialize, de::DeserializeOwned};
+
+use self::yaml::{Document, Locations, Step};
 use super::{
     Issue,
     crd::{IPAddressPool, L2Advertisement},
@@ -34,16 +40,61 @@ const BGP_KINDS: [&str; 6] = [
 
 /// Parses `text`; on failure, every problem found, not just the first.
 pub fn parse(text: &str) -> Result<ConfigFile, Vec<Issue>> {
-    let mut file = ConfigFile::default();
-    let mut errors = Vec::new();
+    // Windows editors start a file with a byte-order mark, which is not YAML.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = Reader {
+        text,
+        locations: OnceCell::new(),
+        file: ConfigFile::default(),
+        errors: Vec::new(),
+    };
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let place = format!("document {}", index + 1);
-        match <serde_yaml_ng::Value as serde::Deserialize>::deserialize(document) {
-            Ok(serde_yaml_ng::Value::Null) => {}
-            Ok(value) => add_object(&mut file, &mut errors, &place, value),
+        let at = Site {
+            place: format!("document {}", index + 1),
+            document: index,
+            path: Vec::new(),
+        };
+        match Document::deserialize(document) {
+            Ok(Document(serde_yaml_ng::Value::Null)) => {}
+            // Merge keys (`<<: *base`), which kubectl reads too.
+            Ok(Document(mut value)) => match value.apply_merge() {
+                Ok(()) => reader.add_object(&at, value),
+                Err(error) => reader.errors.push(Issue::new(
+                    &at.place,
+                    "",
+                    "",
+                    format!("merge key (<<): {error}"),
+                )),
+            },
+            Err(error) if error.to_string().contains(yaml::DUPLICATE_KEY) => {
+                // A document with a key written twice is refused whole, as kubectl
+                // does; the next document is still read.
+                let duplicates: Vec<Issue> = reader
+                    .locations()
+                    .duplicates(index)
+                    .iter()
+                    .map(|duplicate| {
+                        Issue::new(
+                            &at.place,
+                            &yaml::path_text(&duplicate.path),
+                            "",
+                            format!(
+                                "key written twice, at {} and again at {}",
+                                duplicate.first, duplicate.again
+                            ),
+                        )
+                    })
+                    .collect();
+                if duplicates.is_empty() {
+                    reader
+                        .errors
+                        .push(Issue::new(&at.place, "", "", error.to_string()));
+                }
+                reader.errors.extend(duplicates);
+            }
             Err(error) => {
-                errors.push(Issue::new(
-                    &place,
+                reader.errors.push(Issue::new(
+                    &at.place,
                     "",
                     "",
                     format!("not valid YAML: {error}"),
@@ -53,107 +104,172 @@ pub fn parse(text: &str) -> Result<ConfigFile, Vec<Issue>> {
             }
         }
     }
-    if errors.is_empty() {
-        Ok(file)
+    if reader.errors.is_empty() {
+        Ok(reader.file)
     } else {
-        Err(errors)
+        Err(reader.errors)
     }
+}
+
+/// An object's place: for messages, and to find where its fields are written.
+struct Site {
+    /// `document 2`, `document 2 (List l) items[0]`.
+    place: String,
+    /// 0-based index of its document.
+    document: usize,
+    /// Its path in the document (not empty for an item of a List).
+    path: Vec<Step>,
+}
+
+struct Reader<'a> {
+    text: &'a str,
+    /// Read only when a message needs a line: most files have none.
+    locations: OnceCell<Locations>,
+    file: ConfigFile,
+    errors: Vec<Issue>,
 }
 
 fn text_field<'a>(value: &'a serde_yaml_ng::Value, path: &[&str]) -> Option<&'a str> {
     path.iter().try_fold(value, |v, key| v.get(key))?.as_str()
 }
 
-fn add_object(
-    file: &mut ConfigFile,
-    errors: &mut Vec<Issue>,
-    place: &str,
-    value: serde_yaml_ng::Value,
-) {
-    let api_version = text_field(&value, &["apiVersion"])
-        .unwrap_or_default()
-        .to_owned();
-    let kind = text_field(&value, &["kind"]).unwrap_or_default().to_owned();
-    let name = text_field(&value, &["metadata", "name"])
-        .unwrap_or_default()
-        .to_owned();
-    let object = if name.is_empty() {
-        format!("{place} ({kind})")
-    } else {
-        format!("{place} ({kind} {name})")
-    };
-    let group = api_version.split_once('/').map_or("", |(group, _)| group);
-    match (api_version.as_str(), kind.as_str()) {
-        ("", _) => errors.push(Issue::new(&object, "apiVersion", "", "missing apiVersion")),
-        (_, "") => errors.push(Issue::new(&object, "kind", "", "missing kind")),
-        ("metallb.io/v1beta1", "IPAddressPool") => typed(value, &object, errors, &mut file.warnings, &mut file.pools),
-        ("metallb.io/v1beta1", "L2Advertisement") => {
-            typed(value, &object, errors, &mut file.warnings, &mut file.l2_advertisements)
-        }
-        ("v1", "Service") => typed(value, &object, errors, &mut file.warnings, &mut file.services),
-        ("v1", "Node") => typed(value, &object, errors, &mut file.warnings, &mut file.nodes),
-        ("v1", "Namespace") => typed(value, &object, errors, &mut file.warnings, &mut file.namespaces),
-        ("v1", "List") => match value.get("items").and_then(|items| items.as_sequence()) {
-            Some(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    add_object(file, errors, &format!("{object} items[{i}]"), item.clone());
+/// Type errors reported for one object at most; past that, one line says so.
+const MAX_TYPE_ERRORS: usize = 50;
+
+impl Reader<'_> {
+    fn locations(&self) -> &Locations {
+        self.locations.get_or_init(|| Locations::of(self.text))
+    }
+
+    /// ` at line 7 column 14`, for the node at `path` of the object at `at`.
+    fn where_written(&self, at: &Site, path: &[Step]) -> String {
+        let full: Vec<Step> = at.path.iter().chain(path).cloned().collect();
+        self.locations()
+            .locate(at.document, &full)
+            .map(|position| format!(" at {position}"))
+            .unwrap_or_default()
+    }
+
+    fn add_object(&mut self, at: &Site, value: serde_yaml_ng::Value) {
+        let api_version = text_field(&value, &["apiVersion"])
+            .unwrap_or_default()
+            .to_owned();
+        let kind = text_field(&value, &["kind"]).unwrap_or_default().to_owned();
+        let name = text_field(&value, &["metadata", "name"])
+            .unwrap_or_default()
+            .to_owned();
+        let object = if name.is_empty() {
+            format!("{} ({kind})", at.place)
+        } else {
+            format!("{} ({kind} {name})", at.place)
+        };
+        let group = api_version.split_once('/').map_or("", |(group, _)| group);
+        match (api_version.as_str(), kind.as_str()) {
+            ("", _) => self.errors.push(Issue::new(&object, "apiVersion", "", "missing apiVersion")),
+            (_, "") => self.errors.push(Issue::new(&object, "kind", "", "missing kind")),
+            ("metallb.io/v1beta1", "IPAddressPool") => {
+                if let Some(pool) = self.typed(value, &object, at) {
+                    self.file.pools.push(pool);
                 }
             }
-            None => errors.push(Issue::new(&object, "items", "", "a List needs a sequence of items")),
-        },
-        ("v1", "ConfigMap") => file.warnings.push(Issue::new(
-            &object,
-            "kind",
-            &kind,
-            "ignored: the legacy ConfigMap configuration is not read; use IPAddressPool and L2Advertisement",
-        )),
-        (_, kind) if group == "metallb.io" && BGP_KINDS.contains(&kind) => file.warnings.push(Issue::new(
-            &object,
-            "kind",
-            kind,
-            "ignored: BGP mode is not implemented yet",
-        )),
-        _ => errors.push(Issue::new(
-            &object,
-            "apiVersion/kind",
-            &format!("{api_version} {kind}"),
-            "not a kind this configuration reads (metallb.io/v1beta1 IPAddressPool, L2Advertisement; v1 Service, Node, Namespace, List)",
-        )),
-    }
-}
-
-/// Deserializes one object, naming the field of a type error and warning about fields
-/// that the kind does not have (a typo would otherwise be silently ignored).
-fn typed<T: DeserializeOwned>(
-    value: serde_yaml_ng::Value,
-    object: &str,
-    errors: &mut Vec<Issue>,
-    warnings: &mut Vec<Issue>,
-    into: &mut Vec<T>,
-) {
-    let mut unknown = Vec::new();
-    let mut on_unknown = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
-    let result: Result<T, _> =
-        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut on_unknown));
-    match result {
-        Ok(typed) => into.push(typed),
-        Err(error) => {
-            let field = error.path().to_string();
-            errors.push(Issue::new(
-                object,
-                &field,
-                "",
-                error.into_inner().to_string(),
-            ));
+            ("metallb.io/v1beta1", "L2Advertisement") => {
+                if let Some(advertisement) = self.typed(value, &object, at) {
+                    self.file.l2_advertisements.push(advertisement);
+                }
+            }
+            ("v1", "Service") => {
+                if let Some(service) = self.typed(value, &object, at) {
+                    self.file.services.push(service);
+                }
+            }
+            ("v1", "Node") => {
+                if let Some(node) = self.typed(value, &object, at) {
+                    self.file.nodes.push(node);
+                }
+            }
+            ("v1", "Namespace") => {
+                if let Some(namespace) = self.typed(value, &object, at) {
+                    self.file.namespaces.push(namespace);
+                }
+            }
+            ("v1", "List") => match value.get("items").and_then(|items| items.as_sequence()) {
+                Some(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        let mut path = at.path.clone();
+                        path.extend([Step::Key("items".into()), Step::Index(i)]);
+                        let item_at = Site {
+                            place: format!("{object} items[{i}]"),
+                            document: at.document,
+                            path,
+                        };
+                        self.add_object(&item_at, item.clone());
+                    }
+                }
+                None => self.errors.push(Issue::new(&object, "items", "", "a List needs a sequence of items")),
+            },
+            ("v1", "ConfigMap") => self.file.warnings.push(Issue::new(
+                &object,
+                "kind",
+                &kind,
+                "ignored: the legacy ConfigMap configuration is not read; use IPAddressPool and L2Advertisement",
+            )),
+            (_, kind) if group == "metallb.io" && BGP_KINDS.contains(&kind) => self.file.warnings.push(Issue::new(
+                &object,
+                "kind",
+                kind,
+                "ignored: BGP mode is not implemented yet",
+            )),
+            _ => self.errors.push(Issue::new(
+                &object,
+                "apiVersion/kind",
+                &format!("{api_version} {kind}"),
+                "not a kind this configuration reads (metallb.io/v1beta1 IPAddressPool, L2Advertisement; v1 Service, Node, Namespace, List)",
+            )),
         }
     }
-    // kube's custom resources take apiVersion and kind as read already; anything else
-    // unknown is a typo or a field of a newer version.
-    for field in unknown
-        .into_iter()
-        .filter(|f| f != "apiVersion" && f != "kind")
-    {
-        warnings.push(Issue::new(object, &field, "", "unknown field, ignored"));
+
+    /// Deserializes one object. Every type error is reported with its field and line
+    /// (see [`typed::read`]), and fields the kind does not have are warned about (a
+    /// typo would otherwise be silently ignored).
+    fn typed<T: DeserializeOwned>(
+        &mut self,
+        value: serde_yaml_ng::Value,
+        object: &str,
+        at: &Site,
+    ) -> Option<T> {
+        let read = typed::read::<T>(value, MAX_TYPE_ERRORS);
+        for error in &read.errors {
+            let place = self.where_written(at, &error.path);
+            self.errors.push(Issue::new(
+                object,
+                &yaml::path_text(&error.path),
+                "",
+                format!("{}{place}", error.message),
+            ));
+        }
+        if read.stopped_early {
+            self.errors.push(Issue::new(
+                object,
+                "",
+                "",
+                format!("more type errors not shown (at most {MAX_TYPE_ERRORS} per object)"),
+            ));
+        }
+        // kube's custom resources take apiVersion and kind as read already; anything
+        // else unknown is a typo or a field of a newer version.
+        for field in read.unknown_fields {
+            if field == [Step::Key("apiVersion".into())] || field == [Step::Key("kind".into())] {
+                continue;
+            }
+            let place = self.where_written(at, &field);
+            self.file.warnings.push(Issue::new(
+                object,
+                &yaml::path_text(&field),
+                "",
+                format!("unknown field, ignored{place}"),
+            ));
+        }
+        read.object
     }
 }
 
@@ -303,10 +419,9 @@ spec: [not, a, map
         let text = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: a}\nspec:\n  addresses: [192.0.2.0/24]\n  autoassign: false\n";
         let file = parse(text).expect("parses");
         assert_eq!(file.warnings.len(), 1);
-        let warning = file.warnings[0].to_string();
-        assert!(
-            warning.contains("spec.autoassign") && warning.contains("unknown field"),
-            "{warning}"
+        assert_eq!(
+            file.warnings[0].to_string(),
+            "document 1 (IPAddressPool a): spec.autoassign: unknown field, ignored at line 6 column 3"
         );
     }
 
@@ -316,5 +431,78 @@ spec: [not, a, map
         let file = parse(text).expect("parses");
         assert_eq!(file.namespaces.len(), 1);
         assert_eq!(file.nodes.len(), 1);
+    }
+
+    fn messages(errors: &[Issue]) -> Vec<String> {
+        errors.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped() {
+        let file = parse("\u{feff}apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n")
+            .expect("parses");
+        assert_eq!(file.namespaces.len(), 1);
+    }
+
+    #[test]
+    fn merge_keys_are_read_as_kubectl_reads_them() {
+        let text = "apiVersion: v1\nkind: List\nitems:\n\
+                    - &pool\n  apiVersion: metallb.io/v1beta1\n  kind: IPAddressPool\n  metadata: {name: a}\n  spec: {addresses: [192.0.2.0/24], autoAssign: false}\n\
+                    - <<: *pool\n  metadata: {name: b}\n";
+        let file = parse(text).expect("parses");
+        let names: Vec<_> = file.pools.iter().map(|p| p.metadata.name.clone()).collect();
+        assert_eq!(names, [Some("a".into()), Some("b".into())]);
+        assert_eq!(file.pools[1].spec.auto_assign, Some(false));
+        assert!(file.warnings.is_empty(), "{:?}", file.warnings);
+        // A merged field of the wrong type is found where it is written.
+        let text = "apiVersion: v1\nkind: Service\nmetadata:\n  <<: &meta\n    name: a\n    labels: {x: 1}\n";
+        assert_eq!(
+            messages(&parse(text).expect_err("label value is a number")),
+            [
+                "document 1 (Service a): metadata.labels.x: invalid type: integer `1`, expected a string at line 6 column 14"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_integer_beyond_64_bits_is_a_type_error_of_its_field() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n  ports:\n  - port: 99999999999999999999999\n\
+                    ---\napiVersion: v1\nkind: Namespace\nmetadata: {name: 123456789012345678901234567890}\n";
+        assert_eq!(
+            messages(&parse(text).expect_err("numbers where strings and i32 are")),
+            [
+                "document 1 (Service a): spec.ports[0].port: invalid type: floating point `100000000000000000000000.0`, expected i32 at line 6 column 5",
+                "document 2 (Namespace): metadata.name: invalid type: floating point `123456789012345680000000000000.0`, expected a string at line 10 column 12",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_key_written_twice_is_named_with_its_lines_and_later_documents_are_read() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nkind: Service\n---\n\
+                    apiVersion: v1\nkind: Widget\n";
+        assert_eq!(
+            messages(&parse(text).expect_err("duplicate")),
+            [
+                "document 1: kind: key written twice, at line 2 column 1 and again at line 4 column 1",
+                "document 2 (Widget): apiVersion/kind \"v1 Widget\": not a kind this configuration reads (metallb.io/v1beta1 IPAddressPool, L2Advertisement; v1 Service, Node, Namespace, List)",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_type_error_of_an_object_is_named_with_its_line() {
+        let text = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: a}\nspec:\n  addresses: [192.0.2.0/24, 7]\n  autoAssign: \"yes\"\n  avoidBuggyIPs: 3\n  serviceAllocation: {priority: high}\n\
+                    ---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Node\n  metadata:\n    name: n\n    labels: [x]\n";
+        assert_eq!(
+            messages(&parse(text).expect_err("type errors")),
+            [
+                "document 1 (IPAddressPool a): spec.addresses[1]: invalid type: integer `7`, expected a string at line 5 column 29",
+                "document 1 (IPAddressPool a): spec.autoAssign: invalid type: string \"yes\", expected a boolean at line 6 column 3",
+                "document 1 (IPAddressPool a): spec.avoidBuggyIPs: invalid type: integer `3`, expected a boolean at line 7 column 3",
+                "document 1 (IPAddressPool a): spec.serviceAllocation.priority: invalid type: string \"high\", expected i32 at line 8 column 23",
+                "document 2 (List) items[0] (Node n): metadata.labels: invalid type: sequence, expected a map at line 17 column 5",
+            ]
+        );
     }
 }

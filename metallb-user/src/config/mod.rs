@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::{Node, Service};
 use serde::Serialize;
 
+use crate::printable::printable;
+
 pub use self::{
     addresses::AddrRange,
     selector::{Labels, Selector},
@@ -49,16 +51,17 @@ impl Issue {
     }
 }
 
+/// Names and values come from the file: what they hold is escaped, never printed raw.
 impl std::fmt::Display for Issue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.object)?;
+        write!(f, "{}", printable(&self.object))?;
         if !self.field.is_empty() {
-            write!(f, ": {}", self.field)?;
+            write!(f, ": {}", printable(&self.field))?;
         }
         if !self.value.is_empty() {
             write!(f, " {:?}", self.value)?;
         }
-        write!(f, ": {}", self.message)
+        write!(f, ": {}", printable(&self.message))
     }
 }
 
