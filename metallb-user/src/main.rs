@@ -8,12 +8,20 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use metallb_common::{DEFAULT_MAX_VIPS, DEFAULT_PIN_DIR};
 use metallb_user::{
     allocator::AllocatorOptions,
-    cli::{Output, inspect_report, parse_report, plan_report, validation_report},
+    cli::{Output, failed_services, inspect_report, parse_report, plan_report, validation_report},
     config::{DEFAULT_NAMESPACE, ValidateOptions, file, validate},
     datapath::{DatapathOptions, XdpMode, iface, maps::Maps},
     plan::{PlanOptions, interfaces_to_attach, plan},
-    speaker::{SpeakerOptions, load_config, run},
+    printable::printable,
+    speaker::{
+        DEFAULT_MAX_CONFIG_BYTES, LoadError, SpeakerOptions, load_config, read_config, run,
+        shown_path,
+    },
 };
+
+/// `metallb plan`'s exit status when a service cannot get what it asks for (1 is an
+/// unreadable or invalid file, 2 a usage error).
+const PLAN_ALLOCATION_FAILED: u8 = 3;
 
 #[derive(Parser)]
 #[command(
@@ -46,15 +54,22 @@ enum LogFormat {
 enum Command {
     /// Check a configuration file: exit 0 when valid, 1 with every error listed.
     Validate {
-        /// The configuration file.
+        /// The configuration file, or `-` for standard input.
         file: PathBuf,
         #[command(flatten)]
         scope: Scope,
+        #[command(flatten)]
+        limits: Limits,
     },
     /// Show what each service would get (addresses, pool, announcing node and
     /// interfaces) or why it gets nothing. Touches nothing.
+    ///
+    /// Exit status: 0 when every LoadBalancer service gets what it asks for; 3 when at
+    /// least one cannot (MetalLB's AllocationFailed: the table still shows every
+    /// service, and why), so that a script or CI job notices; 1 when the configuration
+    /// cannot be read or is invalid; 2 on a usage error.
     Plan {
-        /// The configuration file.
+        /// The configuration file, or `-` for standard input.
         #[arg(long)]
         config: PathBuf,
         #[arg(long, value_enum, default_value_t = Output::Table)]
@@ -66,6 +81,8 @@ enum Command {
         scope: Scope,
         #[command(flatten)]
         node: NodeArgs,
+        #[command(flatten)]
+        limits: Limits,
     },
     /// Run the standalone speaker: attach the XDP responder, follow the configuration
     /// file (changes apply within a second; SIGHUP reloads), announce gratuitously,
@@ -86,6 +103,14 @@ struct Scope {
     /// The namespace MetalLB runs in: its objects must be there.
     #[arg(long, default_value = DEFAULT_NAMESPACE)]
     namespace: String,
+}
+
+#[derive(Args)]
+struct Limits {
+    /// Refuse a configuration file larger than this many bytes (a bound on what a
+    /// device or a runaway file can make the process read).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_CONFIG_BYTES)]
+    max_config_bytes: u64,
 }
 
 #[derive(Args)]
@@ -133,6 +158,8 @@ struct SpeakerArgs {
     scope: Scope,
     #[command(flatten)]
     node: NodeArgs,
+    #[command(flatten)]
+    limits: Limits,
 }
 
 fn node_name(arg: Option<String>) -> String {
@@ -170,7 +197,8 @@ fn main() -> ExitCode {
     match execute(cli.command) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // Paths and messages may hold what a file or the command line put there.
+            eprintln!("error: {}", printable(&format!("{error:#}")));
             ExitCode::FAILURE
         }
     }
@@ -178,10 +206,13 @@ fn main() -> ExitCode {
 
 fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Validate { file: path, scope } => {
-            let shown = path.display().to_string();
-            let text =
-                std::fs::read_to_string(&path).with_context(|| format!("reading {shown}"))?;
+        Command::Validate {
+            file: path,
+            scope,
+            limits,
+        } => {
+            let shown = shown_path(&path);
+            let text = read_config(&path, limits.max_config_bytes)?;
             let parsed = match file::parse(&text) {
                 Ok(parsed) => parsed,
                 Err(errors) => {
@@ -209,12 +240,21 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             interfaces,
             scope,
             node,
+            limits,
         } => {
-            let Some(cfg) = load_config(&config, &scope.namespace) else {
-                anyhow::bail!(
-                    "{} is not a valid configuration (see `metallb validate`)",
-                    config.display()
-                );
+            let cfg = match load_config(&config, &scope.namespace, limits.max_config_bytes) {
+                Ok(cfg) => cfg,
+                Err(LoadError::Invalid { path, issues }) => {
+                    // Printed, not logged: the reason must show with logs off.
+                    for issue in &issues {
+                        eprintln!("error: {issue}");
+                    }
+                    anyhow::bail!(
+                        "{path} is not a valid configuration: {} error(s)",
+                        issues.len()
+                    );
+                }
+                Err(error) => return Err(error.into()),
             };
             let node_name = node_name(node.node_name);
             let host = iface::list()?;
@@ -225,10 +265,15 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                     load_balancer_class: node.lb_class,
                 },
             };
-            print!(
-                "{}",
-                plan_report(&plan(&cfg, &options, &attach), &node_name, output)
-            );
+            let plan = plan(&cfg, &options, &attach);
+            print!("{}", plan_report(&plan, &node_name, output));
+            let failed = failed_services(&plan);
+            if failed > 0 {
+                eprintln!(
+                    "{failed} service(s) cannot get what they ask for (allocation failed): see the table"
+                );
+                return Ok(ExitCode::from(PLAN_ALLOCATION_FAILED));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Speaker(args) => {
@@ -247,6 +292,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 keep_datapath: args.keep_datapath,
                 garp_interval: seconds(args.garp_interval, "--garp-interval")?,
                 garp_duration: seconds(args.garp_duration, "--garp-duration")?,
+                max_config_bytes: args.limits.max_config_bytes,
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(run(options))?;

@@ -7,7 +7,9 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    io::Read,
     net::{IpAddr, SocketAddr},
+    os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _},
     path::{Path, PathBuf},
     sync::{Arc, atomic::Ordering},
     time::Duration,
@@ -26,10 +28,11 @@ use tracing::{error, info, warn};
 use crate::{
     allocator::{AllocatorOptions, Decision, ServiceKey},
     announce::Announcer,
-    config::{Config, ValidateOptions, file, validate},
+    config::{Config, Issue, ValidateOptions, file, validate},
     datapath::{Datapath, DatapathOptions, XdpMode, iface},
     metrics::{self, Shared},
     plan::{PlanOptions, Role, interfaces_to_attach, plan},
+    printable::printable,
 };
 
 #[derive(Clone, Debug)]
@@ -47,6 +50,8 @@ pub struct SpeakerOptions {
     pub keep_datapath: bool,
     pub garp_interval: Duration,
     pub garp_duration: Duration,
+    /// The largest configuration file read (`--max-config-bytes`).
+    pub max_config_bytes: u64,
 }
 
 /// How often the counters the metrics show are read from the kernel.
@@ -54,28 +59,143 @@ const METRICS_REFRESH: Duration = Duration::from_secs(1);
 /// Editors write a file in several steps: wait for the last one.
 const SETTLE: Duration = Duration::from_millis(100);
 
-/// Reads, parses and validates the configuration file; every problem is logged.
-pub fn load_config(path: &Path, namespace: &str) -> Option<Config> {
-    parse_config(&read_config(path)?, path, namespace)
+/// What a configuration file may hold unless `--max-config-bytes` says otherwise: far
+/// more than a real configuration, and a bound on what a device or a runaway file can
+/// make the process read.
+pub const DEFAULT_MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The path that means standard input (`metallb validate -`, `metallb plan --config -`).
+pub const STDIN_PATH: &str = "-";
+
+/// Why a configuration file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("reading {path}: {error}")]
+    Io { path: String, error: std::io::Error },
+    #[error(
+        "reading {path}: it is {kind}, not a regular file (to read from a pipe, give `-` and pipe it into standard input)"
+    )]
+    NotAFile { path: String, kind: &'static str },
+    #[error(
+        "reading {path}: larger than {limit} bytes, the limit for a configuration (raise it with --max-config-bytes)"
+    )]
+    TooLarge { path: String, limit: u64 },
+    #[error("reading {path}: not UTF-8 text (invalid byte at line {line} column {column})")]
+    NotUtf8 {
+        path: String,
+        line: usize,
+        column: usize,
+    },
 }
 
-fn read_config(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path)
-        .map_err(|e| error!(file = %path.display(), error = %e, "cannot read the configuration"))
-        .ok()
+/// Why no configuration came out of a file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("{path} is not a valid configuration: {} error(s)", issues.len())]
+    Invalid { path: String, issues: Vec<Issue> },
 }
 
-/// Parses and validates `text`, read from `path`; every problem is logged.
-fn parse_config(text: &str, path: &Path, namespace: &str) -> Option<Config> {
-    let parsed = match file::parse(text) {
-        Ok(parsed) => parsed,
-        Err(errors) => {
-            for issue in errors {
-                error!(file = %path.display(), "{issue}");
-            }
-            return None;
+/// How `path` is named in messages: escaped, and `-` as standard input.
+pub fn shown_path(path: &Path) -> String {
+    if path == Path::new(STDIN_PATH) {
+        "standard input".into()
+    } else {
+        printable(&path.display().to_string()).into_owned()
+    }
+}
+
+/// Reads a configuration file, or standard input for `-`, of at most `max_bytes`.
+/// Only a regular file is read: a FIFO, a device or a directory is refused by its type,
+/// checked on the opened file. The file is opened non-blocking, so that a FIFO with no
+/// writer cannot hold the caller at `open`.
+pub fn read_config(path: &Path, max_bytes: u64) -> Result<String, ReadError> {
+    let shown = shown_path(path);
+    let io_error = |error| ReadError::Io {
+        path: shown.clone(),
+        error,
+    };
+    let bytes = if path == Path::new(STDIN_PATH) {
+        read_at_most(std::io::stdin().lock(), max_bytes).map_err(io_error)?
+    } else {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+            .map_err(io_error)?;
+        let metadata = file.metadata().map_err(io_error)?;
+        if !metadata.file_type().is_file() {
+            return Err(ReadError::NotAFile {
+                path: shown,
+                kind: file_kind(metadata.file_type()),
+            });
+        }
+        if metadata.len() > max_bytes {
+            None
+        } else {
+            read_at_most(file, max_bytes).map_err(io_error)?
         }
     };
+    let Some(bytes) = bytes else {
+        return Err(ReadError::TooLarge {
+            path: shown,
+            limit: max_bytes,
+        });
+    };
+    String::from_utf8(bytes).map_err(|error| {
+        let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
+        let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        ReadError::NotUtf8 {
+            path: shown,
+            line: valid.iter().filter(|b| **b == b'\n').count() + 1,
+            column: String::from_utf8_lossy(&valid[line_start..])
+                .chars()
+                .count()
+                + 1,
+        }
+    })
+}
+
+/// Everything `reader` holds, or `None` when that is more than `max_bytes`.
+fn read_at_most(reader: impl Read, max_bytes: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    reader
+        .take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= max_bytes).then_some(bytes))
+}
+
+fn file_kind(file_type: std::fs::FileType) -> &'static str {
+    if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else {
+        "of an unknown type"
+    }
+}
+
+/// Reads, parses and validates the configuration file. Warnings are logged; errors
+/// are returned, for the caller to print or log.
+pub fn load_config(path: &Path, namespace: &str, max_bytes: u64) -> Result<Config, LoadError> {
+    let text = read_config(path, max_bytes)?;
+    check_config(&text, path, namespace).map_err(|issues| LoadError::Invalid {
+        path: shown_path(path),
+        issues,
+    })
+}
+
+/// Parses and validates `text`, read from `path`: the configuration, or every error.
+/// Warnings are logged.
+fn check_config(text: &str, path: &Path, namespace: &str) -> Result<Config, Vec<Issue>> {
+    let parsed = file::parse(text)?;
     let validation = validate(
         &parsed,
         &ValidateOptions {
@@ -83,12 +203,9 @@ fn parse_config(text: &str, path: &Path, namespace: &str) -> Option<Config> {
         },
     );
     for issue in &validation.warnings {
-        warn!(file = %path.display(), "{issue}");
+        warn!(file = %shown_path(path), "{issue}");
     }
-    for issue in &validation.errors {
-        error!(file = %path.display(), "{issue}");
-    }
-    validation.config
+    validation.config.ok_or(validation.errors)
 }
 
 /// Gives services without a status the addresses they had in the last plan, so that an
@@ -239,16 +356,18 @@ impl Speaker {
         let mut roles = BTreeMap::new();
         for (key, service) in services {
             if self.last_roles.get(key) != Some(&service.role) {
+                // Names and reasons come from the file: no raw line breaks in the log.
+                let service_name = printable(&key.to_string()).into_owned();
                 match (&service.decision, &service.role) {
                     (Decision::Failed { reason }, _) => {
-                        warn!(service = %key, event = "AllocationFailed", "{reason}")
+                        warn!(service = %service_name, event = "AllocationFailed", "{}", printable(reason))
                     }
                     (Decision::Allocated(a), Role::Announce { interfaces }) => info!(
-                        service = %key, event = "nodeAssigned", pool = %a.pool, ips = ?a.ips, interfaces = ?interfaces,
+                        service = %service_name, event = "nodeAssigned", pool = %printable(&a.pool), ips = ?a.ips, interfaces = ?interfaces,
                         "announcing from this node"
                     ),
                     (Decision::Allocated(a), role) => {
-                        info!(service = %key, event = "IPAllocated", pool = %a.pool, ips = ?a.ips, role = ?role, "allocated")
+                        info!(service = %service_name, event = "IPAllocated", pool = %printable(&a.pool), ips = ?a.ips, role = ?role, "allocated")
                     }
                     (Decision::Ignored { .. }, _) => {}
                 }
@@ -256,6 +375,15 @@ impl Speaker {
             roles.insert(key.clone(), service.role.clone());
         }
         self.last_roles = roles;
+    }
+
+    /// The file could not be applied: what serves is older than it.
+    fn mark_stale(&self) {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .config_stale = true;
     }
 
     fn refresh_metrics(&mut self) {
@@ -305,6 +433,11 @@ fn watch(path: &Path, reload: mpsc::Sender<()>) -> anyhow::Result<notify::Recomm
 }
 
 pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        options.config_path != Path::new(STDIN_PATH),
+        "the speaker follows its configuration file and reads it again when it changes: \
+         standard input (`-`) cannot be followed, give a file"
+    );
     let shared = Arc::new(Shared::default());
     metrics::serve(options.metrics_addr, shared.clone()).await?;
     let config_path = std::path::absolute(&options.config_path)
@@ -334,9 +467,9 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(METRICS_REFRESH);
 
     if !reload(&mut speaker, &config_path, true) {
-        error!(file = %config_path.display(), "no valid configuration yet: waiting for the file to be fixed");
+        error!(file = %shown_path(&config_path), "no valid configuration yet: waiting for the file to be fixed");
     }
-    info!(file = %config_path.display(), node = %options.node_name, "speaker running; SIGHUP or a file change reloads");
+    info!(file = %shown_path(&config_path), node = %printable(&options.node_name), "speaker running; SIGHUP or a file change reloads");
 
     loop {
         tokio::select! {
@@ -380,27 +513,32 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
 /// is false (directory events also come from other files, and from renames around
 /// ours). Returns whether a valid configuration serves.
 fn reload(speaker: &mut Speaker, path: &Path, force: bool) -> bool {
-    let Some(text) = read_config(path) else {
-        return speaker.last_text.is_some();
+    let text = match read_config(path, speaker.options.max_config_bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            error!("{e}; the last good configuration keeps serving");
+            // Read again in full next time, even if the text is what it was.
+            speaker.last_text = None;
+            speaker.mark_stale();
+            return false;
+        }
     };
     if !force && speaker.last_text.as_deref() == Some(text.as_str()) {
         return true;
     }
-    let parsed = parse_config(&text, path, &speaker.options.namespace);
+    let checked = check_config(&text, path, &speaker.options.namespace);
     speaker.last_text = Some(text);
-    match parsed {
-        Some(config) => {
+    match checked {
+        Ok(config) => {
             speaker.apply(config);
             true
         }
-        None => {
-            speaker
-                .shared
-                .state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .config_stale = true;
-            error!(file = %path.display(), "configuration refused: the last good one keeps serving");
+        Err(issues) => {
+            for issue in issues {
+                error!(file = %shown_path(path), "{issue}");
+            }
+            speaker.mark_stale();
+            error!(file = %shown_path(path), "configuration refused: the last good one keeps serving");
             false
         }
     }

@@ -1,6 +1,12 @@
 //! The `metallb` command line: exit codes and what it prints.
 
-use std::{path::PathBuf, process::Command};
+use std::{
+    io::Write as _,
+    path::PathBuf,
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_metallb");
 
@@ -29,6 +35,50 @@ fn run(args: &[&str]) -> (i32, String, String) {
         .args(args)
         .output()
         .expect("run metallb");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// What the command is given on standard input.
+enum Input<'a> {
+    Nothing,
+    Text(&'a str),
+    File(&'a str),
+}
+
+/// Runs `metallb` with `input` and `RUST_LOG=off` (so that only what is printed, not
+/// logged, is seen); fails the test if it has not ended within the deadline.
+fn run_quiet(args: &[&str], input: Input<'_>) -> (i32, String, String) {
+    let mut command = Command::new(BINARY);
+    command
+        .args(args)
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command.stdin(match input {
+        Input::Nothing => Stdio::null(),
+        Input::Text(_) => Stdio::piped(),
+        Input::File(path) => std::fs::File::open(path).expect("input file").into(),
+    });
+    let mut child = command.spawn().expect("run metallb");
+    if let (Input::Text(text), Some(mut stdin)) = (&input, child.stdin.take()) {
+        stdin.write_all(text.as_bytes()).expect("write stdin");
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (done, wait) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    let out = match wait.recv_timeout(Duration::from_secs(30)) {
+        Ok(out) => out.expect("wait"),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            panic!("metallb {args:?} did not end within 30 s");
+        }
+    };
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -188,7 +238,14 @@ fn plan_says_why_a_service_gets_nothing_and_who_else_announces() {
         "--interface",
         "lo",
     ]);
-    assert_eq!(code, 0, "{stderr}");
+    // default/b cannot get an address: the table is printed all the same.
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.ends_with(
+            "1 service(s) cannot get what they ask for (allocation failed): see the table\n"
+        ),
+        "{stderr}"
+    );
     let row = |name: &str| {
         table
             .lines()
@@ -291,4 +348,262 @@ fn validate_refuses_what_the_api_server_would_and_warns_of_what_can_never_be_met
         "{stdout}"
     );
     assert!(stdout.ends_with("is valid: 1 IPAddressPool(s), 0 L2Advertisement(s), 1 Service(s), 0 Node(s), 2 warning(s)\n"), "{stdout}");
+}
+
+#[test]
+fn plan_help_says_what_the_exit_status_means() {
+    let (code, help, _) = run(&["plan", "--help"]);
+    assert_eq!(code, 0);
+    assert!(
+        help.contains(
+            "Exit status: 0 when every LoadBalancer service gets what it asks for; 3 when"
+        ) && help.contains("1 when the configuration")
+            && help.contains("--max-config-bytes <BYTES>"),
+        "{help}"
+    );
+}
+
+#[test]
+fn what_is_not_a_regular_file_is_refused_by_type_and_plan_says_why() {
+    let file = Scratch::new("config.yaml", "x: 1\n");
+    let dir = file.0.parent().unwrap().to_path_buf();
+    let fifo = dir.join("fifo");
+    // No writer ever opens it: reading it would block forever.
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+    let under_a_file = file.0.join("inner.yaml");
+    let cases = [
+        (
+            "/dev/zero".to_string(),
+            "reading /dev/zero: it is a character device, not a regular file (to read from a pipe, give `-` and pipe it into standard input)",
+        ),
+        (
+            "/dev/urandom".to_string(),
+            "reading /dev/urandom: it is a character device, not a regular file",
+        ),
+        (
+            fifo.display().to_string(),
+            "fifo: it is a FIFO (named pipe), not a regular file",
+        ),
+        (
+            dir.display().to_string(),
+            ": it is a directory, not a regular file",
+        ),
+        (
+            "/nonexistent/metallb.yaml".to_string(),
+            "reading /nonexistent/metallb.yaml: No such file or directory (os error 2)",
+        ),
+        (
+            under_a_file.display().to_string(),
+            "inner.yaml: Not a directory (os error 20)",
+        ),
+    ];
+    for (path, expected) in &cases {
+        for args in [
+            vec!["validate", path.as_str()],
+            vec!["plan", "--config", path.as_str(), "--interface", "lo"],
+        ] {
+            let (code, stdout, stderr) = run_quiet(&args, Input::Nothing);
+            assert_eq!(code, 1, "{args:?}: {stdout}{stderr}");
+            assert!(
+                stderr.starts_with("error: reading ") && stderr.contains(expected),
+                "{args:?}: {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn plan_prints_every_error_of_an_invalid_file_with_logs_off() {
+    let file = Scratch::new(
+        "bad.yaml",
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: a}\nspec: {addresses: [192.0.2.300/32]}\n",
+    );
+    let path = file.0.to_str().unwrap();
+    let (code, stdout, stderr) = run_quiet(&["plan", "--config", path], Input::Nothing);
+    assert_eq!(code, 1);
+    assert_eq!(stdout, "");
+    assert_eq!(
+        stderr,
+        format!(
+            "error: IPAddressPool metallb-system/a: spec.addresses[0] \"192.0.2.300/32\": invalid CIDR\nerror: {path} is not a valid configuration: 1 error(s)\n"
+        )
+    );
+}
+
+#[test]
+fn what_is_read_is_capped_and_the_cap_can_be_raised() {
+    let example = example();
+    let size = std::fs::metadata(&example).unwrap().len();
+    let exact = size.to_string();
+    let less = (size - 1).to_string();
+    assert_eq!(
+        run_quiet(
+            &["validate", &example, "--max-config-bytes", &exact],
+            Input::Nothing
+        )
+        .0,
+        0
+    );
+    let (code, _, stderr) = run_quiet(
+        &["validate", &example, "--max-config-bytes", &less],
+        Input::Nothing,
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stderr.ends_with(&format!(
+            "standalone.yaml: larger than {less} bytes, the limit for a configuration (raise it with --max-config-bytes)\n"
+        )),
+        "{stderr}"
+    );
+    // Standard input: the same limit, for what never ends too.
+    let (code, _, stderr) = run_quiet(&["validate", "-"], Input::File("/dev/zero"));
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr,
+        "error: reading standard input: larger than 4194304 bytes, the limit for a configuration (raise it with --max-config-bytes)\n"
+    );
+    let (code, _, stderr) = run_quiet(
+        &["plan", "--config", "-", "--max-config-bytes", "1000"],
+        Input::File("/dev/zero"),
+    );
+    assert_eq!(code, 1);
+    assert!(stderr.contains("larger than 1000 bytes"), "{stderr}");
+    // A file past the default limit is refused by its size, before it is read.
+    let big = Scratch::new("big.yaml", "");
+    std::fs::File::options()
+        .write(true)
+        .open(&big.0)
+        .unwrap()
+        .set_len(5 << 20)
+        .unwrap();
+    let (code, _, stderr) = run_quiet(&["validate", big.0.to_str().unwrap()], Input::Nothing);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("big.yaml: larger than 4194304 bytes"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn standard_input_is_read_for_a_dash_but_not_by_the_speaker() {
+    let text = std::fs::read_to_string(example()).unwrap();
+    let (code, stdout, _) = run_quiet(&["validate", "-"], Input::Text(&text));
+    assert_eq!(code, 0);
+    assert!(
+        stdout.starts_with("standard input is valid: 1 IPAddressPool(s)"),
+        "{stdout}"
+    );
+    let (code, table, _) = run_quiet(
+        &[
+            "plan",
+            "--config",
+            "-",
+            "--node-name",
+            "n",
+            "--interface",
+            "lo",
+        ],
+        Input::Text(&text),
+    );
+    assert_eq!(code, 0);
+    assert!(table.starts_with("SERVICE "), "{table}");
+    let (code, _, stderr) = run_quiet(&["speaker", "--config", "-"], Input::Nothing);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("standard input (`-`) cannot be followed, give a file"),
+        "{stderr}"
+    );
+    let invalid = [0xffu8, b'\n'];
+    let bad = Scratch::new("latin1.yaml", "");
+    std::fs::write(&bad.0, [b"a: 1\nname: caf".as_slice(), &invalid].concat()).unwrap();
+    let (code, _, stderr) = run_quiet(&["validate", bad.0.to_str().unwrap()], Input::Nothing);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.ends_with("latin1.yaml: not UTF-8 text (invalid byte at line 2 column 10)\n"),
+        "{stderr}"
+    );
+}
+
+/// A configuration whose names hold terminal escapes, a carriage return and a newline.
+const HOSTILE: &str = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: \"pool\\e[2J\"}\nspec: {addresses: [192.0.2.0/24]}\n\
+---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l2}\nspec: {}\n\
+---\napiVersion: v1\nkind: Service\nmetadata: {name: \"\\e[31mred\\rcr\\nnl\"}\nspec: {type: LoadBalancer}\n\
+---\napiVersion: v1\nkind: Service\nmetadata: {name: \"typo\\e]0;title\\a\", labels: {x: 1}}\n";
+
+#[test]
+fn names_with_control_characters_are_never_printed_raw() {
+    let file = Scratch::new("hostile.yaml", HOSTILE);
+    let path = file.0.to_str().unwrap();
+    let raw = |text: &str| text.chars().any(|c| c.is_control() && c != '\n');
+    let (code, stdout, stderr) = run_quiet(&["validate", path], Input::Nothing);
+    assert_eq!(code, 1);
+    assert!(!raw(&stdout) && !raw(&stderr), "{stdout:?} {stderr:?}");
+    assert!(
+        stdout.starts_with("error: document 4 (Service typo\\u{1b}]0;title\\u{7}): metadata.labels.x: invalid type: integer `1`, expected a string at line 18 column 47\n"),
+        "{stdout}"
+    );
+    // Without the faulty Service the file is valid; whatever names are refused later
+    // (Kubernetes name rules), nothing is printed raw and escaped names show.
+    let valid = HOSTILE.rsplit_once("---").unwrap().0;
+    let file = Scratch::new("hostile.yaml", valid);
+    let path = file.0.to_str().unwrap();
+    let (code, stdout, stderr) = run_quiet(&["validate", path], Input::Nothing);
+    assert!(code == 0 || code == 1, "{stdout}{stderr}");
+    assert!(!raw(&stdout) && !raw(&stderr), "{stdout:?} {stderr:?}");
+    let args = [
+        "plan",
+        "--config",
+        path,
+        "--interface",
+        "lo",
+        "--node-name",
+        "n\r",
+    ];
+    let (code, stdout, stderr) = run_quiet(&args, Input::Nothing);
+    assert!(code == 0 || code == 1, "{stdout}{stderr}");
+    assert!(!raw(&stdout) && !raw(&stderr), "{stdout:?} {stderr:?}");
+    let shown = format!("{stdout}{stderr}");
+    assert!(shown.contains("\\u{1b}[31mred\\rcr\\nnl"), "{shown}");
+    if code == 0 {
+        assert!(
+            shown.contains("pool\\u{1b}[2J") && shown.contains("ON THIS NODE (n\\r)"),
+            "{shown}"
+        );
+    }
+}
+
+#[test]
+fn no_length_of_name_or_value_makes_plan_panic() {
+    let long_pool = "p".repeat(65_000);
+    let long_value = "x".repeat(70_000);
+    let file = Scratch::new(
+        "long.yaml",
+        &format!(
+            "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: {long_pool}}}\nspec: {{addresses: [192.0.2.0/24]}}\n\
+             ---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {{name: l2}}\nspec: {{}}\n\
+             ---\napiVersion: v1\nkind: Service\nmetadata: {{name: a}}\nspec: {{type: LoadBalancer}}\n\
+             ---\napiVersion: v1\nkind: Service\nmetadata:\n  name: b\n  annotations: {{metallb.io/loadBalancerIPs: {long_value}}}\nspec: {{type: LoadBalancer}}\n"
+        ),
+    );
+    let path = file.0.to_str().unwrap();
+    for output in ["table", "json"] {
+        let (code, stdout, stderr) = run_quiet(
+            &[
+                "plan",
+                "--config",
+                path,
+                "--interface",
+                "lo",
+                "--output",
+                output,
+            ],
+            Input::Nothing,
+        );
+        // Valid or refused (names longer than Kubernetes allows), never a panic.
+        assert!([1, 3].contains(&code), "{output}: {code} {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        if code == 3 {
+            assert!(stdout.contains(&long_pool) && stdout.contains(&long_value));
+        }
+    }
 }

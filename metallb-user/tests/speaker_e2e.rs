@@ -232,7 +232,12 @@ fn netns_a_removed_vip_stops_being_answered_and_an_invalid_edit_changes_nothing(
         &dir.file(),
         &config(&[("first", FIRST), ("second", SECOND)]),
     );
-    let speaker = Speaker::start(&lab, &dir.file(), &pins.path, &[]);
+    let speaker = Speaker::start(
+        &lab,
+        &dir.file(),
+        &pins.path,
+        &["--max-config-bytes", "4096"],
+    );
     assert!(answered(&lab, FIRST) && answered(&lab, SECOND));
 
     write_config(&dir.file(), &config(&[("first", FIRST)]));
@@ -245,10 +250,12 @@ fn netns_a_removed_vip_stops_being_answered_and_an_invalid_edit_changes_nothing(
     }
     assert!(answered(&lab, FIRST), "the VIP that stays is answered");
 
-    // Broken YAML, then an invalid pool: both refused, the last good config serves.
+    // Broken YAML, an invalid pool, a file past --max-config-bytes: all refused, the
+    // last good config serves.
     for broken in [
         "apiVersion: v1\nkind: Service\nspec: [unclosed\n",
         &config(&[("first", FIRST)]).replace("192.0.2.100-", "192.0.2.300-"),
+        &format!("{}# {}\n", config(&[("first", FIRST)]), "x".repeat(4096)),
     ] {
         write_config(&dir.file(), broken);
         sleep(Duration::from_millis(1500));
