@@ -167,31 +167,11 @@ impl Reader<'_> {
         match (api_version.as_str(), kind.as_str()) {
             ("", _) => self.errors.push(Issue::new(&object, "apiVersion", "", "missing apiVersion")),
             (_, "") => self.errors.push(Issue::new(&object, "kind", "", "missing kind")),
-            ("metallb.io/v1beta1", "IPAddressPool") => {
-                if let Some(pool) = self.typed(value, &object, at) {
-                    self.file.pools.push(pool);
-                }
-            }
-            ("metallb.io/v1beta1", "L2Advertisement") => {
-                if let Some(advertisement) = self.typed(value, &object, at) {
-                    self.file.l2_advertisements.push(advertisement);
-                }
-            }
-            ("v1", "Service") => {
-                if let Some(service) = self.typed(value, &object, at) {
-                    self.file.services.push(service);
-                }
-            }
-            ("v1", "Node") => {
-                if let Some(node) = self.typed(value, &object, at) {
-                    self.file.nodes.push(node);
-                }
-            }
-            ("v1", "Namespace") => {
-                if let Some(namespace) = self.typed(value, &object, at) {
-                    self.file.namespaces.push(namespace);
-                }
-            }
+            ("metallb.io/v1beta1", "IPAddressPool") => self.typed(value, &object, at, |file| &mut file.pools),
+            ("metallb.io/v1beta1", "L2Advertisement") => self.typed(value, &object, at, |file| &mut file.l2_advertisements),
+            ("v1", "Service") => self.typed(value, &object, at, |file| &mut file.services),
+            ("v1", "Node") => self.typed(value, &object, at, |file| &mut file.nodes),
+            ("v1", "Namespace") => self.typed(value, &object, at, |file| &mut file.namespaces),
             ("v1", "List") => match value.get("items").and_then(|items| items.as_sequence()) {
                 Some(items) => {
                     for (i, item) in items.iter().enumerate() {
@@ -236,7 +216,8 @@ impl Reader<'_> {
         value: serde_yaml_ng::Value,
         object: &str,
         at: &Site,
-    ) -> Option<T> {
+        into: impl FnOnce(&mut ConfigFile) -> &mut Vec<T>,
+    ) {
         let read = typed::read::<T>(value, MAX_TYPE_ERRORS);
         for error in &read.errors {
             let place = self.where_written(at, &error.path);
@@ -269,7 +250,9 @@ impl Reader<'_> {
                 format!("unknown field, ignored{place}"),
             ));
         }
-        read.object
+        if let Some(object) = read.object {
+            into(&mut self.file).push(object);
+        }
     }
 }
 
