@@ -8,12 +8,16 @@ mod yaml;
 use std::cell::OnceCell;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Service};
+use kube::Resource;
 use serde::{Deserialize, de::DeserializeOwned};
 
 use self::yaml::{Document, Locations, Step};
 use super::{
     Issue,
-    crd::{IPAddressPool, L2Advertisement},
+    crd::{
+        BFDProfile, BGPAdvertisement, Community, IPAddressPool, L2Advertisement, ServiceBGPStatus,
+        ServiceL2Status, bgppeer,
+    },
 };
 
 /// Every object of a configuration file, by kind, in file order.
@@ -28,15 +32,27 @@ pub struct ConfigFile {
     pub warnings: Vec<Issue>,
 }
 
-/// MetalLB kinds that configure its BGP mode, which this version does not implement.
-const BGP_KINDS: [&str; 6] = [
-    "BGPPeer",
-    "BGPAdvertisement",
-    "BFDProfile",
-    "Community",
-    "ServiceBGPStatus",
-    "ConfigurationState",
+/// Why MetalLB kinds that this version does not act on are ignored.
+const BGP_IGNORED: &str = "ignored: BGP mode is not implemented yet";
+const STATUS_IGNORED: &str = "ignored: a status object, written by MetalLB, not configuration";
+
+/// MetalLB kinds this version does not act on, whatever their version.
+const IGNORED_KINDS: [(&str, &str); 7] = [
+    ("BGPPeer", BGP_IGNORED),
+    ("BGPAdvertisement", BGP_IGNORED),
+    ("BFDProfile", BGP_IGNORED),
+    ("Community", BGP_IGNORED),
+    ("ServiceBGPStatus", STATUS_IGNORED),
+    ("ServiceL2Status", STATUS_IGNORED),
+    ("ConfigurationState", STATUS_IGNORED),
 ];
+
+fn ignored_because(kind: &str) -> Option<&'static str> {
+    IGNORED_KINDS
+        .iter()
+        .find(|(ignored, _)| *ignored == kind)
+        .map(|(_, why)| *why)
+}
 
 /// Parses `text`; on failure, every problem found, not just the first.
 pub fn parse(text: &str) -> Result<ConfigFile, Vec<Issue>> {
@@ -193,12 +209,17 @@ impl Reader<'_> {
                 &kind,
                 "ignored: the legacy ConfigMap configuration is not read; use IPAddressPool and L2Advertisement",
             )),
-            (_, kind) if group == "metallb.io" && BGP_KINDS.contains(&kind) => self.file.warnings.push(Issue::new(
-                &object,
-                "kind",
-                kind,
-                "ignored: BGP mode is not implemented yet",
-            )),
+            ("metallb.io/v1beta1", "BGPPeer") => self.ignored::<bgppeer::v1beta1::BGPPeer>(value, &object, at, BGP_IGNORED),
+            ("metallb.io/v1beta2", "BGPPeer") => self.ignored::<bgppeer::v1beta2::BGPPeer>(value, &object, at, BGP_IGNORED),
+            ("metallb.io/v1beta1", "BGPAdvertisement") => self.ignored::<BGPAdvertisement>(value, &object, at, BGP_IGNORED),
+            ("metallb.io/v1beta1", "BFDProfile") => self.ignored::<BFDProfile>(value, &object, at, BGP_IGNORED),
+            ("metallb.io/v1beta1", "Community") => self.ignored::<Community>(value, &object, at, BGP_IGNORED),
+            ("metallb.io/v1beta1", "ServiceBGPStatus") => self.ignored::<ServiceBGPStatus>(value, &object, at, STATUS_IGNORED),
+            ("metallb.io/v1beta1", "ServiceL2Status") => self.ignored::<ServiceL2Status>(value, &object, at, STATUS_IGNORED),
+            (_, kind) if group == "metallb.io" && ignored_because(kind).is_some() => {
+                let why = ignored_because(kind).unwrap_or(BGP_IGNORED);
+                self.file.warnings.push(Issue::new(&object, "kind", kind, why));
+            }
             _ => self.errors.push(Issue::new(
                 &object,
                 "apiVersion/kind",
@@ -218,6 +239,44 @@ impl Reader<'_> {
         at: &Site,
         into: impl FnOnce(&mut ConfigFile) -> &mut Vec<T>,
     ) {
+        if let Some(object) = self.read_object(value, object, at) {
+            into(&mut self.file).push(object);
+        }
+    }
+
+    /// Reads an object of a kind this version does not act on, so that its problems are
+    /// reported; they are warnings, since the object is not used.
+    fn ignored<T: DeserializeOwned + Resource<DynamicType = ()>>(
+        &mut self,
+        value: serde_yaml_ng::Value,
+        object: &str,
+        at: &Site,
+        why: &str,
+    ) {
+        let errors = std::mem::take(&mut self.errors);
+        let read = self.read_object::<T>(value, object, at);
+        let problems = std::mem::replace(&mut self.errors, errors);
+        if read.is_some() {
+            self.file
+                .warnings
+                .push(Issue::new(object, "kind", &T::kind(&()), why));
+        }
+        for problem in problems {
+            self.file.warnings.push(Issue {
+                message: format!("{why}, and malformed: {}", problem.message),
+                ..problem
+            });
+        }
+    }
+
+    /// The object, or `None` with its problems in `self.errors`; its unknown fields are
+    /// warnings.
+    fn read_object<T: DeserializeOwned>(
+        &mut self,
+        value: serde_yaml_ng::Value,
+        object: &str,
+        at: &Site,
+    ) -> Option<T> {
         let read = typed::read::<T>(value, MAX_TYPE_ERRORS);
         for error in &read.errors {
             let place = self.where_written(at, &error.path);
@@ -250,9 +309,7 @@ impl Reader<'_> {
                 format!("unknown field, ignored{place}"),
             ));
         }
-        if let Some(object) = read.object {
-            into(&mut self.file).push(object);
-        }
+        read.object
     }
 }
 

@@ -97,7 +97,7 @@ pub struct Pool {
 #[derive(Clone, Debug, PartialEq)]
 pub struct PoolAllocation {
     /// Lower wins; `None` (unset or 0) ranks after every set priority.
-    pub priority: Option<i32>,
+    pub priority: Option<i64>,
     /// Namespaces listed or selected.
     pub namespaces: BTreeSet<String>,
     /// A service matching any of these may use the pool. A pool with only a priority
