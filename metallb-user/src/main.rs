@@ -9,7 +9,7 @@ use metallb_common::{DEFAULT_MAX_VIPS, DEFAULT_PIN_DIR};
 use metallb_user::{
     allocator::AllocatorOptions,
     cli::{Output, failed_services, inspect_report, parse_report, plan_report, validation_report},
-    config::{DEFAULT_NAMESPACE, ValidateOptions, file, validate},
+    config::{DEFAULT_NAMESPACE, ValidateOptions, crd, file, validate},
     datapath::{DatapathOptions, XdpMode, iface, maps::Maps},
     plan::{PlanOptions, interfaces_to_attach, plan},
     printable::printable,
@@ -88,6 +88,10 @@ enum Command {
     /// file (changes apply within a second; SIGHUP reloads), announce gratuitously,
     /// serve metrics. SIGTERM detaches and unpins (see --keep-datapath).
     Speaker(SpeakerArgs),
+    /// Print the CustomResourceDefinitions of group metallb.io (IPAddressPool,
+    /// L2Advertisement, the status and BGP kinds), generated from this program's types,
+    /// as one multi-document YAML for `kubectl apply -f -`.
+    Crds,
     /// Show the VIP entries and counters of the pinned datapath (while a speaker runs,
     /// or after one left it in place).
     Inspect {
@@ -296,6 +300,10 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(run(options))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Crds => {
+            print!("{}", crd::definitions_yaml()?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect { pin_dir, output } => {

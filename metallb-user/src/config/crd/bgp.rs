@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{schema, spec_may_be_absent};
 
-/// Advertise the addresses of some pools to some BGP peers, with these attributes.
+/// Which pools to advertise to which peers, with which attributes.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "metallb.io",
@@ -19,23 +19,10 @@ use super::{schema, spec_may_be_absent};
     namespaced,
     status = "BGPAdvertisementStatus",
     doc = "Advertises the IPs of the selected pools over BGP, with these attributes.",
-    printcolumn(
-        name = "IPAddressPools",
-        type_ = "string",
-        json_path = ".spec.ipAddressPools"
-    ),
-    printcolumn(
-        name = "IPAddressPool Selectors",
-        type_ = "string",
-        json_path = ".spec.ipAddressPoolSelectors"
-    ),
-    printcolumn(name = "Peers", type_ = "string", json_path = ".spec.peers"),
-    printcolumn(
-        name = "Node Selectors",
-        type_ = "string",
-        json_path = ".spec.nodeSelectors",
-        priority = 10
-    )
+    printcolumn = r#"{"name": "IPAddressPools", "type": "string", "jsonPath": ".spec.ipAddressPools"}"#,
+    printcolumn = r#"{"name": "IPAddressPool Selectors", "type": "string", "jsonPath": ".spec.ipAddressPoolSelectors"}"#,
+    printcolumn = r#"{"name": "Peers", "type": "string", "jsonPath": ".spec.peers"}"#,
+    printcolumn = r#"{"name": "Node Selectors", "type": "string", "priority": 10, "jsonPath": ".spec.nodeSelectors"}"#
 )]
 #[serde(remote = "Self", rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
@@ -97,7 +84,7 @@ spec_may_be_absent!(BGPAdvertisementSpec);
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct BGPAdvertisementStatus {}
 
-/// Names for BGP communities, usable in `BGPAdvertisement.spec.communities`.
+/// Names for BGP communities, usable in a `BGPAdvertisement`'s `communities`.
 #[derive(
     CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema,
 )]
@@ -134,7 +121,7 @@ pub struct CommunityAlias {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub struct CommunityStatus {}
 
-/// Settings of a BFD session, which a `BGPPeer` may name.
+/// The timers and modes of a BFD session, which a `BGPPeer` may name.
 #[derive(
     CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema,
 )]
@@ -146,26 +133,10 @@ pub struct CommunityStatus {}
     namespaced,
     status = "BFDProfileStatus",
     doc = "Settings of a BFD session that a BGP session may use.",
-    printcolumn(
-        name = "Passive Mode",
-        type_ = "boolean",
-        json_path = ".spec.passiveMode"
-    ),
-    printcolumn(
-        name = "Transmit Interval",
-        type_ = "integer",
-        json_path = ".spec.transmitInterval"
-    ),
-    printcolumn(
-        name = "Receive Interval",
-        type_ = "integer",
-        json_path = ".spec.receiveInterval"
-    ),
-    printcolumn(
-        name = "Multiplier",
-        type_ = "integer",
-        json_path = ".spec.detectMultiplier"
-    )
+    printcolumn = r#"{"name": "Passive Mode", "type": "boolean", "jsonPath": ".spec.passiveMode"}"#,
+    printcolumn = r#"{"name": "Transmit Interval", "type": "integer", "jsonPath": ".spec.transmitInterval"}"#,
+    printcolumn = r#"{"name": "Receive Interval", "type": "integer", "jsonPath": ".spec.receiveInterval"}"#,
+    printcolumn = r#"{"name": "Multiplier", "type": "integer", "jsonPath": ".spec.detectMultiplier"}"#
 )]
 #[serde(remote = "Self", rename_all = "camelCase")]
 pub struct BFDProfileSpec {

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::schema;
 
-/// A set of addresses MetalLB may hand out to `LoadBalancer` services. Its `spec` is
-/// required, as in MetalLB's CRD.
+/// The addresses of a pool, and which services may get them. Required, as in MetalLB's
+/// CRD.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "metallb.io",
@@ -18,17 +18,9 @@ use super::schema;
     namespaced,
     status = "IPAddressPoolStatus",
     doc = "A pool of IP addresses that can be allocated to LoadBalancer services.",
-    printcolumn(
-        name = "Auto Assign",
-        type_ = "boolean",
-        json_path = ".spec.autoAssign"
-    ),
-    printcolumn(
-        name = "Avoid Buggy IPs",
-        type_ = "boolean",
-        json_path = ".spec.avoidBuggyIPs"
-    ),
-    printcolumn(name = "Addresses", type_ = "string", json_path = ".spec.addresses")
+    printcolumn = r#"{"name": "Auto Assign", "type": "boolean", "jsonPath": ".spec.autoAssign"}"#,
+    printcolumn = r#"{"name": "Avoid Buggy IPs", "type": "boolean", "jsonPath": ".spec.avoidBuggyIPs"}"#,
+    printcolumn = r#"{"name": "Addresses", "type": "string", "jsonPath": ".spec.addresses"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct IPAddressPoolSpec {

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{schema, spec_may_be_absent};
 
-/// Announce the addresses of some pools with ARP/NDP, from some nodes and interfaces.
-/// Its `spec` may be left out: then it announces every pool, from every node.
+/// Which pools to announce, from which nodes and interfaces. May be left out: then every
+/// pool is announced, from every node.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "metallb.io",
@@ -18,23 +18,10 @@ use super::{schema, spec_may_be_absent};
     namespaced,
     status = "L2AdvertisementStatus",
     doc = "Announces the LoadBalancer IPs of the selected pools with ARP and NDP.",
-    printcolumn(
-        name = "IPAddressPools",
-        type_ = "string",
-        json_path = ".spec.ipAddressPools"
-    ),
-    printcolumn(
-        name = "IPAddressPool Selectors",
-        type_ = "string",
-        json_path = ".spec.ipAddressPoolSelectors"
-    ),
-    printcolumn(name = "Interfaces", type_ = "string", json_path = ".spec.interfaces"),
-    printcolumn(
-        name = "Node Selectors",
-        type_ = "string",
-        json_path = ".spec.nodeSelectors",
-        priority = 10
-    )
+    printcolumn = r#"{"name": "IPAddressPools", "type": "string", "jsonPath": ".spec.ipAddressPools"}"#,
+    printcolumn = r#"{"name": "IPAddressPool Selectors", "type": "string", "jsonPath": ".spec.ipAddressPoolSelectors"}"#,
+    printcolumn = r#"{"name": "Interfaces", "type": "string", "jsonPath": ".spec.interfaces"}"#,
+    printcolumn = r#"{"name": "Node Selectors", "type": "string", "priority": 10, "jsonPath": ".spec.nodeSelectors"}"#
 )]
 #[serde(remote = "Self", rename_all = "camelCase")]
 pub struct L2AdvertisementSpec {

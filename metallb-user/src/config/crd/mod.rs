@@ -180,9 +180,13 @@ fn remove_nullable(schema: &mut Value) {
     }
 }
 
-/// `apiVersion`, `kind` and `metadata`, which kube leaves to the API server and
-/// controller-gen declares: the same validation either way, the same text this way.
+/// The root as controller-gen writes it: `apiVersion`, `kind` and `metadata` declared
+/// (kube leaves them to the API server: the same validation either way), and no title
+/// (schemars names the Rust type there).
 fn declare_object_envelope(root: &mut Value) {
+    if let Some(root) = root.as_object_mut() {
+        root.remove("title");
+    }
     if let Some(properties) = root.get_mut("properties").and_then(Value::as_object_mut) {
         properties.insert("apiVersion".into(), serde_json::json!({ "type": "string" }));
         properties.insert("kind".into(), serde_json::json!({ "type": "string" }));

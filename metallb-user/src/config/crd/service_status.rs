@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{schema, spec_may_be_absent};
 
-/// Which node announces a service in layer 2 mode, and on which interfaces.
+/// Empty: the speakers report in the status.
 #[derive(
     CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema,
 )]
@@ -19,17 +19,9 @@ use super::{schema, spec_may_be_absent};
     namespaced,
     status = "MetalLBServiceL2Status",
     doc = "The node and interfaces that announce a LoadBalancer service in layer 2 mode.",
-    printcolumn(name = "Allocated Node", type_ = "string", json_path = ".status.node"),
-    printcolumn(
-        name = "Service Name",
-        type_ = "string",
-        json_path = ".status.serviceName"
-    ),
-    printcolumn(
-        name = "Service Namespace",
-        type_ = "string",
-        json_path = ".status.serviceNamespace"
-    )
+    printcolumn = r#"{"name": "Allocated Node", "type": "string", "jsonPath": ".status.node"}"#,
+    printcolumn = r#"{"name": "Service Name", "type": "string", "jsonPath": ".status.serviceName"}"#,
+    printcolumn = r#"{"name": "Service Namespace", "type": "string", "jsonPath": ".status.serviceNamespace"}"#
 )]
 #[serde(remote = "Self")]
 pub struct ServiceL2StatusSpec {}
@@ -65,7 +57,7 @@ pub struct InterfaceInfo {
     pub name: String,
 }
 
-/// The BGP peers a service is advertised to, per node.
+/// Empty: the speakers report in the status.
 #[derive(
     CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema,
 )]
@@ -77,17 +69,9 @@ pub struct InterfaceInfo {
     namespaced,
     status = "MetalLBServiceBGPStatus",
     doc = "The BGP peers a LoadBalancer service is advertised to, from one node.",
-    printcolumn(name = "Node", type_ = "string", json_path = ".status.node"),
-    printcolumn(
-        name = "Service Name",
-        type_ = "string",
-        json_path = ".status.serviceName"
-    ),
-    printcolumn(
-        name = "Service Namespace",
-        type_ = "string",
-        json_path = ".status.serviceNamespace"
-    )
+    printcolumn = r#"{"name": "Node", "type": "string", "jsonPath": ".status.node"}"#,
+    printcolumn = r#"{"name": "Service Name", "type": "string", "jsonPath": ".status.serviceName"}"#,
+    printcolumn = r#"{"name": "Service Namespace", "type": "string", "jsonPath": ".status.serviceNamespace"}"#
 )]
 #[serde(remote = "Self")]
 pub struct ServiceBGPStatusSpec {}

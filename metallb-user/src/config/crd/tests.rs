@@ -13,7 +13,9 @@ const ABSENT: [(&str, &str); 3] = [
 ];
 
 fn yaml_object(api_version: &str, kind: &str, spec: &str) -> String {
-    format!("apiVersion: {api_version}\nkind: {kind}\nmetadata: {{name: x, namespace: metallb-system}}\n{spec}")
+    format!(
+        "apiVersion: {api_version}\nkind: {kind}\nmetadata: {{name: x, namespace: metallb-system}}\n{spec}"
+    )
 }
 
 /// What the API server would send for the object (JSON).
@@ -49,10 +51,22 @@ where
 fn a_spec_that_metallb_does_not_require_may_be_missing_null_or_empty() {
     for (form, spec) in ABSENT {
         let results = [
-            ("L2Advertisement", read_without_spec::<L2Advertisement>(spec)),
-            ("ServiceL2Status", read_without_spec::<ServiceL2Status>(spec)),
-            ("ServiceBGPStatus", read_without_spec::<ServiceBGPStatus>(spec)),
-            ("BGPAdvertisement", read_without_spec::<BGPAdvertisement>(spec)),
+            (
+                "L2Advertisement",
+                read_without_spec::<L2Advertisement>(spec),
+            ),
+            (
+                "ServiceL2Status",
+                read_without_spec::<ServiceL2Status>(spec),
+            ),
+            (
+                "ServiceBGPStatus",
+                read_without_spec::<ServiceBGPStatus>(spec),
+            ),
+            (
+                "BGPAdvertisement",
+                read_without_spec::<BGPAdvertisement>(spec),
+            ),
             ("Community", read_without_spec::<Community>(spec)),
             ("BFDProfile", read_without_spec::<BFDProfile>(spec)),
         ];
@@ -68,19 +82,58 @@ fn a_required_spec_or_spec_field_is_refused_as_the_api_server_would() {
     // optional, but once there, myASN is required (and in v1beta1 peerASN and
     // peerAddress too); a missing or null spec is the zero spec, as in Go.
     let cases: [(&str, Result<(), String>, &str); 9] = [
-        ("IPAddressPool missing", read_without_spec::<IPAddressPool>(""), "missing field `spec`"),
-        ("IPAddressPool null", read_without_spec::<IPAddressPool>("spec: null\n"), "invalid type: null"),
-        ("IPAddressPool empty", read_without_spec::<IPAddressPool>("spec: {}\n"), "missing field `addresses`"),
-        ("BGPPeer v1beta1 missing", read_without_spec::<bgppeer::v1beta1::BGPPeer>(""), ""),
-        ("BGPPeer v1beta1 null", read_without_spec::<bgppeer::v1beta1::BGPPeer>("spec: null\n"), ""),
-        ("BGPPeer v1beta1 empty", read_without_spec::<bgppeer::v1beta1::BGPPeer>("spec: {}\n"), "missing field `myASN`"),
-        ("BGPPeer v1beta2 missing", read_without_spec::<bgppeer::v1beta2::BGPPeer>(""), ""),
-        ("BGPPeer v1beta2 null", read_without_spec::<bgppeer::v1beta2::BGPPeer>("spec: null\n"), ""),
-        ("BGPPeer v1beta2 empty", read_without_spec::<bgppeer::v1beta2::BGPPeer>("spec: {}\n"), "missing field `myASN`"),
+        (
+            "IPAddressPool missing",
+            read_without_spec::<IPAddressPool>(""),
+            "missing field `spec`",
+        ),
+        (
+            "IPAddressPool null",
+            read_without_spec::<IPAddressPool>("spec: null\n"),
+            "invalid type: null",
+        ),
+        (
+            "IPAddressPool empty",
+            read_without_spec::<IPAddressPool>("spec: {}\n"),
+            "missing field `addresses`",
+        ),
+        (
+            "BGPPeer v1beta1 missing",
+            read_without_spec::<bgppeer::v1beta1::BGPPeer>(""),
+            "",
+        ),
+        (
+            "BGPPeer v1beta1 null",
+            read_without_spec::<bgppeer::v1beta1::BGPPeer>("spec: null\n"),
+            "",
+        ),
+        (
+            "BGPPeer v1beta1 empty",
+            read_without_spec::<bgppeer::v1beta1::BGPPeer>("spec: {}\n"),
+            "missing field `myASN`",
+        ),
+        (
+            "BGPPeer v1beta2 missing",
+            read_without_spec::<bgppeer::v1beta2::BGPPeer>(""),
+            "",
+        ),
+        (
+            "BGPPeer v1beta2 null",
+            read_without_spec::<bgppeer::v1beta2::BGPPeer>("spec: null\n"),
+            "",
+        ),
+        (
+            "BGPPeer v1beta2 empty",
+            read_without_spec::<bgppeer::v1beta2::BGPPeer>("spec: {}\n"),
+            "missing field `myASN`",
+        ),
     ];
     for (case, result, error) in cases {
         match result {
-            Ok(()) => assert!(error.is_empty(), "{case}: read, but should fail with {error}"),
+            Ok(()) => assert!(
+                error.is_empty(),
+                "{case}: read, but should fail with {error}"
+            ),
             Err(message) => assert!(
                 !error.is_empty() && message.contains(error),
                 "{case}: {message:?} should name {error:?}"
@@ -95,13 +148,20 @@ fn metallb_documented_minimal_l2advertisement_loads_from_a_file() {
     for (form, spec) in ABSENT {
         let text = format!(
             "{}---\n{}",
-            yaml_object("metallb.io/v1beta1", "IPAddressPool", "spec: {addresses: [192.0.2.0/24]}\n"),
+            yaml_object(
+                "metallb.io/v1beta1",
+                "IPAddressPool",
+                "spec: {addresses: [192.0.2.0/24]}\n"
+            ),
             yaml_object("metallb.io/v1beta1", "L2Advertisement", spec),
         );
         let parsed = file::parse(&text).unwrap_or_else(|e| panic!("spec {form}: {e:?}"));
         assert_eq!(parsed.warnings, [], "spec {form}");
         assert_eq!(parsed.l2_advertisements.len(), 1);
-        assert_eq!(parsed.l2_advertisements[0].spec, L2AdvertisementSpec::default());
+        assert_eq!(
+            parsed.l2_advertisements[0].spec,
+            L2AdvertisementSpec::default()
+        );
         let validation = crate::config::validate(&parsed, &Default::default());
         assert_eq!(validation.errors, [], "spec {form}");
         let config = validation.config.expect("valid");
@@ -125,7 +185,10 @@ fn a_file_pool_without_addresses_is_an_error_naming_the_field() {
         let errors = file::parse(&text).expect_err(form);
         assert_eq!(errors.len(), 1, "spec {form}: {errors:?}");
         assert_eq!(errors[0].field, field, "spec {form}: {errors:?}");
-        assert!(errors[0].message.contains(message), "spec {form}: {errors:?}");
+        assert!(
+            errors[0].message.contains(message),
+            "spec {form}: {errors:?}"
+        );
     }
 }
 
@@ -135,46 +198,107 @@ fn ignored_kinds_are_read_and_their_problems_are_warnings() {
     let bgp = "ignored: BGP mode is not implemented yet";
     let status = "ignored: a status object, written by MetalLB, not configuration";
     let cases: Vec<(&str, &str, &str, Vec<String>)> = vec![
-        ("metallb.io/v1beta2", "BGPPeer", "spec: {myASN: 64500, peerASN: 64501, peerAddress: 192.0.2.1}\n", vec![format!("kind: {bgp}")]),
-        ("metallb.io/v1beta1", "BGPPeer", "", vec![format!("kind: {bgp}")]),
-        ("metallb.io/v1beta2", "BGPPeer", "spec: {}\n", vec![format!("spec: {bgp}, and malformed: missing field `myASN`")]),
+        (
+            "metallb.io/v1beta2",
+            "BGPPeer",
+            "spec: {myASN: 64500, peerASN: 64501, peerAddress: 192.0.2.1}\n",
+            vec![format!("kind: {bgp}")],
+        ),
+        (
+            "metallb.io/v1beta1",
+            "BGPPeer",
+            "",
+            vec![format!("kind: {bgp}")],
+        ),
+        (
+            "metallb.io/v1beta2",
+            "BGPPeer",
+            "spec: {}\n",
+            vec![format!("spec: {bgp}, and malformed: missing field `myASN`")],
+        ),
         (
             "metallb.io/v1beta2",
             "BGPPeer",
             "spec: {myASN: -1}\n",
-            vec![format!("spec.myASN: {bgp}, and malformed: invalid value: integer `-1`")],
+            vec![format!(
+                "spec.myASN: {bgp}, and malformed: invalid value: integer `-1`"
+            )],
         ),
         (
             "metallb.io/v1beta2",
             "BGPPeer",
             "spec: {myASN: 1, holdTime: '90'}\n",
-            vec![format!("spec.holdTime: {bgp}, and malformed: time: missing unit in duration \"90\"")],
+            vec![format!(
+                "spec.holdTime: {bgp}, and malformed: time: missing unit in duration \"90\""
+            )],
         ),
         (
             "metallb.io/v1beta2",
             "BGPPeer",
             "spec: {myASN: 1, holdTime: 90}\n",
-            vec![format!("spec.holdTime: {bgp}, and malformed: invalid type: integer `90`, expected a string")],
+            vec![format!(
+                "spec.holdTime: {bgp}, and malformed: invalid type: integer `90`, expected a string"
+            )],
         ),
         (
             "metallb.io/v1beta2",
             "BGPPeer",
             "spec: {myASN: 1, dynamicASN: both}\n",
-            vec![format!("spec.dynamicASN: {bgp}, and malformed: unknown variant `both`")],
+            vec![format!(
+                "spec.dynamicASN: {bgp}, and malformed: unknown variant `both`"
+            )],
         ),
-        ("metallb.io/v1beta1", "BGPAdvertisement", "spec: null\n", vec![format!("kind: {bgp}")]),
+        (
+            "metallb.io/v1beta1",
+            "BGPAdvertisement",
+            "spec: null\n",
+            vec![format!("kind: {bgp}")],
+        ),
         (
             "metallb.io/v1beta1",
             "BGPAdvertisement",
             "spec: {aggregationLenght: 24}\n",
-            vec!["spec.aggregationLenght: unknown field, ignored".into(), format!("kind: {bgp}")],
+            vec![
+                "spec.aggregationLenght: unknown field, ignored".into(),
+                format!("kind: {bgp}"),
+            ],
         ),
-        ("metallb.io/v1beta1", "BFDProfile", "spec: {receiveInterval: 300}\n", vec![format!("kind: {bgp}")]),
-        ("metallb.io/v1beta1", "Community", "", vec![format!("kind: {bgp}")]),
-        ("metallb.io/v1beta1", "ServiceL2Status", "status: {node: n1}\n", vec![format!("kind: {status}")]),
-        ("metallb.io/v1beta1", "ServiceBGPStatus", "spec: {}\n", vec![format!("kind: {status}")]),
-        ("metallb.io/v1beta1", "ConfigurationState", "", vec![format!("kind: {status}")]),
-        ("metallb.io/v1beta3", "BGPPeer", "spec: {}\n", vec![format!("kind: {bgp}")]),
+        (
+            "metallb.io/v1beta1",
+            "BFDProfile",
+            "spec: {receiveInterval: 300}\n",
+            vec![format!("kind: {bgp}")],
+        ),
+        (
+            "metallb.io/v1beta1",
+            "Community",
+            "",
+            vec![format!("kind: {bgp}")],
+        ),
+        (
+            "metallb.io/v1beta1",
+            "ServiceL2Status",
+            "status: {node: n1}\n",
+            vec![format!("kind: {status}")],
+        ),
+        (
+            "metallb.io/v1beta1",
+            "ServiceBGPStatus",
+            "spec: {}\n",
+            vec![format!("kind: {status}")],
+        ),
+        (
+            "metallb.io/v1beta1",
+            "ConfigurationState",
+            "",
+            vec![format!("kind: {status}")],
+        ),
+        (
+            "metallb.io/v1beta3",
+            "BGPPeer",
+            "spec: {}\n",
+            vec![format!("kind: {bgp}")],
+        ),
     ];
     for (api_version, kind, spec, expected) in cases {
         let text = yaml_object(api_version, kind, spec);
@@ -186,14 +310,21 @@ fn ignored_kinds_are_read_and_their_problems_are_warnings() {
             .collect();
         assert_eq!(warnings.len(), expected.len(), "{text}: {warnings:#?}");
         for (warning, expected) in warnings.iter().zip(&expected) {
-            assert!(warning.starts_with(expected.as_str()), "{text}: {warning:?} is not {expected:?}");
+            assert!(
+                warning.starts_with(expected.as_str()),
+                "{text}: {warning:?} is not {expected:?}"
+            );
         }
     }
 }
 
 #[test]
 fn unknown_and_mistyped_fields_inside_an_optional_spec_are_named() {
-    let text = yaml_object("metallb.io/v1beta1", "L2Advertisement", "spec: {interfacez: [eth0]}\n");
+    let text = yaml_object(
+        "metallb.io/v1beta1",
+        "L2Advertisement",
+        "spec: {interfacez: [eth0]}\n",
+    );
     let parsed = file::parse(&text).expect("parses");
     assert_eq!(parsed.warnings.len(), 1, "{:?}", parsed.warnings);
     assert_eq!(parsed.warnings[0].field, "spec.interfacez");
@@ -205,7 +336,11 @@ fn unknown_and_mistyped_fields_inside_an_optional_spec_are_named() {
     let parsed = file::parse(&text).expect("parses");
     assert_eq!(parsed.warnings.len(), 1, "{:?}", parsed.warnings);
     assert_eq!(parsed.warnings[0].field, "spec.serviceAllocation.priorty");
-    let text = yaml_object("metallb.io/v1beta1", "L2Advertisement", "spec: {interfaces: eth0}\n");
+    let text = yaml_object(
+        "metallb.io/v1beta1",
+        "L2Advertisement",
+        "spec: {interfaces: eth0}\n",
+    );
     let errors = file::parse(&text).expect_err("a string is not a list");
     assert_eq!(errors[0].field, "spec.interfaces", "{errors:?}");
 }
@@ -224,7 +359,10 @@ fn objects_write_back_as_metallb_writes_them() {
         "status": {"assignedIPv4": 1, "assignedIPv6": 0, "availableIPv4": 255, "availableIPv6": 0},
     }))
     .unwrap();
-    assert_eq!(pool.spec.service_allocation.as_ref().map(|a| a.priority), Some(3_000_000_000));
+    assert_eq!(
+        pool.spec.service_allocation.as_ref().map(|a| a.priority),
+        Some(3_000_000_000)
+    );
     assert_eq!(pool.status.as_ref().map(|s| s.available_ipv4), Some(255));
     assert_eq!(
         serde_json::to_value(&pool).unwrap()["status"],
@@ -262,7 +400,10 @@ fn every_kind_is_defined_once_with_its_schema() {
         ]
     );
     let text = serde_json::to_string(&definitions).unwrap();
-    assert!(!text.contains("nullable"), "MetalLB's schemas declare nothing nullable");
+    assert!(
+        !text.contains("nullable"),
+        "MetalLB's schemas declare nothing nullable"
+    );
     let peer = &definitions[2];
     let versions: Vec<(&str, bool, Option<bool>)> = peer
         .spec
@@ -292,7 +433,11 @@ fn the_root_requires_spec_only_where_metallb_does() {
             } else {
                 &[]
             };
-            assert_eq!(required, expected, "{} {}", crd.spec.names.kind, version.name);
+            assert_eq!(
+                required, expected,
+                "{} {}",
+                crd.spec.names.kind, version.name
+            );
         }
     }
 }

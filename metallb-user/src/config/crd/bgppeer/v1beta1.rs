@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{super::schema, BGPPeerStatus, Duration};
 use crate::config::crd::spec_may_be_absent;
 
-/// A BGP session to open from the speakers (the old form: see v1beta2).
+/// The peer, AS numbers, timers and options of the session (the old form: see v1beta2).
 #[derive(
     CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema,
 )]
@@ -23,14 +23,10 @@ use crate::config::crd::spec_may_be_absent;
     storage = false,
     deprecated = "v1beta1 is deprecated, please use v1beta2",
     doc = "A BGP session to open from the speakers.",
-    printcolumn(name = "Address", type_ = "string", json_path = ".spec.peerAddress"),
-    printcolumn(name = "ASN", type_ = "string", json_path = ".spec.peerASN"),
-    printcolumn(name = "BFD Profile", type_ = "string", json_path = ".spec.bfdProfile"),
-    printcolumn(
-        name = "Multi Hops",
-        type_ = "string",
-        json_path = ".spec.ebgpMultiHop"
-    )
+    printcolumn = r#"{"name": "Address", "type": "string", "jsonPath": ".spec.peerAddress"}"#,
+    printcolumn = r#"{"name": "ASN", "type": "string", "jsonPath": ".spec.peerASN"}"#,
+    printcolumn = r#"{"name": "BFD Profile", "type": "string", "jsonPath": ".spec.bfdProfile"}"#,
+    printcolumn = r#"{"name": "Multi Hops", "type": "string", "jsonPath": ".spec.ebgpMultiHop"}"#
 )]
 #[serde(remote = "Self", rename_all = "camelCase")]
 pub struct BGPPeerSpec {

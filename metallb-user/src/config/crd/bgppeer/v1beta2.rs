@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{super::schema, BGPPeerStatus, Duration};
 use crate::config::crd::spec_may_be_absent;
 
-/// A BGP session to open from the speakers.
+/// The peer, AS numbers, timers and options of the session.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "metallb.io",
@@ -20,14 +20,10 @@ use crate::config::crd::spec_may_be_absent;
     namespaced,
     status = "BGPPeerStatus",
     doc = "A BGP session to open from the speakers.",
-    printcolumn(name = "Address", type_ = "string", json_path = ".spec.peerAddress"),
-    printcolumn(name = "ASN", type_ = "string", json_path = ".spec.peerASN"),
-    printcolumn(name = "BFD Profile", type_ = "string", json_path = ".spec.bfdProfile"),
-    printcolumn(
-        name = "Multi Hops",
-        type_ = "string",
-        json_path = ".spec.ebgpMultiHop"
-    )
+    printcolumn = r#"{"name": "Address", "type": "string", "jsonPath": ".spec.peerAddress"}"#,
+    printcolumn = r#"{"name": "ASN", "type": "string", "jsonPath": ".spec.peerASN"}"#,
+    printcolumn = r#"{"name": "BFD Profile", "type": "string", "jsonPath": ".spec.bfdProfile"}"#,
+    printcolumn = r#"{"name": "Multi Hops", "type": "string", "jsonPath": ".spec.ebgpMultiHop"}"#
 )]
 #[serde(remote = "Self", rename_all = "camelCase")]
 pub struct BGPPeerSpec {

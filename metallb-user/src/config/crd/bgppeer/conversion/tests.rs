@@ -121,20 +121,27 @@ fn cases() -> Vec<(&'static str, &'static str, &'static str, Value, Value)> {
 #[test]
 fn converts_as_metallb() {
     for (case, from, to, spec_in, spec_out) in cases() {
-        let converted = convert(0, &peer(from, spec_in), to).unwrap_or_else(|e| panic!("{case}: {e}"));
+        let converted =
+            convert(0, &peer(from, spec_in), to).unwrap_or_else(|e| panic!("{case}: {e}"));
         assert_eq!(converted, peer(to, spec_out), "{case}");
     }
 }
 
 #[test]
 fn objects_already_in_the_desired_version_are_returned_unchanged() {
-    let object = peer(V1BETA2, json!({"myASN": 1, "holdTime": "90s", "futureField": 1}));
+    let object = peer(
+        V1BETA2,
+        json!({"myASN": 1, "holdTime": "90s", "futureField": 1}),
+    );
     assert_eq!(convert(0, &object, V1BETA2).unwrap(), object);
 }
 
 #[test]
 fn conversion_keeps_metadata_and_status() {
-    let mut object = peer(V1BETA1, json!({"myASN": 1, "peerASN": 2, "peerAddress": "192.0.2.1"}));
+    let mut object = peer(
+        V1BETA1,
+        json!({"myASN": 1, "peerASN": 2, "peerAddress": "192.0.2.1"}),
+    );
     object["metadata"]["labels"] = json!({"team": "net"});
     object["metadata"]["annotations"] = json!({"note": "x"});
     object["status"] = json!({});
@@ -149,7 +156,10 @@ fn conversion_keeps_metadata_and_status() {
 fn what_go_cannot_decode_fails_the_conversion() {
     let cases = [
         (
-            peer(V1BETA1, json!({"myASN": 1, "peerASN": 2, "peerAddress": "a", "holdTime": "90"})),
+            peer(
+                V1BETA1,
+                json!({"myASN": 1, "peerASN": 2, "peerAddress": "a", "holdTime": "90"}),
+            ),
             V1BETA2,
             "object 0 (peer1): time: missing unit in duration \"90\"",
         ),
@@ -181,7 +191,10 @@ fn what_go_cannot_decode_fails_the_conversion() {
     ];
     for (object, to, message) in cases {
         let error = convert(0, &object, to).expect_err(message);
-        assert!(error.to_string().starts_with(message), "{error} is not {message}");
+        assert!(
+            error.to_string().starts_with(message),
+            "{error} is not {message}"
+        );
     }
 }
 
@@ -198,12 +211,18 @@ fn review_of(objects: Vec<Value>, desired: &str) -> Value {
 
 #[test]
 fn a_review_converts_every_object_in_order_or_fails_as_a_whole() {
-    let first = peer(V1BETA1, json!({"myASN": 1, "peerASN": 2, "peerAddress": "192.0.2.1"}));
+    let first = peer(
+        V1BETA1,
+        json!({"myASN": 1, "peerASN": 2, "peerAddress": "192.0.2.1"}),
+    );
     let second = peer(V1BETA2, json!({"myASN": 3}));
     let answer = review_of(vec![first.clone(), second.clone()], V1BETA2);
     assert_eq!(answer["apiVersion"], "apiextensions.k8s.io/v1");
     assert_eq!(answer["kind"], "ConversionReview");
-    assert_eq!(answer["response"]["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+    assert_eq!(
+        answer["response"]["uid"],
+        "705ab4f5-6393-11e8-b7cc-42010a800002"
+    );
     assert_eq!(answer["response"]["result"]["status"], "Success");
     assert_eq!(
         answer["response"]["convertedObjects"],
@@ -214,6 +233,9 @@ fn a_review_converts_every_object_in_order_or_fails_as_a_whole() {
     let answer = review_of(vec![first, broken], V1BETA1);
     assert_eq!(answer["response"]["result"]["status"], "Failure");
     let message = answer["response"]["result"]["message"].as_str().unwrap();
-    assert!(message.starts_with("object 1 (peer1): invalid type: string \"one\""), "{message}");
+    assert!(
+        message.starts_with("object 1 (peer1): invalid type: string \"one\""),
+        "{message}"
+    );
     assert_eq!(answer["response"]["convertedObjects"], json!([]));
 }
