@@ -32,18 +32,24 @@ fn the_committed_crds_are_what_the_types_generate() {
     );
 }
 
+/// Runs the `metallb` binary: (success, stdout, stderr).
+fn metallb(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_metallb"))
+        .args(args)
+        .output()
+        .expect("run metallb");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn metallb_crds_prints_them() {
-    let out = Command::new(env!("CARGO_BIN_EXE_metallb"))
-        .arg("crds")
-        .output()
-        .expect("run metallb crds");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), generated());
+    let (ok, stdout, stderr) = metallb(&["crds"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, generated());
 }
 
 /// Differences from MetalLB's CRDs kept on purpose: (CRD, path, why). Each must still
@@ -268,5 +274,46 @@ fn the_comparison_sees_a_changed_field() {
             format!("{spec}.required"),
             format!("{spec}.x-kubernetes-validations"),
         ]
+    );
+}
+
+/// MetalLB's documented way to announce every pool: an L2Advertisement with no spec.
+#[test]
+fn metallb_documented_minimal_l2advertisement_passes_validate_and_plan() {
+    let dir = std::env::temp_dir().join(metallb_user::lab::unique_name("crds"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("minimal.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: first-pool, namespace: metallb-system}\n\
+         spec: {addresses: [192.0.2.0/24]}\n\
+         ---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: example\n  namespace: metallb-system\n\
+         ---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {type: LoadBalancer}\n",
+    )
+    .expect("write");
+    let file = path.to_str().expect("utf-8 path");
+    let validate = metallb(&["validate", file]);
+    let plan = metallb(&[
+        "plan",
+        "--config",
+        file,
+        "--node-name",
+        "node-1",
+        "--interface",
+        "lo",
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let (ok, stdout, stderr) = validate;
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.ends_with("is valid: 1 IPAddressPool(s), 1 L2Advertisement(s), 1 Service(s), 0 Node(s), 0 warning(s)\n"), "{stdout}");
+    let (ok, stdout, stderr) = plan;
+    assert!(ok, "{stdout}{stderr}");
+    let web = stdout
+        .lines()
+        .find(|l| l.starts_with("default/web"))
+        .unwrap_or_default();
+    assert!(
+        web.contains("192.0.2.0") && web.contains("first-pool") && web.contains("answers on lo"),
+        "{stdout}"
     );
 }

@@ -115,17 +115,10 @@ pub enum ConversionError {
         "cannot convert to {0:?}: BGPPeer is served as metallb.io/v1beta1 and metallb.io/v1beta2"
     )]
     UnknownTarget(String),
-    #[error(
-        "object {index}: {kind:?} {api_version:?} is not a metallb.io BGPPeer version this webhook converts"
-    )]
-    UnknownSource {
-        index: usize,
-        api_version: String,
-        kind: String,
-    },
-    #[error("object {index} ({name}): {source}")]
+    #[error("{kind:?} {api_version:?} is not a metallb.io BGPPeer version this webhook converts")]
+    UnknownSource { api_version: String, kind: String },
+    #[error("BGPPeer {name}: {source}")]
     Invalid {
-        index: usize,
         name: String,
         source: serde_json::Error,
     },
@@ -136,11 +129,7 @@ const V1BETA2: &str = "metallb.io/v1beta2";
 
 /// Converts one object (JSON, as in a `ConversionReview`) to `desired_api_version`. An
 /// object already in that version is returned unchanged.
-pub fn convert(
-    index: usize,
-    object: &Value,
-    desired_api_version: &str,
-) -> Result<Value, ConversionError> {
+pub fn convert(object: &Value, desired_api_version: &str) -> Result<Value, ConversionError> {
     let text = |key: &str| object.get(key).and_then(Value::as_str).unwrap_or_default();
     let (api_version, kind) = (text("apiVersion"), text("kind"));
     if desired_api_version != V1BETA1 && desired_api_version != V1BETA2 {
@@ -148,7 +137,6 @@ pub fn convert(
     }
     if kind != "BGPPeer" || (api_version != V1BETA1 && api_version != V1BETA2) {
         return Err(ConversionError::UnknownSource {
-            index,
             api_version: api_version.into(),
             kind: kind.into(),
         });
@@ -157,7 +145,6 @@ pub fn convert(
         return Ok(object.clone());
     }
     let invalid = |source| ConversionError::Invalid {
-        index,
         name: object
             .pointer("/metadata/name")
             .and_then(Value::as_str)
@@ -178,16 +165,19 @@ pub fn convert(
 /// Answers a `ConversionReview` request: every object converted, in order, or a failure
 /// naming the first object that could not be.
 pub fn review(request: ConversionRequest) -> ConversionResponse {
-    let converted: Result<Vec<Value>, ConversionError> = request
+    let converted: Result<Vec<Value>, String> = request
         .objects
         .iter()
         .enumerate()
-        .map(|(index, object)| convert(index, object, &request.desired_api_version))
+        .map(|(index, object)| {
+            convert(object, &request.desired_api_version)
+                .map_err(|error| format!("object {index}: {error}"))
+        })
         .collect();
     let response = ConversionResponse::for_request(request);
     match converted {
         Ok(objects) => response.success(objects),
-        Err(error) => response.failure(Status::failure(&error.to_string(), "Invalid")),
+        Err(message) => response.failure(Status::failure(&message, "Invalid")),
     }
 }
 

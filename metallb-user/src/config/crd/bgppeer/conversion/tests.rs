@@ -121,8 +121,7 @@ fn cases() -> Vec<(&'static str, &'static str, &'static str, Value, Value)> {
 #[test]
 fn converts_as_metallb() {
     for (case, from, to, spec_in, spec_out) in cases() {
-        let converted =
-            convert(0, &peer(from, spec_in), to).unwrap_or_else(|e| panic!("{case}: {e}"));
+        let converted = convert(&peer(from, spec_in), to).unwrap_or_else(|e| panic!("{case}: {e}"));
         assert_eq!(converted, peer(to, spec_out), "{case}");
     }
 }
@@ -133,7 +132,7 @@ fn objects_already_in_the_desired_version_are_returned_unchanged() {
         V1BETA2,
         json!({"myASN": 1, "holdTime": "90s", "futureField": 1}),
     );
-    assert_eq!(convert(0, &object, V1BETA2).unwrap(), object);
+    assert_eq!(convert(&object, V1BETA2).unwrap(), object);
 }
 
 #[test]
@@ -145,10 +144,10 @@ fn conversion_keeps_metadata_and_status() {
     object["metadata"]["labels"] = json!({"team": "net"});
     object["metadata"]["annotations"] = json!({"note": "x"});
     object["status"] = json!({});
-    let converted = convert(0, &object, V1BETA2).unwrap();
+    let converted = convert(&object, V1BETA2).unwrap();
     assert_eq!(converted["metadata"], object["metadata"]);
     assert_eq!(converted["status"], json!({}));
-    let back = convert(0, &converted, V1BETA1).unwrap();
+    let back = convert(&converted, V1BETA1).unwrap();
     assert_eq!(back["metadata"], object["metadata"]);
 }
 
@@ -161,27 +160,27 @@ fn what_go_cannot_decode_fails_the_conversion() {
                 json!({"myASN": 1, "peerASN": 2, "peerAddress": "a", "holdTime": "90"}),
             ),
             V1BETA2,
-            "object 0 (peer1): time: missing unit in duration \"90\"",
+            "BGPPeer peer1: time: missing unit in duration \"90\"",
         ),
         (
             peer(V1BETA2, json!({"myASN": 4_294_967_296_u64})),
             V1BETA1,
-            "object 0 (peer1): invalid value: integer `4294967296`, expected u32",
+            "BGPPeer peer1: invalid value: integer `4294967296`, expected u32",
         ),
         (
             peer(V1BETA1, json!({"myASN": 1})),
             V1BETA2,
-            "object 0 (peer1): missing field `peerASN`",
+            "BGPPeer peer1: missing field `peerASN`",
         ),
         (
             peer("metallb.io/v1alpha1", json!({})),
             V1BETA2,
-            "object 0: \"BGPPeer\" \"metallb.io/v1alpha1\" is not a metallb.io BGPPeer version this webhook converts",
+            "\"BGPPeer\" \"metallb.io/v1alpha1\" is not a metallb.io BGPPeer version this webhook converts",
         ),
         (
             json!({"apiVersion": V1BETA1, "kind": "BGPAdvertisement", "metadata": {}}),
             V1BETA2,
-            "object 0: \"BGPAdvertisement\" \"metallb.io/v1beta1\" is not a metallb.io BGPPeer version this webhook converts",
+            "\"BGPAdvertisement\" \"metallb.io/v1beta1\" is not a metallb.io BGPPeer version this webhook converts",
         ),
         (
             peer(V1BETA1, json!({})),
@@ -190,7 +189,7 @@ fn what_go_cannot_decode_fails_the_conversion() {
         ),
     ];
     for (object, to, message) in cases {
-        let error = convert(0, &object, to).expect_err(message);
+        let error = convert(&object, to).expect_err(message);
         assert!(
             error.to_string().starts_with(message),
             "{error} is not {message}"
@@ -226,7 +225,7 @@ fn a_review_converts_every_object_in_order_or_fails_as_a_whole() {
     assert_eq!(answer["response"]["result"]["status"], "Success");
     assert_eq!(
         answer["response"]["convertedObjects"],
-        json!([convert(0, &first, V1BETA2).unwrap(), second])
+        json!([convert(&first, V1BETA2).unwrap(), second])
     );
 
     let broken = peer(V1BETA2, json!({"myASN": "one"}));
@@ -234,7 +233,7 @@ fn a_review_converts_every_object_in_order_or_fails_as_a_whole() {
     assert_eq!(answer["response"]["result"]["status"], "Failure");
     let message = answer["response"]["result"]["message"].as_str().unwrap();
     assert!(
-        message.starts_with("object 1 (peer1): invalid type: string \"one\""),
+        message.starts_with("object 1: BGPPeer peer1: invalid type: string \"one\""),
         "{message}"
     );
     assert_eq!(answer["response"]["convertedObjects"], json!([]));
