@@ -288,7 +288,7 @@ fn metallb_documented_minimal_l2advertisement_passes_validate_and_plan() {
         "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: first-pool, namespace: metallb-system}\n\
          spec: {addresses: [192.0.2.0/24]}\n\
          ---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata:\n  name: example\n  namespace: metallb-system\n\
-         ---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {type: LoadBalancer}\n",
+         ---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {type: LoadBalancer, ports: [{port: 80}]}\n",
     )
     .expect("write");
     let file = path.to_str().expect("utf-8 path");
