@@ -540,7 +540,7 @@ spec: [not, a, map
                 "document 1 (IPAddressPool a): spec.addresses[1]: invalid type: integer `7`, expected a string at line 5 column 29",
                 "document 1 (IPAddressPool a): spec.autoAssign: invalid type: string \"yes\", expected a boolean at line 6 column 3",
                 "document 1 (IPAddressPool a): spec.avoidBuggyIPs: invalid type: integer `3`, expected a boolean at line 7 column 3",
-                "document 1 (IPAddressPool a): spec.serviceAllocation.priority: invalid type: string \"high\", expected i32 at line 8 column 23",
+                "document 1 (IPAddressPool a): spec.serviceAllocation.priority: invalid type: string \"high\", expected i64 at line 8 column 23",
                 "document 2 (List) items[0] (Node n): metadata.labels: invalid type: sequence, expected a map at line 17 column 5",
             ]
         );
