@@ -152,12 +152,27 @@ struct SpeakerArgs {
     /// started with the same --pin-dir takes them over with no gap in answers.
     #[arg(long)]
     keep_datapath: bool,
-    /// Seconds between gratuitous announcements of a VIP this node starts answering.
-    #[arg(long, default_value_t = 1.1)]
-    garp_interval: f64,
-    /// Seconds during which they are repeated.
-    #[arg(long, default_value_t = 5.0)]
-    garp_duration: f64,
+    /// Time between gratuitous announcements of a VIP this node starts answering, at
+    /// least 10ms. A duration as Go and Kubernetes tools write them (1.1s, 1100ms,
+    /// 1m30s), or bare seconds (1.1).
+    #[arg(
+        long,
+        default_value = "1.1s",
+        value_name = "DURATION",
+        value_parser = garp_interval,
+        allow_hyphen_values = true
+    )]
+    garp_interval: Duration,
+    /// How long they are repeated (0s: announce once). A duration (5s, 1m) or bare
+    /// seconds.
+    #[arg(
+        long,
+        default_value = "5s",
+        value_name = "DURATION",
+        value_parser = duration,
+        allow_hyphen_values = true
+    )]
+    garp_duration: Duration,
     #[command(flatten)]
     scope: Scope,
     #[command(flatten)]
@@ -190,9 +205,39 @@ fn init_logging(format: LogFormat, level: &str) {
     }
 }
 
-fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(value)
-        .with_context(|| format!("{flag} {value}: not a number of seconds"))
+/// Parses a duration as Go's `time.ParseDuration` (MetalLB's flags, kubectl) writes
+/// them: numbers with optional fractions, each with a unit, `1.5h2m3.5s`, `1100ms`,
+/// `0s`; and bare seconds (`5`, `1.1`), as these flags took before. humantime reads
+/// the units (it also knows longer spellings, such as `5sec`, and days).
+fn duration(text: &str) -> Result<Duration, String> {
+    const EXPECTED: &str =
+        "expected a duration such as 5s, 1100ms, 1.1s, 1m30s, or seconds such as 1.1";
+    let text = text.trim();
+    if text.starts_with('-') {
+        return Err(format!("a duration cannot be negative; {EXPECTED}"));
+    }
+    let bare_seconds = !text.is_empty() && text.chars().all(|c| c.is_ascii_digit() || c == '.');
+    let parsed = if bare_seconds {
+        humantime::parse_duration(&format!("{text}s"))
+    } else {
+        humantime::parse_duration(text)
+    };
+    parsed.map_err(|error| format!("{error}; {EXPECTED}"))
+}
+
+/// Announcements are sent back to back for the whole duration: a floor keeps a typo
+/// (`1ns`) from flooding the link.
+const MIN_GARP_INTERVAL: Duration = Duration::from_millis(10);
+
+fn garp_interval(text: &str) -> Result<Duration, String> {
+    let interval = duration(text)?;
+    if interval < MIN_GARP_INTERVAL {
+        return Err(format!(
+            "less than {} would flood the link; to announce only once, use --garp-duration 0s",
+            humantime::format_duration(MIN_GARP_INTERVAL)
+        ));
+    }
+    Ok(interval)
 }
 
 fn main() -> ExitCode {
@@ -294,8 +339,8 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                     max_vips: args.max_vips,
                 },
                 keep_datapath: args.keep_datapath,
-                garp_interval: seconds(args.garp_interval, "--garp-interval")?,
-                garp_duration: seconds(args.garp_duration, "--garp-duration")?,
+                garp_interval: args.garp_interval,
+                garp_duration: args.garp_duration,
                 max_config_bytes: args.limits.max_config_bytes,
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -331,5 +376,80 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             print!("{report}");
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_read_as_go_writes_them_and_as_bare_seconds() {
+        let ms = Duration::from_millis;
+        let cases: &[(&str, Result<Duration, &str>)] = &[
+            ("5s", Ok(ms(5000))),
+            ("1100ms", Ok(ms(1100))),
+            ("1.1s", Ok(ms(1100))),
+            ("0s", Ok(Duration::ZERO)),
+            ("1m30s", Ok(ms(90_000))),
+            ("1.5h2m3.5s", Ok(ms(5_400_000 + 120_000 + 3_500))),
+            ("250us", Ok(Duration::from_micros(250))),
+            ("250µs", Ok(Duration::from_micros(250))),
+            ("10ns", Ok(Duration::from_nanos(10))),
+            ("2h", Ok(ms(7_200_000))),
+            // Bare seconds, as the flags took before.
+            ("5", Ok(ms(5000))),
+            ("1.1", Ok(ms(1100))),
+            ("0", Ok(Duration::ZERO)),
+            (" 5s ", Ok(ms(5000))),
+            (
+                "",
+                Err(
+                    "value was empty; expected a duration such as 5s, 1100ms, 1.1s, 1m30s, or seconds such as 1.1",
+                ),
+            ),
+            (
+                "-1s",
+                Err(
+                    "a duration cannot be negative; expected a duration such as 5s, 1100ms, 1.1s, 1m30s, or seconds such as 1.1",
+                ),
+            ),
+            (
+                "5x",
+                Err(
+                    "unknown time unit \"x\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations); expected a duration such as 5s, 1100ms, 1.1s, 1m30s, or seconds such as 1.1",
+                ),
+            ),
+            (
+                "1.1.1",
+                Err(
+                    "invalid character at 3; expected a duration such as 5s, 1100ms, 1.1s, 1m30s, or seconds such as 1.1",
+                ),
+            ),
+            (
+                "soon",
+                Err(
+                    "expected number at 0; expected a duration such as 5s, 1100ms, 1.1s, 1m30s, or seconds such as 1.1",
+                ),
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                duration(text),
+                want.map_err(str::to_owned),
+                "duration({text:?})"
+            );
+        }
+    }
+
+    #[test]
+    fn a_garp_interval_below_the_floor_is_refused() {
+        assert_eq!(garp_interval("10ms"), Ok(MIN_GARP_INTERVAL));
+        assert_eq!(garp_interval("1.1"), Ok(Duration::from_millis(1100)));
+        assert_eq!(
+            garp_interval("0s"),
+            Err("less than 10ms would flood the link; to announce only once, use --garp-duration 0s".into())
+        );
+        assert!(garp_interval("1x").is_err());
     }
 }

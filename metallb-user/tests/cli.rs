@@ -607,3 +607,79 @@ fn no_length_of_name_or_value_makes_plan_panic() {
         }
     }
 }
+
+/// `--garp-interval` and `--garp-duration` take durations as Go and Kubernetes tools
+/// write them, and bare seconds; a bad one is a usage error naming the flag and why.
+#[test]
+fn speaker_garp_flags_take_go_durations() {
+    let (code, help, _) = run(&["speaker", "--help"]);
+    assert_eq!(code, 0);
+    assert!(
+        help.contains("--garp-interval <DURATION>") && help.contains("[default: 1.1s]"),
+        "{help}"
+    );
+    assert!(
+        help.contains("--garp-duration <DURATION>") && help.contains("[default: 5s]"),
+        "{help}"
+    );
+
+    // Accepted: the speaker gets past its flags and stops at the datapath, on a pin
+    // directory outside bpffs (nothing is loaded, no port is taken).
+    let pins = std::env::temp_dir()
+        .join(metallb_user::lab::unique_name("cli-pins"))
+        .join("pins");
+    let pins = pins.to_str().unwrap();
+    let example = example();
+    for (interval, duration) in [
+        ("1.1s", "0s"),
+        ("1100ms", "1m30s"),
+        ("1.1", "5"),
+        ("250ms", "1.5h2m3.5s"),
+    ] {
+        let (code, _, stderr) = run(&[
+            "speaker",
+            "--config",
+            &example,
+            "--pin-dir",
+            pins,
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--garp-interval",
+            interval,
+            "--garp-duration",
+            duration,
+        ]);
+        assert_eq!(code, 1, "{interval} / {duration}: {stderr}");
+        assert!(
+            stderr.contains("not on a bpf filesystem"),
+            "{interval} / {duration}: {stderr}"
+        );
+    }
+
+    for (flag, value, reason) in [
+        (
+            "--garp-duration",
+            "5x",
+            "unknown time unit \"x\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations); expected a duration such as 5s, 1100ms, 1.1s, 1m30s, or seconds such as 1.1",
+        ),
+        (
+            "--garp-duration",
+            "-1s",
+            "a duration cannot be negative; expected a duration such as 5s, 1100ms, 1.1s, 1m30s, or seconds such as 1.1",
+        ),
+        (
+            "--garp-interval",
+            "0s",
+            "less than 10ms would flood the link; to announce only once, use --garp-duration 0s",
+        ),
+    ] {
+        let (code, _, stderr) = run(&["speaker", "--config", "x", flag, value]);
+        assert_eq!(code, 2, "{flag} {value}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "error: invalid value '{value}' for '{flag} <DURATION>': {reason}\n"
+            )),
+            "{flag} {value}: {stderr}"
+        );
+    }
+}

@@ -437,3 +437,32 @@ fn netns_sighup_reloads_what_the_watch_cannot_see() {
     }
     assert!(speaker.stop().success());
 }
+
+/// `--garp-duration 0s` (a Go-style duration) announces once: one round, the request
+/// and reply forms, and no more, even with a short interval.
+#[test]
+fn netns_garp_duration_0s_announces_once() {
+    let lab = lab("garp0");
+    let (dir, pins) = (ConfigDir::new(), ScratchPinDir::new("garp0"));
+    write_config(&dir.file(), &config(&[("first", FIRST)]));
+    let speaker = Speaker::start(
+        &lab,
+        &dir.file(),
+        &pins.path,
+        &["--garp-duration", "0s", "--garp-interval", "100ms"],
+    );
+    let gratuitous = format!("metallb_layer2_gratuitous_sent{{ip=\"{FIRST}\"}}");
+    let started = Instant::now();
+    while metric(&metrics(&lab), &gratuitous) != Some(2.0) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no gratuitous round: {}",
+            metrics(&lab)
+        );
+        sleep(Duration::from_millis(50));
+    }
+    // Ten intervals later, still one round.
+    sleep(Duration::from_secs(1));
+    assert_eq!(metric(&metrics(&lab), &gratuitous), Some(2.0));
+    assert!(speaker.stop().success());
+}
