@@ -25,14 +25,19 @@ pub mod map_names {
     pub const VIP_CTL_SECTION: &str = ".data.vip_ctl";
     /// The program's symbol for that value (the whole section).
     pub const VIP_CTL_SYMBOL: &str = "VIP_CTL_VALUE";
+    /// Every live VIP of both families, [`crate::VipViewKey`] to
+    /// [`crate::VipViewValue`]: a hash map for people (`bpftool map dump`), written by
+    /// the agent beside the tables and never read by the program.
+    pub const VIPS: &str = "vips";
     /// Every map the program declares.
-    pub const ALL: [&str; 6] = [
+    pub const ALL: [&str; 7] = [
         VIP_CTL,
         VIPS_V4,
         VIPS_V6,
         VIP_STATS_V4,
         VIP_STATS_V6,
         XDP_STATS,
+        VIPS,
     ];
 }
 
@@ -346,6 +351,36 @@ pub struct VipBucketV6 {
     pub cells: [VipCellV6; BUCKET_CELLS as usize],
 }
 
+/// A key of the `vips` map ([`map_names::VIPS`]): one VIP of either family on one
+/// interface and VLAN. The program never reads this map; it is the tables' entries in
+/// a form `bpftool map dump` shows one by one, with field names.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VipViewKey {
+    /// The VIP, network byte order: an IPv4 address in the first 4 bytes, the other
+    /// 12 zero.
+    pub addr: [u8; 16],
+    pub ifindex: u32,
+    /// 802.1Q VLAN id, 0 when untagged.
+    pub vlan_id: u16,
+    /// 4 or 6.
+    pub family: u8,
+    pub _pad: u8,
+}
+
+/// The value of a [`VipViewKey`]: what the VIP's table cell holds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipViewValue {
+    /// MAC address of the interface, the sender of every reply.
+    pub mac: [u8; 6],
+    /// A [`VipAction`] as `u8`: 1 answer, 2 suppress.
+    pub action: u8,
+    pub _pad: u8,
+    /// Index of the VIP's counters in `vip_stats_v4` or `vip_stats_v6`, by family.
+    pub counter_id: u32,
+}
+
 /// Per-CPU counters of one VIP entry, counted by the program on the CPU that saw the
 /// frame.
 #[repr(C)]
@@ -555,6 +590,8 @@ const _: () = {
     assert!(core::mem::size_of::<VipBucketV4>() == 128);
     assert!(core::mem::size_of::<VipBucketV6>() == 256);
     assert!(MAX_PROBES.is_multiple_of(BUCKET_CELLS));
+    assert!(core::mem::size_of::<VipViewKey>() == 24);
+    assert!(core::mem::size_of::<VipViewValue>() == 12);
     assert!(core::mem::size_of::<VipCounters>() == 32);
     assert!(core::mem::size_of::<VipTableCtl>() == 128);
     assert!(core::mem::size_of::<XdpStats>() == Outcome::ALL.len() * 8);
@@ -586,6 +623,8 @@ mod user {
     unsafe impl aya::Pod for super::VipNdpTerms {}
     unsafe impl aya::Pod for super::VipBucketV4 {}
     unsafe impl aya::Pod for super::VipBucketV6 {}
+    unsafe impl aya::Pod for super::VipViewKey {}
+    unsafe impl aya::Pod for super::VipViewValue {}
     unsafe impl aya::Pod for super::VipCounters {}
     unsafe impl aya::Pod for super::VipTableCtl {}
     unsafe impl aya::Pod for super::XdpStats {}

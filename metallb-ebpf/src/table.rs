@@ -23,13 +23,14 @@
 //! a cell's key starts at offset 0 of an 8-byte aligned map value.
 
 use aya_ebpf::{
-    btf_maps::{Array, PerCpuArray},
+    btf_maps::{Array, HashMap, PerCpuArray},
     helpers::bpf_map_lookup_elem,
     macros::btf_map,
 };
 use metallb_common::{
     BUCKET_CELLS, DEFAULT_MAX_VIPS, MAX_PROBES, Outcome, VipAction, VipBucketV4, VipBucketV6,
-    VipCellV4, VipCellV6, VipCounters, VipKeyV4, VipKeyV6, VipTableCtl, home_cell, table_cells,
+    VipCellV4, VipCellV6, VipCounters, VipKeyV4, VipKeyV6, VipTableCtl, VipViewKey, VipViewValue,
+    home_cell, table_cells,
 };
 
 use crate::packet::{Mac, load};
@@ -37,6 +38,8 @@ use crate::packet::{Mac, load};
 /// `BPF_F_MMAPABLE`: the agent writes the tables through shared memory, with the
 /// ordering a flip needs, and without a syscall per cell.
 const MMAPABLE: usize = 1 << 10;
+/// `BPF_F_NO_PREALLOC`.
+const NO_PREALLOC: usize = 1;
 /// Compile-time sizes; the agent sets the real ones when it creates the maps.
 const BUCKETS: usize = (2 * table_cells(DEFAULT_MAX_VIPS) / BUCKET_CELLS) as usize;
 const COUNTERS: usize = DEFAULT_MAX_VIPS as usize + 1;
@@ -65,6 +68,16 @@ static VIPS_V4: Array<VipBucketV4, BUCKETS, MMAPABLE> = Array::new();
 
 #[btf_map(name = "vips_v6")]
 static VIPS_V6: Array<VipBucketV6, BUCKETS, MMAPABLE> = Array::new();
+
+/// Every live VIP, for people: the agent keeps it equal to the tables, for `bpftool
+/// map dump`, which would otherwise print every cell of the tables, nearly all empty.
+/// The program never reads it (no instruction refers to it); the declaration gives it
+/// its BTF, and its exported symbol keeps it in the object. Allocated per entry: it
+/// costs memory only for the VIPs there are.
+#[btf_map(name = "vips")]
+#[allow(dead_code)]
+static VIPS: HashMap<VipViewKey, VipViewValue, { 2 * DEFAULT_MAX_VIPS as usize }, NO_PREALLOC> =
+    HashMap::new();
 
 #[btf_map(name = "vip_stats_v4")]
 static VIP_STATS_V4: PerCpuArray<VipCounters, COUNTERS> = PerCpuArray::new();

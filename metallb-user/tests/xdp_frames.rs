@@ -12,7 +12,7 @@ use std::{
 };
 
 use etherparse::{ArpOperation, IcmpEchoHeader, Icmpv6Type, PacketBuilder};
-use metallb_common::{Outcome, VipAction, XdpStats};
+use metallb_common::{Outcome, VipAction, VipViewKey, VipViewValue, XdpStats};
 use metallb_user::{
     datapath::{
         Datapath, DatapathOptions,
@@ -1126,6 +1126,258 @@ fn cells_pinned_without_ndp_terms_get_them_on_adoption() {
     assert_eq!(hex(&out), hex(&advert));
     let errors = dp.shutdown();
     assert!(errors.is_empty(), "{errors:?}");
+}
+
+/// The `vips` map as pinned under `pin_dir`, read straight from the kernel.
+fn pinned_view(pin_dir: &std::path::Path) -> BTreeMap<VipViewKey, VipViewValue> {
+    use aya::maps::{HashMap, Map, MapData};
+    let data = MapData::from_pin(pin_dir.join("vips")).expect("open the pinned vips map");
+    let map: HashMap<_, VipViewKey, VipViewValue> =
+        HashMap::try_from(Map::HashMap(data)).expect("a hash map");
+    map.iter()
+        .map(|entry| entry.expect("read an entry"))
+        .collect()
+}
+
+/// The key a person finds in the `vips` map for a VIP: the address in its first bytes.
+fn view_key_of(addr: IpAddr, ifindex: u32, vlan_id: u16) -> VipViewKey {
+    let mut bytes = [0; 16];
+    let family = match addr {
+        IpAddr::V4(v4) => {
+            bytes[..4].copy_from_slice(&v4.octets());
+            4
+        }
+        IpAddr::V6(v6) => {
+            bytes = v6.octets();
+            6
+        }
+    };
+    VipViewKey {
+        addr: bytes,
+        ifindex,
+        vlan_id,
+        family,
+        _pad: 0,
+    }
+}
+
+/// What the `vips` map must hold for `desired`, counter ids aside: (MAC, action).
+fn expected_view(desired: &BTreeMap<VipKey, VipConfig>) -> BTreeMap<VipViewKey, ([u8; 6], u8)> {
+    desired
+        .iter()
+        .map(|(k, c)| {
+            (
+                view_key_of(k.addr, k.ifindex, k.vlan_id),
+                (c.mac.0, c.action as u8),
+            )
+        })
+        .collect()
+}
+
+fn view_without_ids(
+    view: &BTreeMap<VipViewKey, VipViewValue>,
+) -> BTreeMap<VipViewKey, ([u8; 6], u8)> {
+    view.iter().map(|(k, v)| (*k, (v.mac, v.action))).collect()
+}
+
+/// The replies counted under `counter_id` in a family's pinned per-CPU counters.
+fn pinned_replies(pin_dir: &std::path::Path, map: &str, counter_id: u32) -> u64 {
+    use aya::maps::{Map, MapData, PerCpuArray};
+    let data = MapData::from_pin(pin_dir.join(map)).expect("open the pinned counters");
+    let stats: PerCpuArray<_, VipCounters> =
+        PerCpuArray::try_from(Map::PerCpuArray(data)).expect("per-CPU array");
+    let values = stats.get(&counter_id, 0).expect("read counters");
+    values.iter().map(|cpu| cpu.replies).sum()
+}
+
+/// The `vips` map holds exactly the live entries, with the MAC, the action and the id
+/// under which the program counts each VIP; after a sync, exactly the new set.
+#[test]
+fn the_vips_map_holds_exactly_the_live_entries() {
+    let mut f = fixture();
+    let pin_dir = f.dp.pin_dir().to_path_buf();
+    let installed = f.dp.installed();
+    let view = pinned_view(&pin_dir);
+    assert_eq!(view_without_ids(&view), expected_view(&installed));
+    for family in [4, 6] {
+        let ids: std::collections::BTreeSet<u32> = view
+            .iter()
+            .filter(|(k, _)| k.family == family)
+            .map(|(_, v)| v.counter_id)
+            .collect();
+        let entries = view.keys().filter(|k| k.family == family).count();
+        assert_eq!(ids.len(), entries, "IPv{family}: one counter id per entry");
+        assert!(!ids.contains(&0), "IPv{family}: 0 marks an empty cell");
+    }
+    // The id is the one the program counts the VIP's answers under.
+    assert_eq!(
+        f.dp.test_run(&arp_request(ASKER_V4, VIP, None), IF)
+            .expect("run")
+            .0,
+        XDP_TX
+    );
+    let ns = ns_to_group(VIP6, &[&sllao(ASKER_OPTION_MAC)], None);
+    assert_eq!(f.dp.test_run(&ns, IF).expect("run").0, XDP_TX);
+    let v4_id = view[&view_key_of(VIP.into(), IF, 0)].counter_id;
+    let v6_id = view[&view_key_of(VIP6.into(), IF, 0)].counter_id;
+    assert_eq!(pinned_replies(&pin_dir, "vip_stats_v4", v4_id), 1);
+    assert_eq!(pinned_replies(&pin_dir, "vip_stats_v6", v6_id), 1);
+
+    // Removed, added, and changed in place (action only) or rebuilt (another MAC).
+    let mut next = installed.clone();
+    next.remove(&key(VIP_SUPPRESSED, IF, 0));
+    next.remove(&key(VIP6_VLAN, IF, VLAN));
+    let added = key(Ipv4Addr::new(192, 0, 2, 120), IF, 0);
+    next.insert(
+        added,
+        VipConfig {
+            mac: MacAddr(NODE_MAC),
+            action: VipAction::Answer,
+        },
+    );
+    next.insert(
+        key(VIP_OTHER_IF, OTHER_IF, 0),
+        VipConfig {
+            mac: MacAddr(NODE_MAC),
+            action: VipAction::Suppress,
+        },
+    );
+    next.insert(
+        key(VIP6, IF, 0),
+        VipConfig {
+            mac: MacAddr(OTHER_HOST_MAC),
+            action: VipAction::Answer,
+        },
+    );
+    let report = f.dp.sync(&next);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let view = pinned_view(&pin_dir);
+    assert_eq!(view_without_ids(&view), expected_view(&next));
+    assert!(!view.contains_key(&view_key_of(VIP_SUPPRESSED.into(), IF, 0)));
+    assert!(!view.contains_key(&view_key_of(VIP6_VLAN.into(), IF, VLAN)));
+    assert_eq!(
+        view[&view_key_of(VIP.into(), IF, 0)].counter_id,
+        v4_id,
+        "an entry that stays keeps its counters"
+    );
+
+    // Everything removed: nothing left.
+    let report = f.dp.sync(&BTreeMap::new());
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(pinned_view(&pin_dir), BTreeMap::new());
+}
+
+/// An agent that adopts pinned tables makes the `vips` map match them: entries an
+/// earlier agent left there that the tables do not hold go, missing ones come, and
+/// pins of a version without the map get one.
+#[test]
+fn an_adopting_agent_makes_the_vips_map_match_the_tables() {
+    use aya::maps::{HashMap, Map, MapData};
+
+    let f = fixture();
+    let installed = f.dp.installed();
+    let pin_dir = f.dp.pin_dir().to_path_buf();
+    let Fixture { dp, _pins, _netns } = f;
+    drop(dp);
+    {
+        let data = MapData::from_pin(pin_dir.join("vips")).expect("open vips");
+        let mut map: HashMap<_, VipViewKey, VipViewValue> =
+            HashMap::try_from(Map::HashMap(data)).expect("hash map");
+        let stale = view_key_of(Ipv4Addr::new(198, 51, 100, 1).into(), IF, 0);
+        map.insert(stale, VipViewValue::default(), 0)
+            .expect("insert a stale entry");
+        map.remove(&view_key_of(VIP.into(), IF, 0))
+            .expect("remove a live entry");
+    }
+    let dp = Datapath::load(&DatapathOptions {
+        pin_dir: pin_dir.clone(),
+        max_vips: 1024,
+    })
+    .expect("load again");
+    assert_eq!(
+        view_without_ids(&pinned_view(&pin_dir)),
+        expected_view(&installed)
+    );
+    drop(dp);
+
+    std::fs::remove_file(pin_dir.join("vips")).expect("unpin vips");
+    let dp = Datapath::load(&DatapathOptions {
+        pin_dir: pin_dir.clone(),
+        max_vips: 1024,
+    })
+    .expect("load on pins without a vips map");
+    assert_eq!(
+        view_without_ids(&pinned_view(&pin_dir)),
+        expected_view(&installed)
+    );
+    let errors = dp.shutdown();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(!pin_dir.exists(), "shutdown unpins the vips map too");
+}
+
+/// What a person sees: `bpftool -j map dump pinned DIR/vips` prints every live entry,
+/// and only those, with the field names of the map's BTF.
+#[test]
+fn bpftool_dumps_the_vips_map_with_field_names() {
+    let f = fixture();
+    let output = std::process::Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned"])
+        .arg(f.dp.pin_dir().join("vips"))
+        .output()
+        .expect("run bpftool");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let dump: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let entries = dump.as_array().expect("an array of entries");
+    let mut seen = BTreeMap::new();
+    for entry in entries {
+        let formatted = &entry["formatted"];
+        let (view_key, value) = (&formatted["key"], &formatted["value"]);
+        let bytes: Vec<u8> = view_key["addr"]
+            .as_array()
+            .unwrap_or_else(|| panic!("key.addr by name in {entry}"))
+            .iter()
+            .map(|b| b.as_u64().expect("a byte") as u8)
+            .collect();
+        let addr: IpAddr = match view_key["family"].as_u64() {
+            Some(4) => Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).into(),
+            Some(6) => Ipv6Addr::from(<[u8; 16]>::try_from(bytes).expect("16 bytes")).into(),
+            other => panic!("key.family {other:?} in {entry}"),
+        };
+        let mac: Vec<u8> = value["mac"]
+            .as_array()
+            .unwrap_or_else(|| panic!("value.mac by name in {entry}"))
+            .iter()
+            .map(|b| b.as_u64().expect("a byte") as u8)
+            .collect();
+        assert!(
+            value["counter_id"].as_u64().is_some_and(|id| id > 0),
+            "value.counter_id by name in {entry}"
+        );
+        seen.insert(
+            key(
+                addr,
+                field_u64(view_key, "ifindex", entry) as u32,
+                field_u64(view_key, "vlan_id", entry) as u16,
+            ),
+            (mac, field_u64(value, "action", entry) as u8),
+        );
+    }
+    let expected: BTreeMap<VipKey, (Vec<u8>, u8)> =
+        f.dp.installed()
+            .into_iter()
+            .map(|(k, c)| (k, (c.mac.0.to_vec(), c.action as u8)))
+            .collect();
+    assert_eq!(seen, expected);
+}
+
+fn field_u64(object: &serde_json::Value, field: &str, entry: &serde_json::Value) -> u64 {
+    object[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{field} by name in {entry}"))
 }
 
 #[test]

@@ -8,6 +8,10 @@
 //!    release store of `active`;
 //! 3. after a flip, the old half and the counter ids only it used are left untouched
 //!    for [`GRACE`]. A program run lasts well under a microsecond.
+//!
+//! Beside the tables, the agent keeps the `vips` hash map equal to its live entries,
+//! for people: `bpftool map dump` of a table prints every cell, nearly all empty. The
+//! program never reads that map.
 
 use std::{
     collections::BTreeMap,
@@ -22,12 +26,13 @@ use std::{
 
 use aya::{
     Ebpf,
-    maps::{Map, MapData, MapType, PerCpuArray, PerCpuValues},
+    maps::{HashMap, Map, MapData, MapError, MapType, PerCpuArray, PerCpuValues},
 };
 pub use metallb_common::VipCounters;
 use metallb_common::{
     BUCKET_CELLS, MAX_PROBES, VipAction, VipBucketV4, VipBucketV6, VipCellV4, VipCellV6, VipKeyV4,
-    VipKeyV6, VipTableCtl, VipTableHalf, XdpStats, home_cell, map_names, table_cells,
+    VipKeyV6, VipTableCtl, VipTableHalf, VipViewKey, VipViewValue, XdpStats, home_cell, map_names,
+    table_cells,
 };
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 
@@ -124,6 +129,88 @@ macro_rules! impl_cell {
 
 impl_cell!(VipCellV4, VipKeyV4, Ipv4Addr);
 impl_cell!(VipCellV6, VipKeyV6, Ipv6Addr);
+
+/// The `vips` map's key of `key`: one key type for both families, so that a person
+/// finds every VIP in one map.
+pub fn view_key(key: &VipKey) -> VipViewKey {
+    let (addr, family) = match key.addr {
+        IpAddr::V4(v4) => {
+            let mut addr = [0; 16];
+            addr[..4].copy_from_slice(&v4.octets());
+            (addr, 4)
+        }
+        IpAddr::V6(v6) => (v6.octets(), 6),
+    };
+    VipViewKey {
+        addr,
+        ifindex: key.ifindex,
+        vlan_id: key.vlan_id,
+        family,
+        _pad: 0,
+    }
+}
+
+fn view_value(live: &Live) -> VipViewValue {
+    VipViewValue {
+        mac: live.config.mac.0,
+        action: live.config.action as u8,
+        _pad: 0,
+        counter_id: live.counter_id,
+    }
+}
+
+/// The `vips` map, which the agent keeps equal to the live entries of the tables.
+struct View {
+    map: HashMap<MapData, VipViewKey, VipViewValue>,
+}
+
+impl View {
+    fn error(op: &'static str, source: MapError) -> DatapathError {
+        DatapathError::Map {
+            name: map_names::VIPS,
+            op,
+            source,
+        }
+    }
+
+    fn put(&mut self, key: &VipKey, value: VipViewValue) -> Result<(), DatapathError> {
+        self.map
+            .insert(view_key(key), value, 0)
+            .map_err(|source| Self::error("update", source))
+    }
+
+    fn remove(&mut self, key: &VipKey) -> Result<(), DatapathError> {
+        match self.map.remove(&view_key(key)) {
+            Err(MapError::KeyNotFound) => Ok(()),
+            result => result.map_err(|source| Self::error("delete", source)),
+        }
+    }
+
+    /// Makes the map hold exactly `entries` (an earlier agent may have left others).
+    fn reconcile(
+        &mut self,
+        entries: impl Iterator<Item = (VipKey, VipViewValue)>,
+    ) -> Result<(), DatapathError> {
+        let mut wanted = BTreeMap::new();
+        for (key, value) in entries {
+            self.put(&key, value)?;
+            wanted.insert(view_key(&key), value);
+        }
+        let stale: Vec<VipViewKey> = self
+            .map
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|key| !wanted.contains_key(key))
+            .collect();
+        for key in stale {
+            match self.map.remove(&key) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(source) => return Err(Self::error("delete", source)),
+            }
+        }
+        Ok(())
+    }
+}
 
 fn v4_key(addr: Ipv4Addr, key: &VipKey) -> VipKeyV4 {
     VipKeyV4 {
@@ -479,6 +566,13 @@ impl<C: Cell> Family<C> {
         })
     }
 
+    /// What the `vips` map holds for every live key.
+    fn view_entries(&self) -> impl Iterator<Item = (VipKey, VipViewValue)> + '_ {
+        self.live
+            .iter()
+            .map(|(key, live)| (C::to_user(key), view_value(live)))
+    }
+
     fn live_counters(&self, key: &C::Key) -> Result<Option<VipCounters>, DatapathError> {
         self.live
             .get(key)
@@ -522,19 +616,22 @@ impl<C: Cell> Family<C> {
     }
 }
 
-/// The responder's maps: VIP tables (both families) and global counters.
+/// The responder's maps: VIP tables (both families), global counters, and the `vips`
+/// map beside the tables.
 pub struct Maps {
     ctl: MmapArray<VipTableCtl>,
     v4: Family<VipCellV4>,
     v6: Family<VipCellV6>,
     stats: PerCpuArray<MapData, XdpStats>,
+    /// Only when writable: inspection reads the tables.
+    view: Option<View>,
     last_flip: Option<Instant>,
     /// False when opened for inspection: nothing is ever written then.
     writable: bool,
 }
 
 /// (name, type, key size, value size) of every map, in `map_names::ALL` order.
-fn expected_layouts() -> [(&'static str, MapType, usize, usize); 6] {
+fn expected_layouts() -> [(&'static str, MapType, usize, usize); 7] {
     use map_names::*;
     [
         (VIP_CTL, MapType::Array, 4, size_of::<VipTableCtl>()),
@@ -553,6 +650,12 @@ fn expected_layouts() -> [(&'static str, MapType, usize, usize); 6] {
             size_of::<VipCounters>(),
         ),
         (XDP_STATS, MapType::PerCpuArray, 4, size_of::<XdpStats>()),
+        (
+            VIPS,
+            MapType::Hash,
+            size_of::<VipViewKey>(),
+            size_of::<VipViewValue>(),
+        ),
     ]
 }
 
@@ -590,7 +693,7 @@ fn check_layout(map: &MapData, path: &Path, name: &'static str) -> Result<(), Da
 
 impl Maps {
     /// The sizes the loader gives each map for a capacity of `max_vips` per family.
-    pub fn sizes(max_vips: u32) -> [(&'static str, u32); 5] {
+    pub fn sizes(max_vips: u32) -> [(&'static str, u32); 6] {
         use map_names::*;
         // Two halves of cells, in buckets; counter id 0 is never used (it marks empty
         // cells).
@@ -601,6 +704,7 @@ impl Maps {
             (VIP_STATS_V4, max_vips + 1),
             (VIP_STATS_V6, max_vips + 1),
             (VIP_CTL, 1),
+            (VIPS, 2 * max_vips),
         ]
     }
 
@@ -678,11 +782,20 @@ impl Maps {
             VIP_STATS_V6,
         );
         let stats = per_cpu(get(XDP_STATS)?, XDP_STATS)?;
+        // Not opened for inspection: pins of an older agent may have no `vips` map.
+        let view = if writable {
+            let map = HashMap::try_from(Map::HashMap(get(VIPS)?))
+                .map_err(|source| View::error("open", source))?;
+            Some(View { map })
+        } else {
+            None
+        };
         let mut maps = Self {
             ctl,
             v4,
             v6,
             stats,
+            view,
             last_flip: None,
             writable,
         };
@@ -737,6 +850,9 @@ impl Maps {
         let ctl = self.ctl.read(0);
         self.v4.adopt(&ctl, self.writable);
         self.v6.adopt(&ctl, self.writable);
+        if let Some(view) = &mut self.view {
+            view.reconcile(self.v4.view_entries().chain(self.v6.view_entries()))?;
+        }
         Ok(())
     }
 
@@ -786,7 +902,31 @@ impl Maps {
         {
             changes.errors.push(error);
         }
+        self.update_view(&mut changes);
         changes
+    }
+
+    /// Writes what `changes` did to the tables into the `vips` map.
+    fn update_view(&mut self, changes: &mut TableChanges) {
+        let Some(view) = &mut self.view else {
+            return;
+        };
+        for key in changes.added.iter().chain(&changes.changed) {
+            let live = match key.addr {
+                IpAddr::V4(addr) => self.v4.live.get(&v4_key(addr, key)),
+                IpAddr::V6(addr) => self.v6.live.get(&v6_key(addr, key)),
+            };
+            if let Some(live) = live
+                && let Err(error) = view.put(key, view_value(live))
+            {
+                changes.errors.push(error);
+            }
+        }
+        for key in &changes.removed {
+            if let Err(error) = view.remove(key) {
+                changes.errors.push(error);
+            }
+        }
     }
 
     /// Rebuilds both tables in the idle half and makes it the live one.
@@ -886,7 +1026,7 @@ fn per_cpu<V: aya::Pod>(
 
 fn map_data(map: Map, name: &'static str) -> Result<MapData, DatapathError> {
     match map {
-        Map::Array(data) | Map::PerCpuArray(data) => Ok(data),
+        Map::Array(data) | Map::PerCpuArray(data) | Map::HashMap(data) => Ok(data),
         other => Err(DatapathError::MapLayout {
             path: name.into(),
             detail: format!("unexpected map type {other:?}"),
