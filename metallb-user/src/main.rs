@@ -142,7 +142,9 @@ struct SpeakerArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "127.0.0.1:7472")]
     metrics_addr: SocketAddr,
-    /// Directory on bpffs for the pinned maps (and links, with --keep-datapath).
+    /// Directory on bpffs for the pinned maps (and links, with --keep-datapath). Under
+    /// /sys/fs/bpf, a bpf filesystem is mounted there if there is none (as under `ip
+    /// netns exec`).
     #[arg(long, default_value = DEFAULT_PIN_DIR)]
     pin_dir: PathBuf,
     /// VIP entries per address family (used when the maps are created).

@@ -8,7 +8,7 @@ mod support;
 use std::{
     net::Ipv4Addr,
     path::{Path, PathBuf},
-    process::{Child, ExitStatus, Stdio},
+    process::{Child, Command, ExitStatus, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -70,20 +70,44 @@ impl Drop for ConfigDir {
     }
 }
 
+/// The command line of a speaker of `lab`'s node.
+fn speaker_args(lab: &Lab, config: &Path, pins: &Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec!["speaker".into(), "--config".into()];
+    args.push(config.into());
+    args.push("--pin-dir".into());
+    args.push(pins.into());
+    for arg in ["--interface", lab.node_if, "--node-name", "node-1"] {
+        args.push(arg.into());
+    }
+    args
+}
+
 /// The speaker process, stopped (SIGTERM, then SIGKILL) on drop.
 struct Speaker(Option<Child>);
 
 impl Speaker {
+    /// Starts the speaker in the node namespace only (`nsenter --net`): it shares this
+    /// process's mounts, so its pins are visible here.
     fn start(lab: &Lab, config: &Path, pins: &Path, extra: &[&str]) -> Self {
-        let child = command_in(&lab.node_ns, BINARY)
-            .args(["speaker", "--config"])
-            .arg(config)
-            .arg("--pin-dir")
-            .arg(pins)
-            .args(["--interface", lab.node_if, "--node-name", "node-1"])
+        let command = command_in(&lab.node_ns, BINARY);
+        Self::launch(lab, command, config, pins, extra, Stdio::inherit())
+    }
+
+    /// Starts the speaker as `command` (which runs the binary in the node namespace)
+    /// runs it, with its log to `stderr`, and waits until it is ready.
+    fn launch(
+        lab: &Lab,
+        mut command: Command,
+        config: &Path,
+        pins: &Path,
+        extra: &[&str],
+        stderr: Stdio,
+    ) -> Self {
+        let child = command
+            .args(speaker_args(lab, config, pins))
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start the speaker");
         let speaker = Self(Some(child));
@@ -465,4 +489,76 @@ fn netns_garp_duration_0s_announces_once() {
     sleep(Duration::from_secs(1));
     assert_eq!(metric(&metrics(&lab), &gratuitous), Some(2.0));
     assert!(speaker.stop().success());
+}
+
+/// The bpf filesystems mounted in this process's (the host's) mount namespace.
+fn bpf_mounts() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mounts")
+        .expect("read /proc/self/mounts")
+        .lines()
+        .filter(|line| line.split(' ').nth(2) == Some("bpf"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `ip netns exec` gives the speaker a mount namespace of its own with a fresh /sys,
+/// where no bpf filesystem is mounted: the speaker mounts one on /sys/fs/bpf, says so,
+/// warns that its pins vanish with that namespace, and answers. Neither the mount nor
+/// the pins appear in this (the host's) mount namespace, during the run or after.
+#[test]
+fn netns_under_ip_netns_exec_the_speaker_mounts_a_bpffs_and_answers() {
+    let lab = lab("ipexec");
+    let (dir, pins) = (ConfigDir::new(), ScratchPinDir::new("ipexec"));
+    write_config(&dir.file(), &config(&[("first", FIRST)]));
+    let mounts = bpf_mounts();
+    let log_path = dir.0.join("speaker.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut command = Command::new("ip");
+    command.args(["netns", "exec", &lab.node_ns, BINARY]);
+    let speaker = Speaker::launch(&lab, command, &dir.file(), &pins.path, &[], log.into());
+    assert!(
+        answered(&lab, FIRST),
+        "answered, from maps pinned on its own bpffs"
+    );
+    assert_eq!(bpf_mounts(), mounts, "no mount in the host's namespace");
+    assert!(
+        !pins.path.exists(),
+        "the pins are in the speaker's mount namespace only"
+    );
+    assert!(speaker.stop().success());
+    let log = std::fs::read_to_string(&log_path).expect("read the log");
+    assert!(
+        log.contains("mounted a bpf filesystem: the pin directory was on none path=/sys/fs/bpf"),
+        "{log}"
+    );
+    assert!(
+        log.contains(" WARN ") && log.contains("runs in a mount namespace of its own"),
+        "{log}"
+    );
+    assert_eq!(bpf_mounts(), mounts, "nothing left in the host's namespace");
+}
+
+/// Where no bpf filesystem can be mounted (here: /sys is an empty tmpfs, without
+/// /sys/fs/bpf), the speaker stops with an error that says what failed and what to do.
+#[test]
+fn netns_a_bpffs_that_cannot_be_mounted_is_a_clear_error() {
+    let lab = lab("nobpffs");
+    let (dir, pins) = (ConfigDir::new(), ScratchPinDir::new("nobpffs"));
+    write_config(&dir.file(), &config(&[("first", FIRST)]));
+    let mounts = bpf_mounts();
+    let output = Command::new("ip")
+        .args(["netns", "exec", &lab.node_ns, "sh", "-c"])
+        .arg("mount -t tmpfs tmpfs /sys && exec \"$0\" \"$@\"")
+        .arg(BINARY)
+        .args(speaker_args(&lab, &dir.file(), &pins.path))
+        .output()
+        .expect("run the speaker");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let expected = format!(
+        "error: loading the XDP datapath: pin directory {} is on no bpf filesystem, and mounting one on /sys/fs/bpf failed (ENOENT: No such file or directory); mount one there with `mount -t bpf bpf /sys/fs/bpf`\n",
+        pins.path.display()
+    );
+    assert!(stderr.ends_with(&expected), "{stderr}");
+    assert_eq!(bpf_mounts(), mounts);
 }

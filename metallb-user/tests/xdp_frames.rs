@@ -1406,8 +1406,11 @@ fn a_pinned_map_of_another_layout_is_refused_by_name() {
     assert!(message.contains("does not fit this version"), "{message}");
 }
 
+/// A bpf filesystem is mounted on demand at /sys/fs/bpf only (see
+/// `netns_under_ip_netns_exec_the_speaker_mounts_a_bpffs_and_answers`): never over a
+/// directory elsewhere, whose contents it would hide.
 #[test]
-fn a_pin_directory_outside_bpffs_is_refused() {
+fn a_pin_directory_outside_bpffs_and_sys_fs_bpf_is_refused() {
     let dir = std::env::temp_dir().join(metallb_user::lab::unique_name("notbpf"));
     let error = Datapath::load(&DatapathOptions {
         pin_dir: dir.clone(),
@@ -1415,11 +1418,14 @@ fn a_pin_directory_outside_bpffs_is_refused() {
     })
     .err()
     .expect("must be refused");
-    assert!(
-        error.to_string().contains("not on a bpf filesystem"),
-        "{error}"
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{} is not on a bpf filesystem, and not under /sys/fs/bpf, where the speaker mounts one when there is none; mount one with `mount -t bpf bpf DIR`, or choose a pin directory under /sys/fs/bpf",
+            dir.display()
+        )
     );
-    assert!(!dir.exists());
+    assert!(!dir.exists(), "nothing created");
 }
 
 /// The program must see the old set or the new one, never a mix: while syncs add and

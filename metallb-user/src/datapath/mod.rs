@@ -1,6 +1,7 @@
 //! The XDP datapath: loads the responder, pins its maps, attaches it to interfaces and
 //! keeps its VIP maps equal to a desired set, by diff.
 
+pub mod bpffs;
 pub mod iface;
 pub mod maps;
 
@@ -22,6 +23,7 @@ use metallb_common::{DEFAULT_MAX_VIPS, DEFAULT_PIN_DIR, PROGRAM_NAME, VipCounter
 use tracing::{debug, info, warn};
 
 use self::{
+    bpffs::{BPFFS_ROOT, ensure_bpffs},
     iface::{Interface, InterfaceError, MacAddr},
     maps::{Maps, VipConfig, VipKey, VipRecord},
 };
@@ -63,9 +65,17 @@ impl std::fmt::Display for XdpMode {
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
     #[error(
-        "{dir} is not on a bpf filesystem; mount one with `mount -t bpf bpf /sys/fs/bpf` or choose another pin directory"
+        "{dir} is not on a bpf filesystem, and not under {BPFFS_ROOT}, where the speaker mounts one when there is none; mount one with `mount -t bpf bpf DIR`, or choose a pin directory under {BPFFS_ROOT}"
     )]
     NotBpffs { dir: PathBuf },
+    #[error(
+        "pin directory {dir} is on no bpf filesystem, and mounting one on {root} failed ({errno}); mount one there with `mount -t bpf bpf {root}`"
+    )]
+    MountBpffs {
+        dir: PathBuf,
+        root: PathBuf,
+        errno: nix::Error,
+    },
     #[error("pin directory {dir}: {source}")]
     PinDir {
         dir: PathBuf,
@@ -584,21 +594,6 @@ fn responder_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {
         .ok_or(DatapathError::Program(ProgramError::NotLoaded))?
         .try_into()
         .map_err(DatapathError::Program)
-}
-
-/// Checks that `dir` (or its closest existing ancestor) is on bpffs: pinning anywhere
-/// else fails with an error that does not say why.
-fn ensure_bpffs(dir: &Path) -> Result<(), DatapathError> {
-    let existing = dir
-        .ancestors()
-        .find(|p| p.exists())
-        .unwrap_or(Path::new("/"));
-    match nix::sys::statfs::statfs(existing) {
-        Ok(fs) if fs.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC => Ok(()),
-        _ => Err(DatapathError::NotBpffs {
-            dir: dir.to_owned(),
-        }),
-    }
 }
 
 /// (ifindex, multicast MAC) of the solicited-node group of every IPv6 entry.
