@@ -1227,28 +1227,23 @@ fn the_vips_map_holds_exactly_the_live_entries() {
     let mut next = installed.clone();
     next.remove(&key(VIP_SUPPRESSED, IF, 0));
     next.remove(&key(VIP6_VLAN, IF, VLAN));
-    let added = key(Ipv4Addr::new(192, 0, 2, 120), IF, 0);
-    next.insert(
-        added,
-        VipConfig {
-            mac: MacAddr(NODE_MAC),
-            action: VipAction::Answer,
-        },
-    );
-    next.insert(
-        key(VIP_OTHER_IF, OTHER_IF, 0),
-        VipConfig {
-            mac: MacAddr(NODE_MAC),
-            action: VipAction::Suppress,
-        },
-    );
-    next.insert(
-        key(VIP6, IF, 0),
-        VipConfig {
-            mac: MacAddr(OTHER_HOST_MAC),
-            action: VipAction::Answer,
-        },
-    );
+    let config = |mac, action| VipConfig {
+        mac: MacAddr(mac),
+        action,
+    };
+    for (vip, vip_config) in [
+        (
+            key(Ipv4Addr::new(192, 0, 2, 120), IF, 0),
+            config(NODE_MAC, VipAction::Answer),
+        ),
+        (
+            key(VIP_OTHER_IF, OTHER_IF, 0),
+            config(NODE_MAC, VipAction::Suppress),
+        ),
+        (key(VIP6, IF, 0), config(OTHER_HOST_MAC, VipAction::Answer)),
+    ] {
+        next.insert(vip, vip_config);
+    }
     let report = f.dp.sync(&next);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     let view = pinned_view(&pin_dir);
@@ -1336,23 +1331,13 @@ fn bpftool_dumps_the_vips_map_with_field_names() {
     for entry in entries {
         let formatted = &entry["formatted"];
         let (view_key, value) = (&formatted["key"], &formatted["value"]);
-        let bytes: Vec<u8> = view_key["addr"]
-            .as_array()
-            .unwrap_or_else(|| panic!("key.addr by name in {entry}"))
-            .iter()
-            .map(|b| b.as_u64().expect("a byte") as u8)
-            .collect();
+        let bytes = field_bytes(view_key, "addr", entry);
         let addr: IpAddr = match view_key["family"].as_u64() {
             Some(4) => Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).into(),
             Some(6) => Ipv6Addr::from(<[u8; 16]>::try_from(bytes).expect("16 bytes")).into(),
             other => panic!("key.family {other:?} in {entry}"),
         };
-        let mac: Vec<u8> = value["mac"]
-            .as_array()
-            .unwrap_or_else(|| panic!("value.mac by name in {entry}"))
-            .iter()
-            .map(|b| b.as_u64().expect("a byte") as u8)
-            .collect();
+        let mac = field_bytes(value, "mac", entry);
         assert!(
             value["counter_id"].as_u64().is_some_and(|id| id > 0),
             "value.counter_id by name in {entry}"
@@ -1372,6 +1357,15 @@ fn bpftool_dumps_the_vips_map_with_field_names() {
             .map(|(k, c)| (k, (c.mac.0.to_vec(), c.action as u8)))
             .collect();
     assert_eq!(seen, expected);
+}
+
+fn field_bytes(object: &serde_json::Value, field: &str, entry: &serde_json::Value) -> Vec<u8> {
+    object[field]
+        .as_array()
+        .unwrap_or_else(|| panic!("{field} by name in {entry}"))
+        .iter()
+        .map(|byte| byte.as_u64().expect("a byte") as u8)
+        .collect()
 }
 
 fn field_u64(object: &serde_json::Value, field: &str, entry: &serde_json::Value) -> u64 {
