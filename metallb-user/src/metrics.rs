@@ -271,6 +271,7 @@ mod tests {
                 PoolUsage {
                     total: 254,
                     in_use: 2,
+                    ..PoolUsage::default()
                 },
             );
             state.config_loaded = true;

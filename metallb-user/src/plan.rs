@@ -11,7 +11,9 @@ use metallb_common::VipAction;
 use serde::Serialize;
 
 use crate::{
-    allocator::{AllocatorOptions, Decision, PoolUsage, ServiceKey, allocate, pool_usage},
+    allocator::{
+        Allocations, AllocatorOptions, Decision, PoolUsage, ServiceKey, allocate, pool_usage,
+    },
     config::{Config, selector::any_matches},
     datapath::{
         iface::{Interface, MacAddr},
@@ -43,6 +45,9 @@ pub enum Role {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServicePlan {
     pub decision: Decision,
+    /// What is odd about the service's request without making it fail (both
+    /// annotation prefixes with different values, say).
+    pub warnings: Vec<String>,
     pub election: Option<Election>,
     pub role: Role,
 }
@@ -57,13 +62,17 @@ pub struct Plan {
 
 /// Plans every service of `config` for this node, whose datapath runs on `interfaces`.
 pub fn plan(config: &Config, options: &PlanOptions, interfaces: &[Interface]) -> Plan {
-    let decisions = allocate(config, &options.allocator);
+    let Allocations {
+        decisions,
+        mut warnings,
+    } = allocate(config, &options.allocator);
     let elections = elect(config, &decisions, &options.node_name);
     let mut out = Plan {
         pools: pool_usage(config, &decisions),
         ..Plan::default()
     };
     for (key, decision) in decisions {
+        let warnings = warnings.remove(&key).unwrap_or_default();
         let election = elections.get(&key).cloned();
         let role = match (&decision, &election) {
             (Decision::Ignored { reason }, _) => Role::None {
@@ -99,6 +108,7 @@ pub fn plan(config: &Config, options: &PlanOptions, interfaces: &[Interface]) ->
             key,
             ServicePlan {
                 decision,
+                warnings,
                 election,
                 role,
             },

@@ -1,13 +1,15 @@
 //! Pools seen by the allocator: whom they admit, which of their addresses are usable,
-//! and the first usable address of a family.
+//! which are free, and the first usable address of a family.
 
 use std::net::IpAddr;
 
 use super::{
+    FamilyUsage, PoolUsage,
+    free::FreeSet,
     request::{Family, Request, Stack},
     sharing::{Ledger, ShareProfile},
 };
-use crate::config::{AddrRange, Config, Pool, addresses::is_buggy, selector::any_matches};
+use crate::config::{AddrRange, Pool, addresses::is_buggy, selector::any_matches};
 
 /// Whether `pool` may serve the service of `request` at all (its `serviceAllocation`),
 /// or why not, phrased to follow "pool NAME". `autoAssign` is not considered here: it
@@ -43,40 +45,102 @@ pub(super) fn admission(pool: &Pool, request: &Request) -> Result<(), String> {
     Ok(())
 }
 
-/// The pool whose ranges contain `ip` (pools do not overlap, so there is at most one).
-pub(super) fn containing(config: &Config, ip: IpAddr) -> Option<&Pool> {
-    config
-        .pools
-        .iter()
-        .find(|pool| pool.ranges.iter().any(|r| r.contains(ip)))
+/// Whether `pool` never hands out `ip`, although its ranges may contain it.
+pub(super) fn skipped(pool: &Pool, ip: IpAddr) -> bool {
+    pool.avoid_buggy_ips && is_buggy(ip)
 }
 
-/// Whether `pool` may hand out `ip`: in one of its ranges, and not a .0/.255 address
-/// when the pool avoids them.
+/// Whether `pool` may hand out `ip`: in one of its ranges, and not skipped.
 pub(super) fn usable(pool: &Pool, ip: IpAddr) -> bool {
-    pool.ranges.iter().any(|r| r.contains(ip)) && !(pool.avoid_buggy_ips && is_buggy(ip))
+    pool.ranges.iter().any(|r| r.contains(ip)) && !skipped(pool, ip)
 }
 
 fn has_family(pool: &Pool, family: Family) -> bool {
-    pool.ranges
-        .iter()
-        .any(|r| r.is_ipv4() == (family == Family::V4))
+    pool.ranges.iter().any(|r| Family::of(r.first) == family)
 }
 
-/// The first address of `family` the service may use: ranges in listed order, each
-/// from its first address; an address is usable when free or shareable.
-pub(super) fn first_usable(
-    pool: &Pool,
-    family: Family,
-    ledger: &Ledger,
-    profile: &ShareProfile,
-) -> Option<IpAddr> {
-    pool.ranges
-        .iter()
-        .filter(|range| range.is_ipv4() == (family == Family::V4))
-        .flat_map(AddrRange::iter)
-        .filter(|ip| !(pool.avoid_buggy_ips && is_buggy(*ip)))
-        .find(|ip| ledger.conflict(*ip, profile).is_none())
+/// One pool with its free addresses and how many of its addresses are held.
+#[derive(Clone, Debug)]
+pub(super) struct PoolState {
+    pub pool: Pool,
+    /// The free addresses of each range, in listed order.
+    free: Vec<FreeSet>,
+    /// Distinct addresses held, IPv4 and IPv6.
+    in_use: [u64; 2],
+}
+
+impl PoolState {
+    /// `pool` with every address free.
+    pub fn new(pool: Pool) -> Self {
+        let skip = |ip| skipped(&pool, ip);
+        let free = pool
+            .ranges
+            .iter()
+            .map(|range| FreeSet::new(range, &skip))
+            .collect();
+        Self {
+            pool,
+            free,
+            in_use: [0, 0],
+        }
+    }
+
+    /// Marks `ip`, of range `range`, held by its first holder.
+    pub fn take(&mut self, range: usize, ip: IpAddr) {
+        let pool = &self.pool;
+        if let Some(free) = self.free.get_mut(range)
+            && free.take(ip, &|ip| skipped(pool, ip))
+        {
+            self.in_use[Family::of(ip) as usize] += 1;
+        }
+    }
+
+    /// Marks `ip`, of range `range`, free again (its last holder let it go).
+    pub fn give_back(&mut self, range: usize, ip: IpAddr) {
+        if let Some(free) = self.free.get_mut(range) {
+            free.give_back(ip);
+            let in_use = &mut self.in_use[Family::of(ip) as usize];
+            *in_use = in_use.saturating_sub(1);
+        }
+    }
+
+    /// The first address of `family` a service with `profile` may use: the first
+    /// listed range with room, and in it the lowest address that is free or
+    /// shareable.
+    pub fn first_usable(
+        &self,
+        family: Family,
+        ledger: &Ledger,
+        profile: &ShareProfile,
+    ) -> Option<IpAddr> {
+        self.pool
+            .ranges
+            .iter()
+            .zip(&self.free)
+            .filter(|(range, _)| Family::of(range.first) == family)
+            .find_map(|(range, free)| {
+                let lowest_free = free.first();
+                ledger
+                    .first_shareable(range.first, range.last, lowest_free, profile)
+                    .or(lowest_free)
+            })
+    }
+
+    /// The first usable address of each family for a service with `profile`.
+    pub fn offer(&self, ledger: &Ledger, profile: &ShareProfile) -> Offer {
+        Offer {
+            v4: self.first_usable(Family::V4, ledger, profile),
+            v6: self.first_usable(Family::V6, ledger, profile),
+        }
+    }
+
+    pub fn usage(&self) -> PoolUsage {
+        let family = |family: Family| FamilyUsage {
+            total: usable_count(&self.pool, family),
+            in_use: self.in_use[family as usize],
+        };
+        PoolUsage::of(family(Family::V4), family(Family::V6))
+    }
 }
 
 /// The first usable address of each family of one pool.
@@ -87,13 +151,6 @@ pub(super) struct Offer {
 }
 
 impl Offer {
-    pub fn of(pool: &Pool, ledger: &Ledger, profile: &ShareProfile) -> Self {
-        Self {
-            v4: first_usable(pool, Family::V4, ledger, profile),
-            v6: first_usable(pool, Family::V6, ledger, profile),
-        }
-    }
-
     pub fn get(&self, family: Family) -> Option<IpAddr> {
         match family {
             Family::V4 => self.v4,
@@ -144,17 +201,20 @@ impl Offer {
     }
 }
 
-/// Addresses `pool` can hand out: every address of its ranges, without IPv4 .0/.255
-/// under avoidBuggyIPs; saturating at `u128::MAX`.
-pub(super) fn usable_count(pool: &Pool) -> u128 {
-    pool.ranges.iter().fold(0u128, |total, range| {
-        let buggy = if pool.avoid_buggy_ips {
-            buggy_count(range)
-        } else {
-            0
-        };
-        total.saturating_add(range.size() - buggy)
-    })
+/// Addresses of `family` that `pool` can hand out: every address of its ranges of
+/// that family, without IPv4 .0/.255 under avoidBuggyIPs; saturating at `u128::MAX`.
+pub(super) fn usable_count(pool: &Pool, family: Family) -> u128 {
+    pool.ranges
+        .iter()
+        .filter(|range| Family::of(range.first) == family)
+        .fold(0u128, |total, range| {
+            let buggy = if pool.avoid_buggy_ips {
+                buggy_count(range)
+            } else {
+                0
+            };
+            total.saturating_add(range.size() - buggy)
+        })
 }
 
 /// IPv4 addresses ending in .0 or .255 in `range`, counted without walking it.

@@ -151,8 +151,14 @@ pub(super) fn ignore_reason(service: &Service, options: &AllocatorOptions) -> Op
 }
 
 impl Request {
-    /// Reads what `service` asks for, or why its request is malformed.
-    pub fn parse(key: ServiceKey, service: &Service) -> Result<Self, String> {
+    /// Reads what `service` asks for, or why its request is malformed. What is odd
+    /// without making the request fail (both annotation prefixes with different
+    /// values) goes to `warnings`.
+    pub fn parse(
+        key: ServiceKey,
+        service: &Service,
+        warnings: &mut Vec<String>,
+    ) -> Result<Self, String> {
         let empty_annotations = BTreeMap::new();
         let annotations = service
             .metadata
@@ -162,30 +168,25 @@ impl Request {
         let default_spec = ServiceSpec::default();
         let spec = service.spec.as_ref().unwrap_or(&default_spec);
 
+        // Annotations first, so that their warnings are given even when the request
+        // fails for another reason.
+        let pool = annotation(annotations, "address-pool", warnings);
+        let share_key = annotation(annotations, "allow-shared-ip", warnings).map(|a| a.value);
+        let ips = requested_ips(annotations, spec, warnings);
         let stack = stack(spec)?;
-        let pool = annotation(annotations, "address-pool")?;
-        let ips = requested_ips(annotations, spec)?;
+        let ips = ips?;
         if let Some(asked) = &ips {
             check_families(stack, asked)?;
         }
         let share = ShareProfile {
-            key: annotation(annotations, "allow-shared-ip")?.map(|asked| asked.value),
+            key: share_key,
             backend: match spec.external_traffic_policy.as_deref() {
                 Some("Local") => Backend::Local(spec.selector.clone().unwrap_or_default()),
                 _ => Backend::Cluster,
             },
             ports: ports(spec),
         };
-        let status = service
-            .status
-            .iter()
-            .filter_map(|status| status.load_balancer.as_ref())
-            .flat_map(|lb| lb.ingress.iter().flatten())
-            .filter_map(|ingress| ingress.ip.as_deref())
-            .map(str::trim)
-            .filter(|ip| !ip.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let status = status_ips(service).map(str::to_owned).collect();
         Ok(Self {
             key,
             labels: service.metadata.labels.clone().unwrap_or_default(),
@@ -196,6 +197,18 @@ impl Request {
             status,
         })
     }
+}
+
+/// The non-empty `ip` fields of `service`'s `status.loadBalancer.ingress`.
+pub(super) fn status_ips(service: &Service) -> impl Iterator<Item = &str> {
+    service
+        .status
+        .iter()
+        .filter_map(|status| status.load_balancer.as_ref())
+        .flat_map(|lb| lb.ingress.iter().flatten())
+        .filter_map(|ingress| ingress.ip.as_deref())
+        .map(str::trim)
+        .filter(|ip| !ip.is_empty())
 }
 
 /// Families and policy, with the API server's defaults: IPv4 unless `ipFamilies`
@@ -234,33 +247,37 @@ fn stack(spec: &ServiceSpec) -> Result<Stack, String> {
     }
 }
 
-/// The annotation `name` under either prefix; empty means absent. Both prefixes with
-/// different values is refused rather than silently preferring one.
+/// The annotation `name` under either prefix, as MetalLB reads it: `metallb.io/`
+/// when present (even empty), else `metallb.universe.tf/`; an empty value is no
+/// request. When both are present with different values, `warnings` gets a line
+/// naming both.
 fn annotation(
     annotations: &BTreeMap<String, String>,
     name: &str,
-) -> Result<Option<Asked<String>>, String> {
+    warnings: &mut Vec<String>,
+) -> Option<Asked<String>> {
     let read = |prefix: &str| {
         let key = format!("{prefix}/{name}");
         annotations
             .get(&key)
             .map(|value| (key, value.trim().to_owned()))
     };
-    let asked = match (read(PREFIX), read(OLD_PREFIX)) {
-        (Some((key, value)), Some((old_key, old_value))) if value != old_value => {
-            return Err(format!(
-                "annotations {key}={value:?} and {old_key}={old_value:?} disagree; keep only {key}"
-            ));
+    let (key, value) = match (read(PREFIX), read(OLD_PREFIX)) {
+        (Some((key, value)), Some((old_key, old_value))) => {
+            if value != old_value {
+                warnings.push(format!(
+                    "annotations {key}={value:?} and {old_key}={old_value:?} disagree; {key} is used (as MetalLB does), remove one of them"
+                ));
+            }
+            (key, value)
         }
-        (Some(found), _) | (None, Some(found)) => Some(found),
-        (None, None) => None,
+        (Some(found), None) | (None, Some(found)) => found,
+        (None, None) => return None,
     };
-    Ok(asked
-        .filter(|(_, value)| !value.is_empty())
-        .map(|(key, value)| Asked {
-            origin: format!("annotation {key}={value:?}"),
-            value,
-        }))
+    (!value.is_empty()).then(|| Asked {
+        origin: format!("annotation {key}={value:?}"),
+        value,
+    })
 }
 
 /// The `loadBalancerIPs` annotation (comma-separated, at most one per family) or the
@@ -268,13 +285,14 @@ fn annotation(
 fn requested_ips(
     annotations: &BTreeMap<String, String>,
     spec: &ServiceSpec,
+    warnings: &mut Vec<String>,
 ) -> Result<Option<Asked<Vec<IpAddr>>>, String> {
     let field = spec
         .load_balancer_ip
         .as_deref()
         .map(str::trim)
         .filter(|ip| !ip.is_empty());
-    match (annotation(annotations, "loadBalancerIPs")?, field) {
+    match (annotation(annotations, "loadBalancerIPs", warnings), field) {
         (Some(asked), Some(field)) => Err(format!(
             "both {} and spec.loadBalancerIP={field:?} are set; set only the annotation (spec.loadBalancerIP is deprecated)",
             asked.origin

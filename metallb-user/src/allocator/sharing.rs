@@ -48,10 +48,13 @@ struct Holder {
     profile: ShareProfile,
 }
 
-/// Addresses handed out so far, with their holders.
+/// Addresses handed out, with their holders.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Ledger {
     holders: BTreeMap<IpAddr, Vec<Holder>>,
+    /// The addresses held under each sharing key (all holders of an address have its
+    /// key), to find a shareable address without looking at every held one.
+    by_key: BTreeMap<String, BTreeSet<IpAddr>>,
 }
 
 impl Ledger {
@@ -110,14 +113,61 @@ impl Ledger {
         })
     }
 
-    /// Records that `service` holds `ips`. The caller has checked [`Ledger::conflict`].
-    pub fn hold(&mut self, ips: &[IpAddr], service: &ServiceKey, profile: &ShareProfile) {
-        for ip in ips {
-            self.holders.entry(*ip).or_default().push(Holder {
-                service: service.clone(),
-                profile: profile.clone(),
-            });
+    /// Records that `service` holds `ip`; true when nobody held it before. The caller
+    /// has checked [`Ledger::conflict`].
+    pub fn hold(&mut self, ip: IpAddr, service: &ServiceKey, profile: &ShareProfile) -> bool {
+        let holders = self.holders.entry(ip).or_default();
+        let first = holders.is_empty();
+        holders.push(Holder {
+            service: service.clone(),
+            profile: profile.clone(),
+        });
+        if let Some(key) = &profile.key {
+            self.by_key.entry(key.clone()).or_default().insert(ip);
         }
+        first
+    }
+
+    /// Records that `service` no longer holds `ip`; true when nobody holds it now.
+    pub fn release(&mut self, ip: IpAddr, service: &ServiceKey) -> bool {
+        let Some(holders) = self.holders.get_mut(&ip) else {
+            return false;
+        };
+        // Every holder has the same key (that is what sharing requires).
+        let key = holders
+            .first()
+            .and_then(|holder| holder.profile.key.clone());
+        holders.retain(|holder| &holder.service != service);
+        if !holders.is_empty() {
+            return false;
+        }
+        self.holders.remove(&ip);
+        if let Some(key) = key
+            && let Some(ips) = self.by_key.get_mut(&key)
+        {
+            ips.remove(&ip);
+            if ips.is_empty() {
+                self.by_key.remove(&key);
+            }
+        }
+        true
+    }
+
+    /// The lowest address of `first..=last` held under `profile`'s sharing key that a
+    /// service with `profile` may share, looking only below `below` (the lowest free
+    /// address, which wins over any higher shared one).
+    pub fn first_shareable(
+        &self,
+        first: IpAddr,
+        last: IpAddr,
+        below: Option<IpAddr>,
+        profile: &ShareProfile,
+    ) -> Option<IpAddr> {
+        let held = self.by_key.get(profile.key.as_ref()?)?;
+        held.range(first..=last)
+            .take_while(|ip| below.is_none_or(|below| **ip < below))
+            .find(|ip| self.conflict(**ip, profile).is_none())
+            .copied()
     }
 }
 

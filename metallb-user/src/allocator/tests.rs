@@ -1,8 +1,15 @@
 //! Table tests: each case is a configuration (pools, namespaces, services with their
 //! annotations and status, as YAML) and the exact decision expected for the services
-//! it names. Every case is also run twice (same result), and again as after a restart:
-//! with the statuses of the first run and the services listed in reverse order (same
-//! result again).
+//! it names, with their warnings. Every case is also run twice (same result), again
+//! as after a restart: with the statuses of the first run and the services listed in
+//! reverse order (same result again), and through the incremental path a controller
+//! takes (same result again).
+//!
+//! Then MetalLB's own tests whose outcome depends on order, sharing, pools,
+//! dual-stack or status keeping, ported from `internal/allocator/allocator_test.go`
+//! and `controller/controller_test.go`: as table cases where one service is decided
+//! at a time, and as sequences of steps on one [`Allocator`] where MetalLB's test
+//! drives its allocator through assignments, releases and pool changes.
 
 use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, Service, ServiceStatus};
 
@@ -182,6 +189,8 @@ struct Case {
     yaml: String,
     class: Option<&'static str>,
     want: Vec<(&'static str, Want)>,
+    /// (service, fragment of its one warning); services not listed have none.
+    warns: Vec<(&'static str, &'static str)>,
 }
 
 fn case(name: &'static str, objects: &[String], want: &[(&'static str, Want)]) -> Case {
@@ -190,12 +199,17 @@ fn case(name: &'static str, objects: &[String], want: &[(&'static str, Want)]) -
         yaml: objects.concat(),
         class: None,
         want: want.to_vec(),
+        warns: Vec::new(),
     }
 }
 
 impl Case {
     fn class(mut self, class: &'static str) -> Self {
         self.class = Some(class);
+        self
+    }
+    fn warns(mut self, service: &'static str, fragment: &'static str) -> Self {
+        self.warns.push((service, fragment));
         self
     }
 }
@@ -218,6 +232,10 @@ fn check(case: &str, decisions: &BTreeMap<ServiceKey, Decision>, service: &str, 
     let got = decisions
         .get(&key(service))
         .unwrap_or_else(|| panic!("{case}: no decision for {service}"));
+    check_one(case, service, got, want);
+}
+
+fn check_one(case: &str, service: &str, got: &Decision, want: Want) {
     match (want, got) {
         (Got(pool, ips), got) => {
             let want = Decision::Allocated(Allocation {
@@ -268,12 +286,62 @@ fn restarted(config: &Config, decisions: &BTreeMap<ServiceKey, Decision>) -> Con
     config
 }
 
+fn has_status(service: &Service) -> bool {
+    status_ips(service).next().is_some()
+}
+
+/// The path of a controller that starts on the services carrying a status (as it
+/// finds them in a cluster) and then sees the others created one after the other,
+/// in the shared order; then every service is changed (assigned again) in reverse
+/// order with the status it was given, and the pools are set again unchanged:
+/// nothing may move. Returns the decisions and the allocator.
+fn incremental(config: &Config, options: &AllocatorOptions) -> BTreeMap<ServiceKey, Decision> {
+    let mut allocator = Allocator::new(config, options.clone());
+    let (existing, created): (Vec<&Service>, Vec<&Service>) = allocation_order(&config.services)
+        .into_iter()
+        .map(|i| &config.services[i])
+        .partition(|service| has_status(service));
+    let existing: Vec<Service> = existing.into_iter().cloned().collect();
+    let mut decisions = allocator.assign_all(&existing).decisions;
+    for service in created {
+        let decision = allocator.assign(service).decision;
+        decisions.insert(ServiceKey::of_service(service), decision);
+    }
+    for service in config.services.iter().rev() {
+        let key = ServiceKey::of_service(service);
+        let mut changed = service.clone();
+        if let Some(Decision::Allocated(allocation)) = decisions.get(&key) {
+            set_status(&mut changed, &allocation.ips);
+        }
+        assert_eq!(
+            Some(&allocator.assign(&changed).decision),
+            decisions.get(&key),
+            "{key} assigned again"
+        );
+    }
+    let usage = allocator.usage();
+    assert_eq!(allocator.set_config(config), Vec::<ServiceKey>::new());
+    assert_eq!(allocator.usage(), usage);
+    for (key, decision) in &decisions {
+        let held = match decision {
+            Decision::Allocated(allocation) => Some(allocation),
+            _ => None,
+        };
+        assert_eq!(allocator.allocation(key), held, "{key} after set_config");
+    }
+    assert_eq!(usage, pool_usage(config, &decisions));
+    decisions
+}
+
 fn run(case: &Case) {
     let config = config_of(&case.yaml);
     let options = AllocatorOptions {
         load_balancer_class: case.class.map(Into::into),
     };
-    let decisions = allocate(&config, &options);
+    let Allocations {
+        decisions,
+        warnings,
+    } = allocate(&config, &options);
     assert_eq!(
         decisions.len(),
         config.services.len(),
@@ -283,16 +351,35 @@ fn run(case: &Case) {
     for (service, want) in &case.want {
         check(case.name, &decisions, service, *want);
     }
+    let warned: Vec<(ServiceKey, usize)> =
+        warnings.iter().map(|(k, w)| (k.clone(), w.len())).collect();
+    let want_warned: Vec<(ServiceKey, usize)> =
+        case.warns.iter().map(|(s, _)| (key(s), 1)).collect();
+    assert_eq!(warned, want_warned, "{}: warnings {warnings:#?}", case.name);
+    for (service, fragment) in &case.warns {
+        let warning = &warnings[&key(service)][0];
+        assert!(
+            warning.contains(fragment),
+            "{}: {service}: warning {warning:?} lacks {fragment:?}",
+            case.name
+        );
+    }
     assert_eq!(
-        allocate(&config, &options),
+        allocate(&config, &options).decisions,
         decisions,
         "{}: same input, same output",
         case.name
     );
-    let again = allocate(&restarted(&config, &decisions), &options);
+    let again = allocate(&restarted(&config, &decisions), &options).decisions;
     assert_eq!(
         again, decisions,
         "{}: a restart changed the result",
+        case.name
+    );
+    assert_eq!(
+        incremental(&config, &options),
+        decisions,
+        "{}: the incremental path disagrees with the batch",
         case.name
     );
 }
@@ -356,12 +443,12 @@ fn pick_cases() -> Vec<Case> {
             &[("x", Got("a", "10.0.0.0"))],
         ),
         case(
-            "services are served in namespace/name order, whatever the listed order",
+            "services are served in listed order, not by name",
             &[pool("a", A), svc("other/a").y(), svc("b").y(), svc("a").y()],
             &[
-                ("a", Got("a", "10.0.0.0")),
+                ("other/a", Got("a", "10.0.0.0")),
                 ("b", Got("a", "10.0.0.1")),
-                ("other/a", Got("a", "10.0.0.2")),
+                ("a", Got("a", "10.0.0.2")),
             ],
         ),
         case(
@@ -776,9 +863,9 @@ fn service_allocation_cases() -> Vec<Case> {
                 svc("z").label("app", "web").y(),
             ],
             &[
-                ("web/x", Got("a", "10.0.0.1")),
+                ("web/x", Got("a", "10.0.0.0")),
                 ("web/y", Got("both", "10.0.9.0")),
-                ("z", Got("a", "10.0.0.0")),
+                ("z", Got("a", "10.0.0.1")),
             ],
         ),
         case(
@@ -899,21 +986,20 @@ fn pool_annotation_cases() -> Vec<Case> {
             &[("x", Got("b", "10.0.1.0"))],
         ),
         case(
-            "both prefixes with different pools fail",
+            "both prefixes with different pools: metallb.io wins, with a warning",
             &[
                 pool("a", A),
                 pool("b", B),
                 svc("x")
-                    .pool("a")
                     .ann("metallb.universe.tf/address-pool", "b")
+                    .pool("a")
                     .y(),
             ],
-            &[(
-                "x",
-                Fails(
-                    "annotations metallb.io/address-pool=\"a\" and metallb.universe.tf/address-pool=\"b\" disagree",
-                ),
-            )],
+            &[("x", Got("a", "10.0.0.0"))],
+        )
+        .warns(
+            "x",
+            "annotations metallb.io/address-pool=\"a\" and metallb.universe.tf/address-pool=\"b\" disagree; metallb.io/address-pool is used",
         ),
         case(
             "both prefixes naming one pool work",
@@ -1074,15 +1160,15 @@ fn requested_ip_cases() -> Vec<Case> {
             ],
         ),
         case(
-            "two services naming one address: the first by name gets it",
+            "two services naming one address: the first listed gets it",
             &[
                 pool("a", A),
                 svc("b").ips("10.0.0.1").y(),
                 svc("a").ips("10.0.0.1").y(),
             ],
             &[
-                ("a", Got("a", "10.0.0.1")),
-                ("b", Fails("10.0.0.1 is in use by default/a")),
+                ("b", Got("a", "10.0.0.1")),
+                ("a", Fails("10.0.0.1 is in use by default/b")),
             ],
         ),
         case(
@@ -1206,9 +1292,17 @@ fn requested_ip_cases() -> Vec<Case> {
             )],
         ),
         case(
-            "services naming addresses are served before automatic picks",
+            "an address an earlier automatic pick took is not displaced",
             &[pool("a", A), svc("a").y(), svc("b").ips("10.0.0.0").y()],
-            &[("a", Got("a", "10.0.0.1")), ("b", Got("a", "10.0.0.0"))],
+            &[
+                ("a", Got("a", "10.0.0.0")),
+                (
+                    "b",
+                    Fails(
+                        "annotation metallb.io/loadBalancerIPs=\"10.0.0.0\": 10.0.0.0 is in use by default/a, which does not allow sharing",
+                    ),
+                ),
+            ],
         ),
         case(
             "a requested address replaces another status address",
@@ -1657,13 +1751,13 @@ fn sharing_cases() -> Vec<Case> {
             ],
         ),
         case(
-            "of two incompatible services with one status address, the first by name keeps it",
+            "of two incompatible services with one status address, the first listed keeps it",
             &[
                 pool("a", A),
                 svc("b").status(&["10.0.0.1"]).y(),
                 svc("a").status(&["10.0.0.1"]).y(),
             ],
-            &[("a", Got("a", "10.0.0.1")), ("b", Got("a", "10.0.0.0"))],
+            &[("b", Got("a", "10.0.0.1")), ("a", Got("a", "10.0.0.0"))],
         ),
         case(
             "compatible services keep a shared status address",
@@ -1975,7 +2069,7 @@ fn restart_in_any_order_keeps_every_address() {
     objects.extend(services.iter().cloned());
     let config = config_of(&objects.concat());
     let options = AllocatorOptions::default();
-    let first = allocate(&config, &options);
+    let first = allocate(&config, &options).decisions;
     assert!(
         first.values().all(|d| matches!(d, Decision::Allocated(_))),
         "{first:#?}"
@@ -1985,12 +2079,16 @@ fn restart_in_any_order_keeps_every_address() {
     for shift in 0..with_status.services.len() {
         let mut rotated = with_status.clone();
         rotated.services.rotate_left(shift);
-        assert_eq!(allocate(&rotated, &options), first, "rotation {shift}");
+        assert_eq!(
+            allocate(&rotated, &options).decisions,
+            first,
+            "rotation {shift}"
+        );
     }
-    // Without statuses, the listed order does not matter either.
+    // Without statuses the listed order decides (it stands for creation order).
     let mut reversed = config.clone();
     reversed.services.reverse();
-    assert_eq!(allocate(&reversed, &options), first);
+    assert_ne!(allocate(&reversed, &options).decisions, first);
 }
 
 #[test]
@@ -2002,7 +2100,7 @@ fn every_failure_reason_names_the_service_request() {
         let options = AllocatorOptions {
             load_balancer_class: case.class.map(Into::into),
         };
-        for (key, decision) in allocate(&config, &options) {
+        for (key, decision) in allocate(&config, &options).decisions {
             let Decision::Failed { reason } = decision else {
                 continue;
             };
@@ -2124,7 +2222,10 @@ fn pool_usage_table() {
     for (pools, services, want) in usage_table() {
         let yaml = pools.concat() + &services.iter().map(Svc::y).collect::<String>();
         let config = config_of(&yaml);
-        let usage = pool_usage(&config, &allocate(&config, &AllocatorOptions::default()));
+        let usage = pool_usage(
+            &config,
+            &allocate(&config, &AllocatorOptions::default()).decisions,
+        );
         let got: Vec<(&str, u128, u64)> = usage
             .iter()
             .map(|(name, u)| (name.as_str(), u.total, u.in_use))
