@@ -19,12 +19,13 @@
 //!
 //! How a service gets its addresses, in this order:
 //! 1. A valid address already in its status is kept, even when a better pool exists
-//!    now (a restart never moves a working address); failing that, the addresses the
-//!    allocator holds for it. They are dropped when their family is not the
-//!    service's, no pool contains them, one is a .0/.255 address of a pool that
-//!    avoids them, their pool does not admit the service, the service now asks for
-//!    another pool or other addresses, or an earlier service holds them
-//!    incompatibly.
+//!    now (a restart never moves a working address). It is dropped when its family
+//!    is not the service's, no pool contains it, it is a .0/.255 address of a pool
+//!    that avoids them, its pool does not admit the service, the service now asks
+//!    for another pool or other addresses, or an earlier service holds it
+//!    incompatibly. As in MetalLB's controller, the service object is the truth:
+//!    what the allocator held for it before does not count, so a decision never
+//!    depends on the history of the allocator, only on what the others hold.
 //! 2. Addresses it asks for (`metallb.io/loadBalancerIPs`, or the deprecated
 //!    `spec.loadBalancerIP`): exactly these, from one pool, whatever its `autoAssign`.
 //! 3. A pool it asks for (`metallb.io/address-pool`): that pool only, never another.
@@ -172,8 +173,6 @@ pub fn allocate(config: &Config, options: &AllocatorOptions) -> Allocations {
 struct Held {
     request: Request,
     allocation: Allocation,
-    /// When it was first held: [`Allocator::set_config`] holds again in this order.
-    seq: u64,
 }
 
 /// The pools, and the addresses held by each service. Pure and stateful: the
@@ -191,7 +190,6 @@ pub struct Allocator {
     by_first: BTreeMap<IpAddr, (usize, usize)>,
     ledger: Ledger,
     held: BTreeMap<ServiceKey, Held>,
-    next_seq: u64,
 }
 
 impl Allocator {
@@ -205,7 +203,6 @@ impl Allocator {
             by_first: BTreeMap::new(),
             ledger: Ledger::default(),
             held: BTreeMap::new(),
-            next_seq: 0,
         };
         allocator.load_pools(config);
         allocator
@@ -238,30 +235,35 @@ impl Allocator {
     /// the others hold nothing now and are returned, to be assigned again. Services
     /// that failed before may succeed now: assign them again too.
     pub fn set_config(&mut self, config: &Config) -> Vec<ServiceKey> {
-        let mut held: Vec<Held> = std::mem::take(&mut self.held).into_values().collect();
-        held.sort_by_key(|h| h.seq);
+        let held = std::mem::take(&mut self.held);
         self.load_pools(config);
         let mut released = Vec::new();
-        for Held {
-            request,
-            allocation,
-            seq,
-        } in held
+        // Holdings were compatible with each other and stay so: the order of holding
+        // them again does not matter.
+        for (
+            key,
+            Held {
+                request,
+                allocation,
+            },
+        ) in held
         {
             match self.keepable(&request, &allocation.ips) {
-                Some(allocation) => self.hold(request, allocation, seq),
-                None => released.push(request.key),
+                Some(allocation) => self.hold(request, allocation),
+                None => released.push(key),
             }
         }
         released
     }
 
-    /// Decides `service` (added or changed): it keeps what its status says, or what
-    /// it holds here, if it still may; otherwise it gets new addresses, or fails and
-    /// holds nothing. A service that is not for this allocator holds nothing.
+    /// Decides `service` (added or changed): it keeps what its status says if it
+    /// still may; otherwise it gets new addresses, or fails and holds nothing. What
+    /// it held here before is given back first and does not count (the service
+    /// object is the truth, as in MetalLB: feed a service with the status written
+    /// for it). A service that is not for this allocator holds nothing.
     pub fn assign(&mut self, service: &Service) -> Assigned {
         let key = ServiceKey::of_service(service);
-        let previous = self.unhold(&key);
+        self.unhold(&key);
         let mut warnings = Vec::new();
         if let Some(reason) = ignore_reason(service, &self.options) {
             return Assigned {
@@ -271,28 +273,21 @@ impl Allocator {
         }
         let decision = match Request::parse(key, service, &mut warnings) {
             Err(reason) => Decision::Failed { reason },
-            Ok(request) => {
-                let seq = match &previous {
-                    Some(held) => held.seq,
-                    None => self.next_seq(),
-                };
-                match self.decide(&request, previous.map(|held| held.allocation)) {
-                    Ok(allocation) => {
-                        self.hold(request, allocation.clone(), seq);
-                        Decision::Allocated(allocation)
-                    }
-                    Err(reason) => Decision::Failed { reason },
+            Ok(request) => match self.decide(&request) {
+                Ok(allocation) => {
+                    self.hold(request, allocation.clone());
+                    Decision::Allocated(allocation)
                 }
-            }
+                Err(reason) => Decision::Failed { reason },
+            },
         };
         Assigned { decision, warnings }
     }
 
     /// Decides `services` as MetalLB's controller does at its start: in
     /// [`allocation_order`], every valid status address is held first, then each
-    /// service is [assigned](Allocator::assign) in turn. Services this allocator
-    /// already holds something for are assigned like the others (what they hold
-    /// counts as their status).
+    /// service is [assigned](Allocator::assign) in turn. What the allocator held
+    /// for these services before is given back first; other services keep theirs.
     pub fn assign_all(&mut self, services: &[Service]) -> Allocations {
         let order = allocation_order(services);
         for &i in &order {
@@ -329,29 +324,24 @@ impl Allocator {
             .collect()
     }
 
-    fn next_seq(&mut self) -> u64 {
-        self.next_seq += 1;
-        self.next_seq
-    }
-
-    /// Holds the status addresses of `service` if it may keep them and holds
-    /// nothing yet.
+    /// Holds the status addresses of `service` if it may keep them (and nothing
+    /// otherwise).
     fn hold_status(&mut self, service: &Service) {
         let key = ServiceKey::of_service(service);
-        if self.held.contains_key(&key) || ignore_reason(service, &self.options).is_some() {
+        self.unhold(&key);
+        if ignore_reason(service, &self.options).is_some() {
             return;
         }
         let Ok(request) = Request::parse(key, service, &mut Vec::new()) else {
             return;
         };
         if let Some(allocation) = status(&request).and_then(|ips| self.keepable(&request, &ips)) {
-            let seq = self.next_seq();
-            self.hold(request, allocation, seq);
+            self.hold(request, allocation);
         }
     }
 
     /// Records that the service of `request` holds `allocation` (already checked).
-    fn hold(&mut self, request: Request, allocation: Allocation, seq: u64) {
+    fn hold(&mut self, request: Request, allocation: Allocation) {
         for &ip in &allocation.ips {
             if self.ledger.hold(ip, &request.key, &request.share)
                 && let Some((pool, range)) = self.locate(ip)
@@ -364,7 +354,6 @@ impl Allocator {
             Held {
                 request,
                 allocation,
-                seq,
             },
         );
     }
@@ -398,17 +387,9 @@ impl Allocator {
         self.by_name.get(name).map(|&i| &self.pools[i])
     }
 
-    /// What `request` gets: what it has if it may keep it (`previous`: what it held
-    /// here), else new addresses.
-    fn decide(
-        &self,
-        request: &Request,
-        previous: Option<Allocation>,
-    ) -> Result<Allocation, String> {
-        let kept = status(request)
-            .and_then(|ips| self.keepable(request, &ips))
-            .or_else(|| previous.and_then(|held| self.keepable(request, &held.ips)));
-        match kept {
+    /// What `request` gets: its status if it may keep it, else new addresses.
+    fn decide(&self, request: &Request) -> Result<Allocation, String> {
+        match status(request).and_then(|ips| self.keepable(request, &ips)) {
             Some(allocation) => Ok(self.complete_dual_stack(request, allocation)),
             None => self.allocate_new(request),
         }

@@ -13,6 +13,8 @@
 
 use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, Service, ServiceStatus};
 
+mod metallb;
+
 use super::*;
 use crate::config::{
     file::parse,
@@ -55,6 +57,7 @@ struct Svc {
     labels: Vec<(String, String)>,
     spec: Vec<String>,
     status: Option<String>,
+    created: Option<String>,
 }
 
 /// `name` or `namespace/name`.
@@ -71,6 +74,7 @@ fn svc(key: &str) -> Svc {
         labels: Vec::new(),
         spec: Vec::new(),
         status: None,
+        created: None,
     }
 }
 
@@ -138,6 +142,25 @@ impl Svc {
         self.status = Some(status.into());
         self
     }
+    /// `metadata.creationTimestamp`, RFC 3339.
+    fn created(mut self, at: &str) -> Self {
+        self.created = Some(at.into());
+        self
+    }
+    /// `namespace/name` or `name`, as [`key`] reads it.
+    fn key_text(&self) -> String {
+        match &self.namespace {
+            Some(namespace) => format!("{namespace}/{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+    fn service(&self) -> Service {
+        let yaml = self.y();
+        parse(&yaml)
+            .unwrap_or_else(|e| panic!("{yaml}\ndoes not parse: {e:#?}"))
+            .services
+            .remove(0)
+    }
     fn y(&self) -> String {
         let pairs = |pairs: &[(String, String)]| {
             pairs
@@ -149,6 +172,9 @@ impl Svc {
         let mut meta = vec![format!("name: {}", self.name)];
         if let Some(namespace) = &self.namespace {
             meta.push(format!("namespace: {namespace}"));
+        }
+        if let Some(created) = &self.created {
+            meta.push(format!("creationTimestamp: {created:?}"));
         }
         if !self.annotations.is_empty() {
             meta.push(format!("annotations: {{{}}}", pairs(&self.annotations)));
@@ -1958,6 +1984,249 @@ fn stability_cases() -> Vec<Case> {
     ]
 }
 
+/// The order between services (issue 10): status first, then creationTimestamp,
+/// then the listed order.
+fn order_cases() -> Vec<Case> {
+    const T1: &str = "2024-01-01T00:00:00Z";
+    const T2: &str = "2024-01-02T00:00:00Z";
+    vec![
+        case(
+            "the first free address goes to the service listed first",
+            &[pool("a", A), svc("zeta").y(), svc("alpha").y()],
+            &[
+                ("zeta", Got("a", "10.0.0.0")),
+                ("alpha", Got("a", "10.0.0.1")),
+            ],
+        ),
+        case(
+            "a requested address taken by an earlier automatic pick fails, across namespaces",
+            &[
+                pool("a", "addresses: [10.0.0.0/32]"),
+                svc("z/auto").y(),
+                svc("a/named").spec("loadBalancerIP: 10.0.0.0").y(),
+            ],
+            &[
+                ("z/auto", Got("a", "10.0.0.0")),
+                (
+                    "a/named",
+                    Fails(
+                        "spec.loadBalancerIP=\"10.0.0.0\": 10.0.0.0 is in use by z/auto, which does not allow sharing",
+                    ),
+                ),
+            ],
+        ),
+        case(
+            "a requested address listed first is served first",
+            &[
+                pool("a", A),
+                svc("named").ips("10.0.0.0").y(),
+                svc("auto").y(),
+            ],
+            &[
+                ("named", Got("a", "10.0.0.0")),
+                ("auto", Got("a", "10.0.0.1")),
+            ],
+        ),
+        case(
+            "creationTimestamp orders before the listed order",
+            &[
+                pool("a", A),
+                svc("late").created(T2).y(),
+                svc("early").created(T1).y(),
+            ],
+            &[
+                ("early", Got("a", "10.0.0.0")),
+                ("late", Got("a", "10.0.0.1")),
+            ],
+        ),
+        case(
+            "services without creationTimestamp come after those with one",
+            &[pool("a", A), svc("new").y(), svc("old").created(T2).y()],
+            &[("old", Got("a", "10.0.0.0")), ("new", Got("a", "10.0.0.1"))],
+        ),
+        case(
+            "equal creationTimestamps keep the listed order",
+            &[
+                pool("a", A),
+                svc("b").created(T1).y(),
+                svc("a").created(T1).y(),
+            ],
+            &[("b", Got("a", "10.0.0.0")), ("a", Got("a", "10.0.0.1"))],
+        ),
+        case(
+            "a status comes before an older creationTimestamp",
+            &[
+                pool("a", "addresses: [10.0.0.0/32]"),
+                svc("older").created(T1).ips("10.0.0.0").y(),
+                svc("kept").created(T2).status(&["10.0.0.0"]).y(),
+            ],
+            &[
+                ("kept", Got("a", "10.0.0.0")),
+                ("older", Fails("10.0.0.0 is in use by default/kept")),
+            ],
+        ),
+        case(
+            "services with a status keep theirs whatever their creationTimestamp",
+            &[
+                pool("a", A),
+                svc("x").created(T2).status(&["10.0.0.0"]).y(),
+                svc("y").created(T1).status(&["10.0.0.1"]).y(),
+                svc("z").created(T1).y(),
+            ],
+            &[
+                ("x", Got("a", "10.0.0.0")),
+                ("y", Got("a", "10.0.0.1")),
+                ("z", Got("a", "10.0.0.2")),
+            ],
+        ),
+        case(
+            "of two status claims on one address, the older creationTimestamp keeps it",
+            &[
+                pool("a", A),
+                svc("young").created(T2).status(&["10.0.0.2"]).y(),
+                svc("old").created(T1).status(&["10.0.0.2"]).y(),
+            ],
+            &[
+                ("old", Got("a", "10.0.0.2")),
+                ("young", Got("a", "10.0.0.0")),
+            ],
+        ),
+        case(
+            "a service whose status is invalid is served after every valid status is held",
+            &[
+                pool("a", A),
+                svc("moved").status(&["192.168.0.1"]).y(),
+                svc("kept").status(&["10.0.0.0"]).y(),
+                svc("new").y(),
+            ],
+            &[
+                ("kept", Got("a", "10.0.0.0")),
+                ("moved", Got("a", "10.0.0.1")),
+                ("new", Got("a", "10.0.0.2")),
+            ],
+        ),
+        case(
+            "a shared address goes to the first listed, the others share it in order",
+            &[
+                pool("a", "addresses: [10.0.0.0/31]"),
+                svc("c").share("k").ports("TCP/80").y(),
+                svc("b").share("k").ports("TCP/80").y(),
+                svc("a").share("k").ports("TCP/443").y(),
+            ],
+            &[
+                ("c", Got("a", "10.0.0.0")),
+                ("b", Got("a", "10.0.0.1")),
+                ("a", Got("a", "10.0.0.0")),
+            ],
+        ),
+    ]
+}
+
+/// Both annotation prefixes on one service (issue 10): `metallb.io/` wins,
+/// `metallb.universe.tf/` is the fallback, a disagreement is a warning.
+fn prefix_cases() -> Vec<Case> {
+    let dual = pool("d", MIXED);
+    vec![
+        case(
+            "both prefixes of loadBalancerIPs disagreeing: metallb.io wins, with a warning",
+            &[
+                pool("a", A),
+                svc("x")
+                    .ips("10.0.0.2")
+                    .ann("metallb.universe.tf/loadBalancerIPs", "10.0.0.3")
+                    .y(),
+            ],
+            &[("x", Got("a", "10.0.0.2"))],
+        )
+        .warns(
+            "x",
+            "annotations metallb.io/loadBalancerIPs=\"10.0.0.2\" and metallb.universe.tf/loadBalancerIPs=\"10.0.0.3\" disagree; metallb.io/loadBalancerIPs is used (as MetalLB does), remove one of them",
+        ),
+        case(
+            "both prefixes of allow-shared-ip disagreeing: metallb.io wins, with a warning",
+            &[
+                pool("a", A),
+                svc("a").share("k1").ports("TCP/80").y(),
+                svc("b")
+                    .share("k1")
+                    .ann("metallb.universe.tf/allow-shared-ip", "k2")
+                    .ports("TCP/81")
+                    .y(),
+            ],
+            &[("a", Got("a", "10.0.0.0")), ("b", Got("a", "10.0.0.0"))],
+        )
+        .warns(
+            "b",
+            "annotations metallb.io/allow-shared-ip=\"k1\" and metallb.universe.tf/allow-shared-ip=\"k2\" disagree",
+        ),
+        case(
+            "only the older prefix of allow-shared-ip is the fallback",
+            &[
+                pool("a", A),
+                svc("a").share("k").ports("TCP/80").y(),
+                svc("b")
+                    .ann("metallb.universe.tf/allow-shared-ip", "k")
+                    .ports("TCP/81")
+                    .y(),
+            ],
+            &[("a", Got("a", "10.0.0.0")), ("b", Got("a", "10.0.0.0"))],
+        ),
+        case(
+            "an empty metallb.io annotation wins over the older prefix, as in MetalLB",
+            &[
+                pool("a", A),
+                pool("b", B),
+                svc("x")
+                    .pool("")
+                    .ann("metallb.universe.tf/address-pool", "b")
+                    .y(),
+            ],
+            &[("x", Got("a", "10.0.0.0"))],
+        )
+        .warns(
+            "x",
+            "annotations metallb.io/address-pool=\"\" and metallb.universe.tf/address-pool=\"b\" disagree",
+        ),
+        case(
+            "both prefixes equal give no warning",
+            &[
+                pool("a", A),
+                svc("x")
+                    .ips("10.0.0.1")
+                    .ann("metallb.universe.tf/loadBalancerIPs", " 10.0.0.1 ")
+                    .y(),
+            ],
+            &[("x", Got("a", "10.0.0.1"))],
+        ),
+        case(
+            "the older prefix's value is not read when metallb.io is there, even if malformed",
+            &[
+                dual.clone(),
+                svc("x")
+                    .require()
+                    .ips("10.0.0.1,2001:db8::1")
+                    .ann("metallb.universe.tf/loadBalancerIPs", "nonsense")
+                    .y(),
+            ],
+            &[("x", Got("d", "10.0.0.1,2001:db8::1"))],
+        )
+        .warns("x", "metallb.universe.tf/loadBalancerIPs=\"nonsense\""),
+        case(
+            "a warning is given even when the request fails",
+            &[
+                pool("a", A),
+                svc("x")
+                    .pool("a")
+                    .ann("metallb.universe.tf/address-pool", "b")
+                    .spec("ipFamilies: [IPv5]")
+                    .y(),
+            ],
+            &[("x", Fails("spec.ipFamilies[0]=\"IPv5\" is not IPv4 or IPv6"))],
+        )
+        .warns("x", "metallb.io/address-pool=\"a\""),
+    ]
+}
+
 fn all_cases() -> Vec<Case> {
     [
         scope_cases(),
@@ -1970,6 +2239,9 @@ fn all_cases() -> Vec<Case> {
         family_cases(),
         sharing_cases(),
         stability_cases(),
+        order_cases(),
+        prefix_cases(),
+        metallb::controller_mutation_cases(),
     ]
     .into_iter()
     .flatten()
@@ -2030,6 +2302,21 @@ fn table_sharing() {
 #[test]
 fn table_stability() {
     run_all(stability_cases());
+}
+
+#[test]
+fn table_order() {
+    run_all(order_cases());
+}
+
+#[test]
+fn table_annotation_prefixes() {
+    run_all(prefix_cases());
+}
+
+#[test]
+fn table_metallb_controller_mutation() {
+    run_all(metallb::controller_mutation_cases());
 }
 
 #[test]
