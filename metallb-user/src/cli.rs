@@ -74,6 +74,8 @@ struct ServiceRow {
     announced_by: Option<String>,
     candidates: Vec<String>,
     this_node: Role,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -114,6 +116,7 @@ fn rows(plan: &Plan) -> Vec<ServiceRow> {
                 announced_by,
                 candidates,
                 this_node: p.role.clone(),
+                warnings: p.warnings.clone(),
             }
         })
         .collect()
@@ -184,6 +187,12 @@ pub fn plan_report(plan: &Plan, node: &str, output: Output) -> String {
         pool_table.push(vec![p.pool, p.in_use.to_string(), p.total]);
     }
     out += &render(&pool_table);
+    for row in &services {
+        for warning in &row.warnings {
+            let line = format!("warning: {}: {warning}", row.service);
+            let _ = writeln!(out, "{}", printable(&line));
+        }
+    }
     out
 }
 

@@ -64,6 +64,11 @@ enum Command {
     /// Show what each service would get (addresses, pool, announcing node and
     /// interfaces) or why it gets nothing. Touches nothing.
     ///
+    /// Services are allocated one after the other, as MetalLB's controller sees them:
+    /// those carrying an address in status.loadBalancer.ingress first (keeping it when
+    /// valid), then by metadata.creationTimestamp where set, then in the file's order
+    /// (creation order). A service asking for an address an earlier one got fails.
+    ///
     /// Exit status: 0 when every LoadBalancer service gets what it asks for; 3 when at
     /// least one cannot (MetalLB's AllocationFailed: the table still shows every
     /// service, and why), so that a script or CI job notices; 1 when the configuration

@@ -351,13 +351,17 @@ impl Speaker {
         );
     }
 
-    /// MetalLB's events, as log lines, for services whose situation changed.
+    /// MetalLB's events, as log lines, for services whose situation changed; the
+    /// allocator's warnings on every application of the file.
     fn log_changes(&mut self, services: &BTreeMap<ServiceKey, crate::plan::ServicePlan>) {
         let mut roles = BTreeMap::new();
         for (key, service) in services {
+            // Names and reasons come from the file: no raw line breaks in the log.
+            let service_name = printable(&key.to_string()).into_owned();
+            for warning in &service.warnings {
+                warn!(service = %service_name, "{}", printable(warning));
+            }
             if self.last_roles.get(key) != Some(&service.role) {
-                // Names and reasons come from the file: no raw line breaks in the log.
-                let service_name = printable(&key.to_string()).into_owned();
                 match (&service.decision, &service.role) {
                     (Decision::Failed { reason }, _) => {
                         warn!(service = %service_name, event = "AllocationFailed", "{}", printable(reason))
@@ -589,5 +593,76 @@ mod tests {
         assert_eq!(ips(0), ["192.0.2.1", "2001:db8::1"]);
         // A status in the file wins over memory.
         assert_eq!(ips(1), ["192.0.2.9"]);
+    }
+
+    /// Services are allocated in the file's order, but with the last plan's
+    /// addresses as their status they come first and keep them: a service added at
+    /// the top of the file takes nobody's address, nor does one asking for a taken
+    /// address.
+    #[test]
+    fn an_edit_of_the_file_moves_nobody() {
+        let pool = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec: {addresses: [192.0.2.0/29]}\n";
+        let service = |name: &str, extra: &str| {
+            format!(
+                "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}{extra}}}\nspec: {{type: LoadBalancer}}\n"
+            )
+        };
+        let config = |text: &str| {
+            validate(&parse(text).expect("parses"), &ValidateOptions::default())
+                .config
+                .expect("valid")
+        };
+        let ips = |decisions: &BTreeMap<ServiceKey, Decision>| -> BTreeMap<String, String> {
+            decisions
+                .iter()
+                .map(|(key, decision)| {
+                    let shown = match decision {
+                        Decision::Allocated(a) => format!("{:?}", a.ips),
+                        other => format!("{other:?}"),
+                    };
+                    (key.name.clone(), shown)
+                })
+                .collect()
+        };
+        let before = crate::allocator::allocate(
+            &config(&(pool.to_owned() + &service("b", "") + &service("a", ""))),
+            &AllocatorOptions::default(),
+        )
+        .decisions;
+        assert_eq!(
+            ips(&before),
+            BTreeMap::from([
+                ("a".into(), "[192.0.2.1]".into()),
+                ("b".into(), "[192.0.2.0]".into()),
+            ])
+        );
+        let previous: BTreeMap<ServiceKey, Vec<IpAddr>> = before
+            .iter()
+            .filter_map(|(key, decision)| match decision {
+                Decision::Allocated(a) => Some((key.clone(), a.ips.clone())),
+                _ => None,
+            })
+            .collect();
+        let edited = pool.to_owned()
+            + &service("new", "")
+            + &service(
+                "named",
+                ", annotations: {metallb.io/loadBalancerIPs: 192.0.2.0}",
+            )
+            + &service("b", "")
+            + &service("a", "");
+        let after = crate::allocator::allocate(
+            &with_previous_status(config(&edited), &previous),
+            &AllocatorOptions::default(),
+        )
+        .decisions;
+        let after = ips(&after);
+        assert_eq!(after["a"], "[192.0.2.1]");
+        assert_eq!(after["b"], "[192.0.2.0]");
+        assert_eq!(after["new"], "[192.0.2.2]");
+        assert!(
+            after["named"].contains("192.0.2.0 is in use by default/b"),
+            "{after:?}"
+        );
     }
 }

@@ -188,9 +188,9 @@ fn plan_shows_every_service_in_a_table_and_in_json() {
         lines,
         [
             "SERVICE      IPS                         POOL       ANNOUNCED BY  ON THIS NODE (node-1)",
-            "default/api  192.0.2.100, 2001:db8::100  demo-pool  node-1        answers on lo",
+            "default/api  192.0.2.101, 2001:db8::100  demo-pool  node-1        answers on lo",
             "default/db   192.0.2.110                 demo-pool  node-1        answers on lo",
-            "default/web  192.0.2.101                 demo-pool  node-1        answers on lo",
+            "default/web  192.0.2.100                 demo-pool  node-1        answers on lo",
             "",
             "POOL       IN USE  ADDRESSES",
             "demo-pool  4       54",
@@ -205,7 +205,7 @@ fn plan_shows_every_service_in_a_table_and_in_json() {
     assert_eq!(value["services"][0]["service"], "default/api");
     assert_eq!(
         value["services"][0]["ips"],
-        serde_json::json!(["192.0.2.100", "2001:db8::100"])
+        serde_json::json!(["192.0.2.101", "2001:db8::100"])
     );
     assert_eq!(
         value["services"][0]["this_node"],
@@ -214,6 +214,42 @@ fn plan_shows_every_service_in_a_table_and_in_json() {
     assert_eq!(
         value["pools"][0],
         serde_json::json!({"pool": "demo-pool", "in_use": 4, "total": "54"})
+    );
+}
+
+#[test]
+fn plan_warns_when_both_annotation_prefixes_disagree() {
+    let file = Scratch::new(
+        "prefixes.yaml",
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: a}\nspec: {addresses: [192.0.2.0/30]}\n\
+         ---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: b}\nspec: {addresses: [192.0.2.8/30]}\n\
+         ---\napiVersion: v1\nkind: Service\nmetadata: {name: x, annotations: {metallb.io/address-pool: b, metallb.universe.tf/address-pool: a}}\nspec: {type: LoadBalancer}\n",
+    );
+    let path = file.0.to_str().unwrap();
+    let (code, table, stderr) = run(&["plan", "--config", path, "--interface", "lo"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(table.contains("default/x  192.0.2.8"), "{table}");
+    assert!(
+        table.lines().any(|line| line
+            == "warning: default/x: annotations metallb.io/address-pool=\"b\" and metallb.universe.tf/address-pool=\"a\" disagree; metallb.io/address-pool is used (as MetalLB does), remove one of them"),
+        "{table}"
+    );
+    let (_, json, _) = run(&[
+        "plan",
+        "--config",
+        path,
+        "--interface",
+        "lo",
+        "--output",
+        "json",
+    ]);
+    let value: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert!(
+        value["services"][0]["warnings"][0]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("annotations metallb.io/address-pool=\"b\""),
+        "{json}"
     );
 }
 
