@@ -47,7 +47,7 @@ fn pools() -> Vec<Pool> {
 
 fn service(i: usize) -> Service {
     let mut annotations = BTreeMap::new();
-    if i % 20 == 0 {
+    if i.is_multiple_of(20) {
         annotations.insert(
             "metallb.io/allow-shared-ip".into(),
             format!("key-{}", i % 7),
@@ -68,7 +68,7 @@ fn service(i: usize) -> Service {
         },
         spec: Some(ServiceSpec {
             type_: Some("LoadBalancer".into()),
-            ip_family_policy: (i % 10 == 0).then(|| "PreferDualStack".into()),
+            ip_family_policy: i.is_multiple_of(10).then(|| "PreferDualStack".into()),
             ports: Some(vec![ServicePort {
                 port: 1000 + i32::try_from(i).expect("small"),
                 ..ServicePort::default()

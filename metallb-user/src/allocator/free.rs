@@ -76,13 +76,13 @@ impl FreeSet {
         true
     }
 
-    /// Marks `ip` (a usable address of this range) free again.
-    pub fn give_back(&mut self, ip: IpAddr) {
+    /// Marks `ip` (a usable address of this range) free again; false when it was.
+    pub fn give_back(&mut self, ip: IpAddr) -> bool {
         let n = number(ip);
         let (mut start, mut end) = (n, n);
         if let Some((&before, &before_end)) = self.intervals.range(..=n).next_back() {
             if before_end >= n {
-                return; // already free
+                return false;
             }
             if n.checked_sub(1) == Some(before_end) {
                 self.intervals.remove(&before);
@@ -95,6 +95,7 @@ impl FreeSet {
             end = after_end;
         }
         self.intervals.insert(start, end);
+        true
     }
 
     /// Adds `start..=end` without the skipped addresses at its start.
@@ -182,11 +183,50 @@ mod tests {
         let mut free = set("10.0.0.0/29", false);
         take_firsts(&mut free, 8, false);
         for last in [0, 2, 1, 7, 5, 6, 3, 4] {
-            free.give_back(ip(&format!("10.0.0.{last}")));
-            free.give_back(ip(&format!("10.0.0.{last}")));
+            assert!(free.give_back(ip(&format!("10.0.0.{last}"))));
+            assert!(!free.give_back(ip(&format!("10.0.0.{last}"))));
         }
         assert_eq!(free.intervals.len(), 1, "{:?}", free.intervals);
         assert_eq!(take_firsts(&mut free, 1, false), ["10.0.0.0"]);
+    }
+
+    /// Against a walk over the range: after every take or give-back of a
+    /// pseudo-random churn, the first free address is the lowest usable one not
+    /// taken.
+    #[test]
+    fn agrees_with_a_walk_under_churn() {
+        for avoid_buggy in [false, true] {
+            let range = AddrRange::parse("10.0.0.250-10.0.2.5").unwrap();
+            let skip = |ip| avoid_buggy && is_buggy(ip);
+            let usable: Vec<IpAddr> = range.iter().filter(|ip| !skip(*ip)).collect();
+            let mut free = FreeSet::new(&range, &skip);
+            let mut taken = std::collections::BTreeSet::new();
+            let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+            let mut next = |bound: usize| {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                usize::try_from(seed >> 33).unwrap() % bound
+            };
+            for _ in 0..5_000 {
+                match next(3) {
+                    0 => {
+                        if let Some(first) = free.first() {
+                            assert!(free.take(first, &skip));
+                            taken.insert(first);
+                        }
+                    }
+                    1 => {
+                        let ip = usable[next(usable.len())];
+                        assert_eq!(free.take(ip, &skip), taken.insert(ip), "take {ip}");
+                    }
+                    _ => {
+                        let ip = usable[next(usable.len())];
+                        assert_eq!(free.give_back(ip), taken.remove(&ip), "give back {ip}");
+                    }
+                }
+                let walked = usable.iter().find(|ip| !taken.contains(*ip)).copied();
+                assert_eq!(free.first(), walked);
+            }
+        }
     }
 
     #[test]

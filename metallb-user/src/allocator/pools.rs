@@ -97,8 +97,9 @@ impl PoolState {
 
     /// Marks `ip`, of range `range`, free again (its last holder let it go).
     pub fn give_back(&mut self, range: usize, ip: IpAddr) {
-        if let Some(free) = self.free.get_mut(range) {
-            free.give_back(ip);
+        if let Some(free) = self.free.get_mut(range)
+            && free.give_back(ip)
+        {
             let in_use = &mut self.in_use[Family::of(ip) as usize];
             *in_use = in_use.saturating_sub(1);
         }

@@ -155,7 +155,9 @@ impl Ledger {
 
     /// The lowest address of `first..=last` held under `profile`'s sharing key that a
     /// service with `profile` may share, looking only below `below` (the lowest free
-    /// address, which wins over any higher shared one).
+    /// address, which wins over any higher shared one). Linear in the addresses held
+    /// under that key below `below`: few, unless many services with one key clash
+    /// on their ports.
     pub fn first_shareable(
         &self,
         first: IpAddr,

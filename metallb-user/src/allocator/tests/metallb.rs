@@ -349,6 +349,9 @@ fn controller_mutation_does_not_depend_on_history() {
     }
 }
 
+/// How a round of steps shapes its services (single-stack IPv4 or IPv6, dual-stack).
+type Shape = fn(Svc) -> Svc;
+
 /// One step on an allocator.
 enum Step {
     /// The service is created or changed: its decision. After a failure it holds
@@ -616,7 +619,7 @@ fn allocator_pool_allocation() {
     };
     let mut steps = Vec::new();
     // (family, the service, the four addresses in order)
-    let rounds: [(&str, fn(Svc) -> Svc, [&str; 4]); 3] = [
+    let rounds: [(&str, Shape, [&str; 4]); 3] = [
         (
             "IPv4",
             |s| s,
@@ -673,7 +676,7 @@ fn allocator_allocation() {
     ];
     let none_left = "no address pool can give";
     let mut steps = Vec::new();
-    let rounds: [(fn(Svc) -> Svc, [(&str, &str); 4]); 3] = [
+    let rounds: [(Shape, [(&str, &str); 4]); 3] = [
         (
             |s| s,
             [
@@ -867,7 +870,7 @@ fn allocator_auto_assign() {
     ];
     let none = "pool test1 has autoAssign false; pool test2 has no free";
     let mut steps = Vec::new();
-    let rounds: [(fn(Svc) -> Svc, [&str; 2]); 2] = [
+    let rounds: [(Shape, [&str; 2]); 2] = [
         (|s| s, ["1.2.3.10", "1.2.3.11"]),
         (Svc::v6, ["1000::10", "1000::11"]),
     ];
