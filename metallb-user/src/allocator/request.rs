@@ -377,13 +377,15 @@ fn ports(spec: &ServiceSpec) -> BTreeSet<Port> {
 
 /// The pool and the addresses `service` asks for, read exactly as the allocator reads
 /// them, or why that request is malformed: for validation, which warns about requests
-/// that can never be met.
-pub fn requested(service: &Service) -> Result<RequestedAddresses, String> {
-    let request = Request::parse(ServiceKey::of_service(service), service)?;
-    Ok(RequestedAddresses {
+/// that can never be met. The allocator's warnings come with either.
+pub fn requested(service: &Service) -> (Result<RequestedAddresses, String>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let request = Request::parse(ServiceKey::of_service(service), service, &mut warnings);
+    let asked = request.map(|request| RequestedAddresses {
         pool: request.pool,
         ips: request.ips,
-    })
+    });
+    (asked, warnings)
 }
 
 /// What [`requested`] found.

@@ -384,7 +384,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// Warns about what a `LoadBalancer` service asks of MetalLB that can never be met,
 /// read with the allocator's own request parsing: a malformed `loadBalancerIPs`, two
-/// addresses of one family, an unknown pool, an address in no pool.
+/// addresses of one family, an unknown pool, an address in no pool; and what the
+/// allocator warns about (both annotation prefixes with different values).
 pub(super) fn check_request(
     check: &mut Checker,
     object: &str,
@@ -397,7 +398,11 @@ pub(super) fn check_request(
         return;
     }
     let never = "the service can get no address";
-    let asked = match requested(service) {
+    let (asked, warnings) = requested(service);
+    for warning in warnings {
+        check.warning(object, "", "", warning);
+    }
+    let asked = match asked {
         Ok(asked) => asked,
         Err(reason) => {
             check.warning(object, "", "", format!("{reason}: {never}"));
@@ -884,6 +889,17 @@ mod tests {
                 Warns(&[
                     ANYCAST,
                     "Service default/x: annotation metallb.universe.tf/address-pool=\"nope\": no IPAddressPool has this name: the service can get no address",
+                ]),
+            ),
+            (
+                "both prefixes with different values: metallb.io wins",
+                with(
+                    "metallb.io/address-pool: a, metallb.universe.tf/address-pool: nope",
+                    "",
+                ),
+                Warns(&[
+                    ANYCAST,
+                    "Service default/x: annotations metallb.io/address-pool=\"a\" and metallb.universe.tf/address-pool=\"nope\" disagree; metallb.io/address-pool is used (as MetalLB does), remove one of them",
                 ]),
             ),
             (
