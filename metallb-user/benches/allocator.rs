@@ -15,12 +15,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::core::v1::{
-    LoadBalancerIngress, LoadBalancerStatus, Service, ServicePort, ServiceSpec, ServiceStatus,
-};
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use kube::api::ObjectMeta;
 use metallb_user::{
-    allocator::{Allocator, AllocatorOptions, Decision, ServiceKey, allocate},
+    allocator::{Allocator, AllocatorOptions, Decision, ServiceKey, allocate, status_with},
     config::{AddrRange, Config, Pool},
 };
 
@@ -89,21 +87,7 @@ fn config() -> Config {
 
 fn with_status(mut service: Service, decision: &Decision) -> Service {
     if let Decision::Allocated(allocation) = decision {
-        service.status = Some(ServiceStatus {
-            load_balancer: Some(LoadBalancerStatus {
-                ingress: Some(
-                    allocation
-                        .ips
-                        .iter()
-                        .map(|ip| LoadBalancerIngress {
-                            ip: Some(ip.to_string()),
-                            ..LoadBalancerIngress::default()
-                        })
-                        .collect(),
-                ),
-            }),
-            ..ServiceStatus::default()
-        });
+        service.status = Some(status_with(&allocation.ips));
     }
     service
 }

@@ -16,7 +16,6 @@ use std::{
 };
 
 use anyhow::Context as _;
-use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus};
 use metallb_common::VipAction;
 use notify::Watcher as _;
 use tokio::{
@@ -26,7 +25,7 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use crate::{
-    allocator::{AllocatorOptions, Decision, ServiceKey},
+    allocator::{AllocatorOptions, Decision, ServiceKey, has_status_address, status_with},
     announce::Announcer,
     config::{Config, Issue, ValidateOptions, file, validate},
     datapath::{Datapath, DatapathOptions, XdpMode, iface},
@@ -217,26 +216,8 @@ pub fn with_previous_status(
 ) -> Config {
     for service in &mut config.services {
         let key = ServiceKey::of_service(service);
-        let has_status = service
-            .status
-            .as_ref()
-            .and_then(|s| s.load_balancer.as_ref())
-            .and_then(|lb| lb.ingress.as_ref())
-            .is_some_and(|i| !i.is_empty());
-        if let (false, Some(ips)) = (has_status, previous.get(&key)) {
-            service.status = Some(ServiceStatus {
-                load_balancer: Some(LoadBalancerStatus {
-                    ingress: Some(
-                        ips.iter()
-                            .map(|ip| LoadBalancerIngress {
-                                ip: Some(ip.to_string()),
-                                ..Default::default()
-                            })
-                            .collect(),
-                    ),
-                }),
-                ..Default::default()
-            });
+        if let (false, Some(ips)) = (has_status_address(service), previous.get(&key)) {
+            service.status = Some(status_with(ips));
         }
     }
     config

@@ -59,7 +59,7 @@ use std::{
     net::IpAddr,
 };
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, Service, ServiceStatus};
 
 use self::{
     pools::{PoolState, admission, skipped, usable, usable_count},
@@ -152,14 +152,32 @@ pub fn allocation_order(services: &[Service]) -> Vec<usize> {
     order.sort_by_cached_key(|&i| {
         let service = &services[i];
         let created = service.metadata.creation_timestamp.clone();
-        (
-            status_ips(service).next().is_none(),
-            created.is_none(),
-            created,
-            i,
-        )
+        (!has_status_address(service), created.is_none(), created, i)
     });
     order
+}
+
+/// Whether `service` carries an address in `status.loadBalancer.ingress` (a hostname
+/// alone is no address): such services come first in [`allocation_order`].
+pub fn has_status_address(service: &Service) -> bool {
+    status_ips(service).next().is_some()
+}
+
+/// The status that says a service has `ips` (what the controller writes).
+pub fn status_with(ips: &[IpAddr]) -> ServiceStatus {
+    let ingress = ips
+        .iter()
+        .map(|ip| LoadBalancerIngress {
+            ip: Some(ip.to_string()),
+            ..LoadBalancerIngress::default()
+        })
+        .collect();
+    ServiceStatus {
+        load_balancer: Some(LoadBalancerStatus {
+            ingress: Some(ingress),
+        }),
+        ..ServiceStatus::default()
+    }
 }
 
 /// Decides every service of `config`: [`Allocator::assign_all`] on a fresh

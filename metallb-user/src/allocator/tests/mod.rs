@@ -11,7 +11,7 @@
 //! at a time, and as sequences of steps on one [`Allocator`] where MetalLB's test
 //! drives its allocator through assignments, releases and pool changes.
 
-use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, Service, ServiceStatus};
+use k8s_openapi::api::core::v1::Service;
 
 mod metallb;
 
@@ -282,19 +282,7 @@ fn check_one(case: &str, service: &str, got: &Decision, want: Want) {
 }
 
 fn set_status(service: &mut Service, ips: &[IpAddr]) {
-    let ingress = ips
-        .iter()
-        .map(|ip| LoadBalancerIngress {
-            ip: Some(ip.to_string()),
-            ..Default::default()
-        })
-        .collect();
-    service.status = Some(ServiceStatus {
-        load_balancer: Some(LoadBalancerStatus {
-            ingress: Some(ingress),
-        }),
-        ..Default::default()
-    });
+    service.status = Some(status_with(ips));
 }
 
 /// `config` as a restarted controller sees it: what it allocated is in the statuses,
@@ -312,10 +300,6 @@ fn restarted(config: &Config, decisions: &BTreeMap<ServiceKey, Decision>) -> Con
     config
 }
 
-fn has_status(service: &Service) -> bool {
-    status_ips(service).next().is_some()
-}
-
 /// The path of a controller that starts on the services carrying a status (as it
 /// finds them in a cluster) and then sees the others created one after the other,
 /// in the shared order; then every service is changed (assigned again) in reverse
@@ -326,7 +310,7 @@ fn incremental(config: &Config, options: &AllocatorOptions) -> BTreeMap<ServiceK
     let (existing, created): (Vec<&Service>, Vec<&Service>) = allocation_order(&config.services)
         .into_iter()
         .map(|i| &config.services[i])
-        .partition(|service| has_status(service));
+        .partition(|service| has_status_address(service));
     let existing: Vec<Service> = existing.into_iter().cloned().collect();
     let mut decisions = allocator.assign_all(&existing).decisions;
     for service in created {
