@@ -329,6 +329,11 @@ impl Allocator {
         self.unhold(service).map(|held| held.allocation)
     }
 
+    /// The services that hold addresses.
+    pub fn held_keys(&self) -> impl Iterator<Item = &ServiceKey> {
+        self.held.keys()
+    }
+
     /// What `service` holds.
     pub fn allocation(&self, service: &ServiceKey) -> Option<&Allocation> {
         self.held.get(service).map(|held| &held.allocation)
