@@ -123,51 +123,85 @@ impl Collector for SpeakerCollector {
                     .encode(family.encode_family(&labels)?)?;
             }
         }
-        for (name, help, value) in [
-            (
-                "metallb_allocator_addresses_in_use_total",
-                "Number of IP addresses in use, per pool",
-                (|u: &PoolUsage| u.in_use as f64) as fn(&PoolUsage) -> f64,
-            ),
-            (
-                "metallb_allocator_addresses_total",
-                "Number of usable IP addresses, per pool",
-                |u: &PoolUsage| u.total as f64,
-            ),
-        ] {
-            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for (pool, usage) in &state.pools {
-                let labels = [("pool", pool.as_str())];
-                ConstGauge::new(value(usage)).encode(family.encode_family(&labels)?)?;
-            }
-        }
-        for (name, help, value) in [
-            (
-                "metallb_k8s_client_config_loaded_bool",
-                "1 if a configuration was loaded successfully",
-                state.config_loaded,
-            ),
-            (
-                "metallb_k8s_client_config_stale_bool",
-                "1 if the last configuration change was refused",
-                state.config_stale,
-            ),
-        ] {
-            ConstGauge::new(i64::from(value)).encode(encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                MetricType::Gauge,
-            )?)?;
-        }
-        Ok(())
+        encode_allocator(&mut encoder, &state)
     }
+}
+
+/// The controller's metrics (the standalone speaker, which allocates too, has them):
+/// pool usage and whether the configuration loaded.
+fn encode_allocator(
+    encoder: &mut DescriptorEncoder,
+    state: &MetricsState,
+) -> Result<(), std::fmt::Error> {
+    for (name, help, value) in [
+        (
+            "metallb_allocator_addresses_in_use_total",
+            "Number of IP addresses in use, per pool",
+            (|u: &PoolUsage| u.in_use as f64) as fn(&PoolUsage) -> f64,
+        ),
+        (
+            "metallb_allocator_addresses_total",
+            "Number of usable IP addresses, per pool",
+            |u: &PoolUsage| u.total as f64,
+        ),
+    ] {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for (pool, usage) in &state.pools {
+            let labels = [("pool", pool.as_str())];
+            ConstGauge::new(value(usage)).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    for (name, help, value) in [
+        (
+            "metallb_k8s_client_config_loaded_bool",
+            "1 if a configuration was loaded successfully",
+            state.config_loaded,
+        ),
+        (
+            "metallb_k8s_client_config_stale_bool",
+            "1 if the last configuration change was refused",
+            state.config_stale,
+        ),
+    ] {
+        ConstGauge::new(i64::from(value)).encode(encoder.encode_descriptor(
+            name,
+            help,
+            None,
+            MetricType::Gauge,
+        )?)?;
+    }
+    Ok(())
+}
+
+#[derive(Debug)]
+struct ControllerCollector(Arc<Shared>);
+
+impl Collector for ControllerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+        encode_allocator(&mut encoder, &state)
+    }
+}
+
+/// Which metrics a process serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Speaker,
+    Controller,
 }
 
 /// The registry with the speaker's collector.
 pub fn registry(shared: Arc<Shared>) -> Registry {
+    registry_for(shared, Role::Speaker)
+}
+
+/// The registry with the collector of `role`.
+pub fn registry_for(shared: Arc<Shared>, role: Role) -> Registry {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(SpeakerCollector(shared)));
+    match role {
+        Role::Speaker => registry.register_collector(Box::new(SpeakerCollector(shared))),
+        Role::Controller => registry.register_collector(Box::new(ControllerCollector(shared))),
+    }
     registry
 }
 
@@ -209,8 +243,13 @@ async fn ready(State(state): State<ServerState>) -> impl IntoResponse {
 
 /// Binds `addr` (the error names it) and serves `/metrics`, `/healthz`, `/readyz`.
 pub async fn serve(addr: SocketAddr, shared: Arc<Shared>) -> anyhow::Result<()> {
+    serve_role(addr, shared, Role::Speaker).await
+}
+
+/// [`serve`], with the metrics of `role`.
+pub async fn serve_role(addr: SocketAddr, shared: Arc<Shared>, role: Role) -> anyhow::Result<()> {
     let state = ServerState {
-        registry: Arc::new(registry(shared.clone())),
+        registry: Arc::new(registry_for(shared.clone(), role)),
         shared,
     };
     let app = Router::new()

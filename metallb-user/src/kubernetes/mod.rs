@@ -6,3 +6,4 @@ pub mod cluster_config;
 pub mod controller;
 pub mod leader;
 pub mod service_status;
+pub mod webhook;
