@@ -1,5 +1,6 @@
 //! `metallb`: a MetalLB-compatible load-balancer whose layer-2 answers come from XDP.
-//! This is the standalone mode: the configuration is a YAML file of MetalLB objects.
+//! Standalone mode reads a YAML file of MetalLB objects; `metallb controller` runs on
+//! the Kubernetes API.
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -93,6 +94,11 @@ enum Command {
     /// file (changes apply within a second; SIGHUP reloads), announce gratuitously,
     /// serve metrics. SIGTERM detaches and unpins (see --keep-datapath).
     Speaker(SpeakerArgs),
+    /// Run MetalLB's controller on the Kubernetes API (in-cluster, or KUBECONFIG):
+    /// allocate addresses to LoadBalancer Services from the IPAddressPools, write their
+    /// status, the pools' status and Events, and serve the validating admission
+    /// webhook. Several replicas may run: one leads (a Lease), only it writes.
+    Controller(ControllerArgs),
     /// Print the CustomResourceDefinitions of group metallb.io (IPAddressPool,
     /// L2Advertisement, the status and BGP kinds), generated from this program's types,
     /// as one multi-document YAML for `kubectl apply -f -`.
@@ -105,6 +111,49 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+}
+
+#[derive(Args)]
+struct ControllerArgs {
+    /// The namespace MetalLB runs in: its objects (pools) are read there, the Lease is
+    /// kept there.
+    #[arg(long, env = "METALLB_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
+    namespace: String,
+    /// Serve only services with this spec.loadBalancerClass (default: services without one).
+    #[arg(long)]
+    lb_class: Option<String>,
+    /// This replica's name in the Lease and in Events (default: the host name).
+    #[arg(long, env = "METALLB_POD_NAME")]
+    pod_name: Option<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:7472")]
+    metrics_addr: SocketAddr,
+    /// Elect a leader among replicas with a coordination.k8s.io Lease; only the leader
+    /// writes. Turn off only when exactly one replica runs.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    leader_elect: bool,
+    /// The Lease's name.
+    #[arg(long, default_value = "metallb-controller")]
+    lease_name: String,
+    /// How long a leader's Lease stays valid without renewal (then another takes over).
+    #[arg(long, default_value = "15s", value_name = "DURATION", value_parser = duration)]
+    lease_duration: Duration,
+    /// How long the leader keeps leading while its renewals fail.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = duration)]
+    renew_deadline: Duration,
+    /// Time between attempts to take or renew the Lease.
+    #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = duration)]
+    retry_period: Duration,
+    /// Address of the admission webhook (HTTPS), served when --tls-cert-file and
+    /// --tls-key-file are given.
+    #[arg(long, default_value = "0.0.0.0:9443")]
+    webhook_addr: SocketAddr,
+    /// The webhook's serving certificate (PEM), e.g. mounted from a Secret.
+    #[arg(long, requires = "tls_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// The webhook's private key (PEM).
+    #[arg(long, requires = "tls_cert_file")]
+    tls_key_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -354,6 +403,11 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             runtime.block_on(run(options))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Controller(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(controller(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Crds => {
             print!("{}", crd::definitions_yaml()?);
             Ok(ExitCode::SUCCESS)
@@ -383,6 +437,73 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             print!("{report}");
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
+    use metallb_user::{
+        kubernetes::{AbortOnDrop, controller, leader::LeaseConfig, webhook},
+        metrics,
+    };
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes API to talk to (in-cluster configuration, or KUBECONFIG)")?;
+    let identity = node_name(args.pod_name);
+    let shared = std::sync::Arc::new(metrics::Shared::default());
+    metrics::serve_role(args.metrics_addr, shared.clone(), metrics::Role::Controller).await?;
+    let options = ValidateOptions {
+        namespace: args.namespace.clone(),
+    };
+    let _webhook = match (args.tls_cert_file, args.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            let tls = webhook::TlsFiles { cert, key };
+            let client = client.clone();
+            let addr = args.webhook_addr;
+            Some(AbortOnDrop(tokio::spawn(async move {
+                if let Err(error) = webhook::run(client, addr, tls, options).await {
+                    tracing::error!("the admission webhook stopped: {error:#}");
+                }
+            })))
+        }
+        _ => {
+            tracing::info!(
+                "no --tls-cert-file/--tls-key-file: the admission webhook is not served"
+            );
+            None
+        }
+    };
+    let election = args.leader_elect.then(|| LeaseConfig {
+        lease_duration: args.lease_duration,
+        renew_deadline: args.renew_deadline,
+        retry_period: args.retry_period,
+        ..LeaseConfig::with_defaults(&args.namespace, &args.lease_name, &identity)
+    });
+    let options = controller::ControllerOptions {
+        namespace: args.namespace,
+        allocator: AllocatorOptions {
+            load_balancer_class: args.lb_class,
+        },
+        instance: identity,
+        metrics: Some(shared),
+    };
+    controller::run(client, options, election, shutdown_signal()).await;
+    Ok(())
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
     }
 }
 

@@ -65,6 +65,7 @@ fn start_controller_with(
         namespace: NS.into(),
         allocator,
         instance: instance.into(),
+        metrics: None,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(run(client, options, election, async move {
@@ -304,7 +305,8 @@ async fn a_restart_writes_nothing_and_keeps_every_assignment() {
     let first = start_controller(&server, "c1", None);
     until_ingress(&server, "b", "one", &["192.0.2.1"]).await;
     until_ingress(&server, "a", "two", &["192.0.2.0"]).await;
-    until_ingress(&server, "a", "dual", &["2001:db8::"]).await;
+    // An IPv6 CIDR holds back its subnet-router anycast address (2001:db8::).
+    until_ingress(&server, "a", "dual", &["2001:db8::1"]).await;
     until_ingress(&server, "a", "shared-1", &["192.0.2.50"]).await;
     until_ingress(&server, "a", "shared-2", &["192.0.2.50"]).await;
     until("pool statuses", || {
@@ -464,7 +466,11 @@ async fn only_the_leader_writes_and_another_replica_takes_over() {
             .filter_map(|e| e.reporting_instance.clone())
             .collect()
     };
-    assert_eq!(reporters, [leader.clone()], "only the leader wrote events");
+    assert_eq!(
+        reporters,
+        std::slice::from_ref(&leader),
+        "only the leader wrote events"
+    );
 
     // The leader dies without releasing: the other takes over after the lease.
     let (dead, survivor) = if leader == "one" {

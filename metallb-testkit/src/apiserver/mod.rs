@@ -314,6 +314,31 @@ impl TestApiServer {
         }
     }
 
+    /// Stores an object as given, bypassing HTTP (its `creationTimestamp` and `status`
+    /// kept, as after a restore): the state a controller finds when it starts.
+    pub fn seed(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+        object: Value,
+    ) -> anyhow::Result<Value> {
+        let rt = self
+            .shared
+            .lock_store()
+            .resource(group, version, plural)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("{plural}.{group}/{version} is not registered"))?;
+        let namespace = object["metadata"]["namespace"]
+            .as_str()
+            .filter(|_| rt.namespaced)
+            .unwrap_or(if rt.namespaced { "default" } else { "" })
+            .to_owned();
+        Ok(self
+            .shared
+            .write(|store| store.seed(&rt, &namespace, object))?)
+    }
+
     /// The stored object (as JSON), bypassing HTTP: for assertions.
     pub fn object(
         &self,
@@ -326,6 +351,33 @@ impl TestApiServer {
         let store = self.shared.lock_store();
         let rt = store.resource(group, version, plural)?.clone();
         store.get(&rt, namespace, name).ok()
+    }
+
+    /// Every stored object of a resource (as JSON), bypassing HTTP: for assertions.
+    pub fn objects(&self, group: &str, version: &str, plural: &str) -> Vec<Value> {
+        let store = self.shared.lock_store();
+        let Some(rt) = store.resource(group, version, plural).cloned() else {
+            return Vec::new();
+        };
+        store
+            .list(&rt, &store::Filter::default())
+            .unwrap_or_default()
+    }
+
+    /// How many stored objects of a resource satisfy `predicate` (no copies: cheap
+    /// enough to poll over many objects).
+    pub fn count(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+        predicate: impl Fn(&Value) -> bool,
+    ) -> usize {
+        let store = self.shared.lock_store();
+        let Some(rt) = store.resource(group, version, plural).cloned() else {
+            return 0;
+        };
+        store.count(&rt, predicate)
     }
 
     /// The current resourceVersion of the whole store.

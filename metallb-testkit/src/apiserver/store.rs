@@ -259,6 +259,13 @@ impl Store {
             .collect())
     }
 
+    /// How many objects satisfy `predicate`.
+    pub fn count(&self, rt: &ResourceType, predicate: impl Fn(&Value) -> bool) -> usize {
+        self.collection(rt)
+            .map(|c| c.objects.values().filter(|o| predicate(o)).count())
+            .unwrap_or(0)
+    }
+
     /// Changes after `revision`, for watches.
     pub fn changes_after(&self, rt: &ResourceType, revision: u64) -> ApiResult<Vec<Change>> {
         let history = &self.collection(rt)?.history;
@@ -335,11 +342,22 @@ impl Store {
         Ok(())
     }
 
-    pub fn create(
+    pub fn create(&mut self, rt: &ResourceType, namespace: &str, body: Value) -> ApiResult<Value> {
+        self.insert(rt, namespace, body, false)
+    }
+
+    /// Stores `body` as a restore from a backup would: its `creationTimestamp` and
+    /// `status` are kept (a create through the API drops status and sets the time).
+    pub fn seed(&mut self, rt: &ResourceType, namespace: &str, body: Value) -> ApiResult<Value> {
+        self.insert(rt, namespace, body, true)
+    }
+
+    fn insert(
         &mut self,
         rt: &ResourceType,
         namespace: &str,
         mut body: Value,
+        as_given: bool,
     ) -> ApiResult<Value> {
         Self::check_body(rt, namespace, &mut body)?;
         self.next_uid += 1;
@@ -375,10 +393,14 @@ impl Store {
             ));
         }
         meta.insert("uid".into(), uid.into());
-        meta.insert("creationTimestamp".into(), now().into());
+        let given_time = meta.get("creationTimestamp").is_some_and(Value::is_string);
+        if !(as_given && given_time) {
+            meta.insert("creationTimestamp".into(), now().into());
+        }
         meta.insert("generation".into(), 1.into());
         meta.remove("deletionTimestamp");
         if rt.status_subresource
+            && !as_given
             && let Some(object) = body.as_object_mut()
         {
             // Status is written through the status subresource only.

@@ -18,7 +18,7 @@ use std::{
 };
 
 use futures::{StreamExt as _, TryStreamExt as _, future};
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Service};
 use kube::{
     Api, Client, Resource as _, ResourceExt as _,
     api::{Patch, PatchParams},
@@ -40,8 +40,12 @@ use super::{
     service_status::{POOL_ANNOTATION, ServiceEvent, ServiceUpdate, update_for},
 };
 use crate::{
-    allocator::{Allocator, AllocatorOptions, Decision, PoolUsage, ServiceKey},
+    allocator::{
+        Allocator, AllocatorOptions, Decision, PoolUsage, ServiceKey, has_status_address,
+        status_with,
+    },
     config::{ValidateOptions, crd::IPAddressPool},
+    metrics,
 };
 
 #[derive(Clone, Debug)]
@@ -51,10 +55,18 @@ pub struct ControllerOptions {
     pub allocator: AllocatorOptions,
     /// Names this replica in Events (`reportingInstance`), e.g. the Pod name.
     pub instance: String,
+    /// Where the allocator metrics go (pool usage, configuration loaded or stale).
+    pub metrics: Option<Arc<metrics::Shared>>,
 }
 
 /// The field manager of every write.
 const MANAGER: &str = "metallb-controller";
+
+/// Reconciles running at once.
+const RECONCILES_IN_FLIGHT: u16 = 32;
+
+/// Events published at once.
+const EVENTS_IN_FLIGHT: usize = 8;
 
 /// Failed reconciles are retried after this, doubling up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -83,6 +95,8 @@ struct State {
     failed: BTreeSet<ServiceKey>,
     /// Failed reconciles in a row, for the backoff.
     retries: BTreeMap<ServiceKey, u32>,
+    /// Pools left out of the configuration, with the problems last reported.
+    rejected: BTreeMap<String, String>,
 }
 
 /// Shared by the reconciles and the tasks around them.
@@ -90,7 +104,8 @@ struct Context {
     client: Client,
     options: ControllerOptions,
     leadership: Leadership,
-    recorder: Recorder,
+    /// Events to publish, in the background.
+    events: mpsc::UnboundedSender<(ObjectReference, KubeEvent)>,
     state: Mutex<State>,
     services: Store<Service>,
     pools: Store<IPAddressPool>,
@@ -143,7 +158,12 @@ impl Context {
             return;
         }
         state.cluster = self.cluster_config();
-        report_config(&state.cluster);
+        let fresh = report_config(
+            &state.cluster,
+            &mut state.rejected,
+            self.options.metrics.as_deref(),
+        );
+        self.publish_rejections(fresh);
         let mut services: Vec<Service> = self
             .services
             .state()
@@ -167,6 +187,7 @@ impl Context {
             "every service decided"
         );
         state.allocator = Some(allocator);
+        self.pools_dirty.notify_one();
     }
 
     /// The pools or namespaces changed: services that lost their addresses, and those
@@ -183,7 +204,12 @@ impl Context {
         if same {
             return;
         }
-        report_config(&cluster);
+        let fresh = report_config(
+            &cluster,
+            &mut state.rejected,
+            self.options.metrics.as_deref(),
+        );
+        self.publish_rejections(fresh);
         let Some(allocator) = state.allocator.as_mut() else {
             return;
         };
@@ -245,7 +271,33 @@ impl Context {
         }
     }
 
-    async fn publish(&self, service: &Service, event: &ServiceEvent) {
+    /// A warning Event on each pool left out, in the background.
+    fn publish_rejections(&self, rejected: Vec<(String, String)>) {
+        for (name, problems) in rejected {
+            let Some(pool) = self
+                .pools
+                .state()
+                .into_iter()
+                .find(|p| p.name_any() == name)
+            else {
+                continue;
+            };
+            let event = KubeEvent {
+                type_: EventType::Warning,
+                reason: "InvalidConfiguration".into(),
+                note: Some(format!(
+                    "this pool serves no Service until fixed: {problems}"
+                )),
+                action: "Validate".into(),
+                secondary: None,
+            };
+            let _ = self.events.send((pool.object_ref(&()), event));
+        }
+    }
+
+    /// Queues an Event about `service` (published in the background, a few at a time,
+    /// so that Events never hold up allocation).
+    fn publish(&self, service: &Service, event: &ServiceEvent) {
         let event = KubeEvent {
             type_: if event.warning {
                 EventType::Warning
@@ -257,13 +309,7 @@ impl Context {
             action: event.reason.into(),
             secondary: None,
         };
-        if let Err(error) = self
-            .recorder
-            .publish(&event, &service.object_ref(&()))
-            .await
-        {
-            warn!(%error, reason = %event.reason, "cannot publish an event");
-        }
+        let _ = self.events.send((service.object_ref(&()), event));
     }
 
     /// Writes `update` on `service` (the version read): annotation first, then status,
@@ -303,15 +349,37 @@ impl Context {
     }
 }
 
-fn report_config(cluster: &ClusterConfig) {
+/// Logs what was left out of the configuration; returns the pools whose problems are
+/// new (for Events), and sets the configuration metrics.
+fn report_config(
+    cluster: &ClusterConfig,
+    reported: &mut BTreeMap<String, String>,
+    metrics: Option<&metrics::Shared>,
+) -> Vec<(String, String)> {
+    let mut fresh = Vec::new();
+    let mut now = BTreeMap::new();
     for (pool, issues) in &cluster.rejected {
-        for issue in issues {
-            warn!(%pool, "IPAddressPool left out: {issue}");
+        let text = issues
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        if reported.get(pool) != Some(&text) {
+            warn!(%pool, "IPAddressPool left out of the configuration: {text}");
+            fresh.push((pool.clone(), text.clone()));
         }
+        now.insert(pool.clone(), text);
     }
     for issue in &cluster.errors {
         warn!("{issue}");
     }
+    *reported = now;
+    if let Some(metrics) = metrics {
+        let mut state = metrics.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.config_loaded = true;
+        state.config_stale = !cluster.rejected.is_empty() || !cluster.errors.is_empty();
+    }
+    fresh
 }
 
 /// Decides `service` under the lock; what to write comes back.
@@ -323,7 +391,16 @@ fn decide(ctx: &Context, service: &Service) -> (ServiceUpdate, Vec<String>) {
         return (ServiceUpdate::default(), Vec::new());
     };
     let had = allocator.allocation(&key).cloned();
-    let assigned = allocator.assign(service);
+    // The Service object is the truth, but what was decided for it may not be written
+    // yet (or not seen back through the watch): decide on the status it will carry.
+    let assigned = match &had {
+        Some(held) if !has_status_address(service) => {
+            let mut written = service.clone();
+            written.status = Some(status_with(&held.ips));
+            allocator.assign(&written)
+        }
+        _ => allocator.assign(service),
+    };
     let freed = had.is_some() && !matches!(assigned.decision, Decision::Allocated(_));
     if matches!(assigned.decision, Decision::Failed { .. }) {
         state.failed.insert(key.clone());
@@ -373,7 +450,7 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, R
                     info!(service = %key, ingress = ?update.ingress, pool = ?update.annotation, "service updated");
                 }
                 for event in &update.events {
-                    ctx.publish(&current, event).await;
+                    ctx.publish(&current, event);
                 }
                 lock(&ctx.state).retries.remove(&key);
                 return Ok(Action::await_change());
@@ -448,6 +525,13 @@ async fn pool_statuses(ctx: Arc<Context>) {
                 None => continue,
             }
         };
+        if let Some(metrics) = &ctx.options.metrics {
+            metrics
+                .state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pools = usage.clone();
+        }
         for pool in ctx.pools.state() {
             let name = pool.name_any();
             let Some(usage) = usage.get(&name) else {
@@ -486,12 +570,13 @@ pub async fn run_while_leading(client: Client, options: ControllerOptions, leade
     let (pools, pools_writer) = reflector::store();
     let (namespaces, namespaces_writer) = reflector::store();
     let (again, again_rx) = mpsc::unbounded_channel();
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
     let reporter = Reporter {
         controller: MANAGER.into(),
         instance: Some(options.instance.clone()),
     };
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
+        events: events_tx,
         client,
         options,
         leadership: leadership.clone(),
@@ -543,6 +628,9 @@ pub async fn run_while_leading(client: Client, options: ControllerOptions, leade
 
     let ready_ctx = ctx.clone();
     let controller = Controller::for_stream(service_events, ctx.services.clone())
+        // A bounded number of reconciles (and so of requests) in flight: 10,000
+        // Services at start must not open 10,000 connections at once.
+        .with_config(kube::runtime::controller::Config::default().concurrency(RECONCILES_IN_FLIGHT))
         .reconcile_on(tokio_stream::wrappers::UnboundedReceiverStream::new(
             again_rx,
         ))
@@ -566,8 +654,22 @@ pub async fn run_while_leading(client: Client, options: ControllerOptions, leade
             future::ready(())
         });
 
+    let recorder = Recorder::new(ctx.client.clone(), reporter);
+    let events = tokio_stream::wrappers::UnboundedReceiverStream::new(events_rx)
+        .for_each_concurrent(
+            EVENTS_IN_FLIGHT,
+            |(regarding, event): (ObjectReference, KubeEvent)| {
+                let recorder = recorder.clone();
+                async move {
+                    if let Err(error) = recorder.publish(&event, &regarding).await {
+                        warn!(%error, reason = %event.reason, "cannot publish an event");
+                    }
+                }
+            },
+        );
     let mut lost = leadership;
     tokio::select! {
+        () = events => {}
         () = controller => warn!("the service controller stopped"),
         () = config_task => warn!("the pool watch stopped"),
         () = pool_statuses(ctx.clone()) => {}
@@ -583,6 +685,12 @@ pub async fn run(
     election: Option<LeaseConfig>,
     shutdown: impl Future<Output = ()>,
 ) {
+    if let Some(metrics) = &options.metrics {
+        // Every replica serves (the webhook, and leadership when it comes).
+        metrics
+            .ready
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (mut leadership, elector) = match election {
         Some(lease) => {
@@ -594,7 +702,7 @@ pub async fn run(
                     std::future::pending::<()>().await;
                 }
             }));
-            (leadership, Some(AbortOnDrop(task)))
+            (leadership, Some(super::AbortOnDrop(task)))
         }
         None => (Leadership::always(), None),
     };
@@ -612,15 +720,5 @@ pub async fn run(
     if let Some(mut elector) = elector {
         // The elector releases the Lease, so that another replica takes over at once.
         let _ = (&mut elector.0).await;
-    }
-}
-
-/// The elector's task dies with the controller's (a dropped controller is a crashed
-/// one: the Lease is not released).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

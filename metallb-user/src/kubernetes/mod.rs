@@ -7,3 +7,13 @@ pub mod controller;
 pub mod leader;
 pub mod service_status;
 pub mod webhook;
+
+/// A spawned task that ends with its owner (a dropped controller is a crashed one: its
+/// elector must not go on renewing the Lease).
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -168,18 +168,21 @@ mod tests {
         }
     }
 
+    /// (service, decision, annotation write, ingress write, event reasons)
+    type Case = (
+        Service,
+        Decision,
+        Option<Option<String>>,
+        Option<Vec<String>>,
+        Vec<&'static str>,
+    );
+
     #[test]
     fn update_table() {
         let some = |s: &str| Some(Some(s.to_owned()));
         let ips = |list: &[&str]| Some(list.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         // (service, decision, annotation write, ingress write, event reasons)
-        let cases: Vec<(
-            Service,
-            Decision,
-            Option<Option<String>>,
-            Option<Vec<String>>,
-            Vec<&str>,
-        )> = vec![
+        let cases: Vec<Case> = vec![
             // New allocation: both written, IPAllocated.
             (
                 service("LoadBalancer", &[], None),

@@ -146,9 +146,9 @@ pub struct WebhookState {
     pub options: ValidateOptions,
 }
 
-fn values<K: Serialize + Clone>(store: &Store<K>) -> Vec<serde_json::Value>
+fn values<K>(store: &Store<K>) -> Vec<serde_json::Value>
 where
-    K: kube::Resource<DynamicType = ()> + 'static,
+    K: kube::Resource<DynamicType = ()> + Serialize + Clone + 'static,
 {
     store
         .state()
@@ -303,20 +303,11 @@ pub async fn run(
         options,
     });
     let server = serve(addr, &tls, state).await?;
-    let _abort = AbortOnDrop(server);
+    let _abort = super::AbortOnDrop(server);
     futures::stream::select(pool_events, l2_events)
         .for_each(|()| async {})
         .await;
     Ok(())
-}
-
-/// Stops the accept loop when the webhook is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 #[cfg(test)]

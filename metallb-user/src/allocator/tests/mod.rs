@@ -13,6 +13,7 @@
 
 use k8s_openapi::api::core::v1::Service;
 
+mod kubernetes_parity;
 mod metallb;
 
 use super::*;
