@@ -48,15 +48,13 @@ use metallb_common::{
     Outcome, VipAction,
     replay::{self, ReplayCursor, ReplayFrame},
 };
-use metallb_user::{
-    datapath::{
-        Datapath, DatapathOptions, HELPERS_OBJECT,
-        iface::MacAddr,
-        load_object,
-        maps::{VipConfig, VipKey},
-        test_run, xdp_md,
-    },
-    lab::{NetnsGuard, ScratchPinDir},
+use metallb_testkit::lab::{NetnsGuard, ScratchPinDir};
+use metallb_user::datapath::{
+    Datapath, DatapathOptions, HELPERS_OBJECT,
+    iface::MacAddr,
+    load_object,
+    maps::{VipConfig, VipKey},
+    test_run, xdp_md,
 };
 
 const SIZES: [u32; 3] = [1, 1_000, 100_000];

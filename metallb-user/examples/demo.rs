@@ -14,10 +14,8 @@ use std::{
 };
 
 use anyhow::{Context as _, bail, ensure};
-use metallb_user::{
-    datapath::XdpMode,
-    lab::{Lab, command_in, exec_in},
-};
+use metallb_testkit::lab::{Lab, command_in, exec_in};
+use metallb_user::datapath::XdpMode;
 
 const NODE_NAME: &str = "node-1";
 const PIN_DIR: &str = "/sys/fs/bpf/metallb-demo";

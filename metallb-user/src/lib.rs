@@ -7,7 +7,6 @@ pub mod config;
 pub mod datapath;
 pub mod election;
 pub mod kubernetes;
-pub mod lab;
 pub mod metrics;
 pub mod plan;
 pub mod printable;

@@ -14,7 +14,7 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new(name: &str, text: &str) -> Self {
-        let dir = std::env::temp_dir().join(metallb_user::lab::unique_name("cli"));
+        let dir = std::env::temp_dir().join(metallb_testkit::lab::unique_name("cli"));
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join(name);
         std::fs::write(&path, text).expect("write");
@@ -662,7 +662,7 @@ fn speaker_garp_flags_take_go_durations() {
     // Accepted: the speaker gets past its flags and stops at the datapath, on a pin
     // directory outside bpffs (nothing is loaded, no port is taken).
     let pins = std::env::temp_dir()
-        .join(metallb_user::lab::unique_name("cli-pins"))
+        .join(metallb_testkit::lab::unique_name("cli-pins"))
         .join("pins");
     let pins = pins.to_str().unwrap();
     let example = example();

@@ -280,7 +280,7 @@ fn the_comparison_sees_a_changed_field() {
 /// MetalLB's documented way to announce every pool: an L2Advertisement with no spec.
 #[test]
 fn metallb_documented_minimal_l2advertisement_passes_validate_and_plan() {
-    let dir = std::env::temp_dir().join(metallb_user::lab::unique_name("crds"));
+    let dir = std::env::temp_dir().join(metallb_testkit::lab::unique_name("crds"));
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("minimal.yaml");
     std::fs::write(

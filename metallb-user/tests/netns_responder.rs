@@ -9,13 +9,11 @@ use std::{
 };
 
 use metallb_common::VipAction;
-use metallb_user::{
-    datapath::{
-        Datapath, DatapathOptions, XdpMode,
-        iface::{self, MacAddr},
-        maps::{VipConfig, VipCounters, VipKey},
-    },
-    lab::{Lab, NetnsGuard, ScratchPinDir},
+use metallb_testkit::lab::{Lab, NetnsGuard, ScratchPinDir};
+use metallb_user::datapath::{
+    Datapath, DatapathOptions, XdpMode,
+    iface::{self, MacAddr},
+    maps::{VipConfig, VipCounters, VipKey},
 };
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);

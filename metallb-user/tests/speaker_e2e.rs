@@ -17,10 +17,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use metallb_user::{
-    datapath::XdpMode,
-    lab::{Lab, ScratchPinDir, command_in, exec_in, unique_name},
-};
+use metallb_testkit::lab::{Lab, ScratchPinDir, command_in, exec_in, unique_name};
+use metallb_user::datapath::XdpMode;
 use support::ArpAsker;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_metallb");

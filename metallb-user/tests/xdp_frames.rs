@@ -13,13 +13,11 @@ use std::{
 
 use etherparse::{ArpOperation, IcmpEchoHeader, Icmpv6Type, PacketBuilder};
 use metallb_common::{Outcome, VipAction, VipViewKey, VipViewValue, XdpStats};
-use metallb_user::{
-    datapath::{
-        Datapath, DatapathOptions,
-        iface::MacAddr,
-        maps::{VipConfig, VipCounters, VipKey},
-    },
-    lab::{NetnsGuard, ScratchPinDir},
+use metallb_testkit::lab::{NetnsGuard, ScratchPinDir};
+use metallb_user::datapath::{
+    Datapath, DatapathOptions,
+    iface::MacAddr,
+    maps::{VipConfig, VipCounters, VipKey},
 };
 use support::*;
 
@@ -74,7 +72,7 @@ fn key(addr: impl Into<IpAddr>, ifindex: u32, vlan_id: u16) -> VipKey {
 
 fn fixture() -> Fixture {
     let netns = NetnsGuard::enter_new().expect("enter a new network namespace");
-    metallb_user::lab::run(
+    metallb_testkit::lab::run(
         "ip",
         &[
             "link",
@@ -88,7 +86,7 @@ fn fixture() -> Fixture {
         ],
     )
     .expect("add veth");
-    metallb_user::lab::run("ip", &["link", "set", IF_NAME, "up"]).expect("veth up");
+    metallb_testkit::lab::run("ip", &["link", "set", IF_NAME, "up"]).expect("veth up");
     assert_eq!(nix::net::if_::if_nametoindex(IF_NAME).expect("ifindex"), IF);
     let pins = ScratchPinDir::new("frames");
     let mut dp = Datapath::load(&DatapathOptions {
@@ -1405,7 +1403,7 @@ fn a_pinned_map_of_another_layout_is_refused_by_name() {
 /// directory elsewhere, whose contents it would hide.
 #[test]
 fn a_pin_directory_outside_bpffs_and_sys_fs_bpf_is_refused() {
-    let dir = std::env::temp_dir().join(metallb_user::lab::unique_name("notbpf"));
+    let dir = std::env::temp_dir().join(metallb_testkit::lab::unique_name("notbpf"));
     let error = Datapath::load(&DatapathOptions {
         pin_dir: dir.clone(),
         max_vips: 16,

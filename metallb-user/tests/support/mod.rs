@@ -181,19 +181,19 @@ pub struct ArpAsker {
 
 impl ArpAsker {
     /// Asks as the lab's client: from its interface, MAC and IPv4 address.
-    pub fn for_client(lab: &metallb_user::lab::Lab) -> std::io::Result<Self> {
+    pub fn for_client(lab: &metallb_testkit::lab::Lab) -> std::io::Result<Self> {
         Self::new(
             &lab.client_ns,
             lab.client_if,
             lab.client_mac.0,
-            metallb_user::lab::Lab::CLIENT_V4,
+            metallb_testkit::lab::Lab::CLIENT_V4,
         )
     }
 
     /// Opens the socket on `ifname` in namespace `ns` (the socket stays in it).
     fn new(ns: &str, ifname: &str, mac: [u8; 6], ip: Ipv4Addr) -> std::io::Result<Self> {
         use std::os::fd::FromRawFd as _;
-        let _netns = metallb_user::lab::NetnsGuard::enter(ns)?;
+        let _netns = metallb_testkit::lab::NetnsGuard::enter(ns)?;
         let ifindex = nix::net::if_::if_nametoindex(ifname)?;
         let protocol = (libc::ETH_P_ARP as u16).to_be();
         // SAFETY: plain socket(2), checked.

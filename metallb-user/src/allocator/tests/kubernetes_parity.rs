@@ -20,7 +20,8 @@ use crate::{
     kubernetes::controller::{ControllerOptions, run as run_controller},
 };
 
-const DEADLINE: Duration = Duration::from_secs(20);
+/// Generous: CI runs this beside the other tests on two cores.
+const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Cases whose outcome rests on what only a file has. Services created in the same
 /// second: a file takes them in its listed order, while the API gives no order finer
@@ -183,7 +184,7 @@ async fn plan_and_the_controller_agree_on_every_table_case_and_the_example() {
     let total = runs.len();
     let found: Vec<String> = futures::stream::iter(runs)
         .map(|(name, yaml, class)| async move { disagreements(&name, &yaml, class).await })
-        .buffer_unordered(8)
+        .buffer_unordered(4)
         .flat_map(futures::stream::iter)
         .collect()
         .await;

@@ -16,7 +16,7 @@ use anyhow::{Context as _, bail};
 use aya::{Ebpf, programs::Xdp};
 use nix::sched::{CloneFlags, setns, unshare};
 
-use crate::datapath::{HELPERS_OBJECT, XdpMode, iface::MacAddr};
+use metallb_user::datapath::{HELPERS_OBJECT, XdpMode, iface::MacAddr};
 
 /// Moves the calling thread into another network namespace until dropped.
 pub struct NetnsGuard {
