@@ -20,7 +20,11 @@ use etherparse::{
 use tokio::task::AbortHandle;
 use tracing::{debug, warn};
 
-use crate::datapath::{iface::MacAddr, maps::VipKey};
+use crate::datapath::{
+    capabilities::{self, Step},
+    iface::MacAddr,
+    maps::VipKey,
+};
 
 const BROADCAST: [u8; 6] = [0xff; 6];
 const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
@@ -83,12 +87,23 @@ pub struct PacketSocket {
 }
 
 impl PacketSocket {
+    /// Opens the socket; a refusal for want of CAP_NET_RAW says so.
     pub fn open() -> io::Result<Self> {
         // Protocol 0: the socket receives nothing.
         // SAFETY: plain socket(2); the result is checked before use.
         let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
         if fd < 0 {
-            return Err(io::Error::last_os_error());
+            let error = io::Error::last_os_error();
+            return Err(
+                match capabilities::denied(
+                    Step::PacketSocket,
+                    || "opening an AF_PACKET socket".into(),
+                    &error,
+                ) {
+                    Some(denied) => io::Error::new(io::ErrorKind::PermissionDenied, denied),
+                    None => error,
+                },
+            );
         }
         // SAFETY: a fresh descriptor that nothing else owns.
         Ok(Self {

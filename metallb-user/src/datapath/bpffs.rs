@@ -49,10 +49,22 @@ pub(super) fn ensure_bpffs(dir: &Path) -> Result<(), DatapathError> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         Some("mode=0700"),
     )
-    .map_err(|errno| DatapathError::MountBpffs {
-        dir: dir.to_owned(),
-        root: root.to_owned(),
-        errno,
+    .map_err(|errno| {
+        super::or_denied(
+            super::Step::MountBpffs,
+            || {
+                format!(
+                    "mounting a bpf filesystem on {BPFFS_ROOT} (pin directory {} is on none)",
+                    dir.display()
+                )
+            },
+            errno,
+            |errno| DatapathError::MountBpffs {
+                dir: dir.to_owned(),
+                root: root.to_owned(),
+                errno,
+            },
+        )
     })?;
     info!(
         path = %BPFFS_ROOT,

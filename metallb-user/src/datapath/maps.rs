@@ -659,6 +659,22 @@ fn expected_layouts() -> [(&'static str, MapType, usize, usize); 7] {
     ]
 }
 
+/// Opens the map pinned at `path`; a refusal says whose pin it is or which
+/// capability is missing.
+fn open_pin(path: &Path) -> Result<MapData, DatapathError> {
+    MapData::from_pin(path).map_err(|source| {
+        super::pin_refusal(
+            path,
+            || format!("opening pinned map {}", path.display()),
+            source,
+            |source| DatapathError::OpenPinned {
+                path: path.to_owned(),
+                source,
+            },
+        )
+    })
+}
+
 fn check_layout(map: &MapData, path: &Path, name: &'static str) -> Result<(), DatapathError> {
     let Some((_, map_type, key_size, value_size)) =
         expected_layouts().into_iter().find(|(n, ..)| *n == name)
@@ -715,10 +731,7 @@ impl Maps {
             if !path.exists() {
                 continue;
             }
-            let data = MapData::from_pin(&path).map_err(|source| DatapathError::OpenPinned {
-                path: path.clone(),
-                source,
-            })?;
+            let data = open_pin(&path)?;
             check_layout(&data, &path, name)?;
         }
         Ok(())
@@ -736,10 +749,7 @@ impl Maps {
 
     /// The value of the control block pinned at `path`.
     pub fn read_pinned_ctl(path: &Path) -> Result<VipTableCtl, DatapathError> {
-        let data = MapData::from_pin(path).map_err(|source| DatapathError::OpenPinned {
-            path: path.to_owned(),
-            source,
-        })?;
+        let data = open_pin(path)?;
         let map = |op, source| DatapathError::Map {
             name: map_names::VIP_CTL,
             op,
@@ -753,10 +763,7 @@ impl Maps {
     /// Opens, read-only, the maps pinned under `pin_dir` by a running or departed agent
     /// (for inspection: [`Maps::sync`] refuses to write through these).
     pub fn open_pinned(pin_dir: &Path) -> Result<Self, DatapathError> {
-        Self::assemble(pin_dir, false, |name| {
-            let path = pin_dir.join(name);
-            MapData::from_pin(&path).map_err(|source| DatapathError::OpenPinned { path, source })
-        })
+        Self::assemble(pin_dir, false, |name| open_pin(&pin_dir.join(name)))
     }
 
     fn assemble(

@@ -2,6 +2,7 @@
 //! keeps its VIP maps equal to a desired set, by diff.
 
 pub mod bpffs;
+pub mod capabilities;
 pub mod iface;
 pub mod maps;
 
@@ -24,6 +25,7 @@ use tracing::{debug, info, warn};
 
 use self::{
     bpffs::{BPFFS_ROOT, ensure_bpffs},
+    capabilities::{Denied, Step},
     iface::{Interface, InterfaceError, MacAddr},
     maps::{Maps, VipConfig, VipKey, VipRecord},
 };
@@ -75,6 +77,22 @@ pub enum DatapathError {
         dir: PathBuf,
         root: PathBuf,
         errno: nix::Error,
+    },
+    /// The kernel refused a step for want of a capability: the error names it.
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// The pin directory or a pin is not this process's to use: file permissions,
+    /// not capabilities (the speaker runs without CAP_DAC_OVERRIDE).
+    #[error(
+        "{action} was refused ({errno:?}): {path} belongs to uid {owner} (mode {mode:04o}) and this process runs as uid {uid}; give the speaker a pin directory of its own (`install -d -o {uid} -m 0700 DIR`, as the DaemonSet's init container does), or remove what a speaker of another user left there (`metallb cleanup --pin-dir DIR`)"
+    )]
+    PinAccess {
+        action: String,
+        errno: nix::errno::Errno,
+        path: PathBuf,
+        owner: u32,
+        mode: u32,
+        uid: u32,
     },
     #[error("pin directory {dir}: {source}")]
     PinDir {
@@ -198,19 +216,57 @@ pub struct Datapath {
 impl Datapath {
     /// Loads the program and creates its maps, pinned under `options.pin_dir`. Maps
     /// already pinned there (left by an earlier agent) are adopted with their entries.
+    /// When loading fails, what this call created (pins, directories) is removed
+    /// again; what it found is left as it was.
     pub fn load(options: &DatapathOptions) -> Result<Self, DatapathError> {
         let pin_dir = options.pin_dir.clone();
         ensure_bpffs(&pin_dir)?;
-        std::fs::create_dir_all(&pin_dir).map_err(|source| DatapathError::PinDir {
-            dir: pin_dir.clone(),
-            source,
+        let new_dirs: Vec<PathBuf> = pin_dir
+            .ancestors()
+            .take_while(|dir| !dir.exists())
+            .map(Path::to_owned)
+            .collect();
+        std::fs::create_dir_all(&pin_dir).map_err(|source| {
+            pin_refusal(
+                &pin_dir,
+                || format!("creating pin directory {}", pin_dir.display()),
+                source,
+                |source| DatapathError::PinDir {
+                    dir: pin_dir.clone(),
+                    source,
+                },
+            )
         })?;
+        let found: Vec<&str> = map_names::ALL
+            .iter()
+            .copied()
+            .filter(|name| pin_dir.join(name).exists())
+            .collect();
+        let loaded = Self::load_in(pin_dir.clone(), options.max_vips);
+        if loaded.is_err() {
+            for name in map_names::ALL.iter().filter(|name| !found.contains(name)) {
+                let _ = std::fs::remove_file(pin_dir.join(name));
+            }
+            // Children first; a directory that is not empty stays.
+            for dir in &new_dirs {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+        loaded
+    }
+
+    fn load_in(pin_dir: PathBuf, max_vips: u32) -> Result<Self, DatapathError> {
         // A pin left by an incompatible version would be reused as is: refuse it first.
         Maps::check_existing_pins(&pin_dir)?;
-        let mut ebpf = load_object(RESPONDER_OBJECT, &pin_dir, options.max_vips, true)?;
-        responder_mut(&mut ebpf)?
-            .load()
-            .map_err(DatapathError::Program)?;
+        let mut ebpf = load_object(RESPONDER_OBJECT, &pin_dir, max_vips, true)?;
+        responder_mut(&mut ebpf)?.load().map_err(|error| {
+            or_denied(
+                Step::LoadProgram,
+                || format!("loading the XDP program {PROGRAM_NAME}"),
+                error,
+                DatapathError::Program,
+            )
+        })?;
         let maps = Maps::from_ebpf(&mut ebpf, &pin_dir)?;
         let adopted = maps.installed().len();
         if adopted > 0 {
@@ -249,6 +305,11 @@ impl Datapath {
                     );
                     return Ok(pinned_mode);
                 }
+                // Not ours to use: attaching anew would fail the same way, or detach a
+                // program this process may not touch.
+                Err(error @ (DatapathError::Denied(_) | DatapathError::PinAccess { .. })) => {
+                    return Err(error);
+                }
                 Err(error) => {
                     warn!(iface = ifname, %error, "could not take over the pinned XDP link; attaching anew");
                     // Dropping the pin detaches the old program, so that ours can attach.
@@ -262,13 +323,25 @@ impl Datapath {
             mode,
             source,
         };
+        let refused = |mode: XdpMode, error: &ProgramError| {
+            capabilities::denied(
+                Step::AttachXdp,
+                || format!("attaching XDP to {ifname} in {mode} mode"),
+                error,
+            )
+        };
         let (link, used) = match program.attach_to_if_index(iface.ifindex, mode.aya()) {
             Ok(link) => (link, mode),
+            // A refusal is no driver's limit: generic mode would be refused too.
+            Err(error) if let Some(denied) = refused(mode, &error) => return Err(denied.into()),
             Err(native_error) if mode == XdpMode::Native => {
                 warn!(iface = ifname, error = %native_error, "native XDP refused, falling back to generic mode");
                 let link = program
                     .attach_to_if_index(iface.ifindex, XdpMode::Generic.aya())
-                    .map_err(|source| attach_err(XdpMode::Generic, source))?;
+                    .map_err(|source| match refused(XdpMode::Generic, &source) {
+                        Some(denied) => denied.into(),
+                        None => attach_err(XdpMode::Generic, source),
+                    })?;
                 (link, XdpMode::Generic)
             }
             Err(source) => return Err(attach_err(mode, source)),
@@ -311,13 +384,26 @@ impl Datapath {
     /// Points the pinned link at `path` to this agent's program (one atomic link update,
     /// so the interface is never without a responder), then removes the pin.
     fn take_over_link(&mut self, path: &Path) -> Result<XdpLinkId, DatapathError> {
-        let pinned = PinnedLink::from_pin(path)
-            .map_err(|e| pin_error(path, "opening the pinned link", e))?;
+        let pinned = PinnedLink::from_pin(path).map_err(|e| {
+            pin_refusal(
+                path,
+                || format!("opening the pinned XDP link {}", path.display()),
+                e,
+                |e| pin_error(path, "opening the pinned link", e),
+            )
+        })?;
         let link = XdpLink::try_from(FdLink::from(pinned))
             .map_err(|e| pin_error(path, "not an XDP link", e))?;
         let id = responder_mut(&mut self.ebpf)?
             .attach_to_link(link)
-            .map_err(|e| pin_error(path, "updating the link", e))?;
+            .map_err(|e| {
+                or_denied(
+                    Step::AttachXdp,
+                    || format!("updating the pinned XDP link {}", path.display()),
+                    e,
+                    |e| pin_error(path, "updating the link", e),
+                )
+            })?;
         std::fs::remove_file(path).map_err(|source| DatapathError::PinDir {
             dir: path.to_owned(),
             source,
@@ -348,9 +434,14 @@ impl Datapath {
                     .map_err(DatapathError::Program)?;
                 let fd_link = FdLink::try_from(link)
                     .map_err(|e| pin_error(&path, "the XDP attachment is not a BPF link", e))?;
-                fd_link
-                    .pin(&path)
-                    .map_err(|e| pin_error(&path, "pinning the XDP link", e))
+                fd_link.pin(&path).map_err(|e| {
+                    pin_refusal(
+                        &path,
+                        || format!("pinning the XDP link {}", path.display()),
+                        e,
+                        |e| pin_error(&path, "pinning the XDP link", e),
+                    )
+                })
             });
             match pinned {
                 Ok(_) => {
@@ -550,6 +641,80 @@ fn pin_error(path: &Path, what: &'static str, reason: impl std::fmt::Display) ->
     }
 }
 
+/// `error` as the kernel refusing `step` for want of a capability, naming it, when it
+/// is that; `other(error)` when it is anything else.
+pub(crate) fn or_denied<E: std::error::Error + 'static>(
+    step: Step,
+    action: impl FnOnce() -> String,
+    error: E,
+    other: impl FnOnce(E) -> DatapathError,
+) -> DatapathError {
+    match capabilities::denied(step, action, &error) {
+        Some(denied) => denied.into(),
+        None => other(error),
+    }
+}
+
+/// `error` from using the pin (or pin directory) at `path`: EACCES is a matter of
+/// file permissions, said with the owner and mode that refused; EPERM a capability.
+pub(crate) fn pin_refusal<E: std::error::Error + 'static>(
+    path: &Path,
+    action: impl FnOnce() -> String,
+    error: E,
+    other: impl FnOnce(E) -> DatapathError,
+) -> DatapathError {
+    use std::os::unix::fs::MetadataExt as _;
+    if capabilities::errno_in(&error) == Some(nix::errno::Errno::EACCES) {
+        // The closest existing ancestor is the one whose permissions refused.
+        let refusing = path
+            .ancestors()
+            .find_map(|p| std::fs::metadata(p).ok().map(|m| (p, m)));
+        if let Some((refusing, metadata)) = refusing {
+            return DatapathError::PinAccess {
+                action: action(),
+                errno: nix::errno::Errno::EACCES,
+                path: refusing.to_owned(),
+                owner: metadata.uid(),
+                mode: metadata.mode() & 0o7777,
+                // SAFETY: geteuid(2) cannot fail and touches no memory.
+                uid: unsafe { libc::geteuid() },
+            };
+        }
+    }
+    or_denied(Step::Pins, action, error, other)
+}
+
+/// What loading the object failed at, with a refusal named.
+fn load_error(error: aya::EbpfError, pin_dir: &Path) -> DatapathError {
+    use aya::{EbpfError, maps::MapError};
+    match &error {
+        EbpfError::MapError(MapError::PinError { name, .. }) => {
+            let name = name.clone().unwrap_or_default();
+            pin_refusal(
+                &pin_dir.join(&name),
+                || format!("pinning map {name} in {}", pin_dir.display()),
+                error,
+                DatapathError::Load,
+            )
+        }
+        EbpfError::MapError(MapError::CreateError { name, .. }) => {
+            let name = name.clone();
+            or_denied(
+                Step::CreateMaps,
+                || format!("creating map {name}"),
+                error,
+                DatapathError::Load,
+            )
+        }
+        _ => or_denied(
+            Step::CreateMaps,
+            || "loading the XDP object".into(),
+            error,
+            DatapathError::Load,
+        ),
+    }
+}
+
 /// Loads a responder `object` (its programs not yet into the kernel) onto the maps
 /// pinned in `pin_dir`, creating and pinning those missing, with tables for
 /// `max_vips`. `strict`: the object must read the control block as global data (an
@@ -577,7 +742,11 @@ pub fn load_object(
     // declared maps when there are none yet.
     let ctl_path = pin_dir.join(map_names::VIP_CTL);
     if !ctl_path.exists() {
-        drop(loader.load(object).map_err(DatapathError::Load)?);
+        drop(
+            loader
+                .load(object)
+                .map_err(|error| load_error(error, pin_dir))?,
+        );
     }
     // Loading writes the section's contents into the map: make them what the map
     // holds, so that programs already running on it see no change. (Nothing else
@@ -586,7 +755,9 @@ pub fn load_object(
     let ctl = Maps::read_pinned_ctl(&ctl_path)?;
     loader.map_pin_path(map_names::VIP_CTL_SECTION, ctl_path.as_path());
     loader.override_global(map_names::VIP_CTL_SYMBOL, &ctl, strict);
-    loader.load(object).map_err(DatapathError::Load)
+    loader
+        .load(object)
+        .map_err(|error| load_error(error, pin_dir))
 }
 
 fn responder_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {
@@ -628,7 +799,12 @@ fn update_multicast(
         if let Some(iface) = filtering(ifindex)
             && let Err(error) = iface::add_multicast(&iface.name, *mac)
         {
-            errors.push(error.into());
+            errors.push(or_denied(
+                Step::Multicast,
+                || format!("adding multicast address {mac} to {}", iface.name),
+                error,
+                Into::into,
+            ));
         }
     }
     for (ifindex, mac) in before.difference(after) {
