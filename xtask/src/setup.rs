@@ -17,6 +17,9 @@ const DEBIAN_TOOLS: &[(&str, &str)] = &[
     ("tcpdump", "tcpdump"),
     ("ip", "iproute2"),
     ("nsenter", "util-linux"),
+    // The capability tests run the speaker as a non-root user with only its capabilities.
+    ("setpriv", "util-linux"),
+    ("prlimit", "util-linux"),
     ("curl", "curl"),
 ];
 
@@ -82,11 +85,12 @@ fn on_path(command: &str) -> bool {
 }
 
 fn debian_tools() -> anyhow::Result<()> {
-    let missing: Vec<&str> = DEBIAN_TOOLS
+    let mut missing: Vec<&str> = DEBIAN_TOOLS
         .iter()
         .filter(|(command, _)| !on_path(command))
         .map(|(_, package)| *package)
         .collect();
+    missing.dedup();
     if missing.is_empty() {
         return Ok(());
     }

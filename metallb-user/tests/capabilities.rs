@@ -1,0 +1,513 @@
+//! `metallb speaker` as the DaemonSet runs it: a non-root user (uid 65532) holding
+//! exactly the capabilities of `SPEAKER_CAPABILITIES`, given with `setpriv` (ambient
+//! capabilities, no_new_privs, everything else out of the bounding set). With all of
+//! them it loads, pins, attaches (native and generic) and answers; with one fewer it
+//! stops at start with an error naming the missing one, and leaves nothing attached.
+//! Needs root (to make the labs and drop to the speaker's user).
+
+use std::{
+    os::unix::fs::{MetadataExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use metallb_testkit::lab::{Lab, ScratchPinDir, exec_in, unique_name};
+use metallb_user::datapath::{
+    XdpMode,
+    capabilities::{Capability, SPEAKER_CAPABILITIES},
+};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_metallb");
+/// The speaker's user in the DaemonSet (distroless's `nonroot`).
+const SPEAKER_UID: u32 = 65532;
+const VIP: &str = "192.0.2.101";
+const VIP6: &str = "2001:db8::101";
+
+fn speaker_capabilities() -> Vec<Capability> {
+    SPEAKER_CAPABILITIES.iter().map(|r| r.capability).collect()
+}
+
+/// A configuration directory and file the speaker's user can read, removed on drop.
+struct ConfigDir(PathBuf);
+
+impl ConfigDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(unique_name("capcfg"));
+        std::fs::create_dir_all(&dir).expect("config dir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let file = dir.join("metallb.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: pool, namespace: metallb-system}}\n\
+                 spec: {{addresses: [192.0.2.100-192.0.2.150, '2001:db8::100-2001:db8::150']}}\n\
+                 ---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {{name: l2, namespace: metallb-system}}\nspec: {{}}\n\
+                 ---\napiVersion: v1\nkind: Service\nmetadata: {{name: first, annotations: {{metallb.io/loadBalancerIPs: '{VIP},{VIP6}'}}}}\n\
+                 spec: {{type: LoadBalancer, ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, IPv6], ports: [{{port: 80, protocol: TCP}}]}}\n"
+            ),
+        )
+        .expect("write config");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        Self(dir)
+    }
+
+    fn file(&self) -> PathBuf {
+        self.0.join("metallb.yaml")
+    }
+}
+
+impl Drop for ConfigDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A pin directory made for the speaker's user, as the DaemonSet's init container makes
+/// it; removed with its contents on drop.
+fn pin_dir_for_speaker(tag: &str) -> ScratchPinDir {
+    let pins = ScratchPinDir::new(tag);
+    pin_dir_for_speaker_at(&pins.path);
+    pins
+}
+
+fn pin_dir_for_speaker_at(path: &Path) {
+    std::fs::create_dir(path).expect("pin dir");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    std::os::unix::fs::chown(path, Some(SPEAKER_UID), Some(SPEAKER_UID)).expect("chown");
+}
+
+/// `setpriv` arguments that run the next command as the speaker's user with exactly
+/// `capabilities` (ambient, so that they survive the exec of a file without file
+/// capabilities), nothing else in the bounding set, and no_new_privs (Kubernetes'
+/// `allowPrivilegeEscalation: false`).
+fn as_speaker_user(capabilities: &[Capability]) -> Vec<String> {
+    let set = std::iter::once("-all".to_owned())
+        .chain(
+            capabilities
+                .iter()
+                .map(|c| format!("+{}", c.setpriv_name())),
+        )
+        .collect::<Vec<_>>()
+        .join(",");
+    let uid = SPEAKER_UID.to_string();
+    [
+        "--reuid",
+        &uid,
+        "--regid",
+        &uid,
+        "--clear-groups",
+        "--no-new-privs",
+        "--inh-caps",
+        &set,
+        "--ambient-caps",
+        &set,
+        "--bounding-set",
+        &set,
+        "--",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// The speaker of `lab`'s node as its user with `capabilities`, entering only the
+/// network namespace (`nsenter --net`: the host's /sys/fs/bpf stays visible), with a
+/// locked-memory limit of 0: BPF memory is charged to the memory cgroup instead.
+fn speaker_command(
+    lab: &Lab,
+    capabilities: &[Capability],
+    config: &Path,
+    pins: &Path,
+    extra: &[&str],
+) -> Command {
+    let mut command = Command::new("prlimit");
+    command
+        .args(["--memlock=0:0", "nsenter"])
+        .arg(format!("--net=/run/netns/{}", lab.node_ns))
+        .args(["--", "setpriv"])
+        .args(as_speaker_user(capabilities))
+        .args([BINARY, "speaker", "--config"])
+        .arg(config)
+        .arg("--pin-dir")
+        .arg(pins)
+        .args(["--interface", lab.node_if, "--node-name", "node-1"])
+        .args(extra);
+    command
+}
+
+/// A running speaker, stopped on drop.
+struct Speaker(Option<Child>);
+
+impl Speaker {
+    fn start(command: &mut Command, lab: &Lab) -> Self {
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the speaker");
+        let mut speaker = Self(Some(child));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !exec_in(
+            &lab.node_ns,
+            "curl",
+            &["-sf", "http://127.0.0.1:7472/readyz"],
+        )
+        .expect("curl")
+        .status
+        .success()
+        {
+            if let Some(status) = speaker.child().try_wait().expect("wait") {
+                panic!("the speaker exited before it was ready: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the speaker did not become ready"
+            );
+            sleep(Duration::from_millis(50));
+        }
+        speaker
+    }
+
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("running")
+    }
+
+    /// The speaker's own /proc/PID/status (prlimit, nsenter and setpriv exec it in
+    /// place, so the child's PID is the speaker's).
+    fn status(&mut self) -> String {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child().id())).expect("status")
+    }
+
+    fn stop(mut self) -> bool {
+        let mut child = self.0.take().expect("running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        child.wait().expect("wait").success()
+    }
+}
+
+impl Drop for Speaker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs a command that must stop by itself within 15 s; its output.
+fn run_to_end(command: &mut Command) -> Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running after 15 s: {command:?}");
+        }
+        sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
+fn lab(tag: &str) -> Lab {
+    let mut lab = Lab::new(tag).expect("lab");
+    lab.prepare_client_for(XdpMode::Native)
+        .expect("client side");
+    lab
+}
+
+fn answers_arp(lab: &Lab) -> bool {
+    let out = lab.arping(VIP.parse().unwrap(), 1, 2).expect("arping");
+    String::from_utf8_lossy(&out.stdout)
+        .to_lowercase()
+        .contains(&format!("[{}]", lab.node_mac))
+}
+
+fn answers_ndp(lab: &Lab) -> bool {
+    let out = lab.ndisc6(VIP6.parse().unwrap()).expect("ndisc6");
+    String::from_utf8_lossy(&out.stdout)
+        .to_lowercase()
+        .contains(&lab.node_mac.to_string())
+}
+
+/// The XDP attachment of the node's interface, as `ip -d link` prints it.
+fn xdp_attached(lab: &Lab) -> Option<String> {
+    let out = lab
+        .ip(&lab.node_ns, &["-d", "-j", "link", "show", lab.node_if])
+        .expect("ip link");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let xdp = &json[0]["xdp"];
+    (!xdp.is_null()).then(|| xdp.to_string())
+}
+
+/// Every file under `dir` with its owner.
+fn pinned(dir: &Path) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let metadata = entry.metadata().expect("metadata");
+        if metadata.is_dir() {
+            out.extend(pinned(&path));
+        } else {
+            out.push((path.display().to_string(), metadata.uid()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// With exactly its capabilities, as uid 65532, the speaker creates and pins its maps,
+/// attaches natively, answers ARP and NDP (which needs the solicited-node multicast
+/// MAC it adds), leaves the datapath with --keep-datapath and adopts it again; and in
+/// generic mode too.
+#[test]
+fn netns_the_speaker_runs_as_a_non_root_user_with_exactly_its_capabilities() {
+    let lab = lab("caps");
+    let (config, pins) = (ConfigDir::new(), pin_dir_for_speaker("caps"));
+    let capabilities = speaker_capabilities();
+    let wanted_set = capabilities
+        .iter()
+        .fold(0u64, |set, c| set | 1 << c.number());
+
+    let mut first = Speaker::start(
+        &mut speaker_command(
+            &lab,
+            &capabilities,
+            &config.file(),
+            &pins.path,
+            &["--keep-datapath"],
+        ),
+        &lab,
+    );
+    let status = first.status();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    assert_eq!(field("Name:"), "metallb");
+    assert_eq!(field("Uid:"), "65532 65532 65532 65532");
+    assert_eq!(field("Gid:"), "65532 65532 65532 65532");
+    assert_eq!(field("Groups:"), "");
+    assert_eq!(field("CapEff:"), format!("{wanted_set:016x}"));
+    assert_eq!(field("CapBnd:"), format!("{wanted_set:016x}"));
+    assert_eq!(field("NoNewPrivs:"), "1");
+    assert!(answers_arp(&lab), "ARP answered");
+    assert!(answers_ndp(&lab), "NDP answered");
+    let maddr = lab
+        .ip(&lab.node_ns, &["maddr", "show", "dev", lab.node_if])
+        .expect("ip maddr");
+    assert!(
+        String::from_utf8_lossy(&maddr.stdout).contains("33:33:ff:00:01:01"),
+        "the solicited-node multicast MAC of {VIP6} is added"
+    );
+    let maps = pinned(&pins.path);
+    assert_eq!(maps.len(), 7, "{maps:?}");
+    assert!(maps.iter().all(|(_, uid)| *uid == SPEAKER_UID), "{maps:?}");
+    assert!(first.stop(), "stops cleanly, leaving the datapath");
+    let link = pins.path.join("links/native").join(lab.node_if);
+    assert_eq!(
+        std::fs::metadata(&link).expect("the link is pinned").uid(),
+        SPEAKER_UID
+    );
+    assert!(xdp_attached(&lab).is_some(), "still attached");
+
+    let second = Speaker::start(
+        &mut speaker_command(&lab, &capabilities, &config.file(), &pins.path, &[]),
+        &lab,
+    );
+    assert!(!link.exists(), "the pinned link is taken over");
+    assert!(answers_arp(&lab), "ARP answered by the adopted datapath");
+    assert!(second.stop());
+    assert_eq!(xdp_attached(&lab), None, "detached at the end");
+    assert_eq!(pinned(&pins.path), [], "unpinned at the end");
+
+    // Its stop removed the pin directory too (here it could): make it again.
+    if !pins.path.exists() {
+        pin_dir_for_speaker_at(&pins.path);
+    }
+    let generic = Speaker::start(
+        &mut speaker_command(
+            &lab,
+            &capabilities,
+            &config.file(),
+            &pins.path,
+            &["--xdp-mode", "generic"],
+        ),
+        &lab,
+    );
+    let attached = xdp_attached(&lab).expect("attached");
+    assert!(
+        attached.contains("\"mode\":2"),
+        "generic (SKB) mode: {attached}"
+    );
+    assert!(answers_arp(&lab), "ARP answered in generic mode");
+    assert!(generic.stop());
+    assert_eq!(xdp_attached(&lab), None);
+    assert_eq!(pinned(&pins.path), []);
+}
+
+/// With any one capability of the list missing, the speaker stops at start (exit 1)
+/// with an error that names it, nothing attached; a refusal inside the datapath's
+/// load leaves no pin behind either.
+#[test]
+fn netns_one_capability_fewer_fails_at_start_naming_it() {
+    let lab = lab("capless");
+    let config = ConfigDir::new();
+    let all = speaker_capabilities();
+    // (missing, the error's last line: its start and its end; the map created first
+    // varies from run to run)
+    let cases = [
+        (
+            Capability::Bpf,
+            "error: loading the XDP datapath: creating map ",
+            " was refused (EPERM): the speaker needs CAP_BPF, which this process does not have",
+        ),
+        (
+            Capability::NetAdmin,
+            "error: loading the XDP datapath: loading the XDP program metallb_xdp was refused (EPERM): ",
+            "the speaker needs CAP_NET_ADMIN, which this process does not have",
+        ),
+        (
+            Capability::NetRaw,
+            "error: opening a packet socket for gratuitous announcements: opening an AF_PACKET socket was refused (EPERM): ",
+            "the speaker needs CAP_NET_RAW, which this process does not have",
+        ),
+        (
+            Capability::Perfmon,
+            "error: loading the XDP datapath: loading the XDP program metallb_xdp was refused (EACCES): ",
+            "the speaker needs CAP_PERFMON, which this process does not have (without it the verifier's Spectre v1 hardening refuses the program's pointer arithmetic on map values)",
+        ),
+    ];
+    assert_eq!(
+        cases.map(|(missing, ..)| missing).to_vec(),
+        all,
+        "one case per capability of the list"
+    );
+    for (missing, start, end) in cases {
+        let pins = pin_dir_for_speaker(&format!("no-{}", missing.setpriv_name()));
+        let held: Vec<Capability> = all.iter().copied().filter(|c| *c != missing).collect();
+        let output = run_to_end(&mut speaker_command(
+            &lab,
+            &held,
+            &config.file(),
+            &pins.path,
+            &[],
+        ));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "without {missing}: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with(start) && last.ends_with(end),
+            "without {missing}, expected an error starting with\n{start}\nand ending with\n{end}\ngot:\n{stderr}"
+        );
+        assert_eq!(
+            xdp_attached(&lab),
+            None,
+            "without {missing}: nothing attached"
+        );
+        if missing != Capability::NetRaw {
+            assert_eq!(pinned(&pins.path), [], "without {missing}: nothing pinned");
+        }
+    }
+}
+
+/// Where no bpf filesystem is mounted (`ip netns exec` gives the command a fresh
+/// /sys), mounting one needs CAP_SYS_ADMIN, which the list leaves out: the error names
+/// it and says what to do in a pod instead.
+#[test]
+fn netns_mounting_a_bpffs_names_cap_sys_admin() {
+    let lab = lab("capmount");
+    let config = ConfigDir::new();
+    let pins = ScratchPinDir::new("capmount");
+    let mut command = Command::new("ip");
+    command
+        .args(["netns", "exec", &lab.node_ns, "setpriv"])
+        .args(as_speaker_user(&speaker_capabilities()))
+        .args([BINARY, "speaker", "--config"])
+        .arg(config.file())
+        .arg("--pin-dir")
+        .arg(&pins.path)
+        .args(["--interface", lab.node_if]);
+    let output = run_to_end(&mut command);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let expected = format!(
+        "error: loading the XDP datapath: mounting a bpf filesystem on /sys/fs/bpf (pin directory {} is on none) was refused (EPERM): the speaker needs CAP_SYS_ADMIN, which this process does not have (in a pod, mount the host's bpf filesystem into the container instead of granting it)\n",
+        pins.path.display()
+    );
+    assert!(stderr.ends_with(&expected), "{stderr}");
+}
+
+/// Without CAP_DAC_OVERRIDE, the pin directory must be the speaker's: one owned by root
+/// (as a kubelet-made hostPath directory is) is refused with its owner and mode and the
+/// remedy; so are pins another user left.
+#[test]
+fn netns_a_pin_directory_not_the_speakers_is_refused_with_its_owner() {
+    let lab = lab("capowner");
+    let config = ConfigDir::new();
+    let pins = ScratchPinDir::new("capowner");
+    std::fs::create_dir(&pins.path).expect("pin dir");
+    std::fs::set_permissions(&pins.path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let output = run_to_end(&mut speaker_command(
+        &lab,
+        &speaker_capabilities(),
+        &config.file(),
+        &pins.path,
+        &[],
+    ));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let dir = pins.path.display();
+    let expected = format!(
+        "was refused (EACCES): {dir} belongs to uid 0 (mode 0755) and this process runs as uid 65532; give the speaker a pin directory of its own (`install -d -o 65532 -m 0700 DIR`, as the DaemonSet's init container does), or remove what a speaker of another user left there (`metallb cleanup --pin-dir DIR`)\n"
+    );
+    assert!(
+        stderr.contains("error: loading the XDP datapath: pinning map ")
+            && stderr.ends_with(&expected),
+        "{stderr}"
+    );
+    assert_eq!(pinned(&pins.path), []);
+
+    // Pins a root speaker left, in a directory that is the speaker's.
+    let mut root_speaker = Command::new("nsenter");
+    root_speaker
+        .arg(format!("--net=/run/netns/{}", lab.node_ns))
+        .args(["--", BINARY, "speaker", "--config"])
+        .arg(config.file())
+        .arg("--pin-dir")
+        .arg(&pins.path)
+        .args(["--interface", lab.node_if, "--keep-datapath"]);
+    let root = Speaker::start(&mut root_speaker, &lab);
+    assert!(root.stop());
+    std::os::unix::fs::chown(&pins.path, Some(SPEAKER_UID), Some(SPEAKER_UID)).expect("chown");
+    let output = run_to_end(&mut speaker_command(
+        &lab,
+        &speaker_capabilities(),
+        &config.file(),
+        &pins.path,
+        &[],
+    ));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let ctl = pins.path.join("vip_ctl");
+    let expected = format!(
+        "error: loading the XDP datapath: opening pinned map {ctl} was refused (EACCES): {ctl} belongs to uid 0 (mode 0600) and this process runs as uid 65532;",
+        ctl = ctl.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(
+        xdp_attached(&lab).is_some(),
+        "the root speaker's datapath is untouched"
+    );
+}
