@@ -214,6 +214,15 @@ fn run_to_end(command: &mut Command) -> Output {
     child.wait_with_output().expect("output")
 }
 
+/// Runs the speaker as its user with `capabilities`, expecting it to stop at start
+/// with exit status 1; its standard error.
+fn refused_start(lab: &Lab, capabilities: &[Capability], config: &Path, pins: &Path) -> String {
+    let output = run_to_end(&mut speaker_command(lab, capabilities, config, pins, &[]));
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    stderr
+}
+
 fn lab(tag: &str) -> Lab {
     let mut lab = Lab::new(tag).expect("lab");
     lab.prepare_client_for(XdpMode::Native)
@@ -397,15 +406,7 @@ fn netns_one_capability_fewer_fails_at_start_naming_it() {
     for (missing, start, end) in cases {
         let pins = pin_dir_for_speaker(&format!("no-{}", missing.setpriv_name()));
         let held: Vec<Capability> = all.iter().copied().filter(|c| *c != missing).collect();
-        let output = run_to_end(&mut speaker_command(
-            &lab,
-            &held,
-            &config.file(),
-            &pins.path,
-            &[],
-        ));
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "without {missing}: {stderr}");
+        let stderr = refused_start(&lab, &held, &config.file(), &pins.path);
         let last = stderr.lines().last().unwrap_or_default();
         assert!(
             last.starts_with(start) && last.ends_with(end),
@@ -459,15 +460,7 @@ fn netns_a_pin_directory_not_the_speakers_is_refused_with_its_owner() {
     let pins = ScratchPinDir::new("capowner");
     std::fs::create_dir(&pins.path).expect("pin dir");
     std::fs::set_permissions(&pins.path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let output = run_to_end(&mut speaker_command(
-        &lab,
-        &speaker_capabilities(),
-        &config.file(),
-        &pins.path,
-        &[],
-    ));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let stderr = refused_start(&lab, &speaker_capabilities(), &config.file(), &pins.path);
     let dir = pins.path.display();
     let expected = format!(
         "was refused (EACCES): {dir} belongs to uid 0 (mode 0755) and this process runs as uid 65532; give the speaker a pin directory of its own (`install -d -o 65532 -m 0700 DIR`, as the DaemonSet's init container does), or remove what a speaker of another user left there (`metallb cleanup --pin-dir DIR`)\n"
@@ -491,15 +484,7 @@ fn netns_a_pin_directory_not_the_speakers_is_refused_with_its_owner() {
     let root = Speaker::start(&mut root_speaker, &lab);
     assert!(root.stop());
     std::os::unix::fs::chown(&pins.path, Some(SPEAKER_UID), Some(SPEAKER_UID)).expect("chown");
-    let output = run_to_end(&mut speaker_command(
-        &lab,
-        &speaker_capabilities(),
-        &config.file(),
-        &pins.path,
-        &[],
-    ));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let stderr = refused_start(&lab, &speaker_capabilities(), &config.file(), &pins.path);
     let ctl = pins.path.join("vip_ctl");
     let expected = format!(
         "error: loading the XDP datapath: opening pinned map {ctl} was refused (EACCES): {ctl} belongs to uid 0 (mode 0600) and this process runs as uid 65532;",
