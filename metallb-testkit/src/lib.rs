@@ -5,7 +5,11 @@
 //!   and so kube's watchers, reflectors and controllers, talk to over HTTP.
 //! - [`lab`]: hosts in network namespaces joined by veth pairs, for the datapath's
 //!   tests, benchmarks and the demo.
+//! - [`rbac`]: the requests a component made, checked against its RBAC table.
+//! - [`kustomize`]: `kubectl kustomize`, rendered into objects.
 pub mod apiserver;
+pub mod kustomize;
 pub mod lab;
+pub mod rbac;
 
 pub use apiserver::TestApiServer;

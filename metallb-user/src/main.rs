@@ -103,6 +103,14 @@ enum Command {
     /// L2Advertisement, the status and BGP kinds), generated from this program's types,
     /// as one multi-document YAML for `kubectl apply -f -`.
     Crds,
+    /// Print the ServiceAccounts, roles and bindings each component needs (the content
+    /// of deploy/rbac.yaml), generated from the table in kubernetes/rbac.rs.
+    #[command(hide = true)]
+    Rbac {
+        /// The namespace MetalLB runs in.
+        #[arg(long, default_value = DEFAULT_NAMESPACE)]
+        namespace: String,
+    },
     /// Show the VIP entries and counters of the pinned datapath (while a speaker runs,
     /// or after one left it in place).
     Inspect {
@@ -412,6 +420,10 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             print!("{}", crd::definitions_yaml()?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Rbac { namespace } => {
+            print!("{}", metallb_user::kubernetes::rbac::manifests(&namespace)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Inspect { pin_dir, output } => {
             let maps = Maps::open_pinned(&pin_dir).with_context(|| {
                 format!(
@@ -510,6 +522,100 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the deploy manifests run that this parser refuses today, and why; each
+    /// entry must still be refused (so that it is removed once it is not).
+    const PENDING: &[(&str, clap::error::ErrorKind, &str)] = &[(
+        "DaemonSet speaker",
+        clap::error::ErrorKind::MissingRequiredArgument,
+        "metallb speaker without --config (Kubernetes mode) comes with the Kubernetes speaker",
+    )];
+
+    /// A value for a container's environment variable, as the kubelet would set it.
+    fn env_value(var: &serde_json::Value) -> String {
+        if let Some(value) = var["value"].as_str() {
+            return value.to_owned();
+        }
+        match var["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+            Some("spec.nodeName") => "node-a".into(),
+            Some("metadata.namespace") => "metallb-system".into(),
+            Some("metadata.name") => "pod-0".into(),
+            other => panic!("no sample value for {other:?} ({var})"),
+        }
+    }
+
+    /// The container's args with `$(VAR)` replaced as the kubelet does; every reference
+    /// must name a variable of the container (the kubelet leaves others as written).
+    fn expanded_args(container: &serde_json::Value) -> Vec<String> {
+        let env: BTreeMap<String, String> = container["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|var| (var["name"].as_str().unwrap().to_owned(), env_value(var)))
+            .collect();
+        let mut args = vec!["metallb".to_owned()];
+        for arg in container["args"].as_array().into_iter().flatten() {
+            let mut arg = arg.as_str().unwrap().to_owned();
+            while let Some(start) = arg.find("$(") {
+                let end = start + arg[start..].find(')').unwrap();
+                let name = &arg[start + 2..end];
+                let value = env.get(name).unwrap_or_else(|| {
+                    panic!("$({name}) in {arg:?} is no variable of the container")
+                });
+                arg.replace_range(start..=end, value);
+            }
+            args.push(arg);
+        }
+        args
+    }
+
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn the_deploy_manifests_run_metallb_with_arguments_it_accepts() {
+        let deploy = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy"));
+        let mut seen = Vec::new();
+        for object in metallb_testkit::kustomize::render(deploy) {
+            let workload = format!(
+                "{} {}",
+                object["kind"].as_str().unwrap(),
+                object["metadata"]["name"].as_str().unwrap()
+            );
+            let containers = object["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for container in containers {
+                assert!(
+                    container["command"].is_null(),
+                    "{workload}: the image's entrypoint is metallb"
+                );
+                let args = expanded_args(&container);
+                let pending = PENDING.iter().find(|(name, ..)| *name == workload);
+                match (Cli::try_parse_from(&args), pending) {
+                    (Ok(cli), None) => match (cli.command, workload.as_str()) {
+                        (Command::Controller(controller), "Deployment controller") => {
+                            assert_eq!(controller.namespace, "metallb-system");
+                            assert_eq!(controller.metrics_addr, "0.0.0.0:7472".parse().unwrap());
+                            assert!(controller.leader_elect, "two replicas need the election");
+                        }
+                        (Command::Speaker(speaker), "DaemonSet speaker") => {
+                            assert_eq!(speaker.node.node_name.as_deref(), Some("node-a"));
+                            assert!(speaker.keep_datapath);
+                        }
+                        (_, workload) => panic!("{workload} runs an unexpected command: {args:?}"),
+                    },
+                    (Ok(_), Some((_, _, why))) => {
+                        panic!("{workload}'s arguments parse now: remove it from PENDING ({why})")
+                    }
+                    (Err(error), Some((_, kind, _))) if error.kind() == *kind => {}
+                    (Err(error), _) => panic!("{workload}: metallb refuses {args:?}:\n{error}"),
+                }
+                seen.push(workload.clone());
+            }
+        }
+        assert_eq!(seen, ["Deployment controller", "DaemonSet speaker"]);
+    }
 
     #[test]
     fn durations_are_read_as_go_writes_them_and_as_bare_seconds() {

@@ -188,6 +188,11 @@ pub async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    let user = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
     let target = match target(&shared, &path) {
         Ok(target) => target,
         Err(error) => {
@@ -199,6 +204,7 @@ pub async fn handle(
                 content_type,
                 body: String::from_utf8_lossy(&body).into_owned(),
                 code: error.code,
+                user,
             });
             return error_response(&error);
         }
@@ -225,6 +231,7 @@ pub async fn handle(
         content_type,
         body: String::from_utf8_lossy(&body).into_owned(),
         code,
+        user,
     });
     result.unwrap_or_else(|error| error_response(&error))
 }

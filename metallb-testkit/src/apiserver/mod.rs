@@ -56,6 +56,21 @@ pub enum Verb {
 }
 
 impl Verb {
+    /// The verb as RBAC and audit logs write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "get",
+            Self::List => "list",
+            Self::Watch => "watch",
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Patch => "patch",
+            Self::Delete => "delete",
+            Self::DeleteCollection => "deletecollection",
+            Self::Other => "",
+        }
+    }
+
     pub fn is_write(self) -> bool {
         matches!(
             self,
@@ -75,22 +90,62 @@ pub struct RecordedRequest {
     pub body: String,
     /// The HTTP status answered (200 for a watch that started).
     pub code: u16,
+    /// Who asked: the bearer token of the request (see [`TestApiServer::client_as`]).
+    pub user: Option<String>,
+}
+
+/// What a request is about, as the API server's authorizer reads it from the path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attributes<'a> {
+    /// Empty for the core group.
+    pub group: &'a str,
+    pub resource: &'a str,
+    /// `status`, or empty.
+    pub subresource: &'a str,
+    /// `None` for a cluster-scoped object or a list across every namespace.
+    pub namespace: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub verb: Verb,
 }
 
 impl RecordedRequest {
     /// The resource's plural name, from the path (`services`, `leases`, ...).
     pub fn resource(&self) -> &str {
+        self.attributes().map_or("", |a| a.resource)
+    }
+
+    /// The group, resource, subresource, namespace and name of a resource request, as
+    /// Kubernetes' request-info reader takes them from the path (`None` for another
+    /// path, such as `/version`).
+    pub fn attributes(&self) -> Option<Attributes<'_>> {
         let segments: Vec<&str> = self.path.split('/').filter(|s| !s.is_empty()).collect();
-        let rest = match segments.as_slice() {
-            ["api", _, rest @ ..] => rest,
-            ["apis", _, _, rest @ ..] => rest,
-            _ => return "",
+        let (group, mut rest) = match segments.as_slice() {
+            ["api", _, rest @ ..] => ("", rest),
+            ["apis", group, _, rest @ ..] => (*group, rest),
+            _ => return None,
         };
-        match rest {
-            ["namespaces", _, plural, ..] if !matches!(rest, [_, _, "status"]) => plural,
-            [plural, ..] => plural,
-            [] => "",
+        let mut namespace = None;
+        if let ["namespaces", name, after @ ..] = rest {
+            namespace = Some(*name);
+            // A namespace's own subresources stay the namespace's.
+            if !after.is_empty() && !matches!(after[0], "status" | "finalize") {
+                rest = after;
+            }
         }
+        let (resource, name, subresource) = match rest {
+            [resource] => (*resource, None, ""),
+            [resource, name] => (*resource, Some(*name), ""),
+            [resource, name, subresource] => (*resource, Some(*name), *subresource),
+            _ => return None,
+        };
+        Some(Attributes {
+            group,
+            resource,
+            subresource,
+            namespace,
+            name,
+            verb: self.verb,
+        })
     }
 }
 
@@ -247,6 +302,17 @@ impl TestApiServer {
     pub fn client(&self) -> anyhow::Result<kube::Client> {
         let url = self.url().parse()?;
         Ok(kube::Client::try_from(kube::Config::new(url))?)
+    }
+
+    /// A client whose requests are recorded as `user`'s (sent as its bearer token), so
+    /// that a test can tell the code's requests from its own: see [`crate::rbac`].
+    pub fn client_as(&self, user: &str) -> anyhow::Result<kube::Client> {
+        let mut config = kube::Config::new(self.url().parse()?);
+        config.headers.push((
+            axum::http::header::AUTHORIZATION,
+            axum::http::HeaderValue::from_str(&format!("Bearer {user}"))?,
+        ));
+        Ok(kube::Client::try_from(config)?)
     }
 
     pub fn register(&self, rt: ResourceType) {
