@@ -77,10 +77,15 @@ pub fn assert_authorized(
     made
 }
 
-/// Panics unless every (resource, verb) that `component`'s table grants was used by one
-/// of the requests it made so far: the table grants nothing the code does not need.
-pub fn assert_every_rule_used(server: &TestApiServer, component: &Component, namespace: &str) {
-    let made = assert_authorized(server, component, namespace);
+/// The (resource, verb) pairs that `component`'s table grants and none of the requests
+/// it made so far used.
+pub fn unused(server: &TestApiServer, component: &Component, namespace: &str) -> Vec<String> {
+    let user = component.user(namespace);
+    let made: Vec<RecordedRequest> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.user.as_deref() == Some(user.as_str()))
+        .collect();
     let requests: Vec<Request<'_>> = made.iter().filter_map(request).collect();
     let mut unused = Vec::new();
     for rule in component.rules {
@@ -95,6 +100,15 @@ pub fn assert_every_rule_used(server: &TestApiServer, component: &Component, nam
             }
         }
     }
+    unused
+}
+
+/// Panics unless every request `component` made is allowed ([`assert_authorized`]) and
+/// every (resource, verb) that its table grants was used by one of them: the table
+/// grants nothing the code does not need.
+pub fn assert_every_rule_used(server: &TestApiServer, component: &Component, namespace: &str) {
+    assert_authorized(server, component, namespace);
+    let unused = unused(server, component, namespace);
     assert!(
         unused.is_empty(),
         "the {}'s RBAC grants what no request used (remove it from \

@@ -11,14 +11,21 @@ use kube::{
 use metallb_testkit::{
     TestApiServer,
     apiserver::{Fault, Part, RecordedRequest, Verb},
+    rbac,
 };
 use metallb_user::{
     allocator::AllocatorOptions,
-    config::crd::{IPAddressPool, L2Advertisement},
+    config::{
+        ValidateOptions,
+        crd::{IPAddressPool, L2Advertisement},
+    },
     kubernetes::{
+        AbortOnDrop,
         controller::{ControllerOptions, run},
         leader::LeaseConfig,
+        rbac::CONTROLLER,
         service_status::POOL_ANNOTATION,
+        webhook::{self, TlsFiles},
     },
 };
 use serde_json::{Value, json};
@@ -60,7 +67,9 @@ fn start_controller_with(
     election: Option<LeaseConfig>,
     allocator: AllocatorOptions,
 ) -> Running {
-    let client = server.client().unwrap();
+    // Recorded as the controller's ServiceAccount: its requests are checked against its
+    // RBAC at the end of every test.
+    let client = rbac::client(server, &CONTROLLER, NS);
     let options = ControllerOptions {
         namespace: NS.into(),
         allocator,
@@ -229,6 +238,7 @@ async fn allocates_writes_status_annotation_and_event_then_reuses_a_released_add
             .is_some_and(|p| p["status"] == json!({"assignedIPv4": 2, "assignedIPv6": 0, "availableIPv4": 0, "availableIPv6": 0}))
     })
     .await;
+    rbac::assert_authorized(&server, &CONTROLLER, NS);
 }
 
 #[tokio::test]
@@ -272,6 +282,7 @@ async fn a_load_balancer_ip_outside_every_pool_fails_with_the_reason_and_other_c
     );
     assert!(ingress(&server, "web", "theirs").is_empty());
     assert!(events(&client, "web", "theirs").await.is_empty());
+    rbac::assert_authorized(&server, &CONTROLLER, NS);
 }
 
 #[tokio::test]
@@ -309,10 +320,15 @@ async fn a_restart_writes_nothing_and_keeps_every_assignment() {
     until_ingress(&server, "a", "dual", &["2001:db8::1"]).await;
     until_ingress(&server, "a", "shared-1", &["192.0.2.50"]).await;
     until_ingress(&server, "a", "shared-2", &["192.0.2.50"]).await;
+    // Both pools' statuses written before the stop (or the next controller writes them).
     until("pool statuses", || {
-        server
-            .object("metallb.io", "v1beta1", "ipaddresspools", NS, "v4")
-            .is_some_and(|p| p["status"]["assignedIPv4"] == 3)
+        let assigned = |pool: &str, family: &str| {
+            server
+                .object("metallb.io", "v1beta1", "ipaddresspools", NS, pool)
+                .map(|p| p["status"][family].clone())
+        };
+        assigned("v4", "assignedIPv4") == Some(json!(3))
+            && assigned("v6", "assignedIPv6") == Some(json!(1))
     })
     .await;
     first.stop().await;
@@ -356,6 +372,7 @@ async fn a_restart_writes_nothing_and_keeps_every_assignment() {
         assert_eq!(ingress(&server, ns, name), ips, "{key}");
     }
     second.stop().await;
+    rbac::assert_authorized(&server, &CONTROLLER, NS);
 }
 
 #[tokio::test]
@@ -393,6 +410,7 @@ async fn an_address_outside_an_edited_pool_moves_and_a_bad_pool_does_not_stop_th
     )
     .await;
     until_ingress(&server, "web", "b", &["203.0.113.0"]).await;
+    rbac::assert_authorized(&server, &CONTROLLER, NS);
 }
 
 #[tokio::test]
@@ -428,6 +446,7 @@ async fn conflicts_are_read_again_and_transient_errors_retried() {
         .map(|r| r.code)
         .collect();
     assert_eq!(patches, [409, 200]);
+    rbac::assert_authorized(&server, &CONTROLLER, NS);
 }
 
 #[tokio::test]
@@ -486,6 +505,7 @@ async fn only_the_leader_writes_and_another_replica_takes_over() {
     assert_ne!(holder().unwrap(), leader);
     eprintln!("takeover after a crash, lease 1.5 s, retry 0.2 s: {took:?}");
     survivor.stop().await;
+    rbac::assert_authorized(&server, &CONTROLLER, NS);
 }
 
 #[tokio::test]
@@ -511,5 +531,78 @@ async fn services_of_a_named_class_are_served_by_a_controller_of_that_class() {
     until_ingress(&server, "web", "ours", &["192.0.2.0"]).await;
     assert!(ingress(&server, "web", "classless").is_empty());
     assert_eq!(pool_annotation(&server, "web", "classless"), None);
-    let _ = client;
+    rbac::assert_authorized(&server, &CONTROLLER, NS);
+}
+
+/// Starts the admission webhook as `metallb controller` does, with the controller's
+/// client and a throwaway self-signed certificate.
+fn start_webhook(server: &TestApiServer, dir: &std::path::Path) -> AbortOnDrop {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let tls = TlsFiles {
+        cert: dir.join("tls.crt"),
+        key: dir.join("tls.key"),
+    };
+    std::fs::write(&tls.cert, cert.pem()).unwrap();
+    std::fs::write(&tls.key, key.serialize_pem()).unwrap();
+    let client = rbac::client(server, &CONTROLLER, NS);
+    let options = ValidateOptions {
+        namespace: NS.into(),
+    };
+    AbortOnDrop(tokio::spawn(async move {
+        let addr = "127.0.0.1:0".parse().unwrap();
+        webhook::run(client, addr, tls, options).await.unwrap();
+    }))
+}
+
+/// In one ordinary life (leader election, allocation, a conflict, a failure repeated,
+/// pool edits, the webhook's watches), the controller makes every call its RBAC grants
+/// (metallb-user/src/kubernetes/rbac.rs), and no other: the table has nothing extra.
+#[tokio::test]
+async fn the_controller_uses_every_permission_its_rbac_grants_and_no_other() {
+    let (server, client) = server().await;
+    let dir = std::env::temp_dir().join(format!("metallb-rbac-webhook-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    create_pool(&client, "p", json!({"addresses": ["192.0.2.0/30"]})).await;
+    let _webhook = start_webhook(&server, &dir);
+    let lease = LeaseConfig {
+        lease_duration: Duration::from_millis(1500),
+        renew_deadline: Duration::from_millis(1000),
+        retry_period: Duration::from_millis(200),
+        ..LeaseConfig::with_defaults(NS, "metallb-controller", "c1")
+    };
+    let controller = start_controller(&server, "c1", Some(lease));
+    create_service(&client, "web", "a", json!({})).await;
+    until_ingress(&server, "web", "a", &["192.0.2.0"]).await;
+    // A conflict: the Service is read again.
+    server.fail_next(Fault {
+        verb: Verb::Patch,
+        resource: "services".into(),
+        part: Part::Object,
+        code: 409,
+        times: 1,
+    });
+    create_service(&client, "web", "b", json!({})).await;
+    until_ingress(&server, "web", "b", &["192.0.2.1"]).await;
+    // A failure, repeated when the pools change: kube's Recorder patches the Event.
+    create_service(
+        &client,
+        "web",
+        "outside",
+        json!({"spec": {"loadBalancerIP": "198.51.100.7"}}),
+    )
+    .await;
+    until_event(&client, "web", "outside", "AllocationFailed").await;
+    create_pool(&client, "q", json!({"addresses": ["203.0.113.0/28"]})).await;
+
+    let start = Instant::now();
+    while !rbac::unused(&server, &CONTROLLER, NS).is_empty() && start.elapsed() < DEADLINE {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    controller.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    rbac::assert_every_rule_used(&server, &CONTROLLER, NS);
 }

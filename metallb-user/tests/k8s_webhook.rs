@@ -6,15 +6,20 @@ use std::{sync::Arc, time::Duration};
 use http_body_util::{BodyExt as _, Full};
 use hyper::{Request, body::Bytes};
 use kube::{Api, CustomResourceExt as _, api::PostParams};
-use metallb_testkit::TestApiServer;
+use metallb_testkit::{TestApiServer, rbac};
 use metallb_user::{
     config::{
         ValidateOptions,
         crd::{IPAddressPool, L2Advertisement},
     },
-    kubernetes::webhook::{self, TlsFiles},
+    kubernetes::{
+        rbac::CONTROLLER,
+        webhook::{self, TlsFiles},
+    },
 };
 use serde_json::{Value, json};
+
+const NS: &str = "metallb-system";
 
 /// A self-signed certificate for 127.0.0.1, written to a scratch directory.
 struct Certificate {
@@ -137,8 +142,9 @@ async fn refuses_a_pool_overlapping_one_the_cluster_has_and_admits_a_good_one() 
         probe.local_addr().unwrap().port()
     };
     let address = format!("127.0.0.1:{port}").parse().unwrap();
+    // The webhook's requests are recorded as the controller's, whose RBAC they need.
     let task = tokio::spawn(webhook::run(
-        client,
+        rbac::client(&server, &CONTROLLER, NS),
         address,
         certificate.files(),
         ValidateOptions::default(),
@@ -192,4 +198,5 @@ async fn refuses_a_pool_overlapping_one_the_cluster_has_and_admits_a_good_one() 
     .await;
     assert_eq!(answer["response"]["allowed"], true, "{answer}");
     task.abort();
+    rbac::assert_authorized(&server, &CONTROLLER, NS);
 }
