@@ -21,6 +21,8 @@ const DEBIAN_TOOLS: &[(&str, &str)] = &[
     ("setpriv", "util-linux"),
     ("prlimit", "util-linux"),
     ("curl", "curl"),
+    // `kubectl kustomize deploy/` in the deploy tests (no cluster needed).
+    ("kubectl", "kubernetes-client"),
 ];
 
 pub fn run() -> anyhow::Result<()> {

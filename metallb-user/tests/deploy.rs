@@ -1,0 +1,535 @@
+//! The manifests under `deploy/`, as `kubectl kustomize deploy/` renders them (and so as
+//! `kubectl apply -k deploy/` applies them): every object is a valid object of its
+//! Kubernetes type, the RBAC is the table in kubernetes/rbac.rs, the workloads are
+//! set up as the README says; and the Dockerfile builds what the manifests run.
+//! (The containers' arguments are parsed by the binary's own parser: main.rs's tests.)
+
+use std::{collections::BTreeSet, path::Path};
+
+use k8s_openapi::{
+    api::{
+        admissionregistration::v1::ValidatingWebhookConfiguration,
+        apps::v1::{DaemonSet, Deployment},
+        core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount},
+        rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use metallb_user::{
+    config::crd::{IPAddressPool, L2Advertisement},
+    kubernetes::rbac::{self, COMPONENTS},
+};
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::{Value, json};
+
+const NS: &str = "metallb-system";
+const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// The speaker's capabilities. The "caps" test (the speaker run with exactly these,
+/// and with one fewer) decides the list; keep the two equal.
+const SPEAKER_CAPABILITIES: &[&str] = &["BPF", "NET_ADMIN", "NET_RAW", "PERFMON"];
+
+/// The port of /metrics, /healthz and /readyz in both workloads.
+const METRICS_PORT: i64 = 7472;
+
+fn rendered() -> Vec<Value> {
+    metallb_testkit::kustomize::render(Path::new(DEPLOY))
+}
+
+fn title(object: &Value) -> String {
+    format!(
+        "{} {}",
+        object["kind"].as_str().unwrap_or("?"),
+        object["metadata"]["name"].as_str().unwrap_or("?")
+    )
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("kubectl kustomize deploy/ has no {kind} {name}"))
+}
+
+/// `object` read as `T` and written back: equal only when every field is one `T` has
+/// (a misspelt or misplaced field would be dropped, and the API server would too).
+fn round_trip<T: DeserializeOwned + Serialize>(object: &Value) -> Result<(), String> {
+    let typed: T = serde_json::from_value(object.clone()).map_err(|e| e.to_string())?;
+    let back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+    if same(&back, object) {
+        Ok(())
+    } else {
+        Err(format!(
+            "fields are lost when read as its type:\n  given: {object}\n  read:  {back}"
+        ))
+    }
+}
+
+/// Equal, a number being the same whether written 2 or 2.0 (schema bounds are floats).
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+#[test]
+fn every_object_is_a_valid_object_of_its_kubernetes_type() {
+    let objects = rendered();
+    assert!(!objects.is_empty());
+    for object in &objects {
+        let api_version = object["apiVersion"].as_str().unwrap_or_default();
+        let kind = object["kind"].as_str().unwrap_or_default();
+        let checked = match (api_version, kind) {
+            ("v1", "Namespace") => round_trip::<Namespace>(object),
+            ("v1", "ServiceAccount") => round_trip::<ServiceAccount>(object),
+            ("v1", "Service") => round_trip::<Service>(object),
+            ("v1", "ConfigMap") => round_trip::<ConfigMap>(object),
+            ("v1", "Secret") => round_trip::<Secret>(object),
+            ("apps/v1", "Deployment") => round_trip::<Deployment>(object),
+            ("apps/v1", "DaemonSet") => round_trip::<DaemonSet>(object),
+            ("rbac.authorization.k8s.io/v1", "ClusterRole") => round_trip::<ClusterRole>(object),
+            ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+                round_trip::<ClusterRoleBinding>(object)
+            }
+            ("rbac.authorization.k8s.io/v1", "Role") => round_trip::<Role>(object),
+            ("rbac.authorization.k8s.io/v1", "RoleBinding") => round_trip::<RoleBinding>(object),
+            ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => {
+                round_trip::<CustomResourceDefinition>(object)
+            }
+            ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration") => {
+                round_trip::<ValidatingWebhookConfiguration>(object)
+            }
+            ("metallb.io/v1beta1", "IPAddressPool") => round_trip::<IPAddressPool>(object),
+            ("metallb.io/v1beta1", "L2Advertisement") => round_trip::<L2Advertisement>(object),
+            _ => Err(format!(
+                "no type to check {api_version} {kind} against: add it to this test"
+            )),
+        };
+        if let Err(problem) = checked {
+            panic!("{}: {problem}", title(object));
+        }
+        // Every namespaced object is in MetalLB's namespace.
+        let namespace = object["metadata"]["namespace"].as_str();
+        assert!(
+            namespace.is_none() || namespace == Some(NS),
+            "{} is in {namespace:?}",
+            title(object)
+        );
+    }
+    // Apply order: kubectl sorts the namespace and the CRDs first.
+    assert_eq!(title(&objects[0]), format!("Namespace {NS}"));
+}
+
+#[test]
+fn every_manifest_of_deploy_is_in_the_kustomization() {
+    let kustomization: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(Path::new(DEPLOY).join("kustomization.yaml")).unwrap(),
+    )
+    .unwrap();
+    let listed: BTreeSet<String> = ["resources", "patchesStrategicMerge"]
+        .iter()
+        .flat_map(|key| kustomization[*key].as_array().cloned().unwrap_or_default())
+        .chain(
+            kustomization["patchesJson6902"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|patch| patch["path"].clone()),
+        )
+        .filter_map(|entry| entry.as_str().map(str::to_owned))
+        .collect();
+    let mut on_disk = BTreeSet::new();
+    for entry in std::fs::read_dir(DEPLOY).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".yaml") && name != "kustomization.yaml" {
+            on_disk.insert(name);
+        }
+    }
+    on_disk.insert("crds/metallb.io.yaml".into());
+    assert_eq!(
+        listed, on_disk,
+        "deploy/kustomization.yaml and deploy/*.yaml"
+    );
+}
+
+#[test]
+fn the_committed_rbac_is_what_the_table_generates() {
+    let generated = rbac::manifests(NS).unwrap();
+    let path = Path::new(DEPLOY).join("rbac.yaml");
+    if std::env::var_os("UPDATE_RBAC").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "deploy/rbac.yaml differs from the table in metallb-user/src/kubernetes/rbac.rs. \
+         Regenerate it with `UPDATE_RBAC=1 cargo test -p metallb-user --test deploy` (or \
+         `metallb rbac > deploy/rbac.yaml`) and review the diff."
+    );
+}
+
+#[test]
+fn the_accounts_roles_and_bindings_applied_are_exactly_the_table() {
+    let objects = rendered();
+    const RBAC_KINDS: &[&str] = &[
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    ];
+    let mut applied: Vec<Value> = objects
+        .iter()
+        .filter(|o| RBAC_KINDS.contains(&o["kind"].as_str().unwrap_or_default()))
+        .cloned()
+        .collect();
+    let mut wanted: Vec<Value> = rbac::objects(NS)
+        .iter()
+        .map(|o| serde_json::to_value(o).unwrap())
+        .collect();
+    let order = |o: &Value| title(o);
+    applied.sort_by_key(order);
+    wanted.sort_by_key(order);
+    assert_eq!(applied, wanted);
+
+    // Each workload runs as its component's account.
+    let accounts: Vec<(String, String)> = objects
+        .iter()
+        .filter(|o| o["kind"] == "Deployment" || o["kind"] == "DaemonSet")
+        .map(|o| {
+            (
+                title(o),
+                o["spec"]["template"]["spec"]["serviceAccountName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        accounts,
+        [
+            ("Deployment controller".to_owned(), "controller".to_owned()),
+            ("DaemonSet speaker".to_owned(), "speaker".to_owned()),
+        ]
+    );
+    assert_eq!(
+        COMPONENTS.iter().map(|c| c.name).collect::<Vec<_>>(),
+        ["controller", "speaker"]
+    );
+}
+
+fn container(workload: &Value) -> &Value {
+    let containers = workload["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    assert_eq!(containers.len(), 1, "{}", title(workload));
+    &containers[0]
+}
+
+fn args(container: &Value) -> Vec<&str> {
+    container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect()
+}
+
+fn env_field(container: &Value, name: &str) -> Option<String> {
+    container["env"]
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == name)
+        .and_then(|v| v["valueFrom"]["fieldRef"]["fieldPath"].as_str())
+        .map(str::to_owned)
+}
+
+/// Probes, metrics port and Prometheus annotations, alike in both workloads.
+fn assert_observable(workload: &Value) {
+    let name = title(workload);
+    let template = &workload["spec"]["template"];
+    let container = container(workload);
+    let ports = container["ports"].as_array().unwrap();
+    assert!(
+        ports
+            .iter()
+            .any(|p| p["name"] == "metrics" && p["containerPort"] == METRICS_PORT),
+        "{name}: {ports:?}"
+    );
+    assert!(
+        args(container).contains(&format!("--metrics-addr=0.0.0.0:{METRICS_PORT}").as_str()),
+        "{name}"
+    );
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        assert_eq!(
+            container[probe]["httpGet"],
+            json!({"path": path, "port": "metrics"}),
+            "{name}: {probe}"
+        );
+    }
+    let annotations = &template["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"], "true", "{name}");
+    assert_eq!(
+        annotations["prometheus.io/port"],
+        METRICS_PORT.to_string(),
+        "{name}"
+    );
+    assert_eq!(annotations["prometheus.io/path"], "/metrics", "{name}");
+    // Pods carry MetalLB's labels, and the workload selects exactly its own.
+    let labels = &template["metadata"]["labels"];
+    assert_eq!(labels["app"], "metallb", "{name}");
+    assert_eq!(
+        workload["spec"]["selector"]["matchLabels"], *labels,
+        "{name}"
+    );
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"], false,
+        "{name}"
+    );
+    assert_eq!(
+        container["securityContext"]["readOnlyRootFilesystem"], true,
+        "{name}"
+    );
+}
+
+#[test]
+fn the_speaker_is_a_host_network_daemonset_with_the_bpffs_and_only_its_capabilities() {
+    let objects = rendered();
+    let speaker = find(&objects, "DaemonSet", "speaker");
+    assert_observable(speaker);
+    let pod = &speaker["spec"]["template"]["spec"];
+    let container = container(speaker);
+    assert_eq!(
+        speaker["spec"]["template"]["metadata"]["labels"],
+        json!({"app": "metallb", "component": "speaker"}),
+        "MetalLB's labels: the speakers find their peers by them"
+    );
+    assert_eq!(pod["hostNetwork"], true);
+
+    // The node's name from the downward API, passed as --node-name.
+    assert_eq!(
+        env_field(container, "NODE_NAME").as_deref(),
+        Some("spec.nodeName")
+    );
+    assert_eq!(
+        env_field(container, "METALLB_POD_NAME").as_deref(),
+        Some("metadata.name")
+    );
+    assert_eq!(
+        env_field(container, "METALLB_NAMESPACE").as_deref(),
+        Some("metadata.namespace")
+    );
+    let args = args(container);
+    assert_eq!(args[0], "speaker");
+    assert!(!args.iter().any(|a| a.starts_with("--config")), "{args:?}");
+    for wanted in ["--node-name=$(NODE_NAME)", "--keep-datapath"] {
+        assert!(args.contains(&wanted), "{wanted} not in {args:?}");
+    }
+
+    // The host's bpffs, mounted where the pins go.
+    let volumes = pod["volumes"].as_array().unwrap();
+    let bpffs = volumes
+        .iter()
+        .find(|v| v["hostPath"]["path"] == "/sys/fs/bpf")
+        .expect("a hostPath volume of /sys/fs/bpf");
+    let mount = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == bpffs["name"])
+        .expect("the bpffs volume mounted");
+    assert_eq!(mount["mountPath"], "/sys/fs/bpf");
+    assert_eq!(mount["mountPropagation"], "HostToContainer");
+    assert!(
+        args.contains(&"--pin-dir=/sys/fs/bpf/metallb"),
+        "the pins on the host's bpffs: {args:?}"
+    );
+
+    // Not privileged: exactly the capabilities the datapath needs.
+    let security = &container["securityContext"];
+    assert_ne!(security["privileged"], true);
+    assert_ne!(pod["securityContext"]["privileged"], true);
+    assert_eq!(security["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(security["capabilities"]["add"], json!(SPEAKER_CAPABILITIES));
+    for sharing in ["hostPID", "hostIPC"] {
+        assert_ne!(pod[sharing], true, "{sharing}");
+    }
+
+    // On control-plane nodes too.
+    let tolerations = pod["tolerations"].as_array().unwrap();
+    assert!(tolerations.contains(&json!({
+        "key": "node-role.kubernetes.io/control-plane",
+        "operator": "Exists",
+        "effect": "NoSchedule",
+    })));
+
+    // Rolling updates: one node at a time, never two speakers on a node; a short grace
+    // (the handover keeps answering, see speaker.yaml).
+    assert_eq!(
+        speaker["spec"]["updateStrategy"],
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}})
+    );
+    assert_eq!(pod["terminationGracePeriodSeconds"], 10);
+    assert_eq!(container["lifecycle"], Value::Null, "no preStop hook");
+}
+
+#[test]
+fn the_controller_runs_two_electing_replicas_behind_the_webhook_service() {
+    let objects = rendered();
+    let controller = find(&objects, "Deployment", "controller");
+    assert_observable(controller);
+    assert_eq!(controller["spec"]["replicas"], 2);
+    let pod = &controller["spec"]["template"]["spec"];
+    let container = container(controller);
+    let args = args(container);
+    assert_eq!(args[0], "controller");
+    assert!(
+        !args.iter().any(|a| a.starts_with("--leader-elect=false")),
+        "{args:?}"
+    );
+    assert_eq!(
+        env_field(container, "METALLB_POD_NAME").as_deref(),
+        Some("metadata.name"),
+        "each replica's identity in the Lease"
+    );
+    assert_eq!(
+        env_field(container, "METALLB_NAMESPACE").as_deref(),
+        Some("metadata.namespace")
+    );
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        container["securityContext"]["capabilities"],
+        json!({"drop": ["ALL"]})
+    );
+
+    // The webhook Service reaches the replicas' webhook port.
+    let service = find(&objects, "Service", "metallb-webhook-service");
+    assert_eq!(
+        service["spec"]["ports"],
+        json!([{"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}])
+    );
+    let webhook_port = container["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "webhook")
+        .expect("a port named webhook");
+    assert_eq!(webhook_port["containerPort"], 9443);
+    let labels = controller["spec"]["template"]["metadata"]["labels"]
+        .as_object()
+        .unwrap();
+    for (key, value) in service["spec"]["selector"].as_object().unwrap() {
+        assert_eq!(labels.get(key), Some(value), "the Service selects {key}");
+    }
+}
+
+/// The Dockerfile cannot be built here (no Docker engine): its stages, the files it
+/// copies and what it runs are checked instead.
+#[test]
+fn the_dockerfile_builds_the_binary_the_manifests_run() {
+    let dockerfile = std::fs::read_to_string(Path::new(ROOT).join("Dockerfile")).unwrap();
+    let instructions: Vec<(String, String)> = dockerfile
+        .replace("\\\n", " ")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (op, rest) = l.split_once(' ').unwrap_or((l, ""));
+            (op.to_uppercase(), rest.trim().to_owned())
+        })
+        .collect();
+    let stages: Vec<&str> = instructions
+        .iter()
+        .filter(|(op, _)| op == "FROM")
+        .map(|(_, rest)| rest.as_str())
+        .collect();
+    assert_eq!(stages.len(), 2, "a builder and a runtime stage: {stages:?}");
+    assert!(stages[0].ends_with(" AS builder"), "{stages:?}");
+    assert!(
+        stages[1].starts_with("debian:") && stages[1].contains("-slim"),
+        "{stages:?}"
+    );
+
+    // The builder: nightly with rust-src and the bpf-linker that xtask installs.
+    let setup = std::fs::read_to_string(Path::new(ROOT).join("xtask/src/setup.rs")).unwrap();
+    let linker = setup
+        .split("BPF_LINKER_VERSION: &str = \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    let runs: String = instructions
+        .iter()
+        .filter(|(op, _)| op == "RUN")
+        .map(|(_, rest)| rest.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    for wanted in [
+        "nightly".to_owned(),
+        "rust-src".to_owned(),
+        format!("bpf-linker@{linker}"),
+        "cargo build --release --locked -p metallb-user".to_owned(),
+    ] {
+        assert!(runs.contains(&wanted), "no RUN does {wanted:?}:\n{runs}");
+    }
+
+    // What the builder copies from the context exists; target/ and .git stay out.
+    for (op, rest) in &instructions {
+        if op == "COPY" && !rest.starts_with("--from") {
+            let sources: Vec<&str> = rest.split_whitespace().collect();
+            for source in &sources[..sources.len() - 1] {
+                assert!(
+                    Path::new(ROOT).join(source).exists(),
+                    "COPY {source}: not in the repository"
+                );
+            }
+        }
+    }
+    let ignored = std::fs::read_to_string(Path::new(ROOT).join(".dockerignore")).unwrap();
+    for kept_out in ["target", ".git"] {
+        assert!(
+            ignored
+                .lines()
+                .any(|l| l.trim().trim_start_matches('/') == kept_out),
+            ".dockerignore must leave out {kept_out}"
+        );
+    }
+
+    // The runtime: the release binary as the entrypoint, a non-root user by default.
+    let copied: Vec<&str> = instructions
+        .iter()
+        .filter(|(op, rest)| op == "COPY" && rest.starts_with("--from=builder"))
+        .map(|(_, rest)| rest.as_str())
+        .collect();
+    assert_eq!(
+        copied,
+        ["--from=builder /src/target/release/metallb /usr/local/bin/metallb"]
+    );
+    let last = |wanted: &str| {
+        instructions
+            .iter()
+            .rev()
+            .find(|(op, _)| op == wanted)
+            .map(|(_, rest)| rest.as_str())
+    };
+    assert_eq!(last("ENTRYPOINT"), Some("[\"/usr/local/bin/metallb\"]"));
+    assert_eq!(last("USER"), Some("65532:65532"));
+    // The image the manifests name is this one (built under that name).
+    let objects = rendered();
+    for workload in ["Deployment controller", "DaemonSet speaker"] {
+        let (kind, name) = workload.split_once(' ').unwrap();
+        let image = container(find(&objects, kind, name))["image"]
+            .as_str()
+            .unwrap();
+        assert!(image.starts_with("metallb-xdp:"), "{workload}: {image}");
+    }
+}
