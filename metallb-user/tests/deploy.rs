@@ -533,3 +533,36 @@ fn the_dockerfile_builds_the_binary_the_manifests_run() {
         assert!(image.starts_with("metallb-xdp:"), "{workload}: {image}");
     }
 }
+
+/// The optional PodMonitor (deploy/prometheus/) scrapes both workloads' metrics port.
+#[test]
+fn the_pod_monitor_scrapes_both_workloads() {
+    let text =
+        std::fs::read_to_string(Path::new(DEPLOY).join("prometheus/podmonitor.yaml")).unwrap();
+    let monitor: Value = serde_yaml_ng::from_str(&text).unwrap();
+    assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(monitor["kind"], "PodMonitor");
+    assert_eq!(monitor["metadata"]["namespace"], NS);
+    let endpoints = monitor["spec"]["podMetricsEndpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 1);
+    let objects = rendered();
+    for (kind, name) in [("Deployment", "controller"), ("DaemonSet", "speaker")] {
+        let workload = find(&objects, kind, name);
+        let labels = workload["spec"]["template"]["metadata"]["labels"]
+            .as_object()
+            .unwrap();
+        for (key, value) in monitor["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .unwrap()
+        {
+            assert_eq!(labels.get(key), Some(value), "{kind} {name}: {key}");
+        }
+        let ports = container(workload)["ports"].as_array().unwrap();
+        assert!(
+            ports.iter().any(|p| p["name"] == endpoints[0]["port"]),
+            "{kind} {name} has no port {}",
+            endpoints[0]["port"]
+        );
+    }
+    assert_eq!(endpoints[0]["path"], "/metrics");
+}
