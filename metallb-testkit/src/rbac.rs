@@ -44,6 +44,20 @@ fn shown(recorded: &RecordedRequest) -> String {
     )
 }
 
+/// The requests recorded as `component`'s ServiceAccount's.
+pub fn made_by(
+    server: &TestApiServer,
+    component: &Component,
+    namespace: &str,
+) -> Vec<RecordedRequest> {
+    let user = component.user(namespace);
+    server
+        .requests()
+        .into_iter()
+        .filter(|r| r.user.as_deref() == Some(user.as_str()))
+        .collect()
+}
+
 /// The requests `component` made so far. Panics when there is none (the code under
 /// test does not use the component's client) or when a rule of the table is missing
 /// for one of them, naming each request refused.
@@ -52,12 +66,8 @@ pub fn assert_authorized(
     component: &Component,
     namespace: &str,
 ) -> Vec<RecordedRequest> {
+    let made = made_by(server, component, namespace);
     let user = component.user(namespace);
-    let made: Vec<RecordedRequest> = server
-        .requests()
-        .into_iter()
-        .filter(|r| r.user.as_deref() == Some(user.as_str()))
-        .collect();
     assert!(
         !made.is_empty(),
         "no request of {user} was recorded: does the code under test use \
@@ -80,12 +90,7 @@ pub fn assert_authorized(
 /// The (resource, verb) pairs that `component`'s table grants and none of the requests
 /// it made so far used.
 pub fn unused(server: &TestApiServer, component: &Component, namespace: &str) -> Vec<String> {
-    let user = component.user(namespace);
-    let made: Vec<RecordedRequest> = server
-        .requests()
-        .into_iter()
-        .filter(|r| r.user.as_deref() == Some(user.as_str()))
-        .collect();
+    let made = made_by(server, component, namespace);
     let requests: Vec<Request<'_>> = made.iter().filter_map(request).collect();
     let mut unused = Vec::new();
     for rule in component.rules {

@@ -186,6 +186,27 @@ async fn until_event(client: &Client, ns: &str, service: &str, reason: &str) -> 
     }
 }
 
+/// Leader election with short times, so that tests see a takeover quickly.
+fn quick_lease(identity: &str) -> LeaseConfig {
+    LeaseConfig {
+        lease_duration: Duration::from_millis(1500),
+        renew_deadline: Duration::from_millis(1000),
+        retry_period: Duration::from_millis(200),
+        ..LeaseConfig::with_defaults(NS, "metallb-controller", identity)
+    }
+}
+
+/// The next write of a Service object is answered 409 Conflict.
+fn conflict_on_the_next_service_write(server: &TestApiServer) {
+    server.fail_next(Fault {
+        verb: Verb::Patch,
+        resource: "services".into(),
+        part: Part::Object,
+        code: 409,
+        times: 1,
+    });
+}
+
 /// Writes to Services, pools and Events (Lease renewals are not counted).
 fn writes(requests: &[RecordedRequest]) -> Vec<String> {
     requests
@@ -430,13 +451,7 @@ async fn conflicts_are_read_again_and_transient_errors_retried() {
 
     // The user edits the service between the controller's read and write: the write
     // carries the version read and gets 409; the controller reads again.
-    server.fail_next(Fault {
-        verb: Verb::Patch,
-        resource: "services".into(),
-        part: Part::Object,
-        code: 409,
-        times: 1,
-    });
+    conflict_on_the_next_service_write(&server);
     create_service(&client, "web", "b", json!({})).await;
     until_ingress(&server, "web", "b", &["192.0.2.1"]).await;
     let patches: Vec<u16> = server
@@ -453,14 +468,8 @@ async fn conflicts_are_read_again_and_transient_errors_retried() {
 async fn only_the_leader_writes_and_another_replica_takes_over() {
     let (server, client) = server().await;
     create_pool(&client, "p", json!({"addresses": ["192.0.2.0/28"]})).await;
-    let lease = |identity: &str| LeaseConfig {
-        lease_duration: Duration::from_millis(1500),
-        renew_deadline: Duration::from_millis(1000),
-        retry_period: Duration::from_millis(200),
-        ..LeaseConfig::with_defaults(NS, "metallb-controller", identity)
-    };
-    let one = start_controller(&server, "one", Some(lease("one")));
-    let two = start_controller(&server, "two", Some(lease("two")));
+    let one = start_controller(&server, "one", Some(quick_lease("one")));
+    let two = start_controller(&server, "two", Some(quick_lease("two")));
     create_service(&client, "web", "a", json!({})).await;
     until_ingress(&server, "web", "a", &["192.0.2.0"]).await;
     let holder = || {
@@ -568,23 +577,11 @@ async fn the_controller_uses_every_permission_its_rbac_grants_and_no_other() {
     std::fs::create_dir_all(&dir).unwrap();
     create_pool(&client, "p", json!({"addresses": ["192.0.2.0/30"]})).await;
     let _webhook = start_webhook(&server, &dir);
-    let lease = LeaseConfig {
-        lease_duration: Duration::from_millis(1500),
-        renew_deadline: Duration::from_millis(1000),
-        retry_period: Duration::from_millis(200),
-        ..LeaseConfig::with_defaults(NS, "metallb-controller", "c1")
-    };
-    let controller = start_controller(&server, "c1", Some(lease));
+    let controller = start_controller(&server, "c1", Some(quick_lease("c1")));
     create_service(&client, "web", "a", json!({})).await;
     until_ingress(&server, "web", "a", &["192.0.2.0"]).await;
     // A conflict: the Service is read again.
-    server.fail_next(Fault {
-        verb: Verb::Patch,
-        resource: "services".into(),
-        part: Part::Object,
-        code: 409,
-        times: 1,
-    });
+    conflict_on_the_next_service_write(&server);
     create_service(&client, "web", "b", json!({})).await;
     until_ingress(&server, "web", "b", &["192.0.2.1"]).await;
     // A failure, repeated when the pools change: kube's Recorder patches the Event.
