@@ -64,8 +64,8 @@ impl Drop for ConfigDir {
     }
 }
 
-/// A pin directory made for the speaker's user, as the DaemonSet's init container makes
-/// it; removed with its contents on drop.
+/// A pin directory made for the speaker's user (`install -d -o 65532 -m 0700`); removed
+/// with its contents on drop.
 fn pin_dir_for_speaker(tag: &str) -> ScratchPinDir {
     let pins = ScratchPinDir::new(tag);
     pin_dir_for_speaker_at(&pins.path);
@@ -463,7 +463,7 @@ fn netns_a_pin_directory_not_the_speakers_is_refused_with_its_owner() {
     let stderr = refused_start(&lab, &speaker_capabilities(), &config.file(), &pins.path);
     let dir = pins.path.display();
     let expected = format!(
-        "was refused (EACCES): {dir} belongs to uid 0 (mode 0755) and this process runs as uid 65532; give the speaker a pin directory of its own (`install -d -o 65532 -m 0700 DIR`, as the DaemonSet's init container does), or remove what a speaker of another user left there (`metallb cleanup --pin-dir DIR`)\n"
+        "was refused (EACCES): {dir} belongs to uid 0 (mode 0755) and this process runs as uid 65532; give the speaker a pin directory of its own (`install -d -o 65532 -m 0700 DIR`), or remove what a speaker of another user left there (`metallb cleanup --pin-dir DIR`)\n"
     );
     assert!(
         stderr.contains("error: loading the XDP datapath: pinning map ")

@@ -17,6 +17,7 @@ use k8s_openapi::{
 };
 use metallb_user::{
     config::crd::{IPAddressPool, L2Advertisement},
+    datapath::capabilities::SPEAKER_CAPABILITIES,
     kubernetes::rbac::{self, COMPONENTS},
 };
 use serde::{Serialize, de::DeserializeOwned};
@@ -25,10 +26,6 @@ use serde_json::{Value, json};
 const NS: &str = "metallb-system";
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-
-/// The speaker's capabilities. The "caps" test (the speaker run with exactly these,
-/// and with one fewer) decides the list; keep the two equal.
-const SPEAKER_CAPABILITIES: &[&str] = &["BPF", "NET_ADMIN", "NET_RAW", "PERFMON"];
 
 /// The port of /metrics, /healthz and /readyz in both workloads.
 const METRICS_PORT: i64 = 7472;
@@ -360,7 +357,12 @@ fn the_speaker_is_a_host_network_daemonset_with_the_bpffs_and_only_its_capabilit
     assert_ne!(security["privileged"], true);
     assert_ne!(pod["securityContext"]["privileged"], true);
     assert_eq!(security["capabilities"]["drop"], json!(["ALL"]));
-    assert_eq!(security["capabilities"]["add"], json!(SPEAKER_CAPABILITIES));
+    // Exactly the list tests/capabilities.rs proves enough, one by one.
+    let needed: Vec<&str> = SPEAKER_CAPABILITIES
+        .iter()
+        .map(|r| r.capability.kubernetes_name())
+        .collect();
+    assert_eq!(security["capabilities"]["add"], json!(needed));
     for sharing in ["hostPID", "hostIPC"] {
         assert_ne!(pod[sharing], true, "{sharing}");
     }

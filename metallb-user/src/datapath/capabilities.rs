@@ -82,9 +82,10 @@ pub struct Requirement {
 /// - CAP_SYS_ADMIN: only to mount a bpf filesystem where none is mounted; in a pod the
 ///   host's is mounted in (systemd mounts one on every modern distribution), and a
 ///   refused mount names CAP_SYS_ADMIN.
-/// - CAP_DAC_OVERRIDE: the pin directory is made for the speaker's user instead (an
-///   init container's `chown`, or a directory created for it); without the
-///   capability, the speaker reaches no pin it does not own.
+/// - CAP_DAC_OVERRIDE: the speaker runs as the owner of its pin directory instead (in
+///   the DaemonSet, uid 0, which owns the host's /sys/fs/bpf: Kubernetes gives a
+///   non-root container no ambient capabilities; elsewhere, a directory made for its
+///   user); without the capability, the speaker reaches no pin it does not own.
 /// - CAP_SYS_RESOURCE: RLIMIT_MEMLOCK does not apply to BPF memory on this kernel.
 /// - CAP_NET_BIND_SERVICE: the metrics port (7472) is above 1023.
 pub const SPEAKER_CAPABILITIES: &[Requirement] = &[

@@ -84,7 +84,7 @@ pub enum DatapathError {
     /// The pin directory or a pin is not this process's to use: file permissions,
     /// not capabilities (the speaker runs without CAP_DAC_OVERRIDE).
     #[error(
-        "{action} was refused ({errno:?}): {path} belongs to uid {owner} (mode {mode:04o}) and this process runs as uid {uid}; give the speaker a pin directory of its own (`install -d -o {uid} -m 0700 DIR`, as the DaemonSet's init container does), or remove what a speaker of another user left there (`metallb cleanup --pin-dir DIR`)"
+        "{action} was refused ({errno:?}): {path} belongs to uid {owner} (mode {mode:04o}) and this process runs as uid {uid}; give the speaker a pin directory of its own (`install -d -o {uid} -m 0700 DIR`), or remove what a speaker of another user left there (`metallb cleanup --pin-dir DIR`)"
     )]
     PinAccess {
         action: String,
