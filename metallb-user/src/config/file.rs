@@ -2,8 +2,8 @@
 //! `kubectl apply` (MetalLB's IPAddressPool and L2Advertisement, core/v1 Service, Node,
 //! Namespace), parsed into typed objects with every problem named.
 
-mod typed;
-mod yaml;
+pub(super) mod typed;
+pub(super) mod yaml;
 
 use std::cell::OnceCell;
 
@@ -64,66 +64,79 @@ pub fn parse(text: &str) -> Result<ConfigFile, Vec<Issue>> {
         file: ConfigFile::default(),
         errors: Vec::new(),
     };
-    for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let at = Site {
-            place: format!("document {}", index + 1),
-            document: index,
-            path: Vec::new(),
-        };
-        match Document::deserialize(document) {
-            Ok(Document(serde_yaml_ng::Value::Null)) => {}
-            // Merge keys (`<<: *base`), which kubectl reads too.
-            Ok(Document(mut value)) => match value.apply_merge() {
-                Ok(()) => reader.add_object(&at, value),
-                Err(error) => reader.errors.push(Issue::new(
-                    &at.place,
-                    "",
-                    "",
-                    format!("merge key (<<): {error}"),
-                )),
-            },
-            Err(error) if error.to_string().contains(yaml::DUPLICATE_KEY) => {
-                // A document with a key written twice is refused whole, as kubectl
-                // does; the next document is still read.
-                let duplicates: Vec<Issue> = reader
-                    .locations()
-                    .duplicates(index)
-                    .iter()
-                    .map(|duplicate| {
-                        Issue::new(
-                            &at.place,
-                            &yaml::path_text(&duplicate.path),
-                            "",
-                            format!(
-                                "key written twice, at {} and again at {}",
-                                duplicate.first, duplicate.again
-                            ),
-                        )
-                    })
-                    .collect();
-                if duplicates.is_empty() {
-                    reader
-                        .errors
-                        .push(Issue::new(&at.place, "", "", error.to_string()));
-                }
-                reader.errors.extend(duplicates);
-            }
-            Err(error) => {
-                reader.errors.push(Issue::new(
-                    &at.place,
-                    "",
-                    "",
-                    format!("not valid YAML: {error}"),
-                ));
-                // The parser cannot resynchronise: later documents are not read.
-                break;
-            }
+    read_documents(text, |read| match read {
+        DocumentRead::Value { index, value } => {
+            let at = Site {
+                place: format!("document {}", index + 1),
+                document: index,
+                path: Vec::new(),
+            };
+            reader.add_object(&at, value);
         }
-    }
+        DocumentRead::Problem(issue) => reader.errors.push(issue),
+    });
     if reader.errors.is_empty() {
         Ok(reader.file)
     } else {
         Err(reader.errors)
+    }
+}
+
+/// One document of a YAML text, or a problem with one, in document order.
+pub(super) enum DocumentRead {
+    /// A document that is not empty (`index` from 0), merge keys applied.
+    Value {
+        index: usize,
+        value: serde_yaml_ng::Value,
+    },
+    /// About `document N`: a key written twice or a bad merge key (that document is
+    /// skipped), or text that is not YAML (the documents after it are not read).
+    Problem(Issue),
+}
+
+/// Reads the documents of `text` as kubectl reads them: a byte-order mark skipped,
+/// merge keys (`<<: *base`) applied, a key written twice refused, an integer beyond
+/// 64 bits a float (see [`yaml::Document`]).
+pub(super) fn read_documents(text: &str, mut each: impl FnMut(DocumentRead)) {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // Read only when a key is written twice.
+    let locations = OnceCell::new();
+    for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let place = format!("document {}", index + 1);
+        let problem = |message: String| DocumentRead::Problem(Issue::new(&place, "", "", message));
+        match Document::deserialize(document) {
+            Ok(Document(serde_yaml_ng::Value::Null)) => {}
+            Ok(Document(mut value)) => match value.apply_merge() {
+                Ok(()) => each(DocumentRead::Value { index, value }),
+                Err(error) => each(problem(format!("merge key (<<): {error}"))),
+            },
+            Err(error) if error.to_string().contains(yaml::DUPLICATE_KEY) => {
+                // A document with a key written twice is refused whole, as kubectl
+                // does; the next document is still read.
+                let duplicates = locations
+                    .get_or_init(|| Locations::of(text))
+                    .duplicates(index);
+                if duplicates.is_empty() {
+                    each(problem(error.to_string()));
+                }
+                for duplicate in duplicates {
+                    each(DocumentRead::Problem(Issue::new(
+                        &place,
+                        &yaml::path_text(&duplicate.path),
+                        "",
+                        format!(
+                            "key written twice, at {} and again at {}",
+                            duplicate.first, duplicate.again
+                        ),
+                    )));
+                }
+            }
+            Err(error) => {
+                each(problem(format!("not valid YAML: {error}")));
+                // The parser cannot resynchronise: later documents are not read.
+                break;
+            }
+        }
     }
 }
 
@@ -207,7 +220,7 @@ impl Reader<'_> {
                 &object,
                 "kind",
                 &kind,
-                "ignored: the legacy ConfigMap configuration is not read; use IPAddressPool and L2Advertisement",
+                "ignored: the legacy ConfigMap configuration is not read; `metallb migrate-config` converts it to IPAddressPool and L2Advertisement objects",
             )),
             ("metallb.io/v1beta1", "BGPPeer") => self.ignored::<bgppeer::v1beta1::BGPPeer>(value, &object, at, BGP_IGNORED),
             ("metallb.io/v1beta2", "BGPPeer") => self.ignored::<bgppeer::v1beta2::BGPPeer>(value, &object, at, BGP_IGNORED),

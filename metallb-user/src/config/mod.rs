@@ -5,6 +5,7 @@
 pub mod addresses;
 pub mod crd;
 pub mod file;
+pub mod legacy;
 pub mod names;
 pub mod selector;
 pub mod service;
