@@ -10,7 +10,7 @@ use metallb_common::{DEFAULT_MAX_VIPS, DEFAULT_PIN_DIR};
 use metallb_user::{
     allocator::AllocatorOptions,
     cli::{Output, failed_services, inspect_report, parse_report, plan_report, validation_report},
-    config::{DEFAULT_NAMESPACE, ValidateOptions, crd, file, validate},
+    config::{DEFAULT_NAMESPACE, ValidateOptions, crd, file, legacy, validate},
     datapath::{DatapathOptions, XdpMode, iface, maps::Maps},
     plan::{PlanOptions, interfaces_to_attach, plan},
     printable::printable,
@@ -110,6 +110,34 @@ enum Command {
         /// The namespace MetalLB runs in.
         #[arg(long, default_value = DEFAULT_NAMESPACE)]
         namespace: String,
+    },
+    /// Convert MetalLB's legacy ConfigMap configuration (MetalLB v0.12 and older) into
+    /// the equivalent metallb.io objects, printed as YAML for `kubectl apply -f -`.
+    ///
+    /// FILE is the ConfigMap (`kubectl get configmap -n metallb-system config -o yaml`) or
+    /// the YAML of its data.config: address-pools, peers, bgp-communities, bfd-profiles.
+    /// The objects are named and shaped as MetalLB's own converter (configmaptocrs) makes
+    /// them: an IPAddressPool per pool, named as the pool; an L2Advertisement
+    /// l2advertisementN per layer2 pool; a BGPAdvertisement bgpadvertisementN per
+    /// bgp-advertisements entry (or one per bgp pool without any); a BGPPeer peerN
+    /// (metallb.io/v1beta2) per peer; a BFDProfile per profile; one Community named
+    /// communities. Names that are not Kubernetes names are renamed as MetalLB renames them
+    /// (My_Pool becomes my-pool), with a warning. The BGP kinds are written for MetalLB
+    /// compatibility; this version does not act on them.
+    ///
+    /// What MetalLB would have refused (an unknown protocol, a malformed CIDR, a peer
+    /// without an AS number, ...) is an error naming the field and the value. Warnings
+    /// and errors go to standard error, the YAML to standard output. Exit status: 0 when
+    /// converted; 1 when not (nothing is printed on standard output); 2 on a usage error.
+    MigrateConfig {
+        /// The ConfigMap or its data.config, or `-` for standard input.
+        file: PathBuf,
+        /// Namespace of the objects written (default: the ConfigMap's, else
+        /// metallb-system).
+        #[arg(long)]
+        namespace: Option<String>,
+        #[command(flatten)]
+        limits: Limits,
     },
     /// Show the VIP entries and counters of the pinned datapath (while a speaker runs,
     /// or after one left it in place).
@@ -414,6 +442,30 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Controller(args) => {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(controller(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::MigrateConfig {
+            file: path,
+            namespace,
+            limits,
+        } => {
+            let text = read_config(&path, limits.max_config_bytes)?;
+            let migration = legacy::migrate(&text, &legacy::MigrateOptions { namespace });
+            // Printed, not logged: they must show with logs off.
+            for warning in &migration.warnings {
+                eprintln!("warning: {warning}");
+            }
+            for error in &migration.errors {
+                eprintln!("error: {error}");
+            }
+            let Some(objects) = migration.objects else {
+                anyhow::bail!(
+                    "{} cannot be converted: {} error(s)",
+                    shown_path(&path),
+                    migration.errors.len()
+                );
+            };
+            print!("{}", objects.to_yaml()?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Crds => {

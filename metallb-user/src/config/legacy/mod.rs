@@ -184,7 +184,8 @@ struct Input {
     namespace: Option<String>,
 }
 
-/// The one document of `text`, or `None` with the problems in `migration`.
+/// The one document of `text`; `None` with the problems in `migration`, or, when `text`
+/// holds none, with a warning and nothing to write.
 fn one_document(text: &str, what: &str, migration: &mut Migration) -> Option<(usize, Value)> {
     let mut documents = Vec::new();
     file::read_documents(text, |read| match read {
@@ -209,18 +210,16 @@ fn one_document(text: &str, what: &str, migration: &mut Migration) -> Option<(us
         ));
         return None;
     }
-    match documents.pop() {
-        Some(document) => Some(document),
-        None => {
-            migration.warnings.push(Issue::new(
-                what,
-                "",
-                "",
-                "empty: there is nothing to convert",
-            ));
-            None
-        }
+    if documents.is_empty() {
+        migration.warnings.push(Issue::new(
+            what,
+            "",
+            "",
+            "empty: there is nothing to convert",
+        ));
+        migration.objects = Some(Objects::default());
     }
+    documents.pop()
 }
 
 /// The configuration text: `text` itself, or the `data.config` of the ConfigMap it is.
