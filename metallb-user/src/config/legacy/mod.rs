@@ -33,7 +33,7 @@ use k8s_openapi::{
     api::core::v1::ConfigMap,
     apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement},
 };
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_yaml_ng::Value;
 
 use super::{
@@ -86,28 +86,23 @@ impl Objects {
     /// followed by `---`, in MetalLB's converter's order (peers, pools, BGP
     /// advertisements, L2 advertisements, BFD profiles, communities).
     pub fn to_yaml(&self) -> Result<String, serde_json::Error> {
+        fn values<T: Serialize>(
+            objects: &[T],
+        ) -> Result<Vec<serde_json::Value>, serde_json::Error> {
+            objects.iter().map(serde_json::to_value).collect()
+        }
+        let kinds = [
+            values(&self.peers)?,
+            values(&self.pools)?,
+            values(&self.bgp_advertisements)?,
+            values(&self.l2_advertisements)?,
+            values(&self.bfd_profiles)?,
+            values(&self.communities)?,
+        ];
         let mut text = String::from(HEADER);
-        let mut add = |object: serde_json::Value| {
-            text.push_str(&emit::document(&object));
+        for object in kinds.iter().flatten() {
+            text.push_str(&emit::document(object));
             text.push_str("---\n");
-        };
-        for peer in &self.peers {
-            add(serde_json::to_value(peer)?);
-        }
-        for pool in &self.pools {
-            add(serde_json::to_value(pool)?);
-        }
-        for advertisement in &self.bgp_advertisements {
-            add(serde_json::to_value(advertisement)?);
-        }
-        for advertisement in &self.l2_advertisements {
-            add(serde_json::to_value(advertisement)?);
-        }
-        for profile in &self.bfd_profiles {
-            add(serde_json::to_value(profile)?);
-        }
-        for community in &self.communities {
-            add(serde_json::to_value(community)?);
         }
         Ok(text)
     }
