@@ -7,16 +7,23 @@
 //! They are ordered by the summed weights of the advertisements' `preferredNodeSelectors`
 //! (highest first), then by `sha256(node + "#" + first IP)`; the first one announces.
 //!
-//! In standalone mode there are no endpoints to look at: a service counts as having
-//! ready endpoints everywhere (`externalTrafficPolicy: Local` does not narrow the
-//! candidates), and every node of the configuration counts as alive.
+//! As in MetalLB's speaker, a service without a serving endpoint is not announced, and
+//! one with `externalTrafficPolicy: Local` only from the nodes that have a serving
+//! endpoint of it (from its EndpointSlices). Only nodes whose speaker is alive count.
+//! A file need not carry EndpointSlices or say which speakers live: with
+//! [`EndpointRule::AssumeServing`], a service without EndpointSlices counts as served
+//! on every node, and without [`ElectionContext::live_nodes`] every node of the
+//! configuration counts as alive.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
 };
 
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::{
+    core::v1::{Node, Service},
+    discovery::v1::{EndpointConditions, EndpointSlice},
+};
 use sha2::{Digest, Sha256};
 
 use crate::{
@@ -26,6 +33,27 @@ use crate::{
 
 /// Nodes with this label never announce (the Kubernetes convention).
 pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+
+/// The label of an EndpointSlice naming its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// How a service that has no EndpointSlice counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EndpointRule {
+    /// As served on every node: a standalone file need not list endpoints.
+    #[default]
+    AssumeServing,
+    /// As having no endpoint (the Kubernetes API lists every slice there is).
+    Observed,
+}
+
+/// What the election knows besides the configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ElectionContext {
+    /// The nodes whose speaker is alive; `None`: every node of the configuration.
+    pub live_nodes: Option<BTreeSet<String>>,
+    pub endpoints: EndpointRule,
+}
 
 /// The interfaces an announcement is made on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,7 +92,7 @@ struct Member {
     labels: Labels,
 }
 
-fn members(config: &Config, this_node: &str) -> Vec<Member> {
+fn members(config: &Config, this_node: &str, context: &ElectionContext) -> Vec<Member> {
     if config.nodes.is_empty() {
         // Standalone on one machine: this node is the only one, without labels.
         return vec![Member {
@@ -76,8 +104,87 @@ fn members(config: &Config, this_node: &str) -> Vec<Member> {
         .nodes
         .iter()
         .filter(|node| is_usable(node))
+        .filter(|node| {
+            context
+                .live_nodes
+                .as_ref()
+                .is_none_or(|live| live.contains(node.metadata.name.as_deref().unwrap_or_default()))
+        })
         .map(member)
         .collect()
+}
+
+/// MetalLB's rule: an endpoint serves when it is ready (or its readiness is unknown),
+/// or when it is still serving (terminating gracefully).
+fn can_serve(conditions: Option<&EndpointConditions>) -> bool {
+    let Some(conditions) = conditions else {
+        return true;
+    };
+    conditions.ready.is_none_or(|ready| ready) || conditions.serving == Some(true)
+}
+
+/// Where a service's endpoints serve.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Serving {
+    /// Assumed on every node (no EndpointSlice, [`EndpointRule::AssumeServing`]).
+    Everywhere,
+    /// On these nodes (an endpoint without a node serves, but from no node).
+    Somewhere { any: bool, nodes: BTreeSet<String> },
+}
+
+/// The EndpointSlices of every service, by the service they belong to.
+fn slices_by_service(config: &Config) -> BTreeMap<ServiceKey, Vec<&EndpointSlice>> {
+    let mut out: BTreeMap<ServiceKey, Vec<&EndpointSlice>> = BTreeMap::new();
+    for slice in &config.endpoint_slices {
+        let Some(name) = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_NAME_LABEL))
+        else {
+            continue;
+        };
+        let namespace = slice
+            .metadata
+            .namespace
+            .clone()
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or_else(|| "default".into());
+        out.entry(ServiceKey {
+            namespace,
+            name: name.clone(),
+        })
+        .or_default()
+        .push(slice);
+    }
+    out
+}
+
+fn serving(slices: Option<&Vec<&EndpointSlice>>, rule: EndpointRule) -> Serving {
+    if slices.is_none() && rule == EndpointRule::AssumeServing {
+        return Serving::Everywhere;
+    }
+    let mut any = false;
+    let mut nodes = BTreeSet::new();
+    for slice in slices.into_iter().flatten() {
+        for endpoint in slice.endpoints.iter().flatten() {
+            if can_serve(endpoint.conditions.as_ref()) {
+                any = true;
+                if let Some(node) = &endpoint.node_name {
+                    nodes.insert(node.clone());
+                }
+            }
+        }
+    }
+    Serving::Somewhere { any, nodes }
+}
+
+fn local_traffic(service: &Service) -> bool {
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.external_traffic_policy.as_deref())
+        == Some("Local")
 }
 
 fn member(node: &Node) -> Member {
@@ -147,8 +254,10 @@ pub fn elect(
     config: &Config,
     decisions: &BTreeMap<ServiceKey, Decision>,
     this_node: &str,
+    context: &ElectionContext,
 ) -> BTreeMap<ServiceKey, Election> {
-    let nodes = members(config, this_node);
+    let nodes = members(config, this_node, context);
+    let slices = slices_by_service(config);
     let mut out = BTreeMap::new();
     for service in &config.services {
         let key = ServiceKey::of_service(service);
@@ -161,20 +270,28 @@ pub fn elect(
             reason: reason.into(),
         };
         let ads = advertisements_for(config, &allocation.pool, service);
-        let election = if ads.is_empty() {
+        let serving = serving(slices.get(&key), context.endpoints);
+        let election = if matches!(serving, Serving::Somewhere { any: false, .. }) {
+            not_announced("no endpoint of the service is ready (or serving)")
+        } else if ads.is_empty() {
             not_announced("no L2Advertisement announces its pool (or selects the service)")
         } else if shares_ip(service) && ads.iter().any(|a| !a.service_selectors.is_empty()) {
             not_announced(
                 "allow-shared-ip cannot be used with serviceSelectors on L2Advertisements",
             )
         } else {
-            // Every node an advertisement of the service lets announce.
+            // Every node an advertisement of the service lets announce; under
+            // externalTrafficPolicy Local, only those with a serving endpoint.
             let eligible: Vec<&Member> = nodes
                 .iter()
                 .filter(|n| {
                     ads.iter().any(|a| {
                         a.node_selectors.is_empty() || any_matches(&a.node_selectors, &n.labels)
                     })
+                })
+                .filter(|n| match (&serving, local_traffic(service)) {
+                    (Serving::Somewhere { nodes, .. }, true) => nodes.contains(&n.name),
+                    _ => true,
                 })
                 .collect();
             let mut candidates: Vec<String> = eligible.iter().map(|n| n.name.clone()).collect();
@@ -215,7 +332,7 @@ pub fn elect(
                     }
                 }
                 Some(_) => not_announced(
-                    "no node may announce it (nodeSelectors, exclusion label, NetworkUnavailable)",
+                    "no node may announce it (nodeSelectors, exclusion label, NetworkUnavailable, no live speaker, or no local endpoint under externalTrafficPolicy Local)",
                 ),
                 None => not_announced("it has no address"),
             }
@@ -297,11 +414,154 @@ mod tests {
             .collect()
     }
 
+    /// An EndpointSlice of `service`: (node, ready, serving) per endpoint.
+    fn slice(service: &str, endpoints: &[(Option<&str>, Option<bool>, Option<bool>)]) -> String {
+        let endpoints: Vec<String> = endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, (node, ready, serving))| {
+                let node = node.map(|n| format!(", nodeName: {n}")).unwrap_or_default();
+                let mut conditions = Vec::new();
+                if let Some(ready) = ready {
+                    conditions.push(format!("ready: {ready}"));
+                }
+                if let Some(serving) = serving {
+                    conditions.push(format!("serving: {serving}"));
+                }
+                format!(
+                    "{{addresses: ['10.1.0.{i}'], conditions: {{{}}}{node}}}",
+                    conditions.join(", ")
+                )
+            })
+            .collect();
+        format!(
+            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {service}-{}, labels: {{kubernetes.io/service-name: {service}}}}}\naddressType: IPv4\nendpoints: [{}]\n",
+            endpoints.len(),
+            endpoints.join(", ")
+        )
+    }
+
+    #[test]
+    fn endpoints_and_live_speakers_narrow_the_candidates() {
+        let nodes = node("a", "") + &node("b", "") + &node("c", "");
+        let local = || {
+            "---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {type: LoadBalancer, externalTrafficPolicy: Local}\n".to_string()
+        };
+        let observed = |live: Option<&[&str]>| ElectionContext {
+            live_nodes: live.map(|l| l.iter().map(|n| n.to_string()).collect()),
+            endpoints: EndpointRule::Observed,
+        };
+        let assumed = ElectionContext::default();
+        let ready = |node: &'static str| (Some(node), Some(true), None);
+        // (case, objects, context, candidates, or the reason it is not announced)
+        let cases: Vec<(&str, String, ElectionContext, Result<Vec<&str>, &str>)> = vec![
+            (
+                "a file without slices: served everywhere",
+                service("web", ""),
+                assumed.clone(),
+                Ok(vec!["a", "b", "c"]),
+            ),
+            (
+                "the API without slices: no endpoint",
+                service("web", ""),
+                observed(None),
+                Err("no endpoint of the service is ready"),
+            ),
+            (
+                "no endpoint ready",
+                service("web", "") + &slice("web", &[(Some("a"), Some(false), None)]),
+                observed(None),
+                Err("no endpoint of the service is ready"),
+            ),
+            (
+                "ready unknown counts as ready",
+                service("web", "") + &slice("web", &[(Some("a"), None, None)]),
+                observed(None),
+                Ok(vec!["a", "b", "c"]),
+            ),
+            (
+                "terminating but serving counts",
+                service("web", "") + &slice("web", &[(Some("a"), Some(false), Some(true))]),
+                observed(None),
+                Ok(vec!["a", "b", "c"]),
+            ),
+            (
+                "Cluster: any node, wherever the endpoint",
+                service("web", "") + &slice("web", &[ready("c")]),
+                observed(None),
+                Ok(vec!["a", "b", "c"]),
+            ),
+            (
+                "Local: only nodes with a ready endpoint",
+                local()
+                    + &slice(
+                        "web",
+                        &[ready("c"), ready("a"), (Some("b"), Some(false), None)],
+                    ),
+                observed(None),
+                Ok(vec!["a", "c"]),
+            ),
+            (
+                "Local: an endpoint without a node serves from none",
+                local() + &slice("web", &[(None, Some(true), None)]),
+                observed(None),
+                Err("no node may announce it"),
+            ),
+            (
+                "Local in a file with slices",
+                local() + &slice("web", &[ready("b")]),
+                assumed.clone(),
+                Ok(vec!["b"]),
+            ),
+            (
+                "only live speakers",
+                service("web", "") + &slice("web", &[ready("a")]),
+                observed(Some(&["b", "c"])),
+                Ok(vec!["b", "c"]),
+            ),
+            (
+                "Local and live",
+                local() + &slice("web", &[ready("a"), ready("b")]),
+                observed(Some(&["b", "c"])),
+                Ok(vec!["b"]),
+            ),
+            (
+                "no live speaker",
+                service("web", "") + &slice("web", &[ready("a")]),
+                observed(Some(&[])),
+                Err("no node may announce it"),
+            ),
+            (
+                "another service's slice does not count",
+                service("web", "") + &slice("db", &[ready("a")]),
+                observed(None),
+                Err("no endpoint of the service is ready"),
+            ),
+        ];
+        let decisions = BTreeMap::from([(key("web"), allocated("pool", &["192.0.2.5"]))]);
+        for (name, objects, context, want) in cases {
+            let text = POOL.to_string() + &nodes + &objects + &adv("{}");
+            let cfg = config(&text);
+            let got = &elect(&cfg, &decisions, "a", &context)[&key("web")];
+            match (got, want) {
+                (Election::Announced { candidates, .. }, Ok(want)) => {
+                    let mut got: Vec<&str> = candidates.iter().map(String::as_str).collect();
+                    got.sort();
+                    assert_eq!(got, want, "{name}");
+                }
+                (Election::NotAnnounced { reason, .. }, Err(want)) => {
+                    assert!(reason.contains(want), "{name}: {reason}")
+                }
+                (got, want) => panic!("{name}: got {got:?}, wanted {want:?}"),
+            }
+        }
+    }
+
     #[test]
     fn standalone_without_nodes_elects_this_node_on_all_interfaces() {
         let cfg = config(&(POOL.to_string() + &service("web", "") + &adv("{}")));
         let decisions = BTreeMap::from([(key("web"), allocated("pool", &["192.0.2.1"]))]);
-        let result = elect(&cfg, &decisions, "me");
+        let result = elect(&cfg, &decisions, "me", &ElectionContext::default());
         assert_eq!(
             result[&key("web")],
             Election::Announced {
@@ -326,7 +586,7 @@ mod tests {
             let decisions = BTreeMap::from([(key("web"), allocated("pool", &[ip]))]);
             let Election::Announced {
                 owner, candidates, ..
-            } = &elect(&cfg, &decisions, "a")[&key("web")]
+            } = &elect(&cfg, &decisions, "a", &ElectionContext::default())[&key("web")]
             else {
                 panic!("not announced")
             };
@@ -339,7 +599,10 @@ mod tests {
             assert_eq!(candidates, &expected, "{ip}");
             assert_eq!(owner, &expected[0]);
             // The election does not depend on who runs it.
-            assert_eq!(elect(&cfg, &decisions, "b"), elect(&cfg, &decisions, "c"));
+            assert_eq!(
+                elect(&cfg, &decisions, "b", &ElectionContext::default()),
+                elect(&cfg, &decisions, "c", &ElectionContext::default())
+            );
         }
     }
 
@@ -359,7 +622,7 @@ mod tests {
             candidates,
             interfaces,
             ..
-        } = &elect(&cfg, &decisions, "b")[&key("web")]
+        } = &elect(&cfg, &decisions, "b", &ElectionContext::default())[&key("web")]
         else {
             panic!("not announced")
         };
@@ -392,7 +655,7 @@ mod tests {
                 candidates,
                 interfaces,
                 ..
-            } = &elect(&cfg, &decisions, "c")[&key("web")]
+            } = &elect(&cfg, &decisions, "c", &ElectionContext::default())[&key("web")]
             else {
                 panic!("not announced")
             };
@@ -426,7 +689,7 @@ mod tests {
             (key("shared"), allocated("other", &["198.51.100.2"])),
             (key("nowhere"), allocated("pool", &["192.0.2.3"])),
         ]);
-        let result = elect(&cfg, &decisions, "a");
+        let result = elect(&cfg, &decisions, "a", &ElectionContext::default());
         let reason = |name: &str| match &result[&key(name)] {
             Election::NotAnnounced { reason, .. } => reason.clone(),
             other => panic!("{name}: {other:?}"),

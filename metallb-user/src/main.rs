@@ -12,11 +12,12 @@ use metallb_user::{
     cli::{Output, failed_services, inspect_report, parse_report, plan_report, validation_report},
     config::{DEFAULT_NAMESPACE, ValidateOptions, crd, file, legacy, validate},
     datapath::{DatapathOptions, XdpMode, iface, maps::Maps},
+    kubernetes::speaker::KubernetesOptions,
     plan::{PlanOptions, interfaces_to_attach, plan},
     printable::printable,
     speaker::{
-        DEFAULT_MAX_CONFIG_BYTES, LoadError, SpeakerOptions, load_config, read_config, run,
-        shown_path,
+        DEFAULT_MAX_CONFIG_BYTES, LoadError, SourceOptions, SpeakerOptions, load_config,
+        read_config, run, shown_path,
     },
 };
 
@@ -195,7 +196,7 @@ struct ControllerArgs {
 #[derive(Args)]
 struct Scope {
     /// The namespace MetalLB runs in: its objects must be there.
-    #[arg(long, default_value = DEFAULT_NAMESPACE)]
+    #[arg(long, env = "METALLB_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
     namespace: String,
 }
 
@@ -209,8 +210,9 @@ struct Limits {
 
 #[derive(Args)]
 struct NodeArgs {
-    /// This node's name in the election (default: the host name).
-    #[arg(long)]
+    /// This node's name in the election (default: the host name). In a DaemonSet, the
+    /// downward API's spec.nodeName through NODE_NAME.
+    #[arg(long, env = "NODE_NAME")]
     node_name: Option<String>,
     /// Serve only services with this spec.loadBalancerClass (default: services without one).
     #[arg(long)]
@@ -219,9 +221,19 @@ struct NodeArgs {
 
 #[derive(Args)]
 struct SpeakerArgs {
-    /// The configuration file.
+    /// The configuration file (standalone mode). Without it, the speaker runs on the
+    /// Kubernetes API (in-cluster, or KUBECONFIG): addresses from the Services' status,
+    /// the configuration from the cluster's MetalLB objects.
     #[arg(long)]
-    config: PathBuf,
+    config: Option<PathBuf>,
+    /// Kubernetes mode: this speaker's Pod, owner of the ServiceL2Status objects it
+    /// writes (the downward API's metadata.name).
+    #[arg(long, env = "METALLB_POD_NAME")]
+    pod_name: Option<String>,
+    /// Kubernetes mode: the label selector of the speaker Pods; the nodes where one is
+    /// Ready are the live members of the election.
+    #[arg(long, default_value = metallb_user::kubernetes::speaker::DEFAULT_SPEAKER_SELECTOR)]
+    speaker_selector: String,
     /// Attach to this interface (repeatable). Default: the interfaces the
     /// L2Advertisements name, or every up, non-loopback interface when one names none.
     #[arg(long = "interface", value_name = "IF")]
@@ -405,6 +417,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 allocator: AllocatorOptions {
                     load_balancer_class: node.lb_class,
                 },
+                ..PlanOptions::default()
             };
             let plan = plan(&cfg, &options, &attach);
             print!("{}", plan_report(&plan, &node_name, output));
@@ -418,8 +431,18 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Speaker(args) => {
+            let source = match args.config {
+                Some(path) => SourceOptions::File {
+                    path,
+                    max_bytes: args.limits.max_config_bytes,
+                },
+                None => SourceOptions::Kubernetes(KubernetesOptions {
+                    pod_name: args.pod_name,
+                    speaker_selector: args.speaker_selector,
+                }),
+            };
             let options = SpeakerOptions {
-                config_path: args.config,
+                source,
                 interfaces: args.interfaces,
                 xdp_mode: args.xdp_mode,
                 metrics_addr: args.metrics_addr,
@@ -433,7 +456,6 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 keep_datapath: args.keep_datapath,
                 garp_interval: args.garp_interval,
                 garp_duration: args.garp_duration,
-                max_config_bytes: args.limits.max_config_bytes,
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(run(options))?;

@@ -12,21 +12,34 @@ use serde::Serialize;
 
 use crate::{
     allocator::{
-        Allocations, AllocatorOptions, Decision, PoolUsage, ServiceKey, allocate, pool_usage,
+        Allocations, AllocatorOptions, Decision, PoolUsage, ServiceKey, allocate, from_status,
+        pool_usage,
     },
     config::{Config, selector::any_matches},
     datapath::{
         iface::{Interface, MacAddr},
         maps::{VipConfig, VipKey},
     },
-    election::{Election, Interfaces, elect},
+    election::{Election, ElectionContext, Interfaces, elect},
 };
+
+/// Where the services' addresses come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AddressSource {
+    /// Allocated here (standalone mode: nobody else does).
+    #[default]
+    Allocate,
+    /// The services' status, written by the controller (Kubernetes mode).
+    Status,
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct PlanOptions {
     /// This node's name (the election's identity; matched against Node objects).
     pub node_name: String,
     pub allocator: AllocatorOptions,
+    pub addresses: AddressSource,
+    pub election: ElectionContext,
 }
 
 /// What this node does for one service.
@@ -65,8 +78,11 @@ pub fn plan(config: &Config, options: &PlanOptions, interfaces: &[Interface]) ->
     let Allocations {
         decisions,
         mut warnings,
-    } = allocate(config, &options.allocator);
-    let elections = elect(config, &decisions, &options.node_name);
+    } = match options.addresses {
+        AddressSource::Allocate => allocate(config, &options.allocator),
+        AddressSource::Status => from_status(config, &options.allocator),
+    };
+    let elections = elect(config, &decisions, &options.node_name, &options.election);
     let mut out = Plan {
         pools: pool_usage(config, &decisions),
         ..Plan::default()

@@ -1,8 +1,10 @@
-//! The standalone speaker: follows a configuration file and keeps this node's datapath
-//! equal to its plan. Source (file watch, SIGHUP) -> pure core (`plan`) -> datapath
-//! (maps, attachments) and announcer (gratuitous ARP/NA), with metrics on the side.
+//! The speaker: keeps this node's datapath equal to its plan. Source -> pure core
+//! (`plan`) -> datapath (maps, attachments) and announcer (gratuitous ARP/NA), with
+//! metrics on the side. One loop for both sources, so the modes cannot drift: a file
+//! (standalone mode: followed on changes and SIGHUP; this module) or the Kubernetes API
+//! (`kubernetes::speaker`). A source hands over complete [`Snapshot`]s.
 //!
-//! An invalid file is reported and the last good configuration keeps serving. Changes
+//! An invalid configuration is reported and the last good one keeps serving. Changes
 //! are applied as a diff: addresses that stay are answered throughout.
 
 use std::{
@@ -29,14 +31,49 @@ use crate::{
     announce::Announcer,
     config::{Config, Issue, ValidateOptions, file, validate},
     datapath::{Datapath, DatapathOptions, XdpMode, iface},
+    election::{Election, ElectionContext, Interfaces},
     metrics::{self, Shared},
-    plan::{PlanOptions, Role, interfaces_to_attach, plan},
+    plan::{AddressSource, PlanOptions, Role, interfaces_to_attach, plan},
     printable::printable,
 };
 
+/// Where the speaker's configuration comes from.
+#[derive(Clone, Debug)]
+pub enum SourceOptions {
+    /// A YAML file (standalone mode), followed on changes and SIGHUP.
+    File {
+        path: PathBuf,
+        /// The largest configuration file read (`--max-config-bytes`).
+        max_bytes: u64,
+    },
+    /// The Kubernetes API (in-cluster, or KUBECONFIG).
+    Kubernetes(crate::kubernetes::speaker::KubernetesOptions),
+}
+
+/// One complete input of the pure core, from either source.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub config: Config,
+    pub addresses: AddressSource,
+    pub election: ElectionContext,
+}
+
+/// What a source hands the speaker.
+#[derive(Clone, Debug)]
+pub enum Update {
+    Apply(Snapshot),
+    /// No good configuration could be had: the last good one keeps serving.
+    Stale,
+}
+
+/// The services this node announces now, and on which interfaces (empty: every
+/// interface of the datapath), as the Kubernetes source reports them
+/// (ServiceL2Status, `nodeAssigned` Events).
+pub type Announced = BTreeMap<ServiceKey, Vec<String>>;
+
 #[derive(Clone, Debug)]
 pub struct SpeakerOptions {
-    pub config_path: PathBuf,
+    pub source: SourceOptions,
     /// Interfaces named on the command line (empty: those the L2Advertisements select).
     pub interfaces: Vec<String>,
     pub xdp_mode: XdpMode,
@@ -49,8 +86,6 @@ pub struct SpeakerOptions {
     pub keep_datapath: bool,
     pub garp_interval: Duration,
     pub garp_duration: Duration,
-    /// The largest configuration file read (`--max-config-bytes`).
-    pub max_config_bytes: u64,
 }
 
 /// How often the counters the metrics show are read from the kernel.
@@ -230,13 +265,22 @@ struct Speaker {
     shared: Arc<Shared>,
     previous: BTreeMap<ServiceKey, Vec<IpAddr>>,
     last_roles: BTreeMap<ServiceKey, Role>,
-    /// The file as last read: unchanged content is not applied again.
-    last_text: Option<String>,
+    announced: tokio::sync::watch::Sender<Announced>,
 }
 
 impl Speaker {
-    fn apply(&mut self, config: Config) {
-        let config = with_previous_status(config, &self.previous);
+    fn apply(&mut self, snapshot: Snapshot) {
+        let Snapshot {
+            config,
+            addresses,
+            election,
+        } = snapshot;
+        // Addresses allocated here stay where the last plan put them; those of the
+        // controller are the status itself.
+        let config = match addresses {
+            AddressSource::Allocate => with_previous_status(config, &self.previous),
+            AddressSource::Status => config,
+        };
         let host = match iface::list() {
             Ok(host) => host,
             Err(e) => {
@@ -271,6 +315,8 @@ impl Speaker {
             allocator: AllocatorOptions {
                 load_balancer_class: self.options.load_balancer_class.clone(),
             },
+            addresses,
+            election,
         };
         let plan = plan(&config, &plan_options, &attached);
         let report = self.datapath.sync(&plan.vips);
@@ -307,6 +353,26 @@ impl Speaker {
         }
 
         self.log_changes(&plan.services);
+        let announced: Announced = plan
+            .services
+            .iter()
+            .filter(|(_, p)| matches!(p.role, Role::Announce { .. }))
+            .map(|(key, p)| {
+                let interfaces = match &p.election {
+                    Some(Election::Announced {
+                        interfaces: Interfaces::Only(names),
+                        ..
+                    }) => names.iter().cloned().collect(),
+                    _ => Vec::new(),
+                };
+                (key.clone(), interfaces)
+            })
+            .collect();
+        self.announced.send_if_modified(|current| {
+            let changed = *current != announced;
+            *current = announced;
+            changed
+        });
         self.previous = plan
             .services
             .iter()
@@ -418,15 +484,36 @@ fn watch(path: &Path, reload: mpsc::Sender<()>) -> anyhow::Result<notify::Recomm
 }
 
 pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        options.config_path != Path::new(STDIN_PATH),
-        "the speaker follows its configuration file and reads it again when it changes: \
-         standard input (`-`) cannot be followed, give a file"
-    );
+    let (updates, mut updates_rx) = mpsc::channel::<Update>(4);
+    let (announced, announced_rx) = tokio::sync::watch::channel(Announced::new());
+    // The source first: a file that cannot be followed, or no API to talk to, fails
+    // before anything is attached.
+    let source = match &options.source {
+        SourceOptions::File { path, max_bytes } => {
+            anyhow::ensure!(
+                path != Path::new(STDIN_PATH),
+                "the speaker follows its configuration file and reads it again when it changes: \
+                 standard input (`-`) cannot be followed, give a file"
+            );
+            let path = std::path::absolute(path)
+                .with_context(|| format!("resolving {}", path.display()))?;
+            let file = FileSource::new(path, *max_bytes, options.namespace.clone(), updates)?;
+            tokio::spawn(file.follow())
+        }
+        SourceOptions::Kubernetes(kubernetes) => {
+            let source = crate::kubernetes::speaker::Source::connect(
+                kubernetes.clone(),
+                &options.namespace,
+                &options.node_name,
+            )
+            .await?;
+            tokio::spawn(source.run(updates, announced_rx))
+        }
+    };
+    let source = crate::kubernetes::AbortOnDrop(source);
+
     let shared = Arc::new(Shared::default());
     metrics::serve(options.metrics_addr, shared.clone()).await?;
-    let config_path = std::path::absolute(&options.config_path)
-        .with_context(|| format!("resolving {}", options.config_path.display()))?;
     let datapath = Datapath::load(&options.datapath).context("loading the XDP datapath")?;
     let announcer = Announcer::new(
         options.garp_interval,
@@ -441,37 +528,30 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
         shared: shared.clone(),
         previous: BTreeMap::new(),
         last_roles: BTreeMap::new(),
-        last_text: None,
+        announced,
     };
 
-    let (reload_tx, mut reload_rx) = mpsc::channel(16);
-    let _watcher = watch(&config_path, reload_tx.clone())?;
-    let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut tick = tokio::time::interval(METRICS_REFRESH);
-
-    if !reload(&mut speaker, &config_path, true) {
-        error!(file = %shown_path(&config_path), "no valid configuration yet: waiting for the file to be fixed");
-    }
-    info!(file = %shown_path(&config_path), node = %printable(&options.node_name), "speaker running; SIGHUP or a file change reloads");
+    info!(node = %printable(&options.node_name), "speaker running");
 
     loop {
         tokio::select! {
-            Some(()) = reload_rx.recv() => {
-                tokio::time::sleep(SETTLE).await;
-                while reload_rx.try_recv().is_ok() {}
-                reload(&mut speaker, &config_path, false);
-            }
-            _ = hangup.recv() => {
-                info!("SIGHUP: reloading");
-                reload(&mut speaker, &config_path, true);
-            }
+            update = updates_rx.recv() => match update {
+                Some(Update::Apply(snapshot)) => speaker.apply(snapshot),
+                Some(Update::Stale) => speaker.mark_stale(),
+                None => {
+                    error!("the configuration source stopped");
+                    break;
+                }
+            },
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = tick.tick() => speaker.refresh_metrics(),
         }
     }
+    drop(source);
 
     let Speaker {
         datapath, options, ..
@@ -494,37 +574,110 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads the file and applies it, unless it is what was read last time and `force`
-/// is false (directory events also come from other files, and from renames around
-/// ours). Returns whether a valid configuration serves.
-fn reload(speaker: &mut Speaker, path: &Path, force: bool) -> bool {
-    let text = match read_config(path, speaker.options.max_config_bytes) {
-        Ok(text) => text,
-        Err(e) => {
-            error!("{e}; the last good configuration keeps serving");
-            // Read again in full next time, even if the text is what it was.
-            speaker.last_text = None;
-            speaker.mark_stale();
-            return false;
-        }
-    };
-    if !force && speaker.last_text.as_deref() == Some(text.as_str()) {
-        return true;
+/// The standalone source: a configuration file, read again when it changes (directory
+/// watch) and on SIGHUP.
+struct FileSource {
+    path: PathBuf,
+    max_bytes: u64,
+    namespace: String,
+    updates: mpsc::Sender<Update>,
+    changes: mpsc::Receiver<()>,
+    _watcher: notify::RecommendedWatcher,
+    /// The file as last read: unchanged content is not applied again.
+    last_text: Option<String>,
+}
+
+impl FileSource {
+    fn new(
+        path: PathBuf,
+        max_bytes: u64,
+        namespace: String,
+        updates: mpsc::Sender<Update>,
+    ) -> anyhow::Result<Self> {
+        let (changed, changes) = mpsc::channel(16);
+        let watcher = watch(&path, changed)?;
+        Ok(Self {
+            path,
+            max_bytes,
+            namespace,
+            updates,
+            changes,
+            _watcher: watcher,
+            last_text: None,
+        })
     }
-    let checked = check_config(&text, path, &speaker.options.namespace);
-    speaker.last_text = Some(text);
-    match checked {
-        Ok(config) => {
-            speaker.apply(config);
-            true
-        }
-        Err(issues) => {
-            for issue in issues {
-                error!(file = %shown_path(path), "{issue}");
+
+    async fn follow(mut self) {
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(hangup) => Some(hangup),
+            Err(error) => {
+                warn!(%error, "no SIGHUP handler: only file changes reload");
+                None
             }
-            speaker.mark_stale();
-            error!(file = %shown_path(path), "configuration refused: the last good one keeps serving");
-            false
+        };
+        if !self.reload(true).await {
+            error!(file = %shown_path(&self.path), "no valid configuration yet: waiting for the file to be fixed");
+        }
+        info!(file = %shown_path(&self.path), "following the configuration file; SIGHUP or a file change reloads");
+        loop {
+            let hangup_signal = async {
+                match hangup.as_mut() {
+                    Some(hangup) => hangup.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some(()) = self.changes.recv() => {
+                    tokio::time::sleep(SETTLE).await;
+                    while self.changes.try_recv().is_ok() {}
+                    self.reload(false).await;
+                }
+                _ = hangup_signal => {
+                    info!("SIGHUP: reloading");
+                    self.reload(true).await;
+                }
+                () = self.updates.closed() => return,
+            }
+        }
+    }
+
+    /// Reads the file and hands it over, unless it is what was read last time and
+    /// `force` is false (directory events also come from other files, and from renames
+    /// around ours). Returns whether a valid configuration serves.
+    async fn reload(&mut self, force: bool) -> bool {
+        let text = match read_config(&self.path, self.max_bytes) {
+            Ok(text) => text,
+            Err(e) => {
+                error!("{e}; the last good configuration keeps serving");
+                // Read again in full next time, even if the text is what it was.
+                self.last_text = None;
+                let _ = self.updates.send(Update::Stale).await;
+                return false;
+            }
+        };
+        if !force && self.last_text.as_deref() == Some(text.as_str()) {
+            return true;
+        }
+        let checked = check_config(&text, &self.path, &self.namespace);
+        self.last_text = Some(text);
+        match checked {
+            Ok(config) => {
+                let snapshot = Snapshot {
+                    config,
+                    addresses: AddressSource::Allocate,
+                    election: ElectionContext::default(),
+                };
+                let _ = self.updates.send(Update::Apply(snapshot)).await;
+                true
+            }
+            Err(issues) => {
+                for issue in issues {
+                    error!(file = %shown_path(&self.path), "{issue}");
+                }
+                error!(file = %shown_path(&self.path), "configuration refused: the last good one keeps serving");
+                let _ = self.updates.send(Update::Stale).await;
+                false
+            }
         }
     }
 }

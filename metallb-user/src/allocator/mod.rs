@@ -186,6 +186,63 @@ pub fn allocate(config: &Config, options: &AllocatorOptions) -> Allocations {
     Allocator::new(config, options.clone()).assign_all(&config.services)
 }
 
+/// The addresses each service carries in its status, as the Kubernetes speaker takes
+/// them: the controller wrote them, nothing is allocated here (so that all speakers
+/// and the controller see one truth). As MetalLB's speaker, a service is not announced
+/// when its status holds no address, an address that does not parse, or addresses
+/// that no one pool holds.
+pub fn from_status(config: &Config, options: &AllocatorOptions) -> Allocations {
+    let mut out = Allocations::default();
+    for service in &config.services {
+        let key = ServiceKey::of_service(service);
+        let decision = status_decision(config, options, service);
+        out.decisions.insert(key, decision);
+    }
+    out
+}
+
+fn status_decision(config: &Config, options: &AllocatorOptions, service: &Service) -> Decision {
+    if let Some(reason) = ignore_reason(service, options) {
+        return Decision::Ignored { reason };
+    }
+    let mut ips = Vec::new();
+    for text in status_ips(service) {
+        match text.parse::<IpAddr>() {
+            Ok(ip) => ips.push(ip.to_canonical()),
+            Err(_) => {
+                return Decision::Failed {
+                    reason: format!(
+                        "status.loadBalancer.ingress holds {text:?}, not an IP address"
+                    ),
+                };
+            }
+        }
+    }
+    let Some(first) = ips.first().copied() else {
+        return Decision::Ignored {
+            reason: "no address in its status yet (the controller assigns it)".into(),
+        };
+    };
+    let holds = |pool: &&Pool, ip: IpAddr| pool.ranges.iter().any(|r| r.contains(ip));
+    match config.pools.iter().find(|pool| holds(pool, first)) {
+        Some(pool) if ips.iter().all(|ip| holds(&pool, *ip)) => Decision::Allocated(Allocation {
+            pool: pool.name.clone(),
+            ips: ipv4_first(ips),
+        }),
+        Some(pool) => Decision::Failed {
+            reason: format!(
+                "its status addresses {ips:?} are not all in pool {} (the controller will correct it)",
+                pool.name
+            ),
+        },
+        None => Decision::Failed {
+            reason: format!(
+                "its status address {first} is in no address pool (the controller will correct it)"
+            ),
+        },
+    }
+}
+
 /// What the allocator holds for one service.
 #[derive(Clone, Debug)]
 struct Held {

@@ -7,7 +7,10 @@ pub(super) mod yaml;
 
 use std::cell::OnceCell;
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Service};
+use k8s_openapi::api::{
+    core::v1::{Namespace, Node, Service},
+    discovery::v1::EndpointSlice,
+};
 use kube::Resource;
 use serde::{Deserialize, de::DeserializeOwned};
 
@@ -28,6 +31,8 @@ pub struct ConfigFile {
     pub services: Vec<Service>,
     pub nodes: Vec<Node>,
     pub namespaces: Vec<Namespace>,
+    /// The Services' endpoints (optional in a file: see `election::EndpointRule`).
+    pub endpoint_slices: Vec<EndpointSlice>,
     /// Objects kept but not used, unknown fields: reported, never fatal.
     pub warnings: Vec<Issue>,
 }
@@ -201,6 +206,7 @@ impl Reader<'_> {
             ("v1", "Service") => self.typed(value, &object, at, |file| &mut file.services),
             ("v1", "Node") => self.typed(value, &object, at, |file| &mut file.nodes),
             ("v1", "Namespace") => self.typed(value, &object, at, |file| &mut file.namespaces),
+            ("discovery.k8s.io/v1", "EndpointSlice") => self.typed(value, &object, at, |file| &mut file.endpoint_slices),
             ("v1", "List") => match value.get("items").and_then(|items| items.as_sequence()) {
                 Some(items) => {
                     for (i, item) in items.iter().enumerate() {
@@ -237,7 +243,7 @@ impl Reader<'_> {
                 &object,
                 "apiVersion/kind",
                 &format!("{api_version} {kind}"),
-                "not a kind this configuration reads (metallb.io/v1beta1 IPAddressPool, L2Advertisement; v1 Service, Node, Namespace, List)",
+                "not a kind this configuration reads (metallb.io/v1beta1 IPAddressPool, L2Advertisement; v1 Service, Node, Namespace, List; discovery.k8s.io/v1 EndpointSlice)",
             )),
         }
     }
@@ -538,7 +544,7 @@ spec: [not, a, map
             messages(&parse(text).expect_err("duplicate")),
             [
                 "document 1: kind: key written twice, at line 2 column 1 and again at line 4 column 1",
-                "document 2 (Widget): apiVersion/kind \"v1 Widget\": not a kind this configuration reads (metallb.io/v1beta1 IPAddressPool, L2Advertisement; v1 Service, Node, Namespace, List)",
+                "document 2 (Widget): apiVersion/kind \"v1 Widget\": not a kind this configuration reads (metallb.io/v1beta1 IPAddressPool, L2Advertisement; v1 Service, Node, Namespace, List; discovery.k8s.io/v1 EndpointSlice)",
             ]
         );
     }

@@ -13,7 +13,10 @@ pub mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::{
+    core::v1::{Node, Service},
+    discovery::v1::EndpointSlice,
+};
 use serde::Serialize;
 
 use crate::printable::printable;
@@ -133,6 +136,8 @@ pub struct Config {
     pub nodes: Vec<Node>,
     /// Labels of every namespace the configuration declares.
     pub namespaces: BTreeMap<String, Labels>,
+    /// The Services' endpoints, for the election (see `election::EndpointRule`).
+    pub endpoint_slices: Vec<EndpointSlice>,
 }
 
 impl Config {

@@ -220,6 +220,32 @@ pub fn validate(file: &ConfigFile, options: &ValidateOptions) -> Validation {
             check.error(&object, "metadata.name", &name, "duplicate Node");
         }
     }
+    for slice in &file.endpoint_slices {
+        let name = slice.metadata.name.clone().unwrap_or_default();
+        let namespace = slice
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let object = format!("EndpointSlice {namespace}/{name}");
+        check.metadata(&object, &slice.metadata, names::dns1123_subdomain);
+        let service = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(crate::election::SERVICE_NAME_LABEL));
+        if service.is_none() {
+            check.warnings.push(Issue::new(
+                &object,
+                "metadata.labels",
+                "",
+                format!(
+                    "no {} label: it belongs to no Service, and is not read",
+                    crate::election::SERVICE_NAME_LABEL
+                ),
+            ));
+        }
+    }
     let mut service_names = BTreeSet::new();
     // Services the API server would admit, and their display names.
     let mut admitted_services = Vec::new();
@@ -458,6 +484,7 @@ pub fn validate(file: &ConfigFile, options: &ValidateOptions) -> Validation {
             services: file.services.clone(),
             nodes: file.nodes.clone(),
             namespaces,
+            endpoint_slices: file.endpoint_slices.clone(),
         }),
         errors: Vec::new(),
         warnings: check.warnings,

@@ -7,6 +7,7 @@ pub mod controller;
 pub mod leader;
 pub mod rbac;
 pub mod service_status;
+pub mod speaker;
 pub mod webhook;
 
 /// A spawned task that ends with its owner (a dropped controller is a crashed one: its

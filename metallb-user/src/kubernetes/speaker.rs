@@ -1,0 +1,508 @@
+//! The speaker's Kubernetes source: watches what MetalLB's speaker watches (Services,
+//! EndpointSlices, Nodes, Namespaces, IPAddressPools, L2Advertisements, the speaker
+//! Pods) and hands the speaker loop a complete [`Snapshot`] after every burst of
+//! changes: the addresses are those of the Services' status (the controller writes
+//! them; a speaker never allocates), the live members are the nodes whose speaker Pod
+//! is Ready, endpoints are as the API lists them.
+//!
+//! It also reports what this node announces: a `ServiceL2Status` per announced Service
+//! (MetalLB's objects and labels, owned by the speaker Pod), and a `nodeAssigned` Event
+//! when this node starts announcing a Service.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
+
+use futures::{StreamExt as _, stream::BoxStream};
+use k8s_openapi::{
+    api::{
+        core::v1::{Namespace, Node, ObjectReference, Pod, Service},
+        discovery::v1::EndpointSlice,
+    },
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
+};
+use kube::{
+    Api, Client, Resource, ResourceExt as _,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    runtime::{
+        WatchStreamExt as _,
+        events::{Event as KubeEvent, EventType, Recorder, Reporter},
+        reflector::{self, Store},
+        watcher,
+    },
+};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use super::cluster_config;
+use crate::{
+    allocator::ServiceKey,
+    config::{
+        ValidateOptions,
+        crd::{
+            IPAddressPool, InterfaceInfo, L2Advertisement, MetalLBServiceL2Status, ServiceL2Status,
+        },
+    },
+    election::{ElectionContext, EndpointRule},
+    plan::AddressSource,
+    speaker::{Announced, Snapshot, Update},
+};
+
+/// The labels MetalLB puts on a ServiceL2Status.
+pub const NODE_LABEL: &str = "metallb.io/node";
+pub const SERVICE_NAME_LABEL: &str = "metallb.io/service-name";
+pub const SERVICE_NAMESPACE_LABEL: &str = "metallb.io/service-namespace";
+
+/// The field manager of every write.
+const MANAGER: &str = "metallb-speaker";
+
+/// A burst of changes is applied once, this long after it started.
+const SETTLE: Duration = Duration::from_millis(50);
+
+#[derive(Clone, Debug)]
+pub struct KubernetesOptions {
+    /// This speaker's Pod (owner of its ServiceL2Status objects, and named in Events).
+    pub pod_name: Option<String>,
+    /// The label selector of the speaker Pods, whose Ready nodes are the live members.
+    pub speaker_selector: String,
+}
+
+/// MetalLB's speaker Pods carry these labels.
+pub const DEFAULT_SPEAKER_SELECTOR: &str = "app=metallb,component=speaker";
+
+/// The caches the snapshots are built from.
+#[derive(Clone)]
+struct Stores {
+    services: Store<Service>,
+    endpoint_slices: Store<EndpointSlice>,
+    nodes: Store<Node>,
+    namespaces: Store<Namespace>,
+    pools: Store<IPAddressPool>,
+    l2_advertisements: Store<L2Advertisement>,
+    speakers: Store<Pod>,
+}
+
+pub struct Source {
+    client: Client,
+    options: KubernetesOptions,
+    namespace: String,
+    node_name: String,
+}
+
+fn owned<K: Clone>(store: &Store<K>) -> Vec<K>
+where
+    K: Resource<DynamicType = ()> + 'static,
+{
+    store.state().iter().map(|o| (**o).clone()).collect()
+}
+
+/// Whether a Pod's `Ready` condition is True.
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The nodes whose speaker Pod is Ready: the live members until membership comes.
+pub fn live_nodes(speakers: &[Pod]) -> BTreeSet<String> {
+    speakers
+        .iter()
+        .filter(|pod| pod.metadata.deletion_timestamp.is_none() && pod_ready(pod))
+        .filter_map(|pod| pod.spec.as_ref().and_then(|s| s.node_name.clone()))
+        .collect()
+}
+
+impl Stores {
+    fn snapshot(&self, namespace: &str, this_node: &str) -> Snapshot {
+        let options = ValidateOptions {
+            namespace: namespace.into(),
+        };
+        let cluster = cluster_config::from_objects(
+            owned(&self.pools),
+            owned(&self.l2_advertisements),
+            owned(&self.namespaces),
+            &options,
+        );
+        for (pool, issues) in &cluster.rejected {
+            for issue in issues {
+                debug!(%pool, "IPAddressPool left out: {issue}");
+            }
+        }
+        let mut config = cluster.config;
+        config.services = owned(&self.services);
+        config.nodes = owned(&self.nodes);
+        config.endpoint_slices = owned(&self.endpoint_slices);
+        let mut live = live_nodes(&owned(&self.speakers));
+        // This speaker is running: until its Pod shows Ready (which waits for this very
+        // sync) it counts itself, as MetalLB's memberlist does.
+        live.insert(this_node.to_owned());
+        Snapshot {
+            config,
+            addresses: AddressSource::Status,
+            election: ElectionContext {
+                live_nodes: Some(live),
+                endpoints: EndpointRule::Observed,
+            },
+        }
+    }
+
+    async fn ready(&self) {
+        let _ = self.services.wait_until_ready().await;
+        let _ = self.endpoint_slices.wait_until_ready().await;
+        let _ = self.nodes.wait_until_ready().await;
+        let _ = self.namespaces.wait_until_ready().await;
+        let _ = self.pools.wait_until_ready().await;
+        let _ = self.l2_advertisements.wait_until_ready().await;
+        let _ = self.speakers.wait_until_ready().await;
+    }
+}
+
+/// A reflector on `api` whose events are only "something changed".
+fn watched<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, BoxStream<'static, ()>)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let kind = K::kind(&()).into_owned();
+    let events = reflector::reflector(writer, watcher::watcher(api, config))
+        .default_backoff()
+        .filter_map(move |event| {
+            let kind = kind.clone();
+            async move {
+                match event {
+                    Ok(_) => Some(()),
+                    Err(error) => {
+                        warn!(%kind, %error, "watch failed; retrying");
+                        None
+                    }
+                }
+            }
+        })
+        .boxed();
+    (store, events)
+}
+
+impl Source {
+    /// A client from the in-cluster configuration or KUBECONFIG.
+    pub async fn connect(
+        options: KubernetesOptions,
+        namespace: &str,
+        node_name: &str,
+    ) -> anyhow::Result<Self> {
+        let client = Client::try_default().await.map_err(|error| {
+            anyhow::anyhow!(
+                "no configuration file (--config) and no Kubernetes API to talk to (in-cluster configuration, or KUBECONFIG): {error}"
+            )
+        })?;
+        Ok(Self::with_client(client, options, namespace, node_name))
+    }
+
+    pub fn with_client(
+        client: Client,
+        options: KubernetesOptions,
+        namespace: &str,
+        node_name: &str,
+    ) -> Self {
+        Self {
+            client,
+            options,
+            namespace: namespace.into(),
+            node_name: node_name.into(),
+        }
+    }
+
+    /// Watches, and sends a snapshot after every burst of changes; reports what this
+    /// node announces (`announced`) as ServiceL2Status objects and Events.
+    pub async fn run(self, updates: mpsc::Sender<Update>, announced: watch::Receiver<Announced>) {
+        let all = watcher::Config::default();
+        let client = &self.client;
+        let (services, services_events) = watched(Api::<Service>::all(client.clone()), all.clone());
+        let (endpoint_slices, slices_events) =
+            watched(Api::<EndpointSlice>::all(client.clone()), all.clone());
+        let (nodes, nodes_events) = watched(Api::<Node>::all(client.clone()), all.clone());
+        let (namespaces, namespaces_events) =
+            watched(Api::<Namespace>::all(client.clone()), all.clone());
+        let (pools, pools_events) = watched(
+            Api::<IPAddressPool>::namespaced(client.clone(), &self.namespace),
+            all.clone(),
+        );
+        let (l2_advertisements, l2_events) = watched(
+            Api::<L2Advertisement>::namespaced(client.clone(), &self.namespace),
+            all.clone(),
+        );
+        let (speakers, speakers_events) = watched(
+            Api::<Pod>::namespaced(client.clone(), &self.namespace),
+            watcher::Config::default().labels(&self.options.speaker_selector),
+        );
+        let stores = Stores {
+            services,
+            endpoint_slices,
+            nodes,
+            namespaces,
+            pools,
+            l2_advertisements,
+            speakers,
+        };
+        let mut changes = futures::stream::select_all([
+            services_events,
+            slices_events,
+            nodes_events,
+            namespaces_events,
+            pools_events,
+            l2_events,
+            speakers_events,
+        ]);
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance: self.options.pod_name.clone(),
+        };
+        let status = StatusWriter {
+            client: client.clone(),
+            namespace: self.namespace.clone(),
+            node_name: self.node_name.clone(),
+            recorder: Recorder::new(client.clone(), reporter),
+            services: stores.services.clone(),
+            owner: None,
+        };
+        let status_task = super::AbortOnDrop(tokio::spawn(
+            status.run(announced, self.options.pod_name.clone()),
+        ));
+
+        // Changes are applied in bursts once every cache is filled.
+        let mut ready = false;
+        let stores_ready = stores.clone();
+        let mut until_ready = Box::pin(async move { stores_ready.ready().await });
+        loop {
+            tokio::select! {
+                () = &mut until_ready, if !ready => {
+                    ready = true;
+                    info!("every watch is synced: announcing");
+                }
+                change = changes.next() => {
+                    if change.is_none() {
+                        warn!("every watch ended");
+                        break;
+                    }
+                    if !ready {
+                        continue;
+                    }
+                    // Let the rest of the burst arrive.
+                    let settle = tokio::time::sleep(SETTLE);
+                    tokio::pin!(settle);
+                    loop {
+                        tokio::select! {
+                            () = &mut settle => break,
+                            more = changes.next() => if more.is_none() { break },
+                        }
+                    }
+                }
+            }
+            if !ready {
+                continue;
+            }
+            let snapshot = stores.snapshot(&self.namespace, &self.node_name);
+            if updates.send(Update::Apply(snapshot)).await.is_err() {
+                break;
+            }
+        }
+        drop(status_task);
+    }
+}
+
+/// Keeps the ServiceL2Status objects of this node equal to what it announces, and
+/// emits `nodeAssigned` when it starts announcing a Service.
+struct StatusWriter {
+    client: Client,
+    namespace: String,
+    node_name: String,
+    recorder: Recorder,
+    services: Store<Service>,
+    owner: Option<OwnerReference>,
+}
+
+impl StatusWriter {
+    async fn run(mut self, mut announced: watch::Receiver<Announced>, pod_name: Option<String>) {
+        self.owner = match &pod_name {
+            Some(name) => self.pod_owner(name).await,
+            None => {
+                warn!(
+                    "no --pod-name (METALLB_POD_NAME): ServiceL2Status objects get no owner, and outlive this speaker if it is killed"
+                );
+                None
+            }
+        };
+        let mut previous = Announced::new();
+        loop {
+            let now = announced.borrow_and_update().clone();
+            self.publish_assignments(&previous, &now).await;
+            let converged = self.sync(&now).await;
+            previous = now;
+            let retry = tokio::time::sleep(Duration::from_secs(if converged { 3600 } else { 1 }));
+            tokio::select! {
+                changed = announced.changed() => if changed.is_err() { return },
+                () = retry => {}
+            }
+        }
+    }
+
+    async fn pod_owner(&self, name: &str) -> Option<OwnerReference> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        match pods.get_opt(name).await {
+            Ok(Some(pod)) => Some(OwnerReference {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                name: pod.name_any(),
+                uid: pod.metadata.uid.clone().unwrap_or_default(),
+                ..OwnerReference::default()
+            }),
+            Ok(None) => {
+                warn!(pod = %name, "this speaker's Pod does not exist: ServiceL2Status objects get no owner");
+                None
+            }
+            Err(error) => {
+                warn!(pod = %name, %error, "cannot read this speaker's Pod: ServiceL2Status objects get no owner");
+                None
+            }
+        }
+    }
+
+    /// `nodeAssigned` on every Service this node newly announces.
+    async fn publish_assignments(&self, previous: &Announced, now: &Announced) {
+        for key in now.keys().filter(|k| !previous.contains_key(*k)) {
+            let Some(service) = self
+                .services
+                .state()
+                .into_iter()
+                .find(|s| ServiceKey::of_service(s) == *key)
+            else {
+                continue;
+            };
+            let event = KubeEvent {
+                type_: EventType::Normal,
+                reason: "nodeAssigned".into(),
+                note: Some(format!(
+                    "announcing from node \"{}\" with protocol \"layer2\"",
+                    self.node_name
+                )),
+                action: "Announce".into(),
+                secondary: None,
+            };
+            let reference: ObjectReference = service.object_ref(&());
+            if let Err(error) = self.recorder.publish(&event, &reference).await {
+                warn!(%error, service = %key, "cannot publish an event");
+            }
+        }
+    }
+
+    fn desired(&self, key: &ServiceKey, interfaces: &[String]) -> MetalLBServiceL2Status {
+        MetalLBServiceL2Status {
+            node: self.node_name.clone(),
+            service_name: key.name.clone(),
+            service_namespace: key.namespace.clone(),
+            interfaces: interfaces
+                .iter()
+                .map(|name| InterfaceInfo { name: name.clone() })
+                .collect(),
+        }
+    }
+
+    /// One pass; whether everything is as wanted now.
+    async fn sync(&self, announced: &Announced) -> bool {
+        let api: Api<ServiceL2Status> = Api::namespaced(self.client.clone(), &self.namespace);
+        let mine = format!("{NODE_LABEL}={}", self.node_name);
+        let existing = match api.list(&ListParams::default().labels(&mine)).await {
+            Ok(list) => list.items,
+            Err(error) => {
+                warn!(%error, "cannot list this node's ServiceL2Status objects");
+                return false;
+            }
+        };
+        let mut ok = true;
+        let mut kept: BTreeMap<ServiceKey, ServiceL2Status> = BTreeMap::new();
+        for object in existing {
+            let labels = object.labels();
+            let key = ServiceKey {
+                namespace: labels
+                    .get(SERVICE_NAMESPACE_LABEL)
+                    .cloned()
+                    .unwrap_or_default(),
+                name: labels.get(SERVICE_NAME_LABEL).cloned().unwrap_or_default(),
+            };
+            if announced.contains_key(&key) && !kept.contains_key(&key) {
+                kept.insert(key, object);
+                continue;
+            }
+            // Not announced any more, or a duplicate.
+            if let Err(error) = api
+                .delete(&object.name_any(), &DeleteParams::default())
+                .await
+                && !matches!(&error, kube::Error::Api(s) if s.code == 404)
+            {
+                warn!(%error, name = %object.name_any(), "cannot delete a ServiceL2Status");
+                ok = false;
+            }
+        }
+        for (key, interfaces) in announced {
+            let wanted = self.desired(key, interfaces);
+            let name = match kept.get(key) {
+                Some(object) if object.status.as_ref() == Some(&wanted) => continue,
+                Some(object) => object.name_any(),
+                None => match self.create(&api, key).await {
+                    Ok(name) => name,
+                    Err(error) => {
+                        warn!(%error, service = %key, "cannot create a ServiceL2Status");
+                        ok = false;
+                        continue;
+                    }
+                },
+            };
+            let patch = json!({"status": wanted});
+            let params = PatchParams {
+                field_manager: Some(MANAGER.into()),
+                ..PatchParams::default()
+            };
+            if let Err(error) = api
+                .patch_status(&name, &params, &Patch::Merge(&patch))
+                .await
+            {
+                warn!(%error, service = %key, "cannot write a ServiceL2Status");
+                ok = false;
+            }
+        }
+        ok
+    }
+
+    async fn create(
+        &self,
+        api: &Api<ServiceL2Status>,
+        key: &ServiceKey,
+    ) -> Result<String, kube::Error> {
+        let object = ServiceL2Status {
+            metadata: ObjectMeta {
+                generate_name: Some("l2-".into()),
+                namespace: Some(self.namespace.clone()),
+                labels: Some(BTreeMap::from([
+                    (NODE_LABEL.to_owned(), self.node_name.clone()),
+                    (SERVICE_NAME_LABEL.to_owned(), key.name.clone()),
+                    (SERVICE_NAMESPACE_LABEL.to_owned(), key.namespace.clone()),
+                ])),
+                owner_references: self.owner.clone().map(|o| vec![o]),
+                ..ObjectMeta::default()
+            },
+            spec: Default::default(),
+            status: None,
+        };
+        let created = api.create(&PostParams::default(), &object).await?;
+        Ok(created.name_any())
+    }
+}
