@@ -453,8 +453,9 @@ mod tests {
         };
         let assumed = ElectionContext::default();
         let ready = |node: &'static str| (Some(node), Some(true), None);
-        // (case, objects, context, candidates, or the reason it is not announced)
-        let cases: Vec<(&str, String, ElectionContext, Result<Vec<&str>, &str>)> = vec![
+        /// (case, objects, context, candidates, or why it is not announced)
+        type Case<'a> = (&'a str, String, ElectionContext, Result<Vec<&'a str>, &'a str>);
+        let cases: Vec<Case> = vec![
             (
                 "a file without slices: served everywhere",
                 service("web", ""),

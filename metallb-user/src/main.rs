@@ -33,7 +33,9 @@ const PLAN_ALLOCATION_FAILED: u8 = 3;
     long_about = "MetalLB-compatible load-balancer for bare metal whose ARP and IPv6 neighbor \
 answers come from an XDP program in the kernel.\n\nStandalone mode: the configuration is a \
 multi-document YAML file of MetalLB objects (metallb.io/v1beta1 IPAddressPool, L2Advertisement) \
-and the Services (and optionally Nodes, Namespaces) they serve, as you would `kubectl apply` them."
+and the Services (and optionally Nodes, Namespaces, EndpointSlices) they serve, as you would \
+`kubectl apply` them. Kubernetes mode: `metallb controller` allocates, `metallb speaker` \
+without --config announces, both on the Kubernetes API."
 )]
 struct Cli {
     /// Log format.
@@ -91,9 +93,13 @@ enum Command {
         #[command(flatten)]
         limits: Limits,
     },
-    /// Run the standalone speaker: attach the XDP responder, follow the configuration
-    /// file (changes apply within a second; SIGHUP reloads), announce gratuitously,
-    /// serve metrics. SIGTERM detaches and unpins (see --keep-datapath).
+    /// Run the speaker: attach the XDP responder, answer for the VIPs this node is
+    /// elected for, announce gratuitously, serve metrics. With --config, standalone: it
+    /// follows the file (changes apply within a second; SIGHUP reloads) and allocates
+    /// itself. Without, on the Kubernetes API: addresses from the Services' status
+    /// (the controller's), endpoints, nodes and live speakers from the API, and it
+    /// writes ServiceL2Status objects. SIGTERM detaches and unpins (see
+    /// --keep-datapath).
     Speaker(SpeakerArgs),
     /// Run MetalLB's controller on the Kubernetes API (in-cluster, or KUBECONFIG):
     /// allocate addresses to LoadBalancer Services from the IPAddressPools, write their

@@ -238,7 +238,10 @@ pub fn interfaces_to_attach(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ValidateOptions, file::parse, validate};
+    use crate::{
+        allocator::from_status,
+        config::{ValidateOptions, file::parse, validate},
+    };
 
     fn config(text: &str) -> Config {
         validate(&parse(text).expect("parses"), &ValidateOptions::default())
@@ -273,6 +276,154 @@ mod tests {
 
     fn names(interfaces: &[Interface]) -> Vec<&str> {
         interfaces.iter().map(|i| i.name.as_str()).collect()
+    }
+
+    /// The Kubernetes speaker's plan (addresses from the status the controller wrote,
+    /// endpoints as the API lists them, every node's speaker alive) equals the
+    /// standalone plan of the same objects, when the file carries the EndpointSlices.
+    #[test]
+    fn standalone_and_kubernetes_mode_plan_the_same_objects_alike() {
+        let ready = |service: &str, node: &str| {
+            format!(
+                "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {service}-1, labels: {{kubernetes.io/service-name: {service}}}}}\naddressType: IPv4\nendpoints: [{{addresses: [10.1.0.1], conditions: {{ready: true}}, nodeName: {node}}}]\n"
+            )
+        };
+        let service = |name: &str, spec: &str| {
+            format!(
+                "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]{spec}}}\n"
+            )
+        };
+        let text = POOL.to_string()
+            + "---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l2}\n"
+            + "---\napiVersion: v1\nkind: Node\nmetadata: {name: me}\n"
+            + "---\napiVersion: v1\nkind: Node\nmetadata: {name: other}\n"
+            + &service("web", "")
+            + &ready("web", "other")
+            + &service("local", ", externalTrafficPolicy: Local")
+            + &ready("local", "me")
+            + &service(
+                "dual",
+                ", ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, IPv6]",
+            )
+            + &ready("dual", "other")
+            + &service("idle", "")
+            + "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: idle-1, labels: {kubernetes.io/service-name: idle}}\naddressType: IPv4\nendpoints: []\n";
+        let host = host();
+        let attached = [host["eth0"].clone()];
+        for node in ["me", "other"] {
+            let standalone = plan(
+                &config(&text),
+                &PlanOptions {
+                    node_name: node.into(),
+                    ..PlanOptions::default()
+                },
+                &attached,
+            );
+            // What the controller writes: the allocations, as status.
+            let mut cluster = config(&text);
+            for svc in &mut cluster.services {
+                if let Some(ServicePlan {
+                    decision: Decision::Allocated(a),
+                    ..
+                }) = standalone.services.get(&ServiceKey::of_service(svc))
+                {
+                    svc.status = Some(crate::allocator::status_with(&a.ips));
+                }
+            }
+            let kubernetes = plan(
+                &cluster,
+                &PlanOptions {
+                    node_name: node.into(),
+                    addresses: AddressSource::Status,
+                    election: ElectionContext {
+                        live_nodes: Some(BTreeSet::from(["me".into(), "other".into()])),
+                        endpoints: crate::election::EndpointRule::Observed,
+                    },
+                    ..PlanOptions::default()
+                },
+                &attached,
+            );
+            let roles = |p: &Plan| -> Vec<(String, Role)> {
+                p.services
+                    .iter()
+                    .map(|(k, s)| (k.to_string(), s.role.clone()))
+                    .collect()
+            };
+            assert_eq!(roles(&kubernetes), roles(&standalone), "{node}");
+            assert_eq!(kubernetes.vips, standalone.vips, "{node}");
+            // And the rules were exercised: the idle service is not announced, the
+            // Local one only from its endpoint's node.
+            let role = |name: &str| {
+                standalone.services[&ServiceKey {
+                    namespace: "default".into(),
+                    name: name.into(),
+                }]
+                    .role
+                    .clone()
+            };
+            assert!(
+                matches!(role("idle"), Role::None { reason } if reason.contains("no endpoint"))
+            );
+            match (node, role("local")) {
+                ("me", Role::Announce { .. }) | ("other", Role::Suppress { .. }) => {}
+                (node, other) => panic!("{node}: local is {other:?}"),
+            }
+        }
+    }
+
+    /// Kubernetes mode takes the status as it is: never allocates.
+    #[test]
+    fn addresses_from_the_status_table() {
+        let svc = |name: &str, spec: &str, status: &str| {
+            format!(
+                "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {{type: LoadBalancer, ports: [{{port: 80}}]{spec}}}\nstatus: {{loadBalancer: {{ingress: [{status}]}}}}\n"
+            )
+        };
+        let text = POOL.to_string()
+            + &svc("kept", "", "{ip: 192.0.2.7}")
+            + &svc(
+                "dual",
+                ", ipFamilyPolicy: PreferDualStack",
+                "{ip: '2001:db8::5'}, {ip: 192.0.2.8}",
+            )
+            + &svc("none", "", "")
+            + &svc("outside", "", "{ip: 198.51.100.1}")
+            + &svc(
+                "classy",
+                ", loadBalancerClass: other.io/lb",
+                "{ip: 192.0.2.9}",
+            )
+            + &svc("host", "", "{hostname: lb.example}");
+        let decisions = from_status(&config(&text), &AllocatorOptions::default()).decisions;
+        let shown = |name: &str| -> String {
+            match &decisions[&ServiceKey {
+                namespace: "default".into(),
+                name: name.into(),
+            }] {
+                Decision::Allocated(a) => format!("{} {:?}", a.pool, a.ips),
+                Decision::Failed { reason } => format!("failed: {reason}"),
+                Decision::Ignored { reason } => format!("ignored: {reason}"),
+            }
+        };
+        assert_eq!(shown("kept"), "p [192.0.2.7]");
+        assert_eq!(shown("dual"), "p [192.0.2.8, 2001:db8::5]");
+        assert_eq!(
+            shown("none"),
+            "ignored: no address in its status yet (the controller assigns it)"
+        );
+        assert_eq!(
+            shown("host"),
+            "ignored: no address in its status yet (the controller assigns it)"
+        );
+        assert_eq!(
+            shown("outside"),
+            "failed: its status address 198.51.100.1 is in no address pool (the controller will correct it)"
+        );
+        assert!(
+            shown("classy").starts_with("ignored: spec.loadBalancerClass is \"other.io/lb\""),
+            "{}",
+            shown("classy")
+        );
     }
 
     #[test]

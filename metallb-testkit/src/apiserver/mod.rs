@@ -254,7 +254,7 @@ fn core_resources() -> Vec<ResourceType> {
 pub struct TestApiServer {
     address: SocketAddr,
     shared: Arc<Shared>,
-    task: JoinHandle<()>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl TestApiServer {
@@ -278,19 +278,36 @@ impl TestApiServer {
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
+        let server = Self {
+            address,
+            shared,
+            tasks: Mutex::new(Vec::new()),
+        };
+        server.serve_on(listener);
+        Ok(server)
+    }
+
+    /// Serves the same API on `listener` too: one bound inside a network namespace
+    /// (sockets belong to the namespace they were made in) lets a process there, such
+    /// as a speaker in a lab's node namespace, reach the server at 127.0.0.1.
+    pub fn serve_on(&self, listener: tokio::net::TcpListener) {
         let app = axum::Router::new()
             .fallback(http::handle)
-            .with_state(shared.clone());
+            .with_state(self.shared.clone());
         let task = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, app).await {
                 tracing::error!(%error, "the test API server stopped");
             }
         });
-        Ok(Self {
-            address,
-            shared,
-            task,
-        })
+        lock(&self.tasks).push(task);
+    }
+
+    /// A kubeconfig for this server at `address` (default: its own), for a process.
+    pub fn kubeconfig(&self, address: Option<SocketAddr>) -> String {
+        let address = address.unwrap_or(self.address);
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster: {{server: \"http://{address}\"}}\nusers:\n- name: test\n  user: {{}}\ncontexts:\n- name: test\n  context: {{cluster: test, user: test}}\ncurrent-context: test\n"
+        )
     }
 
     pub fn url(&self) -> String {
@@ -454,6 +471,8 @@ impl TestApiServer {
 
 impl Drop for TestApiServer {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in lock(&self.tasks).iter() {
+            task.abort();
+        }
     }
 }

@@ -1,0 +1,362 @@
+//! `metallb speaker` in Kubernetes mode, end to end (needs root): the in-process test
+//! API server, `metallb controller` giving the Service its address, and two real
+//! speaker processes, each in the node namespace of a lab of its own, reaching the API
+//! through a listener made inside that namespace. ARP requests from each lab's client
+//! show which node answers: the elected one, and never both.
+
+mod support;
+
+use std::{
+    net::Ipv4Addr,
+    path::PathBuf,
+    process::{Child, Stdio},
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use kube::{
+    Api, CustomResourceExt as _,
+    api::{ListParams, Patch, PatchParams, PostParams},
+};
+use metallb_testkit::{
+    TestApiServer,
+    lab::{Lab, NetnsGuard, ScratchPinDir, command_in, exec_in, unique_name},
+};
+use metallb_user::{
+    allocator::AllocatorOptions,
+    config::crd::{IPAddressPool, L2Advertisement, ServiceL2Status},
+    datapath::XdpMode,
+    kubernetes::controller::{ControllerOptions, run as run_controller},
+};
+use serde_json::{Value, json};
+use support::ArpAsker;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_metallb");
+const NS: &str = "metallb-system";
+const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A node: a lab, the API reachable from its namespace, and its speaker.
+struct Node {
+    name: &'static str,
+    lab: Lab,
+    asker: ArpAsker,
+    pins: ScratchPinDir,
+    kubeconfig: PathBuf,
+    speaker: Option<Child>,
+}
+
+impl Node {
+    fn new(rt: &tokio::runtime::Runtime, server: &TestApiServer, name: &'static str) -> Self {
+        let mut lab = Lab::new(name).expect("lab");
+        lab.prepare_client_for(XdpMode::Native)
+            .expect("client side");
+        // A socket belongs to the namespace it is made in: this listener is the node
+        // namespace's 127.0.0.1.
+        let listener = {
+            let _inside = NetnsGuard::enter(&lab.node_ns).expect("enter the node namespace");
+            std::net::TcpListener::bind("127.0.0.1:0").expect("listener in the node namespace")
+        };
+        listener.set_nonblocking(true).expect("non-blocking");
+        let address = listener.local_addr().expect("address");
+        let listener = rt.block_on(async { tokio::net::TcpListener::from_std(listener) });
+        server.serve_on(listener.expect("tokio listener"));
+        let kubeconfig = std::env::temp_dir().join(unique_name("kubeconfig"));
+        std::fs::write(&kubeconfig, server.kubeconfig(Some(address))).expect("kubeconfig");
+        let asker = ArpAsker::for_client(&lab).expect("ARP asker");
+        Self {
+            name,
+            asker,
+            pins: ScratchPinDir::new(name),
+            kubeconfig,
+            lab,
+            speaker: None,
+        }
+    }
+
+    /// Starts `metallb speaker` without --config (Kubernetes mode) and waits until it
+    /// is ready (attached, first snapshot applied).
+    fn start_speaker(&mut self) {
+        let pins = self.pins.path.to_string_lossy().into_owned();
+        let pod = format!("speaker-{}", self.name);
+        let child = command_in(&self.lab.node_ns, BINARY)
+            .args([
+                "speaker",
+                "--node-name",
+                self.name,
+                "--pod-name",
+                &pod,
+                "--interface",
+                self.lab.node_if,
+                "--pin-dir",
+                &pins,
+            ])
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the speaker");
+        self.speaker = Some(child);
+        let deadline = Instant::now() + DEADLINE;
+        while !exec_in(
+            &self.lab.node_ns,
+            "curl",
+            &["-sf", "http://127.0.0.1:7472/readyz"],
+        )
+        .expect("curl")
+        .status
+        .success()
+        {
+            assert!(Instant::now() < deadline, "speaker {} not ready", self.name);
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn answers(&self) -> bool {
+        self.asker
+            .ask(VIP, Duration::from_millis(200))
+            .expect("ask")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.speaker.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            for _ in 0..100 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(&self.kubeconfig);
+    }
+}
+
+/// Which of `nodes` answer for the VIP, asked until `want` holds (each asked every
+/// round: both answering at once fails at once).
+fn until_answering(nodes: &[&Node], want: &[&str], what: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let answering: Vec<&str> = nodes
+            .iter()
+            .filter(|n| n.answers())
+            .map(|n| n.name)
+            .collect();
+        assert!(
+            answering.len() <= 1,
+            "two nodes answer for {VIP}: {answering:?} ({what})"
+        );
+        if answering == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: answering {answering:?}, wanted {want:?}"
+        );
+        sleep(Duration::from_millis(50));
+    }
+}
+
+fn seed(server: &TestApiServer, group: &str, plural: &str, object: Value) {
+    let version = if group.is_empty() { "v1" } else { "v1beta1" };
+    server.seed(group, version, plural, object).expect("seed");
+}
+
+fn speaker_pod(node: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("speaker-{node}"), "namespace": NS, "labels": {"app": "metallb", "component": "speaker"}},
+        "spec": {"nodeName": node, "containers": [{"name": "speaker", "image": "metallb"}]},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    })
+}
+
+fn endpoints(node: &str, ready: bool) -> Value {
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "web-x1", "namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.1.0.5"], "conditions": {"ready": ready}, "nodeName": node}],
+    })
+}
+
+fn l2_statuses(rt: &tokio::runtime::Runtime, server: &TestApiServer) -> Vec<(String, String)> {
+    let api: Api<ServiceL2Status> = Api::namespaced(server.client().unwrap(), NS);
+    let list = rt.block_on(api.list(&ListParams::default())).expect("list");
+    list.items
+        .iter()
+        .map(|s| {
+            let status = s.status.clone().unwrap_or_default();
+            (
+                status.node,
+                format!("{}/{}", status.service_namespace, status.service_name),
+            )
+        })
+        .collect()
+}
+
+fn until_l2_statuses(rt: &tokio::runtime::Runtime, server: &TestApiServer, want: &[(&str, &str)]) {
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(n, s)| (n.to_string(), s.to_string()))
+        .collect();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let got = l2_statuses(rt, server);
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ServiceL2Status: {got:?}, wanted {want:?}"
+        );
+        sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn netns_kubernetes_speakers_answer_where_elected_and_follow_endpoints_and_nodes() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    // Spawns (the server's listeners, kube's client) need the runtime's context.
+    let _context = rt.enter();
+    let server = rt.block_on(TestApiServer::start()).expect("test server");
+    for crd in [
+        IPAddressPool::crd(),
+        L2Advertisement::crd(),
+        ServiceL2Status::crd(),
+    ] {
+        server.register_crd(&crd).expect("CRD");
+    }
+    let client = rt.block_on(async { server.client() }).expect("client");
+
+    seed(
+        &server,
+        "metallb.io",
+        "ipaddresspools",
+        json!({
+            "apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+            "metadata": {"name": "pool", "namespace": NS}, "spec": {"addresses": ["192.0.2.100-192.0.2.110"]},
+        }),
+    );
+    seed(
+        &server,
+        "metallb.io",
+        "l2advertisements",
+        json!({
+            "apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement", "metadata": {"name": "all", "namespace": NS},
+        }),
+    );
+    for node in ["node-a", "node-b"] {
+        seed(
+            &server,
+            "",
+            "nodes",
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}),
+        );
+        seed(&server, "", "pods", speaker_pod(node));
+    }
+    let _controller = rt.spawn(run_controller(
+        client.clone(),
+        ControllerOptions {
+            namespace: NS.into(),
+            allocator: AllocatorOptions::default(),
+            instance: "controller".into(),
+            metrics: None,
+        },
+        None,
+        std::future::pending(),
+    ));
+
+    // Local traffic policy with the only endpoint on node-a: node-a must announce.
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(client.clone(), "default");
+    let service = serde_json::from_value(json!({
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "ports": [{"port": 80, "protocol": "TCP"}]},
+    }))
+    .unwrap();
+    rt.block_on(services.create(&PostParams::default(), &service))
+        .expect("service");
+    let slices: Api<k8s_openapi::api::discovery::v1::EndpointSlice> =
+        Api::namespaced(client.clone(), "default");
+    rt.block_on(slices.create(
+        &PostParams::default(),
+        &serde_json::from_value(endpoints("node-a", true)).unwrap(),
+    ))
+    .expect("endpoints");
+
+    let mut a = Node::new(&rt, &server, "node-a");
+    let mut b = Node::new(&rt, &server, "node-b");
+    a.start_speaker();
+    b.start_speaker();
+    until_answering(&[&a, &b], &["node-a"], "the endpoint is on node-a");
+    until_l2_statuses(&rt, &server, &[("node-a", "default/web")]);
+    let assigned = server.count("events.k8s.io", "v1", "events", |e| {
+        e["reason"] == "nodeAssigned" && e["regarding"]["name"] == "web"
+    });
+    assert_eq!(assigned, 1, "one nodeAssigned Event");
+
+    // The endpoint moves to node-b: the answering node follows.
+    let patch = |value: Value| {
+        rt.block_on(slices.patch("web-x1", &PatchParams::default(), &Patch::Merge(&value)))
+            .expect("patch endpoints");
+    };
+    patch(
+        json!({"endpoints": [{"addresses": ["10.1.0.5"], "conditions": {"ready": true}, "nodeName": "node-b"}]}),
+    );
+    until_answering(&[&a, &b], &["node-b"], "the endpoint moved to node-b");
+    until_l2_statuses(&rt, &server, &[("node-b", "default/web")]);
+
+    // No ready endpoint: nobody announces, no ServiceL2Status.
+    patch(
+        json!({"endpoints": [{"addresses": ["10.1.0.5"], "conditions": {"ready": false}, "nodeName": "node-b"}]}),
+    );
+    until_answering(&[&a, &b], &[], "no ready endpoint");
+    until_l2_statuses(&rt, &server, &[]);
+
+    // Cluster policy, endpoints ready, node-b without network: only node-a may.
+    patch(
+        json!({"endpoints": [{"addresses": ["10.1.0.5"], "conditions": {"ready": true}, "nodeName": "node-b"}]}),
+    );
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    rt.block_on(services.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"externalTrafficPolicy": "Cluster"}})),
+    ))
+    .expect("cluster policy");
+    rt.block_on(nodes.patch_status(
+        "node-b",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"status": {"conditions": [{"type": "NetworkUnavailable", "status": "True"}]}}),
+        ),
+    ))
+    .expect("node-b unavailable");
+    until_answering(&[&a, &b], &["node-a"], "node-b has no network");
+
+    // node-a excluded from load balancers, node-b back: node-b.
+    rt.block_on(nodes.patch_status(
+        "node-b",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"status": {"conditions": [{"type": "NetworkUnavailable", "status": "False"}]}}),
+        ),
+    ))
+    .expect("node-b back");
+    rt.block_on(nodes.patch(
+        "node-a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"node.kubernetes.io/exclude-from-external-load-balancers": ""}}})),
+    ))
+    .expect("node-a excluded");
+    until_answering(&[&a, &b], &["node-b"], "node-a is excluded");
+    until_l2_statuses(&rt, &server, &[("node-b", "default/web")]);
+    drop(a);
+    drop(b);
+}
