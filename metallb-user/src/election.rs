@@ -454,7 +454,12 @@ mod tests {
         let assumed = ElectionContext::default();
         let ready = |node: &'static str| (Some(node), Some(true), None);
         /// (case, objects, context, candidates, or why it is not announced)
-        type Case<'a> = (&'a str, String, ElectionContext, Result<Vec<&'a str>, &'a str>);
+        type Case<'a> = (
+            &'a str,
+            String,
+            ElectionContext,
+            Result<Vec<&'a str>, &'a str>,
+        );
         let cases: Vec<Case> = vec![
             (
                 "a file without slices: served everywhere",

@@ -21,12 +21,16 @@ use kube::{
 use metallb_testkit::{
     TestApiServer,
     lab::{Lab, NetnsGuard, ScratchPinDir, command_in, exec_in, unique_name},
+    rbac,
 };
 use metallb_user::{
     allocator::AllocatorOptions,
     config::crd::{IPAddressPool, L2Advertisement, ServiceL2Status},
     datapath::XdpMode,
-    kubernetes::controller::{ControllerOptions, run as run_controller},
+    kubernetes::{
+        controller::{ControllerOptions, run as run_controller},
+        rbac::{CONTROLLER, SPEAKER},
+    },
 };
 use serde_json::{Value, json};
 use support::ArpAsker;
@@ -43,6 +47,8 @@ struct Node {
     asker: ArpAsker,
     pins: ScratchPinDir,
     kubeconfig: PathBuf,
+    /// The speaker's log, shown when a wait fails.
+    log: PathBuf,
     speaker: Option<Child>,
 }
 
@@ -62,13 +68,16 @@ impl Node {
         let listener = rt.block_on(async { tokio::net::TcpListener::from_std(listener) });
         server.serve_on(listener.expect("tokio listener"));
         let kubeconfig = std::env::temp_dir().join(unique_name("kubeconfig"));
-        std::fs::write(&kubeconfig, server.kubeconfig(Some(address))).expect("kubeconfig");
+        let user = SPEAKER.user(NS);
+        std::fs::write(&kubeconfig, server.kubeconfig(Some(address), Some(&user)))
+            .expect("kubeconfig");
         let asker = ArpAsker::for_client(&lab).expect("ARP asker");
         Self {
             name,
             asker,
             pins: ScratchPinDir::new(name),
             kubeconfig,
+            log: std::env::temp_dir().join(unique_name("speaker-log")),
             lab,
             speaker: None,
         }
@@ -92,8 +101,9 @@ impl Node {
                 &pins,
             ])
             .env("KUBECONFIG", &self.kubeconfig)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info,metallb_user::kubernetes=debug")
             .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&self.log).expect("log file"))
             .spawn()
             .expect("start the speaker");
         self.speaker = Some(child);
@@ -134,6 +144,15 @@ impl Drop for Node {
             let _ = child.wait();
         }
         let _ = std::fs::remove_file(&self.kubeconfig);
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- speaker {} (last lines) ---", self.name);
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
@@ -261,7 +280,7 @@ fn netns_kubernetes_speakers_answer_where_elected_and_follow_endpoints_and_nodes
         seed(&server, "", "pods", speaker_pod(node));
     }
     let _controller = rt.spawn(run_controller(
-        client.clone(),
+        rbac::client(&server, &CONTROLLER, NS),
         ControllerOptions {
             namespace: NS.into(),
             allocator: AllocatorOptions::default(),
@@ -359,4 +378,7 @@ fn netns_kubernetes_speakers_answer_where_elected_and_follow_endpoints_and_nodes
     until_l2_statuses(&rt, &server, &[("node-b", "default/web")]);
     drop(a);
     drop(b);
+    // Every request each component made is one its RBAC table grants.
+    rbac::assert_authorized(&server, &SPEAKER, NS);
+    rbac::assert_authorized(&server, &CONTROLLER, NS);
 }

@@ -302,11 +302,15 @@ impl TestApiServer {
         lock(&self.tasks).push(task);
     }
 
-    /// A kubeconfig for this server at `address` (default: its own), for a process.
-    pub fn kubeconfig(&self, address: Option<SocketAddr>) -> String {
+    /// A kubeconfig for this server at `address` (default: its own), for a process; with
+    /// `user`, its requests are recorded as that user's (see [`Self::client_as`]).
+    pub fn kubeconfig(&self, address: Option<SocketAddr>, user: Option<&str>) -> String {
         let address = address.unwrap_or(self.address);
+        let user = user
+            .map(|u| format!("{{token: \"{u}\"}}"))
+            .unwrap_or_else(|| "{}".into());
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster: {{server: \"http://{address}\"}}\nusers:\n- name: test\n  user: {{}}\ncontexts:\n- name: test\n  context: {{cluster: test, user: test}}\ncurrent-context: test\n"
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster: {{server: \"http://{address}\"}}\nusers:\n- name: test\n  user: {user}\ncontexts:\n- name: test\n  context: {{cluster: test, user: test}}\ncurrent-context: test\n"
         )
     }
 

@@ -626,7 +626,15 @@ pub async fn run_while_leading(client: Client, options: ControllerOptions, leade
     })
     .touched_objects();
 
-    let ready_ctx = ctx.clone();
+    // One task waits for the caches the first decision needs and tells every
+    // reconcile (kube's Store::wait_until_ready wakes only one of several waiters).
+    let (caches_ready, caches) = tokio::sync::watch::channel(false);
+    let (pools_store, namespaces_store) = (ctx.pools.clone(), ctx.namespaces.clone());
+    let _caches = super::AbortOnDrop(tokio::spawn(async move {
+        let _ = pools_store.wait_until_ready().await;
+        let _ = namespaces_store.wait_until_ready().await;
+        let _ = caches_ready.send(true);
+    }));
     let controller = Controller::for_stream(service_events, ctx.services.clone())
         // A bounded number of reconciles (and so of requests) in flight: 10,000
         // Services at start must not open 10,000 connections at once.
@@ -636,11 +644,10 @@ pub async fn run_while_leading(client: Client, options: ControllerOptions, leade
         ))
         .run(
             move |service, ctx| {
-                let ready_ctx = ready_ctx.clone();
+                let mut caches = caches.clone();
                 async move {
                     // The first decision needs every pool and namespace.
-                    let _ = ready_ctx.pools.wait_until_ready().await;
-                    let _ = ready_ctx.namespaces.wait_until_ready().await;
+                    let _ = caches.wait_for(|ready| *ready).await;
                     reconcile(service, ctx).await
                 }
             },

@@ -191,6 +191,13 @@ pub const SPEAKER: Component = Component {
             "the speaker: a ServiceL2Status per Service this node announces",
         ),
         rule(
+            "metallb.io",
+            &["servicel2statuses/status"],
+            &["patch"],
+            Scope::Namespace,
+            "the speaker: a ServiceL2Status's node, service and interfaces",
+        ),
+        rule(
             "apps",
             &["daemonsets"],
             &["get"],

@@ -59,6 +59,9 @@ pub const SERVICE_NAMESPACE_LABEL: &str = "metallb.io/service-namespace";
 /// The field manager of every write.
 const MANAGER: &str = "metallb-speaker";
 
+/// The longest a pass of ServiceL2Status writes may take before it is made again.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A burst of changes is applied once, this long after it started.
 const SETTLE: Duration = Duration::from_millis(50);
 
@@ -272,11 +275,13 @@ impl Source {
             node_name: self.node_name.clone(),
             recorder: Recorder::new(client.clone(), reporter),
             services: stores.services.clone(),
+            speakers: stores.speakers.clone(),
             owner: None,
         };
-        let status_task = super::AbortOnDrop(tokio::spawn(
-            status.run(announced, self.options.pod_name.clone()),
-        ));
+        // Started once the caches are filled (it reads them), not before: kube's
+        // Store::wait_until_ready wakes only one of several tasks waiting at once.
+        let mut status = Some((status, announced));
+        let mut status_task = None;
 
         // Changes are applied in bursts once every cache is filled.
         let mut ready = false;
@@ -287,6 +292,12 @@ impl Source {
                 () = &mut until_ready, if !ready => {
                     ready = true;
                     info!("every watch is synced: announcing");
+                    if let Some((writer, announced)) = status.take() {
+                        let pod_name = self.options.pod_name.clone();
+                        status_task = Some(super::AbortOnDrop(tokio::spawn(
+                            writer.run(announced, pod_name),
+                        )));
+                    }
                 }
                 change = changes.next() => {
                     if change.is_none() {
@@ -327,13 +338,14 @@ struct StatusWriter {
     node_name: String,
     recorder: Recorder,
     services: Store<Service>,
+    speakers: Store<Pod>,
     owner: Option<OwnerReference>,
 }
 
 impl StatusWriter {
     async fn run(mut self, mut announced: watch::Receiver<Announced>, pod_name: Option<String>) {
         self.owner = match &pod_name {
-            Some(name) => self.pod_owner(name).await,
+            Some(name) => self.pod_owner(name),
             None => {
                 warn!(
                     "no --pod-name (METALLB_POD_NAME): ServiceL2Status objects get no owner, and outlive this speaker if it is killed"
@@ -341,11 +353,30 @@ impl StatusWriter {
                 None
             }
         };
+        debug!(owner = ?self.owner.as_ref().map(|o| &o.name), "reporting what this node announces");
         let mut previous = Announced::new();
         loop {
             let now = announced.borrow_and_update().clone();
-            self.publish_assignments(&previous, &now).await;
-            let converged = self.sync(&now).await;
+            debug!(
+                services = now.len(),
+                "writing this node's ServiceL2Status objects"
+            );
+            // A call that hangs must not stop the reports for good: a pass that takes
+            // too long counts as failed and is made again.
+            let pass = async {
+                self.publish_assignments(&previous, &now).await;
+                self.sync(&now).await
+            };
+            let converged = match tokio::time::timeout(REPORT_TIMEOUT, pass).await {
+                Ok(converged) => converged,
+                Err(_) => {
+                    warn!(
+                        "writing ServiceL2Status objects took longer than {REPORT_TIMEOUT:?}: trying again"
+                    );
+                    false
+                }
+            };
+            debug!(converged, "ServiceL2Status pass done");
             previous = now;
             let retry = tokio::time::sleep(Duration::from_secs(if converged { 3600 } else { 1 }));
             tokio::select! {
@@ -355,25 +386,24 @@ impl StatusWriter {
         }
     }
 
-    async fn pod_owner(&self, name: &str) -> Option<OwnerReference> {
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
-        match pods.get_opt(name).await {
-            Ok(Some(pod)) => Some(OwnerReference {
-                api_version: "v1".into(),
-                kind: "Pod".into(),
-                name: pod.name_any(),
-                uid: pod.metadata.uid.clone().unwrap_or_default(),
-                ..OwnerReference::default()
-            }),
-            Ok(None) => {
-                warn!(pod = %name, "this speaker's Pod does not exist: ServiceL2Status objects get no owner");
-                None
-            }
-            Err(error) => {
-                warn!(pod = %name, %error, "cannot read this speaker's Pod: ServiceL2Status objects get no owner");
-                None
-            }
-        }
+    /// This speaker's Pod, from the speaker Pods watched (no permission beyond it).
+    fn pod_owner(&self, name: &str) -> Option<OwnerReference> {
+        let pod = self
+            .speakers
+            .state()
+            .into_iter()
+            .find(|p| p.name_any() == name);
+        let Some(pod) = pod else {
+            warn!(pod = %name, "this speaker's Pod is not among the speaker Pods (--speaker-selector): ServiceL2Status objects get no owner");
+            return None;
+        };
+        Some(OwnerReference {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            name: pod.name_any(),
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+            ..OwnerReference::default()
+        })
     }
 
     /// `nodeAssigned` on every Service this node newly announces.
