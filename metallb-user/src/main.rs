@@ -603,14 +603,6 @@ async fn shutdown_signal() {
 mod tests {
     use super::*;
 
-    /// What the deploy manifests run that this parser refuses today, and why; each
-    /// entry must still be refused (so that it is removed once it is not).
-    const PENDING: &[(&str, clap::error::ErrorKind, &str)] = &[(
-        "DaemonSet speaker",
-        clap::error::ErrorKind::MissingRequiredArgument,
-        "metallb speaker without --config (Kubernetes mode) comes with the Kubernetes speaker",
-    )];
-
     /// A value for a container's environment variable, as the kubelet would set it.
     fn env_value(var: &serde_json::Value) -> String {
         if let Some(value) = var["value"].as_str() {
@@ -671,9 +663,8 @@ mod tests {
                     "{workload}: the image's entrypoint is metallb"
                 );
                 let args = expanded_args(&container);
-                let pending = PENDING.iter().find(|(name, ..)| *name == workload);
-                match (Cli::try_parse_from(&args), pending) {
-                    (Ok(cli), None) => match (cli.command, workload.as_str()) {
+                match Cli::try_parse_from(&args) {
+                    Ok(cli) => match (cli.command, workload.as_str()) {
                         (Command::Controller(controller), "Deployment controller") => {
                             assert_eq!(controller.namespace, "metallb-system");
                             assert_eq!(controller.metrics_addr, "0.0.0.0:7472".parse().unwrap());
@@ -682,14 +673,11 @@ mod tests {
                         (Command::Speaker(speaker), "DaemonSet speaker") => {
                             assert_eq!(speaker.node.node_name.as_deref(), Some("node-a"));
                             assert!(speaker.keep_datapath);
+                            assert_eq!(speaker.config, None, "Kubernetes mode: no --config");
                         }
                         (_, workload) => panic!("{workload} runs an unexpected command: {args:?}"),
                     },
-                    (Ok(_), Some((_, _, why))) => {
-                        panic!("{workload}'s arguments parse now: remove it from PENDING ({why})")
-                    }
-                    (Err(error), Some((_, kind, _))) if error.kind() == *kind => {}
-                    (Err(error), _) => panic!("{workload}: metallb refuses {args:?}:\n{error}"),
+                    Err(error) => panic!("{workload}: metallb refuses {args:?}:\n{error}"),
                 }
                 seen.push(workload.clone());
             }
