@@ -4,64 +4,24 @@
 //! side, `metallb inspect`, and the metrics; then removes everything. Exits non-zero if
 //! an answer is missing.
 
+mod common;
+
 use std::{
     io::Read as _,
     net::IpAddr,
-    path::{Path, PathBuf},
-    process::{Child, Stdio},
+    path::Path,
+    process::Stdio,
     thread::sleep,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail, ensure};
+use common::{Running, metallb_binary, say, stdout};
 use metallb_testkit::lab::{Lab, command_in, exec_in};
 use metallb_user::datapath::XdpMode;
 
 const NODE_NAME: &str = "node-1";
 const PIN_DIR: &str = "/sys/fs/bpf/metallb-demo";
-
-/// Kills (SIGTERM, then SIGKILL) and reaps a child on drop.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn say(title: &str, text: &str) {
-    println!("\n$ {title}\n{}", text.trim_end());
-}
-
-fn stdout(output: std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn metallb_binary() -> anyhow::Result<PathBuf> {
-    // target/<profile>/examples/demo -> target/<profile>/metallb
-    let exe = std::env::current_exe()?;
-    let binary = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("no target directory")?
-        .join("metallb");
-    ensure!(
-        binary.exists(),
-        "{} is missing: build it first (cargo xtask demo does)",
-        binary.display()
-    );
-    Ok(binary)
-}
 
 fn main() -> anyhow::Result<()> {
     let binary = metallb_binary()?;

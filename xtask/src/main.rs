@@ -34,7 +34,13 @@ enum Task {
     /// Set up, build the `metallb` binary and the demo, and run the speaker on
     /// examples/standalone.yaml in a network-namespace lab: plan, answers, gratuitous
     /// ARP, inspect, metrics.
-    Demo,
+    Demo {
+        /// The Kubernetes mode instead: examples/standalone.yaml applied to the
+        /// in-process TEST API server, `metallb controller` allocating, a `metallb
+        /// speaker` on the API answering in the lab, ServiceL2Status and Events.
+        #[arg(long)]
+        kubernetes: bool,
+    },
     /// Set up, then run a benchmark and print its figures.
     Bench {
         #[command(subcommand)]
@@ -73,11 +79,16 @@ fn main() -> anyhow::Result<()> {
             test.extend(args);
             cargo(&test)
         }
-        Task::Demo => {
+        Task::Demo { kubernetes } => {
             setup::run()?;
             // The demo runs the `metallb` binary next to it in target/debug: build both
             // here, in the profile the demo runs in (`cargo run --example` alone does not
             // build the binary).
+            let example = if kubernetes {
+                "demo_kubernetes"
+            } else {
+                "demo"
+            };
             step(BUILD_NOTE);
             cargo(&[
                 "build",
@@ -86,7 +97,7 @@ fn main() -> anyhow::Result<()> {
                 "--bin",
                 "metallb",
                 "--example",
-                "demo",
+                example,
             ])?;
             cargo(&[
                 "run",
@@ -94,7 +105,7 @@ fn main() -> anyhow::Result<()> {
                 "--package",
                 "metallb-user",
                 "--example",
-                "demo",
+                example,
             ])
         }
         Task::Bench { which } => {
