@@ -6,12 +6,17 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use metallb_common::{DEFAULT_MAX_VIPS, DEFAULT_PIN_DIR};
+use metallb_common::{DEFAULT_MAX_VIPS, DEFAULT_PIN_DIR, PROGRAM_NAME};
 use metallb_user::{
     allocator::AllocatorOptions,
     cli::{Output, failed_services, inspect_report, parse_report, plan_report, validation_report},
     config::{DEFAULT_NAMESPACE, ValidateOptions, crd, file, legacy, validate},
-    datapath::{DatapathOptions, XdpMode, iface, maps::Maps},
+    datapath::{
+        DatapathOptions, XdpMode,
+        cleanup::{CleanupOptions, cleanup},
+        iface,
+        maps::Maps,
+    },
     kubernetes::speaker::KubernetesOptions,
     plan::{PlanOptions, interfaces_to_attach, plan},
     printable::printable,
@@ -145,6 +150,23 @@ enum Command {
         namespace: Option<String>,
         #[command(flatten)]
         limits: Limits,
+    },
+    /// Remove a datapath a speaker left behind (with --keep-datapath, or when it was
+    /// killed): detach the XDP links pinned under PIN_DIR/links and every metallb_xdp
+    /// left attached in this network namespace, remove the multicast MACs of its IPv6
+    /// VIPs, the pins and the directory. Touches nothing a running process holds.
+    ///
+    /// Exit status: 0 when nothing of a left-over datapath remains (also when there
+    /// was nothing to do); 1 when something stays (in use, left more recently than
+    /// --older-than, or an error), each said with its reason.
+    Cleanup {
+        /// The speaker's --pin-dir.
+        #[arg(long, default_value = DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+        /// Keep a datapath left less than this long ago, which a restarting speaker
+        /// may be about to adopt (for a periodic job): a duration such as 10m or 1h.
+        #[arg(long, value_name = "DURATION", value_parser = duration)]
+        older_than: Option<Duration>,
     },
     /// Show the VIP entries and counters of the pinned datapath (while a speaker runs,
     /// or after one left it in place).
@@ -503,6 +525,35 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Rbac { namespace } => {
             print!("{}", metallb_user::kubernetes::rbac::manifests(&namespace)?);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Cleanup {
+            pin_dir,
+            older_than,
+        } => {
+            let report = cleanup(&CleanupOptions {
+                pin_dir: pin_dir.clone(),
+                older_than,
+            });
+            for line in &report.removed {
+                println!("{}", printable(line));
+            }
+            if report.removed.is_empty() && report.nothing_left() {
+                println!(
+                    "nothing to clean up: no datapath pinned at {}, and no {PROGRAM_NAME} attached in this network namespace",
+                    printable(&pin_dir.display().to_string())
+                );
+            }
+            for line in &report.kept {
+                eprintln!("kept: {}", printable(line));
+            }
+            for line in &report.errors {
+                eprintln!("error: {}", printable(line));
+            }
+            Ok(if report.nothing_left() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Inspect { pin_dir, output } => {
             let maps = Maps::open_pinned(&pin_dir).with_context(|| {

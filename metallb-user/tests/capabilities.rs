@@ -5,63 +5,28 @@
 //! stops at start with an error naming the missing one, and leaves nothing attached.
 //! Needs root (to make the labs and drop to the speaker's user).
 
+mod speaker_process;
+
 use std::{
     os::unix::fs::{MetadataExt as _, PermissionsExt as _},
-    path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    thread::sleep,
-    time::{Duration, Instant},
+    path::Path,
+    process::Command,
 };
 
-use metallb_testkit::lab::{Lab, ScratchPinDir, exec_in, unique_name};
+use metallb_testkit::lab::{Lab, ScratchPinDir};
 use metallb_user::datapath::{
     XdpMode,
     capabilities::{Capability, SPEAKER_CAPABILITIES},
 };
+use speaker_process::{
+    BINARY, ConfigDir, Speaker, answers_arp, answers_ndp, run_to_end, vip6_group, xdp_attached,
+};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_metallb");
 /// The speaker's user in the DaemonSet (distroless's `nonroot`).
 const SPEAKER_UID: u32 = 65532;
-const VIP: &str = "192.0.2.101";
-const VIP6: &str = "2001:db8::101";
 
 fn speaker_capabilities() -> Vec<Capability> {
     SPEAKER_CAPABILITIES.iter().map(|r| r.capability).collect()
-}
-
-/// A configuration directory and file the speaker's user can read, removed on drop.
-struct ConfigDir(PathBuf);
-
-impl ConfigDir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(unique_name("capcfg"));
-        std::fs::create_dir_all(&dir).expect("config dir");
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let file = dir.join("metallb.yaml");
-        std::fs::write(
-            &file,
-            format!(
-                "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: pool, namespace: metallb-system}}\n\
-                 spec: {{addresses: [192.0.2.100-192.0.2.150, '2001:db8::100-2001:db8::150']}}\n\
-                 ---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {{name: l2, namespace: metallb-system}}\nspec: {{}}\n\
-                 ---\napiVersion: v1\nkind: Service\nmetadata: {{name: first, annotations: {{metallb.io/loadBalancerIPs: '{VIP},{VIP6}'}}}}\n\
-                 spec: {{type: LoadBalancer, ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, IPv6], ports: [{{port: 80, protocol: TCP}}]}}\n"
-            ),
-        )
-        .expect("write config");
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        Self(dir)
-    }
-
-    fn file(&self) -> PathBuf {
-        self.0.join("metallb.yaml")
-    }
-}
-
-impl Drop for ConfigDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A pin directory made for the speaker's user (`install -d -o 65532 -m 0700`); removed
@@ -136,84 +101,6 @@ fn speaker_command(
     command
 }
 
-/// A running speaker, stopped on drop.
-struct Speaker(Option<Child>);
-
-impl Speaker {
-    fn start(command: &mut Command, lab: &Lab) -> Self {
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the speaker");
-        let mut speaker = Self(Some(child));
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !exec_in(
-            &lab.node_ns,
-            "curl",
-            &["-sf", "http://127.0.0.1:7472/readyz"],
-        )
-        .expect("curl")
-        .status
-        .success()
-        {
-            if let Some(status) = speaker.child().try_wait().expect("wait") {
-                panic!("the speaker exited before it was ready: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the speaker did not become ready"
-            );
-            sleep(Duration::from_millis(50));
-        }
-        speaker
-    }
-
-    fn child(&mut self) -> &mut Child {
-        self.0.as_mut().expect("running")
-    }
-
-    /// The speaker's own /proc/PID/status (prlimit, nsenter and setpriv exec it in
-    /// place, so the child's PID is the speaker's).
-    fn status(&mut self) -> String {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child().id())).expect("status")
-    }
-
-    fn stop(mut self) -> bool {
-        let mut child = self.0.take().expect("running");
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-        child.wait().expect("wait").success()
-    }
-}
-
-impl Drop for Speaker {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Runs a command that must stop by itself within 15 s; its output.
-fn run_to_end(command: &mut Command) -> Output {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("still running after 15 s: {command:?}");
-        }
-        sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().expect("output")
-}
-
 /// Runs the speaker as its user with `capabilities`, expecting it to stop at start
 /// with exit status 1; its standard error.
 fn refused_start(lab: &Lab, capabilities: &[Capability], config: &Path, pins: &Path) -> String {
@@ -228,30 +115,6 @@ fn lab(tag: &str) -> Lab {
     lab.prepare_client_for(XdpMode::Native)
         .expect("client side");
     lab
-}
-
-fn answers_arp(lab: &Lab) -> bool {
-    let out = lab.arping(VIP.parse().unwrap(), 1, 2).expect("arping");
-    String::from_utf8_lossy(&out.stdout)
-        .to_lowercase()
-        .contains(&format!("[{}]", lab.node_mac))
-}
-
-fn answers_ndp(lab: &Lab) -> bool {
-    let out = lab.ndisc6(VIP6.parse().unwrap()).expect("ndisc6");
-    String::from_utf8_lossy(&out.stdout)
-        .to_lowercase()
-        .contains(&lab.node_mac.to_string())
-}
-
-/// The XDP attachment of the node's interface, as `ip -d link` prints it.
-fn xdp_attached(lab: &Lab) -> Option<String> {
-    let out = lab
-        .ip(&lab.node_ns, &["-d", "-j", "link", "show", lab.node_if])
-        .expect("ip link");
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let xdp = &json[0]["xdp"];
-    (!xdp.is_null()).then(|| xdp.to_string())
 }
 
 /// Every file under `dir` with its owner.
@@ -296,7 +159,7 @@ fn netns_the_speaker_runs_as_a_non_root_user_with_exactly_its_capabilities() {
         ),
         &lab,
     );
-    let status = first.status();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", first.pid())).expect("status");
     let field = |name: &str| {
         status
             .lines()
@@ -313,13 +176,8 @@ fn netns_the_speaker_runs_as_a_non_root_user_with_exactly_its_capabilities() {
     assert_eq!(field("NoNewPrivs:"), "1");
     assert!(answers_arp(&lab), "ARP answered");
     assert!(answers_ndp(&lab), "NDP answered");
-    let maddr = lab
-        .ip(&lab.node_ns, &["maddr", "show", "dev", lab.node_if])
-        .expect("ip maddr");
-    assert!(
-        String::from_utf8_lossy(&maddr.stdout).contains("33:33:ff:00:01:01"),
-        "the solicited-node multicast MAC of {VIP6} is added"
-    );
+    let group = vip6_group(&lab).expect("the multicast MAC of the VIP's group");
+    assert!(group.ends_with("static"), "added by the speaker: {group}");
     let maps = pinned(&pins.path);
     assert_eq!(maps.len(), 7, "{maps:?}");
     assert!(maps.iter().all(|(_, uid)| *uid == SPEAKER_UID), "{maps:?}");
@@ -339,6 +197,11 @@ fn netns_the_speaker_runs_as_a_non_root_user_with_exactly_its_capabilities() {
     assert!(answers_arp(&lab), "ARP answered by the adopted datapath");
     assert!(second.stop());
     assert_eq!(xdp_attached(&lab), None, "detached at the end");
+    assert_eq!(
+        vip6_group(&lab),
+        None,
+        "the multicast MAC removed at the end"
+    );
     assert_eq!(pinned(&pins.path), [], "unpinned at the end");
 
     // Its stop removed the pin directory too (here it could): make it again.

@@ -3,7 +3,9 @@
 
 pub mod bpffs;
 pub mod capabilities;
+pub mod cleanup;
 pub mod iface;
+pub mod kernel;
 pub mod maps;
 
 use std::{
