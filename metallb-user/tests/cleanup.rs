@@ -189,3 +189,60 @@ fn netns_older_than_keeps_a_datapath_just_left_and_a_stray_program_is_found_by_n
         "a pin outside the pin directory is not removed"
     );
 }
+
+/// The responder attached through netlink (no link), as `ip link set ... xdpgeneric
+/// pinned` does, is detached through netlink.
+#[test]
+fn netns_a_program_attached_without_a_link_is_detached_through_netlink() {
+    let lab = lab("cleannl");
+    let (config, pins) = (ConfigDir::new(), ScratchPinDir::new("cleannl"));
+    left_datapath(&lab, &config, &pins);
+    let attached: serde_json::Value = serde_json::from_str(&xdp_attached(&lab).unwrap()).unwrap();
+    let prog_id = attached["prog"]["id"]
+        .as_u64()
+        .expect("program id")
+        .to_string();
+    let elsewhere = ScratchPinDir::new("cleannl-prog");
+    std::fs::create_dir(&elsewhere.path).expect("another pin directory");
+    let program = elsewhere.path.join("prog");
+    let program = program.to_str().unwrap();
+    metallb_testkit::lab::run("bpftool", &["prog", "pin", "id", &prog_id, program]).expect("pin");
+    lab.ip(
+        &lab.node_ns,
+        &[
+            "link", "add", "extra0", "type", "veth", "peer", "name", "extra1",
+        ],
+    )
+    .expect("another interface");
+    // `ip -n` would see a fresh /sys without the pin: enter the network namespace only.
+    let attach = command_in(&lab.node_ns, "ip")
+        .args([
+            "link",
+            "set",
+            "dev",
+            "extra0",
+            "xdpgeneric",
+            "pinned",
+            program,
+        ])
+        .output()
+        .expect("ip");
+    assert!(attach.status.success(), "{}", text(&attach.stderr));
+
+    let output = cleanup(&lab, &pins, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.ends_with(&format!(
+            "removed {}\ndetached metallb_xdp from extra0 (generic): it was attached without a link\n",
+            pins.path.display()
+        )),
+        "{stdout}"
+    );
+    let extra = lab
+        .ip(&lab.node_ns, &["-d", "-j", "link", "show", "extra0"])
+        .expect("ip link");
+    let extra: serde_json::Value = serde_json::from_slice(&extra.stdout).unwrap();
+    assert!(extra[0]["xdp"].is_null(), "{extra}");
+    assert_eq!(xdp_attached(&lab), None);
+}
