@@ -5,6 +5,7 @@
 pub mod cluster_config;
 pub mod controller;
 pub mod leader;
+pub mod lifecycle;
 pub mod rbac;
 pub mod service_status;
 pub mod speaker;
