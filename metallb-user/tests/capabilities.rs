@@ -1,9 +1,10 @@
-//! `metallb speaker` as the DaemonSet runs it: a non-root user (uid 65532) holding
-//! exactly the capabilities of `SPEAKER_CAPABILITIES`, given with `setpriv` (ambient
-//! capabilities, no_new_privs, everything else out of the bounding set). With all of
-//! them it loads, pins, attaches (native and generic) and answers; with one fewer it
-//! stops at start with an error naming the missing one, and leaves nothing attached.
-//! Needs root (to make the labs and drop to the speaker's user).
+//! `metallb speaker` with exactly the capabilities of `SPEAKER_CAPABILITIES`: as a
+//! non-root user (uid 65532) given them with `setpriv` (ambient capabilities,
+//! no_new_privs, everything else out of the bounding set), and as the DaemonSet runs it
+//! (uid 0 with only those in its bounding set). With all of them it loads, pins,
+//! attaches (native and generic) and answers; with one fewer it stops at start with an
+//! error naming the missing one, and leaves nothing attached. Needs root (to make the
+//! labs and drop privileges).
 
 mod speaker_process;
 
@@ -22,7 +23,7 @@ use speaker_process::{
     BINARY, ConfigDir, Speaker, answers_arp, answers_ndp, run_to_end, vip6_group, xdp_attached,
 };
 
-/// The speaker's user in the DaemonSet (distroless's `nonroot`).
+/// A non-root user (distroless's `nonroot`).
 const SPEAKER_UID: u32 = 65532;
 
 fn speaker_capabilities() -> Vec<Capability> {
@@ -43,19 +44,24 @@ fn pin_dir_for_speaker_at(path: &Path) {
     std::os::unix::fs::chown(path, Some(SPEAKER_UID), Some(SPEAKER_UID)).expect("chown");
 }
 
-/// `setpriv` arguments that run the next command as the speaker's user with exactly
-/// `capabilities` (ambient, so that they survive the exec of a file without file
-/// capabilities), nothing else in the bounding set, and no_new_privs (Kubernetes'
-/// `allowPrivilegeEscalation: false`).
-fn as_speaker_user(capabilities: &[Capability]) -> Vec<String> {
-    let set = std::iter::once("-all".to_owned())
+/// `-all,+bpf,...`: exactly `capabilities`, as setpriv writes a set.
+fn setpriv_set(capabilities: &[Capability]) -> String {
+    std::iter::once("-all".to_owned())
         .chain(
             capabilities
                 .iter()
                 .map(|c| format!("+{}", c.setpriv_name())),
         )
         .collect::<Vec<_>>()
-        .join(",");
+        .join(",")
+}
+
+/// `setpriv` arguments that run the next command as the speaker's user with exactly
+/// `capabilities` (ambient, so that they survive the exec of a file without file
+/// capabilities), nothing else in the bounding set, and no_new_privs (Kubernetes'
+/// `allowPrivilegeEscalation: false`).
+fn as_speaker_user(capabilities: &[Capability]) -> Vec<String> {
+    let set = setpriv_set(capabilities);
     let uid = SPEAKER_UID.to_string();
     [
         "--reuid",
@@ -86,12 +92,23 @@ fn speaker_command(
     pins: &Path,
     extra: &[&str],
 ) -> Command {
+    speaker_command_as(lab, as_speaker_user(capabilities), config, pins, extra)
+}
+
+/// [`speaker_command`] with `setpriv`'s arguments given.
+fn speaker_command_as(
+    lab: &Lab,
+    setpriv: Vec<String>,
+    config: &Path,
+    pins: &Path,
+    extra: &[&str],
+) -> Command {
     let mut command = Command::new("prlimit");
     command
         .args(["--memlock=0:0", "nsenter"])
         .arg(format!("--net=/run/netns/{}", lab.node_ns))
         .args(["--", "setpriv"])
-        .args(as_speaker_user(capabilities))
+        .args(setpriv)
         .args([BINARY, "speaker", "--config"])
         .arg(config)
         .arg("--pin-dir")
@@ -227,6 +244,61 @@ fn netns_the_speaker_runs_as_a_non_root_user_with_exactly_its_capabilities() {
     assert!(generic.stop());
     assert_eq!(xdp_attached(&lab), None);
     assert_eq!(pinned(&pins.path), []);
+}
+
+/// As the DaemonSet runs it: uid 0 (Kubernetes gives a non-root container no ambient
+/// capabilities, so those added would not be effective for another user), with only
+/// the list in its bounding set, as the container runtime sets it for `drop: [ALL]`
+/// and `add: [...]`, and no_new_privs. Root's own 0700 directory (as the host's
+/// /sys/fs/bpf is) is its to write as its owner: CAP_DAC_OVERRIDE is not needed.
+#[test]
+fn netns_as_the_daemonset_runs_it_uid_0_with_only_its_capabilities() {
+    let lab = lab("caproot");
+    let config = ConfigDir::new();
+    let host_bpffs = ScratchPinDir::new("caproot");
+    std::fs::create_dir(&host_bpffs.path).expect("root's directory");
+    std::fs::set_permissions(&host_bpffs.path, std::fs::Permissions::from_mode(0o700))
+        .expect("chmod");
+    let pins = host_bpffs.path.join("metallb");
+    let capabilities = speaker_capabilities();
+    let set = setpriv_set(&capabilities);
+    let as_root = [
+        "--no-new-privs",
+        "--inh-caps",
+        "-all",
+        "--bounding-set",
+        &set,
+        "--",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let mut speaker = Speaker::start(
+        &mut speaker_command_as(&lab, as_root, &config.file(), &pins, &[]),
+        &lab,
+    );
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", speaker.pid())).expect("status");
+    let wanted_set = capabilities
+        .iter()
+        .fold(0u64, |set, c| set | 1 << c.number());
+    for (field, want) in [
+        ("Uid:", "0\t0\t0\t0".to_owned()),
+        ("CapEff:", format!("{wanted_set:016x}")),
+        ("CapPrm:", format!("{wanted_set:016x}")),
+        ("CapBnd:", format!("{wanted_set:016x}")),
+        ("NoNewPrivs:", "1".to_owned()),
+    ] {
+        let line = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .unwrap_or_default();
+        assert_eq!(line.trim(), want, "{field}");
+    }
+    assert!(answers_arp(&lab), "ARP answered");
+    assert_eq!(pinned(&pins).len(), 7, "pinned in the directory it made");
+    assert!(speaker.stop());
+    assert_eq!(xdp_attached(&lab), None);
+    assert!(!pins.exists());
 }
 
 /// With any one capability of the list missing, the speaker stops at start (exit 1)

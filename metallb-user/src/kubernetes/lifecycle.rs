@@ -208,49 +208,13 @@ pub fn decide(observed: &Result<Observed, String>) -> StopDecision {
     decision(Keep, reason)
 }
 
-/// An API call [`observe`] makes, as an RBAC rule names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ApiCall {
-    pub group: &'static str,
-    pub resource: &'static str,
-    pub verb: &'static str,
-    /// In the speaker's own namespace (a Role), or cluster-wide (a ClusterRole).
-    pub namespaced: bool,
-}
-
-/// Every call [`observe`] may make, in its order: the speaker's RBAC must allow them.
-pub const API_CALLS: &[ApiCall] = &[
-    ApiCall {
-        group: "",
-        resource: "namespaces",
-        verb: "get",
-        namespaced: false,
-    },
-    ApiCall {
-        group: "",
-        resource: "pods",
-        verb: "get",
-        namespaced: true,
-    },
-    ApiCall {
-        group: "apps",
-        resource: "daemonsets",
-        verb: "get",
-        namespaced: true,
-    },
-    ApiCall {
-        group: "",
-        resource: "nodes",
-        verb: "get",
-        namespaced: false,
-    },
-];
-
 fn api_error(what: &str, error: kube::Error) -> String {
     format!("reading {what}: {error}")
 }
 
-/// Reads what [`decide`] needs, stopping as soon as the answer is known.
+/// Reads what [`decide`] needs, stopping as soon as the answer is known: one `get` of
+/// the namespace, the Pod, the DaemonSet and the Node, in this order (the speaker's
+/// rules in `kubernetes/rbac.rs` grant them).
 pub async fn observe(client: &Client, namespace: &str, pod_name: &str) -> Result<Observed, String> {
     let mut observed = Observed {
         namespace: namespace.to_owned(),

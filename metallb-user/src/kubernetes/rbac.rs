@@ -163,9 +163,10 @@ pub const SPEAKER: Component = Component {
         rule(
             "",
             &["pods"],
-            &["list", "watch"],
+            &["get", "list", "watch"],
             Scope::Namespace,
-            "the speaker: the live members, the Ready speaker Pods",
+            "the speaker: the live members, the Ready speaker Pods; on SIGTERM, its own \
+             Pod (lifecycle.rs: is it being replaced?)",
         ),
         rule(
             "",
@@ -202,8 +203,8 @@ pub const SPEAKER: Component = Component {
             &["daemonsets"],
             &["get"],
             Scope::Namespace,
-            "the speaker on SIGTERM: its DaemonSet still there (a rolling update: keep \
-             the datapath) or gone (an uninstall: remove it)",
+            "the speaker on SIGTERM (lifecycle.rs): its DaemonSet still there (a rolling \
+             update: keep the datapath) or gone or being deleted (an uninstall: remove it)",
         ),
     ],
 };
