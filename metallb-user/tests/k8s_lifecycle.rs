@@ -102,6 +102,20 @@ async fn delete_pod(server: &TestApiServer) {
     pods.delete(POD, &DeleteParams::default()).await.unwrap();
 }
 
+/// A new Pod template: the DaemonSet's generation moves to 2, its Pod is of 1.
+async fn roll_out_a_new_template(server: &TestApiServer) {
+    Api::<DaemonSet>::namespaced(server.client().unwrap(), NS)
+        .patch(
+            "speaker",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"template": {"metadata": {"labels": {"version": "2"}}}}}),
+            ),
+        )
+        .await
+        .unwrap();
+}
+
 /// The decision, looked up as the speaker's ServiceAccount, whose RBAC must allow
 /// every request.
 async fn decide(server: &TestApiServer) -> (StopAction, String) {
@@ -122,18 +136,7 @@ fn requests(server: &TestApiServer, mark: usize) -> Vec<String> {
 #[tokio::test]
 async fn a_rolling_update_keeps_the_datapath() {
     let server = cluster().await;
-    // A new template: the DaemonSet's generation moves to 2, the Pod is of 1.
-    let daemonsets: Api<DaemonSet> = Api::namespaced(server.client().unwrap(), NS);
-    daemonsets
-        .patch(
-            "speaker",
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"spec": {"template": {"metadata": {"labels": {"version": "2"}}}}}),
-            ),
-        )
-        .await
-        .unwrap();
+    roll_out_a_new_template(&server).await;
     delete_pod(&server).await;
     let mark = server.mark();
     assert_eq!(
@@ -324,16 +327,7 @@ async fn netns_the_decision_applied_keeps_or_removes_the_datapath() {
     };
 
     let rolling = cluster().await;
-    Api::<DaemonSet>::namespaced(rolling.client().unwrap(), NS)
-        .patch(
-            "speaker",
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"spec": {"template": {"metadata": {"labels": {"version": "2"}}}}}),
-            ),
-        )
-        .await
-        .unwrap();
+    roll_out_a_new_template(&rolling).await;
     delete_pod(&rolling).await;
     let decision = on_stop(&rbac::client(&rolling, &SPEAKER, NS), NS, POD).await;
     assert_eq!(decision.action, StopAction::Keep);
