@@ -3,6 +3,7 @@
 //! Pure: no I/O but the caller's.
 
 pub mod addresses;
+pub mod bgp;
 pub mod crd;
 pub mod file;
 pub mod legacy;

@@ -50,6 +50,18 @@ pub(super) struct Checker {
 }
 
 impl Checker {
+    pub(super) fn new() -> Self {
+        Self {
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// (errors, warnings)
+    pub(super) fn finish(self) -> (Vec<Issue>, Vec<Issue>) {
+        (self.errors, self.warnings)
+    }
+
     pub(super) fn error(
         &mut self,
         object: &str,
@@ -73,7 +85,7 @@ impl Checker {
 
     /// Compiles `selectors` (field `field[i]`), reporting invalid ones, and duplicates
     /// as MetalLB finds them (equal once each expression's values are sorted).
-    fn selectors(
+    pub(super) fn selectors(
         &mut self,
         object: &str,
         field: &str,
@@ -102,7 +114,7 @@ impl Checker {
         out
     }
 
-    fn no_duplicates(&mut self, object: &str, field: &str, values: &[String]) {
+    pub(super) fn no_duplicates(&mut self, object: &str, field: &str, values: &[String]) {
         for (i, value) in values.iter().enumerate() {
             if values[..i].contains(value) {
                 self.error(object, &format!("{field}[{i}]"), value, "duplicate entry");
@@ -159,7 +171,7 @@ impl Checker {
     }
 
     /// The object's display name; checks its metadata and namespace.
-    fn metallb_object(
+    pub(super) fn metallb_object(
         &mut self,
         kind: &str,
         meta: &ObjectMeta,
