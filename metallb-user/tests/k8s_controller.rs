@@ -216,6 +216,20 @@ fn writes(requests: &[RecordedRequest]) -> Vec<String> {
         .collect()
 }
 
+/// What serving a Service `c/probe` from pool `pool` writes, sorted: the test's create,
+/// the controller's annotation, status and Event, and the pool's status.
+fn probe_writes(pool: &str) -> Vec<String> {
+    vec![
+        "Create /api/v1/namespaces/c/services".into(),
+        "Create /apis/events.k8s.io/v1/namespaces/c/events".into(),
+        "Patch /api/v1/namespaces/c/services/probe".into(),
+        "Patch /api/v1/namespaces/c/services/probe/status".into(),
+        format!(
+            "Patch /apis/metallb.io/v1beta1/namespaces/metallb-system/ipaddresspools/{pool}/status"
+        ),
+    ]
+}
+
 #[tokio::test]
 async fn allocates_writes_status_annotation_and_event_then_reuses_a_released_address() {
     let (server, client) = server().await;
@@ -379,13 +393,7 @@ async fn a_restart_writes_nothing_and_keeps_every_assignment() {
     written.sort();
     assert_eq!(
         written,
-        [
-            "Create /api/v1/namespaces/c/services",
-            "Create /apis/events.k8s.io/v1/namespaces/c/events",
-            "Patch /api/v1/namespaces/c/services/probe",
-            "Patch /api/v1/namespaces/c/services/probe/status",
-            "Patch /apis/metallb.io/v1beta1/namespaces/metallb-system/ipaddresspools/v4/status",
-        ],
+        probe_writes("v4"),
         "a restart wrote to unchanged objects"
     );
     for (key, ips) in before {
@@ -602,4 +610,82 @@ async fn the_controller_uses_every_permission_its_rbac_grants_and_no_other() {
     controller.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
     rbac::assert_every_rule_used(&server, &CONTROLLER, NS);
+}
+
+#[tokio::test]
+async fn a_restart_does_not_report_a_failure_already_reported() {
+    let (server, client) = server().await;
+    create_pool(&client, "p", json!({"addresses": ["192.0.2.0/28"]})).await;
+    create_service(
+        &client,
+        "web",
+        "outside",
+        json!({"spec": {"loadBalancerIP": "198.51.100.7"}}),
+    )
+    .await;
+    let first = start_controller(&server, "c1", None);
+    until_event(&client, "web", "outside", "AllocationFailed").await;
+    first.stop().await;
+
+    let mark = server.mark();
+    let second = start_controller(&server, "c2", None);
+    // It has caught up once a Service created after its start has its address and
+    // its Event.
+    create_service(&client, "c", "probe", json!({})).await;
+    until_ingress(&server, "c", "probe", &["192.0.2.0"]).await;
+    until_event(&client, "c", "probe", "IPAllocated").await;
+    until("the pool's status to count the probe", || {
+        server
+            .object("metallb.io", "v1beta1", "ipaddresspools", NS, "p")
+            .is_some_and(|p| p["status"]["assignedIPv4"] == 1)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The failing Service still fails, for the same reason: nothing is written about
+    // it (without the check, a second AllocationFailed Event would be created).
+    let mut written = writes(&server.requests_since(mark));
+    written.sort();
+    assert_eq!(
+        written,
+        probe_writes("p"),
+        "a restart wrote about an unchanged failure"
+    );
+    // The Events of earlier runs were read once, in one list.
+    let lists: Vec<String> = server
+        .requests_since(mark)
+        .iter()
+        .filter(|r| r.verb == Verb::List && r.path.starts_with("/apis/events.k8s.io/v1/events"))
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(lists, ["/apis/events.k8s.io/v1/events"]);
+
+    // A new reason is news: the pool grows to hold the address, then shrinks again.
+    let pools: Api<IPAddressPool> = Api::namespaced(client.clone(), NS);
+    pools
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"addresses": ["192.0.2.0/28", "198.51.100.0/28"]}})),
+        )
+        .await
+        .unwrap();
+    until_ingress(&server, "web", "outside", &["198.51.100.7"]).await;
+    let mark = server.mark();
+    pools
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"addresses": ["192.0.2.0/28"]}})),
+        )
+        .await
+        .unwrap();
+    until("the failure to be reported again", || {
+        server.writes_since(mark).iter().any(|r| {
+            r.path == "/apis/events.k8s.io/v1/namespaces/web/events"
+                && r.body.contains("AllocationFailed")
+        })
+    })
+    .await;
+    second.stop().await;
+    rbac::assert_authorized(&server, &CONTROLLER, NS);
 }

@@ -18,10 +18,13 @@ use std::{
 };
 
 use futures::{StreamExt as _, TryStreamExt as _, future};
-use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Service};
+use k8s_openapi::api::{
+    core::v1::{Namespace, ObjectReference, Service},
+    events::v1::Event as EventsV1,
+};
 use kube::{
     Api, Client, Resource as _, ResourceExt as _,
-    api::{Patch, PatchParams},
+    api::{ListParams, Patch, PatchParams},
     runtime::{
         Controller, WatchStreamExt as _,
         controller::Action,
@@ -97,7 +100,21 @@ struct State {
     retries: BTreeMap<ServiceKey, u32>,
     /// Pools left out of the configuration, with the problems last reported.
     rejected: BTreeMap<String, String>,
+    /// `AllocationFailed` Events a controller published before this one started, by
+    /// Service: not published again while the Service still fails the same way.
+    known_failures: BTreeMap<ServiceKey, BTreeSet<KnownEvent>>,
 }
+
+/// An Event already in the API, as far as publishing it again would repeat it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct KnownEvent {
+    uid: Option<String>,
+    reason: String,
+    note: String,
+}
+
+/// The reason whose Events a restart must not repeat.
+const ALLOCATION_FAILED: &str = "AllocationFailed";
 
 /// Shared by the reconciles and the tasks around them.
 struct Context {
@@ -114,6 +131,8 @@ struct Context {
     again: mpsc::UnboundedSender<ObjectRef<Service>>,
     /// Set when allocations changed: the pool statuses are brought up to date.
     pools_dirty: Notify,
+    /// Set once the Events of earlier runs are loaded (at the first decision).
+    known_failures_loaded: tokio::sync::OnceCell<()>,
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -231,6 +250,7 @@ impl Context {
         let mut state = lock(&self.state);
         state.retries.remove(key);
         state.failed.remove(key);
+        state.known_failures.remove(key);
         let released = state
             .allocator
             .as_mut()
@@ -295,9 +315,47 @@ impl Context {
         }
     }
 
+    /// Loads, once, the `AllocationFailed` Events that a controller (this one before a
+    /// restart, or the previous leader) published: one list of every Event, filtered
+    /// here, since field selectors on Events differ between API versions. If the list
+    /// fails, Events are published as if there were none.
+    async fn load_known_failures(&self) {
+        self.known_failures_loaded
+            .get_or_init(|| async {
+                let api: Api<EventsV1> = Api::all(self.client.clone());
+                let events = match api.list(&ListParams::default()).await {
+                    Ok(list) => list.items,
+                    Err(error) => {
+                        warn!(%error, "cannot list the Events of earlier runs: failures will be reported again");
+                        return;
+                    }
+                };
+                let known = known_failures(&events);
+                debug!(services = known.len(), "AllocationFailed events of earlier runs");
+                lock(&self.state).known_failures = known;
+            })
+            .await;
+    }
+
     /// Queues an Event about `service` (published in the background, a few at a time,
     /// so that Events never hold up allocation).
     fn publish(&self, service: &Service, event: &ServiceEvent) {
+        if event.reason == ALLOCATION_FAILED {
+            let known = KnownEvent {
+                uid: service.metadata.uid.clone(),
+                reason: event.reason.into(),
+                note: event.note.clone(),
+            };
+            let state = lock(&self.state);
+            if state
+                .known_failures
+                .get(&ServiceKey::of_service(service))
+                .is_some_and(|events| events.contains(&known))
+            {
+                debug!(service = %ServiceKey::of_service(service), "AllocationFailed already reported: not again");
+                return;
+            }
+        }
         let event = KubeEvent {
             type_: if event.warning {
                 EventType::Warning
@@ -382,6 +440,38 @@ fn report_config(
     fresh
 }
 
+/// The `AllocationFailed` Events about Services that this controller published, by
+/// Service.
+fn known_failures(events: &[EventsV1]) -> BTreeMap<ServiceKey, BTreeSet<KnownEvent>> {
+    let mut known: BTreeMap<ServiceKey, BTreeSet<KnownEvent>> = BTreeMap::new();
+    for event in events {
+        let Some(regarding) = &event.regarding else {
+            continue;
+        };
+        if event.reporting_controller.as_deref() != Some(MANAGER)
+            || event.reason.as_deref() != Some(ALLOCATION_FAILED)
+            || regarding.kind.as_deref() != Some("Service")
+        {
+            continue;
+        }
+        let (Some(namespace), Some(name)) = (&regarding.namespace, &regarding.name) else {
+            continue;
+        };
+        known
+            .entry(ServiceKey {
+                namespace: namespace.clone(),
+                name: name.clone(),
+            })
+            .or_default()
+            .insert(KnownEvent {
+                uid: regarding.uid.clone(),
+                reason: ALLOCATION_FAILED.into(),
+                note: event.note.clone().unwrap_or_default(),
+            });
+    }
+    known
+}
+
 /// Decides `service` under the lock; what to write comes back.
 fn decide(ctx: &Context, service: &Service) -> (ServiceUpdate, Vec<String>) {
     let key = ServiceKey::of_service(service);
@@ -406,6 +496,8 @@ fn decide(ctx: &Context, service: &Service) -> (ServiceUpdate, Vec<String>) {
         state.failed.insert(key.clone());
     } else {
         state.failed.remove(&key);
+        // Served now: a later failure is news again.
+        state.known_failures.remove(&key);
     }
     let update = update_for(service, &assigned.decision);
     if freed || update.ingress.is_some() {
@@ -430,6 +522,7 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, R
     }
     let key = ServiceKey::of_service(&service);
     let mut current = (*service).clone();
+    ctx.load_known_failures().await;
     // A 409 means the Service changed since it was read: read it again and decide
     // again, never overwrite.
     for attempt in 0..3 {
@@ -586,6 +679,7 @@ pub async fn run_while_leading(client: Client, options: ControllerOptions, leade
         namespaces,
         again,
         pools_dirty: Notify::new(),
+        known_failures_loaded: tokio::sync::OnceCell::new(),
     });
 
     // Pools and namespaces: each change reloads the configuration.

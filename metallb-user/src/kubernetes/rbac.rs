@@ -98,10 +98,11 @@ pub const CONTROLLER: Component = Component {
         rule(
             "events.k8s.io",
             &["events"],
-            &["create", "patch"],
+            &["list", "create", "patch"],
             Scope::Cluster,
             "controller.rs: Events on Services and pools (kube's Recorder patches a \
-             repeated one)",
+             repeated one); the AllocationFailed Events of earlier runs, listed once at \
+             the first decision so that a restart does not repeat them",
         ),
         rule(
             "metallb.io",
