@@ -109,7 +109,8 @@ enum Command {
     /// Run MetalLB's controller on the Kubernetes API (in-cluster, or KUBECONFIG):
     /// allocate addresses to LoadBalancer Services from the IPAddressPools, write their
     /// status, the pools' status and Events, and serve the validating admission
-    /// webhook. Several replicas may run: one leads (a Lease), only it writes.
+    /// webhooks and the BGPPeer conversion webhook. Several replicas may run: one
+    /// leads (a Lease), only it writes.
     Controller(ControllerArgs),
     /// Print the CustomResourceDefinitions of group metallb.io (IPAddressPool,
     /// L2Advertisement, the status and BGP kinds), generated from this program's types,
@@ -209,16 +210,34 @@ struct ControllerArgs {
     /// Time between attempts to take or renew the Lease.
     #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = duration)]
     retry_period: Duration,
-    /// Address of the admission webhook (HTTPS), served when --tls-cert-file and
-    /// --tls-key-file are given.
+    /// Address of the webhooks (HTTPS: admission, and BGPPeer conversion on /convert),
+    /// served with --webhook-cert-secret, or with --tls-cert-file and --tls-key-file.
     #[arg(long, default_value = "0.0.0.0:9443")]
     webhook_addr: SocketAddr,
-    /// The webhook's serving certificate (PEM), e.g. mounted from a Secret.
-    #[arg(long, requires = "tls_key_file")]
+    /// The webhook's serving certificate (PEM), e.g. cert-manager's Secret, mounted;
+    /// read again every minute, so that a renewed one is served without a restart.
+    #[arg(
+        long,
+        requires = "tls_key_file",
+        conflicts_with = "webhook_cert_secret"
+    )]
     tls_cert_file: Option<PathBuf>,
     /// The webhook's private key (PEM).
     #[arg(long, requires = "tls_cert_file")]
     tls_key_file: Option<PathBuf>,
+    /// Make the webhook's certificates: a self-signed CA and a serving certificate for
+    /// <--webhook-service>.<namespace>.svc, kept in this Secret of the namespace
+    /// (MetalLB's is metallb-webhook-cert) and shared by every replica; the CA is
+    /// written into the caBundle of --webhook-configuration and of the BGPPeer CRD's
+    /// conversion webhook. Rotated before expiry (1-year CA, 90-day certificates).
+    #[arg(long, value_name = "SECRET")]
+    webhook_cert_secret: Option<String>,
+    /// The Service in front of the webhooks (the name the certificate is for).
+    #[arg(long, default_value = metallb_user::kubernetes::certs::DEFAULT_SERVICE)]
+    webhook_service: String,
+    /// The ValidatingWebhookConfiguration whose caBundle --webhook-cert-secret keeps.
+    #[arg(long, default_value = metallb_user::kubernetes::certs::WEBHOOK_CONFIGURATION)]
+    webhook_configuration: String,
 }
 
 #[derive(Args)]
@@ -585,7 +604,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
 
 async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     use metallb_user::{
-        kubernetes::{AbortOnDrop, controller, leader::LeaseConfig, webhook},
+        kubernetes::{AbortOnDrop, certs, controller, leader::LeaseConfig, webhook},
         metrics,
     };
     let client = kube::Client::try_default()
@@ -597,20 +616,32 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     let options = ValidateOptions {
         namespace: args.namespace.clone(),
     };
-    let _webhook = match (args.tls_cert_file, args.tls_key_file) {
-        (Some(cert), Some(key)) => {
-            let tls = webhook::TlsFiles { cert, key };
+    let tls = match (
+        args.tls_cert_file,
+        args.tls_key_file,
+        args.webhook_cert_secret,
+    ) {
+        (Some(cert), Some(key), _) => Some(webhook::TlsSource::files(cert, key)),
+        (_, _, Some(secret)) => Some(webhook::TlsSource::Bootstrap(certs::Bootstrap {
+            service: args.webhook_service,
+            webhook_configuration: args.webhook_configuration,
+            ..certs::Bootstrap::new(&args.namespace, &secret)
+        })),
+        _ => None,
+    };
+    let _webhook = match tls {
+        Some(tls) => {
             let client = client.clone();
             let addr = args.webhook_addr;
             Some(AbortOnDrop(tokio::spawn(async move {
                 if let Err(error) = webhook::run(client, addr, tls, options).await {
-                    tracing::error!("the admission webhook stopped: {error:#}");
+                    tracing::error!("the webhooks stopped: {error:#}");
                 }
             })))
         }
-        _ => {
+        None => {
             tracing::info!(
-                "no --tls-cert-file/--tls-key-file: the admission webhook is not served"
+                "neither --webhook-cert-secret nor --tls-cert-file/--tls-key-file: the webhooks are not served"
             );
             None
         }
@@ -793,6 +824,48 @@ mod tests {
                 "duration({text:?})"
             );
         }
+    }
+
+    #[test]
+    fn the_webhook_certificate_comes_from_files_or_from_the_bootstrap_not_both() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from([&["metallb", "controller"], args].concat()).map(|cli| {
+                let Command::Controller(args) = cli.command else {
+                    unreachable!()
+                };
+                (
+                    args.webhook_cert_secret,
+                    args.tls_cert_file,
+                    args.webhook_service,
+                    args.webhook_configuration,
+                )
+            })
+        };
+        assert_eq!(
+            parse(&["--webhook-cert-secret", "metallb-webhook-cert"]).unwrap(),
+            (
+                Some("metallb-webhook-cert".into()),
+                None,
+                "metallb-webhook-service".into(),
+                "metallb-webhook-configuration".into()
+            )
+        );
+        assert_eq!(
+            parse(&["--tls-cert-file", "c", "--tls-key-file", "k"])
+                .unwrap()
+                .1,
+            Some(PathBuf::from("c"))
+        );
+        let both = parse(&[
+            "--webhook-cert-secret",
+            "s",
+            "--tls-cert-file",
+            "c",
+            "--tls-key-file",
+            "k",
+        ])
+        .unwrap_err();
+        assert_eq!(both.kind(), clap::error::ErrorKind::ArgumentConflict);
     }
 
     #[test]

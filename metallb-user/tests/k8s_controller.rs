@@ -17,15 +17,15 @@ use metallb_user::{
     allocator::AllocatorOptions,
     config::{
         ValidateOptions,
-        crd::{IPAddressPool, L2Advertisement},
+        crd::{Community, IPAddressPool, L2Advertisement, bgppeer},
     },
     kubernetes::{
-        AbortOnDrop,
+        AbortOnDrop, certs,
         controller::{ControllerOptions, run},
         leader::LeaseConfig,
         rbac::CONTROLLER,
         service_status::POOL_ANNOTATION,
-        webhook::{self, TlsFiles},
+        webhook,
     },
 };
 use serde_json::{Value, json};
@@ -104,6 +104,19 @@ async fn create_pool(client: &Client, name: &str, spec: Value) {
     }))
     .unwrap();
     pools.create(&PostParams::default(), &pool).await.unwrap();
+}
+
+/// Edits a pool's addresses.
+async fn set_addresses(client: &Client, pool: &str, addresses: &[&str]) {
+    let pools: Api<IPAddressPool> = Api::namespaced(client.clone(), NS);
+    pools
+        .patch(
+            pool,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"addresses": addresses}})),
+        )
+        .await
+        .unwrap();
 }
 
 /// A LoadBalancer Service; `extra` is merged into the object.
@@ -415,15 +428,7 @@ async fn an_address_outside_an_edited_pool_moves_and_a_bad_pool_does_not_stop_th
     // MetalLB's webhook allows this edit (it checks the pools, not the services), and
     // its controller then clears the address that no pool holds any more and
     // allocates again (controller/service.go: "current IP not allowed by config").
-    let pools: Api<IPAddressPool> = Api::namespaced(client.clone(), NS);
-    pools
-        .patch(
-            "p",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"addresses": ["198.51.100.0/28"]}})),
-        )
-        .await
-        .unwrap();
+    set_addresses(&client, "p", &["198.51.100.0/28"]).await;
     until_ingress(&server, "web", "a", &["198.51.100.0"]).await;
     let note = until_event(&client, "web", "a", "ClearAssignment").await;
     assert!(note.contains("192.0.2.0"), "{note}");
@@ -551,24 +556,48 @@ async fn services_of_a_named_class_are_served_by_a_controller_of_that_class() {
     rbac::assert_authorized(&server, &CONTROLLER, NS);
 }
 
-/// Starts the admission webhook as `metallb controller` does, with the controller's
-/// client and a throwaway self-signed certificate.
-fn start_webhook(server: &TestApiServer, dir: &std::path::Path) -> AbortOnDrop {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])
-        .unwrap()
-        .self_signed(&key)
+/// Starts the webhooks as the deployed `metallb controller` does, with the controller's
+/// client and its own certificates (`--webhook-cert-secret`): with certificates that
+/// live 3 seconds, so that one is renewed within the test. The cluster gets the
+/// ValidatingWebhookConfiguration and a BGPPeer CRD with a conversion webhook, whose
+/// caBundles it writes.
+fn start_webhook(server: &TestApiServer) -> AbortOnDrop {
+    server
+        .register_crd(&bgppeer::definition().unwrap())
         .unwrap();
-    let tls = TlsFiles {
-        cert: dir.join("tls.crt"),
-        key: dir.join("tls.key"),
-    };
-    std::fs::write(&tls.cert, cert.pem()).unwrap();
-    std::fs::write(&tls.key, key.serialize_pem()).unwrap();
+    server.register_crd(&Community::crd()).unwrap();
+    server
+        .seed(
+            "admissionregistration.k8s.io",
+            "v1",
+            "validatingwebhookconfigurations",
+            json!({"metadata": {"name": certs::WEBHOOK_CONFIGURATION}, "webhooks": [{"name": "ipaddresspoolvalidationwebhook.metallb.io", "clientConfig": {}}]}),
+        )
+        .unwrap();
+    let mut crd = serde_json::to_value(bgppeer::definition().unwrap()).unwrap();
+    crd["spec"]["conversion"] = json!({"strategy": "Webhook", "webhook": {"clientConfig": {}}});
+    server
+        .seed(
+            "apiextensions.k8s.io",
+            "v1",
+            "customresourcedefinitions",
+            crd,
+        )
+        .unwrap();
     let client = rbac::client(server, &CONTROLLER, NS);
     let options = ValidateOptions {
         namespace: NS.into(),
     };
+    let tls = webhook::TlsSource::Bootstrap(certs::Bootstrap {
+        policy: certs::Policy {
+            cert_life: Duration::from_secs(3),
+            propagation: Duration::ZERO,
+            backdate: Duration::ZERO,
+            ..certs::Policy::default()
+        },
+        check_every: Duration::from_millis(200),
+        ..certs::Bootstrap::new(NS, certs::DEFAULT_SECRET)
+    });
     AbortOnDrop(tokio::spawn(async move {
         let addr = "127.0.0.1:0".parse().unwrap();
         webhook::run(client, addr, tls, options).await.unwrap();
@@ -576,15 +605,14 @@ fn start_webhook(server: &TestApiServer, dir: &std::path::Path) -> AbortOnDrop {
 }
 
 /// In one ordinary life (leader election, allocation, a conflict, a failure repeated,
-/// pool edits, the webhook's watches), the controller makes every call its RBAC grants
+/// pool edits, the webhook's watches, its certificates made and renewed and their CA
+/// written where the API server reads it), the controller makes every call its RBAC grants
 /// (metallb-user/src/kubernetes/rbac.rs), and no other: the table has nothing extra.
 #[tokio::test]
 async fn the_controller_uses_every_permission_its_rbac_grants_and_no_other() {
     let (server, client) = server().await;
-    let dir = std::env::temp_dir().join(format!("metallb-rbac-webhook-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     create_pool(&client, "p", json!({"addresses": ["192.0.2.0/30"]})).await;
-    let _webhook = start_webhook(&server, &dir);
+    let _webhook = start_webhook(&server);
     let controller = start_controller(&server, "c1", Some(quick_lease("c1")));
     create_service(&client, "web", "a", json!({})).await;
     until_ingress(&server, "web", "a", &["192.0.2.0"]).await;
@@ -608,7 +636,6 @@ async fn the_controller_uses_every_permission_its_rbac_grants_and_no_other() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     controller.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
     rbac::assert_every_rule_used(&server, &CONTROLLER, NS);
 }
 
@@ -660,25 +687,10 @@ async fn a_restart_does_not_report_a_failure_already_reported() {
     assert_eq!(lists, ["/apis/events.k8s.io/v1/events"]);
 
     // A new reason is news: the pool grows to hold the address, then shrinks again.
-    let pools: Api<IPAddressPool> = Api::namespaced(client.clone(), NS);
-    pools
-        .patch(
-            "p",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"addresses": ["192.0.2.0/28", "198.51.100.0/28"]}})),
-        )
-        .await
-        .unwrap();
+    set_addresses(&client, "p", &["192.0.2.0/28", "198.51.100.0/28"]).await;
     until_ingress(&server, "web", "outside", &["198.51.100.7"]).await;
     let mark = server.mark();
-    pools
-        .patch(
-            "p",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"addresses": ["192.0.2.0/28"]}})),
-        )
-        .await
-        .unwrap();
+    set_addresses(&client, "p", &["192.0.2.0/28"]).await;
     until("the failure to be reported again", || {
         server.writes_since(mark).iter().any(|r| {
             r.path == "/apis/events.k8s.io/v1/namespaces/web/events"

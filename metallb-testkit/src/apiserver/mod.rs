@@ -247,6 +247,23 @@ fn core_resources() -> Vec<ResourceType> {
             false,
         ),
         rt("coordination.k8s.io", "v1", "Lease", "leases", true, false),
+        // The controller writes its webhooks' caBundle into these.
+        rt(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfigurations",
+            false,
+            false,
+        ),
+        rt(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            false,
+            false,
+        ),
     ]
 }
 

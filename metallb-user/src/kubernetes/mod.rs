@@ -2,6 +2,7 @@
 //! pure core (config, allocator, election); this module reads objects, writes results
 //! and elects a leader among controller replicas.
 
+pub mod certs;
 pub mod cluster_config;
 pub mod controller;
 pub mod leader;

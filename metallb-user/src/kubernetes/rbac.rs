@@ -22,6 +22,8 @@ use k8s_openapi::{
 };
 use serde::Serialize;
 
+use super::certs;
+
 /// Where a rule applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
@@ -69,7 +71,24 @@ const fn rule(
     }
 }
 
-/// `metallb controller`: the allocator, its Lease, and the admission webhook.
+/// A rule limited to the objects named `names` (RBAC cannot limit `create` or `list`
+/// by name: those need a rule of their own).
+const fn named(
+    api_group: &'static str,
+    resources: &'static [&'static str],
+    verbs: &'static [&'static str],
+    scope: Scope,
+    names: &'static [&'static str],
+    used_by: &'static str,
+) -> Rule {
+    Rule {
+        resource_names: names,
+        ..rule(api_group, resources, verbs, scope, used_by)
+    }
+}
+
+/// `metallb controller`: the allocator, its Lease, the webhooks and their certificates
+/// (as deployed: `--webhook-cert-secret metallb-webhook-cert`).
 pub const CONTROLLER: Component = Component {
     name: "controller",
     rules: &[
@@ -120,10 +139,43 @@ pub const CONTROLLER: Component = Component {
         ),
         rule(
             "metallb.io",
-            &["l2advertisements"],
+            &["l2advertisements", "bgppeers", "communities"],
             &["list", "watch"],
             Scope::Namespace,
-            "webhook.rs: the advertisements an admission is checked against",
+            "webhook.rs: what an admission is checked against (advertisements; the \
+             BGPPeers naming a BFDProfile to delete; the Community aliases)",
+        ),
+        named(
+            "",
+            &["secrets"],
+            &["get", "patch"],
+            Scope::Namespace,
+            &[certs::DEFAULT_SECRET],
+            "certs.rs: the webhook's CA and certificate, read and renewed (the version \
+             read in each patch)",
+        ),
+        rule(
+            "",
+            &["secrets"],
+            &["create"],
+            Scope::Namespace,
+            "certs.rs: the webhook's certificate Secret, made when missing",
+        ),
+        named(
+            "admissionregistration.k8s.io",
+            &["validatingwebhookconfigurations"],
+            &["get", "patch"],
+            Scope::Cluster,
+            &[certs::WEBHOOK_CONFIGURATION],
+            "certs.rs: the caBundle of every webhook",
+        ),
+        named(
+            "apiextensions.k8s.io",
+            &["customresourcedefinitions"],
+            &["get", "patch"],
+            Scope::Cluster,
+            &[certs::CONVERSION_CRD],
+            "certs.rs: the caBundle of the BGPPeer conversion webhook",
         ),
         rule(
             "coordination.k8s.io",
@@ -580,12 +632,19 @@ mod tests {
         };
         assert_eq!(role.metadata.namespace.as_deref(), Some(NS));
         let rules = role.rules.as_ref().unwrap();
-        assert_eq!(rules.len(), 4);
+        assert_eq!(rules.len(), 6);
         assert_eq!(
             rules[1].resources.as_deref(),
             Some(&["ipaddresspools/status".to_owned()][..])
         );
         assert_eq!(rules[1].verbs, ["patch"]);
+        // The webhook's Secret by name; its creation cannot be limited so.
+        assert_eq!(
+            rules[3].resource_names.as_deref(),
+            Some(&["metallb-webhook-cert".to_owned()][..])
+        );
+        assert_eq!(rules[4].verbs, ["create"]);
+        assert_eq!(rules[4].resource_names, None);
         let Object::ClusterRoleBinding(binding) = &objects[2] else {
             panic!("{:?}", objects[2]);
         };
