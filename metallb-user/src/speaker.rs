@@ -32,6 +32,7 @@ use crate::{
     config::{Config, Issue, ValidateOptions, file, validate},
     datapath::{Datapath, DatapathOptions, XdpMode, iface},
     election::{Election, ElectionContext, Interfaces},
+    kubernetes::lifecycle::{self, StopAction, StopDecision},
     metrics::{self, Shared},
     plan::{AddressSource, PlanOptions, Role, interfaces_to_attach, plan},
     printable::printable,
@@ -488,6 +489,8 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
     let (announced, announced_rx) = tokio::sync::watch::channel(Announced::new());
     // The source first: a file that cannot be followed, or no API to talk to, fails
     // before anything is attached.
+    // In Kubernetes mode, what tells a rolling update from an uninstall on stop.
+    let mut stop_lookup: Option<(kube::Client, Option<String>)> = None;
     let source = match &options.source {
         SourceOptions::File { path, max_bytes } => {
             anyhow::ensure!(
@@ -507,6 +510,7 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
                 &options.node_name,
             )
             .await?;
+            stop_lookup = Some((source.client(), kubernetes.pod_name.clone()));
             tokio::spawn(source.run(updates, announced_rx))
         }
     };
@@ -514,13 +518,14 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
 
     let shared = Arc::new(Shared::default());
     metrics::serve(options.metrics_addr, shared.clone()).await?;
-    let datapath = Datapath::load(&options.datapath).context("loading the XDP datapath")?;
+    // The packet socket first: refused (no CAP_NET_RAW), nothing is pinned yet.
     let announcer = Announcer::new(
         options.garp_interval,
         options.garp_duration,
         shared.gratuitous.clone(),
     )
     .context("opening a packet socket for gratuitous announcements")?;
+    let datapath = Datapath::load(&options.datapath).context("loading the XDP datapath")?;
     let mut speaker = Speaker {
         options: options.clone(),
         datapath,
@@ -556,13 +561,14 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
     let Speaker {
         datapath, options, ..
     } = speaker;
-    let errors = if options.keep_datapath {
-        info!("stopping; --keep-datapath: the XDP program and its maps stay for the next agent");
-        datapath.leave_in_place()
-    } else {
-        info!("stopping: detaching and unpinning");
-        datapath.shutdown()
-    };
+    let decision = stop_decision(options.keep_datapath, stop_lookup, &options.namespace).await;
+    match decision.action {
+        StopAction::Keep => {
+            info!(reason = %decision.reason, "stopping: the XDP program and its maps stay for the next speaker")
+        }
+        StopAction::Remove => info!(reason = %decision.reason, "stopping: detaching and unpinning"),
+    }
+    let errors = decision.action.apply(datapath);
     for e in &errors {
         error!(error = %e, "during shutdown");
     }
@@ -572,6 +578,29 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
         errors.len()
     );
     Ok(())
+}
+
+/// What to do with the datapath on stop. Without --keep-datapath it goes; with it, a
+/// standalone speaker leaves it for the next one, and a Kubernetes speaker asks the API
+/// whether it is being replaced (keep) or uninstalled (remove).
+async fn stop_decision(
+    keep_datapath: bool,
+    lookup: Option<(kube::Client, Option<String>)>,
+    namespace: &str,
+) -> StopDecision {
+    let decided = |action, reason: &str| StopDecision {
+        action,
+        reason: reason.into(),
+    };
+    match (keep_datapath, lookup) {
+        (false, _) => decided(StopAction::Remove, "no --keep-datapath"),
+        (true, None) => decided(StopAction::Keep, "--keep-datapath"),
+        (true, Some((_, None))) => decided(
+            StopAction::Keep,
+            "--keep-datapath; without --pod-name an uninstall cannot be told from an update",
+        ),
+        (true, Some((client, Some(pod)))) => lifecycle::on_stop(&client, namespace, &pod).await,
+    }
 }
 
 /// The standalone source: a configuration file, read again when it changes (directory

@@ -352,9 +352,7 @@ fn netns_one_capability_fewer_fails_at_start_naming_it() {
             None,
             "without {missing}: nothing attached"
         );
-        if missing != Capability::NetRaw {
-            assert_eq!(pinned(&pins.path), [], "without {missing}: nothing pinned");
-        }
+        assert_eq!(pinned(&pins.path), [], "without {missing}: nothing pinned");
     }
 }
 

@@ -86,6 +86,19 @@ impl Node {
     /// Starts `metallb speaker` without --config (Kubernetes mode) and waits until it
     /// is ready (attached, first snapshot applied).
     fn start_speaker(&mut self) {
+        self.start_speaker_with(&[]);
+    }
+
+    /// SIGTERM, and waits for the speaker to exit (its stop decision made).
+    fn stop_speaker(&mut self) {
+        let mut child = self.speaker.take().expect("a running speaker");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let status = child.wait().expect("wait");
+        assert!(status.success(), "the speaker exited with {status}");
+    }
+
+    fn start_speaker_with(&mut self, extra: &[&str]) {
         let pins = self.pins.path.to_string_lossy().into_owned();
         let pod = format!("speaker-{}", self.name);
         let child = command_in(&self.lab.node_ns, BINARY)
@@ -100,6 +113,7 @@ impl Node {
                 "--pin-dir",
                 &pins,
             ])
+            .args(extra)
             .env("KUBECONFIG", &self.kubeconfig)
             .env("RUST_LOG", "info,metallb_user::kubernetes=debug")
             .stdout(Stdio::null())
@@ -381,4 +395,79 @@ fn netns_kubernetes_speakers_answer_where_elected_and_follow_endpoints_and_nodes
     // Every request each component made is one its RBAC table grants.
     rbac::assert_authorized(&server, &SPEAKER, NS);
     rbac::assert_authorized(&server, &CONTROLLER, NS);
+}
+
+/// With --keep-datapath, a speaker told to stop asks the API: its DaemonSet still there
+/// (a rolling update) keeps the datapath for the next Pod; the DaemonSet gone (an
+/// uninstall) removes it, so that nothing stays attached or pinned.
+#[test]
+fn netns_a_kubernetes_speaker_keeps_its_datapath_for_an_update_and_removes_it_on_uninstall() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let _context = rt.enter();
+    let server = rt.block_on(TestApiServer::start()).expect("test server");
+    for crd in [
+        IPAddressPool::crd(),
+        L2Advertisement::crd(),
+        ServiceL2Status::crd(),
+    ] {
+        server.register_crd(&crd).expect("CRD");
+    }
+    server.register(metallb_testkit::apiserver::ResourceType {
+        group: "apps".into(),
+        version: "v1".into(),
+        kind: "DaemonSet".into(),
+        plural: "daemonsets".into(),
+        namespaced: true,
+        status_subresource: true,
+    });
+    let daemonset = server
+        .seed(
+            "apps",
+            "v1",
+            "daemonsets",
+            json!({
+                "metadata": {"name": "speaker", "namespace": NS},
+                "spec": {
+                    "selector": {"matchLabels": {"app": "metallb", "component": "speaker"}},
+                    "template": {"metadata": {"labels": {"app": "metallb", "component": "speaker"}},
+                                 "spec": {"containers": [{"name": "speaker", "image": "metallb"}]}},
+                },
+            }),
+        )
+        .expect("daemonset");
+    seed(&server, "", "namespaces", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}));
+    let mut pod = speaker_pod("node-a");
+    pod["metadata"]["labels"]["pod-template-generation"] = "1".into();
+    pod["metadata"]["ownerReferences"] = json!([{
+        "apiVersion": "apps/v1", "kind": "DaemonSet", "name": "speaker",
+        "uid": daemonset["metadata"]["uid"], "controller": true,
+    }]);
+    seed(&server, "", "pods", pod);
+    seed(
+        &server,
+        "",
+        "nodes",
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-a"}}),
+    );
+
+    let mut a = Node::new(&rt, &server, "node-a");
+    let pinned = |node: &Node| node.pins.path.join("vips_v4").exists();
+    a.start_speaker_with(&["--keep-datapath"]);
+    assert!(pinned(&a));
+    a.stop_speaker();
+    assert!(
+        pinned(&a),
+        "a rolling update keeps the datapath for the next Pod"
+    );
+
+    // Uninstall: the DaemonSet is gone (background deletion) when the Pod is stopped.
+    let daemonsets: Api<k8s_openapi::api::apps::v1::DaemonSet> =
+        Api::namespaced(server.client().unwrap(), NS);
+    rt.block_on(daemonsets.delete("speaker", &kube::api::DeleteParams::default()))
+        .expect("delete the DaemonSet");
+    a.start_speaker_with(&["--keep-datapath"]);
+    a.stop_speaker();
+    assert!(!pinned(&a), "an uninstall removes the datapath");
+    assert!(!a.pins.path.exists(), "no pin directory stays behind");
+    rbac::assert_authorized(&server, &SPEAKER, NS);
 }

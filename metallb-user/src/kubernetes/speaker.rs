@@ -224,6 +224,11 @@ impl Source {
         }
     }
 
+    /// The client it talks with (for the speaker's lookup on stop).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     /// Watches, and sends a snapshot after every burst of changes; reports what this
     /// node announces (`announced`) as ServiceL2Status objects and Events.
     pub async fn run(self, updates: mpsc::Sender<Update>, announced: watch::Receiver<Announced>) {
