@@ -435,7 +435,12 @@ fn netns_a_kubernetes_speaker_keeps_its_datapath_for_an_update_and_removes_it_on
             }),
         )
         .expect("daemonset");
-    seed(&server, "", "namespaces", json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}));
+    seed(
+        &server,
+        "",
+        "namespaces",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+    );
     let mut pod = speaker_pod("node-a");
     pod["metadata"]["labels"]["pod-template-generation"] = "1".into();
     pod["metadata"]["ownerReferences"] = json!([{
