@@ -11,7 +11,7 @@ use crate::{
     config::{Issue, validate::Validation},
     datapath::maps::VipRecord,
     election::Election,
-    plan::{Plan, Role},
+    plan::{AttachReason, InterfaceReport, Plan, Role, SkipReason},
     printable::printable,
 };
 
@@ -86,10 +86,11 @@ struct PoolRow {
 }
 
 #[derive(Serialize)]
-struct PlanJson {
+struct PlanJson<'a> {
     node: String,
     services: Vec<ServiceRow>,
     pools: Vec<PoolRow>,
+    interfaces: &'a InterfaceReport,
 }
 
 fn rows(plan: &Plan) -> Vec<ServiceRow> {
@@ -131,8 +132,89 @@ pub fn failed_services(plan: &Plan) -> usize {
         .count()
 }
 
-/// `metallb plan` output.
-pub fn plan_report(plan: &Plan, node: &str, output: Output) -> String {
+/// `L2Advertisement a` or `L2Advertisements a, b`.
+fn advertisements(names: &[String]) -> String {
+    let plural = if names.len() == 1 { "" } else { "s" };
+    format!("L2Advertisement{plural} {}", names.join(", "))
+}
+
+/// The interfaces of `report` as a table (interface, XDP, why), sorted by name, and a
+/// line saying which exclusion patterns were consulted.
+fn interface_table(report: &InterfaceReport) -> String {
+    let mut rows: Vec<[String; 3]> = Vec::new();
+    for attached in &report.attached {
+        let why = match &attached.reason {
+            AttachReason::CommandLine => "named by --interface".to_string(),
+            AttachReason::Named {
+                advertisements: names,
+                excluded_by: None,
+            } => format!("named by {}", advertisements(names)),
+            AttachReason::Named {
+                advertisements: names,
+                excluded_by: Some(pattern),
+            } => format!(
+                "named by {}, although {pattern} matches",
+                advertisements(names)
+            ),
+            AttachReason::EveryInterface {
+                advertisements: names,
+            } => format!("every interface not excluded ({} names none)", advertisements(names)),
+        };
+        rows.push(match &attached.error {
+            None => [attached.interface.clone(), "attach".into(), why],
+            Some(error) => [
+                attached.interface.clone(),
+                "failed".into(),
+                format!("{why}; {error}"),
+            ],
+        });
+    }
+    for skipped in &report.skipped {
+        let why = match &skipped.reason {
+            SkipReason::Excluded { pattern } => format!("excluded by {pattern}"),
+            SkipReason::Down => "down".into(),
+            SkipReason::Loopback => "loopback".into(),
+            SkipReason::NotNamed => "not named by the L2Advertisements for this node".into(),
+            SkipReason::NoAdvertisement => "no L2Advertisement selects this node".into(),
+        };
+        rows.push([skipped.interface.clone(), "skip".into(), why]);
+    }
+    for missing in &report.missing {
+        let by = if missing.advertisements.is_empty() {
+            "--interface".to_string()
+        } else {
+            advertisements(&missing.advertisements)
+        };
+        rows.push([
+            missing.interface.clone(),
+            "missing".into(),
+            format!("named by {by}, not on this node"),
+        ]);
+    }
+    rows.sort();
+    let mut table = vec![vec!["INTERFACE".to_string(), "XDP".into(), "WHY".into()]];
+    table.extend(rows.into_iter().map(Vec::from));
+    let mut out = render(&table);
+    if let Some(exclusions) = &report.exclusions {
+        let patterns = if exclusions.patterns.is_empty() {
+            "none".to_string()
+        } else {
+            exclusions.patterns.join(", ")
+        };
+        let line = format!("exclusion patterns ({}): {patterns}", exclusions.source);
+        let _ = writeln!(out, "{}", printable(&line));
+    }
+    out
+}
+
+/// `metallb plan` output: the services, the pools, and the interfaces the speaker
+/// would attach to.
+pub fn plan_report(
+    plan: &Plan,
+    node: &str,
+    interfaces: &InterfaceReport,
+    output: Output,
+) -> String {
     let services = rows(plan);
     let pools: Vec<PoolRow> = plan
         .pools
@@ -148,6 +230,7 @@ pub fn plan_report(plan: &Plan, node: &str, output: Output) -> String {
             node: node.into(),
             services,
             pools,
+            interfaces,
         };
         return serde_json::to_string_pretty(&json).unwrap_or_default() + "\n";
     }
@@ -187,6 +270,8 @@ pub fn plan_report(plan: &Plan, node: &str, output: Output) -> String {
         pool_table.push(vec![p.pool, p.in_use.to_string(), p.total]);
     }
     out += &render(&pool_table);
+    out.push('\n');
+    out += &interface_table(interfaces);
     for row in &services {
         for warning in &row.warnings {
             let line = format!("warning: {}: {warning}", row.service);
@@ -250,13 +335,22 @@ struct VipRow {
 }
 
 #[derive(Serialize)]
-struct InspectJson {
+struct InspectJson<'a> {
     pin_dir: String,
     /// Flips of the VIP tables so far: each applied change of the VIP set is one.
     table_generation: u64,
     cells_per_half: u32,
     vips: Vec<VipRow>,
     frames: BTreeMap<&'static str, u64>,
+    /// As the speaker recorded them; `null` without a record.
+    interfaces: Option<&'a InterfaceReport>,
+}
+
+/// The speaker's record of its interfaces, for `metallb inspect`.
+pub struct RecordedInterfaces<'a> {
+    /// Where the record is (or would be).
+    pub path: &'a str,
+    pub report: Option<&'a InterfaceReport>,
 }
 
 /// `metallb inspect` output. `ifname` names an interface index.
@@ -266,6 +360,7 @@ pub fn inspect_report(
     records: &[VipRecord],
     stats: &XdpStats,
     ifname: impl Fn(u32) -> String,
+    interfaces: &RecordedInterfaces<'_>,
     output: Output,
 ) -> String {
     let vips: Vec<VipRow> = records
@@ -298,6 +393,7 @@ pub fn inspect_report(
             cells_per_half: ctl.cell_mask + 1,
             vips,
             frames,
+            interfaces: interfaces.report,
         };
         return serde_json::to_string_pretty(&json).unwrap_or_default() + "\n";
     }
@@ -343,6 +439,20 @@ pub fn inspect_report(
         outcome_table.push(vec![name.to_string(), count.to_string()]);
     }
     out += &render(&outcome_table);
+    out.push('\n');
+    let path = printable(interfaces.path);
+    match interfaces.report {
+        Some(report) => {
+            let _ = writeln!(out, "interfaces, as the speaker chose them ({path}):");
+            out += &interface_table(report);
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "interfaces: no record at {path} (the speaker writes it when it applies a configuration)"
+            );
+        }
+    }
     out
 }
 
@@ -390,6 +500,10 @@ mod tests {
             &records,
             &stats,
             |i| format!("eth{i}"),
+            &RecordedInterfaces {
+                path: "/run/metallb/x.json",
+                report: None,
+            },
             Output::Table,
         );
         let lines: Vec<&str> = text.lines().collect();
@@ -414,18 +528,185 @@ mod tests {
                 && lines.contains(&"tx_arp_reply           3"),
             "{text}"
         );
+        assert_eq!(
+            lines.last(),
+            Some(&"interfaces: no record at /run/metallb/x.json (the speaker writes it when it applies a configuration)")
+        );
         let json: serde_json::Value = serde_json::from_str(&inspect_report(
             "/p",
             &ctl,
             &records,
             &stats,
             |_| "lo".into(),
+            &RecordedInterfaces {
+                path: "/run/metallb/x.json",
+                report: None,
+            },
             Output::Json,
         ))
         .unwrap();
+        assert_eq!(json["interfaces"], serde_json::Value::Null);
         assert_eq!(json["table_generation"], 7);
         assert_eq!(json["vips"][1]["action"], "suppress");
         assert_eq!(json["frames"]["tx_arp_reply"], 3);
+    }
+
+    /// Every reason an interface is used or left alone, in words.
+    fn report() -> InterfaceReport {
+        use crate::{
+            config::interfaces::PatternSource,
+            plan::{AttachedInterface, ExclusionPatterns, MissingInterface, SkippedInterface},
+        };
+        let attached = |name: &str, reason, error: Option<&str>| AttachedInterface {
+            interface: name.into(),
+            reason,
+            error: error.map(String::from),
+        };
+        let skipped = |name: &str, reason| SkippedInterface {
+            interface: name.into(),
+            reason,
+        };
+        InterfaceReport {
+            attached: vec![
+                attached(
+                    "eth0",
+                    AttachReason::EveryInterface {
+                        advertisements: vec!["l2".into()],
+                    },
+                    None,
+                ),
+                attached(
+                    "eth1",
+                    AttachReason::Named {
+                        advertisements: vec!["a".into(), "b".into()],
+                        excluded_by: None,
+                    },
+                    Some("attaching XDP: device busy"),
+                ),
+                attached(
+                    "veth9",
+                    AttachReason::Named {
+                        advertisements: vec!["a".into()],
+                        excluded_by: Some("^veth.*".into()),
+                    },
+                    None,
+                ),
+                attached("tap0", AttachReason::CommandLine, None),
+            ],
+            skipped: vec![
+                skipped(
+                    "cali1",
+                    SkipReason::Excluded {
+                        pattern: "^cali.*".into(),
+                    },
+                ),
+                skipped("eth2", SkipReason::Down),
+                skipped("lo", SkipReason::Loopback),
+                skipped("eth3", SkipReason::NotNamed),
+                skipped("eth4", SkipReason::NoAdvertisement),
+            ],
+            missing: vec![
+                MissingInterface {
+                    interface: "eth9".into(),
+                    advertisements: vec!["a".into()],
+                },
+                MissingInterface {
+                    interface: "wan0".into(),
+                    advertisements: vec![],
+                },
+            ],
+            exclusions: Some(ExclusionPatterns {
+                source: PatternSource::ConfigMap("metallb-system/metallb-excludel2".into()),
+                patterns: vec!["^veth.*".into(), "^cali.*".into()],
+            }),
+        }
+    }
+
+    const INTERFACE_TABLE: &str = "\
+INTERFACE  XDP      WHY
+cali1      skip     excluded by ^cali.*
+eth0       attach   every interface not excluded (L2Advertisement l2 names none)
+eth1       failed   named by L2Advertisements a, b; attaching XDP: device busy
+eth2       skip     down
+eth3       skip     not named by the L2Advertisements for this node
+eth4       skip     no L2Advertisement selects this node
+eth9       missing  named by L2Advertisement a, not on this node
+lo         skip     loopback
+tap0       attach   named by --interface
+veth9      attach   named by L2Advertisement a, although ^veth.* matches
+wan0       missing  named by --interface, not on this node
+exclusion patterns (ConfigMap metallb-system/metallb-excludel2): ^veth.*, ^cali.*
+";
+
+    #[test]
+    fn plan_and_inspect_say_which_interfaces_are_used_and_why() {
+        let report = report();
+        assert_eq!(
+            plan_report(&Plan::default(), "n1", &report, Output::Table),
+            format!(
+                "SERVICE  IPS  POOL  ANNOUNCED BY  ON THIS NODE (n1)\n\nPOOL  IN USE  ADDRESSES\n\n{INTERFACE_TABLE}"
+            )
+        );
+        let json: serde_json::Value = serde_json::from_str(&plan_report(
+            &Plan::default(),
+            "n1",
+            &report,
+            Output::Json,
+        ))
+        .unwrap();
+        assert_eq!(json["interfaces"], serde_json::to_value(&report).unwrap());
+        assert_eq!(
+            json["interfaces"]["skipped"][0],
+            serde_json::json!({"interface": "cali1", "reason": "excluded", "pattern": "^cali.*"})
+        );
+        assert_eq!(
+            json["interfaces"]["attached"][1],
+            serde_json::json!({"interface": "eth1", "reason": "named", "advertisements": ["a", "b"], "error": "attaching XDP: device busy"})
+        );
+
+        let recorded = RecordedInterfaces {
+            path: "/run/metallb/sys_fs_bpf_x.interfaces.json",
+            report: Some(&report),
+        };
+        let text = inspect_report(
+            "/sys/fs/bpf/x",
+            &VipTableCtl::default(),
+            &[],
+            &XdpStats::default(),
+            |_| String::new(),
+            &recorded,
+            Output::Table,
+        );
+        let tail = format!(
+            "interfaces, as the speaker chose them (/run/metallb/sys_fs_bpf_x.interfaces.json):\n{INTERFACE_TABLE}"
+        );
+        assert!(text.ends_with(&format!("\n\n{tail}")), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&inspect_report(
+            "/sys/fs/bpf/x",
+            &VipTableCtl::default(),
+            &[],
+            &XdpStats::default(),
+            |_| String::new(),
+            &recorded,
+            Output::Json,
+        ))
+        .unwrap();
+        assert_eq!(json["interfaces"], serde_json::to_value(&report).unwrap());
+    }
+
+    #[test]
+    fn with_interface_no_pattern_line_and_an_empty_list_says_none() {
+        let mut report = report();
+        report.exclusions = None;
+        let text = interface_table(&report);
+        assert!(!text.contains("exclusion patterns"), "{text}");
+        report.exclusions = Some(crate::plan::ExclusionPatterns {
+            source: crate::config::interfaces::PatternSource::Defaults,
+            patterns: vec![],
+        });
+        assert!(
+            interface_table(&report).ends_with("\nexclusion patterns (MetalLB's defaults): none\n")
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod datapath;
 pub mod election;
+pub mod interface_report;
 pub mod kubernetes;
 pub mod metrics;
 pub mod plan;

@@ -9,7 +9,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use metallb_common::{DEFAULT_MAX_VIPS, DEFAULT_PIN_DIR, PROGRAM_NAME};
 use metallb_user::{
     allocator::AllocatorOptions,
-    cli::{Output, failed_services, inspect_report, parse_report, plan_report, validation_report},
+    cli::{
+        Output, RecordedInterfaces, failed_services, inspect_report, parse_report, plan_report,
+        validation_report,
+    },
     config::{DEFAULT_NAMESPACE, ValidateOptions, crd, file, legacy, validate},
     datapath::{
         DatapathOptions, XdpMode,
@@ -17,6 +20,7 @@ use metallb_user::{
         iface,
         maps::Maps,
     },
+    interface_report,
     kubernetes::speaker::KubernetesOptions,
     plan::{PlanOptions, interfaces_to_attach, plan},
     printable::printable,
@@ -88,7 +92,8 @@ enum Command {
         config: PathBuf,
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
-        /// Interfaces the speaker would attach to (default: as the speaker chooses).
+        /// Interfaces the speaker would attach to (default: as the speaker chooses,
+        /// shown with the interfaces it leaves alone and why).
         #[arg(long = "interface", value_name = "IF")]
         interfaces: Vec<String>,
         #[command(flatten)]
@@ -170,7 +175,8 @@ enum Command {
         older_than: Option<Duration>,
     },
     /// Show the VIP entries and counters of the pinned datapath (while a speaker runs,
-    /// or after one left it in place).
+    /// or after one left it in place), and the interfaces the speaker attached to or
+    /// left alone, and why (as it recorded them in /run/metallb).
     Inspect {
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
@@ -281,8 +287,11 @@ struct SpeakerArgs {
     /// Ready are the live members of the election.
     #[arg(long, default_value = metallb_user::kubernetes::speaker::DEFAULT_SPEAKER_SELECTOR)]
     speaker_selector: String,
-    /// Attach to this interface (repeatable). Default: the interfaces the
-    /// L2Advertisements name, or every up, non-loopback interface when one names none.
+    /// Attach to this interface (repeatable), whatever the configuration says. Default:
+    /// the interfaces the L2Advertisements name, and, when one names none, every up,
+    /// non-loopback interface that no exclusion pattern matches (the metallb-excludel2
+    /// ConfigMap, or MetalLB's defaults without one: ^veth.*, ^cali.*,
+    /// ^kube-ipvs.*, ...).
     #[arg(long = "interface", value_name = "IF")]
     interfaces: Vec<String>,
     /// native falls back to generic (with a warning) where the driver refuses.
@@ -458,16 +467,17 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             };
             let node_name = node_name(node.node_name);
             let host = iface::list()?;
-            let (attach, _missing) = interfaces_to_attach(&cfg, &node_name, &interfaces, &host);
+            let choice = interfaces_to_attach(&cfg, &node_name, &interfaces, &host);
             let options = PlanOptions {
                 node_name: node_name.clone(),
                 allocator: AllocatorOptions {
                     load_balancer_class: node.lb_class,
                 },
+                named_despite_exclusion: choice.report.named_despite_exclusion(),
                 ..PlanOptions::default()
             };
-            let plan = plan(&cfg, &options, &attach);
-            print!("{}", plan_report(&plan, &node_name, output));
+            let plan = plan(&cfg, &options, &choice.attach);
+            print!("{}", plan_report(&plan, &node_name, &choice.report, output));
             let failed = failed_services(&plan);
             if failed > 0 {
                 eprintln!(
@@ -568,6 +578,13 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             for line in &report.errors {
                 eprintln!("error: {}", printable(line));
             }
+            // The speaker's record of its interfaces describes the datapath just removed.
+            if report.nothing_left()
+                && let Err(error) = interface_report::remove(&pin_dir)
+            {
+                eprintln!("error: {}", printable(&error.to_string()));
+                return Ok(ExitCode::FAILURE);
+            }
             Ok(if report.nothing_left() {
                 ExitCode::SUCCESS
             } else {
@@ -588,12 +605,18 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                     .unwrap_or_else(|| "?".into())
             };
             let vips = maps.vips()?;
+            let recorded = interface_report::read(&pin_dir)?;
+            let record_path = interface_report::path_for(&pin_dir).display().to_string();
             let report = inspect_report(
                 &pin_dir.display().to_string(),
                 &maps.ctl(),
                 &vips,
                 &maps.frame_counts(&vips)?,
                 name,
+                &RecordedInterfaces {
+                    path: &record_path,
+                    report: recorded.as_ref(),
+                },
                 output,
             );
             print!("{report}");

@@ -8,14 +8,14 @@ use std::{
 };
 
 use metallb_common::VipAction;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     allocator::{
         Allocations, AllocatorOptions, Decision, PoolUsage, ServiceKey, allocate, from_status,
         pool_usage,
     },
-    config::{Config, selector::any_matches},
+    config::{Config, interfaces::PatternSource, selector::any_matches},
     datapath::{
         iface::{Interface, MacAddr},
         maps::{VipConfig, VipKey},
@@ -40,6 +40,10 @@ pub struct PlanOptions {
     pub allocator: AllocatorOptions,
     pub addresses: AddressSource,
     pub election: ElectionContext,
+    /// Attached interfaces that an exclusion pattern matches, attached because an
+    /// L2Advertisement names them ([`InterfaceReport::named_despite_exclusion`]): only
+    /// the advertisements naming them announce there, not those naming no interface.
+    pub named_despite_exclusion: BTreeSet<String>,
 }
 
 /// What this node does for one service.
@@ -115,7 +119,7 @@ pub fn plan(config: &Config, options: &PlanOptions, interfaces: &[Interface]) ->
                 ips,
                 owner,
                 wanted,
-                &options.node_name,
+                options,
                 interfaces,
                 &mut out.vips,
             ),
@@ -138,14 +142,18 @@ fn role_for(
     ips: &[IpAddr],
     owner: &str,
     wanted: &Interfaces,
-    this_node: &str,
+    options: &PlanOptions,
     interfaces: &[Interface],
     vips: &mut BTreeMap<VipKey, VipConfig>,
 ) -> Role {
-    let ours = owner == this_node;
+    let ours = owner == options.node_name;
+    let announces_on = |name: &str| match wanted {
+        Interfaces::All => !options.named_despite_exclusion.contains(name),
+        Interfaces::Only(_) => wanted.includes(name),
+    };
     let on: Vec<&Interface> = interfaces
         .iter()
-        .filter(|i| !ours || wanted.includes(&i.name))
+        .filter(|i| !ours || announces_on(&i.name))
         .collect();
     if on.is_empty() {
         return Role::None {
@@ -190,28 +198,142 @@ fn role_for(
     }
 }
 
-/// The interfaces the speaker attaches to: those named on the command line; else those
-/// the L2Advertisements that may select this node name, and every up, non-loopback
-/// interface when one of them names none. Returns the interfaces and the names that
-/// do not exist on this host.
+/// Why an interface gets the XDP responder.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum AttachReason {
+    /// Named by `--interface`: the configuration and the patterns are not consulted.
+    CommandLine,
+    /// Named in the `interfaces` of these L2Advertisements; used even when an
+    /// exclusion pattern matches it (`excluded_by`), since it is named explicitly.
+    Named {
+        advertisements: Vec<String>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        excluded_by: Option<String>,
+    },
+    /// These L2Advertisements name no interface: every interface that is up, not a
+    /// loopback, and matched by no exclusion pattern.
+    EveryInterface { advertisements: Vec<String> },
+}
+
+/// Why an interface of this host is left alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum SkipReason {
+    /// An exclusion pattern matches its name.
+    Excluded { pattern: String },
+    Down,
+    Loopback,
+    /// The L2Advertisements for this node name interfaces, not this one.
+    NotNamed,
+    /// No L2Advertisement may select this node.
+    NoAdvertisement,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachedInterface {
+    pub interface: String,
+    #[serde(flatten)]
+    pub reason: AttachReason,
+    /// Set by the speaker when the kernel refused the attachment.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedInterface {
+    pub interface: String,
+    #[serde(flatten)]
+    pub reason: SkipReason,
+}
+
+/// An interface named (by `--interface`, or by these L2Advertisements) that this host
+/// does not have.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissingInterface {
+    pub interface: String,
+    /// Empty: named by `--interface`.
+    pub advertisements: Vec<String>,
+}
+
+/// The exclusion patterns consulted, and where they come from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExclusionPatterns {
+    pub source: PatternSource,
+    pub patterns: Vec<String>,
+}
+
+/// Which interfaces of this host get the responder and why, which do not and why:
+/// what `metallb plan` shows and the speaker records for `metallb inspect`. Sorted by
+/// interface name. With `--interface`, only the named interfaces are listed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceReport {
+    pub attached: Vec<AttachedInterface>,
+    pub skipped: Vec<SkippedInterface>,
+    pub missing: Vec<MissingInterface>,
+    /// `None` when `--interface` decides (no pattern is consulted).
+    pub exclusions: Option<ExclusionPatterns>,
+}
+
+impl InterfaceReport {
+    /// Attached interfaces that an exclusion pattern matches, attached only because an
+    /// L2Advertisement names them: an advertisement that names no interface does not
+    /// announce there ([`PlanOptions::named_despite_exclusion`]).
+    pub fn named_despite_exclusion(&self) -> BTreeSet<String> {
+        self.attached
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a.reason,
+                    AttachReason::Named {
+                        excluded_by: Some(_),
+                        ..
+                    }
+                )
+            })
+            .map(|a| a.interface.clone())
+            .collect()
+    }
+}
+
+/// The interfaces to attach to, and the report of the choice.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InterfaceChoice {
+    /// Sorted by name.
+    pub attach: Vec<Interface>,
+    pub report: InterfaceReport,
+}
+
+/// The interfaces the speaker attaches to, as MetalLB chooses them, and why each
+/// interface of `host` is or is not used:
+/// - `--interface` (`explicit`): exactly those;
+/// - else the interfaces named by the L2Advertisements that may select this node, up
+///   or not, whatever the exclusion patterns say (named explicitly);
+/// - and, when one of those advertisements names none, every other interface that is
+///   up, not a loopback, and matched by none of `config.interface_exclusions` (MetalLB's
+///   `metallb-excludel2`; MetalLB tests the patterns first).
+///
+/// Unlike MetalLB, where an excluded interface gets no responder even when an
+/// L2Advertisement names it, a name written out wins over a pattern.
 pub fn interfaces_to_attach(
     config: &Config,
     node_name: &str,
     explicit: &[String],
     host: &BTreeMap<String, Interface>,
-) -> (Vec<Interface>, Vec<String>) {
-    let usable = |i: &&Interface| i.up && !i.loopback;
-    let named = |names: &BTreeSet<String>| {
-        let found = names.iter().filter_map(|n| host.get(n)).cloned().collect();
-        let missing = names
-            .iter()
-            .filter(|n| !host.contains_key(*n))
-            .cloned()
-            .collect();
-        (found, missing)
-    };
+) -> InterfaceChoice {
+    let mut choice = InterfaceChoice::default();
     if !explicit.is_empty() {
-        return named(&explicit.iter().cloned().collect());
+        let named: BTreeSet<&String> = explicit.iter().collect();
+        for name in named {
+            match host.get(name) {
+                Some(iface) => choice.attach(iface, AttachReason::CommandLine),
+                None => choice.report.missing.push(MissingInterface {
+                    interface: name.clone(),
+                    advertisements: Vec::new(),
+                }),
+            }
+        }
+        return choice;
     }
     let labels = config
         .nodes
@@ -224,15 +346,75 @@ pub fn interfaces_to_attach(
         .iter()
         .filter(|a| a.node_selectors.is_empty() || any_matches(&a.node_selectors, &labels))
         .collect();
-    if mine.iter().any(|a| a.interfaces.is_empty()) {
-        return (host.values().filter(usable).cloned().collect(), Vec::new());
+    let mut named: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for adv in &mine {
+        for name in &adv.interfaces {
+            named.entry(name).or_default().push(adv.name.clone());
+        }
     }
-    named(
-        &mine
-            .iter()
-            .flat_map(|a| a.interfaces.iter().cloned())
-            .collect(),
-    )
+    let naming_none: Vec<String> = mine
+        .iter()
+        .filter(|a| a.interfaces.is_empty())
+        .map(|a| a.name.clone())
+        .collect();
+    let exclusions = &config.interface_exclusions;
+    choice.report.exclusions = Some(ExclusionPatterns {
+        source: exclusions.source().clone(),
+        patterns: exclusions.patterns(),
+    });
+    for (name, iface) in host {
+        let excluded_by = exclusions.matching(name).map(str::to_owned);
+        if let Some(advertisements) = named.get(name.as_str()) {
+            choice.attach(
+                iface,
+                AttachReason::Named {
+                    advertisements: advertisements.clone(),
+                    excluded_by,
+                },
+            );
+            continue;
+        }
+        let skip = match excluded_by {
+            _ if mine.is_empty() => SkipReason::NoAdvertisement,
+            _ if naming_none.is_empty() => SkipReason::NotNamed,
+            Some(pattern) => SkipReason::Excluded { pattern },
+            None if !iface.up => SkipReason::Down,
+            None if iface.loopback => SkipReason::Loopback,
+            None => {
+                choice.attach(
+                    iface,
+                    AttachReason::EveryInterface {
+                        advertisements: naming_none.clone(),
+                    },
+                );
+                continue;
+            }
+        };
+        choice.report.skipped.push(SkippedInterface {
+            interface: name.clone(),
+            reason: skip,
+        });
+    }
+    for (name, advertisements) in named {
+        if !host.contains_key(name) {
+            choice.report.missing.push(MissingInterface {
+                interface: name.to_owned(),
+                advertisements,
+            });
+        }
+    }
+    choice
+}
+
+impl InterfaceChoice {
+    fn attach(&mut self, iface: &Interface, reason: AttachReason) {
+        self.attach.push(iface.clone());
+        self.report.attached.push(AttachedInterface {
+            interface: iface.name.clone(),
+            reason,
+            error: None,
+        });
+    }
 }
 
 #[cfg(test)]
@@ -266,6 +448,12 @@ mod tests {
             iface("eth0", 2, true, false),
             iface("eth1", 3, true, false),
             iface("eth2", 4, false, false),
+            // What a Kubernetes node has besides: pod veths, kube-proxy's IPVS device,
+            // a container bridge that is down.
+            iface("vethabc123", 5, true, false),
+            iface("cali1234", 6, true, false),
+            iface("kube-ipvs0", 7, true, false),
+            iface("docker0", 8, false, false),
         ]
         .into_iter()
         .map(|i| (i.name.clone(), i))
@@ -426,72 +614,307 @@ mod tests {
         );
     }
 
+    /// One line per interface: `name: why`, attached first, then skipped, then missing.
+    fn summary(report: &InterfaceReport) -> Vec<String> {
+        let attached = report.attached.iter().map(|a| {
+            let why = match &a.reason {
+                AttachReason::CommandLine => "--interface".to_string(),
+                AttachReason::Named {
+                    advertisements,
+                    excluded_by: None,
+                } => format!("named by {}", advertisements.join(",")),
+                AttachReason::Named {
+                    advertisements,
+                    excluded_by: Some(pattern),
+                } => format!("named by {} despite {pattern}", advertisements.join(",")),
+                AttachReason::EveryInterface { advertisements } => {
+                    format!("every interface ({})", advertisements.join(","))
+                }
+            };
+            format!("attach {}: {why}", a.interface)
+        });
+        let skipped = report.skipped.iter().map(|s| {
+            let why = match &s.reason {
+                SkipReason::Excluded { pattern } => format!("excluded by {pattern}"),
+                SkipReason::Down => "down".into(),
+                SkipReason::Loopback => "loopback".into(),
+                SkipReason::NotNamed => "not named".into(),
+                SkipReason::NoAdvertisement => "no advertisement".into(),
+            };
+            format!("skip {}: {why}", s.interface)
+        });
+        let missing = report
+            .missing
+            .iter()
+            .map(|m| format!("missing {}: ({})", m.interface, m.advertisements.join(",")));
+        attached.chain(skipped).chain(missing).collect()
+    }
+
+    fn adv(name: &str, spec: &str) -> String {
+        format!(
+            "---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+        )
+    }
+
+    fn exclude_l2(patterns: &str) -> String {
+        format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: metallb-excludel2, namespace: metallb-system}}\ndata:\n  excludel2.yaml: |\n    announcedInterfacesToExclude: {patterns}\n"
+        )
+    }
+
     #[test]
     fn interfaces_to_attach_table() {
-        let adv = |spec: &str| {
-            format!(
-                "---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {{name: a{}}}\nspec: {spec}\n",
-                spec.len()
-            )
-        };
         let node = "---\napiVersion: v1\nkind: Node\nmetadata: {name: me, labels: {zone: east}}\n";
-        /// (config, --interface, attached, missing)
-        type Case = (
-            String,
-            Vec<&'static str>,
-            Vec<&'static str>,
-            Vec<&'static str>,
-        );
+        let skipped_by_default = [
+            "skip cali1234: excluded by ^cali.*",
+            "skip docker0: excluded by ^docker.*",
+            "skip eth2: down",
+            "skip kube-ipvs0: excluded by ^kube-ipvs.*",
+            "skip lo: excluded by ^lo$",
+            "skip vethabc123: excluded by ^veth.*",
+        ];
+        let not_named = |except: &[&str]| -> Vec<String> {
+            host()
+                .keys()
+                .filter(|n| !except.contains(&n.as_str()))
+                .map(|n| format!("skip {n}: not named"))
+                .collect()
+        };
+        let no_advertisement: Vec<String> = host()
+            .keys()
+            .map(|n| format!("skip {n}: no advertisement"))
+            .collect();
+        /// (what, config, --interface, attached, report)
+        type Case = (&'static str, String, Vec<&'static str>, Vec<&'static str>, Vec<String>);
+        let lines = |l: &[&str]| -> Vec<String> { l.iter().map(|s| s.to_string()).collect() };
         let cases: Vec<Case> = vec![
-            // (config, --interface, attached, missing)
             (
-                POOL.to_string() + &adv("{}"),
+                "no interfaces named: every up, non-loopback interface the defaults leave",
+                POOL.to_string() + &adv("a", "{}"),
                 vec![],
                 vec!["eth0", "eth1"],
-                vec![],
+                [
+                    lines(&["attach eth0: every interface (a)", "attach eth1: every interface (a)"]),
+                    lines(&skipped_by_default),
+                ]
+                .concat(),
             ),
             (
-                POOL.to_string() + &adv("{interfaces: [eth1, eth9]}"),
+                "named interfaces only; a missing one is reported",
+                POOL.to_string() + &adv("a", "{interfaces: [eth1, eth9]}"),
                 vec![],
                 vec!["eth1"],
-                vec!["eth9"],
+                [
+                    lines(&["attach eth1: named by a"]),
+                    not_named(&["eth1"]),
+                    lines(&["missing eth9: (a)"]),
+                ]
+                .concat(),
             ),
             (
-                POOL.to_string() + &adv("{interfaces: [eth1]}") + &adv("{}"),
+                "one advertisement names eth1, another none",
+                POOL.to_string() + &adv("a", "{interfaces: [eth1]}") + &adv("b", "{}"),
                 vec![],
                 vec!["eth0", "eth1"],
-                vec![],
+                [
+                    lines(&["attach eth0: every interface (b)", "attach eth1: named by a"]),
+                    lines(&skipped_by_default),
+                ]
+                .concat(),
             ),
             (
-                POOL.to_string() + &adv("{interfaces: [eth1]}"),
-                vec!["eth0", "lo"],
-                vec!["eth0", "lo"],
+                "named explicitly wins over a pattern, and over down",
+                POOL.to_string()
+                    + &adv("a", "{interfaces: [vethabc123, eth2]}")
+                    + &adv("b", "{interfaces: [vethabc123]}"),
                 vec![],
+                vec!["eth2", "vethabc123"],
+                [
+                    lines(&[
+                        "attach eth2: named by a",
+                        "attach vethabc123: named by a,b despite ^veth.*",
+                    ]),
+                    not_named(&["eth2", "vethabc123"]),
+                ]
+                .concat(),
             ),
             (
+                "--interface decides alone, loopback and patterns included",
+                POOL.to_string() + &adv("a", "{interfaces: [eth1]}"),
+                vec!["lo", "eth0", "kube-ipvs0", "eth0"],
+                vec!["eth0", "kube-ipvs0", "lo"],
+                lines(&[
+                    "attach eth0: --interface",
+                    "attach kube-ipvs0: --interface",
+                    "attach lo: --interface",
+                ]),
+            ),
+            (
+                "--interface naming what is not there",
+                POOL.to_string(),
+                vec!["eth9"],
+                vec![],
+                lines(&["missing eth9: ()"]),
+            ),
+            (
+                "the advertisement is not for this node",
                 POOL.to_string()
                     + node
-                    + &adv("{interfaces: [eth0], nodeSelectors: [{matchLabels: {zone: west}}]}"),
+                    + &adv("a", "{interfaces: [eth0], nodeSelectors: [{matchLabels: {zone: west}}]}"),
                 vec![],
                 vec![],
-                vec![],
+                no_advertisement.clone(),
             ),
             (
+                "the advertisement is for this node",
                 POOL.to_string()
                     + node
-                    + &adv("{interfaces: [eth0], nodeSelectors: [{matchLabels: {zone: east}}]}"),
+                    + &adv("a", "{interfaces: [eth0], nodeSelectors: [{matchLabels: {zone: east}}]}"),
                 vec![],
                 vec!["eth0"],
-                vec![],
+                [lines(&["attach eth0: named by a"]), not_named(&["eth0"])].concat(),
             ),
-            (POOL.to_string(), vec![], vec![], vec![]),
+            (
+                "no advertisement at all",
+                POOL.to_string(),
+                vec![],
+                vec![],
+                no_advertisement.clone(),
+            ),
+            (
+                "the ConfigMap's patterns replace the defaults",
+                POOL.to_string() + &adv("a", "{}") + &exclude_l2("['^eth1$', 'ipvs']"),
+                vec![],
+                vec!["cali1234", "eth0", "vethabc123"],
+                lines(&[
+                    "attach cali1234: every interface (a)",
+                    "attach eth0: every interface (a)",
+                    "attach vethabc123: every interface (a)",
+                    "skip docker0: down",
+                    "skip eth1: excluded by ^eth1$",
+                    "skip eth2: down",
+                    "skip kube-ipvs0: excluded by ipvs",
+                    "skip lo: loopback",
+                ]),
+            ),
+            (
+                "an empty list excludes nothing: down and loopback still count",
+                POOL.to_string() + &adv("a", "{}") + &exclude_l2("[]"),
+                vec![],
+                vec!["cali1234", "eth0", "eth1", "kube-ipvs0", "vethabc123"],
+                lines(&[
+                    "attach cali1234: every interface (a)",
+                    "attach eth0: every interface (a)",
+                    "attach eth1: every interface (a)",
+                    "attach kube-ipvs0: every interface (a)",
+                    "attach vethabc123: every interface (a)",
+                    "skip docker0: down",
+                    "skip eth2: down",
+                    "skip lo: loopback",
+                ]),
+            ),
         ];
-        for (text, explicit, attached, missing) in cases {
+        for (what, text, explicit, attached, report) in cases {
             let explicit: Vec<String> = explicit.into_iter().map(String::from).collect();
-            let (got, got_missing) = interfaces_to_attach(&config(&text), "me", &explicit, &host());
-            assert_eq!(names(&got), attached, "{text}");
-            assert_eq!(got_missing, missing, "{text}");
+            let choice = interfaces_to_attach(&config(&text), "me", &explicit, &host());
+            assert_eq!(names(&choice.attach), attached, "{what}");
+            assert_eq!(summary(&choice.report), report, "{what}");
+            assert_eq!(
+                choice.report.exclusions.is_none(),
+                !explicit.is_empty(),
+                "{what}: patterns are consulted unless --interface decides"
+            );
         }
+    }
+
+    #[test]
+    fn the_report_says_which_patterns_and_whence() {
+        let choice = interfaces_to_attach(&config(&(POOL.to_string() + &adv("a", "{}"))), "me", &[], &host());
+        assert_eq!(
+            choice.report.exclusions,
+            Some(ExclusionPatterns {
+                source: PatternSource::Defaults,
+                patterns: crate::config::interfaces::DEFAULT_EXCLUDED_INTERFACES
+                    .map(String::from)
+                    .to_vec(),
+            })
+        );
+        let text = POOL.to_string() + &adv("a", "{}") + &exclude_l2("['^veth']");
+        let choice = interfaces_to_attach(&config(&text), "me", &[], &host());
+        assert_eq!(
+            choice.report.exclusions,
+            Some(ExclusionPatterns {
+                source: PatternSource::ConfigMap("metallb-system/metallb-excludel2".into()),
+                patterns: vec!["^veth".into()],
+            })
+        );
+        // As JSON, for plan --output json and the speaker's record.
+        let json = serde_json::to_value(&choice.report).unwrap();
+        assert_eq!(
+            json["attached"][0],
+            serde_json::json!({"interface": "cali1234", "reason": "every_interface", "advertisements": ["a"]})
+        );
+        assert_eq!(
+            json["skipped"],
+            serde_json::json!([
+                {"interface": "docker0", "reason": "down"},
+                {"interface": "eth2", "reason": "down"},
+                {"interface": "lo", "reason": "loopback"},
+                {"interface": "vethabc123", "reason": "excluded", "pattern": "^veth"},
+            ])
+        );
+        assert_eq!(
+            json["exclusions"],
+            serde_json::json!({"source": {"config_map": "metallb-system/metallb-excludel2"}, "patterns": ["^veth"]})
+        );
+        let back: InterfaceReport = serde_json::from_value(json).unwrap();
+        assert_eq!(back, choice.report);
+    }
+
+    /// An interface an exclusion pattern matches is attached when an advertisement
+    /// names it; an advertisement naming no interface must not announce there.
+    #[test]
+    fn every_interface_leaves_out_those_attached_only_because_named() {
+        let text = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: pods}\nspec: {addresses: [192.0.2.0/28]}\n\
+                    ---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: lan}\nspec: {addresses: [192.0.2.16/28]}\n"
+            .to_string()
+            + &adv("to-pods", "{ipAddressPools: [pods], interfaces: [vethabc123]}")
+            + &adv("everywhere", "{ipAddressPools: [lan]}")
+            + "---\napiVersion: v1\nkind: Service\nmetadata: {name: a, annotations: {metallb.io/address-pool: pods}}\nspec: {type: LoadBalancer}\n"
+            + "---\napiVersion: v1\nkind: Service\nmetadata: {name: b, annotations: {metallb.io/address-pool: lan}}\nspec: {type: LoadBalancer}\n";
+        let cfg = config(&text);
+        let choice = interfaces_to_attach(&cfg, "me", &[], &host());
+        assert_eq!(names(&choice.attach), ["eth0", "eth1", "vethabc123"]);
+        let options = PlanOptions {
+            node_name: "me".into(),
+            named_despite_exclusion: choice.report.named_despite_exclusion(),
+            ..Default::default()
+        };
+        assert_eq!(
+            options.named_despite_exclusion,
+            BTreeSet::from(["vethabc123".to_string()])
+        );
+        let planned = plan(&cfg, &options, &choice.attach);
+        let role = |name: &str| {
+            planned.services[&ServiceKey {
+                namespace: "default".into(),
+                name: name.into(),
+            }]
+                .role
+                .clone()
+        };
+        assert_eq!(
+            role("a"),
+            Role::Announce {
+                interfaces: vec!["vethabc123".into()]
+            }
+        );
+        assert_eq!(
+            role("b"),
+            Role::Announce {
+                interfaces: vec!["eth0".into(), "eth1".into()]
+            }
+        );
     }
 
     #[test]

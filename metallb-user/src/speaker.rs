@@ -24,7 +24,7 @@ use tokio::{
     signal::unix::{SignalKind, signal},
     sync::mpsc,
 };
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::{
     allocator::{AllocatorOptions, Decision, ServiceKey, has_status_address, status_with},
@@ -32,9 +32,10 @@ use crate::{
     config::{Config, Issue, ValidateOptions, file, validate},
     datapath::{Datapath, DatapathOptions, XdpMode, iface},
     election::{Election, ElectionContext, Interfaces},
+    interface_report,
     kubernetes::lifecycle::{self, StopAction, StopDecision},
     metrics::{self, Shared},
-    plan::{AddressSource, PlanOptions, Role, interfaces_to_attach, plan},
+    plan::{AddressSource, InterfaceChoice, PlanOptions, Role, interfaces_to_attach, plan},
     printable::printable,
 };
 
@@ -289,21 +290,15 @@ impl Speaker {
                 return;
             }
         };
-        let (wanted, missing) = interfaces_to_attach(
+        let mut choice = interfaces_to_attach(
             &config,
             &self.options.node_name,
             &self.options.interfaces,
             &host,
         );
-        for name in missing {
-            warn!(iface = %name, "interface named in the configuration does not exist on this node");
-        }
-        for iface in &wanted {
-            if let Err(e) = self.datapath.attach(&iface.name, self.options.xdp_mode) {
-                error!(iface = %iface.name, error = %e, "cannot attach the XDP responder");
-            }
-        }
-        let wanted_names: BTreeSet<&str> = wanted.iter().map(|i| i.name.as_str()).collect();
+        self.attach_interfaces(&mut choice);
+        let wanted_names: BTreeSet<&str> =
+            choice.attach.iter().map(|i| i.name.as_str()).collect();
         let attached: Vec<iface::Interface> = self
             .datapath
             .attachments()
@@ -318,6 +313,7 @@ impl Speaker {
             },
             addresses,
             election,
+            named_despite_exclusion: choice.report.named_despite_exclusion(),
         };
         let plan = plan(&config, &plan_options, &attached);
         let report = self.datapath.sync(&plan.vips);
@@ -397,6 +393,30 @@ impl Speaker {
             removed = report.removed.len(),
             "configuration applied"
         );
+    }
+
+    /// Attaches the responder to the chosen interfaces, logs what is skipped and why,
+    /// and records the choice (with the attachments the kernel refused) for `metallb
+    /// inspect`.
+    fn attach_interfaces(&mut self, choice: &mut InterfaceChoice) {
+        for missing in &choice.report.missing {
+            warn!(iface = %printable(&missing.interface), "interface named in the configuration does not exist on this node");
+        }
+        for skipped in &choice.report.skipped {
+            debug!(iface = %printable(&skipped.interface), reason = ?skipped.reason, "interface left alone");
+        }
+        for attached in &mut choice.report.attached {
+            if let Err(e) = self
+                .datapath
+                .attach(&attached.interface, self.options.xdp_mode)
+            {
+                error!(iface = %printable(&attached.interface), error = %e, "cannot attach the XDP responder");
+                attached.error = Some(e.to_string());
+            }
+        }
+        if let Err(e) = interface_report::write(&self.options.datapath.pin_dir, &choice.report) {
+            warn!(error = %e, "cannot record the interfaces for metallb inspect");
+        }
     }
 
     /// MetalLB's events, as log lines, for services whose situation changed; the
@@ -569,6 +589,12 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
         StopAction::Remove => info!(reason = %decision.reason, "stopping: detaching and unpinning"),
     }
     let errors = decision.action.apply(datapath);
+    // The record of the interfaces describes the datapath: it goes with it.
+    if decision.action == StopAction::Remove
+        && let Err(e) = interface_report::remove(&options.datapath.pin_dir)
+    {
+        error!(error = %e, "cannot remove the record of the interfaces");
+    }
     for e in &errors {
         error!(error = %e, "during shutdown");
     }

@@ -1,6 +1,7 @@
 //! A standalone configuration file: a multi-document YAML of the objects a user would
 //! `kubectl apply` (MetalLB's IPAddressPool and L2Advertisement, core/v1 Service, Node,
-//! Namespace), parsed into typed objects with every problem named.
+//! Namespace, and MetalLB's `metallb-excludel2` ConfigMap), parsed into typed objects
+//! with every problem named.
 
 pub(super) mod typed;
 pub(super) mod yaml;
@@ -8,7 +9,7 @@ pub(super) mod yaml;
 use std::cell::OnceCell;
 
 use k8s_openapi::api::{
-    core::v1::{Namespace, Node, Service},
+    core::v1::{ConfigMap, Namespace, Node, Service},
     discovery::v1::EndpointSlice,
 };
 use kube::Resource;
@@ -17,6 +18,7 @@ use serde::{Deserialize, de::DeserializeOwned};
 use self::yaml::{Document, Locations, Step};
 use super::{
     Issue,
+    interfaces::EXCLUDE_L2_CONFIG_MAP,
     crd::{
         BFDProfile, BGPAdvertisement, Community, IPAddressPool, L2Advertisement, ServiceBGPStatus,
         ServiceL2Status, bgppeer,
@@ -33,6 +35,8 @@ pub struct ConfigFile {
     pub namespaces: Vec<Namespace>,
     /// The Services' endpoints (optional in a file: see `election::EndpointRule`).
     pub endpoint_slices: Vec<EndpointSlice>,
+    /// ConfigMaps named `metallb-excludel2`: the interfaces to leave alone.
+    pub exclude_l2: Vec<ConfigMap>,
     /// Objects kept but not used, unknown fields: reported, never fatal.
     pub warnings: Vec<Issue>,
 }
@@ -222,6 +226,7 @@ impl Reader<'_> {
                 }
                 None => self.errors.push(Issue::new(&object, "items", "", "a List needs a sequence of items")),
             },
+            ("v1", "ConfigMap") if name == EXCLUDE_L2_CONFIG_MAP => self.typed(value, &object, at, |file| &mut file.exclude_l2),
             ("v1", "ConfigMap") => self.file.warnings.push(Issue::new(
                 &object,
                 "kind",
@@ -243,7 +248,7 @@ impl Reader<'_> {
                 &object,
                 "apiVersion/kind",
                 &format!("{api_version} {kind}"),
-                "not a kind this configuration reads (metallb.io/v1beta1 IPAddressPool, L2Advertisement; v1 Service, Node, Namespace, List; discovery.k8s.io/v1 EndpointSlice)",
+                "not a kind this configuration reads (metallb.io/v1beta1 IPAddressPool, L2Advertisement; v1 Service, Node, Namespace, List, ConfigMap metallb-excludel2; discovery.k8s.io/v1 EndpointSlice)",
             )),
         }
     }
@@ -544,7 +549,7 @@ spec: [not, a, map
             messages(&parse(text).expect_err("duplicate")),
             [
                 "document 1: kind: key written twice, at line 2 column 1 and again at line 4 column 1",
-                "document 2 (Widget): apiVersion/kind \"v1 Widget\": not a kind this configuration reads (metallb.io/v1beta1 IPAddressPool, L2Advertisement; v1 Service, Node, Namespace, List; discovery.k8s.io/v1 EndpointSlice)",
+                "document 2 (Widget): apiVersion/kind \"v1 Widget\": not a kind this configuration reads (metallb.io/v1beta1 IPAddressPool, L2Advertisement; v1 Service, Node, Namespace, List, ConfigMap metallb-excludel2; discovery.k8s.io/v1 EndpointSlice)",
             ]
         );
     }

@@ -6,6 +6,7 @@ pub mod addresses;
 pub mod bgp;
 pub mod crd;
 pub mod file;
+pub mod interfaces;
 pub mod legacy;
 pub mod names;
 pub mod selector;
@@ -24,6 +25,7 @@ use crate::printable::printable;
 
 pub use self::{
     addresses::AddrRange,
+    interfaces::InterfaceExclusions,
     selector::{Labels, Selector},
     validate::{ValidateOptions, validate},
 };
@@ -139,6 +141,9 @@ pub struct Config {
     pub namespaces: BTreeMap<String, Labels>,
     /// The Services' endpoints, for the election (see `election::EndpointRule`).
     pub endpoint_slices: Vec<EndpointSlice>,
+    /// Interfaces left alone when an L2Advertisement names none: the
+    /// `metallb-excludel2` ConfigMap's patterns, or MetalLB's defaults without one.
+    pub interface_exclusions: InterfaceExclusions,
 }
 
 impl Config {

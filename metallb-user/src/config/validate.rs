@@ -7,13 +7,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::{
+    api::core::v1::ConfigMap,
+    apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
+};
 
 use super::{
     AddrRange, Config, DEFAULT_NAMESPACE, Issue, L2Advertisement, Labels, Pool, PoolAllocation,
     Selector,
     addresses::{PoolEntry, special_blocks},
     file::ConfigFile,
+    interfaces::{EXCLUDE_L2_CONFIG_MAP, InterfaceExclusions, read_config_map},
     names::{self, shorten},
     selector::same_selector,
     service::{self, HeldBack},
@@ -197,6 +201,34 @@ impl Checker {
         }
         object
     }
+}
+
+/// The interface exclusion patterns: the `metallb-excludel2` ConfigMap's, in MetalLB's
+/// namespace, or MetalLB's defaults without one.
+fn exclusions(
+    check: &mut Checker,
+    config_maps: &[ConfigMap],
+    options: &ValidateOptions,
+) -> InterfaceExclusions {
+    let mut in_force = None;
+    for (i, config_map) in config_maps.iter().enumerate() {
+        let object = check.metallb_object("ConfigMap", &config_map.metadata, options);
+        if i > 0 {
+            check.error(
+                &object,
+                "metadata.name",
+                EXCLUDE_L2_CONFIG_MAP,
+                "duplicate ConfigMap",
+            );
+            continue;
+        }
+        let source = object.strip_prefix("ConfigMap ").unwrap_or(&object);
+        let read = read_config_map(&object, source, config_map);
+        check.errors.extend(read.errors);
+        check.warnings.extend(read.warnings);
+        in_force = read.exclusions;
+    }
+    in_force.unwrap_or_default()
 }
 
 fn labels(meta: &ObjectMeta) -> Labels {
@@ -474,6 +506,8 @@ pub fn validate(file: &ConfigFile, options: &ValidateOptions) -> Validation {
         });
     }
 
+    let interface_exclusions = exclusions(&mut check, &file.exclude_l2, options);
+
     // What services ask for that these pools can never give: warnings (an error would
     // make the speaker drop the whole file).
     for (service, object) in &admitted_services {
@@ -497,6 +531,7 @@ pub fn validate(file: &ConfigFile, options: &ValidateOptions) -> Validation {
             nodes: file.nodes.clone(),
             namespaces,
             endpoint_slices: file.endpoint_slices.clone(),
+            interface_exclusions,
         }),
         errors: Vec::new(),
         warnings: check.warnings,
@@ -597,6 +632,96 @@ pub(super) mod tests {
             (adv("l2", "  serviceSelectors: [{matchLabels: {a: 'b c'}}]"), vec!["spec.serviceSelectors[0]"]),
             (adv("l2", "{}"), vec![]),
         ]
+    }
+
+    fn config_map(name: &str, namespace: &str, data: &str) -> String {
+        format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}{namespace}}}\ndata:\n{data}\n"
+        )
+    }
+
+    #[test]
+    fn the_excludel2_config_map_replaces_the_default_patterns() {
+        let patterns = |text: &str| {
+            let validation = run(text);
+            let errors: Vec<String> = validation.errors.iter().map(Issue::to_string).collect();
+            let warnings: Vec<String> = validation.warnings.iter().map(Issue::to_string).collect();
+            (
+                validation
+                    .config
+                    .map(|c| c.interface_exclusions.patterns()),
+                errors,
+                warnings,
+            )
+        };
+        let defaults: Vec<String> = crate::config::interfaces::DEFAULT_EXCLUDED_INTERFACES
+            .map(String::from)
+            .to_vec();
+        let ours = "  excludel2.yaml: |\n    announcedInterfacesToExclude: ['^veth.*', '^eth9$']";
+        // (what, file, patterns in force, errors, warnings)
+        let cases: Vec<(&str, String, Option<Vec<String>>, Vec<&str>, Vec<&str>)> = vec![
+            ("none: MetalLB's defaults", adv("l2", "{}"), Some(defaults.clone()), vec![], vec![]),
+            (
+                "in MetalLB's namespace",
+                config_map("metallb-excludel2", ", namespace: metallb-system", ours),
+                Some(vec!["^veth.*".into(), "^eth9$".into()]),
+                vec![],
+                vec![],
+            ),
+            (
+                "without a namespace: MetalLB's",
+                config_map("metallb-excludel2", "", ours),
+                Some(vec!["^veth.*".into(), "^eth9$".into()]),
+                vec![],
+                vec![],
+            ),
+            (
+                "in another namespace",
+                config_map("metallb-excludel2", ", namespace: default", ours),
+                None,
+                vec![
+                    "ConfigMap default/metallb-excludel2: metadata.namespace \"default\": MetalLB reads its objects only from namespace \"metallb-system\"",
+                ],
+                vec![],
+            ),
+            (
+                "twice",
+                config_map("metallb-excludel2", "", ours) + &config_map("metallb-excludel2", "", ours),
+                None,
+                vec![
+                    "ConfigMap metallb-system/metallb-excludel2: metadata.name \"metallb-excludel2\": duplicate ConfigMap",
+                ],
+                vec![],
+            ),
+            (
+                "a bad pattern",
+                config_map(
+                    "metallb-excludel2",
+                    "",
+                    "  excludel2.yaml: |\n    announcedInterfacesToExclude: ['^veth.*', '^eth[9']",
+                ),
+                None,
+                vec![
+                    "ConfigMap metallb-system/metallb-excludel2: data[excludel2.yaml].announcedInterfacesToExclude[1] \"^eth[9\": not a valid regular expression (RE2 syntax, as Go's regexp): unclosed character class",
+                ],
+                vec![],
+            ),
+            (
+                "MetalLB's legacy configuration is still ignored",
+                config_map("config", "", "  config: |\n    address-pools: []"),
+                Some(defaults.clone()),
+                vec![],
+                vec![
+                    "document 1 (ConfigMap config): kind \"ConfigMap\": ignored: the legacy ConfigMap configuration is not read; use IPAddressPool and L2Advertisement",
+                ],
+            ),
+        ];
+        for (what, text, want, errors, warnings) in cases {
+            let (got, got_errors, got_warnings) = patterns(&text);
+            assert_eq!(got, want, "{what}");
+            assert_eq!(got_errors, errors, "{what}");
+            assert_eq!(got_warnings, warnings, "{what}");
+        }
     }
 
     #[test]
