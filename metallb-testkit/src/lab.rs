@@ -67,7 +67,8 @@ pub fn unique_name(tag: &str) -> String {
     )
 }
 
-/// A pin directory of its own under /sys/fs/bpf, removed with everything in it on drop.
+/// A pin directory of its own under /sys/fs/bpf, removed with everything in it on drop,
+/// and with the speaker's record of its interfaces (under /run/metallb).
 pub struct ScratchPinDir {
     pub path: std::path::PathBuf,
 }
@@ -83,6 +84,7 @@ impl ScratchPinDir {
 impl Drop for ScratchPinDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
+        let _ = metallb_user::interface_report::remove(&self.path);
     }
 }
 
@@ -127,8 +129,10 @@ impl Lab {
         let lab = Self {
             node_ns: format!("{base}-n"),
             client_ns: format!("{base}-c"),
-            node_if: "veth-node",
-            client_if: "veth-client",
+            // Names no exclusion pattern matches (MetalLB's defaults exclude `^veth.*`),
+            // so that a speaker choosing interfaces by itself takes the node's.
+            node_if: "mlb-node",
+            client_if: "mlb-client",
             node_mac: MacAddr([0x02, 0x00, 0x00, 0x00, 0x01, 0x01]),
             client_mac: MacAddr([0x02, 0x00, 0x00, 0x00, 0x02, 0x02]),
             client_program: None,

@@ -41,14 +41,10 @@ fn main() -> anyhow::Result<()> {
         config.display()
     );
     let config_arg = config.to_string_lossy().into_owned();
-    let common = [
-        "--config",
-        &config_arg,
-        "--node-name",
-        NODE_NAME,
-        "--interface",
-        lab.node_if,
-    ];
+    // No --interface: the speaker chooses as MetalLB does (the advertisement names no
+    // interface, so every one that no exclusion pattern matches: the lab's, not lo),
+    // and the plan says so.
+    let common = ["--config", &config_arg, "--node-name", NODE_NAME];
 
     // 1. The plan: what each service gets, touching nothing.
     let plan = command_in(&lab.node_ns, &binary.to_string_lossy())

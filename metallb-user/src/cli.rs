@@ -158,7 +158,10 @@ fn interface_table(report: &InterfaceReport) -> String {
             ),
             AttachReason::EveryInterface {
                 advertisements: names,
-            } => format!("every interface not excluded ({} names none)", advertisements(names)),
+            } => format!(
+                "every interface not excluded ({} names none)",
+                advertisements(names)
+            ),
         };
         rows.push(match &attached.error {
             None => [attached.interface.clone(), "attach".into(), why],
@@ -530,7 +533,9 @@ mod tests {
         );
         assert_eq!(
             lines.last(),
-            Some(&"interfaces: no record at /run/metallb/x.json (the speaker writes it when it applies a configuration)")
+            Some(
+                &"interfaces: no record at /run/metallb/x.json (the speaker writes it when it applies a configuration)"
+            )
         );
         let json: serde_json::Value = serde_json::from_str(&inspect_report(
             "/p",
@@ -647,13 +652,9 @@ exclusion patterns (ConfigMap metallb-system/metallb-excludel2): ^veth.*, ^cali.
                 "SERVICE  IPS  POOL  ANNOUNCED BY  ON THIS NODE (n1)\n\nPOOL  IN USE  ADDRESSES\n\n{INTERFACE_TABLE}"
             )
         );
-        let json: serde_json::Value = serde_json::from_str(&plan_report(
-            &Plan::default(),
-            "n1",
-            &report,
-            Output::Json,
-        ))
-        .unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&plan_report(&Plan::default(), "n1", &report, Output::Json))
+                .unwrap();
         assert_eq!(json["interfaces"], serde_json::to_value(&report).unwrap());
         assert_eq!(
             json["interfaces"]["skipped"][0],

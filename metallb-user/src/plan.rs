@@ -115,14 +115,7 @@ pub fn plan(config: &Config, options: &PlanOptions, interfaces: &[Interface]) ->
                     interfaces: wanted,
                     ..
                 }),
-            ) => role_for(
-                ips,
-                owner,
-                wanted,
-                options,
-                interfaces,
-                &mut out.vips,
-            ),
+            ) => role_for(ips, owner, wanted, options, interfaces, &mut out.vips),
         };
         out.services.insert(
             key,
@@ -221,7 +214,9 @@ pub enum AttachReason {
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum SkipReason {
     /// An exclusion pattern matches its name.
-    Excluded { pattern: String },
+    Excluded {
+        pattern: String,
+    },
     Down,
     Loopback,
     /// The L2Advertisements for this node name interfaces, not this one.
@@ -685,7 +680,13 @@ mod tests {
             .map(|n| format!("skip {n}: no advertisement"))
             .collect();
         /// (what, config, --interface, attached, report)
-        type Case = (&'static str, String, Vec<&'static str>, Vec<&'static str>, Vec<String>);
+        type Case = (
+            &'static str,
+            String,
+            Vec<&'static str>,
+            Vec<&'static str>,
+            Vec<String>,
+        );
         let lines = |l: &[&str]| -> Vec<String> { l.iter().map(|s| s.to_string()).collect() };
         let cases: Vec<Case> = vec![
             (
@@ -694,7 +695,10 @@ mod tests {
                 vec![],
                 vec!["eth0", "eth1"],
                 [
-                    lines(&["attach eth0: every interface (a)", "attach eth1: every interface (a)"]),
+                    lines(&[
+                        "attach eth0: every interface (a)",
+                        "attach eth1: every interface (a)",
+                    ]),
                     lines(&skipped_by_default),
                 ]
                 .concat(),
@@ -717,7 +721,10 @@ mod tests {
                 vec![],
                 vec!["eth0", "eth1"],
                 [
-                    lines(&["attach eth0: every interface (b)", "attach eth1: named by a"]),
+                    lines(&[
+                        "attach eth0: every interface (b)",
+                        "attach eth1: named by a",
+                    ]),
                     lines(&skipped_by_default),
                 ]
                 .concat(),
@@ -760,7 +767,10 @@ mod tests {
                 "the advertisement is not for this node",
                 POOL.to_string()
                     + node
-                    + &adv("a", "{interfaces: [eth0], nodeSelectors: [{matchLabels: {zone: west}}]}"),
+                    + &adv(
+                        "a",
+                        "{interfaces: [eth0], nodeSelectors: [{matchLabels: {zone: west}}]}",
+                    ),
                 vec![],
                 vec![],
                 no_advertisement.clone(),
@@ -769,7 +779,10 @@ mod tests {
                 "the advertisement is for this node",
                 POOL.to_string()
                     + node
-                    + &adv("a", "{interfaces: [eth0], nodeSelectors: [{matchLabels: {zone: east}}]}"),
+                    + &adv(
+                        "a",
+                        "{interfaces: [eth0], nodeSelectors: [{matchLabels: {zone: east}}]}",
+                    ),
                 vec![],
                 vec!["eth0"],
                 [lines(&["attach eth0: named by a"]), not_named(&["eth0"])].concat(),
@@ -829,7 +842,12 @@ mod tests {
 
     #[test]
     fn the_report_says_which_patterns_and_whence() {
-        let choice = interfaces_to_attach(&config(&(POOL.to_string() + &adv("a", "{}"))), "me", &[], &host());
+        let choice = interfaces_to_attach(
+            &config(&(POOL.to_string() + &adv("a", "{}"))),
+            "me",
+            &[],
+            &host(),
+        );
         assert_eq!(
             choice.report.exclusions,
             Some(ExclusionPatterns {

@@ -297,8 +297,7 @@ impl Speaker {
             &host,
         );
         self.attach_interfaces(&mut choice);
-        let wanted_names: BTreeSet<&str> =
-            choice.attach.iter().map(|i| i.name.as_str()).collect();
+        let wanted_names: BTreeSet<&str> = choice.attach.iter().map(|i| i.name.as_str()).collect();
         let attached: Vec<iface::Interface> = self
             .datapath
             .attachments()

@@ -194,6 +194,9 @@ fn plan_shows_every_service_in_a_table_and_in_json() {
             "",
             "POOL       IN USE  ADDRESSES",
             "demo-pool  4       54",
+            "",
+            "INTERFACE  XDP     WHY",
+            "lo         attach  named by --interface",
         ]
     );
     let mut json_args = args.to_vec();
@@ -215,6 +218,32 @@ fn plan_shows_every_service_in_a_table_and_in_json() {
         value["pools"][0],
         serde_json::json!({"pool": "demo-pool", "in_use": 4, "total": "54"})
     );
+    assert_eq!(
+        value["interfaces"],
+        serde_json::json!({
+            "attached": [{"interface": "lo", "reason": "command_line"}],
+            "skipped": [],
+            "missing": [],
+            "exclusions": null,
+        })
+    );
+}
+
+#[test]
+fn a_bad_exclusion_pattern_refuses_the_file_and_names_the_pattern() {
+    let file = Scratch::new(
+        "excludel2.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: metallb-excludel2, namespace: metallb-system}\n\
+         data:\n  excludel2.yaml: |\n    announcedInterfacesToExclude:\n    - ^veth.*\n    - ^cali(\n",
+    );
+    let path = file.0.to_str().unwrap();
+    let error = "error: ConfigMap metallb-system/metallb-excludel2: data[excludel2.yaml].announcedInterfacesToExclude[1] \"^cali(\": not a valid regular expression (RE2 syntax, as Go's regexp): unclosed group\n";
+    let (code, stdout, _) = run(&["validate", path]);
+    assert_eq!(code, 1);
+    assert!(stdout.starts_with(error), "{stdout}");
+    let (code, stdout, stderr) = run_quiet(&["plan", "--config", path], Input::Nothing);
+    assert_eq!((code, stdout.as_str()), (1, ""));
+    assert!(stderr.starts_with(error), "{stderr}");
 }
 
 #[test]

@@ -108,6 +108,27 @@ impl Speaker {
             .stderr(stderr)
             .spawn()
             .expect("start the speaker");
+        Self::ready(lab, child)
+    }
+
+    /// Starts the speaker without `--interface`: it chooses its interfaces itself.
+    fn start_choosing_interfaces(lab: &Lab, config: &Path, pins: &Path) -> Self {
+        let mut args = speaker_args(lab, config, pins);
+        let at = args
+            .iter()
+            .position(|arg| arg == "--interface")
+            .expect("--interface");
+        args.drain(at..at + 2);
+        let child = command_in(&lab.node_ns, BINARY)
+            .args(args)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the speaker");
+        Self::ready(lab, child)
+    }
+
+    /// Waits until the speaker that `child` runs is ready.
+    fn ready(lab: &Lab, child: Child) -> Self {
         let speaker = Self(Some(child));
         let deadline = Instant::now() + Duration::from_secs(15);
         while !exec_in(
@@ -339,7 +360,7 @@ fn netns_a_restart_with_keep_datapath_loses_no_answer() {
         "the first speaker exits cleanly, leaving the datapath"
     );
     assert!(
-        pins.path.join("links/native/veth-node").exists(),
+        pins.path.join("links/native").join(lab.node_if).exists(),
         "the link is left pinned"
     );
     // With no speaker running, `metallb inspect` reads the datapath left in place, and
@@ -359,6 +380,11 @@ fn netns_a_restart_with_keep_datapath_loses_no_answer() {
         assert_eq!(json["vips"][0]["vip"], FIRST.to_string());
         assert_eq!(json["vips"][0]["interface"], lab.node_if);
         assert_eq!(json["vips"][0]["action"], "answer");
+        // And the interfaces as the speaker recorded them.
+        assert_eq!(
+            json["interfaces"]["attached"],
+            serde_json::json!([{"interface": lab.node_if, "reason": "command_line"}])
+        );
         json["vips"][0]["replies"].as_u64().expect("replies")
     };
     let before = inspect();
@@ -380,6 +406,10 @@ fn netns_a_restart_with_keep_datapath_loses_no_answer() {
     assert!(answered(&lab, FIRST));
     assert!(second.stop().success());
     assert!(!pins.path.exists(), "a normal stop unpins everything");
+    assert!(
+        !metallb_user::interface_report::path_for(&pins.path).exists(),
+        "and removes its record of the interfaces"
+    );
 }
 
 #[test]
@@ -559,4 +589,161 @@ fn netns_a_bpffs_that_cannot_be_mounted_is_a_clear_error() {
     );
     assert!(stderr.ends_with(&expected), "{stderr}");
     assert_eq!(bpf_mounts(), mounts);
+}
+
+/// The interfaces of namespace `ns` with an XDP program attached, as the kernel says,
+/// by name.
+fn with_xdp(lab: &Lab, ns: &str) -> Vec<String> {
+    let out = lab.ip(ns, &["-j", "link", "show"]).expect("ip link");
+    let links: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("ip -j");
+    let mut names: Vec<String> = links
+        .iter()
+        .filter(|link| link.get("xdp").is_some())
+        .filter_map(|link| link["ifname"].as_str().map(String::from))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A node as Kubernetes leaves it: pod veths (`vethabc123`, `cali1234`), kube-proxy's
+/// `kube-ipvs0` (a veth stands in: this kernel has no dummy links), a LAN interface
+/// `eth0`, and `eth1`, down. With an L2Advertisement naming no interface and no
+/// `--interface`, the real speaker attaches only to `eth0` and the lab's own interface;
+/// `plan` and `inspect` list the others as skipped, with the pattern that matched.
+#[test]
+fn netns_pod_veths_and_kube_ipvs0_are_left_alone() {
+    let lab = lab("ifaces");
+    let node = lab.node_ns.clone();
+    // Their peers go to the client namespace, so that nothing else appears on the node.
+    for (name, peer, up) in [
+        ("vethabc123", "pod0", true),
+        ("cali1234", "pod1", true),
+        ("kube-ipvs0", "ipvs0", true),
+        ("eth0", "lan0", true),
+        ("eth1", "lan1", false),
+    ] {
+        lab.ip(
+            &node,
+            &[
+                "link",
+                "add",
+                name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                peer,
+                "netns",
+                &lab.client_ns,
+            ],
+        )
+        .expect("add a veth");
+        if up {
+            lab.ip(&node, &["link", "set", name, "up"]).expect("up");
+        }
+    }
+    let (dir, pins) = (ConfigDir::new(), ScratchPinDir::new("ifaces"));
+    write_config(&dir.file(), &config(&[("first", FIRST)]));
+    let speaker = Speaker::start_choosing_interfaces(&lab, &dir.file(), &pins.path);
+
+    let mut attached = vec!["eth0".to_string(), lab.node_if.to_string()];
+    attached.sort();
+    assert_eq!(with_xdp(&lab, &node), attached, "only these run XDP");
+    assert!(
+        answered(&lab, FIRST),
+        "answered through the lab's interface"
+    );
+
+    let every = serde_json::json!({"reason": "every_interface", "advertisements": ["l2"]});
+    let attached_json: Vec<serde_json::Value> = attached
+        .iter()
+        .map(|name| {
+            let mut entry = every.clone();
+            entry["interface"] = name.as_str().into();
+            entry
+        })
+        .collect();
+    let skipped = serde_json::json!([
+        {"interface": "cali1234", "reason": "excluded", "pattern": "^cali.*"},
+        {"interface": "eth1", "reason": "down"},
+        {"interface": "kube-ipvs0", "reason": "excluded", "pattern": "^kube-ipvs.*"},
+        {"interface": "lo", "reason": "excluded", "pattern": "^lo$"},
+        {"interface": "vethabc123", "reason": "excluded", "pattern": "^veth.*"},
+    ]);
+
+    // inspect: the speaker's record, and VIP entries on the attached interfaces only.
+    let inspect = command_in(&node, BINARY)
+        .args(["inspect", "--output", "json", "--pin-dir"])
+        .arg(&pins.path)
+        .output()
+        .expect("inspect");
+    assert!(inspect.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("JSON");
+    assert_eq!(
+        json["interfaces"]["attached"],
+        serde_json::json!(attached_json)
+    );
+    assert_eq!(json["interfaces"]["skipped"], skipped);
+    let mut vip_interfaces: Vec<&str> = json["vips"]
+        .as_array()
+        .expect("vips")
+        .iter()
+        .filter_map(|vip| vip["interface"].as_str())
+        .collect();
+    vip_interfaces.sort();
+    vip_interfaces.dedup();
+    assert_eq!(vip_interfaces, attached);
+
+    // plan, in the node's namespace with the same file: the same choice, in words too.
+    let plan = |output: &str| {
+        let out = command_in(&node, BINARY)
+            .args([
+                "plan",
+                "--node-name",
+                "node-1",
+                "--output",
+                output,
+                "--config",
+            ])
+            .arg(dir.file())
+            .env("RUST_LOG", "off")
+            .output()
+            .expect("plan");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8")
+    };
+    let json: serde_json::Value = serde_json::from_str(&plan("json")).expect("JSON");
+    assert_eq!(
+        json["interfaces"]["attached"],
+        serde_json::json!(attached_json)
+    );
+    assert_eq!(json["interfaces"]["skipped"], skipped);
+    let table = plan("table");
+    let rows: Vec<&str> = table
+        .lines()
+        .skip_while(|line| !line.starts_with("INTERFACE"))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "INTERFACE   XDP     WHY",
+            "cali1234    skip    excluded by ^cali.*",
+            "eth0        attach  every interface not excluded (L2Advertisement l2 names none)",
+            "eth1        skip    down",
+            "kube-ipvs0  skip    excluded by ^kube-ipvs.*",
+            "lo          skip    excluded by ^lo$",
+            "mlb-node    attach  every interface not excluded (L2Advertisement l2 names none)",
+            "vethabc123  skip    excluded by ^veth.*",
+            "exclusion patterns (MetalLB's defaults): ^docker.*, ^cbr.*, ^dummy.*, ^virbr.*, ^lxcbr.*, ^veth.*, ^lo$, ^cali.*, ^tunl.*, ^flannel.*, ^kube-ipvs.*, ^cni.*, ^nodelocaldns.*, ^lxc.*",
+        ],
+        "{table}"
+    );
+
+    assert!(speaker.stop().success());
+    assert_eq!(with_xdp(&lab, &node), Vec::<String>::new(), "all detached");
+    assert!(!metallb_user::interface_report::path_for(&pins.path).exists());
 }

@@ -18,11 +18,11 @@ use serde::{Deserialize, de::DeserializeOwned};
 use self::yaml::{Document, Locations, Step};
 use super::{
     Issue,
-    interfaces::EXCLUDE_L2_CONFIG_MAP,
     crd::{
         BFDProfile, BGPAdvertisement, Community, IPAddressPool, L2Advertisement, ServiceBGPStatus,
         ServiceL2Status, bgppeer,
     },
+    interfaces::EXCLUDE_L2_CONFIG_MAP,
 };
 
 /// Every object of a configuration file, by kind, in file order.

@@ -9,6 +9,11 @@
 //! interface is excluded when any pattern matches it. A pattern that does not compile
 //! is an error (MetalLB's speaker then refuses to start); a ConfigMap without the key
 //! or without the field excludes nothing, as in MetalLB, with a warning here.
+//!
+//! Standalone mode takes the ConfigMap from the file ([`super::file::ConfigFile`]'s
+//! `exclude_l2`); the Kubernetes speaker puts the one it watches there too (or calls
+//! [`read_config_map`]), and [`super::validate`] fills [`super::Config`]'s
+//! `interface_exclusions`: the ConfigMap's patterns, or MetalLB's defaults without one.
 
 use std::{fmt, sync::LazyLock};
 
@@ -326,7 +331,9 @@ fn canonical_field_name(object: &str, field: &str, value: &mut Value, warnings: 
             object,
             &format!("{field}.{written}"),
             "",
-            format!("read as {EXCLUDE_L2_FIELD} (MetalLB ignores the case of the key); write it so"),
+            format!(
+                "read as {EXCLUDE_L2_FIELD} (MetalLB ignores the case of the key); write it so"
+            ),
         ));
     }
 }
@@ -580,6 +587,31 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// `deploy/metallb-excludel2.yaml` is what the code takes for MetalLB's defaults, and
+    /// the README shows the same list.
+    #[test]
+    fn the_shipped_config_map_holds_the_defaults() {
+        use crate::config::{ValidateOptions, file::parse, validate};
+        let text = include_str!("../../../deploy/metallb-excludel2.yaml");
+        let validation = validate(&parse(text).expect("parses"), &ValidateOptions::default());
+        assert!(validation.errors.is_empty(), "{:?}", validation.errors);
+        assert!(validation.warnings.is_empty(), "{:?}", validation.warnings);
+        let exclusions = validation.config.expect("valid").interface_exclusions;
+        assert_eq!(exclusions.patterns(), DEFAULT_EXCLUDED_INTERFACES);
+        assert_eq!(
+            exclusions.source(),
+            &PatternSource::ConfigMap(SOURCE.into())
+        );
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(EXCLUDE_L2_FIELD))
+            .expect("the list");
+        assert!(
+            include_str!("../../../README.md").contains(line),
+            "the README shows {line}"
+        );
     }
 
     #[test]

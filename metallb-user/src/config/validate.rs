@@ -647,9 +647,7 @@ pub(super) mod tests {
             let errors: Vec<String> = validation.errors.iter().map(Issue::to_string).collect();
             let warnings: Vec<String> = validation.warnings.iter().map(Issue::to_string).collect();
             (
-                validation
-                    .config
-                    .map(|c| c.interface_exclusions.patterns()),
+                validation.config.map(|c| c.interface_exclusions.patterns()),
                 errors,
                 warnings,
             )
@@ -658,9 +656,22 @@ pub(super) mod tests {
             .map(String::from)
             .to_vec();
         let ours = "  excludel2.yaml: |\n    announcedInterfacesToExclude: ['^veth.*', '^eth9$']";
-        // (what, file, patterns in force, errors, warnings)
-        let cases: Vec<(&str, String, Option<Vec<String>>, Vec<&str>, Vec<&str>)> = vec![
-            ("none: MetalLB's defaults", adv("l2", "{}"), Some(defaults.clone()), vec![], vec![]),
+        /// (what, file, patterns in force, errors, warnings)
+        type Case = (
+            &'static str,
+            String,
+            Option<Vec<String>>,
+            Vec<&'static str>,
+            Vec<&'static str>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "none: MetalLB's defaults",
+                adv("l2", "{}"),
+                Some(defaults.clone()),
+                vec![],
+                vec![],
+            ),
             (
                 "in MetalLB's namespace",
                 config_map("metallb-excludel2", ", namespace: metallb-system", ours),
@@ -686,7 +697,8 @@ pub(super) mod tests {
             ),
             (
                 "twice",
-                config_map("metallb-excludel2", "", ours) + &config_map("metallb-excludel2", "", ours),
+                config_map("metallb-excludel2", "", ours)
+                    + &config_map("metallb-excludel2", "", ours),
                 None,
                 vec![
                     "ConfigMap metallb-system/metallb-excludel2: metadata.name \"metallb-excludel2\": duplicate ConfigMap",
