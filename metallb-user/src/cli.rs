@@ -11,7 +11,7 @@ use crate::{
     config::{Issue, validate::Validation},
     datapath::maps::VipRecord,
     election::Election,
-    plan::{AttachReason, InterfaceReport, Plan, Role, SkipReason},
+    plan::{InterfaceReport, Plan, Role},
     printable::printable,
 };
 
@@ -132,67 +132,33 @@ pub fn failed_services(plan: &Plan) -> usize {
         .count()
 }
 
-/// `L2Advertisement a` or `L2Advertisements a, b`.
-fn advertisements(names: &[String]) -> String {
-    let plural = if names.len() == 1 { "" } else { "s" };
-    format!("L2Advertisement{plural} {}", names.join(", "))
-}
-
 /// The interfaces of `report` as a table (interface, XDP, why), sorted by name, and a
 /// line saying which exclusion patterns were consulted.
 fn interface_table(report: &InterfaceReport) -> String {
     let mut rows: Vec<[String; 3]> = Vec::new();
     for attached in &report.attached {
-        let why = match &attached.reason {
-            AttachReason::CommandLine => "named by --interface".to_string(),
-            AttachReason::Named {
-                advertisements: names,
-                excluded_by: None,
-            } => format!("named by {}", advertisements(names)),
-            AttachReason::Named {
-                advertisements: names,
-                excluded_by: Some(pattern),
-            } => format!(
-                "named by {}, although {pattern} matches",
-                advertisements(names)
-            ),
-            AttachReason::EveryInterface {
-                advertisements: names,
-            } => format!(
-                "every interface not excluded ({} names none)",
-                advertisements(names)
-            ),
-        };
         rows.push(match &attached.error {
-            None => [attached.interface.clone(), "attach".into(), why],
+            None => [
+                attached.interface.clone(),
+                "attach".into(),
+                attached.reason.to_string(),
+            ],
             Some(error) => [
                 attached.interface.clone(),
                 "failed".into(),
-                format!("{why}; {error}"),
+                format!("{}; {error}", attached.reason),
             ],
         });
     }
     for skipped in &report.skipped {
-        let why = match &skipped.reason {
-            SkipReason::Excluded { pattern } => format!("excluded by {pattern}"),
-            SkipReason::Down => "down".into(),
-            SkipReason::Loopback => "loopback".into(),
-            SkipReason::NotNamed => "not named by the L2Advertisements for this node".into(),
-            SkipReason::NoAdvertisement => "no L2Advertisement selects this node".into(),
-        };
-        rows.push([skipped.interface.clone(), "skip".into(), why]);
+        rows.push([
+            skipped.interface.clone(),
+            "skip".into(),
+            skipped.reason.to_string(),
+        ]);
     }
     for missing in &report.missing {
-        let by = if missing.advertisements.is_empty() {
-            "--interface".to_string()
-        } else {
-            advertisements(&missing.advertisements)
-        };
-        rows.push([
-            missing.interface.clone(),
-            "missing".into(),
-            format!("named by {by}, not on this node"),
-        ]);
+        rows.push([missing.interface.clone(), "missing".into(), missing.why()]);
     }
     rows.sort();
     let mut table = vec![vec!["INTERFACE".to_string(), "XDP".into(), "WHY".into()]];
@@ -560,7 +526,10 @@ mod tests {
     fn report() -> InterfaceReport {
         use crate::{
             config::interfaces::PatternSource,
-            plan::{AttachedInterface, ExclusionPatterns, MissingInterface, SkippedInterface},
+            plan::{
+                AttachReason, AttachedInterface, ExclusionPatterns, MissingInterface, SkipReason,
+                SkippedInterface,
+            },
         };
         let attached = |name: &str, reason, error: Option<&str>| AttachedInterface {
             interface: name.into(),
@@ -669,29 +638,23 @@ exclusion patterns (ConfigMap metallb-system/metallb-excludel2): ^veth.*, ^cali.
             path: "/run/metallb/sys_fs_bpf_x.interfaces.json",
             report: Some(&report),
         };
-        let text = inspect_report(
-            "/sys/fs/bpf/x",
-            &VipTableCtl::default(),
-            &[],
-            &XdpStats::default(),
-            |_| String::new(),
-            &recorded,
-            Output::Table,
-        );
+        let inspect = |output| {
+            inspect_report(
+                "/sys/fs/bpf/x",
+                &VipTableCtl::default(),
+                &[],
+                &XdpStats::default(),
+                |_| String::new(),
+                &recorded,
+                output,
+            )
+        };
+        let text = inspect(Output::Table);
         let tail = format!(
             "interfaces, as the speaker chose them (/run/metallb/sys_fs_bpf_x.interfaces.json):\n{INTERFACE_TABLE}"
         );
         assert!(text.ends_with(&format!("\n\n{tail}")), "{text}");
-        let json: serde_json::Value = serde_json::from_str(&inspect_report(
-            "/sys/fs/bpf/x",
-            &VipTableCtl::default(),
-            &[],
-            &XdpStats::default(),
-            |_| String::new(),
-            &recorded,
-            Output::Json,
-        ))
-        .unwrap();
+        let json: serde_json::Value = serde_json::from_str(&inspect(Output::Json)).unwrap();
         assert_eq!(json["interfaces"], serde_json::to_value(&report).unwrap());
     }
 

@@ -242,6 +242,51 @@ pub struct SkippedInterface {
     pub reason: SkipReason,
 }
 
+/// `L2Advertisement a` or `L2Advertisements a, b`.
+fn advertisements_named(names: &[String]) -> String {
+    let plural = if names.len() == 1 { "" } else { "s" };
+    format!("L2Advertisement{plural} {}", names.join(", "))
+}
+
+/// In words, for `plan` and `inspect`.
+impl std::fmt::Display for AttachReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttachReason::CommandLine => write!(f, "named by --interface"),
+            AttachReason::Named {
+                advertisements,
+                excluded_by: None,
+            } => write!(f, "named by {}", advertisements_named(advertisements)),
+            AttachReason::Named {
+                advertisements,
+                excluded_by: Some(pattern),
+            } => write!(
+                f,
+                "named by {}, although {pattern} matches",
+                advertisements_named(advertisements)
+            ),
+            AttachReason::EveryInterface { advertisements } => write!(
+                f,
+                "every interface not excluded ({} names none)",
+                advertisements_named(advertisements)
+            ),
+        }
+    }
+}
+
+/// In words, for `plan` and `inspect`.
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkipReason::Excluded { pattern } => write!(f, "excluded by {pattern}"),
+            SkipReason::Down => write!(f, "down"),
+            SkipReason::Loopback => write!(f, "loopback"),
+            SkipReason::NotNamed => write!(f, "not named by the L2Advertisements for this node"),
+            SkipReason::NoAdvertisement => write!(f, "no L2Advertisement selects this node"),
+        }
+    }
+}
+
 /// An interface named (by `--interface`, or by these L2Advertisements) that this host
 /// does not have.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,6 +294,18 @@ pub struct MissingInterface {
     pub interface: String,
     /// Empty: named by `--interface`.
     pub advertisements: Vec<String>,
+}
+
+impl MissingInterface {
+    /// Why it is listed, in words.
+    pub fn why(&self) -> String {
+        let by = if self.advertisements.is_empty() {
+            "--interface".to_string()
+        } else {
+            advertisements_named(&self.advertisements)
+        };
+        format!("named by {by}, not on this node")
+    }
 }
 
 /// The exclusion patterns consulted, and where they come from.
@@ -611,37 +668,18 @@ mod tests {
 
     /// One line per interface: `name: why`, attached first, then skipped, then missing.
     fn summary(report: &InterfaceReport) -> Vec<String> {
-        let attached = report.attached.iter().map(|a| {
-            let why = match &a.reason {
-                AttachReason::CommandLine => "--interface".to_string(),
-                AttachReason::Named {
-                    advertisements,
-                    excluded_by: None,
-                } => format!("named by {}", advertisements.join(",")),
-                AttachReason::Named {
-                    advertisements,
-                    excluded_by: Some(pattern),
-                } => format!("named by {} despite {pattern}", advertisements.join(",")),
-                AttachReason::EveryInterface { advertisements } => {
-                    format!("every interface ({})", advertisements.join(","))
-                }
-            };
-            format!("attach {}: {why}", a.interface)
-        });
-        let skipped = report.skipped.iter().map(|s| {
-            let why = match &s.reason {
-                SkipReason::Excluded { pattern } => format!("excluded by {pattern}"),
-                SkipReason::Down => "down".into(),
-                SkipReason::Loopback => "loopback".into(),
-                SkipReason::NotNamed => "not named".into(),
-                SkipReason::NoAdvertisement => "no advertisement".into(),
-            };
-            format!("skip {}: {why}", s.interface)
-        });
+        let attached = report
+            .attached
+            .iter()
+            .map(|a| format!("attach {}: {}", a.interface, a.reason));
+        let skipped = report
+            .skipped
+            .iter()
+            .map(|s| format!("skip {}: {}", s.interface, s.reason));
         let missing = report
             .missing
             .iter()
-            .map(|m| format!("missing {}: ({})", m.interface, m.advertisements.join(",")));
+            .map(|m| format!("missing {}: {}", m.interface, m.why()));
         attached.chain(skipped).chain(missing).collect()
     }
 
@@ -672,12 +710,12 @@ mod tests {
             host()
                 .keys()
                 .filter(|n| !except.contains(&n.as_str()))
-                .map(|n| format!("skip {n}: not named"))
+                .map(|n| format!("skip {n}: not named by the L2Advertisements for this node"))
                 .collect()
         };
         let no_advertisement: Vec<String> = host()
             .keys()
-            .map(|n| format!("skip {n}: no advertisement"))
+            .map(|n| format!("skip {n}: no L2Advertisement selects this node"))
             .collect();
         /// (what, config, --interface, attached, report)
         type Case = (
@@ -696,8 +734,8 @@ mod tests {
                 vec!["eth0", "eth1"],
                 [
                     lines(&[
-                        "attach eth0: every interface (a)",
-                        "attach eth1: every interface (a)",
+                        "attach eth0: every interface not excluded (L2Advertisement a names none)",
+                        "attach eth1: every interface not excluded (L2Advertisement a names none)",
                     ]),
                     lines(&skipped_by_default),
                 ]
@@ -709,9 +747,9 @@ mod tests {
                 vec![],
                 vec!["eth1"],
                 [
-                    lines(&["attach eth1: named by a"]),
+                    lines(&["attach eth1: named by L2Advertisement a"]),
                     not_named(&["eth1"]),
-                    lines(&["missing eth9: (a)"]),
+                    lines(&["missing eth9: named by L2Advertisement a, not on this node"]),
                 ]
                 .concat(),
             ),
@@ -722,8 +760,8 @@ mod tests {
                 vec!["eth0", "eth1"],
                 [
                     lines(&[
-                        "attach eth0: every interface (b)",
-                        "attach eth1: named by a",
+                        "attach eth0: every interface not excluded (L2Advertisement b names none)",
+                        "attach eth1: named by L2Advertisement a",
                     ]),
                     lines(&skipped_by_default),
                 ]
@@ -738,8 +776,8 @@ mod tests {
                 vec!["eth2", "vethabc123"],
                 [
                     lines(&[
-                        "attach eth2: named by a",
-                        "attach vethabc123: named by a,b despite ^veth.*",
+                        "attach eth2: named by L2Advertisement a",
+                        "attach vethabc123: named by L2Advertisements a, b, although ^veth.* matches",
                     ]),
                     not_named(&["eth2", "vethabc123"]),
                 ]
@@ -751,9 +789,9 @@ mod tests {
                 vec!["lo", "eth0", "kube-ipvs0", "eth0"],
                 vec!["eth0", "kube-ipvs0", "lo"],
                 lines(&[
-                    "attach eth0: --interface",
-                    "attach kube-ipvs0: --interface",
-                    "attach lo: --interface",
+                    "attach eth0: named by --interface",
+                    "attach kube-ipvs0: named by --interface",
+                    "attach lo: named by --interface",
                 ]),
             ),
             (
@@ -761,7 +799,7 @@ mod tests {
                 POOL.to_string(),
                 vec!["eth9"],
                 vec![],
-                lines(&["missing eth9: ()"]),
+                lines(&["missing eth9: named by --interface, not on this node"]),
             ),
             (
                 "the advertisement is not for this node",
@@ -785,7 +823,7 @@ mod tests {
                     ),
                 vec![],
                 vec!["eth0"],
-                [lines(&["attach eth0: named by a"]), not_named(&["eth0"])].concat(),
+                [lines(&["attach eth0: named by L2Advertisement a"]), not_named(&["eth0"])].concat(),
             ),
             (
                 "no advertisement at all",
@@ -800,9 +838,9 @@ mod tests {
                 vec![],
                 vec!["cali1234", "eth0", "vethabc123"],
                 lines(&[
-                    "attach cali1234: every interface (a)",
-                    "attach eth0: every interface (a)",
-                    "attach vethabc123: every interface (a)",
+                    "attach cali1234: every interface not excluded (L2Advertisement a names none)",
+                    "attach eth0: every interface not excluded (L2Advertisement a names none)",
+                    "attach vethabc123: every interface not excluded (L2Advertisement a names none)",
                     "skip docker0: down",
                     "skip eth1: excluded by ^eth1$",
                     "skip eth2: down",
@@ -816,11 +854,11 @@ mod tests {
                 vec![],
                 vec!["cali1234", "eth0", "eth1", "kube-ipvs0", "vethabc123"],
                 lines(&[
-                    "attach cali1234: every interface (a)",
-                    "attach eth0: every interface (a)",
-                    "attach eth1: every interface (a)",
-                    "attach kube-ipvs0: every interface (a)",
-                    "attach vethabc123: every interface (a)",
+                    "attach cali1234: every interface not excluded (L2Advertisement a names none)",
+                    "attach eth0: every interface not excluded (L2Advertisement a names none)",
+                    "attach eth1: every interface not excluded (L2Advertisement a names none)",
+                    "attach kube-ipvs0: every interface not excluded (L2Advertisement a names none)",
+                    "attach vethabc123: every interface not excluded (L2Advertisement a names none)",
                     "skip docker0: down",
                     "skip eth2: down",
                     "skip lo: loopback",
