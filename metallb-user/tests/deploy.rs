@@ -347,6 +347,18 @@ fn the_speaker_is_a_host_network_daemonset_with_the_bpffs_and_only_its_capabilit
         .expect("the bpffs volume mounted");
     assert_eq!(mount["mountPath"], "/sys/fs/bpf");
     assert_eq!(mount["mountPropagation"], "HostToContainer");
+    // The root filesystem is read-only: the record of the interfaces needs a volume.
+    let run = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mountPath"] == metallb_user::interface_report::RUN_DIR)
+        .expect("a volume where the speaker records its interfaces");
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["name"] == run["name"] && v["emptyDir"].is_object())
+    );
     assert!(
         args.contains(&"--pin-dir=/sys/fs/bpf/metallb"),
         "the pins on the host's bpffs: {args:?}"
