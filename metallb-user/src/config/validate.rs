@@ -724,7 +724,7 @@ pub(super) mod tests {
                 Some(defaults.clone()),
                 vec![],
                 vec![
-                    "document 1 (ConfigMap config): kind \"ConfigMap\": ignored: the legacy ConfigMap configuration is not read; use IPAddressPool and L2Advertisement",
+                    "document 1 (ConfigMap config): kind \"ConfigMap\": ignored: the legacy ConfigMap configuration is not read; `metallb migrate-config` converts it to IPAddressPool and L2Advertisement objects",
                 ],
             ),
         ];
