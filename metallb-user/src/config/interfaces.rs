@@ -11,9 +11,10 @@
 //! or without the field excludes nothing, as in MetalLB, with a warning here.
 //!
 //! Standalone mode takes the ConfigMap from the file ([`super::file::ConfigFile`]'s
-//! `exclude_l2`); the Kubernetes speaker puts the one it watches there too (or calls
-//! [`read_config_map`]), and [`super::validate`] fills [`super::Config`]'s
+//! `exclude_l2`), and [`super::validate`] fills [`super::Config`]'s
 //! `interface_exclusions`: the ConfigMap's patterns, or MetalLB's defaults without one.
+//! A speaker on the Kubernetes API sets `interface_exclusions` from the ConfigMap it
+//! watches with [`for_cluster`].
 
 use std::{fmt, sync::LazyLock};
 
@@ -304,6 +305,27 @@ pub fn read_config_map(object: &str, source: &str, config_map: &ConfigMap) -> Co
                 ));
             }
         }
+    }
+    read
+}
+
+/// The patterns a speaker on the Kubernetes API uses, from the `metallb-excludel2`
+/// ConfigMap of `namespace` it watches (`None`: there is none). No ConfigMap: MetalLB's
+/// defaults. A ConfigMap with errors (MetalLB's speaker would not start): its problems
+/// are returned, and MetalLB's defaults apply meanwhile, rather than no exclusion at all
+/// (which would put the responder on every pod's veth).
+pub fn for_cluster(namespace: &str, config_map: Option<&ConfigMap>) -> ConfigMapRead {
+    let Some(config_map) = config_map else {
+        return ConfigMapRead {
+            exclusions: Some(InterfaceExclusions::default()),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        };
+    };
+    let source = format!("{namespace}/{EXCLUDE_L2_CONFIG_MAP}");
+    let mut read = read_config_map(&format!("ConfigMap {source}"), &source, config_map);
+    if read.exclusions.is_none() {
+        read.exclusions = Some(InterfaceExclusions::default());
     }
     read
 }
@@ -612,6 +634,42 @@ mod tests {
             include_str!("../../../README.md").contains(line),
             "the README shows {line}"
         );
+    }
+
+    #[test]
+    fn in_a_cluster_a_missing_or_broken_config_map_leaves_the_defaults() {
+        let defaults = InterfaceExclusions::default().patterns();
+        let none = for_cluster("metallb-system", None);
+        assert_eq!(
+            none.exclusions.map(|e| e.patterns()),
+            Some(defaults.clone())
+        );
+        assert!(none.errors.is_empty() && none.warnings.is_empty());
+
+        let ours = for_cluster(
+            "metallb-system",
+            Some(&config_map(Some(
+                "announcedInterfacesToExclude: ['^eth9$']",
+            ))),
+        );
+        let exclusions = ours.exclusions.expect("patterns");
+        assert_eq!(exclusions.patterns(), ["^eth9$"]);
+        assert_eq!(
+            exclusions.source(),
+            &PatternSource::ConfigMap(SOURCE.into())
+        );
+
+        let broken = for_cluster(
+            "metallb-system",
+            Some(&config_map(Some("announcedInterfacesToExclude: ['^eth[']"))),
+        );
+        assert_eq!(
+            shown(&broken.errors),
+            [
+                "ConfigMap metallb-system/metallb-excludel2: data[excludel2.yaml].announcedInterfacesToExclude[0] \"^eth[\": not a valid regular expression (RE2 syntax, as Go's regexp): unclosed character class"
+            ]
+        );
+        assert_eq!(broken.exclusions.map(|e| e.patterns()), Some(defaults));
     }
 
     #[test]
