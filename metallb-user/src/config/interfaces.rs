@@ -16,7 +16,10 @@
 //! A speaker on the Kubernetes API sets `interface_exclusions` from the ConfigMap it
 //! watches with [`for_cluster`].
 
-use std::{fmt, sync::LazyLock};
+use std::{
+    fmt,
+    sync::{Arc, LazyLock},
+};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use regex::Regex;
@@ -81,9 +84,13 @@ struct Pattern {
     regex: Regex,
 }
 
-/// The exclusion patterns in force, compiled.
+/// The exclusion patterns in force, compiled. Shared: a clone is a pointer's (the
+/// configuration is cloned and moved around whole).
 #[derive(Clone, Debug)]
-pub struct InterfaceExclusions {
+pub struct InterfaceExclusions(Arc<Exclusions>);
+
+#[derive(Debug)]
+struct Exclusions {
     patterns: Vec<Pattern>,
     source: PatternSource,
 }
@@ -114,10 +121,10 @@ impl Default for InterfaceExclusions {
 impl InterfaceExclusions {
     /// Excludes nothing.
     pub fn none(source: PatternSource) -> Self {
-        Self {
+        Self(Arc::new(Exclusions {
             patterns: Vec::new(),
             source,
-        }
+        }))
     }
 
     /// Compiles `patterns`, or says which do not compile, and why.
@@ -138,10 +145,10 @@ impl InterfaceExclusions {
             }
         }
         if errors.is_empty() {
-            Ok(Self {
+            Ok(Self(Arc::new(Exclusions {
                 patterns: compiled,
                 source,
-            })
+            })))
         } else {
             Err(errors)
         }
@@ -150,7 +157,8 @@ impl InterfaceExclusions {
     /// The first pattern that matches `interface` (anywhere in the name, as Go's
     /// `MatchString`), if any.
     pub fn matching(&self, interface: &str) -> Option<&str> {
-        self.patterns
+        self.0
+            .patterns
             .iter()
             .find(|p| p.regex.is_match(interface))
             .map(|p| p.text.as_str())
@@ -158,11 +166,11 @@ impl InterfaceExclusions {
 
     /// The patterns, in listed order.
     pub fn patterns(&self) -> Vec<String> {
-        self.patterns.iter().map(|p| p.text.clone()).collect()
+        self.0.patterns.iter().map(|p| p.text.clone()).collect()
     }
 
     pub fn source(&self) -> &PatternSource {
-        &self.source
+        &self.0.source
     }
 }
 
