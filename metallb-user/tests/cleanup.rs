@@ -66,6 +66,8 @@ fn netns_cleanup_removes_what_a_speaker_left_then_has_nothing_to_do() {
     left_datapath(&lab, &config, &pins);
     let group = vip6_group(&lab).expect("the multicast MAC stays with the datapath");
     assert!(group.ends_with("static"), "{group}");
+    let record = metallb_user::interface_report::path_for(&pins.path);
+    assert!(record.exists(), "the record of the interfaces stays too");
 
     let output = cleanup(&lab, &pins, &[]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
@@ -96,6 +98,7 @@ fn netns_cleanup_removes_what_a_speaker_left_then_has_nothing_to_do() {
     assert_eq!(text(&output.stdout), expected.join("\n") + "\n");
     assert_eq!(xdp_attached(&lab), None, "nothing attached");
     assert!(!pins.path.exists(), "nothing pinned");
+    assert!(!record.exists(), "no record of the interfaces");
     assert_eq!(vip6_group(&lab), None, "no multicast MAC of ours");
     assert!(!answers_arp(&lab), "nobody answers the VIP any more");
 
