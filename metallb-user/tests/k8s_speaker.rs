@@ -98,7 +98,15 @@ impl Node {
         assert!(status.success(), "the speaker exited with {status}");
     }
 
+    /// Starts the speaker on the lab's interface, named with `--interface`.
     fn start_speaker_with(&mut self, extra: &[&str]) {
+        let mut args = vec!["--interface", self.lab.node_if];
+        args.extend(extra);
+        self.start_speaker_on_any_interface(&args);
+    }
+
+    /// Starts the speaker without `--interface`: it chooses, with the exclusion patterns.
+    fn start_speaker_on_any_interface(&mut self, extra: &[&str]) {
         let pins = self.pins.path.to_string_lossy().into_owned();
         let pod = format!("speaker-{}", self.name);
         let child = command_in(&self.lab.node_ns, BINARY)
@@ -108,8 +116,6 @@ impl Node {
                 self.name,
                 "--pod-name",
                 &pod,
-                "--interface",
-                self.lab.node_if,
                 "--pin-dir",
                 &pins,
             ])
@@ -474,5 +480,124 @@ fn netns_a_kubernetes_speaker_keeps_its_datapath_for_an_update_and_removes_it_on
     a.stop_speaker();
     assert!(!pinned(&a), "an uninstall removes the datapath");
     assert!(!a.pins.path.exists(), "no pin directory stays behind");
+    rbac::assert_authorized(&server, &SPEAKER, NS);
+}
+
+/// Without `--interface`, the speaker leaves alone the interfaces the watched
+/// `metallb-excludel2` ConfigMap excludes, follows its changes without a restart, and
+/// keeps MetalLB's defaults (not "exclude nothing") while it has errors.
+#[test]
+fn netns_a_kubernetes_speaker_follows_the_metallb_excludel2_config_map() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let _context = rt.enter();
+    let server = rt.block_on(TestApiServer::start()).expect("test server");
+    for crd in [
+        IPAddressPool::crd(),
+        L2Advertisement::crd(),
+        ServiceL2Status::crd(),
+    ] {
+        server.register_crd(&crd).expect("CRD");
+    }
+    seed(
+        &server,
+        "metallb.io",
+        "ipaddresspools",
+        json!({
+            "apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+            "metadata": {"name": "pool", "namespace": NS}, "spec": {"addresses": ["192.0.2.100/32"]},
+        }),
+    );
+    seed(
+        &server,
+        "metallb.io",
+        "l2advertisements",
+        json!({
+            "apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement", "metadata": {"name": "all", "namespace": NS},
+        }),
+    );
+    seed(
+        &server,
+        "",
+        "nodes",
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-a"}}),
+    );
+    seed(&server, "", "pods", speaker_pod("node-a"));
+    // The address as the controller writes it: a speaker takes it from the status.
+    seed(
+        &server,
+        "",
+        "services",
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": VIP.to_string()}]}},
+        }),
+    );
+    server
+        .seed(
+            "discovery.k8s.io",
+            "v1",
+            "endpointslices",
+            endpoints("node-a", true),
+        )
+        .expect("endpoints");
+
+    let mut a = Node::new(&rt, &server, "node-a");
+    a.start_speaker_on_any_interface(&[]);
+    until_answering(
+        &[&a],
+        &["node-a"],
+        "no ConfigMap: MetalLB's defaults spare the lab's interface",
+    );
+
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(server.client().unwrap(), NS);
+    let exclude = |patterns: &str| -> k8s_openapi::api::core::v1::ConfigMap {
+        serde_json::from_value(json!({
+            "metadata": {"name": "metallb-excludel2", "namespace": NS},
+            "data": {"excludel2.yaml": format!("announcedInterfacesToExclude: {patterns}")},
+        }))
+        .unwrap()
+    };
+    rt.block_on(config_maps.create(&PostParams::default(), &exclude(r#"["^mlb-"]"#)))
+        .expect("create the ConfigMap");
+    until_answering(&[&a], &[], "the ConfigMap excludes the lab's interface");
+
+    // A pattern that does not compile: logged, and MetalLB's defaults apply meanwhile.
+    rt.block_on(config_maps.replace(
+        "metallb-excludel2",
+        &PostParams::default(),
+        &exclude(r#"["^mlb-", "("]"#),
+    ))
+    .expect("replace the ConfigMap");
+    until_answering(&[&a], &["node-a"], "a broken ConfigMap: the defaults");
+    let log = std::fs::read_to_string(&a.log).expect("log");
+    assert!(
+        log.contains("ConfigMap metallb-system/metallb-excludel2"),
+        "the error names the ConfigMap: {log}"
+    );
+
+    // Fixed again, then deleted (with another ConfigMap of the namespace, which is not
+    // this one, saying the same): the defaults.
+    rt.block_on(config_maps.replace(
+        "metallb-excludel2",
+        &PostParams::default(),
+        &exclude(r#"["^mlb-"]"#),
+    ))
+    .expect("replace the ConfigMap");
+    until_answering(
+        &[&a],
+        &[],
+        "the ConfigMap excludes the lab's interface again",
+    );
+    let mut other = exclude(r#"["^mlb-"]"#);
+    other.metadata.name = Some("something-else".into());
+    rt.block_on(config_maps.create(&PostParams::default(), &other))
+        .expect("another ConfigMap");
+    rt.block_on(config_maps.delete("metallb-excludel2", &Default::default()))
+        .expect("delete the ConfigMap");
+    until_answering(&[&a], &["node-a"], "the ConfigMap is gone");
+    drop(a);
     rbac::assert_authorized(&server, &SPEAKER, NS);
 }

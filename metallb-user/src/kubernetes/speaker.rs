@@ -1,6 +1,6 @@
 //! The speaker's Kubernetes source: watches what MetalLB's speaker watches (Services,
 //! EndpointSlices, Nodes, Namespaces, IPAddressPools, L2Advertisements, the speaker
-//! Pods) and hands the speaker loop a complete [`Snapshot`] after every burst of
+//! Pods, the `metallb-excludel2` ConfigMap) and hands the speaker loop a complete [`Snapshot`] after every burst of
 //! changes: the addresses are those of the Services' status (the controller writes
 //! them; a speaker never allocates), the live members are the nodes whose speaker Pod
 //! is Ready, endpoints are as the API lists them.
@@ -17,7 +17,7 @@ use std::{
 use futures::{StreamExt as _, stream::BoxStream};
 use k8s_openapi::{
     api::{
-        core::v1::{Namespace, Node, ObjectReference, Pod, Service},
+        core::v1::{ConfigMap, Namespace, Node, ObjectReference, Pod, Service},
         discovery::v1::EndpointSlice,
     },
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
@@ -45,6 +45,7 @@ use crate::{
         crd::{
             IPAddressPool, InterfaceInfo, L2Advertisement, MetalLBServiceL2Status, ServiceL2Status,
         },
+        interfaces::{self, EXCLUDE_L2_CONFIG_MAP},
     },
     election::{ElectionContext, EndpointRule},
     plan::AddressSource,
@@ -86,6 +87,8 @@ struct Stores {
     pools: Store<IPAddressPool>,
     l2_advertisements: Store<L2Advertisement>,
     speakers: Store<Pod>,
+    /// The `metallb-excludel2` ConfigMap (at most one: watched by name).
+    exclude_l2: Store<ConfigMap>,
 }
 
 pub struct Source {
@@ -120,7 +123,9 @@ pub fn live_nodes(speakers: &[Pod]) -> BTreeSet<String> {
 }
 
 impl Stores {
-    fn snapshot(&self, namespace: &str, this_node: &str) -> Snapshot {
+    /// The snapshot, and the problems of the `metallb-excludel2` ConfigMap (MetalLB's
+    /// defaults apply while it has errors).
+    fn snapshot(&self, namespace: &str, this_node: &str) -> (Snapshot, Vec<String>) {
         let options = ValidateOptions {
             namespace: namespace.into(),
         };
@@ -139,18 +144,26 @@ impl Stores {
         config.services = owned(&self.services);
         config.nodes = owned(&self.nodes);
         config.endpoint_slices = owned(&self.endpoint_slices);
+        let exclude_l2 = interfaces::for_cluster(namespace, owned(&self.exclude_l2).first());
+        if let Some(exclusions) = exclude_l2.exclusions {
+            config.interface_exclusions = exclusions;
+        }
+        let exclusion_issues = (exclude_l2.errors.iter().map(|e| format!("error: {e}")))
+            .chain(exclude_l2.warnings.iter().map(|w| format!("warning: {w}")))
+            .collect();
         let mut live = live_nodes(&owned(&self.speakers));
         // This speaker is running: until its Pod shows Ready (which waits for this very
         // sync) it counts itself, as MetalLB's memberlist does.
         live.insert(this_node.to_owned());
-        Snapshot {
+        let snapshot = Snapshot {
             config,
             addresses: AddressSource::Status,
             election: ElectionContext {
                 live_nodes: Some(live),
                 endpoints: EndpointRule::Observed,
             },
-        }
+        };
+        (snapshot, exclusion_issues)
     }
 
     async fn ready(&self) {
@@ -161,6 +174,7 @@ impl Stores {
         let _ = self.pools.wait_until_ready().await;
         let _ = self.l2_advertisements.wait_until_ready().await;
         let _ = self.speakers.wait_until_ready().await;
+        let _ = self.exclude_l2.wait_until_ready().await;
     }
 }
 
@@ -252,6 +266,10 @@ impl Source {
             Api::<Pod>::namespaced(client.clone(), &self.namespace),
             watcher::Config::default().labels(&self.options.speaker_selector),
         );
+        let (exclude_l2, exclude_l2_events) = watched(
+            Api::<ConfigMap>::namespaced(client.clone(), &self.namespace),
+            watcher::Config::default().fields(&format!("metadata.name={EXCLUDE_L2_CONFIG_MAP}")),
+        );
         let stores = Stores {
             services,
             endpoint_slices,
@@ -260,6 +278,7 @@ impl Source {
             pools,
             l2_advertisements,
             speakers,
+            exclude_l2,
         };
         let mut changes = futures::stream::select_all([
             services_events,
@@ -269,6 +288,7 @@ impl Source {
             pools_events,
             l2_events,
             speakers_events,
+            exclude_l2_events,
         ]);
         let reporter = Reporter {
             controller: MANAGER.into(),
@@ -292,6 +312,8 @@ impl Source {
         let mut ready = false;
         let stores_ready = stores.clone();
         let mut until_ready = Box::pin(async move { stores_ready.ready().await });
+        // Said once each time they change, not at every snapshot.
+        let mut exclusion_issues = Vec::new();
         loop {
             tokio::select! {
                 () = &mut until_ready, if !ready => {
@@ -326,7 +348,21 @@ impl Source {
             if !ready {
                 continue;
             }
-            let snapshot = stores.snapshot(&self.namespace, &self.node_name);
+            let (snapshot, issues) = stores.snapshot(&self.namespace, &self.node_name);
+            if issues != exclusion_issues {
+                for issue in &issues {
+                    warn!(
+                        "{issue} (the interfaces to leave alone: MetalLB's defaults apply while the ConfigMap has errors)"
+                    );
+                }
+                if issues.is_empty() {
+                    info!(
+                        config_map = EXCLUDE_L2_CONFIG_MAP,
+                        "the interfaces to leave alone are read without problems"
+                    );
+                }
+                exclusion_issues = issues;
+            }
             if updates.send(Update::Apply(snapshot)).await.is_err() {
                 break;
             }
