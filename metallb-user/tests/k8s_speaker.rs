@@ -206,6 +206,40 @@ fn seed(server: &TestApiServer, group: &str, plural: &str, object: Value) {
     server.seed(group, version, plural, object).expect("seed");
 }
 
+/// The test API server, knowing the metallb.io kinds a speaker reads and writes.
+fn start_server(rt: &tokio::runtime::Runtime) -> TestApiServer {
+    let server = rt.block_on(TestApiServer::start()).expect("test server");
+    for crd in [
+        IPAddressPool::crd(),
+        L2Advertisement::crd(),
+        ServiceL2Status::crd(),
+    ] {
+        server.register_crd(&crd).expect("CRD");
+    }
+    server
+}
+
+/// A pool `pool` of `addresses` and an L2Advertisement `all` of every pool.
+fn seed_pool_and_advertisement(server: &TestApiServer, addresses: &str) {
+    seed(
+        server,
+        "metallb.io",
+        "ipaddresspools",
+        json!({
+            "apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+            "metadata": {"name": "pool", "namespace": NS}, "spec": {"addresses": [addresses]},
+        }),
+    );
+    seed(
+        server,
+        "metallb.io",
+        "l2advertisements",
+        json!({
+            "apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement", "metadata": {"name": "all", "namespace": NS},
+        }),
+    );
+}
+
 fn speaker_pod(node: &str) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -263,33 +297,10 @@ fn netns_kubernetes_speakers_answer_where_elected_and_follow_endpoints_and_nodes
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     // Spawns (the server's listeners, kube's client) need the runtime's context.
     let _context = rt.enter();
-    let server = rt.block_on(TestApiServer::start()).expect("test server");
-    for crd in [
-        IPAddressPool::crd(),
-        L2Advertisement::crd(),
-        ServiceL2Status::crd(),
-    ] {
-        server.register_crd(&crd).expect("CRD");
-    }
+    let server = start_server(&rt);
     let client = rt.block_on(async { server.client() }).expect("client");
 
-    seed(
-        &server,
-        "metallb.io",
-        "ipaddresspools",
-        json!({
-            "apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
-            "metadata": {"name": "pool", "namespace": NS}, "spec": {"addresses": ["192.0.2.100-192.0.2.110"]},
-        }),
-    );
-    seed(
-        &server,
-        "metallb.io",
-        "l2advertisements",
-        json!({
-            "apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement", "metadata": {"name": "all", "namespace": NS},
-        }),
-    );
+    seed_pool_and_advertisement(&server, "192.0.2.100-192.0.2.110");
     for node in ["node-a", "node-b"] {
         seed(
             &server,
@@ -410,14 +421,7 @@ fn netns_kubernetes_speakers_answer_where_elected_and_follow_endpoints_and_nodes
 fn netns_a_kubernetes_speaker_keeps_its_datapath_for_an_update_and_removes_it_on_uninstall() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let _context = rt.enter();
-    let server = rt.block_on(TestApiServer::start()).expect("test server");
-    for crd in [
-        IPAddressPool::crd(),
-        L2Advertisement::crd(),
-        ServiceL2Status::crd(),
-    ] {
-        server.register_crd(&crd).expect("CRD");
-    }
+    let server = start_server(&rt);
     server.register(metallb_testkit::apiserver::ResourceType {
         group: "apps".into(),
         version: "v1".into(),
@@ -490,31 +494,8 @@ fn netns_a_kubernetes_speaker_keeps_its_datapath_for_an_update_and_removes_it_on
 fn netns_a_kubernetes_speaker_follows_the_metallb_excludel2_config_map() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let _context = rt.enter();
-    let server = rt.block_on(TestApiServer::start()).expect("test server");
-    for crd in [
-        IPAddressPool::crd(),
-        L2Advertisement::crd(),
-        ServiceL2Status::crd(),
-    ] {
-        server.register_crd(&crd).expect("CRD");
-    }
-    seed(
-        &server,
-        "metallb.io",
-        "ipaddresspools",
-        json!({
-            "apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
-            "metadata": {"name": "pool", "namespace": NS}, "spec": {"addresses": ["192.0.2.100/32"]},
-        }),
-    );
-    seed(
-        &server,
-        "metallb.io",
-        "l2advertisements",
-        json!({
-            "apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement", "metadata": {"name": "all", "namespace": NS},
-        }),
-    );
+    let server = start_server(&rt);
+    seed_pool_and_advertisement(&server, "192.0.2.100/32");
     seed(
         &server,
         "",
