@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::{
     allocator::Decision,
+    bgp::plan::{Attributes, BgpPlan, ServiceBgp},
     config::{Issue, validate::Validation},
     datapath::maps::VipRecord,
     election::Election,
@@ -35,9 +36,18 @@ pub fn validation_report(file: &str, validation: &Validation) -> (String, bool) 
         Some(config) => {
             let _ = writeln!(
                 out,
-                "{file} is valid: {} IPAddressPool(s), {} L2Advertisement(s), {} Service(s), {} Node(s), {} warning(s)",
+                "{file} is valid: {} IPAddressPool(s), {} L2Advertisement(s), {}{} Service(s), {} Node(s), {} warning(s)",
                 config.pools.len(),
                 config.l2_advertisements.len(),
+                if config.bgp.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "{} BGPAdvertisement(s), {} BGPPeer(s), ",
+                        config.bgp.advertisements.len(),
+                        config.bgp.peers.len()
+                    )
+                },
                 config.services.len(),
                 config.nodes.len(),
                 validation.warnings.len()
@@ -91,6 +101,170 @@ struct PlanJson<'a> {
     services: Vec<ServiceRow>,
     pools: Vec<PoolRow>,
     interfaces: &'a InterfaceReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bgp: Option<BgpJson>,
+}
+
+/// BGP mode in `metallb plan --output json`.
+#[derive(Serialize)]
+struct BgpJson {
+    services: Vec<BgpServiceJson>,
+    /// This node's sessions.
+    sessions: Vec<BgpSessionJson>,
+}
+
+#[derive(Serialize)]
+struct BgpServiceJson {
+    service: String,
+    #[serde(flatten)]
+    plan: ServiceBgp,
+}
+
+#[derive(Serialize)]
+struct BgpSessionJson {
+    peer: String,
+    address: String,
+    my_asn: u32,
+    peer_asn: String,
+    bfd_profile: Option<String>,
+    prefixes: Vec<BgpPrefixJson>,
+}
+
+#[derive(Serialize)]
+struct BgpPrefixJson {
+    prefix: String,
+    #[serde(flatten)]
+    attributes: Attributes,
+}
+
+fn peer_address(peer: &crate::config::bgp_config::BgpPeer) -> String {
+    match (&peer.address, &peer.interface) {
+        (Some(address), _) => address.to_string(),
+        (None, Some(interface)) => format!("interface {interface}"),
+        (None, None) => "-".into(),
+    }
+}
+
+fn bgp_json(bgp: &BgpPlan) -> Option<BgpJson> {
+    if bgp.services.is_empty() && bgp.this_node.sessions.is_empty() {
+        return None;
+    }
+    Some(BgpJson {
+        services: bgp
+            .services
+            .iter()
+            .map(|(key, plan)| BgpServiceJson {
+                service: key.to_string(),
+                plan: plan.clone(),
+            })
+            .collect(),
+        sessions: bgp
+            .this_node
+            .sessions
+            .iter()
+            .map(|s| BgpSessionJson {
+                peer: s.peer.name.clone(),
+                address: peer_address(&s.peer),
+                my_asn: s.peer.my_asn,
+                peer_asn: s.peer.peer_asn.to_string(),
+                bfd_profile: s.peer.bfd_profile.clone(),
+                prefixes: s
+                    .prefixes
+                    .iter()
+                    .map(|(prefix, attributes)| BgpPrefixJson {
+                        prefix: prefix.to_string(),
+                        attributes: attributes.clone(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    })
+}
+
+fn attributes_text(attributes: &Attributes) -> (String, String) {
+    let local_pref = attributes
+        .local_pref
+        .map_or_else(|| "-".into(), |lp| lp.to_string());
+    let communities: Vec<String> = attributes
+        .communities
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    let communities = if communities.is_empty() {
+        "-".into()
+    } else {
+        communities.join(" ")
+    };
+    (local_pref, communities)
+}
+
+/// The BGP tables of `metallb plan`: what every node announces for each Service, then
+/// this node's sessions.
+fn bgp_tables(bgp: &BgpPlan, node: &str) -> String {
+    if bgp.services.is_empty() && bgp.this_node.sessions.is_empty() {
+        return String::new();
+    }
+    let mut table = vec![vec![
+        "BGP SERVICE".to_string(),
+        "NODE".into(),
+        "PEER".into(),
+        "PREFIX".into(),
+        "LOCAL PREF".into(),
+        "COMMUNITIES".into(),
+    ]];
+    for (key, plan) in &bgp.services {
+        for a in &plan.announcements {
+            let (local_pref, communities) = attributes_text(&a.attributes);
+            table.push(vec![
+                key.to_string(),
+                a.node.clone(),
+                a.peer.clone(),
+                a.prefix.to_string(),
+                local_pref,
+                communities,
+            ]);
+        }
+        for (node, reason) in &plan.not_announced {
+            table.push(vec![
+                key.to_string(),
+                if node.is_empty() {
+                    "*".into()
+                } else {
+                    node.clone()
+                },
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                format!("not announced: {reason}"),
+            ]);
+        }
+    }
+    let mut out = String::from("\n");
+    out += &render(&table);
+    let mut sessions = vec![vec![
+        format!("BGP SESSION OF {node}"),
+        "ADDRESS".into(),
+        "ASN (MY/PEER)".into(),
+        "BFD".into(),
+        "PREFIXES".into(),
+    ]];
+    for s in &bgp.this_node.sessions {
+        let prefixes: Vec<String> = s.prefixes.keys().map(|p| p.to_string()).collect();
+        sessions.push(vec![
+            s.peer.name.clone(),
+            peer_address(&s.peer),
+            format!("{}/{}", s.peer.my_asn, s.peer.peer_asn),
+            s.peer.bfd_profile.clone().unwrap_or_else(|| "-".into()),
+            if prefixes.is_empty() {
+                "-".into()
+            } else {
+                prefixes.join(" ")
+            },
+        ]);
+    }
+    out.push('\n');
+    out += &render(&sessions);
+    out
 }
 
 fn rows(plan: &Plan) -> Vec<ServiceRow> {
@@ -200,6 +374,7 @@ pub fn plan_report(
             services,
             pools,
             interfaces,
+            bgp: bgp_json(&plan.bgp),
         };
         return serde_json::to_string_pretty(&json).unwrap_or_default() + "\n";
     }
@@ -241,6 +416,7 @@ pub fn plan_report(
     out += &render(&pool_table);
     out.push('\n');
     out += &interface_table(interfaces);
+    out += &bgp_tables(&plan.bgp, node);
     for row in &services {
         for warning in &row.warnings {
             let line = format!("warning: {}: {warning}", row.service);
@@ -431,6 +607,64 @@ mod tests {
 
     use super::*;
     use crate::datapath::{iface::MacAddr, maps::VipKey};
+
+    #[test]
+    fn plan_report_shows_bgp_per_service_node_and_peer() {
+        use crate::{
+            config::{ValidateOptions, file::parse, validate},
+            plan::{PlanOptions, plan},
+        };
+        let text = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: bgp}\nspec: {addresses: [198.51.100.0/24]}\n---\n\
+            apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: router}\nspec: {myASN: 64500, peerASN: 64500, peerAddress: 192.0.2.1, bfdProfile: fast}\n---\n\
+            apiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: fast}\n---\n\
+            apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: bgp}\nspec: {localPref: 150, communities: ['64500:1', 'large:64500:2:3']}\n---\n\
+            apiVersion: v1\nkind: Node\nmetadata: {name: node-a}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: node-b}\n---\n\
+            apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec: {type: LoadBalancer, externalTrafficPolicy: Local, ports: [{port: 80}]}\n---\n\
+            apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nendpoints: [{addresses: [10.0.0.9], nodeName: node-b}]\n";
+        let config = validate(&parse(text).unwrap(), &ValidateOptions::default())
+            .config
+            .unwrap();
+        let options = PlanOptions {
+            node_name: "node-b".into(),
+            ..PlanOptions::default()
+        };
+        let planned = plan(&config, &options, &[]);
+        let report = plan_report(&planned, "node-b", Output::Table);
+        let bgp: Vec<&str> = report
+            .lines()
+            .skip_while(|l| !l.starts_with("BGP SERVICE"))
+            .collect();
+        assert_eq!(
+            bgp,
+            [
+                "BGP SERVICE  NODE    PEER    PREFIX           LOCAL PREF  COMMUNITIES",
+                "default/web  node-b  router  198.51.100.0/32  150         64500:1 large:64500:2:3",
+                "default/web  node-a  -       -                -           not announced: externalTrafficPolicy Local: no ready endpoint on this node",
+                "",
+                "BGP SESSION OF node-b  ADDRESS    ASN (MY/PEER)  BFD   PREFIXES",
+                "router                 192.0.2.1  64500/64500    fast  198.51.100.0/32",
+            ],
+            "{report}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&plan_report(&planned, "node-b", Output::Json)).unwrap();
+        let service = &json["bgp"]["services"][0];
+        assert_eq!(service["service"], "default/web");
+        assert_eq!(
+            service["announcements"][0],
+            serde_json::json!({
+                "node": "node-b", "peer": "router", "prefix": "198.51.100.0/32",
+                "local_pref": 150, "communities": ["64500:1", "large:64500:2:3"],
+                "advertisements": ["bgp"]
+            })
+        );
+        assert_eq!(
+            service["not_announced"]["node-a"],
+            "externalTrafficPolicy Local: no ready endpoint on this node"
+        );
+        assert_eq!(json["bgp"]["sessions"][0]["peer_asn"], "64500");
+        assert_eq!(json["bgp"]["sessions"][0]["prefixes"][0]["local_pref"], 150);
+    }
 
     #[test]
     fn inspect_table_names_interfaces_and_counts() {

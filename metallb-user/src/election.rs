@@ -87,12 +87,12 @@ pub enum Election {
 
 /// A node as the election sees it.
 #[derive(Clone, Debug)]
-struct Member {
-    name: String,
-    labels: Labels,
+pub(crate) struct Member {
+    pub(crate) name: String,
+    pub(crate) labels: Labels,
 }
 
-fn members(config: &Config, this_node: &str, context: &ElectionContext) -> Vec<Member> {
+pub(crate) fn members(config: &Config, this_node: &str, context: &ElectionContext) -> Vec<Member> {
     if config.nodes.is_empty() {
         // Standalone on one machine: this node is the only one, without labels.
         return vec![Member {
@@ -125,7 +125,7 @@ fn can_serve(conditions: Option<&EndpointConditions>) -> bool {
 
 /// Where a service's endpoints serve.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Serving {
+pub(crate) enum Serving {
     /// Assumed on every node (no EndpointSlice, [`EndpointRule::AssumeServing`]).
     Everywhere,
     /// On these nodes (an endpoint without a node serves, but from no node).
@@ -133,7 +133,7 @@ enum Serving {
 }
 
 /// The EndpointSlices of every service, by the service they belong to.
-fn slices_by_service(config: &Config) -> BTreeMap<ServiceKey, Vec<&EndpointSlice>> {
+pub(crate) fn slices_by_service(config: &Config) -> BTreeMap<ServiceKey, Vec<&EndpointSlice>> {
     let mut out: BTreeMap<ServiceKey, Vec<&EndpointSlice>> = BTreeMap::new();
     for slice in &config.endpoint_slices {
         let Some(name) = slice
@@ -160,7 +160,7 @@ fn slices_by_service(config: &Config) -> BTreeMap<ServiceKey, Vec<&EndpointSlice
     out
 }
 
-fn serving(slices: Option<&Vec<&EndpointSlice>>, rule: EndpointRule) -> Serving {
+pub(crate) fn serving(slices: Option<&Vec<&EndpointSlice>>, rule: EndpointRule) -> Serving {
     if slices.is_none() && rule == EndpointRule::AssumeServing {
         return Serving::Everywhere;
     }
@@ -179,7 +179,7 @@ fn serving(slices: Option<&Vec<&EndpointSlice>>, rule: EndpointRule) -> Serving 
     Serving::Somewhere { any, nodes }
 }
 
-fn local_traffic(service: &Service) -> bool {
+pub(crate) fn local_traffic(service: &Service) -> bool {
     service
         .spec
         .as_ref()
@@ -195,7 +195,7 @@ fn member(node: &Node) -> Member {
 }
 
 /// Not excluded from load balancers, and not `NetworkUnavailable`.
-fn is_usable(node: &Node) -> bool {
+pub(crate) fn is_usable(node: &Node) -> bool {
     let labels = node.metadata.labels.as_ref();
     if labels.is_some_and(|l| l.contains_key(EXCLUDE_LABEL)) {
         return false;

@@ -2,6 +2,7 @@
 //! from an XDP program.
 pub mod allocator;
 pub mod announce;
+pub mod bgp;
 pub mod cli;
 pub mod config;
 pub mod datapath;

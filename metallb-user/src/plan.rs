@@ -15,6 +15,7 @@ use crate::{
         Allocations, AllocatorOptions, Decision, PoolUsage, ServiceKey, allocate, from_status,
         pool_usage,
     },
+    bgp::plan::{BgpPlan, plan_bgp},
     config::{Config, interfaces::PatternSource, selector::any_matches},
     datapath::{
         iface::{Interface, MacAddr},
@@ -75,6 +76,8 @@ pub struct Plan {
     /// The entries the datapath must hold.
     pub vips: BTreeMap<VipKey, VipConfig>,
     pub pools: BTreeMap<String, PoolUsage>,
+    /// BGP mode: what every node announces to its peers, and this node's sessions.
+    pub bgp: BgpPlan,
 }
 
 /// Plans every service of `config` for this node, whose datapath runs on `interfaces`.
@@ -89,6 +92,7 @@ pub fn plan(config: &Config, options: &PlanOptions, interfaces: &[Interface]) ->
     let elections = elect(config, &decisions, &options.node_name, &options.election);
     let mut out = Plan {
         pools: pool_usage(config, &decisions),
+        bgp: plan_bgp(config, &decisions, &options.node_name, &options.election),
         ..Plan::default()
     };
     for (key, decision) in decisions {

@@ -106,7 +106,7 @@ fn a_file_is_converted_with_its_warnings_on_standard_error() {
     );
     assert_eq!(
         stderr,
-        "warning: address-pools[0] (my-ip-space-bgp): protocol \"bgp\": converted to a BGPAdvertisement, which this version does not act on (BGP mode is not implemented): the pool's addresses are handed out, not announced\n\
+        "warning: address-pools[0] (my-ip-space-bgp): protocol \"bgp\": converted to a BGPAdvertisement: announced over BGP by the standalone speaker (not yet by the Kubernetes speaker)\n\
          warning: IPAddressPool metallb-system/my-ip-space-bgp: spec.addresses[1] \"fc00:f853:0ccd:e799::/124\": fc00:f853:ccd:e799:: is its subnet-router anycast address (RFC 4291), which the routers of the link answer: it is never handed out\n"
     );
 }

@@ -37,20 +37,20 @@ pub struct ConfigFile {
     pub endpoint_slices: Vec<EndpointSlice>,
     /// ConfigMaps named `metallb-excludel2`: the interfaces to leave alone.
     pub exclude_l2: Vec<ConfigMap>,
+    /// BGPPeers, v1beta1 ones converted to v1beta2 as MetalLB's webhook converts them.
+    pub bgp_peers: Vec<bgppeer::v1beta2::BGPPeer>,
+    pub bgp_advertisements: Vec<BGPAdvertisement>,
+    pub bfd_profiles: Vec<BFDProfile>,
+    pub communities: Vec<Community>,
     /// Objects kept but not used, unknown fields: reported, never fatal.
     pub warnings: Vec<Issue>,
 }
 
 /// Why MetalLB kinds that this version does not act on are ignored.
-const BGP_IGNORED: &str = "ignored: BGP mode is not implemented yet";
 const STATUS_IGNORED: &str = "ignored: a status object, written by MetalLB, not configuration";
 
 /// MetalLB kinds this version does not act on, whatever their version.
-const IGNORED_KINDS: [(&str, &str); 7] = [
-    ("BGPPeer", BGP_IGNORED),
-    ("BGPAdvertisement", BGP_IGNORED),
-    ("BFDProfile", BGP_IGNORED),
-    ("Community", BGP_IGNORED),
+const IGNORED_KINDS: [(&str, &str); 3] = [
     ("ServiceBGPStatus", STATUS_IGNORED),
     ("ServiceL2Status", STATUS_IGNORED),
     ("ConfigurationState", STATUS_IGNORED),
@@ -233,22 +233,26 @@ impl Reader<'_> {
                 &kind,
                 "ignored: the legacy ConfigMap configuration is not read; `metallb migrate-config` converts it to IPAddressPool and L2Advertisement objects",
             )),
-            ("metallb.io/v1beta1", "BGPPeer") => self.ignored::<bgppeer::v1beta1::BGPPeer>(value, &object, at, BGP_IGNORED),
-            ("metallb.io/v1beta2", "BGPPeer") => self.ignored::<bgppeer::v1beta2::BGPPeer>(value, &object, at, BGP_IGNORED),
-            ("metallb.io/v1beta1", "BGPAdvertisement") => self.ignored::<BGPAdvertisement>(value, &object, at, BGP_IGNORED),
-            ("metallb.io/v1beta1", "BFDProfile") => self.ignored::<BFDProfile>(value, &object, at, BGP_IGNORED),
-            ("metallb.io/v1beta1", "Community") => self.ignored::<Community>(value, &object, at, BGP_IGNORED),
+            ("metallb.io/v1beta1", "BGPPeer") => {
+                if let Some(peer) = self.read_object::<bgppeer::v1beta1::BGPPeer>(value, &object, at) {
+                    self.file.bgp_peers.push(peer.into());
+                }
+            }
+            ("metallb.io/v1beta2", "BGPPeer") => self.typed(value, &object, at, |file| &mut file.bgp_peers),
+            ("metallb.io/v1beta1", "BGPAdvertisement") => self.typed(value, &object, at, |file| &mut file.bgp_advertisements),
+            ("metallb.io/v1beta1", "BFDProfile") => self.typed(value, &object, at, |file| &mut file.bfd_profiles),
+            ("metallb.io/v1beta1", "Community") => self.typed(value, &object, at, |file| &mut file.communities),
             ("metallb.io/v1beta1", "ServiceBGPStatus") => self.ignored::<ServiceBGPStatus>(value, &object, at, STATUS_IGNORED),
             ("metallb.io/v1beta1", "ServiceL2Status") => self.ignored::<ServiceL2Status>(value, &object, at, STATUS_IGNORED),
             (_, kind) if group == "metallb.io" && ignored_because(kind).is_some() => {
-                let why = ignored_because(kind).unwrap_or(BGP_IGNORED);
+                let why = ignored_because(kind).unwrap_or(STATUS_IGNORED);
                 self.file.warnings.push(Issue::new(&object, "kind", kind, why));
             }
             _ => self.errors.push(Issue::new(
                 &object,
                 "apiVersion/kind",
                 &format!("{api_version} {kind}"),
-                "not a kind this configuration reads (metallb.io/v1beta1 IPAddressPool, L2Advertisement; v1 Service, Node, Namespace, List, ConfigMap metallb-excludel2; discovery.k8s.io/v1 EndpointSlice)",
+                "not a kind this configuration reads (metallb.io/v1beta1 IPAddressPool, L2Advertisement, BGPAdvertisement, BFDProfile, Community; metallb.io/v1beta1 and v1beta2 BGPPeer; v1 Service, Node, Namespace, List, ConfigMap metallb-excludel2; discovery.k8s.io/v1 EndpointSlice)",
             )),
         }
     }
@@ -436,12 +440,8 @@ metadata:
         assert_eq!(adv.interfaces, ["eth0", "eth1"]);
         assert_eq!(adv.node_selectors.len(), 1);
         assert_eq!(file.services.len(), 1);
-        assert_eq!(file.warnings.len(), 1, "{:?}", file.warnings);
-        assert!(
-            file.warnings[0]
-                .to_string()
-                .contains("BGP mode is not implemented yet")
-        );
+        assert_eq!(file.bgp_advertisements.len(), 1);
+        assert!(file.warnings.is_empty(), "{:?}", file.warnings);
     }
 
     #[test]
@@ -549,7 +549,7 @@ spec: [not, a, map
             messages(&parse(text).expect_err("duplicate")),
             [
                 "document 1: kind: key written twice, at line 2 column 1 and again at line 4 column 1",
-                "document 2 (Widget): apiVersion/kind \"v1 Widget\": not a kind this configuration reads (metallb.io/v1beta1 IPAddressPool, L2Advertisement; v1 Service, Node, Namespace, List, ConfigMap metallb-excludel2; discovery.k8s.io/v1 EndpointSlice)",
+                "document 2 (Widget): apiVersion/kind \"v1 Widget\": not a kind this configuration reads (metallb.io/v1beta1 IPAddressPool, L2Advertisement, BGPAdvertisement, BFDProfile, Community; metallb.io/v1beta1 and v1beta2 BGPPeer; v1 Service, Node, Namespace, List, ConfigMap metallb-excludel2; discovery.k8s.io/v1 EndpointSlice)",
             ]
         );
     }

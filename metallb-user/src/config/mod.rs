@@ -4,6 +4,7 @@
 
 pub mod addresses;
 pub mod bgp;
+pub mod bgp_config;
 pub mod crd;
 pub mod file;
 pub mod interfaces;
@@ -144,6 +145,8 @@ pub struct Config {
     /// Interfaces left alone when an L2Advertisement names none: the
     /// `metallb-excludel2` ConfigMap's patterns, or MetalLB's defaults without one.
     pub interface_exclusions: InterfaceExclusions,
+    /// Peers, BGP advertisements and BFD profiles (boxed: most configurations have none).
+    pub bgp: Box<bgp_config::BgpConfig>,
 }
 
 impl Config {

@@ -507,6 +507,7 @@ pub fn validate(file: &ConfigFile, options: &ValidateOptions) -> Validation {
     }
 
     let interface_exclusions = exclusions(&mut check, &file.exclude_l2, options);
+    let bgp = super::bgp_config::resolve(file, &pools, options, &mut check);
 
     // What services ask for that these pools can never give: warnings (an error would
     // make the speaker drop the whole file).
@@ -532,6 +533,7 @@ pub fn validate(file: &ConfigFile, options: &ValidateOptions) -> Validation {
             namespaces,
             endpoint_slices: file.endpoint_slices.clone(),
             interface_exclusions,
+            bgp: Box::new(bgp),
         }),
         errors: Vec::new(),
         warnings: check.warnings,
@@ -908,12 +910,8 @@ pub(super) mod tests {
     /// on a BGP object that also holds for an L2Advertisement (selectors, duplicates),
     /// the case is ported onto the L2Advertisement.
     ///
-    /// Not applicable yet (BGP mode is not implemented; those kinds are ignored with a
-    /// warning): every BGPPeer case (addresses, ASNs and dynamic ASN, ebgp-multihop,
-    /// hold and keepalive times, router ID, passwords and secrets, BFD profiles and echo
-    /// mode, interface, VRF, disableMP, graceful restart, localASN, duplicate peers, FRR
-    /// and native-mode checks), every BGPAdvertisement case (aggregation lengths, local
-    /// preferences, communities and Community objects, peers), BFDProfile ranges.
+    /// The BGP kinds' cases are in `config::bgp` (one object) and `config::bgp_config`
+    /// (across objects).
     fn metallb_table() -> Vec<(&'static str, String, Want)> {
         vec![
             ("empty config", String::new(), Valid),

@@ -195,86 +195,8 @@ fn a_file_pool_without_addresses_is_an_error_naming_the_field() {
 #[test]
 fn ignored_kinds_are_read_and_their_problems_are_warnings() {
     // (apiVersion, kind, spec, expected warnings as "field: message" fragments)
-    let bgp = "ignored: BGP mode is not implemented yet";
     let status = "ignored: a status object, written by MetalLB, not configuration";
     let cases: Vec<(&str, &str, &str, Vec<String>)> = vec![
-        (
-            "metallb.io/v1beta2",
-            "BGPPeer",
-            "spec: {myASN: 64500, peerASN: 64501, peerAddress: 192.0.2.1}\n",
-            vec![format!("kind: {bgp}")],
-        ),
-        (
-            "metallb.io/v1beta1",
-            "BGPPeer",
-            "",
-            vec![format!("kind: {bgp}")],
-        ),
-        (
-            "metallb.io/v1beta2",
-            "BGPPeer",
-            "spec: {}\n",
-            vec![format!("spec: {bgp}, and malformed: missing field `myASN`")],
-        ),
-        (
-            "metallb.io/v1beta2",
-            "BGPPeer",
-            "spec: {myASN: -1}\n",
-            vec![format!(
-                "spec.myASN: {bgp}, and malformed: invalid value: integer `-1`"
-            )],
-        ),
-        (
-            "metallb.io/v1beta2",
-            "BGPPeer",
-            "spec: {myASN: 1, holdTime: '90'}\n",
-            vec![format!(
-                "spec.holdTime: {bgp}, and malformed: time: missing unit in duration \"90\""
-            )],
-        ),
-        (
-            "metallb.io/v1beta2",
-            "BGPPeer",
-            "spec: {myASN: 1, holdTime: 90}\n",
-            vec![format!(
-                "spec.holdTime: {bgp}, and malformed: invalid type: integer `90`, expected a string"
-            )],
-        ),
-        (
-            "metallb.io/v1beta2",
-            "BGPPeer",
-            "spec: {myASN: 1, dynamicASN: both}\n",
-            vec![format!(
-                "spec.dynamicASN: {bgp}, and malformed: unknown variant `both`"
-            )],
-        ),
-        (
-            "metallb.io/v1beta1",
-            "BGPAdvertisement",
-            "spec: null\n",
-            vec![format!("kind: {bgp}")],
-        ),
-        (
-            "metallb.io/v1beta1",
-            "BGPAdvertisement",
-            "spec: {aggregationLenght: 24}\n",
-            vec![
-                "spec.aggregationLenght: unknown field, ignored".into(),
-                format!("kind: {bgp}"),
-            ],
-        ),
-        (
-            "metallb.io/v1beta1",
-            "BFDProfile",
-            "spec: {receiveInterval: 300}\n",
-            vec![format!("kind: {bgp}")],
-        ),
-        (
-            "metallb.io/v1beta1",
-            "Community",
-            "",
-            vec![format!("kind: {bgp}")],
-        ),
         (
             "metallb.io/v1beta1",
             "ServiceL2Status",
@@ -293,12 +215,6 @@ fn ignored_kinds_are_read_and_their_problems_are_warnings() {
             "",
             vec![format!("kind: {status}")],
         ),
-        (
-            "metallb.io/v1beta3",
-            "BGPPeer",
-            "spec: {}\n",
-            vec![format!("kind: {bgp}")],
-        ),
     ];
     for (api_version, kind, spec, expected) in cases {
         let text = yaml_object(api_version, kind, spec);
@@ -313,6 +229,92 @@ fn ignored_kinds_are_read_and_their_problems_are_warnings() {
             assert!(
                 warning.starts_with(expected.as_str()),
                 "{text}: {warning:?} is not {expected:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bgp_kinds_are_read_and_their_problems_are_errors() {
+    // (apiVersion, kind, spec, Ok(warnings) or Err(errors), as "field: message" fragments)
+    type Expected = Result<Vec<&'static str>, Vec<&'static str>>;
+    let cases: Vec<(&str, &str, &str, Expected)> = vec![
+        (
+            "metallb.io/v1beta2",
+            "BGPPeer",
+            "spec: {myASN: 64500, peerASN: 64501, peerAddress: 192.0.2.1}\n",
+            Ok(vec![]),
+        ),
+        // No spec: read (validation then finds no myASN).
+        ("metallb.io/v1beta1", "BGPPeer", "", Ok(vec![])),
+        (
+            "metallb.io/v1beta2",
+            "BGPPeer",
+            "spec: {}\n",
+            Err(vec!["spec: missing field `myASN`"]),
+        ),
+        (
+            "metallb.io/v1beta2",
+            "BGPPeer",
+            "spec: {myASN: -1}\n",
+            Err(vec!["spec.myASN: invalid value: integer `-1`"]),
+        ),
+        (
+            "metallb.io/v1beta2",
+            "BGPPeer",
+            "spec: {myASN: 1, holdTime: '90'}\n",
+            Err(vec!["spec.holdTime: time: missing unit in duration \"90\""]),
+        ),
+        (
+            "metallb.io/v1beta2",
+            "BGPPeer",
+            "spec: {myASN: 1, dynamicASN: both}\n",
+            Err(vec!["spec.dynamicASN: unknown variant `both`"]),
+        ),
+        (
+            "metallb.io/v1beta1",
+            "BGPAdvertisement",
+            "spec: null\n",
+            Ok(vec![]),
+        ),
+        (
+            "metallb.io/v1beta1",
+            "BGPAdvertisement",
+            "spec: {aggregationLenght: 24}\n",
+            Ok(vec!["spec.aggregationLenght: unknown field, ignored"]),
+        ),
+        (
+            "metallb.io/v1beta1",
+            "BFDProfile",
+            "spec: {receiveInterval: 300}\n",
+            Ok(vec![]),
+        ),
+        ("metallb.io/v1beta1", "Community", "", Ok(vec![])),
+        (
+            "metallb.io/v1beta3",
+            "BGPPeer",
+            "spec: {}\n",
+            Err(vec!["apiVersion/kind: not a kind this configuration reads"]),
+        ),
+    ];
+    for (api_version, kind, spec, expected) in cases {
+        let text = yaml_object(api_version, kind, spec);
+        let shown = |issues: &[crate::config::Issue]| -> Vec<String> {
+            issues
+                .iter()
+                .map(|w| format!("{}: {}", w.field, w.message))
+                .collect()
+        };
+        let (got, expected) = match (file::parse(&text), expected) {
+            (Ok(parsed), Ok(expected)) => (shown(&parsed.warnings), expected),
+            (Err(errors), Err(expected)) => (shown(&errors), expected),
+            (got, expected) => panic!("{text}: {got:?}, expected {expected:?}"),
+        };
+        assert_eq!(got.len(), expected.len(), "{text}: {got:#?}");
+        for (issue, expected) in got.iter().zip(&expected) {
+            assert!(
+                issue.starts_with(expected),
+                "{text}: {issue:?} is not {expected:?}"
             );
         }
     }

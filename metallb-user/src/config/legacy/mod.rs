@@ -678,7 +678,7 @@ impl Converter {
                 "peers",
                 "",
                 "",
-                "converted to BGPPeer objects, which this version does not act on (BGP mode is not implemented: layer 2 only)",
+                "converted to BGPPeer objects: the standalone speaker peers with them (not yet the Kubernetes speaker)",
             );
         }
         Objects {
@@ -1099,7 +1099,7 @@ impl Converter {
                         &object,
                         "protocol",
                         protocol,
-                        "converted to a BGPAdvertisement, which this version does not act on (BGP mode is not implemented): the pool's addresses are handed out, not announced",
+                        "converted to a BGPAdvertisement: announced over BGP by the standalone speaker (not yet by the Kubernetes speaker)",
                     );
                 }
                 "" => self.error(&object, "protocol", "", "missing: layer2 or bgp"),
