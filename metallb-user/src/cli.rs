@@ -612,7 +612,7 @@ mod tests {
     fn plan_report_shows_bgp_per_service_node_and_peer() {
         use crate::{
             config::{ValidateOptions, file::parse, validate},
-            plan::{PlanOptions, plan},
+            plan::{InterfaceReport, PlanOptions, plan},
         };
         let text = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: bgp}\nspec: {addresses: [198.51.100.0/24]}\n---\n\
             apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: router}\nspec: {myASN: 64500, peerASN: 64500, peerAddress: 192.0.2.1, bfdProfile: fast}\n---\n\
@@ -629,7 +629,12 @@ mod tests {
             ..PlanOptions::default()
         };
         let planned = plan(&config, &options, &[]);
-        let report = plan_report(&planned, "node-b", Output::Table);
+        let report = plan_report(
+            &planned,
+            "node-b",
+            &InterfaceReport::default(),
+            Output::Table,
+        );
         let bgp: Vec<&str> = report
             .lines()
             .skip_while(|l| !l.starts_with("BGP SERVICE"))
@@ -646,8 +651,13 @@ mod tests {
             ],
             "{report}"
         );
-        let json: serde_json::Value =
-            serde_json::from_str(&plan_report(&planned, "node-b", Output::Json)).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&plan_report(
+            &planned,
+            "node-b",
+            &InterfaceReport::default(),
+            Output::Json,
+        ))
+        .unwrap();
         let service = &json["bgp"]["services"][0];
         assert_eq!(service["service"], "default/web");
         assert_eq!(

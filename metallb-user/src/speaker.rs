@@ -63,7 +63,8 @@ pub struct Snapshot {
 /// What a source hands the speaker.
 #[derive(Clone, Debug)]
 pub enum Update {
-    Apply(Snapshot),
+    /// Boxed: a snapshot is large, `Stale` nothing.
+    Apply(Box<Snapshot>),
     /// No good configuration could be had: the last good one keeps serving.
     Stale,
 }
@@ -563,7 +564,7 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             update = updates_rx.recv() => match update {
-                Some(Update::Apply(snapshot)) => speaker.apply(snapshot),
+                Some(Update::Apply(snapshot)) => speaker.apply(*snapshot),
                 Some(Update::Stale) => speaker.mark_stale(),
                 None => {
                     error!("the configuration source stopped");
@@ -721,7 +722,7 @@ impl FileSource {
                     addresses: AddressSource::Allocate,
                     election: ElectionContext::default(),
                 };
-                let _ = self.updates.send(Update::Apply(snapshot)).await;
+                let _ = self.updates.send(Update::Apply(Box::new(snapshot))).await;
                 true
             }
             Err(issues) => {

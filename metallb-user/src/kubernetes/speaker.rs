@@ -363,7 +363,11 @@ impl Source {
                 }
                 exclusion_issues = issues;
             }
-            if updates.send(Update::Apply(snapshot)).await.is_err() {
+            if updates
+                .send(Update::Apply(Box::new(snapshot)))
+                .await
+                .is_err()
+            {
                 break;
             }
         }
