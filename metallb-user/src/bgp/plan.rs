@@ -752,9 +752,8 @@ mod tests {
             ]
         );
         assert_eq!(node.bfd_profiles.len(), 1);
-        assert_eq!(node.bfd_profiles[0].receive_interval, 100);
-        assert_eq!(node.bfd_profiles[0].transmit_interval, 300);
-        assert_eq!(node.bfd_profiles[0].detect_multiplier, 3);
+        assert_eq!(node.bfd_profiles[0].receive_interval, Some(100));
+        assert_eq!(node.bfd_profiles[0].transmit_interval, None);
     }
 
     #[test]

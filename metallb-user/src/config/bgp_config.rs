@@ -148,17 +148,18 @@ impl BgpAdvertisement {
     }
 }
 
-/// A validated BFDProfile with MetalLB's defaults filled in (its `bfdProfileFromCR`).
+/// A validated BFDProfile. Unset values are left to FRR, whose defaults are MetalLB's
+/// documented ones (300 ms intervals, multiplier 3, echo 50 ms, minimum TTL 254).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct BfdProfile {
     pub name: String,
-    pub receive_interval: u32,
-    pub transmit_interval: u32,
-    pub detect_multiplier: u32,
-    pub echo_interval: u32,
+    pub receive_interval: Option<u32>,
+    pub transmit_interval: Option<u32>,
+    pub detect_multiplier: Option<u32>,
+    pub echo_interval: Option<u32>,
     pub echo_mode: bool,
     pub passive_mode: bool,
-    pub minimum_ttl: u32,
+    pub minimum_ttl: Option<u32>,
 }
 
 /// The BGP part of the configuration.
@@ -268,13 +269,13 @@ fn bfd_profile(profile: &BFDProfile) -> BfdProfile {
     let spec = &profile.spec;
     BfdProfile {
         name: profile.metadata.name.clone().unwrap_or_default(),
-        receive_interval: spec.receive_interval.unwrap_or(300),
-        transmit_interval: spec.transmit_interval.unwrap_or(300),
-        detect_multiplier: spec.detect_multiplier.unwrap_or(3),
-        echo_interval: spec.echo_interval.unwrap_or(50),
+        receive_interval: spec.receive_interval,
+        transmit_interval: spec.transmit_interval,
+        detect_multiplier: spec.detect_multiplier,
+        echo_interval: spec.echo_interval,
         echo_mode: spec.echo_mode.unwrap_or(false),
         passive_mode: spec.passive_mode.unwrap_or(false),
-        minimum_ttl: spec.minimum_ttl.unwrap_or(254),
+        minimum_ttl: spec.minimum_ttl,
     }
 }
 
