@@ -560,6 +560,57 @@ fn print_table(title: &str, sizes: &[u32], samples: &[Samples], estimator: Estim
     }
 }
 
+/// The CPU model (figures differ between CPU kinds: say which one they came from).
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown model".into())
+}
+
+/// The machine instructions the JIT made of each program, counted in `bpftool prog
+/// dump jited`: a figure that does not depend on the CPU kind (the ns do), for every
+/// path at once. The bytes come from the kernel's program info.
+fn print_jited(programs: &[(&str, &Xdp)]) -> anyhow::Result<()> {
+    println!("\nJITed code (bpftool prog dump jited; the whole program, every path):");
+    println!("   {:<26} {:>12} {:>8}", "program", "instructions", "bytes");
+    for (name, program) in programs {
+        let info: ProgramInfo = program.info().context("program info")?;
+        let instructions = match std::process::Command::new("bpftool")
+            .args(["prog", "dump", "jited", "id", &info.id().to_string()])
+            .output()
+        {
+            Ok(out) if out.status.success() => {
+                jited_instructions(&String::from_utf8_lossy(&out.stdout)).to_string()
+            }
+            Ok(out) => format!("bpftool: {}", String::from_utf8_lossy(&out.stderr).trim()),
+            Err(error) => format!("bpftool: {error}"),
+        };
+        println!("   {name:<26} {instructions:>12} {:>8}", info.size_jitted());
+    }
+    Ok(())
+}
+
+/// Lines of a jited dump that are instructions: `   1f:\tmov ...`.
+fn jited_instructions(dump: &str) -> usize {
+    dump.lines()
+        .filter(|line| {
+            line.trim_start()
+                .split_once(':')
+                .is_some_and(|(offset, rest)| {
+                    !offset.is_empty()
+                        && offset.chars().all(|c| c.is_ascii_hexdigit())
+                        && rest.starts_with('\t')
+                })
+        })
+        .count()
+}
+
 fn xdp_program<'a>(object: &'a Ebpf, name: &str) -> anyhow::Result<&'a Xdp> {
     Ok(object.program(name).context(name.to_string())?.try_into()?)
 }
@@ -698,7 +749,15 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
-    println!("datapath benchmark: ns per frame, responder vs floor program (on CPU {cpu})");
+    println!(
+        "datapath benchmark: ns per frame, responder vs floor program (CPU {cpu}: {})",
+        cpu_model()
+    );
+    print_jited(&[
+        ("responder (metallb_xdp)", dp.program()?),
+        ("floor_pass", bench.floor_pass),
+        ("floor_tx", bench.floor_tx),
+    ])?;
     print_table(
         &format!(
             "hot loop, fastest of {HOT_ROUNDS} rounds of BPF_PROG_TEST_RUN with repeat = {HOT_REPEAT} (bpf_stats); hits replayed over {WARM_VIPS} VIPs spread over the table, or up to {} VIPs (caches cold)",

@@ -16,7 +16,7 @@
 //! configuration counts as alive.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
 };
 
@@ -74,7 +74,8 @@ impl Interfaces {
 /// The election for one service.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Election {
-    /// `owner` announces `ips` on `interfaces`; `candidates` in election order.
+    /// `owner` announces `ips` on `interfaces`; `candidates` in election order (the
+    /// owner first), the first [`LISTED_CANDIDATES`] of them.
     Announced {
         ips: Vec<IpAddr>,
         owner: String,
@@ -218,34 +219,136 @@ fn shares_ip(service: &Service) -> bool {
     })
 }
 
-/// The advertisements that announce `service` from `pool`.
-fn advertisements_for<'a>(
-    config: &'a Config,
-    pool: &str,
-    service: &Service,
-) -> Vec<&'a L2Advertisement> {
+/// The indices (in `config.l2_advertisements`) of the advertisements that announce
+/// `service` from `pool`.
+fn advertisements_for(config: &Config, pool: &str, service: &Service) -> Vec<usize> {
     let labels = service_labels(service);
     config
         .l2_advertisements
         .iter()
-        .filter(|adv| adv.pools.contains(pool))
-        .filter(|adv| {
+        .enumerate()
+        .filter(|(_, adv)| adv.pools.contains(pool))
+        .filter(|(_, adv)| {
             adv.service_selectors.is_empty() || any_matches(&adv.service_selectors, &labels)
         })
+        .map(|(index, _)| index)
         .collect()
 }
 
-/// MetalLB's order: summed preference weight (highest first), then the hash.
-fn order(candidates: &mut [String], first_ip: &str, scores: &BTreeMap<String, i64>) {
-    let hash =
-        |node: &str| -> [u8; 32] { Sha256::digest(format!("{node}#{first_ip}").as_bytes()).into() };
-    candidates.sort_by(|a, b| {
-        let (sa, sb) = (
-            scores.get(a).copied().unwrap_or(0),
-            scores.get(b).copied().unwrap_or(0),
-        );
-        sb.cmp(&sa).then_with(|| hash(a).cmp(&hash(b)))
-    });
+/// How many candidates an election lists, in election order (the owner first): the
+/// failover order, bounded so that thousands of nodes times thousands of services stay
+/// small (5,000 nodes would otherwise list 5,000 names for every service).
+pub const LISTED_CANDIDATES: usize = 16;
+
+/// The members a set of advertisements lets announce, with their summed preference
+/// weights: the same for every service announced by the same advertisements, so
+/// computed once per set.
+struct Eligible {
+    /// (index in the members, score).
+    members: Vec<(usize, i64)>,
+}
+
+fn eligible(members: &[Member], ads: &[&L2Advertisement]) -> Eligible {
+    let members = members
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| {
+            ads.iter()
+                .any(|a| a.node_selectors.is_empty() || any_matches(&a.node_selectors, &n.labels))
+        })
+        .map(|(index, node)| {
+            let score: i64 = ads
+                .iter()
+                .flat_map(|a| &a.preferred_nodes)
+                .filter(|(_, selector)| selector.matches(&node.labels))
+                .map(|(weight, _)| i64::from(*weight))
+                .sum();
+            (index, score)
+        })
+        .collect();
+    Eligible { members }
+}
+
+/// `sha256(node + "#" + ip)` for one node and any IP, as the digest's big-endian words
+/// (ordered as its bytes are). What fits one SHA-256 block (up to 55 bytes, every
+/// IPv4 address after a name of up to 40 bytes) is one compression of a block prepared
+/// once per node; longer messages take the general way.
+struct NodeHash {
+    /// The name and "#", followed by zeroes.
+    block: [u8; 64],
+    prefix_len: usize,
+}
+
+/// SHA-256's initial state.
+const SHA256_INIT: [u32; 8] = [
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
+/// The most message bytes one block holds beside the padding's 0x80 and length.
+const ONE_BLOCK: usize = 55;
+
+impl NodeHash {
+    fn new(node: &str) -> Self {
+        let mut block = [0; 64];
+        let prefix_len = node.len() + 1;
+        if prefix_len <= ONE_BLOCK {
+            block[..node.len()].copy_from_slice(node.as_bytes());
+            block[node.len()] = b'#';
+        }
+        NodeHash { block, prefix_len }
+    }
+
+    fn with(&self, node: &str, ip: &[u8]) -> [u32; 8] {
+        let len = self.prefix_len + ip.len();
+        if len > ONE_BLOCK {
+            let digest = Sha256::new()
+                .chain_update(node.as_bytes())
+                .chain_update(b"#")
+                .chain_update(ip)
+                .finalize();
+            return std::array::from_fn(|i| {
+                u32::from_be_bytes([
+                    digest[4 * i],
+                    digest[4 * i + 1],
+                    digest[4 * i + 2],
+                    digest[4 * i + 3],
+                ])
+            });
+        }
+        let mut block = self.block;
+        block[self.prefix_len..len].copy_from_slice(ip);
+        block[len] = 0x80;
+        block[56..].copy_from_slice(&(len as u64 * 8).to_be_bytes());
+        let mut state = SHA256_INIT;
+        sha2::block_api::compress256(&mut state, &[block]);
+        state
+    }
+}
+
+/// A candidate's place in MetalLB's order: summed preference weight (highest first),
+/// then `sha256(node + "#" + first IP)` (lowest first).
+type Rank = (std::cmp::Reverse<i64>, [u32; 8], usize);
+
+/// MetalLB's order, cut to the first `LISTED_CANDIDATES`: every node is hashed once,
+/// then the first ones are selected and sorted. Returns member indices, the owner
+/// first.
+fn order(
+    candidates: impl Iterator<Item = (usize, i64)>,
+    first_ip: &str,
+    nodes: &[Member],
+    hashes: &[NodeHash],
+    ranks: &mut Vec<Rank>,
+) -> Vec<usize> {
+    ranks.clear();
+    ranks.extend(candidates.map(|(index, score)| {
+        let hash = hashes[index].with(&nodes[index].name, first_ip.as_bytes());
+        (std::cmp::Reverse(score), hash, index)
+    }));
+    if ranks.len() > LISTED_CANDIDATES {
+        ranks.select_nth_unstable(LISTED_CANDIDATES - 1);
+        ranks.truncate(LISTED_CANDIDATES);
+    }
+    ranks.sort_unstable();
+    ranks.iter().map(|(_, _, index)| *index).collect()
 }
 
 /// Elects, for every allocated service, the node that announces it. `this_node` is the
@@ -257,7 +360,10 @@ pub fn elect(
     context: &ElectionContext,
 ) -> BTreeMap<ServiceKey, Election> {
     let nodes = members(config, this_node, context);
+    let hashes: Vec<NodeHash> = nodes.iter().map(|node| NodeHash::new(&node.name)).collect();
     let slices = slices_by_service(config);
+    let mut eligible_by_ads: HashMap<Vec<usize>, Eligible> = HashMap::new();
+    let mut ranks = Vec::new();
     let mut out = BTreeMap::new();
     for service in &config.services {
         let key = ServiceKey::of_service(service);
@@ -269,7 +375,11 @@ pub fn elect(
             ips: ips.clone(),
             reason: reason.into(),
         };
-        let ads = advertisements_for(config, &allocation.pool, service);
+        let ad_indices = advertisements_for(config, &allocation.pool, service);
+        let ads: Vec<&L2Advertisement> = ad_indices
+            .iter()
+            .map(|&i| &config.l2_advertisements[i])
+            .collect();
         let serving = serving(slices.get(&key), context.endpoints);
         let election = if matches!(serving, Serving::Somewhere { any: false, .. }) {
             not_announced("no endpoint of the service is ready (or serving)")
@@ -282,58 +392,46 @@ pub fn elect(
         } else {
             // Every node an advertisement of the service lets announce; under
             // externalTrafficPolicy Local, only those with a serving endpoint.
-            let eligible: Vec<&Member> = nodes
-                .iter()
-                .filter(|n| {
-                    ads.iter().any(|a| {
-                        a.node_selectors.is_empty() || any_matches(&a.node_selectors, &n.labels)
-                    })
-                })
-                .filter(|n| match (&serving, local_traffic(service)) {
-                    (Serving::Somewhere { nodes, .. }, true) => nodes.contains(&n.name),
-                    _ => true,
-                })
-                .collect();
-            let mut candidates: Vec<String> = eligible.iter().map(|n| n.name.clone()).collect();
-            let mut scores = BTreeMap::new();
-            for node in &eligible {
-                let score: i64 = ads
-                    .iter()
-                    .flat_map(|a| &a.preferred_nodes)
-                    .filter(|(_, selector)| selector.matches(&node.labels))
-                    .map(|(weight, _)| i64::from(*weight))
-                    .sum();
-                scores.insert(node.name.clone(), score);
-            }
+            let eligible = eligible_by_ads
+                .entry(ad_indices)
+                .or_insert_with(|| eligible(&nodes, &ads));
+            let local_nodes = match (&serving, local_traffic(service)) {
+                (Serving::Somewhere { nodes, .. }, true) => Some(nodes),
+                _ => None,
+            };
+            let candidates = eligible.members.iter().copied().filter(|(index, _)| {
+                local_nodes.is_none_or(|local| local.contains(&nodes[*index].name))
+            });
             match ips.first() {
-                Some(first) if !candidates.is_empty() => {
-                    order(&mut candidates, &first.to_string(), &scores);
-                    let owner = candidates[0].clone();
-                    // The interfaces are those of the advertisements that select the
-                    // owner (MetalLB's "my ads for the service").
-                    let owner_labels = eligible
-                        .iter()
-                        .find(|n| n.name == owner)
-                        .map(|n| n.labels.clone())
-                        .unwrap_or_default();
-                    let owners_ads: Vec<&L2Advertisement> = ads
-                        .iter()
-                        .copied()
-                        .filter(|a| {
-                            a.node_selectors.is_empty()
-                                || any_matches(&a.node_selectors, &owner_labels)
-                        })
-                        .collect();
-                    Election::Announced {
-                        ips: ips.clone(),
-                        owner,
-                        candidates,
-                        interfaces: interfaces_of(&owners_ads),
+                Some(first) => {
+                    let ordered =
+                        order(candidates, &first.to_string(), &nodes, &hashes, &mut ranks);
+                    match ordered.first() {
+                        Some(&owner) => {
+                            // The interfaces are those of the advertisements that select
+                            // the owner (MetalLB's "my ads for the service").
+                            let owner_labels = &nodes[owner].labels;
+                            let owners_ads: Vec<&L2Advertisement> = ads
+                                .iter()
+                                .copied()
+                                .filter(|a| {
+                                    a.node_selectors.is_empty()
+                                        || any_matches(&a.node_selectors, owner_labels)
+                                })
+                                .collect();
+                            Election::Announced {
+                                ips: ips.clone(),
+                                owner: nodes[owner].name.clone(),
+                                candidates: ordered
+                                    .iter()
+                                    .map(|&i| nodes[i].name.clone())
+                                    .collect(),
+                                interfaces: interfaces_of(&owners_ads),
+                            }
+                        }
+                        None => not_announced(NO_CANDIDATE),
                     }
                 }
-                Some(_) => not_announced(
-                    "no node may announce it (nodeSelectors, exclusion label, NetworkUnavailable, no live speaker, or no local endpoint under externalTrafficPolicy Local)",
-                ),
                 None => not_announced("it has no address"),
             }
         };
@@ -341,6 +439,8 @@ pub fn elect(
     }
     out
 }
+
+const NO_CANDIDATE: &str = "no node may announce it (nodeSelectors, exclusion label, NetworkUnavailable, no live speaker, or no local endpoint under externalTrafficPolicy Local)";
 
 /// The union of the advertisements' interfaces; any advertisement without interfaces
 /// means all of them.
@@ -609,6 +709,61 @@ mod tests {
                 elect(&cfg, &decisions, "b", &ElectionContext::default()),
                 elect(&cfg, &decisions, "c", &ElectionContext::default())
             );
+        }
+    }
+
+    #[test]
+    fn node_hashes_are_sha256_of_node_hash_ip_at_every_length() {
+        // One block up to 55 bytes, two beyond: both ways give SHA-256's digest.
+        for name_len in 0..70 {
+            let name = "n".repeat(name_len);
+            let hash = NodeHash::new(&name);
+            for ip in ["192.0.2.1", "2001:db8::ffff:ffff:ffff:ffff"] {
+                let got: String = hash
+                    .with(&name, ip.as_bytes())
+                    .iter()
+                    .map(|w| format!("{w:08x}"))
+                    .collect();
+                assert_eq!(got, hash_hex(&name, ip), "{name_len} {ip}");
+            }
+        }
+    }
+
+    #[test]
+    fn many_nodes_list_the_first_candidates_in_order() {
+        // More nodes than are listed: the owner and the list are the head of the full
+        // order (preferred nodes first, then the hash), whoever runs the election.
+        let names: Vec<String> = (0..40).map(|i| format!("node-{i:02}")).collect();
+        let mut text = POOL.to_string();
+        for (i, name) in names.iter().enumerate() {
+            text += &node(name, if i % 3 == 0 { "disk: ssd" } else { "" });
+        }
+        text += &service("web", "");
+        text += &adv(
+            "{preferredNodeSelectors: [{weight: 10, preference: {matchLabels: {disk: ssd}}}]}",
+        );
+        let cfg = config(&text);
+        for ip in ["192.0.2.1", "192.0.2.200"] {
+            let decisions = BTreeMap::from([(key("web"), allocated("pool", &[ip]))]);
+            let Election::Announced {
+                owner, candidates, ..
+            } = &elect(&cfg, &decisions, "node-07", &ElectionContext::default())[&key("web")]
+            else {
+                panic!("not announced")
+            };
+            let mut full: Vec<(bool, String, String)> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (i % 3 != 0, hash_hex(n, ip), n.clone()))
+                .collect();
+            full.sort();
+            let expected: Vec<String> = full
+                .into_iter()
+                .map(|(_, _, n)| n)
+                .take(LISTED_CANDIDATES)
+                .collect();
+            assert_eq!(candidates, &expected, "{ip}");
+            assert_eq!(owner, &expected[0]);
         }
     }
 

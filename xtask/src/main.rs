@@ -57,6 +57,10 @@ enum Bench {
     /// 10,000 Services and 20 pools; time to give every Service its address, peak
     /// RSS, writes per Service, and the same for one Service changed among them.
     Controller,
+    /// The pure core with many objects (release build): the allocator and the plan for
+    /// 1,000 to 100,000 Services over 20 pools (IPv4 and IPv6), and the election for up
+    /// to 5,000 Nodes x 10,000 Services; time and peak heap of each step.
+    Scale,
 }
 
 /// Printed before the first build of the workspace, which is silent for long stretches.
@@ -114,6 +118,7 @@ fn main() -> anyhow::Result<()> {
             let bench = match which {
                 Bench::Datapath => "datapath",
                 Bench::Controller => "controller",
+                Bench::Scale => "scale",
             };
             cargo(&["bench", "--package", "metallb-user", "--bench", bench])
         }

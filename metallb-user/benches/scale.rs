@@ -1,0 +1,296 @@
+//! `cargo xtask bench scale`: how the pure core grows with the cluster, in a release
+//! build. The allocator alone and the whole plan (`metallb plan`'s core: allocation,
+//! election, this node's entries) for 1,000 to 100,000 Services over 20 pools (IPv4 and
+//! IPv6), the same Services over pools 256 times larger (memory must not follow the
+//! pools), and the election for up to 5,000 Nodes x 10,000 Services. Prints wall time
+//! and the peak heap the step allocated (a counting allocator), with the CPU model.
+//!
+//! `BENCH_SCALE_QUICK=1` stops at 10,000 Services and 1,000 Nodes.
+//!
+//! Targets (issue 15): allocation of 10,000 / 100,000 Services under 1 s / 10 s with
+//! memory linear in the Services; 5,000 Nodes x 10,000 Services elected under 5 s.
+
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    collections::BTreeMap,
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::api::core::v1::{Node, Service, ServicePort, ServiceSpec};
+use kube::api::ObjectMeta;
+use metallb_user::{
+    allocator::{AllocatorOptions, Decision, allocate},
+    config::{AddrRange, Config, L2Advertisement, Pool},
+    election::{ElectionContext, elect},
+    plan::{PlanOptions, plan},
+};
+
+/// Counts the bytes held on the heap, and the most held since the last reset.
+struct Counting;
+
+static HELD: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(bytes: usize) {
+    let held = HELD.fetch_add(bytes, Ordering::Relaxed) + bytes;
+    PEAK.fetch_max(held, Ordering::Relaxed);
+}
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only counted.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        grew(layout.size());
+        // SAFETY: the caller's contract is the system allocator's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        HELD.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        grew(layout.size());
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        HELD.fetch_sub(layout.size(), Ordering::Relaxed);
+        grew(new_size);
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// The CPU time this thread has used: on a shared machine, wall time also counts the
+/// others' work.
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which `now` is.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    assert_eq!(status, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(
+        u64::try_from(now.tv_sec).expect("positive"),
+        u32::try_from(now.tv_nsec).expect("under a second"),
+    )
+}
+
+/// What one step cost.
+struct Cost {
+    wall: Duration,
+    cpu: Duration,
+    /// The most heap it held beyond what was held before it.
+    heap: usize,
+}
+
+impl std::fmt::Display for Cost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:>9.2?} {:>9.2?} {:>8.1} MiB",
+            self.wall,
+            self.cpu,
+            self.heap as f64 / (1024.0 * 1024.0)
+        )
+    }
+}
+
+/// Runs `step`, returning its result and its cost.
+fn measured<T>(step: impl FnOnce() -> T) -> (T, Cost) {
+    let before = HELD.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let (start, start_cpu) = (Instant::now(), thread_cpu_time());
+    let out = step();
+    let cost = Cost {
+        wall: start.elapsed(),
+        cpu: thread_cpu_time() - start_cpu,
+        heap: PEAK.load(Ordering::Relaxed) - before,
+    };
+    (out, cost)
+}
+
+const POOLS: usize = 20;
+
+/// 20 pools, each with an IPv4 range of 2^`v4_bits` and an IPv6 range of
+/// 2^`v6_bits` addresses.
+fn pools(v4_bits: u32, v6_bits: u32) -> Vec<Pool> {
+    (0..POOLS)
+        .map(|i| Pool {
+            name: format!("pool-{i:02}"),
+            labels: BTreeMap::new(),
+            ranges: vec![
+                AddrRange::parse(&format!("10.{}.0.0/{}", i * 8, 32 - v4_bits)).expect("a range"),
+                AddrRange::parse(&format!("2001:db8:{i:x}::/{}", 128 - v6_bits)).expect("a range"),
+            ],
+            auto_assign: true,
+            avoid_buggy_ips: i % 2 == 1,
+            allocation: None,
+        })
+        .collect()
+}
+
+/// Every third Service IPv6, every tenth dual-stack, every twentieth sharing an
+/// address, every fiftieth asking for a pool by name; the pools fill in name order.
+fn service(i: usize) -> Service {
+    let mut annotations = BTreeMap::new();
+    if i.is_multiple_of(20) {
+        annotations.insert(
+            "metallb.io/allow-shared-ip".into(),
+            format!("key-{}", i % 7),
+        );
+    }
+    if i % 50 == 1 {
+        annotations.insert(
+            "metallb.io/address-pool".into(),
+            format!("pool-{:02}", POOLS - 1),
+        );
+    }
+    let (families, policy) = if i.is_multiple_of(10) {
+        (None, Some("PreferDualStack"))
+    } else if i % 3 == 1 {
+        (Some(vec!["IPv6".to_string()]), Some("SingleStack"))
+    } else {
+        (None, None)
+    };
+    Service {
+        metadata: ObjectMeta {
+            name: Some(format!("svc-{i:06}")),
+            namespace: Some(format!("ns-{}", i % 100)),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some("LoadBalancer".into()),
+            ip_families: families,
+            ip_family_policy: policy.map(Into::into),
+            ports: Some(vec![ServicePort {
+                port: 1000 + i32::try_from(i % 60_000).expect("small"),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn node(i: usize) -> Node {
+    Node {
+        metadata: ObjectMeta {
+            name: Some(format!("node-{i:05}")),
+            labels: Some(BTreeMap::from([(
+                "zone".to_string(),
+                format!("zone-{}", i % 3),
+            )])),
+            ..ObjectMeta::default()
+        },
+        ..Node::default()
+    }
+}
+
+fn config(services: usize, nodes: usize, v4_bits: u32, v6_bits: u32) -> Config {
+    Config {
+        pools: pools(v4_bits, v6_bits),
+        l2_advertisements: vec![L2Advertisement {
+            name: "all".into(),
+            pools: (0..POOLS).map(|i| format!("pool-{i:02}")).collect(),
+            node_selectors: Vec::new(),
+            interfaces: Vec::new(),
+            service_selectors: Vec::new(),
+            preferred_nodes: Vec::new(),
+        }],
+        services: (0..services).map(service).collect(),
+        nodes: (0..nodes).map(node).collect(),
+        ..Config::default()
+    }
+}
+
+fn allocated(decisions: &BTreeMap<metallb_user::allocator::ServiceKey, Decision>) -> usize {
+    decisions
+        .values()
+        .filter(|d| matches!(d, Decision::Allocated(_)))
+        .count()
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn main() {
+    let quick = std::env::var_os("BENCH_SCALE_QUICK").is_some();
+    println!("CPU: {}", cpu_model());
+    println!(
+        "release build; wall and CPU time (this thread's: the machine may be shared), heap = the most the step held beyond what was held before it"
+    );
+    println!();
+    println!("Allocator and plan, 20 pools, IPv4 + IPv6 (1/3 IPv6, 1/10 dual-stack):");
+    println!(
+        "{:>9} {:>14}   {:>9} {:>9} {:>12}   {:>9} {:>9} {:>12}",
+        "services", "pools (v4/v6)", "allocate", "cpu", "heap", "plan", "cpu", "heap"
+    );
+    let counts: &[usize] = if quick {
+        &[1_000, 10_000]
+    } else {
+        &[1_000, 10_000, 100_000]
+    };
+    // Pools 256 times larger must cost no more memory: the allocator holds what is
+    // taken, not what is free.
+    let sizes: &[(u32, u32)] = &[(16, 16), (24, 64)];
+    for &services in counts {
+        for &(v4_bits, v6_bits) in sizes {
+            let cfg = config(services, 0, v4_bits, v6_bits);
+            let options = AllocatorOptions::default();
+            let (allocations, allocate_cost) = measured(|| allocate(&cfg, &options));
+            assert_eq!(
+                allocated(&allocations.decisions),
+                services,
+                "every service gets an address"
+            );
+            drop(allocations);
+            let plan_options = PlanOptions {
+                node_name: "node-00000".into(),
+                ..PlanOptions::default()
+            };
+            let (planned, plan_cost) = measured(|| plan(&cfg, &plan_options, &[]));
+            assert_eq!(planned.services.len(), services);
+            drop(planned);
+            println!(
+                "{services:>9} {:>14}   {allocate_cost}   {plan_cost}",
+                format!("2^{v4_bits}/2^{v6_bits}"),
+            );
+        }
+    }
+
+    println!();
+    println!("Election (every node eligible, first address's hash decides):");
+    println!(
+        "{:>7} {:>9}   {:>9} {:>9} {:>12}",
+        "nodes", "services", "elect", "cpu", "heap"
+    );
+    let shapes: &[(usize, usize)] = if quick {
+        &[(1_000, 1_000), (1_000, 10_000)]
+    } else {
+        &[(1_000, 1_000), (2_000, 2_000), (5_000, 10_000)]
+    };
+    for &(nodes, services) in shapes {
+        let cfg = config(services, nodes, 16, 16);
+        let decisions = allocate(&cfg, &AllocatorOptions::default()).decisions;
+        let context = ElectionContext::default();
+        let (elections, elect_cost) = measured(|| elect(&cfg, &decisions, "node-00000", &context));
+        assert_eq!(elections.len(), services);
+        println!("{nodes:>7} {services:>9}   {elect_cost}");
+    }
+}
