@@ -573,32 +573,84 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown model".into())
 }
 
-/// The machine instructions the JIT made of each program, counted in `bpftool prog
-/// dump jited`: a figure that does not depend on the CPU kind (the ns do), for every
-/// path at once. The bytes come from the kernel's program info.
+/// The machine instructions the JIT made of each program: a figure that does not
+/// depend on the CPU kind (the ns do), for every path at once. The code is read from
+/// the kernel (BPF_OBJ_GET_INFO_BY_FD, as `bpftool prog dump jited` does; Debian's
+/// bpftool is built without its disassembler) and decoded by objdump (binutils, there
+/// with the linker).
 fn print_jited(programs: &[(&str, &Xdp)]) -> anyhow::Result<()> {
-    println!("\nJITed code (bpftool prog dump jited; the whole program, every path):");
+    println!("\nJITed code (x86-64 instructions; the whole program, every path):");
     println!("   {:<26} {:>12} {:>8}", "program", "instructions", "bytes");
+    let scratch = std::env::temp_dir().join(format!("metallb-jited-{}", std::process::id()));
     for (name, program) in programs {
-        let info: ProgramInfo = program.info().context("program info")?;
-        let instructions = match std::process::Command::new("bpftool")
-            .args(["prog", "dump", "jited", "id", &info.id().to_string()])
-            .output()
-        {
-            Ok(out) if out.status.success() => {
-                jited_instructions(&String::from_utf8_lossy(&out.stdout)).to_string()
-            }
-            Ok(out) => format!("bpftool: {}", String::from_utf8_lossy(&out.stderr).trim()),
-            Err(error) => format!("bpftool: {error}"),
+        let code = jited_code(program)?;
+        let instructions = match count_instructions(&code, &scratch) {
+            Ok(count) => count.to_string(),
+            Err(error) => format!("({error:#})"),
         };
-        println!("   {name:<26} {instructions:>12} {:>8}", info.size_jitted());
+        println!("   {name:<26} {instructions:>12} {:>8}", code.len());
     }
+    let _ = std::fs::remove_file(&scratch);
     Ok(())
 }
 
-/// Lines of a jited dump that are instructions: `   1f:\tmov ...`.
-fn jited_instructions(dump: &str) -> usize {
-    dump.lines()
+/// The JITed code of `program`, from the kernel.
+fn jited_code(program: &Xdp) -> anyhow::Result<Vec<u8>> {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    /// The `info` member of `union bpf_attr`.
+    #[repr(C)]
+    struct InfoAttr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    let length = program.info().context("program info")?.size_jitted() as usize;
+    let mut code = vec![0u8; length];
+    // SAFETY: a plain C struct of integers; all zeroes is its empty value.
+    let mut info: aya_obj::generated::bpf_prog_info = unsafe { std::mem::zeroed() };
+    info.jited_prog_len = u32::try_from(length)?;
+    info.jited_prog_insns = code.as_mut_ptr() as u64;
+    let attr = InfoAttr {
+        bpf_fd: u32::try_from(program.fd()?.as_fd().as_raw_fd())?,
+        info_len: u32::try_from(size_of_val(&info))?,
+        info: (&raw mut info) as u64,
+    };
+    // SAFETY: the kernel writes at most info_len bytes to `info` and at most
+    // jited_prog_len bytes to `code`, both alive and that large.
+    let status = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            &raw const attr,
+            size_of::<InfoAttr>(),
+        )
+    };
+    anyhow::ensure!(
+        status == 0,
+        "BPF_OBJ_GET_INFO_BY_FD: {}",
+        std::io::Error::last_os_error()
+    );
+    code.truncate(info.jited_prog_len as usize);
+    Ok(code)
+}
+
+/// The x86-64 instructions in `code`, written to `scratch` for objdump.
+fn count_instructions(code: &[u8], scratch: &std::path::Path) -> anyhow::Result<usize> {
+    std::fs::write(scratch, code)?;
+    let out = std::process::Command::new("objdump")
+        .args(["-D", "-b", "binary", "-m", "i386:x86-64", "--insn-width=16"])
+        .arg(scratch)
+        .output()
+        .context("running objdump")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "objdump: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    // Instruction lines: `   1f:\t48 89 e5 ...\tmov ...`.
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
         .filter(|line| {
             line.trim_start()
                 .split_once(':')
@@ -608,7 +660,7 @@ fn jited_instructions(dump: &str) -> usize {
                         && rest.starts_with('\t')
                 })
         })
-        .count()
+        .count())
 }
 
 fn xdp_program<'a>(object: &'a Ebpf, name: &str) -> anyhow::Result<&'a Xdp> {
