@@ -8,6 +8,7 @@
 //! - [`rbac`]: the requests a component made, checked against its RBAC table.
 //! - [`kustomize`]: `kubectl kustomize`, rendered into objects.
 pub mod apiserver;
+pub mod cluster;
 pub mod kustomize;
 pub mod lab;
 pub mod rbac;

@@ -9,6 +9,7 @@ pub mod datapath;
 pub mod election;
 pub mod interface_report;
 pub mod kubernetes;
+pub mod membership;
 pub mod metrics;
 pub mod plan;
 pub mod printable;

@@ -334,11 +334,91 @@ struct SpeakerArgs {
     )]
     garp_duration: Duration,
     #[command(flatten)]
+    membership: MembershipArgs,
+    #[command(flatten)]
     scope: Scope,
     #[command(flatten)]
     node: NodeArgs,
     #[command(flatten)]
     limits: Limits,
+}
+
+/// Standalone mode: failure detection between the speakers (SWIM gossip over UDP).
+#[derive(Args)]
+struct MembershipArgs {
+    /// Turns membership on: the file holding the key every speaker of the cluster
+    /// shares (at least 16 bytes; a trailing line break is ignored). Datagrams not
+    /// signed with it (HMAC-SHA256) are refused and logged. Without it, every Node of
+    /// the file counts as alive.
+    #[arg(long, value_name = "FILE")]
+    membership_key_file: Option<PathBuf>,
+    /// UDP port of the membership protocol, the same on every node (MetalLB's
+    /// memberlist port).
+    #[arg(long, default_value_t = metallb_user::membership::DEFAULT_PORT)]
+    membership_port: u16,
+    /// Another speaker: IP or IP:PORT (repeatable). Default: the InternalIP of every
+    /// Node of the file.
+    #[arg(long = "peer", value_name = "ADDR", value_parser = peer_address)]
+    peers: Vec<PeerAddress>,
+    /// How often each speaker probes another.
+    #[arg(long, default_value = "50ms", value_name = "DURATION", value_parser = duration)]
+    probe_interval: Duration,
+    /// How long a suspected speaker has to refute it before it is declared down and
+    /// its VIPs move.
+    #[arg(long, default_value = "150ms", value_name = "DURATION", value_parser = duration)]
+    suspicion_timeout: Duration,
+}
+
+/// `--peer`: an address, with the membership port unless it names one.
+#[derive(Clone, Debug)]
+struct PeerAddress {
+    ip: std::net::IpAddr,
+    port: Option<u16>,
+}
+
+fn peer_address(text: &str) -> Result<PeerAddress, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(PeerAddress {
+            ip: addr.ip(),
+            port: Some(addr.port()),
+        });
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(|ip| PeerAddress { ip, port: None })
+        .map_err(|_| format!("{text:?} is not an IP address or IP:PORT"))
+}
+
+impl MembershipArgs {
+    fn options(self) -> anyhow::Result<Option<metallb_user::speaker::MembershipOptions>> {
+        let Some(key_file) = self.membership_key_file else {
+            anyhow::ensure!(
+                self.peers.is_empty(),
+                "--peer needs --membership-key-file: membership traffic is always authenticated"
+            );
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            !self.probe_interval.is_zero() && self.probe_interval < self.suspicion_timeout,
+            "--probe-interval {} must be above zero and below --suspicion-timeout {}",
+            humantime::format_duration(self.probe_interval),
+            humantime::format_duration(self.suspicion_timeout)
+        );
+        let key = metallb_user::membership::SharedKey::from_file(&key_file)?;
+        let port = self.membership_port;
+        Ok(Some(metallb_user::speaker::MembershipOptions {
+            key,
+            port,
+            peers: self
+                .peers
+                .iter()
+                .map(|p| SocketAddr::new(p.ip, p.port.unwrap_or(port)))
+                .collect(),
+            timings: metallb_user::membership::Timings {
+                probe_interval: self.probe_interval,
+                suspicion_timeout: self.suspicion_timeout,
+            },
+        }))
+    }
 }
 
 fn node_name(arg: Option<String>) -> String {
@@ -513,6 +593,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 keep_datapath: args.keep_datapath,
                 garp_interval: args.garp_interval,
                 garp_duration: args.garp_duration,
+                membership: args.membership.options()?,
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(run(options))?;

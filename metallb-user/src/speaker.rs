@@ -34,6 +34,10 @@ use crate::{
     election::{Election, ElectionContext, Interfaces},
     interface_report,
     kubernetes::lifecycle::{self, StopAction, StopDecision},
+    membership::{
+        SharedKey, Timings,
+        udp::{self as membership_udp, Live},
+    },
     metrics::{self, Shared},
     plan::{AddressSource, InterfaceChoice, PlanOptions, Role, interfaces_to_attach, plan},
     printable::printable,
@@ -89,7 +93,27 @@ pub struct SpeakerOptions {
     pub keep_datapath: bool,
     pub garp_interval: Duration,
     pub garp_duration: Duration,
+    /// Standalone mode: the live nodes of the election come from gossip between the
+    /// speakers (`membership`) instead of every node of the file.
+    pub membership: Option<MembershipOptions>,
 }
+
+/// The speakers' gossip (standalone mode).
+#[derive(Clone, Debug)]
+pub struct MembershipOptions {
+    pub key: SharedKey,
+    /// UDP port, the same on every node (`--membership-port`).
+    pub port: u16,
+    /// Where the other speakers listen (`--peer`). Empty: the InternalIP of every Node
+    /// of the file, this node's own being the address it is reached at.
+    pub peers: Vec<SocketAddr>,
+    pub timings: Timings,
+}
+
+/// A speaker that has heard from no peer yet takes nobody for dead for this long, so
+/// that a restarted speaker does not claim every VIP before it hears the cluster; past
+/// it, the peers are taken as gone (a whole cluster restarting one node at a time).
+const JOIN_GRACE: Duration = Duration::from_secs(2);
 
 /// How often the counters the metrics show are read from the kernel.
 const METRICS_REFRESH: Duration = Duration::from_secs(1);
@@ -561,16 +585,27 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(METRICS_REFRESH);
     info!(node = %printable(&options.node_name), "speaker running");
 
+    let mut gossip = Gossip::new(&options)?;
+    let mut last: Option<Snapshot> = None;
     loop {
         tokio::select! {
             update = updates_rx.recv() => match update {
-                Some(Update::Apply(snapshot)) => speaker.apply(*snapshot),
+                Some(Update::Apply(snapshot)) => {
+                    gossip.start_from(&snapshot.config, &options.node_name);
+                    speaker.apply(gossip.with_live((*snapshot).clone()));
+                    last = Some(*snapshot);
+                }
                 Some(Update::Stale) => speaker.mark_stale(),
                 None => {
                     error!("the configuration source stopped");
                     break;
                 }
             },
+            () = gossip.changed() => {
+                if let Some(snapshot) = &last {
+                    speaker.apply(gossip.with_live(snapshot.clone()));
+                }
+            }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = tick.tick() => speaker.refresh_metrics(),
@@ -598,12 +633,157 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
     for e in &errors {
         error!(error = %e, "during shutdown");
     }
+    // Answers have stopped: now the next owner may take over at once. A planned
+    // restart (--keep-datapath) stays a member: its successor renews it.
+    if !options.keep_datapath {
+        gossip.leave().await;
+    }
     anyhow::ensure!(
         errors.is_empty(),
         "{} error(s) while stopping",
         errors.len()
     );
     Ok(())
+}
+
+/// The live set from the speakers' gossip, when membership is on.
+struct Gossip {
+    options: Option<MembershipOptions>,
+    running: Option<membership_udp::Running>,
+    /// Whether the live set counts yet: the cluster was heard from, or the join grace
+    /// has passed.
+    counts: bool,
+    grace_until: Option<tokio::time::Instant>,
+}
+
+impl Gossip {
+    fn new(options: &SpeakerOptions) -> anyhow::Result<Self> {
+        let mut gossip = Self {
+            options: options.membership.clone(),
+            running: None,
+            counts: false,
+            grace_until: None,
+        };
+        if let Some(membership) = &options.membership {
+            anyhow::ensure!(
+                matches!(options.source, SourceOptions::File { .. }),
+                "membership gossip (--membership-key-file) is for standalone mode: on Kubernetes the live speakers are the Ready speaker Pods"
+            );
+            if let Some(first) = membership.peers.first() {
+                let ip = membership_udp::local_address_towards(*first)
+                    .with_context(|| format!("finding this node's address towards {first}"))?;
+                gossip.start(
+                    &options.node_name,
+                    SocketAddr::new(ip, membership.port),
+                    membership.peers.clone(),
+                )?;
+            }
+        }
+        Ok(gossip)
+    }
+
+    fn start(
+        &mut self,
+        node: &str,
+        advertise: SocketAddr,
+        peers: Vec<SocketAddr>,
+    ) -> anyhow::Result<()> {
+        let Some(options) = &self.options else {
+            return Ok(());
+        };
+        let running = membership_udp::start(membership_udp::UdpOptions {
+            node_name: node.into(),
+            advertise,
+            peers,
+            timings: options.timings,
+            key: options.key.clone(),
+        })
+        .with_context(|| format!("membership: binding UDP port {}", options.port))?;
+        self.running = Some(running);
+        self.grace_until = Some(tokio::time::Instant::now() + JOIN_GRACE);
+        Ok(())
+    }
+
+    /// Without --peer, the peers are the file's Nodes: started at the first
+    /// configuration that names this node with an InternalIP.
+    fn start_from(&mut self, config: &Config, node: &str) {
+        let Some(options) = &self.options else {
+            return;
+        };
+        if self.running.is_some() {
+            return;
+        }
+        let port = options.port;
+        let address_of = |n: &k8s_openapi::api::core::v1::Node| {
+            n.status
+                .as_ref()?
+                .addresses
+                .as_ref()?
+                .iter()
+                .find(|a| a.type_ == "InternalIP")?
+                .address
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, port))
+        };
+        let Some(me) = config
+            .nodes
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(node))
+            .and_then(address_of)
+        else {
+            warn!(node = %printable(node), "membership: no --peer, and the file has no Node of this name with an InternalIP: not started");
+            return;
+        };
+        let peers: Vec<SocketAddr> = config.nodes.iter().filter_map(address_of).collect();
+        if let Err(e) = self.start(node, me, peers) {
+            error!(error = format!("{e:#}"), "membership not started");
+        }
+    }
+
+    /// Waits for a change that moves the election: the live set, or the end of the
+    /// join grace.
+    async fn changed(&mut self) {
+        let Some(running) = &mut self.running else {
+            return std::future::pending().await;
+        };
+        if !self.counts {
+            let grace = self.grace_until.unwrap_or_else(tokio::time::Instant::now);
+            tokio::select! {
+                changed = running.live.changed() => {
+                    if changed.is_err() {
+                        return std::future::pending().await;
+                    }
+                }
+                () = tokio::time::sleep_until(grace) => {
+                    warn!("membership: no peer heard from; the peers are taken as gone");
+                    self.counts = true;
+                }
+            }
+            if running.live.borrow().joined {
+                self.counts = true;
+            }
+            return;
+        }
+        if running.live.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// `snapshot` with the live nodes of the gossip, when they count.
+    fn with_live(&self, mut snapshot: Snapshot) -> Snapshot {
+        if let (Some(running), true) = (&self.running, self.counts) {
+            let live: Live = running.live.borrow().clone();
+            snapshot.election.live_nodes = Some(live.nodes);
+        }
+        snapshot
+    }
+
+    async fn leave(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.leave().await;
+        }
+    }
 }
 
 /// What to do with the datapath on stop. Without --keep-datapath it goes; with it, a

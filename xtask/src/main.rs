@@ -61,6 +61,9 @@ enum Bench {
     /// 1,000 to 100,000 Services over 20 pools (IPv4 and IPv6), and the election for up
     /// to 5,000 Nodes x 10,000 Services; time and peak heap of each step.
     Scale,
+    /// The membership protocol (SWIM) simulated in one process at 10, 100 and 1,000
+    /// members: time to declare a killed member down (p50/p99) and bytes/s per node.
+    Membership,
 }
 
 /// Printed before the first build of the workspace, which is silent for long stretches.
@@ -119,6 +122,7 @@ fn main() -> anyhow::Result<()> {
                 Bench::Datapath => "datapath",
                 Bench::Controller => "controller",
                 Bench::Scale => "scale",
+                Bench::Membership => "membership",
             };
             cargo(&["bench", "--package", "metallb-user", "--bench", bench])
         }

@@ -1,0 +1,550 @@
+//! Which speakers are alive: SWIM (the `foca` crate) between the speakers, so that a
+//! dead node's VIPs move to the next node of the election within a fraction of a
+//! second. The core here has no socket and no clock: it is fed datagrams and the time
+//! (a `Duration` since any fixed moment), and hands back datagrams to send and the live
+//! set, so that tests and the simulation (`simulation`) run it with simulated time.
+//! `udp` drives it on a real socket.
+//!
+//! Every datagram is authenticated with the cluster's [`SharedKey`]; one that does not
+//! verify is counted and dropped before the protocol sees it.
+
+pub mod key;
+pub mod simulation;
+pub mod udp;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::SocketAddr,
+    num::{NonZeroU32, NonZeroUsize},
+    time::Duration,
+};
+
+use foca::{Foca, Identity, NoCustomBroadcast, OwnedNotification, PostcardCodec, Runtime, Timer};
+use rand::{SeedableRng as _, rngs::StdRng};
+use serde::{Deserialize, Serialize};
+
+pub use key::SharedKey;
+
+/// MetalLB's memberlist port.
+pub const DEFAULT_PORT: u16 = 7946;
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(50);
+pub const DEFAULT_SUSPICION_TIMEOUT: Duration = Duration::from_millis(150);
+/// How often configured peers that are not members are asked to let us in: at start
+/// (they may start later) and after a partition (each side declared the other down).
+const REJOIN_INTERVAL: Duration = Duration::from_millis(500);
+/// The largest datagram, our header included: fits an Ethernet MTU.
+const MAX_DATAGRAM: usize = 1400;
+
+/// A speaker as the protocol knows it: its node name, where it listens, and a number
+/// that grows with each start and each rejoin (the newer one wins its address).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NodeId {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub generation: u64,
+}
+
+impl Identity for NodeId {
+    type Addr = SocketAddr;
+
+    /// Declared down while alive (a partition, a long pause): rejoin as a newer self.
+    fn renew(&self) -> Option<Self> {
+        Some(Self {
+            generation: self.generation.wrapping_add(1),
+            ..self.clone()
+        })
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn win_addr_conflict(&self, adversary: &Self) -> bool {
+        self.generation > adversary.generation
+    }
+}
+
+/// The protocol's timings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timings {
+    /// Each member probes one other this often.
+    pub probe_interval: Duration,
+    /// A suspected member that has not refuted the suspicion within this is down.
+    pub suspicion_timeout: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Self {
+            probe_interval: DEFAULT_PROBE_INTERVAL,
+            suspicion_timeout: DEFAULT_SUSPICION_TIMEOUT,
+        }
+    }
+}
+
+impl Timings {
+    /// The soonest a member can be declared down after its last answer: a probe is
+    /// only given up after its round trip time, then the suspicion runs out.
+    pub fn earliest_down(&self) -> Duration {
+        self.probe_rtt() + self.suspicion_timeout
+    }
+
+    /// The latest: a whole probe cycle of every other member may pass before one of
+    /// them probes the dead one (round-robin), then that probe's interval, then the
+    /// suspicion.
+    pub fn latest_down(&self, members: usize) -> Duration {
+        self.probe_interval * (members.max(2) as u32) + self.suspicion_timeout
+    }
+
+    fn probe_rtt(&self) -> Duration {
+        // Direct probe first, indirect ones after this; both within the interval.
+        self.probe_interval * 2 / 5
+    }
+
+    fn foca_config(&self, expected_members: usize) -> foca::Config {
+        let size = NonZeroU32::new(expected_members.clamp(1, u32::MAX as usize) as u32)
+            .unwrap_or(NonZeroU32::MIN);
+        let mut config = foca::Config::new_lan(size);
+        config.probe_period = self.probe_interval;
+        config.probe_rtt = self.probe_rtt();
+        config.suspect_to_down_after = self.suspicion_timeout;
+        config.max_packet_size =
+            NonZeroUsize::new(MAX_DATAGRAM - key::OVERHEAD).unwrap_or(NonZeroUsize::MIN);
+        // Spread news (suspicion, down, refutation) at the probe rate, not memberlist's
+        // 200 ms: detection is only as fast as the last member hears of it.
+        config.periodic_gossip = Some(foca::PeriodicParams {
+            frequency: self.probe_interval,
+            num_members: NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
+        });
+        config.periodic_announce_to_down_members = Some(foca::PeriodicParams {
+            frequency: REJOIN_INTERVAL,
+            num_members: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
+        });
+        config
+    }
+}
+
+/// Something worth a log line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Up(String),
+    Down(String),
+    /// This node was declared down and rejoined as a newer self.
+    Rejoined,
+    /// A datagram that did not verify with our key.
+    Refused {
+        from: SocketAddr,
+    },
+    /// A datagram that verified but that the protocol could not take.
+    Malformed {
+        from: SocketAddr,
+        error: String,
+    },
+}
+
+/// The effects of one call into the protocol, collected and applied after it.
+#[derive(Default)]
+struct Effects {
+    sends: Vec<(SocketAddr, Vec<u8>)>,
+    timers: Vec<(Duration, Timer<NodeId>)>,
+    notifications: Vec<OwnedNotification<NodeId>>,
+}
+
+impl Runtime<NodeId> for Effects {
+    fn notify(&mut self, notification: foca::Notification<'_, NodeId>) {
+        self.notifications.push(notification.to_owned());
+    }
+
+    fn send_to(&mut self, to: NodeId, data: &[u8]) {
+        self.sends.push((to.addr, data.to_vec()));
+    }
+
+    fn submit_after(&mut self, event: Timer<NodeId>, after: Duration) {
+        self.timers.push((after, event));
+    }
+}
+
+/// One speaker's membership, driven with explicit time.
+pub struct Membership {
+    foca: Foca<NodeId, PostcardCodec, StdRng, NoCustomBroadcast>,
+    key: SharedKey,
+    now: Duration,
+    /// Timers by when they fire (ties in the order they were set).
+    timers: BTreeMap<(Duration, u64), Timer<NodeId>>,
+    timer_seq: u64,
+    peers: Vec<SocketAddr>,
+    next_rejoin: Duration,
+    outgoing: Vec<(SocketAddr, Vec<u8>)>,
+    events: Vec<Event>,
+    refused: u64,
+    bytes_sent: u64,
+    left: bool,
+}
+
+impl Membership {
+    /// `seed` feeds the protocol's choices (whom to probe): any value in production,
+    /// a fixed one in simulations.
+    pub fn new(
+        me: NodeId,
+        timings: Timings,
+        expected_members: usize,
+        key: SharedKey,
+        seed: u64,
+    ) -> Self {
+        Self {
+            foca: Foca::new(
+                me,
+                timings.foca_config(expected_members),
+                StdRng::seed_from_u64(seed),
+                PostcardCodec,
+            ),
+            key,
+            now: Duration::ZERO,
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            peers: Vec::new(),
+            next_rejoin: Duration::ZERO,
+            outgoing: Vec::new(),
+            events: Vec::new(),
+            refused: 0,
+            bytes_sent: 0,
+            left: false,
+        }
+    }
+
+    pub fn me(&self) -> &NodeId {
+        self.foca.identity()
+    }
+
+    /// Joins through `peers` (addresses; ours among them is skipped), asked again
+    /// while they are not members.
+    pub fn start(&mut self, now: Duration, peers: &[SocketAddr]) {
+        self.now = now;
+        let me = self.me().addr;
+        self.peers = peers.iter().copied().filter(|p| *p != me).collect();
+        self.peers.sort();
+        self.peers.dedup();
+        self.rejoin_through_peers();
+    }
+
+    /// Takes these members as alive without asking (a simulation's warm start).
+    pub fn assume_members(&mut self, members: impl IntoIterator<Item = NodeId>) {
+        let mut effects = Effects::default();
+        let updates = members.into_iter().map(foca::Member::alive);
+        if let Err(error) = self.foca.apply_many(updates, false, &mut effects) {
+            self.events.push(Event::Malformed {
+                from: self.me().addr,
+                error: error.to_string(),
+            });
+        }
+        self.apply(effects);
+    }
+
+    /// A datagram from `from`.
+    pub fn handle_datagram(&mut self, now: Duration, from: SocketAddr, datagram: &[u8]) {
+        self.now = now;
+        if self.left {
+            return;
+        }
+        let Some(message) = self.key.open(datagram) else {
+            self.refused += 1;
+            self.events.push(Event::Refused { from });
+            return;
+        };
+        let mut effects = Effects::default();
+        if let Err(error) = self.foca.handle_data(message, &mut effects) {
+            self.events.push(Event::Malformed {
+                from,
+                error: error.to_string(),
+            });
+        }
+        self.apply(effects);
+    }
+
+    /// Fires every timer due by `now`.
+    pub fn advance(&mut self, now: Duration) {
+        self.now = now;
+        if self.left {
+            return;
+        }
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let timer = entry.remove();
+            let mut effects = Effects::default();
+            // An error here is the protocol's own bookkeeping (a stale probe): it
+            // carries on by itself.
+            let _ = self.foca.handle_timer(timer, &mut effects);
+            self.apply(effects);
+        }
+        if now >= self.next_rejoin {
+            self.rejoin_through_peers();
+        }
+    }
+
+    /// When [`Membership::advance`] has something to do next.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        if self.left {
+            return None;
+        }
+        let timer = self.timers.first_key_value().map(|((at, _), _)| *at);
+        let rejoin = (!self.peers.is_empty()).then_some(self.next_rejoin);
+        timer.into_iter().chain(rejoin).min()
+    }
+
+    /// Tells some members that we leave, and stops.
+    pub fn leave(&mut self, now: Duration) {
+        self.now = now;
+        let mut effects = Effects::default();
+        let _ = self.foca.leave_cluster(&mut effects);
+        self.apply(effects);
+        self.left = true;
+        self.timers.clear();
+    }
+
+    /// The datagrams to send, sealed.
+    pub fn take_outgoing(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
+        std::mem::take(&mut self.outgoing)
+    }
+
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// This node and every member that is alive or only suspected (a suspected node
+    /// keeps its VIPs until it is declared down).
+    pub fn live_nodes(&self) -> BTreeSet<String> {
+        std::iter::once(self.me().name.clone())
+            .chain(self.foca.iter_members().map(|m| m.id().name.clone()))
+            .collect()
+    }
+
+    /// Whether any other member is alive: without one there is nobody to hand over to.
+    pub fn has_peers(&self) -> bool {
+        self.foca.num_members() > 0
+    }
+
+    /// Datagrams refused for a wrong key (or none).
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// Bytes of membership datagrams sent (UDP payload).
+    pub fn bytes_sent(&self) -> u64 {
+        self.bytes_sent
+    }
+
+    fn rejoin_through_peers(&mut self) {
+        self.next_rejoin = self.now + REJOIN_INTERVAL;
+        let members: BTreeSet<SocketAddr> = self.foca.iter_members().map(|m| m.id().addr).collect();
+        let strangers: Vec<SocketAddr> = self
+            .peers
+            .iter()
+            .copied()
+            .filter(|p| !members.contains(p))
+            .collect();
+        for addr in strangers {
+            // Only the address matters for sending; the peer's answer names it.
+            let placeholder = NodeId {
+                name: String::new(),
+                addr,
+                generation: 0,
+            };
+            let mut effects = Effects::default();
+            let _ = self.foca.announce(placeholder, &mut effects);
+            self.apply(effects);
+        }
+    }
+
+    fn apply(&mut self, effects: Effects) {
+        for (after, timer) in effects.timers {
+            self.timer_seq += 1;
+            self.timers
+                .insert((self.now + after, self.timer_seq), timer);
+        }
+        for (to, message) in effects.sends {
+            let datagram = self.key.seal(&message);
+            self.bytes_sent += datagram.len() as u64;
+            self.outgoing.push((to, datagram));
+        }
+        for notification in effects.notifications {
+            let event = match notification {
+                OwnedNotification::MemberUp(id) => Event::Up(id.name),
+                OwnedNotification::MemberDown(id) => Event::Down(id.name),
+                OwnedNotification::Rejoin(_) => Event::Rejoined,
+                _ => continue,
+            };
+            self.events.push(event);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::simulation::{Network, node_addr};
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn names(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn three_members_join_through_one_peer_and_see_each_other() {
+        let mut net = Network::new(3, Timings::default(), 1);
+        net.start_through(&[node_addr(0)]);
+        net.run_until(Duration::from_secs(2));
+        for i in 0..3 {
+            assert_eq!(net.live_nodes(i), names(&["node-0", "node-1", "node-2"]));
+        }
+    }
+
+    /// A dead member is out of everyone's live set after the suspicion timeout, and
+    /// never before the earliest moment the timings allow.
+    #[test]
+    fn a_dead_member_is_declared_down_within_the_bounds_of_the_timings() {
+        let timings = Timings::default();
+        let mut net = Network::new(3, timings, 7);
+        net.start_through(&[node_addr(0)]);
+        net.run_until(Duration::from_secs(2));
+        let killed_at = net.now();
+        net.kill(2);
+        let mut first_without = None;
+        while net.now() < killed_at + Duration::from_secs(2) {
+            net.step(MS);
+            if first_without.is_none() && !net.live_nodes(0).contains("node-2") {
+                first_without = Some(net.now() - killed_at);
+            }
+            if first_without.is_some() && !net.live_nodes(1).contains("node-2") {
+                break;
+            }
+        }
+        let detected = first_without.expect("node-2 declared down");
+        assert!(detected >= timings.earliest_down(), "{detected:?}");
+        assert!(detected <= timings.latest_down(3) + 2 * MS, "{detected:?}");
+        assert_eq!(net.live_nodes(0), names(&["node-0", "node-1"]));
+        assert_eq!(net.live_nodes(1), names(&["node-0", "node-1"]));
+    }
+
+    /// A pause shorter than the suspicion timeout is survived: the paused member
+    /// refutes the suspicion when it runs again, and nobody ever drops it.
+    #[test]
+    fn a_paused_member_is_never_dropped() {
+        let mut net = Network::new(3, Timings::default(), 3);
+        net.start_through(&[node_addr(0)]);
+        net.run_until(Duration::from_secs(2));
+        for _ in 0..20 {
+            net.pause(1, true);
+            for _ in 0..100 {
+                net.step(MS);
+                assert!(net.live_nodes(0).contains("node-1"));
+                assert!(net.live_nodes(2).contains("node-1"));
+            }
+            net.pause(1, false);
+            for _ in 0..400 {
+                net.step(MS);
+                assert!(net.live_nodes(0).contains("node-1"));
+                assert!(net.live_nodes(2).contains("node-1"));
+            }
+        }
+    }
+
+    /// A sender with another key is refused: it never becomes a member, and what it
+    /// says about others (here: that node-1 is down) changes nothing.
+    #[test]
+    fn a_wrong_key_is_refused_and_cannot_declare_anyone_down() {
+        let mut net = Network::new(3, Timings::default(), 5);
+        net.start_through(&[node_addr(0)]);
+        net.run_until(Duration::from_secs(1));
+        // An intruder with a different key, at a fourth address, that knows node-1
+        // and says it is down.
+        let intruder_addr = node_addr(3);
+        let intruder = NodeId {
+            name: "intruder".into(),
+            addr: intruder_addr,
+            generation: 1,
+        };
+        let mut forged = Effects::default();
+        let down = foca::Member::down(net.id(1));
+        let mut rogue = Foca::new(
+            intruder,
+            Timings::default().foca_config(4),
+            StdRng::seed_from_u64(1),
+            PostcardCodec,
+        );
+        rogue
+            .apply_many(
+                [
+                    foca::Member::alive(net.id(0)),
+                    foca::Member::alive(net.id(1)),
+                    down,
+                ]
+                .into_iter(),
+                true,
+                &mut forged,
+            )
+            .unwrap();
+        rogue.gossip(&mut forged).unwrap();
+        assert!(!forged.sends.is_empty());
+        let wrong_key = SharedKey::new(b"not the cluster's key!");
+        for _ in 0..50 {
+            for (_, message) in &forged.sends {
+                net.deliver_raw(0, intruder_addr, &wrong_key.seal(message));
+            }
+            net.step(10 * MS);
+        }
+        // With the right key these datagrams would declare node-1 down (it would
+        // rejoin at once) and admit the intruder: nothing of the sort happened.
+        let news: Vec<&Event> = net
+            .events(0)
+            .iter()
+            .filter(|e| !matches!(e, Event::Refused { .. }))
+            .collect();
+        assert_eq!(
+            news,
+            [&Event::Up("node-1".into()), &Event::Up("node-2".into())]
+        );
+        assert_eq!(net.live_nodes(0), names(&["node-0", "node-1", "node-2"]));
+        assert_eq!(net.live_nodes(2), names(&["node-0", "node-1", "node-2"]));
+        assert!(net.refused(0) >= 50, "{}", net.refused(0));
+        assert!(net.events(0).contains(&Event::Refused {
+            from: intruder_addr
+        }));
+    }
+
+    /// A graceful leave: the others drop the member at once, without waiting for the
+    /// suspicion timeout.
+    #[test]
+    fn a_member_that_leaves_is_dropped_without_suspicion() {
+        let timings = Timings::default();
+        let mut net = Network::new(3, timings, 11);
+        net.start_through(&[node_addr(0)]);
+        net.run_until(Duration::from_secs(2));
+        let left_at = net.now();
+        net.leave(2);
+        while net.live_nodes(0).contains("node-2") || net.live_nodes(1).contains("node-2") {
+            net.step(MS);
+            assert!(net.now() - left_at < timings.earliest_down(), "too slow");
+        }
+    }
+
+    /// Both sides of a partition drop each other; once it heals they rejoin, and every
+    /// member sees all three again.
+    #[test]
+    fn a_partition_heals_into_one_cluster() {
+        let mut net = Network::new(3, Timings::default(), 13);
+        net.start_through(&[node_addr(0), node_addr(1), node_addr(2)]);
+        net.run_until(Duration::from_secs(2));
+        net.isolate(2, true);
+        net.run_until(net.now() + Duration::from_secs(2));
+        assert_eq!(net.live_nodes(0), names(&["node-0", "node-1"]));
+        assert_eq!(net.live_nodes(2), names(&["node-2"]));
+        net.isolate(2, false);
+        net.run_until(net.now() + Duration::from_secs(3));
+        for i in 0..3 {
+            assert_eq!(net.live_nodes(i), names(&["node-0", "node-1", "node-2"]));
+        }
+    }
+}

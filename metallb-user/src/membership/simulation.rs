@@ -1,0 +1,391 @@
+//! Many members in one process, with simulated time and no sockets: a network that
+//! delivers every datagram after a fixed latency, and faults (death, pause, isolation,
+//! a graceful leave). The unit tests use it, and `cargo xtask bench membership`
+//! measures with it how long a dead member takes to be declared down at 10, 100 and
+//! 1,000 members, and what the protocol costs in bytes per second per node.
+
+use std::{
+    cmp::Reverse,
+    collections::{BTreeSet, BinaryHeap},
+    net::SocketAddr,
+    time::Duration,
+};
+
+use super::{Event, Membership, NodeId, SharedKey, Timings};
+
+/// One way, between any two members.
+pub const LATENCY: Duration = Duration::from_micros(200);
+/// IPv4 and UDP headers, counted in the bytes per second.
+const HEADERS: u64 = 28;
+const TICK: Duration = Duration::from_millis(1);
+
+/// Where simulated member `i` listens (the benchmarking range; nothing is sent).
+pub fn node_addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([198, 18, (i >> 8) as u8, i as u8], super::DEFAULT_PORT))
+}
+
+fn index_of(addr: SocketAddr) -> Option<usize> {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) => {
+            let [a, b, c, d] = ip.octets();
+            ((a, b) == (198, 18)).then_some(usize::from(c) << 8 | usize::from(d))
+        }
+        std::net::IpAddr::V6(_) => None,
+    }
+}
+
+struct Member {
+    membership: Membership,
+    dead: bool,
+    paused: bool,
+    isolated: bool,
+    /// What arrived while paused, taken when it runs again.
+    backlog: Vec<(SocketAddr, Vec<u8>)>,
+    events: Vec<Event>,
+}
+
+/// A datagram on its way: (arrival, sequence, to, from, bytes).
+type InFlight = Reverse<(Duration, u64, usize, SocketAddr, Vec<u8>)>;
+
+pub struct Network {
+    members: Vec<Member>,
+    timings: Timings,
+    now: Duration,
+    in_flight: BinaryHeap<InFlight>,
+    seq: u64,
+    key: SharedKey,
+    seed: u64,
+}
+
+impl Network {
+    pub fn new(size: usize, timings: Timings, seed: u64) -> Self {
+        let key = SharedKey::new(b"simulated cluster key");
+        let members = (0..size)
+            .map(|i| Member {
+                membership: Membership::new(
+                    Self::identity(i, 1),
+                    timings,
+                    size,
+                    key.clone(),
+                    seed.wrapping_mul(1_000_003).wrapping_add(i as u64),
+                ),
+                dead: false,
+                paused: false,
+                isolated: false,
+                backlog: Vec::new(),
+                events: Vec::new(),
+            })
+            .collect();
+        Self {
+            members,
+            timings,
+            now: Duration::ZERO,
+            in_flight: BinaryHeap::new(),
+            seq: 0,
+            key,
+            seed,
+        }
+    }
+
+    fn identity(i: usize, generation: u64) -> NodeId {
+        NodeId {
+            name: format!("node-{i}"),
+            addr: node_addr(i),
+            generation,
+        }
+    }
+
+    pub fn id(&self, i: usize) -> NodeId {
+        self.members[i].membership.me().clone()
+    }
+
+    pub fn now(&self) -> Duration {
+        self.now
+    }
+
+    /// Every member starts, joining through `peers`.
+    pub fn start_through(&mut self, peers: &[SocketAddr]) {
+        let now = self.now;
+        for member in &mut self.members {
+            member.membership.start(now, peers);
+        }
+        self.flush();
+    }
+
+    /// Every member starts knowing every other as alive (a cluster already formed).
+    pub fn start_formed(&mut self) {
+        let ids: Vec<NodeId> = (0..self.members.len()).map(|i| self.id(i)).collect();
+        let now = self.now;
+        for (i, member) in self.members.iter_mut().enumerate() {
+            member.membership.start(now, &[node_addr(0)]);
+            member.membership.assume_members(
+                ids.iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, id)| id.clone()),
+            );
+        }
+        self.flush();
+    }
+
+    pub fn live_nodes(&self, i: usize) -> BTreeSet<String> {
+        self.members[i].membership.live_nodes()
+    }
+
+    pub fn refused(&self, i: usize) -> u64 {
+        self.members[i].membership.refused()
+    }
+
+    pub fn events(&self, i: usize) -> &[Event] {
+        &self.members[i].events
+    }
+
+    /// Stops member `i` for good (its datagrams in flight still arrive).
+    pub fn kill(&mut self, i: usize) {
+        self.members[i].dead = true;
+    }
+
+    /// Brings a killed member back as a new process (a newer generation).
+    pub fn restart(&mut self, i: usize) {
+        let generation = self.members[i].membership.me().generation + 1;
+        let size = self.members.len();
+        let mut membership = Membership::new(
+            Self::identity(i, generation),
+            self.timings,
+            size,
+            self.key.clone(),
+            self.seed ^ generation.rotate_left(17) ^ i as u64,
+        );
+        membership.start(self.now, &[node_addr((i + 1) % size)]);
+        let member = &mut self.members[i];
+        member.membership = membership;
+        member.dead = false;
+        member.backlog.clear();
+        self.flush();
+    }
+
+    /// Stops (true) or resumes (false) member `i`, as SIGSTOP and SIGCONT do: what
+    /// arrives meanwhile waits in its socket.
+    pub fn pause(&mut self, i: usize, paused: bool) {
+        self.members[i].paused = paused;
+        if !paused {
+            let now = self.now;
+            let member = &mut self.members[i];
+            for (from, datagram) in std::mem::take(&mut member.backlog) {
+                member.membership.handle_datagram(now, from, &datagram);
+            }
+            self.flush();
+        }
+    }
+
+    /// Cuts member `i` off the network (true) or back on (false).
+    pub fn isolate(&mut self, i: usize, isolated: bool) {
+        self.members[i].isolated = isolated;
+    }
+
+    pub fn leave(&mut self, i: usize) {
+        let now = self.now;
+        self.members[i].membership.leave(now);
+        self.flush();
+        self.members[i].dead = true;
+    }
+
+    /// A datagram from outside the members (an intruder), delivered to `to` now.
+    pub fn deliver_raw(&mut self, to: usize, from: SocketAddr, datagram: &[u8]) {
+        let now = self.now;
+        self.members[to]
+            .membership
+            .handle_datagram(now, from, datagram);
+        self.flush();
+    }
+
+    pub fn run_until(&mut self, until: Duration) {
+        while self.now < until {
+            self.step(TICK);
+        }
+    }
+
+    /// Advances time by `by`: delivers what arrives, fires what is due.
+    pub fn step(&mut self, by: Duration) {
+        self.now += by;
+        let now = self.now;
+        while let Some(Reverse((at, _, _, _, _))) = self.in_flight.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, _, to, from, datagram))) = self.in_flight.pop() else {
+                break;
+            };
+            let member = &mut self.members[to];
+            if member.dead || member.isolated {
+                continue;
+            }
+            if member.paused {
+                member.backlog.push((from, datagram));
+                continue;
+            }
+            member.membership.handle_datagram(now, from, &datagram);
+        }
+        for member in &mut self.members {
+            if member.dead || member.paused {
+                continue;
+            }
+            if member
+                .membership
+                .next_deadline()
+                .is_some_and(|deadline| deadline <= now)
+            {
+                member.membership.advance(now);
+            }
+        }
+        self.flush();
+    }
+
+    /// Puts every member's outgoing datagrams on the wire.
+    fn flush(&mut self) {
+        let arrival = self.now + LATENCY;
+        for i in 0..self.members.len() {
+            let member = &mut self.members[i];
+            let outgoing = member.membership.take_outgoing();
+            member.events.extend(member.membership.take_events());
+            if member.isolated || member.dead {
+                continue;
+            }
+            for (to, datagram) in outgoing {
+                let Some(to) = index_of(to).filter(|to| *to < self.members.len()) else {
+                    continue;
+                };
+                if self.members[to].isolated {
+                    continue;
+                }
+                self.seq += 1;
+                self.in_flight
+                    .push(Reverse((arrival, self.seq, to, node_addr(i), datagram)));
+            }
+        }
+    }
+
+    fn bytes_sent(&self) -> u64 {
+        self.members.iter().map(|m| m.membership.bytes_sent()).sum()
+    }
+
+    fn datagrams_sent(&self) -> u64 {
+        self.seq
+    }
+}
+
+/// What [`measure`] found.
+#[derive(Clone, Debug)]
+pub struct Figures {
+    pub members: usize,
+    /// From a member's death to the first member that declares it down.
+    pub first_detection: Vec<Duration>,
+    /// From a member's death to the moment no member counts it as alive.
+    pub full_detection: Vec<Duration>,
+    /// Membership bytes sent per second per node in a steady cluster, UDP and IPv4
+    /// headers included.
+    pub bytes_per_second_per_node: f64,
+}
+
+/// The `q`-quantile (0..=1) of `samples` (nearest rank).
+pub fn quantile(samples: &[Duration], q: f64) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// A formed cluster of `members`: its steady traffic for 5 s, then `trials` times a
+/// member killed, the time until it is declared down by the first and by every other
+/// member, and the member brought back.
+pub fn measure(members: usize, timings: Timings, trials: usize, seed: u64) -> Figures {
+    let mut net = Network::new(members, timings, seed);
+    net.start_formed();
+    net.run_until(Duration::from_secs(2));
+    let (bytes_before, datagrams_before, from) =
+        (net.bytes_sent(), net.datagrams_sent(), net.now());
+    net.run_until(from + Duration::from_secs(5));
+    let seconds = (net.now() - from).as_secs_f64();
+    let bytes =
+        (net.bytes_sent() - bytes_before) + (net.datagrams_sent() - datagrams_before) * HEADERS;
+    let bytes_per_second_per_node = bytes as f64 / seconds / members as f64;
+
+    let mut first_detection = Vec::new();
+    let mut full_detection = Vec::new();
+    let give_up = timings.latest_down(members) * 4 + Duration::from_secs(2);
+    for trial in 0..trials {
+        // Spread the victims; any member may be one.
+        let victim = (trial * 7919 + seed as usize) % members;
+        let name = format!("node-{victim}");
+        net.kill(victim);
+        let killed_at = net.now();
+        let mut first = None;
+        loop {
+            net.step(TICK);
+            let mut all = true;
+            for i in (0..members).filter(|i| *i != victim) {
+                if net.live_nodes(i).contains(&name) {
+                    all = false;
+                } else if first.is_none() {
+                    first = Some(net.now() - killed_at);
+                }
+            }
+            if all || net.now() - killed_at > give_up {
+                full_detection.push(net.now() - killed_at);
+                break;
+            }
+        }
+        first_detection.push(first.unwrap_or(give_up));
+        net.restart(victim);
+        net.run_until(net.now() + Duration::from_secs(2));
+    }
+    Figures {
+        members,
+        first_detection,
+        full_detection,
+        bytes_per_second_per_node,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles() {
+        let ms = |v: &[u64]| {
+            v.iter()
+                .map(|m| Duration::from_millis(*m))
+                .collect::<Vec<_>>()
+        };
+        let samples = ms(&[5, 1, 4, 2, 3]);
+        assert_eq!(quantile(&samples, 0.5), Duration::from_millis(3));
+        assert_eq!(quantile(&samples, 0.99), Duration::from_millis(5));
+        assert_eq!(quantile(&samples, 0.0), Duration::from_millis(1));
+        assert_eq!(quantile(&[], 0.5), Duration::ZERO);
+    }
+
+    /// Ten members: every death is detected by all within the timings' bound (plus
+    /// the gossip that spreads it), and the steady traffic is what a few datagrams
+    /// per probe interval make.
+    #[test]
+    fn ten_members() {
+        let timings = Timings::default();
+        let figures = measure(10, timings, 5, 1);
+        assert_eq!(figures.full_detection.len(), 5);
+        for (first, full) in figures.first_detection.iter().zip(&figures.full_detection) {
+            assert!(*first >= timings.earliest_down(), "{first:?}");
+            assert!(
+                *full <= timings.latest_down(10) + timings.probe_interval * 4,
+                "{full:?}"
+            );
+        }
+        // Per probe interval each node sends a probe, its ack and three gossips, well
+        // under 1,400 bytes each.
+        let per_interval = figures.bytes_per_second_per_node * timings.probe_interval.as_secs_f64();
+        assert!((100.0..5.0 * 1400.0).contains(&per_interval), "{figures:?}");
+    }
+}

@@ -1,0 +1,199 @@
+//! The membership core on a real UDP socket and the tokio clock, in a task of its own
+//! (so that a slow datapath change in the speaker's loop never delays a probe). It
+//! publishes the live set on a watch channel and leaves the cluster on request.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    time::Duration,
+};
+
+use tokio::{
+    net::UdpSocket,
+    sync::{mpsc, oneshot, watch},
+    time::Instant,
+};
+use tracing::{info, warn};
+
+use super::{Event, Membership, NodeId, SharedKey, Timings};
+
+/// A source of refused datagrams is logged at most this often.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What the speaker sees of the cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Live {
+    /// This node and the members alive or suspected.
+    pub nodes: BTreeSet<String>,
+    /// Whether the cluster has been heard from since the start: before, nobody is
+    /// taken for dead (a speaker that just started knows nobody yet).
+    pub joined: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct UdpOptions {
+    pub node_name: String,
+    /// The address peers reach this node at (bound with the port, any local address).
+    pub advertise: SocketAddr,
+    pub peers: Vec<SocketAddr>,
+    pub timings: Timings,
+    pub key: SharedKey,
+}
+
+/// The running membership task.
+pub struct Running {
+    pub live: watch::Receiver<Live>,
+    leave: mpsc::Sender<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Tells the cluster that this node leaves, then stops.
+    pub async fn leave(self) {
+        let (done, wait) = oneshot::channel();
+        if self.leave.send(done).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
+        }
+        self.task.abort();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The local address this host would use towards `peer` (a route lookup; nothing is
+/// sent).
+pub fn local_address_towards(peer: SocketAddr) -> std::io::Result<IpAddr> {
+    let any: SocketAddr = match peer {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = std::net::UdpSocket::bind(any)?;
+    socket.connect(peer)?;
+    Ok(socket.local_addr()?.ip())
+}
+
+/// Binds the port (any address of the advertised family) and starts the task.
+pub fn start(options: UdpOptions) -> std::io::Result<Running> {
+    let bind: SocketAddr = match options.advertise {
+        SocketAddr::V4(a) => (Ipv4Addr::UNSPECIFIED, a.port()).into(),
+        SocketAddr::V6(a) => (Ipv6Addr::UNSPECIFIED, a.port()).into(),
+    };
+    let socket = std::net::UdpSocket::bind(bind)?;
+    socket.set_nonblocking(true)?;
+    let socket = UdpSocket::from_std(socket)?;
+    // A new generation at every start: the cluster takes it over the last one.
+    let generation = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_millis() as u64);
+    let me = NodeId {
+        name: options.node_name.clone(),
+        addr: options.advertise,
+        generation,
+    };
+    let mut membership = Membership::new(
+        me,
+        options.timings,
+        options.peers.len() + 1,
+        options.key,
+        generation ^ u64::from(std::process::id()),
+    );
+    let (live_tx, live) = watch::channel(Live {
+        nodes: membership.live_nodes(),
+        joined: false,
+    });
+    let (leave, leave_rx) = mpsc::channel(1);
+    let epoch = Instant::now();
+    membership.start(Duration::ZERO, &options.peers);
+    info!(
+        node = %options.node_name,
+        addr = %options.advertise,
+        peers = ?options.peers,
+        "membership: joining"
+    );
+    let task = tokio::spawn(drive(membership, socket, epoch, live_tx, leave_rx));
+    Ok(Running { live, leave, task })
+}
+
+async fn drive(
+    mut membership: Membership,
+    socket: UdpSocket,
+    epoch: Instant,
+    live: watch::Sender<Live>,
+    mut leave: mpsc::Receiver<oneshot::Sender<()>>,
+) {
+    let mut buffer = vec![0u8; 65_536];
+    let mut refusals_logged: HashMap<IpAddr, Instant> = HashMap::new();
+    loop {
+        send_all(&socket, &mut membership).await;
+        for event in membership.take_events() {
+            log_event(event, &mut refusals_logged);
+        }
+        live.send_if_modified(|current| {
+            let next = Live {
+                nodes: membership.live_nodes(),
+                joined: current.joined || membership.has_peers(),
+            };
+            let changed = *current != next;
+            *current = next;
+            changed
+        });
+        let deadline = membership
+            .next_deadline()
+            .map_or_else(|| Instant::now() + Duration::from_secs(1), |d| epoch + d);
+        tokio::select! {
+            received = socket.recv_from(&mut buffer) => match received {
+                Ok((len, from)) => {
+                    membership.handle_datagram(epoch.elapsed(), from, &buffer[..len]);
+                }
+                Err(error) => warn!(%error, "membership: receiving"),
+            },
+            () = tokio::time::sleep_until(deadline) => membership.advance(epoch.elapsed()),
+            request = leave.recv() => {
+                membership.leave(epoch.elapsed());
+                send_all(&socket, &mut membership).await;
+                info!("membership: left the cluster");
+                if let Some(done) = request {
+                    let _ = done.send(());
+                }
+                return;
+            }
+        }
+    }
+}
+
+async fn send_all(socket: &UdpSocket, membership: &mut Membership) {
+    for (to, datagram) in membership.take_outgoing() {
+        if let Err(error) = socket.send_to(&datagram, to).await {
+            tracing::debug!(%to, %error, "membership: sending");
+        }
+    }
+}
+
+fn log_event(event: Event, refusals_logged: &mut HashMap<IpAddr, Instant>) {
+    match event {
+        Event::Up(name) => {
+            info!(node = %crate::printable::printable(&name), "membership: member up")
+        }
+        Event::Down(name) => {
+            info!(node = %crate::printable::printable(&name), "membership: member down")
+        }
+        Event::Rejoined => warn!("membership: this node was declared down; rejoined"),
+        Event::Refused { from } => {
+            let now = Instant::now();
+            let due = refusals_logged
+                .get(&from.ip())
+                .is_none_or(|last| now.duration_since(*last) >= REFUSAL_LOG_INTERVAL);
+            if due {
+                refusals_logged.insert(from.ip(), now);
+                warn!(%from, "membership: datagram refused: not signed with this cluster's key (not admitted)");
+            }
+        }
+        Event::Malformed { from, error } => {
+            tracing::debug!(%from, %error, "membership: datagram not taken")
+        }
+    }
+}

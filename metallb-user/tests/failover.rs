@@ -1,0 +1,283 @@
+//! Failover between standalone speakers that gossip (needs root): three nodes and a
+//! client on one bridge (`metallb_testkit::cluster`), one `metallb speaker` per node
+//! on a shared configuration with the three Nodes, one VIP. A dead owner's VIP moves
+//! and the client's neighbour entry follows; a speaker with another key is refused;
+//! after a partition heals one node answers. Timings are not asserted beyond generous
+//! deadlines: the figures are `cargo xtask bench membership`'s.
+
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::{Child, Stdio},
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use metallb_testkit::{
+    cluster::{ClusterLab, NODE_IF},
+    lab::{ScratchPinDir, unique_name},
+};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_metallb");
+const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 101);
+/// This test's membership and metrics ports (each node has its own namespace).
+const MEMBERSHIP_PORT: &str = "17446";
+const METRICS_ADDR: &str = "127.0.0.1:17447";
+const KEY: &str = "failover test cluster key 0123456789\n";
+
+/// The shared configuration: a pool, an advertisement, `nodes` Nodes with their
+/// addresses, a Service on VIP.
+fn config(nodes: usize) -> String {
+    let mut text = String::from(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: pool, namespace: metallb-system}\n\
+         spec: {addresses: [192.0.2.100-192.0.2.150]}\n\
+         ---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l2, namespace: metallb-system}\nspec: {}\n",
+    );
+    for i in 0..nodes {
+        text += &format!(
+            "---\napiVersion: v1\nkind: Node\nmetadata: {{name: node-{i}}}\n\
+             status: {{addresses: [{{type: InternalIP, address: {}}}]}}\n",
+            ClusterLab::node_v4(i)
+        );
+    }
+    text += &format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: web, annotations: {{metallb.io/loadBalancerIPs: '{VIP}'}}}}\n\
+         spec: {{type: LoadBalancer, ports: [{{port: 80, protocol: TCP}}]}}\n"
+    );
+    text
+}
+
+/// A scratch directory (configuration, keys, logs), removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(unique_name("failover"));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One speaker process in a node's namespace, killed on drop.
+struct Speaker {
+    child: Option<Child>,
+    log: PathBuf,
+    _pins: ScratchPinDir,
+}
+
+impl Speaker {
+    fn start(lab: &ClusterLab, i: usize, scratch: &Path, key: &str) -> Self {
+        let key_file = scratch.join(format!("key-{i}"));
+        std::fs::write(&key_file, key).expect("key file");
+        let log = scratch.join(format!("node-{i}.log"));
+        let pins = ScratchPinDir::new(&format!("fo{i}"));
+        let child = ClusterLab::command_in(&lab.node_ns[i], BINARY)
+            .args(["speaker", "--config"])
+            .arg(scratch.join("metallb.yaml"))
+            .arg("--pin-dir")
+            .arg(&pins.path)
+            .args(["--interface", NODE_IF, "--xdp-mode", "generic"])
+            .args(["--node-name", &format!("node-{i}")])
+            .args(["--metrics-addr", METRICS_ADDR])
+            .args(["--membership-port", MEMBERSHIP_PORT])
+            .arg("--membership-key-file")
+            .arg(&key_file)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start the speaker");
+        Self {
+            child: Some(child),
+            log,
+            _pins: pins,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Speaker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            for _ in 0..100 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+struct Cluster {
+    lab: ClusterLab,
+    speakers: Vec<Speaker>,
+    _scratch: Scratch,
+}
+
+impl Cluster {
+    /// `keys[i]` is node i's key.
+    fn start(tag: &str, keys: &[&str]) -> Self {
+        let lab = ClusterLab::new(tag, keys.len()).expect("lab");
+        let scratch = Scratch::new();
+        std::fs::write(scratch.0.join("metallb.yaml"), config(keys.len())).expect("config");
+        let speakers = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| Speaker::start(&lab, i, &scratch.0, key))
+            .collect();
+        Self {
+            lab,
+            speakers,
+            _scratch: scratch,
+        }
+    }
+
+    /// Waits until exactly one node answers VIP in a row of requests, and says which.
+    fn until_one_owner(&self, among: &[usize], what: &str) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = Vec::new();
+        while Instant::now() < deadline {
+            // Three requests, each answered by one node, the same.
+            let answers: Vec<String> = (0..3)
+                .flat_map(|_| self.lab.arp_answers(VIP).expect("arping"))
+                .collect();
+            let owners: Vec<Option<usize>> =
+                answers.iter().map(|mac| self.lab.node_of(mac)).collect();
+            if owners.len() == 3
+                && owners.iter().all(|o| *o == owners[0])
+                && let Some(owner) = owners[0].filter(|o| among.contains(o))
+            {
+                return owner;
+            }
+            last = answers;
+            sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "{what}: no single owner among {among:?}; last answers {last:?}\n{}",
+            self.logs()
+        );
+    }
+
+    fn logs(&self) -> String {
+        self.speakers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("--- node-{i}\n{}", s.log()))
+            .collect()
+    }
+}
+
+#[test]
+fn netns_failover_the_owner_dies_another_node_answers_and_the_client_follows() {
+    let mut cluster = Cluster::start("fokill", &[KEY, KEY, KEY]);
+    let owner = cluster.until_one_owner(&[0, 1, 2], "at start");
+    // The client resolves the VIP: its neighbour entry names the owner.
+    cluster.lab.client_resolves(VIP).expect("resolve");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cluster.lab.client_neighbour(VIP).expect("ip neigh")
+        != Some(cluster.lab.node_macs[owner].to_string())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the client did not resolve the VIP"
+        );
+        sleep(Duration::from_millis(50));
+    }
+
+    // Node death: off the LAN, its speaker killed.
+    cluster.lab.isolate(owner, true).expect("isolate");
+    cluster.speakers[owner].kill();
+    let others: Vec<usize> = (0..3).filter(|i| *i != owner).collect();
+    let next = cluster.until_one_owner(&others, "after the owner died");
+
+    // The gratuitous burst moved the client's entry to the new owner's MAC.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let want = Some(cluster.lab.node_macs[next].to_string());
+    while cluster.lab.client_neighbour(VIP).expect("ip neigh") != want {
+        assert!(
+            Instant::now() < deadline,
+            "the client's neighbour entry did not move to node-{next}\n{}",
+            cluster.logs()
+        );
+        sleep(Duration::from_millis(50));
+    }
+    let log = cluster.speakers[next].log();
+    assert!(
+        log.contains("membership: member down") && log.contains(&format!("node-{owner}")),
+        "{log}"
+    );
+}
+
+#[test]
+fn netns_failover_a_speaker_with_another_key_is_not_admitted() {
+    let cluster = Cluster::start("fokey", &[KEY, KEY, "another key, not the cluster's one\n"]);
+    // The two with the right key see each other, and refuse the third.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let logs: Vec<String> = cluster.speakers.iter().map(Speaker::log).collect();
+        let refused = |i: usize| logs[i].contains("datagram refused");
+        let up = |i: usize, other: usize| {
+            logs[i]
+                .lines()
+                .any(|l| l.contains("member up") && l.contains(&format!("node-{other}")))
+        };
+        for good in [0, 1] {
+            assert!(
+                !up(good, 2),
+                "node-2 admitted by node-{good}\n{}",
+                cluster.logs()
+            );
+        }
+        assert!(
+            !up(2, 0) && !up(2, 1),
+            "node-2 admitted\n{}",
+            cluster.logs()
+        );
+        if refused(0) && refused(1) && refused(2) && up(0, 1) && up(1, 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "refusals not logged\n{}",
+            cluster.logs()
+        );
+        sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn netns_failover_after_a_partition_heals_one_node_answers() {
+    let cluster = Cluster::start("fopart", &[KEY, KEY, KEY]);
+    let owner = cluster.until_one_owner(&[0, 1, 2], "at start");
+    cluster.lab.isolate(owner, true).expect("isolate");
+    let others: Vec<usize> = (0..3).filter(|i| *i != owner).collect();
+    cluster.until_one_owner(&others, "during the partition");
+    // Let the isolated node give up on the others too.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cluster.speakers[owner].log().contains("member down") {
+        assert!(Instant::now() < deadline, "{}", cluster.logs());
+        sleep(Duration::from_millis(50));
+    }
+    cluster.lab.isolate(owner, false).expect("heal");
+    cluster.until_one_owner(&[0, 1, 2], "after the heal");
+}
