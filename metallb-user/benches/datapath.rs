@@ -762,6 +762,7 @@ fn main() -> anyhow::Result<()> {
         .as_ref()
         .map(|object| xdp_program(object, metallb_common::PROGRAM_NAME))
         .transpose()?;
+    let mut scrapes = Vec::new();
     let mut hot: Vec<Samples> = vec![Samples::default(); SCENARIOS.len()];
     let mut cold: Vec<Samples> = vec![Samples::default(); SCENARIOS.len()];
     for &size in &sizes {
@@ -785,6 +786,7 @@ fn main() -> anyhow::Result<()> {
         let report = dp.sync(&desired);
         anyhow::ensure!(report.errors.is_empty(), "sync: {:?}", report.errors);
         anyhow::ensure!(dp.installed().len() == 2 * size as usize);
+        scrapes.push(scrape_times(&dp)?);
         for samples in hot.iter_mut().chain(cold.iter_mut()) {
             samples.subject.push(Vec::new());
             samples.floor.push(Vec::new());
@@ -827,7 +829,40 @@ fn main() -> anyhow::Result<()> {
         &cold,
         Estimator::Median,
     );
+    println!(
+        "\nreading every VIP's counters (the metrics, every second): batched (BPF_MAP_LOOKUP_BATCH) vs one lookup per VIP, median of {SCRAPES}"
+    );
+    for (size, (batched, one_by_one)) in sizes.iter().zip(&scrapes) {
+        println!(
+            "   {:>7} VIPs: {batched:>10.2?} batched, {one_by_one:>10.2?} one by one",
+            2 * size
+        );
+    }
     let errors = dp.shutdown();
     anyhow::ensure!(errors.is_empty(), "shutdown: {errors:?}");
     Ok(())
+}
+
+const SCRAPES: usize = 5;
+
+/// How long reading every VIP's counters takes: `vips()` as the metrics do, and one
+/// `vip_counters` lookup per VIP (how it was read before batching).
+fn scrape_times(dp: &Datapath) -> anyhow::Result<(std::time::Duration, std::time::Duration)> {
+    let keys: Vec<VipKey> = dp.installed().into_keys().collect();
+    let mut batched = Vec::new();
+    let mut one_by_one = Vec::new();
+    for _ in 0..SCRAPES {
+        let start = std::time::Instant::now();
+        let records = dp.vips()?;
+        batched.push(start.elapsed());
+        anyhow::ensure!(records.len() == keys.len());
+        let start = std::time::Instant::now();
+        for key in &keys {
+            dp.vip_counters(key)?;
+        }
+        one_by_one.push(start.elapsed());
+    }
+    batched.sort();
+    one_by_one.sort();
+    Ok((batched[SCRAPES / 2], one_by_one[SCRAPES / 2]))
 }

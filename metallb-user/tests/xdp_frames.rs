@@ -1542,3 +1542,47 @@ fn a_full_table_names_what_does_not_fit_and_keeps_the_rest() {
         );
     }
 }
+
+#[test]
+fn counters_read_in_batches_are_each_vips_own() {
+    // 900 more VIPs: their counter ids span several BPF_MAP_LOOKUP_BATCH calls. Each
+    // VIP asked a different number of times (0 to 3); `vips()` (batched, for the
+    // metrics) must give every VIP the counters its own lookup gives.
+    let mut f = fixture();
+    let mut desired = f.dp.installed();
+    let many: Vec<Ipv4Addr> = (0..900u32)
+        .map(|i| Ipv4Addr::from(0x0a00_0000 + i))
+        .collect();
+    for vip in &many {
+        desired.insert(
+            key(*vip, IF, 0),
+            VipConfig {
+                mac: MacAddr(NODE_MAC),
+                action: VipAction::Answer,
+            },
+        );
+    }
+    let report = f.dp.sync(&desired);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    for (i, vip) in many.iter().enumerate() {
+        for _ in 0..i % 4 {
+            let request = arp_request(ASKER_V4, *vip, None);
+            assert_eq!(f.dp.test_run(&request, IF).expect("run").0, XDP_TX);
+        }
+    }
+    let records = f.dp.vips().expect("vips");
+    assert_eq!(records.len(), desired.len());
+    for record in &records {
+        let own = f.dp.vip_counters(&record.key).expect("read");
+        assert_eq!(Some(record.counters), own, "{:?}", record.key);
+    }
+    for (i, vip) in many.iter().enumerate() {
+        let record = records.iter().find(|r| r.key == key(*vip, IF, 0));
+        let asked = (i % 4) as u64;
+        assert_eq!(
+            record.map(|r| r.counters),
+            Some(counters(asked, asked, 0, 0)),
+            "{vip}"
+        );
+    }
+}

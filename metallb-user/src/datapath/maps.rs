@@ -26,7 +26,7 @@ use std::{
 
 use aya::{
     Ebpf,
-    maps::{HashMap, Map, MapData, MapError, MapType, PerCpuArray, PerCpuValues},
+    maps::{HashMap, IterableMap, Map, MapData, MapError, MapType, PerCpuArray, PerCpuValues},
 };
 pub use metallb_common::VipCounters;
 use metallb_common::{
@@ -601,20 +601,119 @@ impl<C: Cell> Family<C> {
     }
 
     fn records(&self) -> Result<Vec<VipRecord>, DatapathError> {
+        // Every second, for the metrics: the counters of all ids up to the highest live
+        // one (ids are handed out lowest first) in a few batched syscalls, instead of
+        // one per VIP. Where the kernel cannot batch, one read per VIP.
+        let ids = self
+            .live
+            .values()
+            .map(|l| l.counter_id + 1)
+            .max()
+            .unwrap_or(0);
+        let batched = aya::util::nr_cpus()
+            .ok()
+            .and_then(|cpus| lookup_batch(IterableMap::map(&self.stats), cpus, ids).ok());
         self.live
             .iter()
             .map(|(key, live)| {
                 let cell = self.table.read(live.cell);
+                let counters = match batched
+                    .as_ref()
+                    .and_then(|all| all.get(live.counter_id as usize))
+                {
+                    Some(counters) => *counters,
+                    None => self.counters(live.counter_id)?,
+                };
                 Ok(VipRecord {
                     key: C::to_user(key),
                     mac: MacAddr(cell.mac()),
                     action: VipAction::from_u8(cell.action()),
-                    counters: self.counters(live.counter_id)?,
+                    counters,
                 })
             })
             .collect()
     }
 }
+
+/// The counters of ids `0..ids` of a per-CPU counters array, summed over `cpus` CPUs,
+/// read with BPF_MAP_LOOKUP_BATCH: one syscall per [`LOOKUP_BATCH`] ids.
+fn lookup_batch(map: &MapData, cpus: usize, ids: u32) -> std::io::Result<Vec<VipCounters>> {
+    use std::os::fd::AsRawFd as _;
+    const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+    /// The `batch` member of `union bpf_attr`.
+    #[repr(C)]
+    struct BatchAttr {
+        in_batch: u64,
+        out_batch: u64,
+        keys: u64,
+        values: u64,
+        count: u32,
+        map_fd: u32,
+        elem_flags: u64,
+        flags: u64,
+    }
+    let fd = u32::try_from(map.fd().as_fd().as_raw_fd()).map_err(std::io::Error::other)?;
+    let mut out = vec![VipCounters::default(); ids as usize];
+    let mut keys = vec![0u32; LOOKUP_BATCH as usize];
+    // Per element, one value per possible CPU (VipCounters is a multiple of 8 bytes,
+    // the kernel's stride).
+    let mut values = vec![VipCounters::default(); LOOKUP_BATCH as usize * cpus];
+    let (mut token, mut next) = (0u32, 0u32);
+    let mut read = 0u32;
+    while read < ids {
+        let mut attr = BatchAttr {
+            in_batch: if read == 0 {
+                0
+            } else {
+                (&raw const token) as u64
+            },
+            out_batch: (&raw mut next) as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: LOOKUP_BATCH.min(ids - read),
+            map_fd: fd,
+            elem_flags: 0,
+            flags: 0,
+        };
+        // SAFETY: the kernel writes at most `count` keys and `count * cpus` values into
+        // buffers that large, and one u32 to `next`; all outlive the call.
+        let status = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_LOOKUP_BATCH,
+                &raw mut attr,
+                size_of::<BatchAttr>(),
+            )
+        };
+        let error = (status != 0).then(std::io::Error::last_os_error);
+        let at_end = error
+            .as_ref()
+            .is_some_and(|e| e.raw_os_error() == Some(libc::ENOENT));
+        if let Some(error) = error.filter(|_| !at_end) {
+            return Err(error);
+        }
+        let count = (attr.count as usize).min(keys.len());
+        for (key, per_cpu) in keys[..count].iter().zip(values.chunks(cpus)) {
+            if let Some(sum) = out.get_mut(*key as usize) {
+                for v in per_cpu {
+                    sum.requests += v.requests;
+                    sum.replies += v.replies;
+                    sum.conflicts += v.conflicts;
+                    sum.suppressed += v.suppressed;
+                }
+            }
+        }
+        if at_end || count == 0 {
+            break;
+        }
+        read += attr.count;
+        token = next;
+    }
+    Ok(out)
+}
+
+/// Ids per BPF_MAP_LOOKUP_BATCH call.
+const LOOKUP_BATCH: u32 = 256;
 
 /// The responder's maps: VIP tables (both families), global counters, and the `vips`
 /// map beside the tables.
