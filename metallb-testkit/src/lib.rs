@@ -5,9 +5,12 @@
 //!   and so kube's watchers, reflectors and controllers, talk to over HTTP.
 //! - [`lab`]: hosts in network namespaces joined by veth pairs, for the datapath's
 //!   tests, benchmarks and the demo.
+//! - [`bgp_lab`]: a BIRD router and two speaker nodes in namespaces, for BGP mode's
+//!   test and demo.
 //! - [`rbac`]: the requests a component made, checked against its RBAC table.
 //! - [`kustomize`]: `kubectl kustomize`, rendered into objects.
 pub mod apiserver;
+pub mod bgp_lab;
 pub mod cluster;
 pub mod kustomize;
 pub mod lab;

@@ -333,6 +333,17 @@ struct SpeakerArgs {
         allow_hyphen_values = true
     )]
     garp_duration: Duration,
+    /// BGP mode: the directory of FRR's daemons and frr-reload.py (Debian's frr and
+    /// frr-pythontools). FRR is started only when a BGPPeer selects this node.
+    #[arg(long, default_value = metallb_user::bgp::frr_daemon::DEFAULT_FRR_DIR)]
+    frr_dir: PathBuf,
+    /// BGP mode: FRR's vtysh.
+    #[arg(long, default_value = metallb_user::bgp::frr_daemon::DEFAULT_VTYSH)]
+    vtysh: PathBuf,
+    /// BGP mode: the speaker's own FRR instance keeps its configuration, sockets, pid
+    /// files and logs here (never the host's /etc/frr or /var/run/frr).
+    #[arg(long, default_value = metallb_user::bgp::frr_daemon::DEFAULT_WORK_DIR)]
+    frr_work_dir: PathBuf,
     #[command(flatten)]
     membership: MembershipArgs,
     #[command(flatten)]
@@ -578,12 +589,22 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                     speaker_selector: args.speaker_selector,
                 }),
             };
+            let node_name = node_name(args.node.node_name);
             let options = SpeakerOptions {
+                frr: metallb_user::bgp::frr_daemon::FrrOptions {
+                    frr_dir: args.frr_dir,
+                    vtysh: args.vtysh,
+                    work_dir: args.frr_work_dir,
+                    render: metallb_user::bgp::frr::RenderOptions {
+                        hostname: node_name.clone(),
+                        ..Default::default()
+                    },
+                },
                 source,
                 interfaces: args.interfaces,
                 xdp_mode: args.xdp_mode,
                 metrics_addr: args.metrics_addr,
-                node_name: node_name(args.node.node_name),
+                node_name,
                 namespace: args.scope.namespace,
                 load_balancer_class: args.node.lb_class,
                 datapath: DatapathOptions {

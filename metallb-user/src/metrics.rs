@@ -44,6 +44,8 @@ pub struct Shared {
     pub state: Mutex<MetricsState>,
     pub gratuitous: GratuitousCounts,
     pub ready: AtomicBool,
+    /// BGP mode: the sessions as FRR reports them, and the configuration applies.
+    pub bgp: Mutex<crate::bgp::status::BgpMetrics>,
 }
 
 #[derive(Debug)]
@@ -122,6 +124,10 @@ impl Collector for SpeakerCollector {
                 ConstCounter::new(state.outcomes.get(outcome))
                     .encode(family.encode_family(&labels)?)?;
             }
+        }
+        {
+            let bgp = self.0.bgp.lock().unwrap_or_else(|p| p.into_inner());
+            crate::bgp::status::encode(&mut encoder, &bgp)?;
         }
         encode_allocator(&mut encoder, &state)
     }

@@ -96,6 +96,8 @@ pub struct SpeakerOptions {
     /// Standalone mode: the live nodes of the election come from gossip between the
     /// speakers (`membership`) instead of every node of the file.
     pub membership: Option<MembershipOptions>,
+    /// BGP mode: this speaker's FRR instance.
+    pub frr: crate::bgp::frr_daemon::FrrOptions,
 }
 
 /// The speakers' gossip (standalone mode).
@@ -293,6 +295,8 @@ struct Speaker {
     previous: BTreeMap<ServiceKey, Vec<IpAddr>>,
     last_roles: BTreeMap<ServiceKey, Role>,
     announced: tokio::sync::watch::Sender<Announced>,
+    /// BGP mode: the task that applies this node's BGP plan.
+    bgp: crate::bgp::speaker::BgpHandle,
 }
 
 impl Speaker {
@@ -340,6 +344,7 @@ impl Speaker {
             named_despite_exclusion: choice.report.named_despite_exclusion(),
         };
         let plan = plan(&config, &plan_options, &attached);
+        self.bgp.update(plan.bgp.this_node.clone());
         let report = self.datapath.sync(&plan.vips);
         for e in &report.errors {
             error!(error = %e, "datapath change not applied");
@@ -578,6 +583,10 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
         previous: BTreeMap::new(),
         last_roles: BTreeMap::new(),
         announced,
+        bgp: crate::bgp::speaker::BgpHandle::spawn(
+            Box::new(crate::bgp::frr_daemon::FrrBackend::new(options.frr.clone())),
+            shared.clone(),
+        ),
     };
 
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
@@ -614,8 +623,13 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
     drop(source);
 
     let Speaker {
-        datapath, options, ..
+        datapath,
+        options,
+        bgp,
+        ..
     } = speaker;
+    // FRR stops with the speaker: its routes are withdrawn (BFD and BGP notice).
+    bgp.stop().await;
     let decision = stop_decision(options.keep_datapath, stop_lookup, &options.namespace).await;
     match decision.action {
         StopAction::Keep => {

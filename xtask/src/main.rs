@@ -38,8 +38,13 @@ enum Task {
         /// The Kubernetes mode instead: examples/standalone.yaml applied to the
         /// in-process TEST API server, `metallb controller` allocating, a `metallb
         /// speaker` on the API answering in the lab, ServiceL2Status and Events.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "bgp")]
         kubernetes: bool,
+        /// BGP mode instead: a router namespace running BIRD and two nodes running
+        /// `metallb speaker` (with FRR) on examples/bgp.yaml; the router's table, its
+        /// ECMP route, then a BFD failover.
+        #[arg(long)]
+        bgp: bool,
     },
     /// Set up, then run a benchmark and print its figures.
     Bench {
@@ -86,13 +91,15 @@ fn main() -> anyhow::Result<()> {
             test.extend(args);
             cargo(&test)
         }
-        Task::Demo { kubernetes } => {
+        Task::Demo { kubernetes, bgp } => {
             setup::run()?;
             // The demo runs the `metallb` binary next to it in target/debug: build both
             // here, in the profile the demo runs in (`cargo run --example` alone does not
             // build the binary).
             let example = if kubernetes {
                 "demo_kubernetes"
+            } else if bgp {
+                "demo_bgp"
             } else {
                 "demo"
             };

@@ -3,7 +3,7 @@
 //! runs [`CI_EXTRA`], checks that are not README commands.
 
 /// What `.ci/run` runs after the README's two commands.
-pub const CI_EXTRA: &[&str] = &["cargo xtask demo --kubernetes"];
+pub const CI_EXTRA: &[&str] = &["cargo xtask demo --kubernetes", "cargo xtask demo --bgp"];
 
 /// The commands of the README's "Two commands" block (comments stripped), in order.
 pub fn two_commands(readme: &str) -> Vec<String> {

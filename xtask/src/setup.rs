@@ -23,6 +23,12 @@ const DEBIAN_TOOLS: &[(&str, &str)] = &[
     ("curl", "curl"),
     // `kubectl kustomize deploy/` in the deploy tests (no cluster needed).
     ("kubectl", "kubernetes-client"),
+    // BGP mode: the speaker runs FRR (and applies with frr-reload.py); the BGP lab's
+    // router is BIRD.
+    ("vtysh", "frr"),
+    ("/usr/lib/frr/frr-reload.py", "frr-pythontools"),
+    ("bird", "bird2"),
+    ("birdc", "bird2"),
 ];
 
 pub fn run() -> anyhow::Result<()> {
@@ -81,7 +87,11 @@ fn bpf_linker() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A command on PATH, or a file given by its absolute path.
 fn on_path(command: &str) -> bool {
+    if command.starts_with('/') {
+        return Path::new(command).is_file();
+    }
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(command).is_file()))
 }

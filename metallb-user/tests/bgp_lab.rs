@@ -1,0 +1,168 @@
+//! BGP mode end to end (needs root, FRR and BIRD 2: `cargo xtask setup` installs
+//! them): `metallb_testkit::bgp_lab`'s router runs BIRD, two nodes run `metallb
+//! speaker` (each with its own FRR) on `examples/bgp.yaml`. The router's table (`birdc
+//! show route all`) and kernel routes (ECMP) show what the nodes announce.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use metallb_testkit::bgp_lab::{BgpLab, announcers, must, wait_for};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_metallb");
+const EXAMPLE: &str = include_str!("../../examples/bgp.yaml");
+const PASSWORD: &str = "lab-secret";
+
+fn write_config(path: &Path, text: &str) {
+    let aside = path.with_extension("tmp");
+    std::fs::write(&aside, text).expect("write config");
+    std::fs::rename(&aside, path).expect("rename config");
+}
+
+/// `birdc show route for PREFIX all` once its routes come from exactly `from`.
+fn routes_from(lab: &BgpLab, prefix: &str, from: &[&str]) -> String {
+    wait_for(
+        &format!("{prefix} from {from:?}"),
+        Duration::from_secs(20),
+        || {
+            let routes = lab.routes(prefix).map_err(|e| e.to_string())?;
+            (announcers(&routes) == from)
+                .then_some(routes.clone())
+                .ok_or(routes)
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn bgp_mode_against_bird() {
+    let mut lab = BgpLab::new("bgp").expect("lab");
+    lab.start_bird(PASSWORD).expect("bird");
+    let config_path = lab.dir.join("metallb.yaml");
+    let config = lab.config(EXAMPLE);
+    assert!(
+        config.contains(&format!("password: {PASSWORD}")),
+        "{config}"
+    );
+    write_config(&config_path, &config);
+    for i in 0..2 {
+        lab.start_speaker(Path::new(BINARY), i, &config_path)
+            .expect("speaker");
+    }
+
+    // Sessions: IPv4 and IPv6 with both nodes, with MD5 passwords.
+    wait_for(
+        "four BGP sessions established",
+        Duration::from_secs(30),
+        || {
+            let up = lab.established().map_err(|e| e.to_string())?;
+            (up.len() == 4).then_some(()).ok_or_else(|| {
+                format!(
+                    "{up:?}\n{}",
+                    lab.birdc("show protocols").unwrap_or_default()
+                )
+            })
+        },
+    )
+    .unwrap();
+    let (a, b) = (lab.node_v4(0), lab.node_v4(1));
+
+    // Service web: from both nodes (ECMP), with local preference and communities.
+    let web = routes_from(&lab, "198.51.100.10/32", &["node0v4", "node1v4"]);
+    assert!(web.contains("BGP.local_pref: 150"), "{web}");
+    assert!(
+        web.contains("BGP.community: (64500,100) (65535,65281)"),
+        "{web}"
+    );
+    assert!(web.contains("BGP.large_community: (64500, 1, 2)"), "{web}");
+    assert_eq!(
+        lab.kernel_next_hops("198.51.100.10").unwrap(),
+        [a.clone(), b.clone()]
+    );
+    // Its IPv6 address, over the IPv6 sessions.
+    let v6 = routes_from(&lab, "2001:db8:100::10/128", &["node0v6", "node1v6"]);
+    assert!(v6.contains("BGP.local_pref: 150"), "{v6}");
+    // externalTrafficPolicy Local: only node1 has a ready endpoint.
+    let local = routes_from(&lab, "198.51.100.20/32", &["node1v4"]);
+    assert!(local.contains(&format!("via {b} ")), "{local}");
+    // Aggregation: the /28 of 198.51.100.70, not its /32.
+    routes_from(&lab, "198.51.100.64/28", &["node0v4", "node1v4"]);
+    let table = lab.birdc("show route").unwrap();
+    assert!(!table.contains("198.51.100.70/32"), "{table}");
+
+    // Metrics with MetalLB's names (read from FRR every second).
+    let peer = format!("peer=\"{}.1:179\"", lab.v4);
+    wait_for("node0's metrics", Duration::from_secs(10), || {
+        let metrics = lab.metrics(0).map_err(|e| e.to_string())?;
+        let has = |name: &str, value: &str| {
+            metrics.lines().any(|l| {
+                l.starts_with(&format!("{name}{{"))
+                    && l.contains(&peer)
+                    && l.ends_with(&format!(" {value}"))
+            })
+        };
+        let updates_sent = metrics
+            .lines()
+            .find(|l| l.starts_with("metallb_bgp_updates_total{") && l.contains(&peer))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        // web and the aggregate (web-local is node1's only).
+        (has("metallb_bgp_session_up", "1")
+            && has("metallb_bgp_announced_prefixes_total", "2")
+            && updates_sent >= 1
+            && metrics
+                .lines()
+                .any(|l| l.starts_with("metallb_bfd_session_up{") && l.ends_with(" 1")))
+        .then_some(())
+        .ok_or(metrics)
+    })
+    .unwrap();
+
+    // Deleting a Service and changing one advertisement: the route goes, the attribute
+    // changes, and no session is reset (BIRD's "since" of each stays).
+    let sessions = lab.established().unwrap();
+    assert_eq!(sessions.len(), 4, "{sessions:?}");
+    let changed = config
+        .replace(
+            "communities: [64500:100, no-export, 'large:64500:1:2']",
+            "communities: [64500:200]",
+        )
+        .split("---\n")
+        .filter(|doc| !doc.contains("name: web-local\n"))
+        .collect::<Vec<_>>()
+        .join("---\n");
+    assert!(
+        !changed.contains("64500:100") && !changed.contains("name: web-local\n"),
+        "the example changed: {changed}"
+    );
+    write_config(&config_path, &changed);
+    routes_from(&lab, "198.51.100.20/32", &[]);
+    wait_for(
+        "the new community on 198.51.100.10/32",
+        Duration::from_secs(20),
+        || {
+            let routes = lab.routes("198.51.100.10/32").map_err(|e| e.to_string())?;
+            (routes.matches("BGP.community: (64500,200)\n").count() == 2)
+                .then_some(())
+                .ok_or(routes)
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        lab.established().unwrap(),
+        sessions,
+        "a session was reset by the change"
+    );
+
+    // BFD failover: node0's link goes down; the router drops its next hop.
+    let started = Instant::now();
+    must("ip", &["-n", &lab.nodes[0], "link", "set", "eth0", "down"]).unwrap();
+    routes_from(&lab, "198.51.100.10/32", &["node1v4"]);
+    let failover = started.elapsed();
+    eprintln!("BFD failover (300 ms x 3): {} ms", failover.as_millis());
+    assert_eq!(lab.kernel_next_hops("198.51.100.10").unwrap(), [b]);
+    // Well under the 9 s hold time: BFD took it out, and BIRD, which honours graceful
+    // restart, kept no stale route (the speaker disables it unless asked).
+    assert!(failover < Duration::from_secs(3), "{failover:?}");
+}
