@@ -50,8 +50,12 @@ pub fn respond<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Outcome {
         }
         return Outcome::PassNotRequest;
     }
+    // The reply goes to the sender hardware address (RFC 826, as Linux does). Neither
+    // it nor the Ethernet source may be a group address or all zeroes: a spoofed
+    // request must not turn the reply into a broadcast, a multicast or a frame for the
+    // bridge's own group addresses (01:80:c2:...).
     let sha = unsafe { Mac::load(arp + SHA) };
-    if !sha.is_unicast() {
+    if !sha.is_unicast() || !unsafe { Mac::load(data + ETH_SRC) }.is_unicast() {
         return Outcome::PassMalformed;
     }
 
@@ -59,6 +63,12 @@ pub fn respond<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Outcome {
     let Some(mut entry) = find_v4(tpa, ifindex(ctx), vlan_id) else {
         return Outcome::PassUnknownTarget;
     };
+    // Nor may either be our own MAC: a reply to ourselves, or our own request come
+    // back (a loop, a reflecting switch), which is no conflict either.
+    let our_mac = entry.mac();
+    if sha.is(our_mac) || unsafe { Mac::load(data + ETH_SRC) }.is(our_mac) {
+        return Outcome::PassMalformed;
+    }
     if let Some(outcome) = entry.take_request() {
         return outcome;
     }
@@ -70,10 +80,8 @@ pub fn respond<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Outcome {
     }
 
     // Turn the request into the reply in place, unicast back to the asker.
-    let our_mac = entry.mac();
     unsafe {
-        let asker = Mac::load(data + ETH_SRC);
-        asker.store(data + ETH_DST);
+        sha.store(data + ETH_DST);
         our_mac.store(data + ETH_SRC);
         store(arp + OPER, OP_REPLY);
         sha.store(arp + THA);

@@ -119,6 +119,29 @@ fn is_multicast(high: u64) -> bool {
     high & 0xff == 0xff
 }
 
+/// Bytes 8 to 11 of an address, in its `low` word.
+const LOW_HEAD_MASK: u64 = u64::from_ne_bytes([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+const MAPPED_LOW_HEAD: u64 = u64::from_ne_bytes([0, 0, 0xff, 0xff, 0, 0, 0, 0]);
+
+/// Whether an address is in ::/96 (unspecified, loopback ::1, and the deprecated
+/// IPv4-compatible addresses, RFC 4291 2.5.2, 2.5.3, 2.5.5.1) or ::ffff:0:0/96
+/// (IPv4-mapped, 2.5.5.2): none of them is the address of a node on the link, and
+/// none but :: (duplicate address detection) may be the source of a solicitation
+/// that is answered. Loopback packets never leave a node, and an answer would carry
+/// the address onto the link.
+#[inline(always)]
+fn is_embedded_v4_or_loopback(high: u64, low: u64) -> bool {
+    high == 0 && (low & LOW_HEAD_MASK == 0 || low & LOW_HEAD_MASK == MAPPED_LOW_HEAD)
+}
+
+/// Whether a reply may go to `mac` for a frame from `eth_src`: both are unicast
+/// and not all zeroes, so that a spoofed option cannot make the answer a
+/// broadcast, a multicast or a frame for a bridge's group addresses.
+#[inline(always)]
+fn macs_ok(mac: Mac, eth_src: Mac) -> bool {
+    mac.is_unicast() && eth_src.is_unicast()
+}
+
 /// Handles the IPv6 packet at `L3` in the frame, seen in `vlan_id`.
 #[inline(always)]
 pub fn respond<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Outcome {
@@ -243,8 +266,12 @@ fn usual_solicitation<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Option
         };
         let (src_high, src_low): (u64, u64) = (load(ip + IP_SRC), load(ip + IP_SRC + 8));
         // From :: (duplicate address detection) a solicitation has no source
-        // link-layer option (RFC 4861 7.1.1), and this one has.
-        if is_multicast(target_high) || is_multicast(src_high) || src_high | src_low == 0 {
+        // link-layer option (RFC 4861 7.1.1), and this one has: :: is refused here
+        // with loopback and the IPv4-embedding addresses.
+        if is_multicast(target_high)
+            || is_multicast(src_high)
+            || is_embedded_v4_or_loopback(src_high, src_low)
+        {
             return Some(Outcome::PassNdpInvalid);
         }
         // To the target's solicited-node group, or to the target itself
@@ -264,7 +291,11 @@ fn usual_solicitation<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Option
         if !checksum_ok(rest_sum() + src_sum + dst_and_target_sum as u64) {
             return Some(Outcome::PassNdpInvalid);
         }
-        let reply = Reply::to_asker(source_ll(), src_high, src_low, src_sum);
+        let source_ll = source_ll();
+        if !macs_ok(source_ll, Mac::load(data + ETH_SRC)) {
+            return Some(Outcome::PassMalformed);
+        }
+        let reply = Reply::to_asker(source_ll, src_high, src_low, src_sum);
         Some(answer::<L3, true>(
             ctx,
             data,
@@ -277,8 +308,9 @@ fn usual_solicitation<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Option
 }
 
 /// The checks every solicitation and advertisement gets once its shape is known:
-/// neither the source nor the target is multicast, and the checksum verifies
-/// (`rest_sum` covers all but the addresses).
+/// neither the source nor the target is multicast, the source is :: or not in the
+/// prefixes of [`is_embedded_v4_or_loopback`], and the checksum verifies (`rest_sum`
+/// covers all but the addresses).
 ///
 /// # Safety
 /// The IPv6 header and the 24-byte message at `ip` must be inside the frame.
@@ -292,7 +324,10 @@ unsafe fn verify(ip: usize, rest_sum: u64) -> Result<Verified, Outcome> {
             load(ip + ND_TARGET + 8),
         )
     };
-    if is_multicast(target_high) || is_multicast(src_high) {
+    if is_multicast(target_high)
+        || is_multicast(src_high)
+        || (is_embedded_v4_or_loopback(src_high, src_low) && src_low != 0)
+    {
         return Err(Outcome::PassNdpInvalid);
     }
     let src_sum = sum_words(src_high, src_low);
@@ -333,16 +368,18 @@ unsafe fn validate<const L3: usize>(
     if !to_group && (dad || dst_high != addrs.target_high || dst_low != addrs.target_low) {
         return Err(Outcome::PassNdpInvalid);
     }
+    let eth_src = unsafe { Mac::load(data + ETH_SRC) };
     let reply = match (dad, source_ll) {
         (true, Some(_)) => return Err(Outcome::PassNdpInvalid),
-        (true, None) => Reply::ALL_NODES,
+        (true, None) if eth_src.is_unicast() => Reply::ALL_NODES,
         // The source link-layer address option, else the Ethernet source.
-        (false, source_ll) => Reply::to_asker(
-            source_ll.unwrap_or_else(|| unsafe { Mac::load(data + ETH_SRC) }),
+        (false, source_ll) if macs_ok(source_ll.unwrap_or(eth_src), eth_src) => Reply::to_asker(
+            source_ll.unwrap_or(eth_src),
             addrs.src_high,
             addrs.src_low,
             addrs.src_sum,
         ),
+        _ => return Err(Outcome::PassMalformed),
     };
     Ok(Solicitation {
         target_high: addrs.target_high,
@@ -459,6 +496,13 @@ fn answer<const L3: usize, const SAME_SIZE: bool>(
     target_high: u64,
     target_low: u64,
 ) -> Outcome {
+    // Not to ourselves, nor for a frame that comes from us (a loop, a reflecting
+    // switch).
+    let our_mac = entry.mac();
+    // SAFETY: the Ethernet header is inside the frame, as the caller checked.
+    if reply.mac.is(our_mac) || unsafe { Mac::load(data + ETH_SRC) }.is(our_mac) {
+        return Outcome::PassMalformed;
+    }
     if let Some(outcome) = entry.take_request() {
         return outcome;
     }
@@ -469,7 +513,7 @@ fn answer<const L3: usize, const SAME_SIZE: bool>(
         reply,
         target_high,
         target_low,
-        entry.mac(),
+        our_mac,
         &entry.cell.ndp.target_ll_option,
         checksum,
     ) {

@@ -87,4 +87,10 @@ impl Mac {
     pub fn is_unicast(self) -> bool {
         self.head & 1 == 0 && (self.head | self.tail as u32) != 0
     }
+
+    /// Whether both are the same address.
+    #[inline(always)]
+    pub fn is(self, other: Mac) -> bool {
+        self.head == other.head && self.tail == other.tail
+    }
 }

@@ -9,9 +9,12 @@
 //!   test and demo.
 //! - [`rbac`]: the requests a component made, checked against its RBAC table.
 //! - [`kustomize`]: `kubectl kustomize`, rendered into objects.
+//! - [`frame_oracle`]: what the XDP responder must do with any frame, decided
+//!   independently of its code (etherparse and the RFCs).
 pub mod apiserver;
 pub mod bgp_lab;
 pub mod cluster;
+pub mod frame_oracle;
 pub mod kustomize;
 pub mod lab;
 pub mod rbac;

@@ -33,6 +33,19 @@ const OTHER_HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x03];
 const NODE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xaa];
 const ZERO_MAC: [u8; 6] = [0; 6];
 const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
+/// A bridge's group address (STP): a frame to it stays on one segment and is
+/// consumed by every bridge there.
+const BRIDGE_GROUP_MAC: [u8; 6] = [0x01, 0x80, 0xc2, 0, 0, 0];
+const IPV4_MULTICAST_MAC: [u8; 6] = [0x01, 0x00, 0x5e, 0, 0, 1];
+/// Group addresses and all zeroes: never the source of a frame, never where an
+/// answer may go.
+const NOT_UNICAST_MACS: [(&str, [u8; 6]); 5] = [
+    ("broadcast", BROADCAST),
+    ("IPv4 multicast", IPV4_MULTICAST_MAC),
+    ("IPv6 multicast", ALL_NODES_MAC),
+    ("bridge group", BRIDGE_GROUP_MAC),
+    ("all-zero", ZERO_MAC),
+];
 
 const ASKER_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
@@ -423,19 +436,48 @@ fn arp_frames_exact_bytes_and_counters() {
             patched(request.clone(), A + 5, &[16]),
             Outcome::PassMalformed,
         ),
+        Case {
+            name: "reply goes to ar$sha, not to the Ethernet source".into(),
+            frame: arp(
+                ArpOperation::REQUEST,
+                ASKER_MAC,
+                BROADCAST,
+                (ASKER_OPTION_MAC, ASKER_V4),
+                (ZERO_MAC, VIP),
+                None,
+            ),
+            verdict: XDP_TX,
+            output: Some(arp(
+                ArpOperation::REPLY,
+                NODE_MAC,
+                ASKER_OPTION_MAC,
+                (NODE_MAC, VIP),
+                (ASKER_OPTION_MAC, ASKER_V4),
+                None,
+            )),
+            outcome: Outcome::TxArpReply,
+            vip: Some((key(VIP, IF, 0), answered())),
+        },
         pass(
-            "multicast sender MAC",
-            patched(request.clone(), A + 8, &[0x01, 0x00, 0x5e, 0, 0, 1]),
+            "sender MAC is our own",
+            patched(request.clone(), A + 8, &NODE_MAC),
             Outcome::PassMalformed,
         ),
         pass(
-            "broadcast sender MAC",
-            patched(request.clone(), A + 8, &BROADCAST),
+            "Ethernet source is our own",
+            patched(request.clone(), 6, &NODE_MAC),
             Outcome::PassMalformed,
         ),
         pass(
-            "all-zero sender MAC",
-            patched(request.clone(), A + 8, &ZERO_MAC),
+            "our own gratuitous ARP come back is no conflict",
+            arp(
+                ArpOperation::REQUEST,
+                NODE_MAC,
+                BROADCAST,
+                (NODE_MAC, VIP),
+                (ZERO_MAC, VIP),
+                None,
+            ),
             Outcome::PassMalformed,
         ),
         Case {
@@ -460,6 +502,18 @@ fn arp_frames_exact_bytes_and_counters() {
             Outcome::PassNotArpOrNdp,
         ),
     ];
+    for (what, mac) in NOT_UNICAST_MACS {
+        cases.push(pass(
+            &format!("{what} sender MAC"),
+            patched(request.clone(), A + 8, &mac),
+            Outcome::PassMalformed,
+        ));
+        cases.push(pass(
+            &format!("{what} Ethernet source"),
+            patched(request.clone(), 6, &mac),
+            Outcome::PassMalformed,
+        ));
+    }
     // BPF_PROG_TEST_RUN refuses frames shorter than an Ethernet header (as no driver
     // delivers them); every length from there on is tried.
     for len in ETH_HLEN..request.len() {
@@ -480,6 +534,12 @@ fn sllao(mac: [u8; 6]) -> Vec<u8> {
 fn ns_to_group(target: Ipv6Addr, options: &[&[u8]], vlan: Option<u16>) -> Vec<u8> {
     let (group, group_mac) = solicited_node(target);
     ns(ASKER_MAC, group_mac, ASKER_V6, group, target, options, vlan)
+}
+
+/// A solicitation for `target` from `source` to the target's solicited-node group.
+fn ns_to_group_from(source: Ipv6Addr, target: Ipv6Addr, options: &[&[u8]]) -> Vec<u8> {
+    let (group, group_mac) = solicited_node(target);
+    ns(ASKER_MAC, group_mac, source, group, target, options, None)
 }
 
 fn solicited_na(dst_mac: [u8; 6], target: Ipv6Addr, vlan: Option<u16>) -> Vec<u8> {
@@ -818,6 +878,78 @@ fn ndp_frames_exact_bytes_and_counters() {
             Outcome::PassNotArpOrNdp,
         ),
     ];
+    // Sources that never leave a node or are no node's address on the link: loopback
+    // (RFC 4291 2.5.3), IPv4-mapped (2.5.5.2), IPv4-compatible (2.5.5.1, deprecated).
+    for source in ["::1", "::ffff:192.0.2.1", "::192.0.2.1", "::2"] {
+        let source: Ipv6Addr = source.parse().expect("v6");
+        cases.push(pass(
+            &format!("NS from {source}"),
+            ns(
+                ASKER_MAC,
+                vip_group_mac,
+                source,
+                vip_group,
+                VIP6,
+                &[&option],
+                None,
+            ),
+            Outcome::PassNdpInvalid,
+        ));
+        cases.push(pass(
+            &format!("NS from {source} without options"),
+            ns(ASKER_MAC, vip_group_mac, source, vip_group, VIP6, &[], None),
+            Outcome::PassNdpInvalid,
+        ));
+        cases.push(pass(
+            &format!("NS from {source} for an unknown target"),
+            ns_to_group_from(source, UNKNOWN_V6, &[&option]),
+            Outcome::PassNdpInvalid,
+        ));
+    }
+    // A spoofed option or Ethernet source must not make the answer a broadcast, a
+    // multicast, a frame to a bridge's group, or to ourselves.
+    for (what, mac) in NOT_UNICAST_MACS.into_iter().chain([("our own", NODE_MAC)]) {
+        cases.push(pass(
+            &format!("{what} source link-layer option"),
+            ns_to_group(VIP6, &[&sllao(mac)], None),
+            Outcome::PassMalformed,
+        ));
+        cases.push(pass(
+            &format!("{what} source link-layer option after a nonce"),
+            ns_to_group(VIP6, &[&nonce, &sllao(mac)], None),
+            Outcome::PassMalformed,
+        ));
+        cases.push(pass(
+            &format!("{what} Ethernet source"),
+            patched(valid.clone(), 6, &mac),
+            Outcome::PassMalformed,
+        ));
+        cases.push(pass(
+            &format!("{what} Ethernet source, no option"),
+            ns(mac, NODE_MAC, ASKER_V6, VIP6, VIP6, &[], None),
+            Outcome::PassMalformed,
+        ));
+        cases.push(pass(
+            &format!("DAD probe from {what} Ethernet source"),
+            ns(
+                mac,
+                vip_group_mac,
+                Ipv6Addr::UNSPECIFIED,
+                vip_group,
+                VIP6,
+                &[],
+                None,
+            ),
+            Outcome::PassMalformed,
+        ));
+    }
+    for (what, mac) in NOT_UNICAST_MACS {
+        cases.push(pass(
+            &format!("{what} source link-layer option, unknown target"),
+            ns_to_group(UNKNOWN_V6, &[&sllao(mac)], None),
+            Outcome::PassMalformed,
+        ));
+    }
     for len in ETH_HLEN..valid.len() {
         cases.push(pass(
             &format!("NS truncated to {len} bytes"),
@@ -1585,4 +1717,374 @@ fn counters_read_in_batches_are_each_vips_own() {
             "{vip}"
         );
     }
+}
+
+/// A small deterministic generator (splitmix64): the same seed gives the same frames
+/// on every machine.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn byte(&mut self) -> u8 {
+        self.next() as u8
+    }
+
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
+    }
+}
+
+/// Where the network header starts: after one 802.1Q tag, if the frame has one.
+fn l3_offset(frame: &[u8]) -> usize {
+    if frame.len() >= 14 && frame[12..14] == [0x81, 0x00] {
+        18
+    } else {
+        14
+    }
+}
+
+/// Recomputes the ICMPv6 checksum of an IPv6 frame whose message is whole (with
+/// etherparse), so that mutations reach the checks behind it.
+fn fix_icmpv6_checksum(frame: &mut [u8]) {
+    let ip = l3_offset(frame);
+    let Some(header) = frame.get(ip..ip + 40) else {
+        return;
+    };
+    let payload_len = u16::from_be_bytes([header[4], header[5]]) as usize;
+    let (src, dst): ([u8; 16], [u8; 16]) = (
+        header[8..24].try_into().expect("16 bytes"),
+        header[24..40].try_into().expect("16 bytes"),
+    );
+    let Some(message) = frame.get(ip + 40..ip + 40 + payload_len) else {
+        return;
+    };
+    if message.len() < 8 {
+        return;
+    }
+    let icmp_type = Icmpv6Type::Unknown {
+        type_u8: message[0],
+        code_u8: message[1],
+        bytes5to8: message[4..8].try_into().expect("4 bytes"),
+    };
+    if let Ok(checksum) = icmp_type.calc_checksum(src, dst, &message[8..]) {
+        frame[ip + 42..ip + 44].copy_from_slice(&checksum.to_be_bytes());
+    }
+}
+
+const INTERESTING_MACS: [[u8; 6]; 8] = [
+    ASKER_MAC,
+    ASKER_OPTION_MAC,
+    NODE_MAC,
+    ZERO_MAC,
+    BROADCAST,
+    BRIDGE_GROUP_MAC,
+    IPV4_MULTICAST_MAC,
+    ALL_NODES_MAC,
+];
+
+fn interesting_v4(rng: &mut Rng) -> [u8; 4] {
+    let known = [
+        ASKER_V4,
+        VIP,
+        VIP_SUPPRESSED,
+        VIP_OTHER_IF,
+        VIP_VLAN,
+        UNKNOWN_V4,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::BROADCAST,
+    ];
+    if rng.below(8) == 0 {
+        rng.next().to_ne_bytes()[..4].try_into().expect("4 bytes")
+    } else {
+        rng.pick(&known).octets()
+    }
+}
+
+fn interesting_v6(rng: &mut Rng) -> [u8; 16] {
+    let known: [Ipv6Addr; 12] = [
+        ASKER_V6,
+        VIP6,
+        VIP6_SUPPRESSED,
+        VIP6_VLAN,
+        UNKNOWN_V6,
+        ALL_NODES,
+        solicited_node(VIP6).0,
+        solicited_node(VIP6_VLAN).0,
+        Ipv6Addr::UNSPECIFIED,
+        Ipv6Addr::LOCALHOST,
+        "::ffff:192.0.2.1".parse().expect("v6"),
+        "fe80::1".parse().expect("v6"),
+    ];
+    if rng.below(8) == 0 {
+        let mut addr = [0; 16];
+        addr[..8].copy_from_slice(&rng.next().to_ne_bytes());
+        addr[8..].copy_from_slice(&rng.next().to_ne_bytes());
+        addr
+    } else {
+        rng.pick(&known).octets()
+    }
+}
+
+/// Valid requests and solicitations, for VIPs answered, suppressed, in a VLAN, on
+/// another interface, and for no VIP: what the mutations start from.
+fn property_templates() -> Vec<Vec<u8>> {
+    let option = sllao(ASKER_OPTION_MAC);
+    let nonce = [14u8, 1, 0xde, 0xad, 0xbe, 0xef, 0x01, 0x02];
+    let (vip_group, vip_group_mac) = solicited_node(VIP6);
+    vec![
+        arp_request(ASKER_V4, VIP, None),
+        arp_request(ASKER_V4, VIP, Some(0)),
+        arp_request(ASKER_V4, VIP_SUPPRESSED, None),
+        arp_request(ASKER_V4, VIP_VLAN, Some(VLAN)),
+        arp_request(ASKER_V4, VIP_OTHER_IF, None),
+        arp_request(ASKER_V4, UNKNOWN_V4, None),
+        ns_to_group(VIP6, &[&option], None),
+        ns_to_group(VIP6_SUPPRESSED, &[&option], None),
+        ns_to_group(VIP6_VLAN, &[&option], Some(VLAN)),
+        ns_to_group(VIP6, &[&nonce, &option], None),
+        ns_to_group(UNKNOWN_V6, &[&option], None),
+        ns(ASKER_MAC, NODE_MAC, ASKER_V6, VIP6, VIP6, &[&option], None),
+        ns(ASKER_MAC, NODE_MAC, ASKER_V6, VIP6, VIP6, &[], None),
+        ns(
+            ASKER_MAC,
+            vip_group_mac,
+            Ipv6Addr::UNSPECIFIED,
+            vip_group,
+            VIP6,
+            &[&nonce],
+            None,
+        ),
+    ]
+}
+
+/// One random change of a frame: bits, bytes, length, tags, addresses, options.
+fn mutate(rng: &mut Rng, frame: &mut Vec<u8>) {
+    let l3 = l3_offset(frame);
+    let is_arp = frame.len() >= l3 && frame[l3 - 2..l3] == [0x08, 0x06];
+    let set = |frame: &mut Vec<u8>, at: usize, bytes: &[u8]| {
+        if let Some(slot) = frame.get_mut(at..at + bytes.len()) {
+            slot.copy_from_slice(bytes);
+        }
+    };
+    match rng.below(11) {
+        0 => {
+            let at = rng.below(frame.len());
+            frame[at] ^= 1 << rng.below(8);
+        }
+        1 => {
+            let at = rng.below(frame.len());
+            frame[at] = rng.byte();
+        }
+        2 => {
+            let len = ETH_HLEN + rng.below(frame.len() - ETH_HLEN + 1);
+            frame.truncate(len);
+        }
+        3 => {
+            for _ in 0..1 + rng.below(40) {
+                frame.push(rng.byte());
+            }
+        }
+        4 => {
+            if l3 == 18 && frame.len() >= 18 && rng.below(2) == 0 {
+                frame.drain(12..16);
+            } else {
+                let tci = [
+                    rng.byte() & if rng.below(2) == 0 { 0xf0 } else { 0xff },
+                    rng.byte(),
+                ];
+                let tpid = rng.pick(&[[0x81, 0x00], [0x81, 0x00], [0x88, 0xa8]]);
+                frame.splice(12..12, [tpid[0], tpid[1], tci[0], tci[1]]);
+            }
+        }
+        5 => {
+            let mac = rng.pick(&INTERESTING_MACS);
+            let at = if is_arp {
+                rng.pick(&[0, 6, l3 + 8, l3 + 18])
+            } else {
+                rng.pick(&[0, 6, l3 + 40 + 24 + 2, l3 + 40 + 32 + 2])
+            };
+            set(frame, at, &mac);
+        }
+        6 => {
+            if is_arp {
+                let at = rng.pick(&[l3 + 14, l3 + 24]);
+                set(frame, at, &interesting_v4(rng));
+            } else {
+                let at = rng.pick(&[l3 + 8, l3 + 24, l3 + 40 + 8]);
+                set(frame, at, &interesting_v6(rng));
+                if rng.below(4) != 0 {
+                    fix_icmpv6_checksum(frame);
+                }
+            }
+        }
+        7 => {
+            // New options of any length byte, the payload length to match.
+            if frame.len() >= l3 + 40 + 24 {
+                frame.truncate(l3 + 40 + 24);
+                for _ in 0..rng.below(5) {
+                    let any = rng.byte();
+                    let kind = rng.pick(&[1, 2, 14, any]);
+                    let any = rng.byte();
+                    let len = rng.pick(&[1, 1, 1, 0, 2, any]);
+                    frame.extend([kind, len]);
+                    frame.extend((0..6).map(|_| rng.byte()));
+                }
+                let payload = (frame.len() - l3 - 40) as u16;
+                set(frame, l3 + 4, &payload.to_be_bytes());
+                fix_icmpv6_checksum(frame);
+            }
+        }
+        8 => fix_icmpv6_checksum(frame),
+        9 => {
+            // Hop limit, type, code, payload length.
+            let at = rng.pick(&[l3 + 7, l3 + 40, l3 + 41, l3 + 5]);
+            let any = rng.byte();
+            let value = rng.pick(&[255, 254, 0, 135, 136, 1, 24, 32, any]);
+            set(frame, at, &[value]);
+            if rng.below(2) == 0 {
+                fix_icmpv6_checksum(frame);
+            }
+        }
+        _ => {
+            let any = [rng.byte(), rng.byte()];
+            let ether_type = rng.pick(&[[0x08, 0x06], [0x86, 0xdd], [0x08, 0x00], any]);
+            set(frame, l3 - 2, &ether_type);
+        }
+    }
+}
+
+/// A frame for the property test: a mutated template, or random bytes.
+fn property_frame(rng: &mut Rng, templates: &[Vec<u8>]) -> Vec<u8> {
+    if rng.below(16) == 0 {
+        let len = ETH_HLEN + rng.below(100);
+        return (0..len).map(|_| rng.byte()).collect();
+    }
+    let mut frame = templates[rng.below(templates.len())].clone();
+    for _ in 0..1 + rng.below(4) {
+        mutate(rng, &mut frame);
+    }
+    frame
+}
+
+/// Frames that once disagreed with the reference: run first, every time.
+const PROPERTY_REGRESSIONS: &str = include_str!("fixtures/xdp_property_regressions.txt");
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// What the program did with one frame, where the reference disagrees.
+fn disagreement(
+    dp: &Datapath,
+    frame: &[u8],
+    vips: &[metallb_testkit::frame_oracle::OracleVip],
+) -> Option<String> {
+    use metallb_testkit::frame_oracle::{Expected, expected};
+    let want = expected(frame, IF, vips);
+    let (verdict, out) = dp.test_run(frame, IF).expect("test run");
+    let agrees = match &want {
+        Expected::Pass => verdict == XDP_PASS && out == frame,
+        Expected::Drop => verdict == XDP_DROP,
+        Expected::Tx(reply) => verdict == XDP_TX && &out == reply,
+    };
+    let one_line = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    (!agrees).then(|| {
+        format!(
+            "frame {}\n  reference: {}\n  program: verdict {verdict}, {}",
+            one_line(frame),
+            match &want {
+                Expected::Tx(reply) => format!("tx {}", one_line(reply)),
+                other => format!("{other:?}"),
+            },
+            one_line(&out)
+        )
+    })
+}
+
+/// The property: for every frame, the program passes it untouched, drops it, or
+/// sends exactly the reply the reference (`metallb_testkit::frame_oracle`, etherparse
+/// and the RFCs, never our parser) decides; so it never answers for an address that
+/// is not an announced VIP on that interface and VLAN. Frames are valid requests
+/// and solicitations mutated (bits, bytes, truncation, extension, VLAN tags,
+/// addresses, options of every length), and random bytes.
+///
+/// `XDP_PROPERTY_SEED` replays a run, `XDP_PROPERTY_FRAMES` sets how many (100,000
+/// by default, a few seconds). A frame that disagrees is printed as hex: add it to
+/// `tests/fixtures/xdp_property_regressions.txt`, where it is run first every time.
+#[test]
+fn mutated_frames_agree_with_an_independent_reference() {
+    use metallb_testkit::frame_oracle::OracleVip;
+    let f = fixture();
+    let vips: Vec<OracleVip> =
+        f.dp.installed()
+            .into_iter()
+            .map(|(key, config)| OracleVip {
+                addr: key.addr,
+                ifindex: key.ifindex,
+                vlan_id: key.vlan_id,
+                mac: config.mac.0,
+                answer: config.action == VipAction::Answer,
+            })
+            .collect();
+    let seed = std::env::var("XDP_PROPERTY_SEED")
+        .ok()
+        .map(|s| s.parse::<u64>().expect("XDP_PROPERTY_SEED: a u64"))
+        .unwrap_or(0x5eed_0016);
+    let frames = std::env::var("XDP_PROPERTY_FRAMES")
+        .ok()
+        .map(|s| s.parse::<usize>().expect("XDP_PROPERTY_FRAMES: a count"))
+        .unwrap_or(100_000);
+    eprintln!("property test: XDP_PROPERTY_SEED={seed} XDP_PROPERTY_FRAMES={frames}");
+
+    let mut failures: Vec<String> = PROPERTY_REGRESSIONS
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or("").trim())
+        .filter(|hex| !hex.is_empty())
+        .filter_map(|hex| disagreement(&f.dp, &unhex(hex), &vips))
+        .map(|text| format!("(regression) {text}"))
+        .collect();
+    let templates = property_templates();
+    let mut rng = Rng(seed);
+    let mut answered = 0usize;
+    for _ in 0..frames {
+        let frame = property_frame(&mut rng, &templates);
+        if let Some(text) = disagreement(&f.dp, &frame, &vips) {
+            failures.push(text);
+            if failures.len() >= 20 {
+                break;
+            }
+        } else if matches!(
+            metallb_testkit::frame_oracle::expected(&frame, IF, &vips),
+            metallb_testkit::frame_oracle::Expected::Tx(_)
+        ) {
+            answered += 1;
+        }
+    }
+    eprintln!("property test: {answered} of {frames} frames answered, as the reference says");
+    assert!(
+        failures.is_empty(),
+        "{} frames disagree with the reference (XDP_PROPERTY_SEED={seed}); add each to tests/fixtures/xdp_property_regressions.txt:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    // The mutations must leave enough frames answerable for the property to say
+    // something about answers, not only about passes.
+    assert!(
+        answered * 20 >= frames,
+        "only {answered} of {frames} frames were answerable"
+    );
 }
