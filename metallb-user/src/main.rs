@@ -15,7 +15,7 @@ use metallb_user::{
     },
     config::{DEFAULT_NAMESPACE, ValidateOptions, crd, file, legacy, validate},
     datapath::{
-        DatapathOptions, XdpMode,
+        DatapathOptions, MAX_VIPS_LIMIT, XdpMode,
         cleanup::{CleanupOptions, cleanup},
         iface,
         maps::Maps,
@@ -25,8 +25,8 @@ use metallb_user::{
     plan::{PlanOptions, interfaces_to_attach, plan},
     printable::printable,
     speaker::{
-        DEFAULT_MAX_CONFIG_BYTES, LoadError, SourceOptions, SpeakerOptions, load_config,
-        read_config, run, shown_path,
+        DEFAULT_MAX_CONFIG_BYTES, LoadError, MAX_CONFIG_BYTES_LIMIT, SourceOptions, SpeakerOptions,
+        load_config, read_config, run, shown_path,
     },
 };
 
@@ -208,13 +208,13 @@ struct ControllerArgs {
     #[arg(long, default_value = "metallb-controller")]
     lease_name: String,
     /// How long a leader's Lease stays valid without renewal (then another takes over).
-    #[arg(long, default_value = "15s", value_name = "DURATION", value_parser = duration)]
+    #[arg(long, default_value = "15s", value_name = "DURATION", value_parser = positive_duration)]
     lease_duration: Duration,
     /// How long the leader keeps leading while its renewals fail.
-    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = duration)]
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = positive_duration)]
     renew_deadline: Duration,
     /// Time between attempts to take or renew the Lease.
-    #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = duration)]
+    #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = positive_duration)]
     retry_period: Duration,
     /// Address of the webhooks (HTTPS: admission, and BGPPeer conversion on /convert),
     /// served with --webhook-cert-secret, or with --tls-cert-file and --tls-key-file.
@@ -257,7 +257,12 @@ struct Scope {
 struct Limits {
     /// Refuse a configuration file larger than this many bytes (a bound on what a
     /// device or a runaway file can make the process read).
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_CONFIG_BYTES)]
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = DEFAULT_MAX_CONFIG_BYTES,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_CONFIG_BYTES_LIMIT)
+    )]
     max_config_bytes: u64,
 }
 
@@ -305,9 +310,23 @@ struct SpeakerArgs {
     /// netns exec`).
     #[arg(long, default_value = DEFAULT_PIN_DIR)]
     pin_dir: PathBuf,
-    /// VIP entries per address family (used when the maps are created).
-    #[arg(long, default_value_t = DEFAULT_MAX_VIPS)]
+    /// VIP entries per address family (used when the maps are created), 1 to 1048576.
+    #[arg(
+        long,
+        default_value_t = DEFAULT_MAX_VIPS,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_VIPS_LIMIT))
+    )]
     max_vips: u32,
+    /// One speaker per --pin-dir: when another holds it, wait this long for it to exit
+    /// instead of failing at once (0s).
+    #[arg(
+        long,
+        default_value = "0s",
+        value_name = "DURATION",
+        value_parser = bounded_duration,
+        allow_hyphen_values = true
+    )]
+    pin_dir_wait: Duration,
     /// On exit, leave the XDP program attached and the maps pinned: the next speaker
     /// started with the same --pin-dir takes them over with no gap in answers.
     #[arg(long)]
@@ -329,7 +348,7 @@ struct SpeakerArgs {
         long,
         default_value = "5s",
         value_name = "DURATION",
-        value_parser = duration,
+        value_parser = bounded_duration,
         allow_hyphen_values = true
     )]
     garp_duration: Duration,
@@ -479,9 +498,33 @@ fn duration(text: &str) -> Result<Duration, String> {
 /// Announcements are sent back to back for the whole duration: a floor keeps a typo
 /// (`1ns`) from flooding the link.
 const MIN_GARP_INTERVAL: Duration = Duration::from_millis(10);
+/// The longest any duration flag takes: far beyond a sensible value, and far from
+/// where adding it to a clock reading could overflow.
+const MAX_DURATION_FLAG: Duration = Duration::from_secs(3600);
+
+/// [`duration`], at most [`MAX_DURATION_FLAG`].
+fn bounded_duration(text: &str) -> Result<Duration, String> {
+    let parsed = duration(text)?;
+    if parsed > MAX_DURATION_FLAG {
+        return Err(format!(
+            "more than {} is not a sensible value",
+            humantime::format_duration(MAX_DURATION_FLAG)
+        ));
+    }
+    Ok(parsed)
+}
+
+/// [`bounded_duration`], and not zero.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    let parsed = bounded_duration(text)?;
+    if parsed.is_zero() {
+        return Err("must be more than 0s".into());
+    }
+    Ok(parsed)
+}
 
 fn garp_interval(text: &str) -> Result<Duration, String> {
-    let interval = duration(text)?;
+    let interval = bounded_duration(text)?;
     if interval < MIN_GARP_INTERVAL {
         return Err(format!(
             "less than {} would flood the link; to announce only once, use --garp-duration 0s",
@@ -611,6 +654,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                     pin_dir: args.pin_dir,
                     max_vips: args.max_vips,
                 },
+                pin_dir_wait: args.pin_dir_wait,
                 keep_datapath: args.keep_datapath,
                 garp_interval: args.garp_interval,
                 garp_duration: args.garp_duration,

@@ -89,6 +89,9 @@ pub struct SpeakerOptions {
     pub namespace: String,
     pub load_balancer_class: Option<String>,
     pub datapath: DatapathOptions,
+    /// How long to wait for another agent to let go of the pin directory (zero: fail
+    /// at once, naming it).
+    pub pin_dir_wait: Duration,
     /// On exit, leave the program attached and the maps pinned for the next agent.
     pub keep_datapath: bool,
     pub garp_interval: Duration,
@@ -126,6 +129,9 @@ const SETTLE: Duration = Duration::from_millis(100);
 /// more than a real configuration, and a bound on what a device or a runaway file can
 /// make the process read.
 pub const DEFAULT_MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+/// The most `--max-config-bytes` may allow: what is read is held in memory, parsed
+/// and kept as text.
+pub const MAX_CONFIG_BYTES_LIMIT: u64 = 1024 * 1024 * 1024;
 
 /// The path that means standard input (`metallb validate -`, `metallb plan --config -`).
 pub const STDIN_PATH: &str = "-";
@@ -574,7 +580,11 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
         shared.gratuitous.clone(),
     )
     .context("opening a packet socket for gratuitous announcements")?;
-    let datapath = Datapath::load(&options.datapath).context("loading the XDP datapath")?;
+    // Waiting for the pin directory blocks: this thread only, not the metrics server.
+    let datapath = tokio::task::block_in_place(|| {
+        Datapath::load_waiting(&options.datapath, options.pin_dir_wait)
+    })
+    .context("loading the XDP datapath")?;
     let mut speaker = Speaker {
         options: options.clone(),
         datapath,

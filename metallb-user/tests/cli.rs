@@ -748,3 +748,84 @@ fn speaker_garp_flags_take_go_durations() {
         );
     }
 }
+
+/// Every numeric flag has a range: a value outside it is a usage error (exit 2) that
+/// names the flag, the value and why, before anything is loaded.
+#[test]
+fn numeric_flags_out_of_range_are_usage_errors() {
+    const SPEAKER: &[&str] = &["speaker", "--config", "x"];
+    const TOO_LONG: &str = "more than 1h is not a sensible value";
+    // (command, flag, value, reason)
+    let cases: &[(&[&str], &str, &str, &str)] = &[
+        (
+            SPEAKER,
+            "--max-vips <MAX_VIPS>",
+            "1073741824",
+            "1073741824 is not in 1..=1048576",
+        ),
+        (
+            SPEAKER,
+            "--max-vips <MAX_VIPS>",
+            "0",
+            "0 is not in 1..=1048576",
+        ),
+        (
+            &["validate", "x"],
+            "--max-config-bytes <BYTES>",
+            "0",
+            "0 is not in 1..=1073741824",
+        ),
+        (
+            &["validate", "x"],
+            "--max-config-bytes <BYTES>",
+            "1073741825",
+            "1073741825 is not in 1..=1073741824",
+        ),
+        (
+            SPEAKER,
+            "--garp-interval <DURATION>",
+            "0",
+            "less than 10ms would flood the link; to announce only once, use --garp-duration 0s",
+        ),
+        (SPEAKER, "--garp-interval <DURATION>", "2h", TOO_LONG),
+        (SPEAKER, "--garp-duration <DURATION>", "1000000h", TOO_LONG),
+        (SPEAKER, "--pin-dir-wait <DURATION>", "2h", TOO_LONG),
+        (
+            &["controller"],
+            "--lease-duration <DURATION>",
+            "0s",
+            "must be more than 0s",
+        ),
+        (
+            &["controller"],
+            "--renew-deadline <DURATION>",
+            "0s",
+            "must be more than 0s",
+        ),
+        (
+            &["controller"],
+            "--retry-period <DURATION>",
+            "0s",
+            "must be more than 0s",
+        ),
+        (
+            &["controller"],
+            "--retry-period <DURATION>",
+            "90m",
+            TOO_LONG,
+        ),
+    ];
+    for (command, flag, value, reason) in cases {
+        let name = flag.split(' ').next().expect("flag");
+        let mut args = command.to_vec();
+        args.extend([name, value]);
+        let (code, _, stderr) = run(&args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "error: invalid value '{value}' for '{flag}': {reason}\n"
+            )),
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -746,4 +746,94 @@ fn netns_pod_veths_and_kube_ipvs0_are_left_alone() {
     assert!(speaker.stop().success());
     assert_eq!(with_xdp(&lab, &node), Vec::<String>::new(), "all detached");
     assert!(!metallb_user::interface_report::path_for(&pins.path).exists());
+
+/// One speaker per pin directory: a second one started on the same --pin-dir exits at
+/// once with an error naming the first one's pid (before, it adopted the maps and
+/// synced its own plan over them); one with --pin-dir-wait waits, and takes the
+/// datapath over, as --keep-datapath left it, once the first has exited.
+#[test]
+fn netns_a_second_speaker_on_the_same_pin_dir_is_refused_or_waits() {
+    let lab = lab("lock");
+    let (dir, pins) = (ConfigDir::new(), ScratchPinDir::new("lock"));
+    write_config(&dir.file(), &config(&[("first", FIRST)]));
+    let first = Speaker::start(&lab, &dir.file(), &pins.path, &["--keep-datapath"]);
+    let first_pid = first.0.as_ref().expect("running").id();
+    // Its own metrics port: on the first one's, it would stop there, not at the lock.
+    let second = |extra: &[&str]| {
+        let mut command = command_in(&lab.node_ns, BINARY);
+        command
+            .args(speaker_args(&lab, &dir.file(), &pins.path))
+            .args(["--metrics-addr", "127.0.0.1:17601"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        command
+    };
+
+    let started = Instant::now();
+    let output = second(&[]).output().expect("run a second speaker");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refused at once, not after {:?}",
+        started.elapsed()
+    );
+    let expected = format!(
+        "error: loading the XDP datapath: pin directory {} is in use by another agent (pid {first_pid}); one agent per pin directory: stop it, give this one another --pin-dir, or wait for it with --pin-dir-wait\n",
+        pins.path.display()
+    );
+    assert!(stderr.ends_with(&expected), "{stderr}");
+    assert!(answered(&lab, FIRST), "the first one still answers");
+
+    let output = second(&["--pin-dir-wait", "300ms"])
+        .output()
+        .expect("run a waiting speaker");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.ends_with(&format!(
+            "error: loading the XDP datapath: pin directory {} was still in use by another agent (pid {first_pid}) after waiting 300ms (--pin-dir-wait)\n",
+            pins.path.display()
+        )),
+        "{stderr}"
+    );
+
+    let mut waiting = Speaker(Some(
+        second(&["--pin-dir-wait", "30s"])
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start a waiting speaker"),
+    ));
+    let ready = || {
+        exec_in(
+            &lab.node_ns,
+            "curl",
+            &["-sf", "http://127.0.0.1:17601/readyz"],
+        )
+        .expect("curl")
+        .status
+        .success()
+    };
+    sleep(Duration::from_millis(300));
+    assert!(
+        !ready(),
+        "not ready while the first one holds the directory"
+    );
+    assert!(
+        matches!(waiting.0.as_mut().expect("running").try_wait(), Ok(None)),
+        "still waiting"
+    );
+    assert!(first.stop().success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "the waiting speaker never took over"
+        );
+        sleep(Duration::from_millis(50));
+    }
+    assert!(answered(&lab, FIRST), "answered after the takeover");
+    assert!(waiting.stop().success());
+    assert!(!pins.path.exists(), "a normal stop unpins everything");
 }

@@ -7,11 +7,13 @@ pub mod cleanup;
 pub mod iface;
 pub mod kernel;
 pub mod maps;
+pub mod pin_lock;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use aya::{
@@ -30,6 +32,7 @@ use self::{
     capabilities::{Denied, Step},
     iface::{Interface, InterfaceError, MacAddr},
     maps::{Maps, VipConfig, VipKey, VipRecord},
+    pin_lock::{PinDirLock, PinLockError},
 };
 
 /// The responder object built from `metallb-ebpf` by this crate's build script.
@@ -96,6 +99,10 @@ pub enum DatapathError {
         mode: u32,
         uid: u32,
     },
+    #[error(transparent)]
+    PinLock(#[from] PinLockError),
+    #[error("max_vips {0}: must be 1 to {MAX_VIPS_LIMIT}")]
+    MaxVips(u32),
     #[error("pin directory {dir}: {source}")]
     PinDir {
         dir: PathBuf,
@@ -167,6 +174,11 @@ pub enum DatapathError {
     ReadOnly,
 }
 
+/// The most VIPs per address family a datapath may be made for: two halves of tables
+/// of twice as many cells (64 bytes each for IPv6) are 256 MiB, and cell indexes stay
+/// far from overflowing 32 bits (at 2^30 they overflowed).
+pub const MAX_VIPS_LIMIT: u32 = 1 << 20;
+
 /// Where the maps are pinned and how big they may grow.
 #[derive(Clone, Debug)]
 pub struct DatapathOptions {
@@ -213,14 +225,30 @@ pub struct Datapath {
     maps: Maps,
     pin_dir: PathBuf,
     attachments: BTreeMap<u32, Attachment>,
+    /// Dropped last: the next agent may take the directory only once this one is done
+    /// with it.
+    _lock: PinDirLock,
 }
 
 impl Datapath {
     /// Loads the program and creates its maps, pinned under `options.pin_dir`. Maps
     /// already pinned there (left by an earlier agent) are adopted with their entries.
     /// When loading fails, what this call created (pins, directories) is removed
-    /// again; what it found is left as it was.
+    /// again; what it found is left as it was. Another agent on the same directory
+    /// is refused ([`pin_lock`]).
     pub fn load(options: &DatapathOptions) -> Result<Self, DatapathError> {
+        Self::load_waiting(options, Duration::ZERO)
+    }
+
+    /// [`Datapath::load`], waiting up to `lock_wait` for another agent to let go of
+    /// the pin directory.
+    pub fn load_waiting(
+        options: &DatapathOptions,
+        lock_wait: Duration,
+    ) -> Result<Self, DatapathError> {
+        if !(1..=MAX_VIPS_LIMIT).contains(&options.max_vips) {
+            return Err(DatapathError::MaxVips(options.max_vips));
+        }
         let pin_dir = options.pin_dir.clone();
         ensure_bpffs(&pin_dir)?;
         let new_dirs: Vec<PathBuf> = pin_dir
@@ -239,12 +267,22 @@ impl Datapath {
                 },
             )
         })?;
+        let lock = match PinDirLock::acquire(&pin_dir, lock_wait) {
+            Ok(lock) => lock,
+            Err(error) => {
+                // Children first; a directory that is not empty stays.
+                for dir in &new_dirs {
+                    let _ = std::fs::remove_dir(dir);
+                }
+                return Err(error.into());
+            }
+        };
         let found: Vec<&str> = map_names::ALL
             .iter()
             .copied()
             .filter(|name| pin_dir.join(name).exists())
             .collect();
-        let loaded = Self::load_in(pin_dir.clone(), options.max_vips);
+        let loaded = Self::load_in(pin_dir.clone(), options.max_vips, lock);
         if loaded.is_err() {
             for name in map_names::ALL.iter().filter(|name| !found.contains(name)) {
                 let _ = std::fs::remove_file(pin_dir.join(name));
@@ -257,7 +295,7 @@ impl Datapath {
         loaded
     }
 
-    fn load_in(pin_dir: PathBuf, max_vips: u32) -> Result<Self, DatapathError> {
+    fn load_in(pin_dir: PathBuf, max_vips: u32, lock: PinDirLock) -> Result<Self, DatapathError> {
         // A pin left by an incompatible version would be reused as is: refuse it first.
         Maps::check_existing_pins(&pin_dir)?;
         let mut ebpf = load_object(RESPONDER_OBJECT, &pin_dir, max_vips, true)?;
@@ -279,6 +317,7 @@ impl Datapath {
             maps,
             pin_dir,
             attachments: BTreeMap::new(),
+            _lock: lock,
         })
     }
 
