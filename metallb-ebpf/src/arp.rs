@@ -5,7 +5,7 @@ use metallb_common::Outcome;
 
 use crate::{
     ifindex,
-    packet::{ETH_DST, ETH_SRC, Mac, load, store},
+    packet::{ETH_DST, ETH_SRC, Mac, MacWord, both_unicast, either_is, load, store},
     table::find_v4,
 };
 
@@ -54,8 +54,7 @@ pub fn respond<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Outcome {
     // it nor the Ethernet source may be a group address or all zeroes: a spoofed
     // request must not turn the reply into a broadcast, a multicast or a frame for the
     // bridge's own group addresses (01:80:c2:...).
-    let sha = unsafe { Mac::load(arp + SHA) };
-    if !sha.is_unicast() || !unsafe { Mac::load(data + ETH_SRC) }.is_unicast() {
+    if !unsafe { both_unicast(MacWord::load(arp + SHA), MacWord::load(data + ETH_SRC)) } {
         return Outcome::PassMalformed;
     }
 
@@ -65,8 +64,13 @@ pub fn respond<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Outcome {
     };
     // Nor may either be our own MAC: a reply to ourselves, or our own request come
     // back (a loop, a reflecting switch), which is no conflict either.
-    let our_mac = entry.mac();
-    if sha.is(our_mac) || unsafe { Mac::load(data + ETH_SRC) }.is(our_mac) {
+    if unsafe {
+        either_is(
+            MacWord::load_again(arp + SHA),
+            MacWord::load_again(data + ETH_SRC),
+            entry.mac_word(),
+        )
+    } {
         return Outcome::PassMalformed;
     }
     if let Some(outcome) = entry.take_request() {
@@ -80,7 +84,9 @@ pub fn respond<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Outcome {
     }
 
     // Turn the request into the reply in place, unicast back to the asker.
+    let our_mac = entry.mac();
     unsafe {
+        let sha = Mac::load(arp + SHA);
         sha.store(data + ETH_DST);
         our_mac.store(data + ETH_SRC);
         store(arp + OPER, OP_REPLY);

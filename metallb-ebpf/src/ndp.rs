@@ -19,7 +19,7 @@ use metallb_common::{
 
 use crate::{
     ifindex,
-    packet::{ETH_DST, ETH_SRC, Mac, load, store},
+    packet::{ETH_DST, ETH_SRC, Mac, MacWord, both_unicast, either_is, load, store},
     table::{Vip, find_v6},
 };
 
@@ -132,14 +132,6 @@ const MAPPED_LOW_HEAD: u64 = u64::from_ne_bytes([0, 0, 0xff, 0xff, 0, 0, 0, 0]);
 #[inline(always)]
 fn is_embedded_v4_or_loopback(high: u64, low: u64) -> bool {
     high == 0 && (low & LOW_HEAD_MASK == 0 || low & LOW_HEAD_MASK == MAPPED_LOW_HEAD)
-}
-
-/// Whether a reply may go to `mac` for a frame from `eth_src`: both are unicast
-/// and not all zeroes, so that a spoofed option cannot make the answer a
-/// broadcast, a multicast or a frame for a bridge's group addresses.
-#[inline(always)]
-fn macs_ok(mac: Mac, eth_src: Mac) -> bool {
-    mac.is_unicast() && eth_src.is_unicast()
 }
 
 /// Handles the IPv6 packet at `L3` in the frame, seen in `vlan_id`.
@@ -291,11 +283,16 @@ fn usual_solicitation<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Option
         if !checksum_ok(rest_sum() + src_sum + dst_and_target_sum as u64) {
             return Some(Outcome::PassNdpInvalid);
         }
-        let source_ll = source_ll();
-        if !macs_ok(source_ll, Mac::load(data + ETH_SRC)) {
+        // Where the answer goes, and the frame's source: neither a group address nor
+        // all zeroes, so that a spoofed option cannot make the answer a broadcast, a
+        // multicast or a frame for a bridge's group addresses.
+        if !both_unicast(
+            MacWord::from_option(ip + ND_OPTIONS),
+            MacWord::load(data + ETH_SRC),
+        ) {
             return Some(Outcome::PassMalformed);
         }
-        let reply = Reply::to_asker(source_ll, src_high, src_low, src_sum);
+        let reply = Reply::to_asker(source_ll(), src_high, src_low, src_sum);
         Some(answer::<L3, true>(
             ctx,
             data,
@@ -369,11 +366,12 @@ unsafe fn validate<const L3: usize>(
         return Err(Outcome::PassNdpInvalid);
     }
     let eth_src = unsafe { Mac::load(data + ETH_SRC) };
+    let unicast = |mac: Mac| both_unicast(MacWord::of(mac), MacWord::of(eth_src));
     let reply = match (dad, source_ll) {
         (true, Some(_)) => return Err(Outcome::PassNdpInvalid),
-        (true, None) if eth_src.is_unicast() => Reply::ALL_NODES,
+        (true, None) if unicast(eth_src) => Reply::ALL_NODES,
         // The source link-layer address option, else the Ethernet source.
-        (false, source_ll) if macs_ok(source_ll.unwrap_or(eth_src), eth_src) => Reply::to_asker(
+        (false, source_ll) if unicast(source_ll.unwrap_or(eth_src)) => Reply::to_asker(
             source_ll.unwrap_or(eth_src),
             addrs.src_high,
             addrs.src_low,
@@ -498,9 +496,12 @@ fn answer<const L3: usize, const SAME_SIZE: bool>(
 ) -> Outcome {
     // Not to ourselves, nor for a frame that comes from us (a loop, a reflecting
     // switch).
-    let our_mac = entry.mac();
     // SAFETY: the Ethernet header is inside the frame, as the caller checked.
-    if reply.mac.is(our_mac) || unsafe { Mac::load(data + ETH_SRC) }.is(our_mac) {
+    if either_is(
+        MacWord::of(reply.mac),
+        unsafe { MacWord::load_again(data + ETH_SRC) },
+        entry.mac_word(),
+    ) {
         return Outcome::PassMalformed;
     }
     if let Some(outcome) = entry.take_request() {
@@ -513,7 +514,7 @@ fn answer<const L3: usize, const SAME_SIZE: bool>(
         reply,
         target_high,
         target_low,
-        our_mac,
+        entry.mac(),
         &entry.cell.ndp.target_ll_option,
         checksum,
     ) {

@@ -80,17 +80,73 @@ impl Mac {
             store(addr + 4, self.tail);
         }
     }
+}
 
-    /// Can be the source of a request: not multicast/broadcast (the group bit is the
-    /// lowest bit of the first byte on the wire) and not all zeroes.
+/// A MAC address in the low 48 bits of a native word (its wire bytes in order, on
+/// this little-endian target); the high 16 bits are whatever followed it in memory,
+/// and every test shifts them out. One load and a few ALU instructions per test.
+#[derive(Clone, Copy)]
+pub struct MacWord(u64);
+
+impl MacWord {
+    /// The address at `addr`, read with the two bytes after it.
+    ///
+    /// # Safety
+    /// As for [`load`], for eight bytes.
     #[inline(always)]
-    pub fn is_unicast(self) -> bool {
-        self.head & 1 == 0 && (self.head | self.tail as u32) != 0
+    pub unsafe fn load(addr: usize) -> Self {
+        MacWord(unsafe { load(addr) })
     }
 
-    /// Whether both are the same address.
+    /// [`MacWord::load`], with a load the compiler must do here: after a map lookup
+    /// (a call), reading the frame again is cheaper than keeping the value on the
+    /// stack.
+    ///
+    /// # Safety
+    /// As for [`load`], for eight bytes.
     #[inline(always)]
-    pub fn is(self, other: Mac) -> bool {
-        self.head == other.head && self.tail == other.tail
+    pub unsafe fn load_again(addr: usize) -> Self {
+        MacWord(unsafe { load_volatile(addr) })
     }
+
+    /// The address of a link-layer address option (type, length, six bytes) at `addr`.
+    ///
+    /// # Safety
+    /// As for [`load`], for eight bytes.
+    #[inline(always)]
+    pub unsafe fn from_option(addr: usize) -> Self {
+        MacWord(unsafe { load::<u64>(addr) } >> 16)
+    }
+
+    #[inline(always)]
+    pub fn of(mac: Mac) -> Self {
+        MacWord(mac.head as u64 | (mac.tail as u64) << 32)
+    }
+
+    /// Whether the two are the same address.
+    #[inline(always)]
+    pub fn is(self, other: MacWord) -> bool {
+        (self.0 ^ other.0) << 16 == 0
+    }
+
+    /// A group address (broadcast, multicast: the lowest bit of the first byte on the
+    /// wire), or all zeroes.
+    #[inline(always)]
+    fn is_group_or_zero(self) -> bool {
+        self.0 & 1 != 0 || self.0 << 16 == 0
+    }
+}
+
+/// Neither `a` nor `b` is a group address or all zeroes: both can be the source of a
+/// frame and where an answer goes. In the usual frame they are the same address: one
+/// check then.
+#[inline(always)]
+pub fn both_unicast(a: MacWord, b: MacWord) -> bool {
+    !a.is_group_or_zero() && (a.is(b) || !b.is_group_or_zero())
+}
+
+/// Whether `a` or `b` is `ours`.
+#[inline(always)]
+pub fn either_is(a: MacWord, b: MacWord, ours: MacWord) -> bool {
+    a.is(ours) || b.is(ours)
 }

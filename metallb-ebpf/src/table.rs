@@ -33,7 +33,7 @@ use metallb_common::{
     home_cell, table_cells,
 };
 
-use crate::packet::{Mac, load};
+use crate::packet::{Mac, MacWord, load};
 
 /// `BPF_F_MMAPABLE`: the agent writes the tables through shared memory, with the
 /// ordering a flip needs, and without a syscall per cell.
@@ -130,6 +130,14 @@ impl<C: TableCell> Vip<C> {
     pub fn mac(&self) -> Mac {
         // SAFETY: six bytes of a live cell.
         unsafe { Mac::load(self.cell.mac().as_ptr() as usize) }
+    }
+
+    /// The interface's MAC, for comparisons.
+    #[inline(always)]
+    pub fn mac_word(&self) -> MacWord {
+        // SAFETY: the six bytes of the MAC and the two after them (the action and a
+        // padding byte, shifted out by every comparison) of a live cell.
+        unsafe { MacWord::load(self.cell.mac().as_ptr() as usize) }
     }
 
     /// A [`VipAction`] byte, possibly one this program does not know. The agent may
