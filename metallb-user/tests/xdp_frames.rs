@@ -2088,3 +2088,76 @@ fn mutated_frames_agree_with_an_independent_reference() {
         "only {answered} of {frames} frames were answerable"
     );
 }
+
+/// When the idle half cannot be built (no seed places every key), nothing of the sync
+/// is applied: the live entries stay as they were, nothing is reported as added or
+/// answering (so no gratuitous announcement is sent for an entry not installed), and
+/// the next sync applies it.
+#[test]
+fn a_failed_rebuild_changes_nothing_and_the_next_sync_retries() {
+    let mut f = fixture();
+    let before = f.dp.installed();
+    let new_vip = Ipv4Addr::new(192, 0, 2, 120);
+    let mut desired = before.clone();
+    desired.insert(
+        key(new_vip, IF, 0),
+        VipConfig {
+            mac: MacAddr(NODE_MAC),
+            action: VipAction::Answer,
+        },
+    );
+    // An action-only change in the same sync, which would go to the live half in
+    // place: it must not, either.
+    desired.insert(
+        key(VIP_SUPPRESSED, IF, 0),
+        VipConfig {
+            mac: MacAddr(NODE_MAC),
+            action: VipAction::Answer,
+        },
+    );
+    desired.remove(&key(VIP6, IF, 0));
+
+    f.dp.fail_next_rebuild();
+    let report = f.dp.sync(&desired);
+    assert_eq!(
+        report
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        [metallb_user::datapath::DatapathError::IndexFull { family: "IPv4" }.to_string()]
+    );
+    assert!(report.added.is_empty(), "{:?}", report.added);
+    assert!(report.changed.is_empty(), "{:?}", report.changed);
+    assert!(report.removed.is_empty(), "{:?}", report.removed);
+    assert!(
+        report.now_answering.is_empty(),
+        "{:?}",
+        report.now_answering
+    );
+    assert_eq!(f.dp.installed(), before);
+    let run = |dp: &Datapath, frame: Vec<u8>| dp.test_run(&frame, IF).expect("run").0;
+    assert_eq!(run(&f.dp, arp_request(ASKER_V4, new_vip, None)), XDP_PASS);
+    assert_eq!(
+        run(&f.dp, arp_request(ASKER_V4, VIP_SUPPRESSED, None)),
+        XDP_DROP
+    );
+    let option = sllao(ASKER_OPTION_MAC);
+    assert_eq!(run(&f.dp, ns_to_group(VIP6, &[&option], None)), XDP_TX);
+
+    let report = f.dp.sync(&desired);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(report.added, [key(new_vip, IF, 0)]);
+    assert_eq!(report.removed, [key(VIP6, IF, 0)]);
+    assert_eq!(
+        report.now_answering,
+        [key(VIP_SUPPRESSED, IF, 0), key(new_vip, IF, 0)]
+    );
+    assert_eq!(f.dp.installed(), desired);
+    assert_eq!(run(&f.dp, arp_request(ASKER_V4, new_vip, None)), XDP_TX);
+    assert_eq!(
+        run(&f.dp, arp_request(ASKER_V4, VIP_SUPPRESSED, None)),
+        XDP_TX
+    );
+    assert_eq!(run(&f.dp, ns_to_group(VIP6, &[&option], None)), XDP_PASS);
+}

@@ -7,7 +7,13 @@
 //! 2. everything else is written to the idle half, which then becomes live with one
 //!    release store of `active`;
 //! 3. after a flip, the old half and the counter ids only it used are left untouched
-//!    for [`GRACE`]. A program run lasts well under a microsecond.
+//!    until a grace period has passed: every program run that could still read them
+//!    has ended ([`ProgramBarrier`]: the kernel's own wait, not a timer; [`GRACE`]
+//!    only where that fails).
+//!
+//! A rebuild that fails (no seed places every key) leaves everything as it was: the
+//! bookkeeping is rolled back, nothing is reported as changed (so nothing is
+//! announced), and the next sync tries again.
 //!
 //! Beside the tables, the agent keeps the `vips` hash map equal to its live entries,
 //! for people: `bpftool map dump` of a table prints every cell, nearly all empty. The
@@ -36,9 +42,10 @@ use metallb_common::{
 };
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 
-use super::{DatapathError, iface::MacAddr};
+use super::{DatapathError, iface::MacAddr, kernel::ProgramBarrier};
 
-/// How long entries and index cells stay untouched after they stop being live.
+/// How long entries and index cells stay untouched after they stop being live, where
+/// the kernel cannot wait for the programs ([`ProgramBarrier`] failed).
 pub const GRACE: Duration = Duration::from_millis(20);
 
 /// `BPF_F_MMAPABLE`.
@@ -341,11 +348,20 @@ struct Family<C: Cell> {
     live: BTreeMap<C::Key, Live>,
     /// Counter ids no live key uses and no reader can reach any more.
     free: Vec<u32>,
-    /// Counter ids of keys removed before the last flip: free after GRACE.
+    /// Counter ids of keys removed before the last flip: free after a grace period.
     retired: Vec<u32>,
+    /// Action bytes to store in place, once the sync is known not to rebuild: (cell,
+    /// action).
+    in_place: Vec<(u32, u8)>,
     /// Replies counted for keys this agent removed, whose ids are free again: the
     /// program counts answers per VIP only, and totals must not shrink.
     freed_replies: u64,
+}
+
+struct Snapshot<K> {
+    live: BTreeMap<K, Live>,
+    free: Vec<u32>,
+    retired: Vec<u32>,
 }
 
 #[derive(Clone, Copy)]
@@ -368,7 +384,34 @@ impl<C: Cell> Family<C> {
             live: BTreeMap::new(),
             free: Vec::new(),
             retired: Vec::new(),
+            in_place: Vec::new(),
             freed_replies: 0,
+        }
+    }
+
+    /// The bookkeeping a failed rebuild goes back to.
+    fn snapshot(&self) -> Snapshot<C::Key> {
+        Snapshot {
+            live: self.live.clone(),
+            free: self.free.clone(),
+            retired: self.retired.clone(),
+        }
+    }
+
+    fn restore(&mut self, snapshot: Snapshot<C::Key>) {
+        self.live = snapshot.live;
+        self.free = snapshot.free;
+        self.retired = snapshot.retired;
+        self.in_place.clear();
+    }
+
+    /// Stores the action bytes [`Family::apply`] left for the live half.
+    fn store_in_place(&mut self) {
+        for (cell, action) in self.in_place.drain(..) {
+            // One byte, in place: the only change a live cell may see.
+            self.table
+                .byte(cell, C::ACTION_OFFSET)
+                .store(action, Ordering::Release);
         }
     }
 
@@ -427,8 +470,9 @@ impl<C: Cell> Family<C> {
             })
     }
 
-    /// Applies `desired` to the bookkeeping; action-only changes go to the live half at
-    /// once. Returns whether the table must be rebuilt and flipped.
+    /// Applies `desired` to the bookkeeping; action-only changes are left in `in_place`
+    /// for the live half (a rebuild makes them moot). Returns whether the table must be
+    /// rebuilt and flipped.
     fn apply(&mut self, desired: &BTreeMap<C::Key, VipConfig>, changes: &mut TableChanges) -> bool {
         let mut rebuild = false;
         for (key, config) in desired {
@@ -439,10 +483,7 @@ impl<C: Cell> Family<C> {
                     let old = live.config;
                     live.config = *config;
                     if old.mac == config.mac {
-                        // One byte, in place: the only change a live cell may see.
-                        self.table
-                            .byte(live.cell, C::ACTION_OFFSET)
-                            .store(config.action as u8, Ordering::Release);
+                        self.in_place.push((live.cell, config.action as u8));
                     } else {
                         rebuild = true;
                     }
@@ -724,7 +765,12 @@ pub struct Maps {
     stats: PerCpuArray<MapData, XdpStats>,
     /// Only when writable: inspection reads the tables.
     view: Option<View>,
-    last_flip: Option<Instant>,
+    /// Only when writable: waits for the programs after a flip.
+    barrier: Option<ProgramBarrier>,
+    /// A flip has happened since the last grace period: when.
+    unsettled_flip: Option<Instant>,
+    /// Test hook: the next rebuild fails as if no seed placed every key.
+    fail_next_rebuild: bool,
     /// False when opened for inspection: nothing is ever written then.
     writable: bool,
 }
@@ -896,13 +942,27 @@ impl Maps {
         } else {
             None
         };
+        let barrier = if writable {
+            Some(
+                ProgramBarrier::new().map_err(|source| DatapathError::Barrier {
+                    op: "creating",
+                    source,
+                })?,
+            )
+        } else {
+            None
+        };
         let mut maps = Self {
             ctl,
             v4,
             v6,
             stats,
             view,
-            last_flip: None,
+            barrier,
+            // An agent before this one may have flipped just before it stopped: the
+            // first sync waits for a grace period too.
+            unsettled_flip: Some(Instant::now()),
+            fail_next_rebuild: false,
             writable,
         };
         maps.init_or_adopt(pin_dir)?;
@@ -977,6 +1037,13 @@ impl Maps {
         v4.chain(v6).collect()
     }
 
+    /// Test hook: the next rebuild of the tables fails, as when no seed places every
+    /// key (which real tables, never more than half full, practically never see).
+    #[doc(hidden)]
+    pub fn fail_next_rebuild(&mut self) {
+        self.fail_next_rebuild = true;
+    }
+
     /// Makes the tables hold exactly `desired`.
     pub fn sync(&mut self, desired: &BTreeMap<VipKey, VipConfig>) -> TableChanges {
         let mut changes = TableChanges::default();
@@ -984,9 +1051,17 @@ impl Maps {
             changes.errors.push(DatapathError::ReadOnly);
             return changes;
         }
-        // Ids and the idle half may still be read until GRACE after the last flip.
-        if let Some(flip) = self.last_flip {
-            std::thread::sleep(GRACE.saturating_sub(flip.elapsed()));
+        // Ids and the idle half may still be read by programs that started before
+        // the last flip: wait for them.
+        if let Some(flip) = self.unsettled_flip.take() {
+            let waited = self.barrier.as_ref().map(ProgramBarrier::wait).transpose();
+            if let Err(source) = waited {
+                changes.errors.push(DatapathError::Barrier {
+                    op: "updating",
+                    source,
+                });
+                std::thread::sleep(GRACE.saturating_sub(flip.elapsed()));
+            }
         }
         for result in [self.v4.free_retired(), self.v6.free_retired()] {
             if let Err(error) = result {
@@ -1001,12 +1076,25 @@ impl Maps {
                 IpAddr::V6(addr) => want_v6.insert(v6_key(addr, key), *config),
             };
         }
+        let before = (self.v4.snapshot(), self.v6.snapshot());
         let changed_v4 = self.v4.apply(&want_v4, &mut changes);
         let changed_v6 = self.v6.apply(&want_v6, &mut changes);
-        if (changed_v4 || changed_v6)
-            && let Err(error) = self.flip()
-        {
+        if !(changed_v4 || changed_v6) {
+            self.v4.store_in_place();
+            self.v6.store_in_place();
+        } else if let Err(error) = self.flip() {
+            // Nothing of this sync is in the live half: forget it all, announce
+            // nothing, and let the next sync try again.
+            self.v4.restore(before.0);
+            self.v6.restore(before.1);
+            changes.added.clear();
+            changes.changed.clear();
+            changes.removed.clear();
+            changes.now_answering.clear();
             changes.errors.push(error);
+        } else {
+            self.v4.in_place.clear();
+            self.v6.in_place.clear();
         }
         self.update_view(&mut changes);
         changes
@@ -1037,6 +1125,9 @@ impl Maps {
 
     /// Rebuilds both tables in the idle half and makes it the live one.
     fn flip(&mut self) -> Result<(), DatapathError> {
+        if std::mem::take(&mut self.fail_next_rebuild) {
+            return Err(DatapathError::IndexFull { family: "IPv4" });
+        }
         let ctl = self.ctl.read(0);
         let idle = 1 - (ctl.active & 1);
         let layout = Layout {
@@ -1060,7 +1151,7 @@ impl Maps {
         // SAFETY: `active` is the first u32 of the 8-aligned control block.
         let active = unsafe { AtomicU32::from_ptr(self.ctl.slot(0).cast::<u32>()) };
         active.store(idle, Ordering::Release);
-        self.last_flip = Some(Instant::now());
+        self.unsettled_flip = Some(Instant::now());
         Ok(())
     }
 

@@ -103,6 +103,12 @@ pub enum DatapathError {
     PinLock(#[from] PinLockError),
     #[error("max_vips {0}: must be 1 to {MAX_VIPS_LIMIT}")]
     MaxVips(u32),
+    #[error("{op} the grace-period map (an array of maps): {source}")]
+    Barrier {
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("pin directory {dir}: {source}")]
     PinDir {
         dir: PathBuf,
@@ -531,6 +537,13 @@ impl Datapath {
     /// missing. Also keeps the interfaces listening to the solicited-node group of
     /// every IPv6 VIP. Failures are collected in the report; everything else is still
     /// applied.
+    /// Test hook: the next rebuild of the VIP tables fails (see
+    /// [`Maps::fail_next_rebuild`]).
+    #[doc(hidden)]
+    pub fn fail_next_rebuild(&mut self) {
+        self.maps.fail_next_rebuild();
+    }
+
     pub fn sync(&mut self, desired: &BTreeMap<VipKey, VipConfig>) -> SyncReport {
         let groups_before = solicited_node_groups(&self.maps.installed());
         let changes = self.maps.sync(desired);
