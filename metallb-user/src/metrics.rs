@@ -10,9 +10,10 @@ use std::{
     collections::BTreeMap,
     net::{IpAddr, SocketAddr},
     sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
@@ -46,6 +47,50 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// BGP mode: the sessions as FRR reports them, and the configuration applies.
     pub bgp: Mutex<crate::bgp::status::BgpMetrics>,
+    /// When the speaker's main loop last turned ([`Shared::beat`]).
+    pub heartbeat: Heartbeat,
+}
+
+/// The main loop's last turn, in milliseconds on a monotonic clock (0: it has not
+/// started; `/healthz` then says ok: starting up is what readiness tells).
+#[derive(Debug, Default)]
+pub struct Heartbeat(AtomicU64);
+
+/// `/healthz` fails when the main loop has not turned for this long: it turns at least
+/// once a second (the metrics refresh).
+pub const STALL: Duration = Duration::from_secs(10);
+
+fn monotonic_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    // +1: never 0, which means "never".
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+impl Heartbeat {
+    /// Called by the main loop at every turn.
+    pub fn beat(&self) {
+        self.0.store(monotonic_ms(), Ordering::Relaxed);
+    }
+}
+
+/// `/healthz`'s answer for a loop that last turned at `last_ms` (0: not started), at
+/// `now_ms`.
+pub fn health(last_ms: u64, now_ms: u64) -> Result<String, String> {
+    if last_ms == 0 {
+        return Ok("ok: starting\n".into());
+    }
+    let since = Duration::from_millis(now_ms.saturating_sub(last_ms));
+    if since >= STALL {
+        Err(format!(
+            "unhealthy: the main loop has not turned for {}s\n",
+            since.as_secs()
+        ))
+    } else {
+        Ok(format!(
+            "ok: the main loop turned {}ms ago\n",
+            since.as_millis()
+        ))
+    }
 }
 
 #[derive(Debug)]
@@ -236,6 +281,16 @@ async fn metrics(State(state): State<ServerState>) -> impl IntoResponse {
     }
 }
 
+async fn healthz(State(state): State<ServerState>) -> impl IntoResponse {
+    match health(
+        state.shared.heartbeat.0.load(Ordering::Relaxed),
+        monotonic_ms(),
+    ) {
+        Ok(text) => (StatusCode::OK, text),
+        Err(text) => (StatusCode::SERVICE_UNAVAILABLE, text),
+    }
+}
+
 async fn ready(State(state): State<ServerState>) -> impl IntoResponse {
     if state.shared.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready\n")
@@ -260,7 +315,7 @@ pub async fn serve_role(addr: SocketAddr, shared: Arc<Shared>, role: Role) -> an
     };
     let app = Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(ready))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -281,6 +336,43 @@ mod tests {
 
     use super::*;
     use crate::datapath::{iface::MacAddr, maps::VipKey};
+
+    #[test]
+    fn healthz_fails_when_the_main_loop_stops_turning() {
+        let cases = [
+            ("not started", 0, 50_000, Ok("ok: starting\n".to_string())),
+            (
+                "turned just now",
+                1_000,
+                1_250,
+                Ok("ok: the main loop turned 250ms ago\n".to_string()),
+            ),
+            (
+                "just under the limit",
+                1_000,
+                10_999,
+                Ok("ok: the main loop turned 9999ms ago\n".to_string()),
+            ),
+            (
+                "stalled",
+                1_000,
+                11_000,
+                Err("unhealthy: the main loop has not turned for 10s\n".to_string()),
+            ),
+            (
+                "stalled long",
+                1_000,
+                3_601_000,
+                Err("unhealthy: the main loop has not turned for 3600s\n".to_string()),
+            ),
+        ];
+        for (name, last, now, want) in cases {
+            assert_eq!(health(last, now), want, "{name}");
+        }
+        let beat = Heartbeat::default();
+        beat.beat();
+        assert!(health(beat.0.load(Ordering::Relaxed), monotonic_ms()).is_ok());
+    }
 
     fn record(ip: &str, ifindex: u32, requests: u64, replies: u64) -> VipRecord {
         VipRecord {

@@ -607,6 +607,7 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
     let mut gossip = Gossip::new(&options)?;
     let mut last: Option<Snapshot> = None;
     loop {
+        shared.heartbeat.beat();
         tokio::select! {
             update = updates_rx.recv() => match update {
                 Some(Update::Apply(snapshot)) => {

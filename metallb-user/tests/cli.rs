@@ -829,3 +829,85 @@ fn numeric_flags_out_of_range_are_usage_errors() {
         );
     }
 }
+
+/// Bad input not tabled above (directories, devices, missing files: see
+/// `what_is_not_a_regular_file_is_refused_by_type_and_plan_says_why`; non-UTF-8:
+/// `names_with_control_characters_are_never_printed_raw`; size:
+/// `what_is_read_is_capped_and_the_cap_can_be_raised`), each with its exit code and
+/// message, in bounded time: an empty file, a YAML alias bomb (a billion "lol"s from
+/// 1 KB), a wrong apiVersion, an unknown kind, and an IPv6 range of 2^64 addresses.
+#[test]
+fn bad_inputs_each_have_their_message_and_exit_code() {
+    const POOL: &str = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: a, namespace: metallb-system}\n";
+    let mut bomb = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for (name, previous) in ["b", "c", "d", "e", "f", "g", "h", "i"]
+        .iter()
+        .zip(["a", "b", "c", "d", "e", "f", "g", "h"])
+    {
+        let refs = vec![format!("*{previous}"); 9].join(", ");
+        bomb += &format!("{name}: &{name} [{refs}]\n");
+    }
+    let two_services = "---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {type: LoadBalancer, ipFamilies: [IPv6], ports: [{port: 80}]}\n\
+         ---\napiVersion: v1\nkind: Service\nmetadata: {name: t}\nspec: {type: LoadBalancer, ipFamilies: [IPv6], ports: [{port: 80}]}\n";
+    // (case, file, command, exit code, lines the output must hold)
+    let cases: Vec<(&str, String, &str, i32, Vec<String>)> = vec![
+        (
+            "empty file",
+            String::new(),
+            "validate",
+            0,
+            vec![
+                "is valid: 0 IPAddressPool(s), 0 L2Advertisement(s), 0 Service(s), 0 Node(s), 0 warning(s)".into(),
+            ],
+        ),
+        (
+            "alias bomb",
+            bomb,
+            "validate",
+            1,
+            vec!["error: document 1: not valid YAML: repetition limit exceeded".into()],
+        ),
+        (
+            "wrong apiVersion",
+            format!("{}spec: {{addresses: [192.0.2.0/24]}}\n", POOL.replace("v1beta1", "v9")),
+            "validate",
+            1,
+            vec!["error: document 1 (IPAddressPool a): apiVersion/kind \"metallb.io/v9 IPAddressPool\": not a kind this configuration reads (metallb.io/v1beta1 IPAddressPool, L2Advertisement; v1 Service, Node, Namespace, List; discovery.k8s.io/v1 EndpointSlice)".into()],
+        ),
+        (
+            "unknown kind",
+            format!("{}spec: {{addresses: [192.0.2.0/24]}}\n", POOL.replace("IPAddressPool", "IPAddressPoool")),
+            "validate",
+            1,
+            vec!["error: document 1 (IPAddressPoool a): apiVersion/kind \"metallb.io/v1beta1 IPAddressPoool\": not a kind".into()],
+        ),
+        (
+            "IPv6 ranges of 2^64 addresses",
+            format!("{POOL}spec: {{addresses: ['2001:db8::/64', '2001:db8:1::-2001:db8:1::ffff:ffff:ffff:ffff']}}\n{two_services}"),
+            "plan",
+            // Allocated (no L2Advertisement announces the pool: not a failure).
+            0,
+            vec![
+                "default/s  2001:db8::1".into(),
+                "default/t  2001:db8::2".into(),
+                "a     2       36893488147419103231".into(),
+            ],
+        ),
+    ];
+    for (name, text, command, code_wanted, lines) in cases {
+        let file = Scratch::new("bad.yaml", &text);
+        let path = file.0.to_str().unwrap();
+        let args = match command {
+            "plan" => vec!["plan", "--config", path, "--interface", "lo"],
+            _ => vec!["validate", path],
+        };
+        let (code, stdout, stderr) = run_quiet(&args, Input::Nothing);
+        assert_eq!(code, code_wanted, "{name}: {stdout}{stderr}");
+        for line in lines {
+            assert!(
+                stdout.contains(&line) || stderr.contains(&line),
+                "{name}: {line:?} not in\n{stdout}{stderr}"
+            );
+        }
+    }
+}

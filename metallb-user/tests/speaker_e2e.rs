@@ -746,6 +746,7 @@ fn netns_pod_veths_and_kube_ipvs0_are_left_alone() {
     assert!(speaker.stop().success());
     assert_eq!(with_xdp(&lab, &node), Vec::<String>::new(), "all detached");
     assert!(!metallb_user::interface_report::path_for(&pins.path).exists());
+}
 
 /// One speaker per pin directory: a second one started on the same --pin-dir exits at
 /// once with an error naming the first one's pid (before, it adopted the maps and
@@ -834,6 +835,18 @@ fn netns_a_second_speaker_on_the_same_pin_dir_is_refused_or_waits() {
         sleep(Duration::from_millis(50));
     }
     assert!(answered(&lab, FIRST), "answered after the takeover");
+    // /healthz reports the main loop turning (at least once a second).
+    let health = exec_in(
+        &lab.node_ns,
+        "curl",
+        &["-sf", "http://127.0.0.1:17601/healthz"],
+    )
+    .expect("curl");
+    let health = String::from_utf8_lossy(&health.stdout);
+    assert!(
+        health.starts_with("ok: the main loop turned ") && health.ends_with("ms ago\n"),
+        "{health}"
+    );
     assert!(waiting.stop().success());
     assert!(!pins.path.exists(), "a normal stop unpins everything");
 }
