@@ -247,6 +247,23 @@ impl BgpLab {
             .collect())
     }
 
+    /// The peer addresses whose BFD session BIRD shows Up (`birdc show bfd sessions`:
+    /// `ADDRESS  INTERFACE  STATE  SINCE  INTERVAL  TIMEOUT`). BGP sessions come up
+    /// before BFD's: a link taken down before this shows a peer is noticed only by the
+    /// hold timer.
+    pub fn bfd_up(&self) -> anyhow::Result<Vec<String>> {
+        let mut up: Vec<String> = self
+            .birdc("show bfd sessions")?
+            .lines()
+            .filter_map(|l| {
+                let fields: Vec<&str> = l.split_whitespace().collect();
+                (fields.len() > 2 && fields[2] == "Up").then(|| fields[0].to_owned())
+            })
+            .collect();
+        up.sort();
+        Ok(up)
+    }
+
     /// `birdc show route for PREFIX all`; empty when BIRD has no route for it (birdc
     /// then says "Network not found" and exits non-zero).
     pub fn routes(&self, prefix: &str) -> anyhow::Result<String> {

@@ -90,6 +90,16 @@ fn main() -> anyhow::Result<()> {
         &must("ip", &["-n", &lab.router, "route", "show", "198.51.100.10"])?,
     );
 
+    // BFD comes up after BGP: only then does it, not the 9 s hold timer, notice a link.
+    let node0 = lab.node_v4(0);
+    wait_for("node0's BFD session up", Duration::from_secs(20), || {
+        let up = lab.bfd_up().map_err(|e| e.to_string())?;
+        up.contains(&node0)
+            .then_some(())
+            .ok_or_else(|| format!("{up:?}"))
+    })?;
+    say("birdc show bfd sessions", &lab.birdc("show bfd sessions")?);
+
     let started = Instant::now();
     must("ip", &["-n", &lab.nodes[0], "link", "set", "eth0", "down"])?;
     wait_for("node0's next hop out", Duration::from_secs(10), || {

@@ -168,7 +168,20 @@ fn bgp_mode_against_bird() {
         );
     }
 
-    // BFD failover: node0's link goes down; the router drops its next hop.
+    // BFD failover: node0's link goes down; the router drops its next hop. The router's
+    // side of node0's BFD session is up first (BGP comes up before BFD).
+    let node0 = lab.node_v4(0);
+    wait_for(
+        "the router's BFD session with node0",
+        Duration::from_secs(20),
+        || {
+            let up = lab.bfd_up().map_err(|e| e.to_string())?;
+            up.contains(&node0)
+                .then_some(())
+                .ok_or_else(|| format!("{up:?}"))
+        },
+    )
+    .unwrap();
     let started = Instant::now();
     must("ip", &["-n", &lab.nodes[0], "link", "set", "eth0", "down"]).unwrap();
     routes_from(&lab, "198.51.100.10/32", &["node1v4"]);
