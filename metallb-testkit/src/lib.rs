@@ -20,3 +20,17 @@ pub mod lab;
 pub mod rbac;
 
 pub use apiserver::TestApiServer;
+
+/// The CPU model, for benchmark headers: figures differ between CPU kinds, so each says
+/// which one it came from.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, model)| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}

@@ -31,18 +31,6 @@ fn setting(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, model)| model.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
 /// The peak resident set of a process, from /proc (VmHWM), in MiB.
 fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -135,7 +123,7 @@ async fn run() -> anyhow::Result<()> {
     let pools = setting("BENCH_POOLS", 20);
     println!(
         "metallb controller against the in-process test API server: {services} Services, {pools} pools\nCPU: {}, {} CPUs",
-        cpu_model(),
+        metallb_testkit::cpu_model(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let server = TestApiServer::start().await?;

@@ -560,19 +560,6 @@ fn print_table(title: &str, sizes: &[u32], samples: &[Samples], estimator: Estim
     }
 }
 
-/// The CPU model (figures differ between CPU kinds: say which one they came from).
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown model".into())
-}
-
 /// The machine instructions the JIT made of each program: a figure that does not
 /// depend on the CPU kind (the ns do), for every path at once. The code is read from
 /// the kernel (BPF_OBJ_GET_INFO_BY_FD, as `bpftool prog dump jited` does; Debian's
@@ -805,7 +792,7 @@ fn main() -> anyhow::Result<()> {
 
     println!(
         "datapath benchmark: ns per frame, responder vs floor program (CPU {cpu}: {})",
-        cpu_model()
+        metallb_testkit::cpu_model()
     );
     print_jited(&[
         ("responder (metallb_xdp)", dp.program()?),

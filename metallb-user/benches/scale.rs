@@ -217,21 +217,9 @@ fn allocated(decisions: &BTreeMap<metallb_user::allocator::ServiceKey, Decision>
         .count()
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
 fn main() {
     let quick = std::env::var_os("BENCH_SCALE_QUICK").is_some();
-    println!("CPU: {}", cpu_model());
+    println!("CPU: {}", metallb_testkit::cpu_model());
     println!(
         "release build; wall and CPU time (this thread's: the machine may be shared), heap = the most the step held beyond what was held before it"
     );
