@@ -16,7 +16,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail, ensure};
-use common::{Running, metallb_binary, say, stdout};
+use common::{Running, ask_every_vip, metallb_binary, say, stdout};
 use metallb_testkit::lab::{Lab, command_in, exec_in};
 use metallb_user::datapath::XdpMode;
 
@@ -120,32 +120,8 @@ fn main() -> anyhow::Result<()> {
     println!("\nspeaker ready (pid {})", speaker.0.id());
 
     // 3. The client asks.
+    let missing = ask_every_vip(&lab, &vips)?;
     let node_mac = lab.node_mac.to_string();
-    let mut missing = Vec::new();
-    for vip in &vips {
-        let (title, output, answered) = match vip {
-            IpAddr::V4(v4) => {
-                let out = stdout(lab.arping(*v4, 2, 3)?);
-                let ok = out.to_lowercase().contains(&format!("[{node_mac}]"));
-                (format!("ip netns exec client arping -c 2 {v4}"), out, ok)
-            }
-            IpAddr::V6(v6) => {
-                let out = stdout(lab.ndisc6(*v6)?);
-                let ok = out
-                    .to_lowercase()
-                    .contains(&format!("target link-layer address: {node_mac}"));
-                (
-                    format!("ip netns exec client ndisc6 {v6} {}", lab.client_if),
-                    out,
-                    ok,
-                )
-            }
-        };
-        say(&title, &output);
-        if !answered {
-            missing.push(*vip);
-        }
-    }
 
     // 4. What the client heard without asking: gratuitous ARP at start-up.
     sleep(Duration::from_millis(300));

@@ -17,7 +17,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail, ensure};
-use common::{Running, metallb_binary, say, stdout};
+use common::{Running, ask_every_vip, metallb_binary, say};
 use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 use kube::{
     Api, CustomResourceExt as _,
@@ -243,32 +243,7 @@ fn main() -> anyhow::Result<()> {
     );
 
     // 4. The client asks.
-    let node_mac = lab.node_mac.to_string();
-    let mut missing = Vec::new();
-    for vip in &vips {
-        let (title, output, answered) = match vip {
-            IpAddr::V4(v4) => {
-                let out = stdout(lab.arping(*v4, 2, 3)?);
-                let ok = out.to_lowercase().contains(&format!("[{node_mac}]"));
-                (format!("ip netns exec client arping -c 2 {v4}"), out, ok)
-            }
-            IpAddr::V6(v6) => {
-                let out = stdout(lab.ndisc6(*v6)?);
-                let ok = out
-                    .to_lowercase()
-                    .contains(&format!("target link-layer address: {node_mac}"));
-                (
-                    format!("ip netns exec client ndisc6 {v6} {}", lab.client_if),
-                    out,
-                    ok,
-                )
-            }
-        };
-        say(&title, &output);
-        if !answered {
-            missing.push(*vip);
-        }
-    }
+    let missing = ask_every_vip(&lab, &vips)?;
 
     // 5. What the speaker reported to the API.
     let statuses: Api<ServiceL2Status> = Api::namespaced(client.clone(), NAMESPACE);

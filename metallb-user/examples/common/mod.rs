@@ -2,6 +2,7 @@
 //! on drop, and how a step is shown.
 
 use std::{
+    net::IpAddr,
     path::{Path, PathBuf},
     process::Child,
     thread::sleep,
@@ -9,6 +10,7 @@ use std::{
 };
 
 use anyhow::{Context as _, ensure};
+use metallb_testkit::lab::Lab;
 
 /// Kills (SIGTERM, then SIGKILL) and reaps a child on drop.
 pub struct Running(pub Child);
@@ -51,4 +53,36 @@ pub fn metallb_binary() -> anyhow::Result<PathBuf> {
         binary.display()
     );
     Ok(binary)
+}
+
+/// Asks for each VIP from the lab's client (arping, ndisc6), shows each answer, and
+/// returns the VIPs the node's MAC did not answer.
+pub fn ask_every_vip(lab: &Lab, vips: &[IpAddr]) -> anyhow::Result<Vec<IpAddr>> {
+    let node_mac = lab.node_mac.to_string();
+    let mut missing = Vec::new();
+    for vip in vips {
+        let (title, output, answered) = match vip {
+            IpAddr::V4(v4) => {
+                let out = stdout(lab.arping(*v4, 2, 3)?);
+                let ok = out.to_lowercase().contains(&format!("[{node_mac}]"));
+                (format!("ip netns exec client arping -c 2 {v4}"), out, ok)
+            }
+            IpAddr::V6(v6) => {
+                let out = stdout(lab.ndisc6(*v6)?);
+                let ok = out
+                    .to_lowercase()
+                    .contains(&format!("target link-layer address: {node_mac}"));
+                (
+                    format!("ip netns exec client ndisc6 {v6} {}", lab.client_if),
+                    out,
+                    ok,
+                )
+            }
+        };
+        say(&title, &output);
+        if !answered {
+            missing.push(*vip);
+        }
+    }
+    Ok(missing)
 }
