@@ -111,6 +111,10 @@ impl PacketSocket {
         })
     }
 
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
     /// Sends one Ethernet frame out of interface `ifindex`.
     pub fn send(&self, ifindex: u32, frame: &[u8]) -> io::Result<()> {
         // SAFETY: sockaddr_ll is plain data; zeroed is valid.

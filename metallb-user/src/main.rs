@@ -15,7 +15,7 @@ use metallb_user::{
     },
     config::{DEFAULT_NAMESPACE, ValidateOptions, crd, file, legacy, validate},
     datapath::{
-        DatapathOptions, MAX_VIPS_LIMIT, XdpMode,
+        DatapathKind, DatapathOptions, MAX_VIPS_LIMIT, XdpMode,
         cleanup::{CleanupOptions, cleanup},
         iface,
         maps::Maps,
@@ -302,6 +302,13 @@ struct SpeakerArgs {
     /// native falls back to generic (with a warning) where the driver refuses.
     #[arg(long, value_enum, default_value_t = XdpMode::Native)]
     xdp_mode: XdpMode,
+    /// What answers ARP and NDP: the XDP program; the userspace datapath (an AF_PACKET
+    /// socket per interface, slower; it cannot drop what the kernel answers, so
+    /// suppression needs arp_ignore=1 / kube-proxy strictARP); or auto: XDP, and the
+    /// userspace datapath where the kernel or driver cannot run XDP, with a logged
+    /// reason (a missing capability is an error, never a reason to fall back).
+    #[arg(long, value_enum, default_value_t = DatapathKind::Auto)]
+    datapath: DatapathKind,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "127.0.0.1:7472")]
     metrics_addr: SocketAddr,
@@ -643,6 +650,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 source,
                 interfaces: args.interfaces,
                 xdp_mode: args.xdp_mode,
+                datapath_kind: args.datapath,
                 metrics_addr: args.metrics_addr,
                 node_name,
                 namespace: args.scope.namespace,

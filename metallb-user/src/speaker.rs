@@ -30,7 +30,7 @@ use crate::{
     allocator::{AllocatorOptions, Decision, ServiceKey, has_status_address, status_with},
     announce::Announcer,
     config::{Config, Issue, ValidateOptions, file, validate},
-    datapath::{Datapath, DatapathOptions, XdpMode, iface},
+    datapath::{Datapath, DatapathKind, DatapathOptions, XdpMode, iface},
     election::{Election, ElectionContext, Interfaces},
     interface_report,
     kubernetes::lifecycle::{self, StopAction, StopDecision},
@@ -84,6 +84,8 @@ pub struct SpeakerOptions {
     /// Interfaces named on the command line (empty: those the L2Advertisements select).
     pub interfaces: Vec<String>,
     pub xdp_mode: XdpMode,
+    /// XDP, userspace, or XDP with the userspace datapath where XDP is unsupported.
+    pub datapath_kind: DatapathKind,
     pub metrics_addr: SocketAddr,
     pub node_name: String,
     pub namespace: String,
@@ -441,10 +443,11 @@ impl Speaker {
             debug!(iface = %printable(&skipped.interface), reason = ?skipped.reason, "interface left alone");
         }
         for attached in &mut choice.report.attached {
-            if let Err(e) = self
-                .datapath
-                .attach(&attached.interface, self.options.xdp_mode)
-            {
+            if let Err(e) = self.datapath.attach_with(
+                &attached.interface,
+                self.options.xdp_mode,
+                self.options.datapath_kind,
+            ) {
                 error!(iface = %printable(&attached.interface), error = %e, "cannot attach the XDP responder");
                 attached.error = Some(e.to_string());
             }

@@ -1,7 +1,8 @@
 //! The responder on a real interface (needs root): a node namespace runs the datapath
 //! on its veth end, a client namespace asks with `arping` and `ndisc6`, tools nobody
-//! here wrote. Every scenario runs in native and in generic XDP mode, each in a lab of
-//! its own that is removed when the test ends, pass or fail.
+//! here wrote. Every scenario runs in native and in generic XDP mode and on the
+//! userspace datapath, each in a lab of its own that is removed when the test ends,
+//! pass or fail.
 
 use std::{
     collections::BTreeMap,
@@ -11,7 +12,7 @@ use std::{
 use metallb_common::VipAction;
 use metallb_testkit::lab::{Lab, NetnsGuard, ScratchPinDir};
 use metallb_user::datapath::{
-    Datapath, DatapathOptions, XdpMode,
+    Datapath, DatapathKind, DatapathOptions, Responder, XdpMode,
     iface::{self, MacAddr},
     maps::{VipConfig, VipCounters, VipKey},
 };
@@ -32,7 +33,11 @@ struct Node {
 }
 
 impl Node {
-    fn start(mode: XdpMode, tag: &str) -> Self {
+    fn start(responder: Responder, tag: &str) -> Self {
+        let (mode, kind) = match responder {
+            Responder::Xdp(mode) => (mode, DatapathKind::Xdp),
+            Responder::Userspace => (XdpMode::Generic, DatapathKind::Userspace),
+        };
         let mut lab = Lab::new(tag).expect("create the lab");
         lab.prepare_client_for(mode)
             .expect("prepare the client end");
@@ -43,8 +48,11 @@ impl Node {
             max_vips: 64,
         })
         .expect("load the datapath");
-        let used = dp.attach(lab.node_if, mode).expect("attach");
-        assert_eq!(used, mode, "veth supports {mode} XDP: no fallback expected");
+        let used = dp.attach_with(lab.node_if, mode, kind).expect("attach");
+        assert_eq!(
+            used, responder,
+            "veth supports {mode} XDP: no fallback expected"
+        );
         let ifindex = iface::by_name(lab.node_if).expect("node interface").ifindex;
         Node {
             dp,
@@ -129,7 +137,7 @@ impl Node {
     }
 }
 
-fn answers_from_the_map(mode: XdpMode, tag: &str) {
+fn answers_from_the_map(mode: Responder, tag: &str) {
     let mut node = Node::start(mode, tag);
     let node_mac = node.lab.node_mac;
     node.set_vips(&[
@@ -196,7 +204,7 @@ fn answers_from_the_map(mode: XdpMode, tag: &str) {
 /// ARP for it on every interface. An answer entry must be the only one answering; a
 /// suppress entry must leave the VIP unanswered, the kernel included.
 fn suppression_silences_the_kernel(mode: XdpMode, tag: &str) {
-    let mut node = Node::start(mode, tag);
+    let mut node = Node::start(Responder::Xdp(mode), tag);
     let node_mac = node.lab.node_mac;
     let ns = node.lab.node_ns.clone();
     node.lab
@@ -289,12 +297,81 @@ fn suppression_silences_the_kernel(mode: XdpMode, tag: &str) {
 
 #[test]
 fn netns_native_answers_from_the_map() {
-    answers_from_the_map(XdpMode::Native, "ans-nat");
+    answers_from_the_map(Responder::Xdp(XdpMode::Native), "ans-nat");
 }
 
 #[test]
 fn netns_generic_answers_from_the_map() {
-    answers_from_the_map(XdpMode::Generic, "ans-gen");
+    answers_from_the_map(Responder::Xdp(XdpMode::Generic), "ans-gen");
+}
+
+#[test]
+fn netns_userspace_answers_from_the_map() {
+    answers_from_the_map(Responder::Userspace, "ans-usr");
+}
+
+/// The userspace datapath cannot drop what the kernel answers: with a VIP on
+/// kube-ipvs0 the kernel answers too, until arp_ignore=1 (what kube-proxy's strictARP
+/// sets) keeps it to addresses of the receiving interface. Then the entry answers
+/// alone, and a suppressed VIP is not answered at all.
+#[test]
+fn netns_userspace_suppression_needs_arp_ignore() {
+    let mut node = Node::start(Responder::Userspace, "sup-usr");
+    let node_mac = node.lab.node_mac;
+    let ns = node.lab.node_ns.clone();
+    node.lab
+        .ip(
+            &ns,
+            &[
+                "link",
+                "add",
+                "kube-ipvs0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "kube-ipvs1",
+            ],
+        )
+        .expect("add kube-ipvs0");
+    node.lab
+        .ip(
+            &ns,
+            &["addr", "add", &format!("{VIP}/32"), "dev", "kube-ipvs0"],
+        )
+        .expect("VIP on kube-ipvs0");
+    node.set_vips(&[(VIP.into(), ENTRY_MAC, VipAction::Answer)]);
+    let both = node.arping(VIP, 2);
+    assert!(
+        both.contains(&ENTRY_MAC) && both.contains(&node_mac),
+        "the entry and the kernel both answer: {both:?}"
+    );
+    let sysctl = |value: &str| {
+        metallb_testkit::lab::exec_in(
+            &ns,
+            "sysctl",
+            &["-q", &format!("net.ipv4.conf.all.arp_ignore={value}")],
+        )
+        .expect("sysctl arp_ignore")
+    };
+    sysctl("1");
+    assert_eq!(
+        node.arping(VIP, 2),
+        vec![ENTRY_MAC, ENTRY_MAC],
+        "with arp_ignore=1 the entry answers alone"
+    );
+    node.set_vips(&[(VIP.into(), node_mac, VipAction::Suppress)]);
+    assert_eq!(
+        node.arping(VIP, 2),
+        vec![],
+        "suppressed, and the kernel quiet"
+    );
+    let v4 = node.counters(VIP.into());
+    // The entry's counters go on through the change of action.
+    assert!(
+        v4.suppressed >= 2 && v4.requests == v4.replies + v4.suppressed,
+        "{v4:?}"
+    );
 }
 
 #[test]

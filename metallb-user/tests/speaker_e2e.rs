@@ -207,10 +207,19 @@ fn metric(text: &str, line_start: &str) -> Option<f64> {
 
 #[test]
 fn netns_a_vip_added_to_the_file_is_answered_within_a_second_and_announced() {
-    let lab = lab("add");
-    let (dir, pins) = (ConfigDir::new(), ScratchPinDir::new("add"));
+    a_vip_added_is_answered_within_a_second_and_announced("xdp", "add");
+}
+
+#[test]
+fn netns_userspace_a_vip_added_to_the_file_is_answered_within_a_second_and_announced() {
+    a_vip_added_is_answered_within_a_second_and_announced("userspace", "add-usr");
+}
+
+fn a_vip_added_is_answered_within_a_second_and_announced(datapath: &str, tag: &str) {
+    let lab = lab(tag);
+    let (dir, pins) = (ConfigDir::new(), ScratchPinDir::new(tag));
     write_config(&dir.file(), &config(&[("first", FIRST)]));
-    let speaker = Speaker::start(&lab, &dir.file(), &pins.path, &[]);
+    let speaker = Speaker::start(&lab, &dir.file(), &pins.path, &["--datapath", datapath]);
     assert!(answered(&lab, FIRST), "the first VIP is answered");
     assert!(
         !answered(&lab, SECOND),
@@ -414,10 +423,20 @@ fn netns_a_restart_with_keep_datapath_loses_no_answer() {
 
 #[test]
 fn netns_metrics_count_exactly_the_requests_sent() {
-    let lab = lab("metrics");
-    let (dir, pins) = (ConfigDir::new(), ScratchPinDir::new("metrics"));
+    metrics_count_exactly_the_requests_sent("xdp", "metrics");
+}
+
+#[test]
+fn netns_userspace_metrics_count_exactly_the_requests_sent() {
+    metrics_count_exactly_the_requests_sent("userspace", "metrics-usr");
+}
+
+/// Metrics and `metallb inspect` count the same for either datapath.
+fn metrics_count_exactly_the_requests_sent(datapath: &str, tag: &str) {
+    let lab = lab(tag);
+    let (dir, pins) = (ConfigDir::new(), ScratchPinDir::new(tag));
     write_config(&dir.file(), &config(&[("first", FIRST)]));
-    let speaker = Speaker::start(&lab, &dir.file(), &pins.path, &[]);
+    let speaker = Speaker::start(&lab, &dir.file(), &pins.path, &["--datapath", datapath]);
     let out = lab.arping(FIRST, 5, 7).expect("arping");
     assert!(String::from_utf8_lossy(&out.stdout).contains("Received 5 response(s)"));
     // The speaker reads the kernel's counters every second.
@@ -434,6 +453,15 @@ fn netns_metrics_count_exactly_the_requests_sent() {
         Some(5.0),
         "{text}"
     );
+    let out = command_in(&lab.node_ns, BINARY)
+        .args(["inspect", "--output", "json", "--pin-dir"])
+        .arg(&pins.path)
+        .output()
+        .expect("inspect");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json["vips"][0]["vip"], FIRST.to_string());
+    assert_eq!(json["vips"][0]["requests"], 5, "{json}");
+    assert_eq!(json["vips"][0]["replies"], 5, "{json}");
     // At start: the request and reply forms, every 1.1 s for 5 s: 5 rounds.
     sleep(Duration::from_secs(5));
     assert_eq!(

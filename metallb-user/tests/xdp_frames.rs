@@ -124,6 +124,7 @@ fn fixture() -> Fixture {
         (key(VIP6_SUPPRESSED, IF, 0), suppress),
         (key(VIP6_VLAN, IF, VLAN), answer),
     ]);
+    dp.enable_userspace().expect("start the userspace datapath");
     let report = dp.sync(&desired);
     assert!(report.errors.is_empty(), "sync errors: {:?}", report.errors);
     assert_eq!(report.added.len(), desired.len());
@@ -131,6 +132,25 @@ fn fixture() -> Fixture {
         dp,
         _pins: pins,
         _netns: netns,
+    }
+}
+
+/// The two datapaths every table runs against: the XDP program (BPF_PROG_TEST_RUN)
+/// and the userspace datapath (its sockets' path, the socket left out), with one
+/// fixture: the same entries, the same counters.
+#[derive(Clone, Copy, Debug)]
+enum Path {
+    Xdp,
+    Userspace,
+}
+
+const PATHS: [Path; 2] = [Path::Xdp, Path::Userspace];
+
+/// The verdict and the frame left, as `Datapath::test_run` gives them.
+fn run_on(dp: &Datapath, path: Path, frame: &[u8]) -> (u32, Vec<u8>) {
+    match path {
+        Path::Xdp => dp.test_run(frame, IF).expect("test run"),
+        Path::Userspace => dp.userspace_test_run(frame, IF).expect("userspace run"),
     }
 }
 
@@ -193,12 +213,12 @@ fn frame_counts(dp: &Datapath) -> XdpStats {
 
 fn run_cases(dp: &Datapath, cases: Vec<Case>) {
     assert!(!cases.is_empty());
-    for case in cases {
+    for (case, path) in cases.iter().flat_map(|case| PATHS.map(|path| (case, path))) {
         let stats_before = frame_counts(dp);
         let vips_before = vip_counters(dp);
-        let (verdict, out) = dp.test_run(&case.frame, IF).expect("test run");
+        let (verdict, out) = run_on(dp, path, &case.frame);
         let stats_after = frame_counts(dp);
-        let name = &case.name;
+        let name = &format!("{} ({path:?})", case.name);
         assert_eq!(
             verdict,
             case.verdict,
@@ -1990,12 +2010,13 @@ fn unhex(text: &str) -> Vec<u8> {
 /// What the program did with one frame, where the reference disagrees.
 fn disagreement(
     dp: &Datapath,
+    path: Path,
     frame: &[u8],
     vips: &[metallb_testkit::frame_oracle::OracleVip],
 ) -> Option<String> {
     use metallb_testkit::frame_oracle::{Expected, expected};
     let want = expected(frame, IF, vips);
-    let (verdict, out) = dp.test_run(frame, IF).expect("test run");
+    let (verdict, out) = run_on(dp, path, frame);
     let agrees = match &want {
         Expected::Pass => verdict == XDP_PASS && out == frame,
         Expected::Drop => verdict == XDP_DROP,
@@ -2004,7 +2025,7 @@ fn disagreement(
     let one_line = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
     (!agrees).then(|| {
         format!(
-            "frame {}\n  reference: {}\n  program: verdict {verdict}, {}",
+            "frame {}\n  reference: {}\n  {path:?}: verdict {verdict}, {}",
             one_line(frame),
             match &want {
                 Expected::Tx(reply) => format!("tx {}", one_line(reply)),
@@ -2054,7 +2075,8 @@ fn mutated_frames_agree_with_an_independent_reference() {
         .lines()
         .map(|line| line.split('#').next().unwrap_or("").trim())
         .filter(|hex| !hex.is_empty())
-        .filter_map(|hex| disagreement(&f.dp, &unhex(hex), &vips))
+        .flat_map(|hex| PATHS.map(|path| disagreement(&f.dp, path, &unhex(hex), &vips)))
+        .flatten()
         .map(|text| format!("(regression) {text}"))
         .collect();
     let templates = property_templates();
@@ -2062,8 +2084,12 @@ fn mutated_frames_agree_with_an_independent_reference() {
     let mut answered = 0usize;
     for _ in 0..frames {
         let frame = property_frame(&mut rng, &templates);
-        if let Some(text) = disagreement(&f.dp, &frame, &vips) {
-            failures.push(text);
+        let disagreements: Vec<String> = PATHS
+            .iter()
+            .filter_map(|path| disagreement(&f.dp, *path, &frame, &vips))
+            .collect();
+        if !disagreements.is_empty() {
+            failures.extend(disagreements);
             if failures.len() >= 20 {
                 break;
             }

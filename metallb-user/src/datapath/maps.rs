@@ -1037,6 +1037,21 @@ impl Maps {
         v4.chain(v6).collect()
     }
 
+    /// Every live entry with its counter id (in the per-family stats map).
+    pub fn live_entries(&self) -> Vec<(VipKey, VipConfig, u32)> {
+        let v4 = self
+            .v4
+            .live
+            .iter()
+            .map(|(k, l)| (VipCellV4::to_user(k), l.config, l.counter_id));
+        let v6 = self
+            .v6
+            .live
+            .iter()
+            .map(|(k, l)| (VipCellV6::to_user(k), l.config, l.counter_id));
+        v4.chain(v6).collect()
+    }
+
     /// Test hook: the next rebuild of the tables fails, as when no seed places every
     /// key (which real tables, never more than half full, practically never see).
     #[doc(hidden)]

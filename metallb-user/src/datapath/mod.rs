@@ -4,10 +4,12 @@
 pub mod bpffs;
 pub mod capabilities;
 pub mod cleanup;
+pub mod frames;
 pub mod iface;
 pub mod kernel;
 pub mod maps;
 pub mod pin_lock;
+pub mod userspace;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -33,6 +35,7 @@ use self::{
     iface::{Interface, InterfaceError, MacAddr},
     maps::{Maps, VipConfig, VipKey, VipRecord},
     pin_lock::{PinDirLock, PinLockError},
+    userspace::{SocketError, Userspace},
 };
 
 /// The responder object built from `metallb-ebpf` by this crate's build script.
@@ -66,6 +69,63 @@ impl std::fmt::Display for XdpMode {
             XdpMode::Native => "native",
             XdpMode::Generic => "generic",
         })
+    }
+}
+
+/// Which datapath answers on an interface.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum DatapathKind {
+    /// The XDP program; fails where it cannot attach.
+    Xdp,
+    /// An AF_PACKET socket per interface, in this process: slower, and it cannot
+    /// drop what the kernel answers (suppression needs arp_ignore/strictARP).
+    Userspace,
+    /// XDP, and the userspace datapath where the kernel or driver cannot run XDP
+    /// (never where it is refused for want of a capability).
+    #[default]
+    Auto,
+}
+
+impl std::fmt::Display for DatapathKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DatapathKind::Xdp => "xdp",
+            DatapathKind::Userspace => "userspace",
+            DatapathKind::Auto => "auto",
+        })
+    }
+}
+
+/// What answers on an attached interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Responder {
+    Xdp(XdpMode),
+    Userspace,
+}
+
+impl std::fmt::Display for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Responder::Xdp(mode) => write!(f, "XDP ({mode})"),
+            Responder::Userspace => f.write_str("userspace"),
+        }
+    }
+}
+
+/// Why `--datapath auto` may fall back from `error`: the kernel or driver cannot run
+/// XDP there. `None` for anything else, refusals for want of a capability first:
+/// the userspace datapath cannot suppress, so a silent fallback would let the
+/// kernel answer for VIPs another node announces.
+pub fn xdp_unsupported(error: &DatapathError) -> Option<String> {
+    use nix::errno::Errno;
+    let DatapathError::Attach { source, .. } = error else {
+        return None;
+    };
+    match capabilities::errno_in(source)? {
+        errno @ (Errno::EOPNOTSUPP | Errno::EINVAL | Errno::E2BIG) => Some(format!(
+            "the kernel or driver cannot run XDP here ({errno:?}): {error}"
+        )),
+        _ => None,
     }
 }
 
@@ -166,6 +226,14 @@ pub enum DatapathError {
         #[source]
         source: ProgramError,
     },
+    #[error("userspace datapath on {iface}: {source}")]
+    Userspace {
+        iface: String,
+        #[source]
+        source: SocketError,
+    },
+    #[error("the userspace datapath is not running")]
+    NoUserspace,
     #[error("detaching XDP from {iface}: {source}")]
     Detach {
         iface: String,
@@ -203,13 +271,15 @@ impl Default for DatapathOptions {
     }
 }
 
-/// An interface the program is attached to.
+/// An interface the datapath answers on.
 #[derive(Debug)]
 pub struct Attachment {
     pub iface: Interface,
-    /// The mode actually in use (native may have fallen back to generic).
-    pub mode: XdpMode,
-    link: XdpLinkId,
+    /// What answers there: XDP in the mode actually in use (native may have fallen
+    /// back to generic), or the userspace datapath.
+    pub responder: Responder,
+    /// The XDP link; none for the userspace datapath.
+    link: Option<XdpLinkId>,
 }
 
 /// What one [`Datapath::sync`] changed.
@@ -231,6 +301,8 @@ pub struct Datapath {
     maps: Maps,
     pin_dir: PathBuf,
     attachments: BTreeMap<u32, Attachment>,
+    /// The userspace datapath, once anything asked for it.
+    userspace: Option<Userspace>,
     /// Dropped last: the next agent may take the directory only once this one is done
     /// with it.
     _lock: PinDirLock,
@@ -323,6 +395,7 @@ impl Datapath {
             maps,
             pin_dir,
             attachments: BTreeMap::new(),
+            userspace: None,
             _lock: lock,
         })
     }
@@ -331,12 +404,101 @@ impl Datapath {
         &self.pin_dir
     }
 
+    /// Answers on `ifname` with the datapath `kind` asks for: XDP in `mode` (see
+    /// [`Datapath::attach`]), the userspace datapath, or XDP and the userspace one
+    /// where the kernel or driver cannot run XDP ([`xdp_unsupported`], logged with
+    /// its reason). What answers is returned.
+    pub fn attach_with(
+        &mut self,
+        ifname: &str,
+        mode: XdpMode,
+        kind: DatapathKind,
+    ) -> Result<Responder, DatapathError> {
+        match kind {
+            DatapathKind::Xdp => self.attach(ifname, mode).map(Responder::Xdp),
+            DatapathKind::Userspace => self.serve_userspace(ifname),
+            DatapathKind::Auto => match self.attach(ifname, mode) {
+                Ok(mode) => Ok(Responder::Xdp(mode)),
+                Err(error) => match xdp_unsupported(&error) {
+                    Some(reason) => {
+                        warn!(iface = ifname, %reason, "XDP unsupported: falling back to the userspace datapath");
+                        self.serve_userspace(ifname)
+                    }
+                    None => Err(error),
+                },
+            },
+        }
+    }
+
+    /// Starts the userspace datapath (without any interface yet): for tests of its
+    /// answers ([`Datapath::userspace_test_run`]).
+    pub fn enable_userspace(&mut self) -> Result<&mut Userspace, DatapathError> {
+        if self.userspace.is_none() {
+            self.userspace = Some(Userspace::new(&self.pin_dir, self.maps.live_entries())?);
+        }
+        self.userspace.as_mut().ok_or(DatapathError::NoUserspace)
+    }
+
+    /// Answers on `ifname` from an AF_PACKET socket.
+    fn serve_userspace(&mut self, ifname: &str) -> Result<Responder, DatapathError> {
+        let iface = iface::by_name(ifname)?;
+        if let Some(existing) = self.attachments.get(&iface.ifindex) {
+            return Ok(existing.responder);
+        }
+        self.enable_userspace()?.serve(ifname, iface.ifindex)?;
+        warn!(
+            iface = ifname,
+            "userspace datapath: it cannot drop what the kernel answers; for VIPs another node announces, keep the kernel quiet with net.ipv4.conf.all.arp_ignore=1 (kube-proxy IPVS: strictARP: true)"
+        );
+        info!(
+            iface = ifname,
+            ifindex = iface.ifindex,
+            "userspace responder answering"
+        );
+        self.attachments.insert(
+            iface.ifindex,
+            Attachment {
+                iface,
+                responder: Responder::Userspace,
+                link: None,
+            },
+        );
+        Ok(Responder::Userspace)
+    }
+
+    /// What the userspace datapath does with `frame` arriving on `ifindex` (as
+    /// [`Datapath::test_run`] for the program): the verdict the program would give,
+    /// and the reply, else the frame untouched. Counted as a received frame is.
+    pub fn userspace_test_run(
+        &self,
+        frame: &[u8],
+        ifindex: u32,
+    ) -> Result<(u32, Vec<u8>), DatapathError> {
+        let userspace = self.userspace.as_ref().ok_or(DatapathError::NoUserspace)?;
+        let response = userspace.test_run(frame, ifindex)?;
+        let verdict = response.verdict();
+        Ok((verdict, response.reply.unwrap_or_else(|| frame.to_vec())))
+    }
+
+    /// Writes the userspace datapath's counts into the maps, so that what reads them
+    /// next sees them.
+    fn flush_userspace(&self) -> Result<(), DatapathError> {
+        self.userspace.as_ref().map_or(Ok(()), Userspace::flush)
+    }
+
     /// Attaches the responder to `ifname`. Native mode falls back to generic, with a
     /// warning, where the driver refuses; the mode in use is returned.
     pub fn attach(&mut self, ifname: &str, mode: XdpMode) -> Result<XdpMode, DatapathError> {
         let iface = iface::by_name(ifname)?;
         if let Some(existing) = self.attachments.get(&iface.ifindex) {
-            return Ok(existing.mode);
+            return match existing.responder {
+                Responder::Xdp(mode) => Ok(mode),
+                Responder::Userspace => Err(DatapathError::Attach {
+                    iface: ifname.to_owned(),
+                    mode,
+                    source: ProgramError::AlreadyAttached,
+                }),
+            };
         }
         if let Some((path, pinned_mode)) = self.pinned_link(ifname) {
             match self.take_over_link(&path) {
@@ -346,8 +508,8 @@ impl Datapath {
                         iface.ifindex,
                         Attachment {
                             iface,
-                            mode: pinned_mode,
-                            link,
+                            responder: Responder::Xdp(pinned_mode),
+                            link: Some(link),
                         },
                     );
                     return Ok(pinned_mode);
@@ -398,8 +560,8 @@ impl Datapath {
             iface.ifindex,
             Attachment {
                 iface,
-                mode: used,
-                link,
+                responder: Responder::Xdp(used),
+                link: Some(link),
             },
         );
         Ok(used)
@@ -465,7 +627,11 @@ impl Datapath {
         let mut errors = Vec::new();
         let attachments = std::mem::take(&mut self.attachments);
         for attachment in attachments.into_values() {
-            let path = self.link_pin_path(&attachment.iface.name, attachment.mode);
+            let (Responder::Xdp(mode), Some(link)) = (attachment.responder, attachment.link) else {
+                // A socket cannot outlive its process: the next agent starts anew.
+                continue;
+            };
+            let path = self.link_pin_path(&attachment.iface.name, mode);
             if let Some(dir) = path.parent()
                 && let Err(source) = std::fs::create_dir_all(dir)
             {
@@ -476,9 +642,7 @@ impl Datapath {
                 continue;
             }
             let pinned = responder_mut(&mut self.ebpf).and_then(|program| {
-                let link = program
-                    .take_link(attachment.link)
-                    .map_err(DatapathError::Program)?;
+                let link = program.take_link(link).map_err(DatapathError::Program)?;
                 let fd_link = FdLink::try_from(link)
                     .map_err(|e| pin_error(&path, "the XDP attachment is not a BPF link", e))?;
                 fd_link.pin(&path).map_err(|e| {
@@ -511,14 +675,20 @@ impl Datapath {
         else {
             return Ok(());
         };
-        if let Some(attachment) = self.attachments.remove(&ifindex) {
+        let Some(attachment) = self.attachments.remove(&ifindex) else {
+            return Ok(());
+        };
+        if let Some(link) = attachment.link {
             responder_mut(&mut self.ebpf)?
-                .detach(attachment.link)
+                .detach(link)
                 .map_err(|source| DatapathError::Detach {
                     iface: ifname.to_owned(),
                     source,
                 })?;
             info!(iface = ifname, "XDP responder detached");
+        } else if let Some(userspace) = &mut self.userspace {
+            userspace.stop(ifindex);
+            info!(iface = ifname, "userspace responder stopped");
         }
         Ok(())
     }
@@ -546,7 +716,15 @@ impl Datapath {
 
     pub fn sync(&mut self, desired: &BTreeMap<VipKey, VipConfig>) -> SyncReport {
         let groups_before = solicited_node_groups(&self.maps.installed());
-        let changes = self.maps.sync(desired);
+        let maps = &mut self.maps;
+        let (changes, flush_error) = match &self.userspace {
+            // Its counts go in first, against the ids they were counted for.
+            Some(userspace) => userspace.replace_entries(|| {
+                let changes = maps.sync(desired);
+                (changes, Some(maps.live_entries()))
+            }),
+            None => (maps.sync(desired), None),
+        };
         let mut report = SyncReport {
             added: changes.added,
             changed: changes.changed,
@@ -554,6 +732,7 @@ impl Datapath {
             now_answering: changes.now_answering,
             errors: changes.errors,
         };
+        report.errors.extend(flush_error);
         let groups_after = solicited_node_groups(&self.maps.installed());
         update_multicast(&groups_before, &groups_after, &mut report.errors);
         debug!(
@@ -568,16 +747,19 @@ impl Datapath {
 
     /// Every entry with its counters, read from the kernel.
     pub fn vips(&self) -> Result<Vec<VipRecord>, DatapathError> {
+        self.flush_userspace()?;
         self.maps.vips()
     }
 
     /// The program's global counters: frames passed or dropped, by reason.
     pub fn stats(&self) -> Result<metallb_common::XdpStats, DatapathError> {
+        self.flush_userspace()?;
         self.maps.stats()
     }
 
     /// The counters of one entry, if it is installed.
     pub fn vip_counters(&self, key: &VipKey) -> Result<Option<VipCounters>, DatapathError> {
+        self.flush_userspace()?;
         self.maps.vip_counters(key)
     }
 
@@ -587,6 +769,7 @@ impl Datapath {
         &self,
         vips: &[VipRecord],
     ) -> Result<metallb_common::XdpStats, DatapathError> {
+        self.flush_userspace()?;
         self.maps.frame_counts(vips)
     }
 
@@ -867,5 +1050,50 @@ fn update_multicast(
         {
             errors.push(error.into());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attach_failing_with(errno: i32) -> DatapathError {
+        DatapathError::Attach {
+            iface: "eth0".into(),
+            mode: XdpMode::Native,
+            source: ProgramError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_link_create",
+                io_error: std::io::Error::from_raw_os_error(errno),
+            }),
+        }
+    }
+
+    #[test]
+    fn auto_falls_back_only_where_xdp_is_unsupported() {
+        for errno in [libc::EOPNOTSUPP, libc::EINVAL, libc::E2BIG] {
+            let reason = xdp_unsupported(&attach_failing_with(errno));
+            assert!(
+                reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains("cannot run XDP")),
+                "{errno}: {reason:?}"
+            );
+        }
+        // Busy, gone, or anything else: an error, as with --datapath xdp.
+        for errno in [libc::EBUSY, libc::ENODEV, libc::EEXIST] {
+            assert_eq!(xdp_unsupported(&attach_failing_with(errno)), None);
+        }
+        // A refusal for want of a capability is never a reason to fall back: the
+        // userspace datapath cannot suppress.
+        let denied = capabilities::denied_with(
+            Step::AttachXdp,
+            || "attaching XDP to eth0".into(),
+            nix::errno::Errno::EPERM,
+            Some(0),
+        )
+        .expect("EPERM at attach is a missing capability");
+        let error = DatapathError::from(denied);
+        assert_eq!(xdp_unsupported(&error), None);
+        assert!(error.to_string().contains("CAP_NET_ADMIN"), "{error}");
     }
 }
