@@ -4,6 +4,7 @@
 //! `examples/bgp.yaml`. Namespaces, processes and files are removed on drop.
 
 use std::{
+    ffi::OsStr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::atomic::{AtomicU8, Ordering},
@@ -202,16 +203,29 @@ impl BgpLab {
     /// Starts the speaker of node `i` on `config`, with its own FRR in the lab
     /// directory; `binary` is the `metallb` binary.
     pub fn start_speaker(&mut self, binary: &Path, i: usize, config: &Path) -> anyhow::Result<()> {
+        self.spawn_speaker(binary, i, &["--config".as_ref(), config.as_os_str()], &[])
+    }
+
+    /// Starts `metallb speaker` as node `i` (`node0`, `node1`) with its own FRR in the
+    /// lab directory, its metrics on [`METRICS_PORT`], then `args`, with `env`.
+    pub fn spawn_speaker(
+        &mut self,
+        binary: &Path,
+        i: usize,
+        args: &[&OsStr],
+        env: &[(&str, &OsStr)],
+    ) -> anyhow::Result<()> {
         let pins = ScratchPinDir::new("bgp");
         let child = command_in(&self.nodes[i], &binary.to_string_lossy())
-            .args(["speaker", "--config"])
-            .arg(config)
+            .arg("speaker")
+            .args(args)
             .arg("--pin-dir")
             .arg(&pins.path)
             .args(["--node-name", &format!("node{i}")])
             .args(["--metrics-addr", &format!("127.0.0.1:{METRICS_PORT}")])
             .arg("--frr-work-dir")
             .arg(self.dir.join(format!("frr-{i}")))
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -221,6 +235,20 @@ impl BgpLab {
         }
         self.speakers[i] = Some(child);
         self.pins.push(pins);
+        Ok(())
+    }
+
+    /// Stops node `i`'s speaker (SIGTERM, and its exit waited for: its FRR stops too).
+    pub fn stop_speaker(&mut self, i: usize) -> anyhow::Result<()> {
+        let Some(mut child) = self.speakers.get_mut(i).and_then(Option::take) else {
+            bail!("node {i} runs no speaker");
+        };
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).context("SIGTERM")?;
+        let status = child.wait().context("waiting for the speaker")?;
+        if !status.success() {
+            bail!("node {i}'s speaker exited with {status}");
+        }
         Ok(())
     }
 
@@ -280,6 +308,21 @@ impl BgpLab {
             bail!("birdc show route for {prefix} all: {text}");
         }
         Ok(text)
+    }
+
+    /// `birdc show route for PREFIX all` once its routes come from exactly `from`
+    /// (BIRD's protocols, sorted: `node0v4`, ...; none: withdrawn), within 20 s.
+    pub fn routes_from(&self, prefix: &str, from: &[&str]) -> anyhow::Result<String> {
+        wait_for(
+            &format!("{prefix} from {from:?}"),
+            Duration::from_secs(20),
+            || {
+                let routes = self.routes(prefix).map_err(|e| e.to_string())?;
+                (announcers(&routes) == from)
+                    .then_some(routes.clone())
+                    .ok_or(routes)
+            },
+        )
     }
 
     /// The next hops of the router's kernel route to `prefix` (several: ECMP).

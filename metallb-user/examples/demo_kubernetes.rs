@@ -20,7 +20,7 @@ use anyhow::{Context as _, bail, ensure};
 use common::{Running, ask_every_vip, metallb_binary, say};
 use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 use kube::{
-    Api, CustomResourceExt as _,
+    Api,
     api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams},
 };
 use metallb_testkit::{
@@ -29,7 +29,7 @@ use metallb_testkit::{
 };
 use metallb_user::{
     allocator::AllocatorOptions,
-    config::crd::{IPAddressPool, L2Advertisement, ServiceL2Status},
+    config::crd::ServiceL2Status,
     datapath::XdpMode,
     kubernetes::controller::{ControllerOptions, run as run_controller},
 };
@@ -82,11 +82,7 @@ fn main() -> anyhow::Result<()> {
     let mut lab = Lab::new("k8s-demo")?;
     lab.prepare_client_for(XdpMode::Native)?;
     let server = runtime.block_on(TestApiServer::start())?;
-    for crd in [
-        IPAddressPool::crd(),
-        L2Advertisement::crd(),
-        ServiceL2Status::crd(),
-    ] {
+    for crd in metallb_user::config::crd::definitions()? {
         server.register_crd(&crd)?;
     }
     // The speaker runs in the node namespace: the API is reached there through a

@@ -545,6 +545,8 @@ fn watch(path: &Path, reload: mpsc::Sender<()>) -> anyhow::Result<notify::Recomm
 pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
     let (updates, mut updates_rx) = mpsc::channel::<Update>(4);
     let (announced, announced_rx) = tokio::sync::watch::channel(Announced::new());
+    let (bgp_reports, bgp_reports_rx) =
+        tokio::sync::watch::channel(crate::bgp::speaker::BgpReport::default());
     // The source first: a file that cannot be followed, or no API to talk to, fails
     // before anything is attached.
     // In Kubernetes mode, what tells a rolling update from an uninstall on stop.
@@ -569,7 +571,7 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
             )
             .await?;
             stop_lookup = Some((source.client(), kubernetes.pod_name.clone()));
-            tokio::spawn(source.run(updates, announced_rx))
+            tokio::spawn(source.run(updates, announced_rx, bgp_reports_rx))
         }
     };
     let source = crate::kubernetes::AbortOnDrop(source);
@@ -599,6 +601,7 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
         bgp: crate::bgp::speaker::BgpHandle::spawn(
             Box::new(crate::bgp::frr_daemon::FrrBackend::new(options.frr.clone())),
             shared.clone(),
+            bgp_reports,
         ),
     };
 

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use metallb_testkit::bgp_lab::{BgpLab, announcers, must, wait_for};
+use metallb_testkit::bgp_lab::{BgpLab, must, wait_for};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_metallb");
 const EXAMPLE: &str = include_str!("../../examples/bgp.yaml");
@@ -22,17 +22,7 @@ fn write_config(path: &Path, text: &str) {
 
 /// `birdc show route for PREFIX all` once its routes come from exactly `from`.
 fn routes_from(lab: &BgpLab, prefix: &str, from: &[&str]) -> String {
-    wait_for(
-        &format!("{prefix} from {from:?}"),
-        Duration::from_secs(20),
-        || {
-            let routes = lab.routes(prefix).map_err(|e| e.to_string())?;
-            (announcers(&routes) == from)
-                .then_some(routes.clone())
-                .ok_or(routes)
-        },
-    )
-    .unwrap()
+    lab.routes_from(prefix, from).unwrap()
 }
 
 #[test]

@@ -15,7 +15,7 @@ use std::{
 };
 
 use kube::{
-    Api, CustomResourceExt as _,
+    Api,
     api::{ListParams, Patch, PatchParams, PostParams},
 };
 use metallb_testkit::{
@@ -25,7 +25,7 @@ use metallb_testkit::{
 };
 use metallb_user::{
     allocator::AllocatorOptions,
-    config::crd::{IPAddressPool, L2Advertisement, ServiceL2Status},
+    config::crd::{ServiceL2Status, definitions},
     datapath::XdpMode,
     kubernetes::{
         controller::{ControllerOptions, run as run_controller},
@@ -206,14 +206,10 @@ fn seed(server: &TestApiServer, group: &str, plural: &str, object: Value) {
     server.seed(group, version, plural, object).expect("seed");
 }
 
-/// The test API server, knowing the metallb.io kinds a speaker reads and writes.
+/// The test API server, knowing every metallb.io kind (a speaker watches the BGP ones too).
 fn start_server(rt: &tokio::runtime::Runtime) -> TestApiServer {
     let server = rt.block_on(TestApiServer::start()).expect("test server");
-    for crd in [
-        IPAddressPool::crd(),
-        L2Advertisement::crd(),
-        ServiceL2Status::crd(),
-    ] {
+    for crd in definitions().expect("CRDs") {
         server.register_crd(&crd).expect("CRD");
     }
     server

@@ -319,6 +319,19 @@ impl TestApiServer {
         lock(&self.tasks).push(task);
     }
 
+    /// Serves the API inside network namespace `netns` too (on 127.0.0.1 there), for
+    /// a process running in it; the address to give it. Inside a tokio runtime.
+    pub fn serve_in_netns(&self, netns: &str) -> anyhow::Result<SocketAddr> {
+        let listener = {
+            let _inside = crate::lab::NetnsGuard::enter(netns)?;
+            std::net::TcpListener::bind("127.0.0.1:0")?
+        };
+        listener.set_nonblocking(true)?;
+        let address = listener.local_addr()?;
+        self.serve_on(tokio::net::TcpListener::from_std(listener)?);
+        Ok(address)
+    }
+
     /// A kubeconfig for this server at `address` (default: its own), for a process; with
     /// `user`, its requests are recorded as that user's (see [`Self::client_as`]).
     pub fn kubeconfig(&self, address: Option<SocketAddr>, user: Option<&str>) -> String {

@@ -486,6 +486,7 @@ mod tests {
                     &[("172.16.1.10/24", Some(300), communities)],
                 )],
                 bfd_profiles: Vec::new(),
+                services: Default::default(),
             },
             "TestLargeCommunities",
         );
@@ -499,6 +500,7 @@ mod tests {
                     ],
                 )],
                 bfd_profiles: Vec::new(),
+                services: Default::default(),
             },
             "TestTwoAdvertisements",
         );
@@ -523,6 +525,7 @@ mod tests {
                     &[],
                 )],
                 bfd_profiles: vec![profile("bar"), profile("foo")],
+                services: Default::default(),
             },
             "TestBFDWithSession",
         );
@@ -551,6 +554,7 @@ mod tests {
                     ),
                 ],
                 bfd_profiles: Vec::new(),
+                services: Default::default(),
             },
             "TestTwoSessions",
         );
@@ -569,6 +573,7 @@ mod tests {
                     &[],
                 )],
                 bfd_profiles: Vec::new(),
+                services: Default::default(),
             },
             "TestSingleIPv6IBGPSession",
         );
@@ -588,6 +593,7 @@ mod tests {
                     &[],
                 )],
                 bfd_profiles: Vec::new(),
+                services: Default::default(),
             },
             "TestSingleSessionWithGracefulRestart",
         );
@@ -608,6 +614,7 @@ mod tests {
             &NodeBgp {
                 sessions: vec![session(peer, &[("fc00:5::/64", Some(10), &["1:2"])])],
                 bfd_profiles: Vec::new(),
+                services: Default::default(),
             },
             &RenderOptions::default(),
         );

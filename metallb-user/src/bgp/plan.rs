@@ -151,6 +151,9 @@ pub struct NodeBgp {
     pub sessions: Vec<Session>,
     /// Every BFD profile of the configuration (sessions name theirs).
     pub bfd_profiles: Vec<BfdProfile>,
+    /// The Services it announces, each with the peers it is announced to (what a
+    /// ServiceBGPStatus reports); not part of FRR's configuration.
+    pub services: BTreeMap<ServiceKey, BTreeSet<String>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -337,6 +340,7 @@ fn node_bgp(
     services: &BTreeMap<ServiceKey, ServiceBgp>,
 ) -> NodeBgp {
     let labels = node_labels(config, this_node);
+    let mut peers_by_service: BTreeMap<ServiceKey, BTreeSet<String>> = BTreeMap::new();
     let mut sessions: Vec<Session> = peers_of(config, &labels)
         .into_iter()
         .map(|peer| Session {
@@ -344,15 +348,19 @@ fn node_bgp(
             prefixes: BTreeMap::new(),
         })
         .collect();
-    for announcement in services
-        .values()
-        .flat_map(|s| &s.announcements)
-        .filter(|a| a.node == this_node)
-    {
+    let announcements = services
+        .iter()
+        .flat_map(|(key, s)| s.announcements.iter().map(move |a| (key, a)))
+        .filter(|(_, a)| a.node == this_node);
+    for (key, announcement) in announcements {
         if let Some(session) = sessions
             .iter_mut()
             .find(|s| s.peer.name == announcement.peer)
         {
+            peers_by_service
+                .entry(key.clone())
+                .or_default()
+                .insert(announcement.peer.clone());
             session
                 .prefixes
                 .entry(announcement.prefix)
@@ -364,6 +372,7 @@ fn node_bgp(
         sessions,
         // Every profile, used or not, as MetalLB's FRR mode renders them.
         bfd_profiles: config.bgp.bfd_profiles.values().cloned().collect(),
+        services: peers_by_service,
     }
 }
 

@@ -47,7 +47,7 @@ use crate::{
         Allocator, AllocatorOptions, Decision, PoolUsage, ServiceKey, has_status_address,
         status_with,
     },
-    config::{ValidateOptions, crd::IPAddressPool},
+    config::{ValidateOptions, crd::IPAddressPool, file::ConfigFile},
     metrics,
 };
 
@@ -161,7 +161,12 @@ impl Context {
             .iter()
             .map(|n| (**n).clone())
             .collect();
-        cluster_config::from_objects(pools, Vec::new(), namespaces, &self.validate_options())
+        let objects = ConfigFile {
+            pools,
+            namespaces,
+            ..ConfigFile::default()
+        };
+        cluster_config::from_objects(objects, &[], &self.validate_options())
     }
 
     /// Asks for `keys` to be reconciled again.

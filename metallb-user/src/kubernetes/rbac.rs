@@ -211,7 +211,8 @@ pub const SPEAKER: Component = Component {
             &["events"],
             &["create", "patch"],
             Scope::Cluster,
-            "the speaker: nodeAssigned on the Service",
+            "the speaker: nodeAssigned on the Service; bgpConfigNotApplied and \
+             bgpConfigApplied on its Pod",
         ),
         rule(
             "",
@@ -230,10 +231,25 @@ pub const SPEAKER: Component = Component {
         ),
         rule(
             "metallb.io",
-            &["l2advertisements", "ipaddresspools"],
+            &[
+                "l2advertisements",
+                "ipaddresspools",
+                "bgppeers",
+                "bgpadvertisements",
+                "bfdprofiles",
+                "communities",
+            ],
             &["list", "watch"],
             Scope::Namespace,
             "the speaker's source: the configuration",
+        ),
+        rule(
+            "",
+            &["secrets"],
+            &["list", "watch"],
+            Scope::Namespace,
+            "the speaker's source: the BGPPeers' passwordSecret (basic-auth Secrets of \
+             MetalLB's namespace only; RBAC cannot limit a watch to the names the peers give)",
         ),
         rule(
             "metallb.io",
@@ -250,6 +266,20 @@ pub const SPEAKER: Component = Component {
             &["patch"],
             Scope::Namespace,
             "the speaker: a ServiceL2Status's node, service and interfaces",
+        ),
+        rule(
+            "metallb.io",
+            &["servicebgpstatuses"],
+            &["list", "create", "delete"],
+            Scope::Namespace,
+            "the speaker: a ServiceBGPStatus per Service this node announces over BGP",
+        ),
+        rule(
+            "metallb.io",
+            &["servicebgpstatuses/status"],
+            &["patch"],
+            Scope::Namespace,
+            "the speaker: a ServiceBGPStatus's node, service and peers",
         ),
         rule(
             "apps",

@@ -1,13 +1,17 @@
 //! The speaker's Kubernetes source: watches what MetalLB's speaker watches (Services,
-//! EndpointSlices, Nodes, Namespaces, IPAddressPools, L2Advertisements, the speaker
-//! Pods, the `metallb-excludel2` ConfigMap) and hands the speaker loop a complete [`Snapshot`] after every burst of
-//! changes: the addresses are those of the Services' status (the controller writes
-//! them; a speaker never allocates), the live members are the nodes whose speaker Pod
-//! is Ready, endpoints are as the API lists them.
+//! EndpointSlices, Nodes, Namespaces, IPAddressPools, L2Advertisements, BGPPeers
+//! (v1beta2), BGPAdvertisements, BFDProfiles, Communities, the Secrets of its namespace
+//! (BGPPeers' `passwordSecret`), the speaker Pods, the `metallb-excludel2` ConfigMap)
+//! and hands the speaker loop a complete [`Snapshot`] after every burst of changes: the
+//! addresses are those of the Services' status (the controller writes them; a speaker
+//! never allocates), the live members are the nodes whose speaker Pod is Ready,
+//! endpoints are as the API lists them.
 //!
-//! It also reports what this node announces: a `ServiceL2Status` per announced Service
-//! (MetalLB's objects and labels, owned by the speaker Pod), and a `nodeAssigned` Event
-//! when this node starts announcing a Service.
+//! It also reports what this node announces: a `ServiceL2Status` per Service announced
+//! in layer 2 and a `ServiceBGPStatus` per Service announced over BGP (with the peers it
+//! goes to), MetalLB's objects and labels, owned by the speaker Pod; a `nodeAssigned`
+//! Event when this node starts announcing a Service; Warning Events when FRR does not
+//! apply the BGP configuration.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -17,7 +21,7 @@ use std::{
 use futures::{StreamExt as _, stream::BoxStream};
 use k8s_openapi::{
     api::{
-        core::v1::{ConfigMap, Namespace, Node, ObjectReference, Pod, Service},
+        core::v1::{ConfigMap, Namespace, Node, ObjectReference, Pod, Secret, Service},
         discovery::v1::EndpointSlice,
     },
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
@@ -25,6 +29,7 @@ use k8s_openapi::{
 use kube::{
     Api, Client, Resource, ResourceExt as _,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    core::NamespaceResourceScope,
     runtime::{
         WatchStreamExt as _,
         events::{Event as KubeEvent, EventType, Recorder, Reporter},
@@ -32,7 +37,7 @@ use kube::{
         watcher,
     },
 };
-use serde::de::DeserializeOwned;
+use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -40,11 +45,15 @@ use tracing::{debug, info, warn};
 use super::cluster_config;
 use crate::{
     allocator::ServiceKey,
+    bgp::speaker::BgpReport,
     config::{
         ValidateOptions,
         crd::{
-            IPAddressPool, InterfaceInfo, L2Advertisement, MetalLBServiceL2Status, ServiceL2Status,
+            BFDProfile, BGPAdvertisement, Community, IPAddressPool, InterfaceInfo, L2Advertisement,
+            MetalLBServiceBGPStatus, MetalLBServiceL2Status, ServiceBGPStatus, ServiceL2Status,
+            bgppeer::v1beta2::BGPPeer,
         },
+        file::ConfigFile,
         interfaces::{self, EXCLUDE_L2_CONFIG_MAP},
     },
     election::{ElectionContext, EndpointRule},
@@ -52,7 +61,7 @@ use crate::{
     speaker::{Announced, Snapshot, Update},
 };
 
-/// The labels MetalLB puts on a ServiceL2Status.
+/// The labels MetalLB puts on a ServiceL2Status and a ServiceBGPStatus.
 pub const NODE_LABEL: &str = "metallb.io/node";
 pub const SERVICE_NAME_LABEL: &str = "metallb.io/service-name";
 pub const SERVICE_NAMESPACE_LABEL: &str = "metallb.io/service-namespace";
@@ -86,6 +95,12 @@ struct Stores {
     namespaces: Store<Namespace>,
     pools: Store<IPAddressPool>,
     l2_advertisements: Store<L2Advertisement>,
+    bgp_peers: Store<BGPPeer>,
+    bgp_advertisements: Store<BGPAdvertisement>,
+    bfd_profiles: Store<BFDProfile>,
+    communities: Store<Community>,
+    /// The Secrets of the speaker's namespace: BGPPeers' passwords.
+    secrets: Store<Secret>,
     speakers: Store<Pod>,
     /// The `metallb-excludel2` ConfigMap (at most one: watched by name).
     exclude_l2: Store<ConfigMap>,
@@ -129,15 +144,25 @@ impl Stores {
         let options = ValidateOptions {
             namespace: namespace.into(),
         };
-        let cluster = cluster_config::from_objects(
-            owned(&self.pools),
-            owned(&self.l2_advertisements),
-            owned(&self.namespaces),
-            &options,
-        );
+        let objects = ConfigFile {
+            pools: owned(&self.pools),
+            l2_advertisements: owned(&self.l2_advertisements),
+            namespaces: owned(&self.namespaces),
+            bgp_peers: owned(&self.bgp_peers),
+            bgp_advertisements: owned(&self.bgp_advertisements),
+            bfd_profiles: owned(&self.bfd_profiles),
+            communities: owned(&self.communities),
+            ..ConfigFile::default()
+        };
+        let cluster = cluster_config::from_objects(objects, &owned(&self.secrets), &options);
         for (pool, issues) in &cluster.rejected {
             for issue in issues {
                 debug!(%pool, "IPAddressPool left out: {issue}");
+            }
+        }
+        for (object, issues) in &cluster.left_out {
+            for issue in issues {
+                debug!(%object, "left out: {issue}");
             }
         }
         let mut config = cluster.config;
@@ -173,6 +198,11 @@ impl Stores {
         let _ = self.namespaces.wait_until_ready().await;
         let _ = self.pools.wait_until_ready().await;
         let _ = self.l2_advertisements.wait_until_ready().await;
+        let _ = self.bgp_peers.wait_until_ready().await;
+        let _ = self.bgp_advertisements.wait_until_ready().await;
+        let _ = self.bfd_profiles.wait_until_ready().await;
+        let _ = self.communities.wait_until_ready().await;
+        let _ = self.secrets.wait_until_ready().await;
         let _ = self.speakers.wait_until_ready().await;
         let _ = self.exclude_l2.wait_until_ready().await;
     }
@@ -244,8 +274,14 @@ impl Source {
     }
 
     /// Watches, and sends a snapshot after every burst of changes; reports what this
-    /// node announces (`announced`) as ServiceL2Status objects and Events.
-    pub async fn run(self, updates: mpsc::Sender<Update>, announced: watch::Receiver<Announced>) {
+    /// node announces (`announced` in layer 2, `bgp` over BGP) as ServiceL2Status and
+    /// ServiceBGPStatus objects and Events.
+    pub async fn run(
+        self,
+        updates: mpsc::Sender<Update>,
+        announced: watch::Receiver<Announced>,
+        bgp: watch::Receiver<BgpReport>,
+    ) {
         let all = watcher::Config::default();
         let client = &self.client;
         let (services, services_events) = watched(Api::<Service>::all(client.clone()), all.clone());
@@ -260,6 +296,26 @@ impl Source {
         );
         let (l2_advertisements, l2_events) = watched(
             Api::<L2Advertisement>::namespaced(client.clone(), &self.namespace),
+            all.clone(),
+        );
+        let (bgp_peers, bgp_peers_events) = watched(
+            Api::<BGPPeer>::namespaced(client.clone(), &self.namespace),
+            all.clone(),
+        );
+        let (bgp_advertisements, bgp_advertisements_events) = watched(
+            Api::<BGPAdvertisement>::namespaced(client.clone(), &self.namespace),
+            all.clone(),
+        );
+        let (bfd_profiles, bfd_profiles_events) = watched(
+            Api::<BFDProfile>::namespaced(client.clone(), &self.namespace),
+            all.clone(),
+        );
+        let (communities, communities_events) = watched(
+            Api::<Community>::namespaced(client.clone(), &self.namespace),
+            all.clone(),
+        );
+        let (secrets, secrets_events) = watched(
+            Api::<Secret>::namespaced(client.clone(), &self.namespace),
             all.clone(),
         );
         let (speakers, speakers_events) = watched(
@@ -277,6 +333,11 @@ impl Source {
             namespaces,
             pools,
             l2_advertisements,
+            bgp_peers,
+            bgp_advertisements,
+            bfd_profiles,
+            communities,
+            secrets,
             speakers,
             exclude_l2,
         };
@@ -287,6 +348,11 @@ impl Source {
             namespaces_events,
             pools_events,
             l2_events,
+            bgp_peers_events,
+            bgp_advertisements_events,
+            bfd_profiles_events,
+            communities_events,
+            secrets_events,
             speakers_events,
             exclude_l2_events,
         ]);
@@ -305,7 +371,7 @@ impl Source {
         };
         // Started once the caches are filled (it reads them), not before: kube's
         // Store::wait_until_ready wakes only one of several tasks waiting at once.
-        let mut status = Some((status, announced));
+        let mut status = Some((status, announced, bgp));
         let mut status_task = None;
 
         // Changes are applied in bursts once every cache is filled.
@@ -319,10 +385,10 @@ impl Source {
                 () = &mut until_ready, if !ready => {
                     ready = true;
                     info!("every watch is synced: announcing");
-                    if let Some((writer, announced)) = status.take() {
+                    if let Some((writer, announced, bgp)) = status.take() {
                         let pod_name = self.options.pod_name.clone();
                         status_task = Some(super::AbortOnDrop(tokio::spawn(
-                            writer.run(announced, pod_name),
+                            writer.run(announced, bgp, pod_name),
                         )));
                     }
                 }
@@ -375,8 +441,59 @@ impl Source {
     }
 }
 
-/// Keeps the ServiceL2Status objects of this node equal to what it announces, and
-/// emits `nodeAssigned` when it starts announcing a Service.
+/// A status object the speaker keeps per Service this node announces: MetalLB's
+/// `ServiceL2Status` and `ServiceBGPStatus`, named by `generateName`, labelled with the
+/// node and the Service, owned by the speaker Pod.
+trait ServiceStatus:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Serialize
+    + DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    type Status: PartialEq + Serialize + Send + Sync;
+    /// The `generateName` MetalLB gives these objects.
+    const GENERATE_NAME: &'static str;
+    fn current(&self) -> Option<&Self::Status>;
+    fn with_metadata(metadata: ObjectMeta) -> Self;
+}
+
+impl ServiceStatus for ServiceL2Status {
+    type Status = MetalLBServiceL2Status;
+    const GENERATE_NAME: &'static str = "l2-";
+    fn current(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+    fn with_metadata(metadata: ObjectMeta) -> Self {
+        Self {
+            metadata,
+            spec: Default::default(),
+            status: None,
+        }
+    }
+}
+
+impl ServiceStatus for ServiceBGPStatus {
+    type Status = MetalLBServiceBGPStatus;
+    const GENERATE_NAME: &'static str = "bgp-";
+    fn current(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+    fn with_metadata(metadata: ObjectMeta) -> Self {
+        Self {
+            metadata,
+            spec: Default::default(),
+            status: None,
+        }
+    }
+}
+
+/// Keeps the ServiceL2Status and ServiceBGPStatus objects of this node equal to what it
+/// announces, emits `nodeAssigned` when it starts announcing a Service, and a Warning
+/// when FRR does not apply the BGP configuration.
 struct StatusWriter {
     client: Client,
     namespace: String,
@@ -388,58 +505,89 @@ struct StatusWriter {
 }
 
 impl StatusWriter {
-    async fn run(mut self, mut announced: watch::Receiver<Announced>, pod_name: Option<String>) {
+    async fn run(
+        mut self,
+        mut announced: watch::Receiver<Announced>,
+        mut bgp: watch::Receiver<BgpReport>,
+        pod_name: Option<String>,
+    ) {
         self.owner = match &pod_name {
             Some(name) => self.pod_owner(name),
             None => {
                 warn!(
-                    "no --pod-name (METALLB_POD_NAME): ServiceL2Status objects get no owner, and outlive this speaker if it is killed"
+                    "no --pod-name (METALLB_POD_NAME): ServiceL2Status and ServiceBGPStatus objects get no owner, and outlive this speaker if it is killed"
                 );
                 None
             }
         };
         debug!(owner = ?self.owner.as_ref().map(|o| &o.name), "reporting what this node announces");
         let mut previous = Announced::new();
+        let mut previous_bgp = BgpReport::default();
         loop {
             let now = announced.borrow_and_update().clone();
+            let bgp_now = bgp.borrow_and_update().clone();
             debug!(
-                services = now.len(),
-                "writing this node's ServiceL2Status objects"
+                layer2 = now.len(),
+                bgp = bgp_now.announced.len(),
+                "writing this node's ServiceL2Status and ServiceBGPStatus objects"
             );
+            let l2_wanted: BTreeMap<ServiceKey, MetalLBServiceL2Status> = now
+                .iter()
+                .map(|(key, interfaces)| (key.clone(), self.l2_status(key, interfaces)))
+                .collect();
+            let bgp_wanted: BTreeMap<ServiceKey, MetalLBServiceBGPStatus> = bgp_now
+                .announced
+                .iter()
+                .map(|(key, peers)| (key.clone(), self.bgp_status(key, peers)))
+                .collect();
             // A call that hangs must not stop the reports for good: a pass that takes
             // too long counts as failed and is made again.
             let pass = async {
-                self.publish_assignments(&previous, &now).await;
-                self.sync(&now).await
+                self.publish_assignments(previous.keys(), now.keys(), "layer2")
+                    .await;
+                self.publish_assignments(
+                    previous_bgp.announced.keys(),
+                    bgp_now.announced.keys(),
+                    "bgp",
+                )
+                .await;
+                self.publish_bgp_outcome(&previous_bgp, &bgp_now).await;
+                let l2 = self.sync::<ServiceL2Status>(&l2_wanted).await;
+                let bgp = self.sync::<ServiceBGPStatus>(&bgp_wanted).await;
+                l2 && bgp
             };
             let converged = match tokio::time::timeout(REPORT_TIMEOUT, pass).await {
                 Ok(converged) => converged,
                 Err(_) => {
                     warn!(
-                        "writing ServiceL2Status objects took longer than {REPORT_TIMEOUT:?}: trying again"
+                        "writing ServiceL2Status and ServiceBGPStatus objects took longer than {REPORT_TIMEOUT:?}: trying again"
                     );
                     false
                 }
             };
-            debug!(converged, "ServiceL2Status pass done");
+            debug!(converged, "status pass done");
             previous = now;
+            previous_bgp = bgp_now;
             let retry = tokio::time::sleep(Duration::from_secs(if converged { 3600 } else { 1 }));
             tokio::select! {
                 changed = announced.changed() => if changed.is_err() { return },
+                changed = bgp.changed() => if changed.is_err() { return },
                 () = retry => {}
             }
         }
     }
 
     /// This speaker's Pod, from the speaker Pods watched (no permission beyond it).
-    fn pod_owner(&self, name: &str) -> Option<OwnerReference> {
-        let pod = self
-            .speakers
+    fn pod(&self, name: &str) -> Option<std::sync::Arc<Pod>> {
+        self.speakers
             .state()
             .into_iter()
-            .find(|p| p.name_any() == name);
-        let Some(pod) = pod else {
-            warn!(pod = %name, "this speaker's Pod is not among the speaker Pods (--speaker-selector): ServiceL2Status objects get no owner");
+            .find(|p| p.name_any() == name)
+    }
+
+    fn pod_owner(&self, name: &str) -> Option<OwnerReference> {
+        let Some(pod) = self.pod(name) else {
+            warn!(pod = %name, "this speaker's Pod is not among the speaker Pods (--speaker-selector): ServiceL2Status and ServiceBGPStatus objects get no owner");
             return None;
         };
         Some(OwnerReference {
@@ -451,9 +599,15 @@ impl StatusWriter {
         })
     }
 
-    /// `nodeAssigned` on every Service this node newly announces.
-    async fn publish_assignments(&self, previous: &Announced, now: &Announced) {
-        for key in now.keys().filter(|k| !previous.contains_key(*k)) {
+    /// `nodeAssigned` on every Service this node newly announces with `protocol`.
+    async fn publish_assignments<'a>(
+        &self,
+        previous: impl Iterator<Item = &'a ServiceKey>,
+        now: impl Iterator<Item = &'a ServiceKey>,
+        protocol: &str,
+    ) {
+        let previous: BTreeSet<&ServiceKey> = previous.collect();
+        for key in now.filter(|k| !previous.contains(k)) {
             let Some(service) = self
                 .services
                 .state()
@@ -466,20 +620,67 @@ impl StatusWriter {
                 type_: EventType::Normal,
                 reason: "nodeAssigned".into(),
                 note: Some(format!(
-                    "announcing from node \"{}\" with protocol \"layer2\"",
+                    "announcing from node \"{}\" with protocol \"{protocol}\"",
                     self.node_name
                 )),
                 action: "Announce".into(),
                 secondary: None,
             };
             let reference: ObjectReference = service.object_ref(&());
-            if let Err(error) = self.recorder.publish(&event, &reference).await {
-                warn!(%error, service = %key, "cannot publish an event");
-            }
+            self.publish(&event, &reference, &key.to_string()).await;
         }
     }
 
-    fn desired(&self, key: &ServiceKey, interfaces: &[String]) -> MetalLBServiceL2Status {
+    /// A Warning on this speaker's Pod (its Node without one) when an apply of the BGP
+    /// configuration fails, and a Normal Event when one succeeds again.
+    async fn publish_bgp_outcome(&self, previous: &BgpReport, now: &BgpReport) {
+        let event = if now.failures > previous.failures {
+            KubeEvent {
+                type_: EventType::Warning,
+                reason: "bgpConfigNotApplied".into(),
+                note: Some(format!(
+                    "FRR did not apply the BGP configuration of node \"{}\" ({} failed attempts; retrying): {}",
+                    self.node_name,
+                    now.failures,
+                    now.last_error.as_deref().unwrap_or("unknown error")
+                )),
+                action: "ApplyBGPConfiguration".into(),
+                secondary: None,
+            }
+        } else if now.failures == 0 && previous.failures > 0 {
+            KubeEvent {
+                type_: EventType::Normal,
+                reason: "bgpConfigApplied".into(),
+                note: Some(format!(
+                    "FRR applied the BGP configuration of node \"{}\" after {} failed attempts",
+                    self.node_name, previous.failures
+                )),
+                action: "ApplyBGPConfiguration".into(),
+                secondary: None,
+            }
+        } else {
+            return;
+        };
+        let reference = match self.owner.as_ref().and_then(|o| self.pod(&o.name)) {
+            Some(pod) => pod.object_ref(&()),
+            None => ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Node".into()),
+                name: Some(self.node_name.clone()),
+                ..ObjectReference::default()
+            },
+        };
+        self.publish(&event, &reference, "the BGP configuration")
+            .await;
+    }
+
+    async fn publish(&self, event: &KubeEvent, reference: &ObjectReference, about: &str) {
+        if let Err(error) = self.recorder.publish(event, reference).await {
+            warn!(%error, about, "cannot publish an event");
+        }
+    }
+
+    fn l2_status(&self, key: &ServiceKey, interfaces: &[String]) -> MetalLBServiceL2Status {
         MetalLBServiceL2Status {
             node: self.node_name.clone(),
             service_name: key.name.clone(),
@@ -491,19 +692,30 @@ impl StatusWriter {
         }
     }
 
-    /// One pass; whether everything is as wanted now.
-    async fn sync(&self, announced: &Announced) -> bool {
-        let api: Api<ServiceL2Status> = Api::namespaced(self.client.clone(), &self.namespace);
+    fn bgp_status(&self, key: &ServiceKey, peers: &BTreeSet<String>) -> MetalLBServiceBGPStatus {
+        MetalLBServiceBGPStatus {
+            node: self.node_name.clone(),
+            service_name: key.name.clone(),
+            service_namespace: key.namespace.clone(),
+            peers: peers.iter().cloned().collect(),
+        }
+    }
+
+    /// One pass over this node's objects of kind `K`: one per Service of `wanted`, with
+    /// its status; whether everything is as wanted now.
+    async fn sync<K: ServiceStatus>(&self, wanted: &BTreeMap<ServiceKey, K::Status>) -> bool {
+        let kind = K::kind(&());
+        let api: Api<K> = Api::namespaced(self.client.clone(), &self.namespace);
         let mine = format!("{NODE_LABEL}={}", self.node_name);
         let existing = match api.list(&ListParams::default().labels(&mine)).await {
             Ok(list) => list.items,
             Err(error) => {
-                warn!(%error, "cannot list this node's ServiceL2Status objects");
+                warn!(%error, "cannot list this node's {kind} objects");
                 return false;
             }
         };
         let mut ok = true;
-        let mut kept: BTreeMap<ServiceKey, ServiceL2Status> = BTreeMap::new();
+        let mut kept: BTreeMap<ServiceKey, K> = BTreeMap::new();
         for object in existing {
             let labels = object.labels();
             let key = ServiceKey {
@@ -513,7 +725,7 @@ impl StatusWriter {
                     .unwrap_or_default(),
                 name: labels.get(SERVICE_NAME_LABEL).cloned().unwrap_or_default(),
             };
-            if announced.contains_key(&key) && !kept.contains_key(&key) {
+            if wanted.contains_key(&key) && !kept.contains_key(&key) {
                 kept.insert(key, object);
                 continue;
             }
@@ -523,25 +735,24 @@ impl StatusWriter {
                 .await
                 && !matches!(&error, kube::Error::Api(s) if s.code == 404)
             {
-                warn!(%error, name = %object.name_any(), "cannot delete a ServiceL2Status");
+                warn!(%error, name = %object.name_any(), "cannot delete a {kind}");
                 ok = false;
             }
         }
-        for (key, interfaces) in announced {
-            let wanted = self.desired(key, interfaces);
+        for (key, status) in wanted {
             let name = match kept.get(key) {
-                Some(object) if object.status.as_ref() == Some(&wanted) => continue,
+                Some(object) if object.current() == Some(status) => continue,
                 Some(object) => object.name_any(),
                 None => match self.create(&api, key).await {
                     Ok(name) => name,
                     Err(error) => {
-                        warn!(%error, service = %key, "cannot create a ServiceL2Status");
+                        warn!(%error, service = %key, "cannot create a {kind}");
                         ok = false;
                         continue;
                     }
                 },
             };
-            let patch = json!({"status": wanted});
+            let patch = json!({ "status": status });
             let params = PatchParams {
                 field_manager: Some(MANAGER.into()),
                 ..PatchParams::default()
@@ -550,33 +761,29 @@ impl StatusWriter {
                 .patch_status(&name, &params, &Patch::Merge(&patch))
                 .await
             {
-                warn!(%error, service = %key, "cannot write a ServiceL2Status");
+                warn!(%error, service = %key, "cannot write a {kind}");
                 ok = false;
             }
         }
         ok
     }
 
-    async fn create(
+    async fn create<K: ServiceStatus>(
         &self,
-        api: &Api<ServiceL2Status>,
+        api: &Api<K>,
         key: &ServiceKey,
     ) -> Result<String, kube::Error> {
-        let object = ServiceL2Status {
-            metadata: ObjectMeta {
-                generate_name: Some("l2-".into()),
-                namespace: Some(self.namespace.clone()),
-                labels: Some(BTreeMap::from([
-                    (NODE_LABEL.to_owned(), self.node_name.clone()),
-                    (SERVICE_NAME_LABEL.to_owned(), key.name.clone()),
-                    (SERVICE_NAMESPACE_LABEL.to_owned(), key.namespace.clone()),
-                ])),
-                owner_references: self.owner.clone().map(|o| vec![o]),
-                ..ObjectMeta::default()
-            },
-            spec: Default::default(),
-            status: None,
-        };
+        let object = K::with_metadata(ObjectMeta {
+            generate_name: Some(K::GENERATE_NAME.into()),
+            namespace: Some(self.namespace.clone()),
+            labels: Some(BTreeMap::from([
+                (NODE_LABEL.to_owned(), self.node_name.clone()),
+                (SERVICE_NAME_LABEL.to_owned(), key.name.clone()),
+                (SERVICE_NAMESPACE_LABEL.to_owned(), key.namespace.clone()),
+            ])),
+            owner_references: self.owner.clone().map(|o| vec![o]),
+            ..ObjectMeta::default()
+        });
         let created = api.create(&PostParams::default(), &object).await?;
         Ok(created.name_any())
     }

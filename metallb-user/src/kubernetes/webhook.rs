@@ -110,10 +110,6 @@ pub const WEBHOOKS: [Webhook; 6] = [
 /// Where the BGPPeer CRD's conversion webhook is served.
 pub const CONVERT_PATH: &str = "/convert";
 
-/// Why the BGP kinds are admitted but not acted on.
-const BGP_NOT_ACTED_ON: &str =
-    "admitted, but not acted on: BGP mode is not implemented yet (only layer 2 is)";
-
 /// The objects the cluster has now, as JSON, to check a new one against.
 #[derive(Clone, Debug, Default)]
 pub struct Existing {
@@ -295,12 +291,7 @@ fn review_bgp(
         _ => return response.deny(format!("{kind} is not a kind this webhook reviews")),
     };
     match checked {
-        Ok(mut checked) => {
-            checked
-                .warnings
-                .push(Issue::new(&this, "", "", BGP_NOT_ACTED_ON));
-            answer(response, &this, &checked.errors, &checked.warnings)
-        }
+        Ok(checked) => answer(response, &this, &checked.errors, &checked.warnings),
         Err(issue) => answer(response, &this, &[issue], &[]),
     }
 }
@@ -974,7 +965,6 @@ mod tests {
             response.warnings.unwrap_or_default(),
             [
                 "BGPPeer metallb-system/p: spec.disableMP: disable mp is deprecated and has no effect since it's the default behavior now",
-                "BGPPeer metallb-system/p: admitted, but not acted on: BGP mode is not implemented yet (only layer 2 is)",
             ]
         );
     }
