@@ -1,10 +1,11 @@
-//! `cargo bench -p metallb-user --bench allocator`: how long the allocator takes for
+//! `cargo xtask bench allocator`: how long the allocator takes for
 //! 10,000 services over 20 pools, in one batch (`metallb plan`, the standalone
 //! speaker, a controller's start) and one service at a time (the controller after its
 //! start). Plain timing with `Instant`, the median of a few runs; every run also
 //! checks that every service got an address.
 //!
-//! The services: every tenth one PreferDualStack, every twentieth sharing an address
+//! The services and pools are those of `cargo xtask bench scale` (`workload`): every
+//! third service IPv6, every tenth PreferDualStack, every twentieth sharing an address
 //! under a key with others (distinct ports), every fiftieth asking for a pool by name;
 //! the others take the first free IPv4 address. The pools have no serviceAllocation,
 //! so they fill one after the other, by name: every allocation also walks past the
@@ -15,71 +16,23 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
-use kube::api::ObjectMeta;
+use k8s_openapi::api::core::v1::Service;
 use metallb_user::{
     allocator::{Allocator, AllocatorOptions, Decision, ServiceKey, allocate, status_with},
-    config::{AddrRange, Config, Pool},
+    config::Config,
 };
 
+mod workload;
+
+use workload::{POOLS, pools, service};
+
 const SERVICES: usize = 10_000;
-const POOLS: usize = 20;
 const RUNS: usize = 5;
-
-fn pools() -> Vec<Pool> {
-    (0..POOLS)
-        .map(|i| Pool {
-            name: format!("pool-{i:02}"),
-            labels: BTreeMap::new(),
-            // 1,024 IPv4 and 1,024 IPv6 addresses each: 20,480 of each family.
-            ranges: vec![
-                AddrRange::parse(&format!("10.{i}.0.0/22")).expect("a range"),
-                AddrRange::parse(&format!("2001:db8:{i:x}::/118")).expect("a range"),
-            ],
-            auto_assign: true,
-            avoid_buggy_ips: i % 2 == 1,
-            allocation: None,
-        })
-        .collect()
-}
-
-fn service(i: usize) -> Service {
-    let mut annotations = BTreeMap::new();
-    if i.is_multiple_of(20) {
-        annotations.insert(
-            "metallb.io/allow-shared-ip".into(),
-            format!("key-{}", i % 7),
-        );
-    }
-    if i % 50 == 1 {
-        annotations.insert(
-            "metallb.io/address-pool".into(),
-            format!("pool-{:02}", POOLS - 1),
-        );
-    }
-    Service {
-        metadata: ObjectMeta {
-            name: Some(format!("svc-{i:05}")),
-            namespace: Some(format!("ns-{}", i % 100)),
-            annotations: Some(annotations),
-            ..ObjectMeta::default()
-        },
-        spec: Some(ServiceSpec {
-            type_: Some("LoadBalancer".into()),
-            ip_family_policy: i.is_multiple_of(10).then(|| "PreferDualStack".into()),
-            ports: Some(vec![ServicePort {
-                port: 1000 + i32::try_from(i).expect("small"),
-                ..ServicePort::default()
-            }]),
-            ..ServiceSpec::default()
-        }),
-        status: None,
-    }
-}
 
 fn config() -> Config {
     Config {
-        pools: pools(),
+        // 1,024 IPv4 and 1,024 IPv6 addresses per pool: 20,480 of each family.
+        pools: pools(10, 10),
         services: (0..SERVICES).map(service).collect(),
         ..Config::default()
     }

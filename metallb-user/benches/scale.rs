@@ -17,11 +17,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::core::v1::{Node, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::core::v1::Node;
 use kube::api::ObjectMeta;
+mod workload;
+
+use workload::{POOLS, pools, service};
+
 use metallb_user::{
     allocator::{AllocatorOptions, Decision, allocate},
-    config::{AddrRange, Config, L2Advertisement, Pool},
+    config::{Config, L2Advertisement},
     election::{ElectionContext, elect},
     plan::{PlanOptions, plan},
 };
@@ -113,70 +117,6 @@ fn measured<T>(step: impl FnOnce() -> T) -> (T, Cost) {
         heap: PEAK.load(Ordering::Relaxed) - before,
     };
     (out, cost)
-}
-
-const POOLS: usize = 20;
-
-/// 20 pools, each with an IPv4 range of 2^`v4_bits` and an IPv6 range of
-/// 2^`v6_bits` addresses.
-fn pools(v4_bits: u32, v6_bits: u32) -> Vec<Pool> {
-    (0..POOLS)
-        .map(|i| Pool {
-            name: format!("pool-{i:02}"),
-            labels: BTreeMap::new(),
-            ranges: vec![
-                AddrRange::parse(&format!("10.{}.0.0/{}", i * 8, 32 - v4_bits)).expect("a range"),
-                AddrRange::parse(&format!("2001:db8:{i:x}::/{}", 128 - v6_bits)).expect("a range"),
-            ],
-            auto_assign: true,
-            avoid_buggy_ips: i % 2 == 1,
-            allocation: None,
-        })
-        .collect()
-}
-
-/// Every third Service IPv6, every tenth dual-stack, every twentieth sharing an
-/// address, every fiftieth asking for a pool by name; the pools fill in name order.
-fn service(i: usize) -> Service {
-    let mut annotations = BTreeMap::new();
-    if i.is_multiple_of(20) {
-        annotations.insert(
-            "metallb.io/allow-shared-ip".into(),
-            format!("key-{}", i % 7),
-        );
-    }
-    if i % 50 == 1 {
-        annotations.insert(
-            "metallb.io/address-pool".into(),
-            format!("pool-{:02}", POOLS - 1),
-        );
-    }
-    let (families, policy) = if i.is_multiple_of(10) {
-        (None, Some("PreferDualStack"))
-    } else if i % 3 == 1 {
-        (Some(vec!["IPv6".to_string()]), Some("SingleStack"))
-    } else {
-        (None, None)
-    };
-    Service {
-        metadata: ObjectMeta {
-            name: Some(format!("svc-{i:06}")),
-            namespace: Some(format!("ns-{}", i % 100)),
-            annotations: Some(annotations),
-            ..ObjectMeta::default()
-        },
-        spec: Some(ServiceSpec {
-            type_: Some("LoadBalancer".into()),
-            ip_families: families,
-            ip_family_policy: policy.map(Into::into),
-            ports: Some(vec![ServicePort {
-                port: 1000 + i32::try_from(i % 60_000).expect("small"),
-                ..ServicePort::default()
-            }]),
-            ..ServiceSpec::default()
-        }),
-        status: None,
-    }
 }
 
 fn node(i: usize) -> Node {

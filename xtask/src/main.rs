@@ -66,6 +66,9 @@ enum Bench {
     /// 1,000 to 100,000 Services over 20 pools (IPv4 and IPv6), and the election for up
     /// to 5,000 Nodes x 10,000 Services; time and peak heap of each step.
     Scale,
+    /// The allocator alone on 10,000 Services over 20 pools: one batch, a restart that
+    /// keeps every address, and one Service at a time (the controller after its start).
+    Allocator,
     /// The membership protocol (SWIM) simulated in one process at 10, 100 and 1,000
     /// members: time to declare a killed member down (p50/p99) and bytes/s per node.
     Membership,
@@ -129,6 +132,7 @@ fn main() -> anyhow::Result<()> {
                 Bench::Datapath => "datapath",
                 Bench::Controller => "controller",
                 Bench::Scale => "scale",
+                Bench::Allocator => "allocator",
                 Bench::Membership => "membership",
             };
             cargo(&["bench", "--package", "metallb-user", "--bench", bench])
