@@ -4,9 +4,16 @@
 //! between them). Everything is removed when the [`ClusterLab`] is dropped, also when a
 //! test panics. Addresses come from 192.0.2.0/24 and traffic stays in the namespaces.
 
-use std::{net::Ipv4Addr, process::Command};
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    os::unix::process::CommandExt as _,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
+use nix::{sys::signal::Signal, unistd::Pid};
 
 use crate::lab::{run, unique_name};
 use metallb_user::datapath::iface::MacAddr;
@@ -22,6 +29,8 @@ pub struct ClusterLab {
     pub client_ns: String,
     pub node_macs: Vec<MacAddr>,
     pub client_mac: MacAddr,
+    /// Left in place on drop (`cargo xtask lab`, removed by `--down`).
+    kept: bool,
 }
 
 impl ClusterLab {
@@ -38,8 +47,13 @@ impl ClusterLab {
     }
 
     pub fn new(tag: &str, nodes: usize) -> anyhow::Result<Self> {
-        anyhow::ensure!((1..=200).contains(&nodes), "1 to 200 nodes, not {nodes}");
-        let base = unique_name(tag);
+        Self::named(&unique_name(tag), nodes)
+    }
+
+    /// The namespaces are `BASE-b` (bridge), `BASE-n0`... (nodes) and `BASE-c` (client).
+    pub fn named(base: &str, nodes: usize) -> anyhow::Result<Self> {
+        // Node addresses stop below the pools of the examples (192.0.2.100 and up).
+        anyhow::ensure!((1..=80).contains(&nodes), "1 to 80 nodes, not {nodes}");
         let lab = Self {
             bridge_ns: format!("{base}-b"),
             node_ns: (0..nodes).map(|i| format!("{base}-n{i}")).collect(),
@@ -48,6 +62,7 @@ impl ClusterLab {
                 .map(|i| MacAddr([0x02, 0x00, 0x00, 0x00, 0x01, 0x01 + i as u8]))
                 .collect(),
             client_mac: MacAddr([0x02, 0x00, 0x00, 0x00, 0x02, 0x02]),
+            kept: false,
         };
         // From here on Drop removes whatever was created.
         run("ip", &["netns", "add", &lab.bridge_ns])?;
@@ -119,6 +134,44 @@ impl ClusterLab {
             run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
         }
         Ok(lab)
+    }
+
+    /// Every namespace, the bridge's first (removing it first cuts every link).
+    pub fn namespaces(&self) -> Vec<String> {
+        std::iter::once(&self.bridge_ns)
+            .chain(&self.node_ns)
+            .chain([&self.client_ns])
+            .cloned()
+            .collect()
+    }
+
+    /// Leaves everything in place when dropped: whoever calls this removes the
+    /// [`namespaces`](Self::namespaces) (`ip netns del`).
+    pub fn keep(&mut self) {
+        self.kept = true;
+    }
+
+    /// Gives every node `vip` on its loopback, as kube-proxy's IPVS mode does on
+    /// kube-ipvs0, so that a service on the node receives what is sent to the VIP. The
+    /// node's kernel must then not answer ARP for it (arp_ignore=1: only for addresses
+    /// of the interface asked on), nor use it as the source of its own ARP requests
+    /// (arp_announce=2), or the client would learn the VIP from the kernel and not
+    /// from the speakers.
+    pub fn serve_vip_on_nodes(&self, vip: Ipv4Addr) -> anyhow::Result<()> {
+        for ns in &self.node_ns {
+            for (key, value) in [
+                ("net.ipv4.conf.all.arp_ignore", "1"),
+                ("net.ipv4.conf.all.arp_announce", "2"),
+            ] {
+                let setting = format!("{key}={value}");
+                run("ip", &["netns", "exec", ns, "sysctl", "-q", "-w", &setting])?;
+            }
+            run(
+                "ip",
+                &["-n", ns, "addr", "add", &format!("{vip}/32"), "dev", "lo"],
+            )?;
+        }
+        Ok(())
     }
 
     /// Cuts node `i` off the LAN (true) or back on (false), at its bridge port.
@@ -209,6 +262,9 @@ impl ClusterLab {
 
 impl Drop for ClusterLab {
     fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
         // Deleting a namespace deletes its veth ends, their peers and every XDP
         // attachment on them.
         for ns in self
@@ -218,5 +274,142 @@ impl Drop for ClusterLab {
         {
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
         }
+    }
+}
+
+/// `base` (a multi-document configuration) with `nodes` Nodes appended, `node-0`... at
+/// the lab's addresses: every speaker of the lab reads this one file, and its gossip
+/// finds its peers in it.
+pub fn config_with_nodes(base: &str, nodes: usize) -> String {
+    let mut text = base.trim_end().to_owned();
+    for i in 0..nodes {
+        text += &format!(
+            "\n---\napiVersion: v1\nkind: Node\nmetadata: {{name: {}}}\n\
+             status: {{addresses: [{{type: InternalIP, address: {}}}]}}",
+            node_name(i),
+            ClusterLab::node_v4(i)
+        );
+    }
+    text.push('\n');
+    text
+}
+
+/// Node `i`'s name in the configuration and on its speaker's command line.
+pub fn node_name(i: usize) -> String {
+    format!("node-{i}")
+}
+
+/// How to run one node's speaker.
+#[derive(Clone, Debug)]
+pub struct SpeakerSpec {
+    pub binary: PathBuf,
+    pub config: PathBuf,
+    pub key_file: PathBuf,
+    pub membership_port: u16,
+    /// In the node's namespace, so the same address on every node.
+    pub metrics_addr: SocketAddr,
+    pub pin_dir: PathBuf,
+    pub log: PathBuf,
+    /// More flags (`--keep-datapath`, timings...).
+    pub extra: Vec<String>,
+}
+
+/// One `metallb speaker` in a node's namespace (generic XDP on the lab's interface,
+/// membership on), stopped on drop (SIGTERM, then SIGKILL) unless detached.
+pub struct NodeSpeaker {
+    child: Option<Child>,
+    pub spec: SpeakerSpec,
+}
+
+impl NodeSpeaker {
+    pub fn start(lab: &ClusterLab, i: usize, spec: SpeakerSpec) -> anyhow::Result<Self> {
+        // Appended to: a restarted speaker's log follows its predecessor's.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&spec.log)
+            .with_context(|| format!("opening {}", spec.log.display()))?;
+        let mut command = ClusterLab::command_in(&lab.node_ns[i], &spec.binary.to_string_lossy());
+        command
+            .args(["speaker", "--config"])
+            .arg(&spec.config)
+            .arg("--pin-dir")
+            .arg(&spec.pin_dir)
+            .args(["--interface", NODE_IF, "--xdp-mode", "generic"])
+            .args(["--node-name", &node_name(i)])
+            .args(["--metrics-addr", &spec.metrics_addr.to_string()])
+            .args(["--membership-port", &spec.membership_port.to_string()])
+            .arg("--membership-key-file")
+            .arg(&spec.key_file)
+            .args(&spec.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            // Its own process group: a Ctrl-C meant for whoever started it does not
+            // reach it (a kept lab outlives the command that made it).
+            .process_group(0);
+        let child = command.spawn().context("starting the speaker")?;
+        Ok(Self {
+            child: Some(child),
+            spec,
+        })
+    }
+
+    /// The process id (nsenter execs the speaker: the same process).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.spec.log).unwrap_or_default()
+    }
+
+    /// Sends `signal` to the speaker.
+    pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
+        let pid = self.pid().context("the speaker is not running")?;
+        nix::sys::signal::kill(Pid::from_raw(pid as i32), signal)
+            .with_context(|| format!("sending {signal} to {pid}"))
+    }
+
+    /// Kills the speaker at once (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits up to `deadline` for it to exit (SIGKILL after that).
+    /// Whether it exited by itself.
+    pub fn stop(&mut self, deadline: Duration) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = nix::sys::signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let until = Instant::now() + deadline;
+        while Instant::now() < until {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    /// Leaves the speaker running after this value is gone; its process id.
+    pub fn detach(mut self) -> Option<u32> {
+        self.child.take().map(|c| c.id())
+    }
+}
+
+impl Drop for NodeSpeaker {
+    fn drop(&mut self) {
+        // A stopped speaker cannot handle SIGTERM.
+        if let Some(pid) = self.pid() {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
+        }
+        self.stop(Duration::from_secs(5));
     }
 }

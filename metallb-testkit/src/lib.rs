@@ -9,15 +9,20 @@
 //!   test and demo.
 //! - [`rbac`]: the requests a component made, checked against its RBAC table.
 //! - [`kustomize`]: `kubectl kustomize`, rendered into objects.
+//! - [`cluster`]: several speaker nodes and a client on one bridge (failover).
+//! - [`kept_lab`]: `cargo xtask lab`, a cluster lab left running, and its removal.
+//! - [`traffic`]: a client's view of a VIP during a failover (ARP answers, UDP echoes).
 //! - [`frame_oracle`]: what the XDP responder must do with any frame, decided
 //!   independently of its code (etherparse and the RFCs).
 pub mod apiserver;
 pub mod bgp_lab;
 pub mod cluster;
 pub mod frame_oracle;
+pub mod kept_lab;
 pub mod kustomize;
 pub mod lab;
 pub mod rbac;
+pub mod traffic;
 
 pub use apiserver::TestApiServer;
 

@@ -7,44 +7,36 @@
 
 use std::{
     net::Ipv4Addr,
-    path::{Path, PathBuf},
-    process::{Child, Stdio},
+    path::PathBuf,
     thread::sleep,
     time::{Duration, Instant},
 };
 
 use metallb_testkit::{
-    cluster::{ClusterLab, NODE_IF},
+    cluster::{ClusterLab, NodeSpeaker, SpeakerSpec, config_with_nodes},
     lab::{ScratchPinDir, unique_name},
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_metallb");
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 101);
 /// This test's membership and metrics ports (each node has its own namespace).
-const MEMBERSHIP_PORT: &str = "17446";
+const MEMBERSHIP_PORT: u16 = 17446;
 const METRICS_ADDR: &str = "127.0.0.1:17447";
 const KEY: &str = "failover test cluster key 0123456789\n";
 
-/// The shared configuration: a pool, an advertisement, `nodes` Nodes with their
-/// addresses, a Service on VIP.
+/// The shared configuration: a pool, an advertisement, a Service on VIP, and the
+/// `nodes` Nodes with their addresses.
 fn config(nodes: usize) -> String {
-    let mut text = String::from(
-        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: pool, namespace: metallb-system}\n\
-         spec: {addresses: [192.0.2.100-192.0.2.150]}\n\
-         ---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l2, namespace: metallb-system}\nspec: {}\n",
-    );
-    for i in 0..nodes {
-        text += &format!(
-            "---\napiVersion: v1\nkind: Node\nmetadata: {{name: node-{i}}}\n\
-             status: {{addresses: [{{type: InternalIP, address: {}}}]}}\n",
-            ClusterLab::node_v4(i)
-        );
-    }
-    text += &format!(
-        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: web, annotations: {{metallb.io/loadBalancerIPs: '{VIP}'}}}}\n\
-         spec: {{type: LoadBalancer, ports: [{{port: 80, protocol: TCP}}]}}\n"
-    );
-    text
+    config_with_nodes(
+        &format!(
+            "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: pool, namespace: metallb-system}}\n\
+             spec: {{addresses: [192.0.2.100-192.0.2.150]}}\n\
+             ---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {{name: l2, namespace: metallb-system}}\nspec: {{}}\n\
+             ---\napiVersion: v1\nkind: Service\nmetadata: {{name: web, annotations: {{metallb.io/loadBalancerIPs: '{VIP}'}}}}\n\
+             spec: {{type: LoadBalancer, ports: [{{port: 80, protocol: TCP}}]}}\n"
+        ),
+        nodes,
+    )
 }
 
 /// A scratch directory (configuration, keys, logs), removed on drop.
@@ -64,73 +56,11 @@ impl Drop for Scratch {
     }
 }
 
-/// One speaker process in a node's namespace, killed on drop.
-struct Speaker {
-    child: Option<Child>,
-    log: PathBuf,
-    _pins: ScratchPinDir,
-}
-
-impl Speaker {
-    fn start(lab: &ClusterLab, i: usize, scratch: &Path, key: &str) -> Self {
-        let key_file = scratch.join(format!("key-{i}"));
-        std::fs::write(&key_file, key).expect("key file");
-        let log = scratch.join(format!("node-{i}.log"));
-        let pins = ScratchPinDir::new(&format!("fo{i}"));
-        let child = ClusterLab::command_in(&lab.node_ns[i], BINARY)
-            .args(["speaker", "--config"])
-            .arg(scratch.join("metallb.yaml"))
-            .arg("--pin-dir")
-            .arg(&pins.path)
-            .args(["--interface", NODE_IF, "--xdp-mode", "generic"])
-            .args(["--node-name", &format!("node-{i}")])
-            .args(["--metrics-addr", METRICS_ADDR])
-            .args(["--membership-port", MEMBERSHIP_PORT])
-            .arg("--membership-key-file")
-            .arg(&key_file)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start the speaker");
-        Self {
-            child: Some(child),
-            log,
-            _pins: pins,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Speaker {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            for _ in 0..100 {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
+/// Dropped in this order: the speakers stop, their pins go, then the namespaces.
 struct Cluster {
+    speakers: Vec<NodeSpeaker>,
+    _pins: Vec<ScratchPinDir>,
     lab: ClusterLab,
-    speakers: Vec<Speaker>,
     _scratch: Scratch,
 }
 
@@ -139,15 +69,34 @@ impl Cluster {
     fn start(tag: &str, keys: &[&str]) -> Self {
         let lab = ClusterLab::new(tag, keys.len()).expect("lab");
         let scratch = Scratch::new();
-        std::fs::write(scratch.0.join("metallb.yaml"), config(keys.len())).expect("config");
+        let config_file = scratch.0.join("metallb.yaml");
+        std::fs::write(&config_file, config(keys.len())).expect("config");
+        let pins: Vec<ScratchPinDir> = (0..keys.len())
+            .map(|i| ScratchPinDir::new(&format!("fo{i}")))
+            .collect();
         let speakers = keys
             .iter()
             .enumerate()
-            .map(|(i, key)| Speaker::start(&lab, i, &scratch.0, key))
+            .map(|(i, key)| {
+                let key_file = scratch.0.join(format!("key-{i}"));
+                std::fs::write(&key_file, key).expect("key file");
+                let spec = SpeakerSpec {
+                    binary: BINARY.into(),
+                    config: config_file.clone(),
+                    key_file,
+                    membership_port: MEMBERSHIP_PORT,
+                    metrics_addr: METRICS_ADDR.parse().expect("metrics address"),
+                    pin_dir: pins[i].path.clone(),
+                    log: scratch.0.join(format!("node-{i}.log")),
+                    extra: Vec::new(),
+                };
+                NodeSpeaker::start(&lab, i, spec).expect("start the speaker")
+            })
             .collect();
         Self {
-            lab,
             speakers,
+            _pins: pins,
+            lab,
             _scratch: scratch,
         }
     }
@@ -234,7 +183,7 @@ fn netns_failover_a_speaker_with_another_key_is_not_admitted() {
     // The two with the right key see each other, and refuse the third.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let logs: Vec<String> = cluster.speakers.iter().map(Speaker::log).collect();
+        let logs: Vec<String> = cluster.speakers.iter().map(NodeSpeaker::log).collect();
         let refused = |i: usize| logs[i].contains("datagram refused");
         let up = |i: usize, other: usize| {
             logs[i]

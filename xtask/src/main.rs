@@ -46,6 +46,17 @@ enum Task {
         #[arg(long)]
         bgp: bool,
     },
+    /// Set up, build, and leave running a lab of N nodes, each running `metallb
+    /// speaker` on one configuration (examples/standalone.yaml and the nodes) with
+    /// membership among them, and a client, on one bridge; prints how to reach it.
+    Lab {
+        /// How many nodes (1 to 80).
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Remove the lab (everything recorded in /run/metallb-lab/state.json).
+        #[arg(long, conflicts_with = "nodes")]
+        down: bool,
+    },
     /// Set up, then run a benchmark and print its figures.
     Bench {
         #[command(subcommand)]
@@ -72,6 +83,16 @@ enum Bench {
     /// The membership protocol (SWIM) simulated in one process at 10, 100 and 1,000
     /// members: time to declare a killed member down (p50/p99) and bytes/s per node.
     Membership,
+    /// Failover between real speakers in a namespace lab: per fault (node death, kill
+    /// -9, SIGSTOP, SIGTERM, restart with --keep-datapath, partition and heal), the
+    /// time to the new owner's first ARP answer and the client's UDP outage; then
+    /// false takeovers under a CPU hog and with a speaker paused 100 ms every second.
+    Failover {
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+    },
 }
 
 /// Printed before the first build of the workspace, which is silent for long stretches.
@@ -106,24 +127,16 @@ fn main() -> anyhow::Result<()> {
             } else {
                 "demo"
             };
-            step(BUILD_NOTE);
-            cargo(&[
-                "build",
-                "--package",
-                "metallb-user",
-                "--bin",
-                "metallb",
-                "--example",
-                example,
-            ])?;
-            cargo(&[
-                "run",
-                "--quiet",
-                "--package",
-                "metallb-user",
-                "--example",
-                example,
-            ])
+            run_example(example, &[])
+        }
+        Task::Lab { nodes, down } => {
+            setup::run()?;
+            let nodes = nodes.to_string();
+            if down {
+                run_example("lab", &["--down"])
+            } else {
+                run_example("lab", &["--nodes", &nodes])
+            }
         }
         Task::Bench { which } => {
             setup::run()?;
@@ -134,10 +147,47 @@ fn main() -> anyhow::Result<()> {
                 Bench::Scale => "scale",
                 Bench::Allocator => "allocator",
                 Bench::Membership => "membership",
+                Bench::Failover { nodes, trials } => {
+                    // The CPU hog of the false-takeover run.
+                    setup::install_missing(&[("stress-ng", "stress-ng")])?;
+                    return cargo_env(
+                        &["bench", "--package", "metallb-user", "--bench", "failover"],
+                        &[
+                            ("FAILOVER_NODES", nodes.to_string()),
+                            ("FAILOVER_TRIALS", trials.to_string()),
+                        ],
+                    );
+                }
             };
             cargo(&["bench", "--package", "metallb-user", "--bench", bench])
         }
     }
+}
+
+/// Builds the `metallb` binary and an example of metallb-user (which runs the binary
+/// next to it in target/debug), then runs the example with `args`.
+fn run_example(example: &str, args: &[&str]) -> anyhow::Result<()> {
+    step(BUILD_NOTE);
+    cargo(&[
+        "build",
+        "--package",
+        "metallb-user",
+        "--bin",
+        "metallb",
+        "--example",
+        example,
+    ])?;
+    let mut run = vec![
+        "run",
+        "--quiet",
+        "--package",
+        "metallb-user",
+        "--example",
+        example,
+        "--",
+    ];
+    run.extend(args);
+    cargo(&run)
 }
 
 /// One line before a long, mostly silent step, so that nobody thinks it hangs.
@@ -147,9 +197,15 @@ pub(crate) fn step(what: &str) {
 
 /// Runs cargo (the one running us) with `args` in the workspace root.
 fn cargo<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> anyhow::Result<()> {
+    cargo_env(args, &[])
+}
+
+/// [`cargo`], with environment variables set for it.
+fn cargo_env<S: AsRef<std::ffi::OsStr>>(args: &[S], envs: &[(&str, String)]) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .args(args)
+        .envs(envs.iter().map(|(k, v)| (k, v)))
         .current_dir(workspace_root()?)
         .status()
         .context("running cargo")?;

@@ -97,7 +97,12 @@ fn on_path(command: &str) -> bool {
 }
 
 fn debian_tools() -> anyhow::Result<()> {
-    let mut missing: Vec<&str> = DEBIAN_TOOLS
+    install_missing(DEBIAN_TOOLS)
+}
+
+/// Installs the Debian package of each (command, package) whose command is missing.
+pub fn install_missing(tools: &[(&str, &str)]) -> anyhow::Result<()> {
+    let mut missing: Vec<&str> = tools
         .iter()
         .filter(|(command, _)| !on_path(command))
         .map(|(_, package)| *package)

@@ -1,0 +1,539 @@
+//! `cargo xtask bench failover`: real speakers (release build) in a namespace lab
+//! (`metallb_testkit::cluster`: N nodes and a client on one bridge), one VIP, gossip
+//! with the default timings. The client asks who has the VIP every 5 ms (from a MAC of
+//! its own, so that the answers never touch its neighbour entry) and sends a numbered
+//! UDP datagram to the VIP every 1 ms; every node echoes them (the VIP on its loopback,
+//! as kube-proxy's IPVS mode has it). For each fault, applied to the VIP's owner
+//! `FAILOVER_TRIALS` times (default 20):
+//! - takeover: fault to the first ARP answer from another node's MAC;
+//! - outage: the longest time without an echo from the fault on (this includes the
+//!   client's neighbour entry, which only the gratuitous burst moves);
+//! - lost: datagrams without an echo;
+//! - two MACs: 5 ms windows in which two MACs answered (after a partition heals, the
+//!   first second leaves out).
+//!
+//! Then the false takeovers: `FAILOVER_FALSE_SECS` (default 60) with every CPU busy
+//! (`stress-ng --cpu 0`), and as long with the owner's speaker stopped for 100 ms every
+//! second: owner changes seen by the client, and members declared down in the logs.
+//! `FAILOVER_NODES` (default 3), `FAILOVER_FAULTS` (a comma list of death, crash, hang,
+//! graceful, restart, partition, cpu, pause; default all).
+
+use std::{
+    net::Ipv4Addr,
+    path::PathBuf,
+    process::{Command, Stdio},
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use metallb_testkit::{
+    cluster::{CLIENT_IF, ClusterLab, NodeSpeaker, SpeakerSpec, config_with_nodes},
+    lab::{ScratchPinDir, unique_name},
+    traffic::{ArpAnswer, ArpProber, Echo, UdpEcho, UdpPinger, Window},
+};
+use metallb_user::membership::simulation::quantile;
+use nix::sys::signal::Signal;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_metallb");
+const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 101);
+const ECHO_PORT: u16 = 9000;
+const MEMBERSHIP_PORT: u16 = 17646;
+const METRICS_ADDR: &str = "127.0.0.1:17647";
+const KEY: &str = "failover bench cluster key 0123456789\n";
+const ASK_EVERY: Duration = Duration::from_millis(5);
+const SEND_EVERY: Duration = Duration::from_millis(1);
+/// How long each trial is watched after its fault.
+const WINDOW: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fault {
+    /// The owner's link down and its speaker killed.
+    Death,
+    /// kill -9 (the datapath stays: --keep-datapath pins it).
+    Crash,
+    /// SIGSTOP, SIGCONT after the window.
+    Hang,
+    /// SIGTERM without --keep-datapath.
+    Graceful,
+    /// SIGTERM with --keep-datapath, and a new speaker on the same pin directory.
+    Restart,
+    /// The owner's link down for a second, then up.
+    Partition,
+}
+
+impl Fault {
+    const ALL: [Fault; 6] = [
+        Fault::Death,
+        Fault::Crash,
+        Fault::Hang,
+        Fault::Graceful,
+        Fault::Restart,
+        Fault::Partition,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Fault::Death => "death",
+            Fault::Crash => "crash",
+            Fault::Hang => "hang",
+            Fault::Graceful => "graceful",
+            Fault::Restart => "restart",
+            Fault::Partition => "partition",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Fault::Death => "node death (link down + kill -9)",
+            Fault::Crash => "agent crash (kill -9)",
+            Fault::Hang => "agent hang (SIGSTOP)",
+            Fault::Graceful => "graceful stop (SIGTERM)",
+            Fault::Restart => "restart, --keep-datapath",
+            Fault::Partition => "partition 1 s, then heal",
+        }
+    }
+
+    fn keep_datapath(self) -> bool {
+        self != Fault::Graceful
+    }
+}
+
+/// A scratch directory (configuration, key, logs), removed on drop.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Dropped in this order: the client and the echoes, the speakers, their pins, the
+/// namespaces, the scratch directory.
+struct Bench {
+    prober: ArpProber,
+    pinger: UdpPinger,
+    _echo: UdpEcho,
+    speakers: Vec<Option<NodeSpeaker>>,
+    specs: Vec<SpeakerSpec>,
+    _pins: Vec<ScratchPinDir>,
+    lab: ClusterLab,
+    _scratch: Scratch,
+}
+
+impl Bench {
+    fn new(nodes: usize) -> anyhow::Result<Self> {
+        let lab = ClusterLab::new("fobench", nodes)?;
+        lab.serve_vip_on_nodes(VIP)?;
+        let scratch = Scratch(std::env::temp_dir().join(unique_name("fobench")));
+        std::fs::create_dir_all(&scratch.0)?;
+        let config = scratch.0.join("metallb.yaml");
+        std::fs::write(
+            &config,
+            config_with_nodes(
+                &format!(
+                    "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: pool, namespace: metallb-system}}\n\
+                     spec: {{addresses: [192.0.2.100-192.0.2.150]}}\n\
+                     ---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {{name: l2, namespace: metallb-system}}\nspec: {{}}\n\
+                     ---\napiVersion: v1\nkind: Service\nmetadata: {{name: echo, annotations: {{metallb.io/loadBalancerIPs: '{VIP}'}}}}\n\
+                     spec: {{type: LoadBalancer, ports: [{{port: {ECHO_PORT}, protocol: UDP}}]}}\n"
+                ),
+                nodes,
+            ),
+        )?;
+        let key_file = scratch.0.join("key");
+        std::fs::write(&key_file, KEY)?;
+        let pins: Vec<ScratchPinDir> = (0..nodes)
+            .map(|i| ScratchPinDir::new(&format!("fob{i}")))
+            .collect();
+        let specs = (0..nodes)
+            .map(|i| SpeakerSpec {
+                binary: BINARY.into(),
+                config: config.clone(),
+                key_file: key_file.clone(),
+                membership_port: MEMBERSHIP_PORT,
+                metrics_addr: METRICS_ADDR.parse().expect("metrics address"),
+                pin_dir: pins[i].path.clone(),
+                log: scratch.0.join(format!("node-{i}.log")),
+                extra: Vec::new(),
+            })
+            .collect();
+        let echo = UdpEcho::start(&lab.node_ns, VIP, ECHO_PORT)?;
+        let prober = ArpProber::start(&lab.client_ns, CLIENT_IF, VIP, ASK_EVERY)?;
+        let pinger = UdpPinger::start(&lab.client_ns, VIP, ECHO_PORT, SEND_EVERY)?;
+        Ok(Self {
+            prober,
+            pinger,
+            _echo: echo,
+            speakers: (0..nodes).map(|_| None).collect(),
+            specs,
+            _pins: pins,
+            lab,
+            _scratch: scratch,
+        })
+    }
+
+    fn start(&mut self, i: usize) -> anyhow::Result<()> {
+        self.speakers[i] = Some(NodeSpeaker::start(&self.lab, i, self.specs[i].clone())?);
+        Ok(())
+    }
+
+    /// Stops every speaker and starts them again, with or without --keep-datapath.
+    fn restart_all(&mut self, keep_datapath: bool) -> anyhow::Result<()> {
+        for speaker in self.speakers.iter_mut() {
+            if let Some(mut s) = speaker.take() {
+                s.stop(Duration::from_secs(5));
+            }
+        }
+        for i in 0..self.specs.len() {
+            self.specs[i].extra = if keep_datapath {
+                vec!["--keep-datapath".into()]
+            } else {
+                Vec::new()
+            };
+            self.start(i)?;
+        }
+        Ok(())
+    }
+
+    fn speaker(&mut self, i: usize) -> anyhow::Result<&mut NodeSpeaker> {
+        self.speakers[i]
+            .as_mut()
+            .with_context(|| format!("node-{i} runs no speaker"))
+    }
+
+    /// Waits until, for the last 400 ms, one node answered every ARP request and
+    /// echoed every datagram (so the client's neighbour entry names it too).
+    fn steady_owner(&self, within: Duration) -> anyhow::Result<usize> {
+        let deadline = Instant::now() + within;
+        let look = Duration::from_millis(400);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            sleep(Duration::from_millis(100));
+            let from = Instant::now() - look;
+            let answers = self.prober.answers_since(from);
+            let echoes = self.pinger.echoes_since(from);
+            let owner = answers
+                .first()
+                .and_then(|a| self.lab.node_of(&a.mac.to_string()));
+            let steady = owner.filter(|&o| {
+                answers.len() >= 40
+                    && answers.iter().all(|a| a.mac == self.lab.node_macs[o])
+                    && echoes.len() >= 300
+                    && echoes.iter().all(|e| usize::from(e.node) == o)
+            });
+            if let Some(owner) = steady {
+                return Ok(owner);
+            }
+            last = format!(
+                "{} answers from {:?}, {} echoes",
+                answers.len(),
+                answerers(&answers),
+                echoes.len()
+            );
+        }
+        bail!(
+            "no steady owner within {within:?}; last 400 ms: {last}\n{}",
+            self.logs()
+        )
+    }
+
+    fn logs(&self) -> String {
+        self.specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let log = std::fs::read_to_string(&s.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                format!(
+                    "--- node-{i} (last lines)\n{}\n",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            })
+            .collect()
+    }
+
+    /// "member down" lines in every speaker's log.
+    fn members_declared_down(&self) -> usize {
+        self.specs
+            .iter()
+            .map(|s| {
+                std::fs::read_to_string(&s.log)
+                    .unwrap_or_default()
+                    .matches("membership: member down")
+                    .count()
+            })
+            .sum()
+    }
+
+    /// Applies `fault` to `owner`; the instants of the fault and of a heal.
+    fn apply(&mut self, fault: Fault, owner: usize) -> anyhow::Result<(Instant, Option<Instant>)> {
+        let at = Instant::now();
+        match fault {
+            Fault::Death => {
+                self.lab.isolate(owner, true)?;
+                self.speaker(owner)?.kill();
+            }
+            Fault::Crash => self.speaker(owner)?.kill(),
+            Fault::Hang => self.speaker(owner)?.signal(Signal::SIGSTOP)?,
+            Fault::Graceful => {
+                self.speaker(owner)?.stop(Duration::from_secs(5));
+            }
+            Fault::Restart => {
+                self.speaker(owner)?.stop(Duration::from_secs(5));
+                self.start(owner)?;
+            }
+            Fault::Partition => {
+                self.lab.isolate(owner, true)?;
+                sleep(Duration::from_secs(1));
+                let heal = Instant::now();
+                self.lab.isolate(owner, false)?;
+                return Ok((at, Some(heal)));
+            }
+        }
+        Ok((at, None))
+    }
+
+    /// Puts `owner` back as it was before `fault`.
+    fn restore(&mut self, fault: Fault, owner: usize) -> anyhow::Result<()> {
+        match fault {
+            Fault::Death => {
+                self.lab.isolate(owner, false)?;
+                self.start(owner)
+            }
+            Fault::Crash | Fault::Graceful => self.start(owner),
+            Fault::Hang => self.speaker(owner)?.signal(Signal::SIGCONT),
+            Fault::Restart | Fault::Partition => Ok(()),
+        }
+    }
+}
+
+fn answerers(answers: &[ArpAnswer]) -> Vec<String> {
+    let mut macs: Vec<String> = answers.iter().map(|a| a.mac.to_string()).collect();
+    macs.sort();
+    macs.dedup();
+    macs
+}
+
+/// What the client recorded from an instant on.
+struct Recorded {
+    answers: Vec<ArpAnswer>,
+    echoes: Vec<Echo>,
+    sent: Vec<Instant>,
+    first_sent: u64,
+}
+
+impl Recorded {
+    fn since(bench: &Bench, at: Instant) -> Self {
+        let (first_sent, sent) = bench.pinger.sent_since(at);
+        Self {
+            answers: bench.prober.answers_since(at),
+            echoes: bench.pinger.echoes_since(at),
+            sent,
+            first_sent,
+        }
+    }
+
+    fn window(&self, from: Instant, to: Instant) -> Window<'_> {
+        Window {
+            from,
+            to,
+            answers: &self.answers,
+            sent: &self.sent,
+            first_sent: self.first_sent,
+            echoes: &self.echoes,
+        }
+    }
+}
+
+struct Trial {
+    takeover: Option<Duration>,
+    outage: Duration,
+    lost: usize,
+    dual: usize,
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0}", d.as_secs_f64() * 1000.0)
+}
+
+fn run_fault(bench: &mut Bench, fault: Fault, trials: usize) -> anyhow::Result<Vec<Trial>> {
+    bench.restart_all(fault.keep_datapath())?;
+    let mut results = Vec::new();
+    for _ in 0..trials {
+        let owner = bench.steady_owner(Duration::from_secs(30))?;
+        let (at, heal) = bench.apply(fault, owner)?;
+        let to = heal.unwrap_or(at) + WINDOW;
+        sleep(to.saturating_duration_since(Instant::now()));
+        let recorded = Recorded::since(bench, at);
+        let window = recorded.window(at, to);
+        let skip = heal.map(|h| (h, h + Duration::from_secs(1)));
+        results.push(Trial {
+            takeover: window.first_answer_not_from(bench.lab.node_macs[owner]),
+            outage: window.outage(),
+            lost: window.lost(Duration::from_millis(50)),
+            dual: window.dual_answers(ASK_EVERY, skip),
+        });
+        bench.restore(fault, owner)?;
+    }
+    Ok(results)
+}
+
+fn print_row(title: &str, trials: &[Trial]) {
+    let takeovers: Vec<Duration> = trials.iter().filter_map(|t| t.takeover).collect();
+    let outages: Vec<Duration> = trials.iter().map(|t| t.outage).collect();
+    let stats = |samples: &[Duration]| {
+        if samples.is_empty() {
+            return format!("{:>6} {:>6} {:>6}", "-", "-", "-");
+        }
+        format!(
+            "{:>6} {:>6} {:>6}",
+            ms(quantile(samples, 0.5)),
+            ms(quantile(samples, 0.99)),
+            ms(*samples.iter().max().unwrap_or(&Duration::ZERO))
+        )
+    };
+    println!(
+        "{title:<34} {:>3}/{:<3} {} {} {:>7} {:>7} {:>6}",
+        takeovers.len(),
+        trials.len(),
+        stats(&takeovers),
+        stats(&outages),
+        trials.iter().map(|t| t.lost).sum::<usize>(),
+        trials.iter().map(|t| t.lost).max().unwrap_or(0),
+        trials.iter().map(|t| t.dual).sum::<usize>(),
+    );
+}
+
+/// `secs` of the cluster left alone while `disturb` runs: how often the answering MAC
+/// changed, how many members were declared down, and windows with two MACs.
+fn false_takeovers(
+    bench: &mut Bench,
+    title: &str,
+    secs: u64,
+    disturb: impl FnOnce(&mut Bench, usize, Duration) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    bench.restart_all(false)?;
+    let owner = bench.steady_owner(Duration::from_secs(30))?;
+    let down_before = bench.members_declared_down();
+    let at = Instant::now();
+    let length = Duration::from_secs(secs);
+    disturb(bench, owner, length)?;
+    let to = Instant::now();
+    let recorded = Recorded::since(bench, at);
+    let window = recorded.window(at, to);
+    let changes = recorded
+        .answers
+        .windows(2)
+        .filter(|w| w[0].mac != w[1].mac)
+        .count();
+    println!(
+        "{title:<42} {:>4} s {:>8} {:>9} {:>8} {:>8} {:>7}",
+        secs,
+        changes,
+        bench.members_declared_down() - down_before,
+        ms(window.outage()),
+        window.lost(Duration::from_millis(50)),
+        window.dual_answers(ASK_EVERY, None),
+    );
+    Ok(())
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn main() -> anyhow::Result<()> {
+    let nodes: usize = env_or("FAILOVER_NODES", 3);
+    let trials: usize = env_or("FAILOVER_TRIALS", 20);
+    let secs: u64 = env_or("FAILOVER_FALSE_SECS", 60);
+    let selected: Vec<String> = std::env::var("FAILOVER_FAULTS")
+        .unwrap_or_else(|_| "death,crash,hang,graceful,restart,partition,cpu,pause".into())
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .collect();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "failover: {nodes} nodes, {trials} trials per fault; CPU: {} x {cpus}; load average {}",
+        metallb_testkit::cpu_model(),
+        loadavg()
+    );
+    println!(
+        "client asks every {} ms, sends every {} ms; times in ms from the fault; window {} s",
+        ASK_EVERY.as_millis(),
+        SEND_EVERY.as_millis(),
+        WINDOW.as_secs()
+    );
+    let mut bench = Bench::new(nodes)?;
+    println!(
+        "\n{:<34} {:>7} {:>20} {:>20} {:>7} {:>7} {:>6}",
+        "fault", "moved", "takeover p50/p99/max", "outage p50/p99/max", "lost", "max/tr", "2 MACs"
+    );
+    for fault in Fault::ALL {
+        if !selected.iter().any(|s| s == fault.name()) {
+            continue;
+        }
+        match run_fault(&mut bench, fault, trials) {
+            Ok(results) => print_row(fault.title(), &results),
+            Err(e) => println!("{:<34} failed: {e:#}", fault.title()),
+        }
+    }
+    let wants = |name: &str| selected.iter().any(|s| s == name);
+    if wants("cpu") || wants("pause") {
+        println!(
+            "\n{:<42} {:>6} {:>8} {:>9} {:>8} {:>8} {:>7}",
+            "false takeovers", "length", "changes", "declared", "outage", "lost", "2 MACs"
+        );
+    }
+    if wants("cpu") {
+        let result = false_takeovers(
+            &mut bench,
+            &format!("every CPU busy (stress-ng --cpu {cpus})"),
+            secs,
+            |_, _, length| {
+                let status = Command::new("stress-ng")
+                    .args(["--cpu", "0", "--timeout", &format!("{}s", length.as_secs())])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .context("running stress-ng (cargo xtask bench failover installs it)")?;
+                anyhow::ensure!(status.success(), "stress-ng failed: {status}");
+                Ok(())
+            },
+        );
+        if let Err(e) = result {
+            println!("every CPU busy: failed: {e:#}");
+        }
+    }
+    if wants("pause") {
+        let result = false_takeovers(
+            &mut bench,
+            "owner's speaker stopped 100 ms every 1 s",
+            secs,
+            |bench, owner, length| {
+                let until = Instant::now() + length;
+                while Instant::now() < until {
+                    bench.speaker(owner)?.signal(Signal::SIGSTOP)?;
+                    sleep(Duration::from_millis(100));
+                    bench.speaker(owner)?.signal(Signal::SIGCONT)?;
+                    sleep(Duration::from_millis(900));
+                }
+                Ok(())
+            },
+        );
+        if let Err(e) = result {
+            println!("pauses: failed: {e:#}");
+        }
+    }
+    println!("\nload average at the end {}", loadavg());
+    Ok(())
+}
