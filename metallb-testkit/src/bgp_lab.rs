@@ -56,6 +56,8 @@ pub struct BgpLab {
     pub dir: PathBuf,
     bird: Option<Child>,
     speakers: Vec<Option<Child>>,
+    /// `metallb frr` of a node whose speaker runs with `--frr-external`.
+    frr_sidecars: Vec<Option<Child>>,
     pins: Vec<ScratchPinDir>,
     /// This lab's `10.77.N` and `fd77:N:`, in place of the example's `10.77.0` and
     /// `fd77:0:`.
@@ -76,6 +78,7 @@ impl BgpLab {
             dir: std::env::temp_dir().join(unique_name(tag)),
             bird: None,
             speakers: Vec::new(),
+            frr_sidecars: Vec::new(),
             pins: Vec::new(),
             v4: format!("10.77.{octet}"),
             v6: format!("fd77:{octet}:"),
@@ -238,18 +241,68 @@ impl BgpLab {
         Ok(())
     }
 
-    /// Stops node `i`'s speaker (SIGTERM, and its exit waited for: its FRR stops too).
+    /// Stops node `i`'s speaker (SIGTERM, and its exit waited for: its FRR stops too,
+    /// unless it is a sidecar's).
     pub fn stop_speaker(&mut self, i: usize) -> anyhow::Result<()> {
-        let Some(mut child) = self.speakers.get_mut(i).and_then(Option::take) else {
-            bail!("node {i} runs no speaker");
-        };
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).context("SIGTERM")?;
-        let status = child.wait().context("waiting for the speaker")?;
-        if !status.success() {
-            bail!("node {i}'s speaker exited with {status}");
+        stop(self.speakers.get_mut(i).and_then(Option::take), "speaker")
+    }
+
+    /// Starts `metallb frr` for node `i` as FRR's container in a Pod runs it: the FRR
+    /// of a speaker started with `--frr-external`, in the same work directory, as root
+    /// with only `capabilities` (Kubernetes names: `NET_ADMIN`, ...) in its bounding set.
+    pub fn start_frr_sidecar(
+        &mut self,
+        binary: &Path,
+        i: usize,
+        capabilities: &[&str],
+    ) -> anyhow::Result<()> {
+        let set: Vec<String> = capabilities
+            .iter()
+            .map(|c| format!("+{}", c.to_lowercase()))
+            .collect();
+        // The image puts root in FRR's vty group (FRR refuses to run its daemons as a
+        // user outside it): so does this /etc/group, bound over the host's in a mount
+        // namespace of this process only.
+        let group = self.dir.join("group");
+        let host = std::fs::read_to_string("/etc/group").context("reading /etc/group")?;
+        let with_root: Vec<String> = host
+            .lines()
+            .map(|line| match line.strip_prefix("frrvty:") {
+                Some(rest) if rest.ends_with(':') => format!("{line}root"),
+                Some(_) => format!("{line},root"),
+                None => line.to_owned(),
+            })
+            .collect();
+        std::fs::write(&group, with_root.join("\n") + "\n").context("writing the group file")?;
+        let child = command_in(&self.nodes[i], "unshare")
+            .args(["--mount", "sh", "-c"])
+            .arg("mount --bind \"$0\" /etc/group && exec \"$@\"")
+            .arg(&group)
+            .arg("setpriv")
+            .arg(format!("--bounding-set=-all,{}", set.join(",")))
+            .arg("--inh-caps=-all")
+            .arg("--")
+            .arg(binary)
+            .arg("frr")
+            .arg("--frr-work-dir")
+            .arg(self.dir.join(format!("frr-{i}")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting metallb frr")?;
+        while self.frr_sidecars.len() <= i {
+            self.frr_sidecars.push(None);
         }
+        self.frr_sidecars[i] = Some(child);
         Ok(())
+    }
+
+    /// Stops node `i`'s `metallb frr` (SIGTERM, its exit waited for).
+    pub fn stop_frr_sidecar(&mut self, i: usize) -> anyhow::Result<()> {
+        stop(
+            self.frr_sidecars.get_mut(i).and_then(Option::take),
+            "metallb frr",
+        )
     }
 
     /// The metrics of node `i`'s speaker.
@@ -339,6 +392,22 @@ impl BgpLab {
     }
 }
 
+/// SIGTERM to `child`, and its successful exit waited for.
+fn stop(child: Option<Child>, what: &str) -> anyhow::Result<()> {
+    let Some(mut child) = child else {
+        bail!("no {what} running");
+    };
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).context("SIGTERM")?;
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for {what}"))?;
+    if !status.success() {
+        bail!("{what} exited with {status}");
+    }
+    Ok(())
+}
+
 /// The BGP sessions (BIRD's protocols: `node0v4`, ...) that the routes of a `birdc show
 /// route ... all` text came from: one per announcing node and family.
 pub fn announcers(routes: &str) -> Vec<String> {
@@ -360,6 +429,7 @@ impl Drop for BgpLab {
         for child in self
             .speakers
             .iter_mut()
+            .chain(self.frr_sidecars.iter_mut())
             .flatten()
             .chain(self.bird.iter_mut())
         {
@@ -369,6 +439,7 @@ impl Drop for BgpLab {
         for child in self
             .speakers
             .iter_mut()
+            .chain(self.frr_sidecars.iter_mut())
             .flatten()
             .chain(self.bird.iter_mut())
         {

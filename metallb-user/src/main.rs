@@ -63,6 +63,41 @@ enum LogFormat {
     Json,
 }
 
+/// Where FRR is, and where the speaker's FRR instance keeps its files.
+#[derive(Args)]
+struct FrrPaths {
+    /// BGP mode: the directory of FRR's daemons and frr-reload.py (Debian's frr and
+    /// frr-pythontools). FRR is started only when a BGPPeer selects this node.
+    #[arg(long, default_value = metallb_user::bgp::frr_daemon::DEFAULT_FRR_DIR)]
+    frr_dir: PathBuf,
+    /// BGP mode: FRR's vtysh.
+    #[arg(long, default_value = metallb_user::bgp::frr_daemon::DEFAULT_VTYSH)]
+    vtysh: PathBuf,
+    /// BGP mode: the speaker's own FRR instance keeps its configuration, sockets, pid
+    /// files and logs here (never the host's /etc/frr or /var/run/frr).
+    #[arg(long, default_value = metallb_user::bgp::frr_daemon::DEFAULT_WORK_DIR)]
+    frr_work_dir: PathBuf,
+}
+
+impl FrrPaths {
+    fn options(
+        self,
+        hostname: String,
+        external: bool,
+    ) -> metallb_user::bgp::frr_daemon::FrrOptions {
+        metallb_user::bgp::frr_daemon::FrrOptions {
+            frr_dir: self.frr_dir,
+            vtysh: self.vtysh,
+            work_dir: self.frr_work_dir,
+            render: metallb_user::bgp::frr::RenderOptions {
+                hostname,
+                ..Default::default()
+            },
+            external,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Check a configuration file: exit 0 when valid, 1 with every error listed.
@@ -117,6 +152,12 @@ enum Command {
     /// webhooks and the BGPPeer conversion webhook. Several replicas may run: one
     /// leads (a Lease), only it writes.
     Controller(ControllerArgs),
+    /// Run FRR's daemons (zebra, bfdd, bgpd) for a speaker started with --frr-external,
+    /// with every file in --frr-work-dir, shared with the speaker (the DaemonSet's frr
+    /// container). They run as root. A configuration the speaker wrote there before is
+    /// applied again at start (this container restarted). SIGTERM stops them; a daemon
+    /// that exits ends this command with an error.
+    Frr(FrrPaths),
     /// Print the CustomResourceDefinitions of group metallb.io (IPAddressPool,
     /// L2Advertisement, the status and BGP kinds), generated from this program's types,
     /// as one multi-document YAML for `kubectl apply -f -`.
@@ -359,17 +400,14 @@ struct SpeakerArgs {
         allow_hyphen_values = true
     )]
     garp_duration: Duration,
-    /// BGP mode: the directory of FRR's daemons and frr-reload.py (Debian's frr and
-    /// frr-pythontools). FRR is started only when a BGPPeer selects this node.
-    #[arg(long, default_value = metallb_user::bgp::frr_daemon::DEFAULT_FRR_DIR)]
-    frr_dir: PathBuf,
-    /// BGP mode: FRR's vtysh.
-    #[arg(long, default_value = metallb_user::bgp::frr_daemon::DEFAULT_VTYSH)]
-    vtysh: PathBuf,
-    /// BGP mode: the speaker's own FRR instance keeps its configuration, sockets, pid
-    /// files and logs here (never the host's /etc/frr or /var/run/frr).
-    #[arg(long, default_value = metallb_user::bgp::frr_daemon::DEFAULT_WORK_DIR)]
-    frr_work_dir: PathBuf,
+    #[command(flatten)]
+    frr: FrrPaths,
+    /// BGP mode: FRR's daemons run in another container sharing --frr-work-dir (`metallb
+    /// frr`, the DaemonSet's frr container): the speaker writes the configuration there
+    /// and applies it with frr-reload.py through the sockets there, but neither starts
+    /// nor stops FRR.
+    #[arg(long)]
+    frr_external: bool,
     #[command(flatten)]
     membership: MembershipArgs,
     #[command(flatten)]
@@ -638,15 +676,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             };
             let node_name = node_name(args.node.node_name);
             let options = SpeakerOptions {
-                frr: metallb_user::bgp::frr_daemon::FrrOptions {
-                    frr_dir: args.frr_dir,
-                    vtysh: args.vtysh,
-                    work_dir: args.frr_work_dir,
-                    render: metallb_user::bgp::frr::RenderOptions {
-                        hostname: node_name.clone(),
-                        ..Default::default()
-                    },
-                },
+                frr: args.frr.options(node_name.clone(), args.frr_external),
                 source,
                 interfaces: args.interfaces,
                 xdp_mode: args.xdp_mode,
@@ -673,6 +703,31 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(controller(args))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Frr(paths) => {
+            let options = paths.options(String::new(), false);
+            let mut instance = metallb_user::bgp::frr_daemon::FrrInstance::start_sidecar(&options)
+                .context("starting FRR")?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let exited = runtime.block_on(async {
+                let stop = shutdown_signal();
+                tokio::pin!(stop);
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        () = &mut stop => return None,
+                        _ = tick.tick() => if let Some(exited) = instance.exited() {
+                            return Some(exited);
+                        },
+                    }
+                }
+            });
+            // The daemons stop here (SIGTERM, then SIGKILL what stays).
+            drop(instance);
+            match exited {
+                Some((daemon, status)) => anyhow::bail!("FRR's {daemon} exited ({status})"),
+                None => Ok(ExitCode::SUCCESS),
+            }
         }
         Command::MigrateConfig {
             file: path,
@@ -903,6 +958,7 @@ mod tests {
     fn the_deploy_manifests_run_metallb_with_arguments_it_accepts() {
         let deploy = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy"));
         let mut seen = Vec::new();
+        let mut frr_work_dirs = Vec::new();
         for object in metallb_testkit::kustomize::render(deploy) {
             let workload = format!(
                 "{} {}",
@@ -930,6 +986,11 @@ mod tests {
                             assert_eq!(speaker.node.node_name.as_deref(), Some("node-a"));
                             assert!(speaker.keep_datapath);
                             assert_eq!(speaker.config, None, "Kubernetes mode: no --config");
+                            assert!(speaker.frr_external, "FRR is the frr container's");
+                            frr_work_dirs.push(speaker.frr.frr_work_dir);
+                        }
+                        (Command::Frr(frr), "DaemonSet speaker") => {
+                            frr_work_dirs.push(frr.frr_work_dir);
                         }
                         (_, workload) => panic!("{workload} runs an unexpected command: {args:?}"),
                     },
@@ -938,7 +999,17 @@ mod tests {
                 seen.push(workload.clone());
             }
         }
-        assert_eq!(seen, ["Deployment controller", "DaemonSet speaker"]);
+        assert_eq!(
+            seen,
+            [
+                "Deployment controller",
+                "DaemonSet speaker",
+                "DaemonSet speaker"
+            ]
+        );
+        // The speaker and FRR's container use one work directory (a shared volume).
+        assert_eq!(frr_work_dirs.len(), 2);
+        assert_eq!(frr_work_dirs[0], frr_work_dirs[1]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::{
 };
 
 use metallb_testkit::bgp_lab::{BgpLab, must, wait_for};
+use metallb_user::bgp::frr_daemon::FRR_CONTAINER_CAPABILITIES;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_metallb");
 const EXAMPLE: &str = include_str!("../../examples/bgp.yaml");
@@ -181,4 +182,43 @@ fn bgp_mode_against_bird() {
     // Well under the 9 s hold time: BFD took it out, and BIRD, which honours graceful
     // restart, kept no stale route (the speaker disables it unless asked).
     assert!(failover < Duration::from_secs(3), "{failover:?}");
+}
+
+/// FRR in a process of its own, as in the speaker's Pod (`metallb frr`, the frr
+/// container): node0's speaker runs with `--frr-external` and only writes and reloads
+/// FRR's configuration in the shared work directory; node1's runs its own FRR. Both
+/// announce; FRR restarted alone applies the speaker's last configuration again. FRR's
+/// process has only the capabilities of FRR's container (`FRR_CONTAINER_CAPABILITIES`,
+/// the DaemonSet's).
+#[test]
+fn bgp_mode_with_frr_in_a_sidecar() {
+    let mut lab = BgpLab::new("bgpx").expect("lab");
+    lab.start_bird(PASSWORD).expect("bird");
+    let config_path = lab.dir.join("metallb.yaml");
+    write_config(&config_path, &lab.config(EXAMPLE));
+    let binary = Path::new(BINARY);
+    lab.start_frr_sidecar(binary, 0, &FRR_CONTAINER_CAPABILITIES)
+        .expect("metallb frr");
+    lab.spawn_speaker(
+        binary,
+        0,
+        &[
+            "--config".as_ref(),
+            config_path.as_os_str(),
+            "--frr-external".as_ref(),
+        ],
+        &[],
+    )
+    .expect("speaker with --frr-external");
+    lab.start_speaker(binary, 1, &config_path).expect("speaker");
+    let web = routes_from(&lab, "198.51.100.10/32", &["node0v4", "node1v4"]);
+    assert!(web.contains("BGP.local_pref: 150"), "{web}");
+
+    // FRR's container restarts: its routes go, and come back from the configuration the
+    // speaker left in the shared directory, with no change of the speaker.
+    lab.stop_frr_sidecar(0).expect("stop metallb frr");
+    routes_from(&lab, "198.51.100.10/32", &["node1v4"]);
+    lab.start_frr_sidecar(binary, 0, &FRR_CONTAINER_CAPABILITIES)
+        .expect("metallb frr again");
+    routes_from(&lab, "198.51.100.10/32", &["node0v4", "node1v4"]);
 }

@@ -225,12 +225,16 @@ fn the_accounts_roles_and_bindings_applied_are_exactly_the_table() {
     );
 }
 
+/// The workload's own container: the one named as the workload (the speaker's Pod
+/// runs FRR beside it).
 fn container(workload: &Value) -> &Value {
     let containers = workload["spec"]["template"]["spec"]["containers"]
         .as_array()
         .unwrap();
-    assert_eq!(containers.len(), 1, "{}", title(workload));
-    &containers[0]
+    containers
+        .iter()
+        .find(|c| c["name"] == workload["metadata"]["name"])
+        .unwrap_or_else(|| panic!("no container named as {}", title(workload)))
 }
 
 fn args(container: &Value) -> Vec<&str> {
@@ -397,6 +401,77 @@ fn the_speaker_is_a_host_network_daemonset_with_the_bpffs_and_only_its_capabilit
     assert_eq!(container["lifecycle"], Value::Null, "no preStop hook");
 }
 
+/// BGP mode: FRR in a container of its own beside the speaker, as MetalLB's FRR mode
+/// runs it, sharing one volume with the speaker for its configuration and sockets, with
+/// the capabilities FRR's daemons ask for and no more.
+#[test]
+fn the_speaker_pod_runs_frr_beside_it_sharing_the_work_directory() {
+    let objects = rendered();
+    let speaker = find(&objects, "DaemonSet", "speaker");
+    let pod = &speaker["spec"]["template"]["spec"];
+    let containers = pod["containers"].as_array().unwrap();
+    let names: Vec<&str> = containers
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["speaker", "frr"]);
+    let (speaker_container, frr) = (container(speaker), &containers[1]);
+    assert_eq!(
+        frr["image"], speaker_container["image"],
+        "one image holds both"
+    );
+    let frr_args = args(frr);
+    assert_eq!(frr_args[0], "frr");
+    let work_dir = frr_args
+        .iter()
+        .find_map(|a| a.strip_prefix("--frr-work-dir="))
+        .expect("frr --frr-work-dir");
+    let speaker_args = args(speaker_container);
+    for wanted in [
+        "--frr-external".to_owned(),
+        format!("--frr-work-dir={work_dir}"),
+    ] {
+        assert!(
+            speaker_args.contains(&wanted.as_str()),
+            "{wanted} not in {speaker_args:?}"
+        );
+    }
+    // One emptyDir volume at the work directory in both containers.
+    let mounted = |container: &Value| -> Value {
+        container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["mountPath"] == work_dir)
+            .map(|m| m["name"].clone())
+            .unwrap_or_else(|| panic!("{work_dir} not mounted in {}", container["name"]))
+    };
+    let volume = mounted(frr);
+    assert_eq!(mounted(speaker_container), volume);
+    assert!(
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["name"] == volume && v["emptyDir"].is_object()),
+        "{volume} is an emptyDir"
+    );
+    // Least privilege: FRR's capabilities only, not privileged, nothing written outside
+    // its volumes; the speaker reloads FRR through the sockets, and signals no process
+    // of the other container.
+    let security = &frr["securityContext"];
+    assert_ne!(security["privileged"], true);
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["capabilities"]["drop"], json!(["ALL"]));
+    // tests/bgp_lab.rs runs `metallb frr` with exactly these.
+    assert_eq!(
+        security["capabilities"]["add"],
+        json!(metallb_user::bgp::frr_daemon::FRR_CONTAINER_CAPABILITIES)
+    );
+    assert_ne!(pod["shareProcessNamespace"], true);
+}
+
 #[test]
 fn the_controller_runs_two_electing_replicas_behind_the_webhook_service() {
     let objects = rendered();
@@ -536,6 +611,22 @@ fn the_dockerfile_builds_the_binary_the_manifests_run() {
             .map(|(_, rest)| rest.as_str())
     };
     assert_eq!(last("ENTRYPOINT"), Some("[\"/usr/local/bin/metallb\"]"));
+    // FRR in the runtime image: the frr container's daemons, the speaker's
+    // frr-reload.py and vtysh.
+    let runtime_runs: Vec<&str> = instructions
+        .iter()
+        .skip_while(|(op, rest)| !(op == "FROM" && rest.starts_with("debian:")))
+        .filter(|(op, _)| op == "RUN")
+        .map(|(_, rest)| rest.as_str())
+        .collect();
+    assert!(
+        runtime_runs.iter().any(|r| r.contains("apt-get install")
+            && r.contains(" frr ")
+            && r.contains("frr-pythontools")
+            // FRR's daemons run as root (`metallb frr`): FRR wants root in its vty group.
+            && r.contains("usermod -a -G frrvty root")),
+        "{runtime_runs:?}"
+    );
     assert_eq!(last("USER"), Some("65532:65532"));
     // The image the manifests name is this one (built under that name).
     let objects = rendered();

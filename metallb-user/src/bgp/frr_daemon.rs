@@ -2,6 +2,11 @@
 //! own work directory, sockets and pid files there and nowhere else (never the host's
 //! `/etc/frr` or `/var/run/frr`), in the network namespace of the speaker; the
 //! configuration applied with FRR's `frr-reload.py`, state read with `vtysh ... json`.
+//!
+//! In a Pod, FRR runs in a container of its own (`metallb frr`, [`FrrInstance::start_sidecar`])
+//! that shares the work directory with the speaker's container through a volume: the
+//! speaker (`--frr-external`) writes the configuration there and reloads FRR through
+//! the vty sockets there, but neither starts nor stops the daemons.
 
 use std::{
     io::Write as _,
@@ -26,6 +31,11 @@ pub const DEFAULT_VTYSH: &str = "/usr/bin/vtysh";
 /// The speaker's own FRR instance, apart from any FRR of the host (/etc/frr, /var/run/frr).
 pub const DEFAULT_WORK_DIR: &str = "/run/metallb/frr";
 
+/// The capabilities of FRR's container in the speaker's Pod (`metallb frr`, daemons as
+/// root): what FRR's daemons ask for, as MetalLB's frr container has them.
+pub const FRR_CONTAINER_CAPABILITIES: [&str; 4] =
+    ["NET_ADMIN", "NET_RAW", "SYS_ADMIN", "NET_BIND_SERVICE"];
+
 /// The daemons BGP mode needs, started in this order.
 const DAEMONS: [&str; 3] = ["zebra", "bfdd", "bgpd"];
 
@@ -38,6 +48,9 @@ pub struct FrrOptions {
     /// This instance's configuration, sockets, pid files and logs.
     pub work_dir: PathBuf,
     pub render: RenderOptions,
+    /// FRR's daemons are another process's (`metallb frr`), found by their sockets in
+    /// `work_dir`: never started or stopped here.
+    pub external: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +61,13 @@ pub enum FrrError {
     Missing { path: String },
     #[error("{what}: {error}")]
     Io { what: String, error: std::io::Error },
+    #[error(
+        "FRR is not running: no socket of its {daemon} in {work_dir} (--frr-external: FRR's daemons are another container's, `metallb frr --frr-work-dir {work_dir}`)"
+    )]
+    NotRunning {
+        daemon: &'static str,
+        work_dir: String,
+    },
     #[error("FRR's {daemon} did not start within {seconds} s (see {log})")]
     NotStarted {
         daemon: &'static str,
@@ -155,12 +175,55 @@ impl FrrInstance {
     /// Starts zebra, bfdd and bgpd with empty configurations in `options.work_dir`,
     /// waiting until each answers on its socket.
     pub fn start(options: &FrrOptions) -> Result<Self, FrrError> {
+        Self::start_as(options, frr_user())
+    }
+
+    /// FRR's container in a speaker Pod (`metallb frr`): the daemons run as root, so
+    /// that the speaker's container (UID 0, without CAP_DAC_OVERRIDE) reaches their
+    /// sockets and no CAP_SETUID is needed; a configuration the speaker wrote before
+    /// (this container restarted) is applied again at once.
+    pub fn start_sidecar(options: &FrrOptions) -> Result<Self, FrrError> {
+        let last = std::fs::read_to_string(options.work_dir.join("frr.conf")).unwrap_or_default();
+        let instance = Self::start_as(options, None)?;
+        if !last.trim().is_empty() {
+            instance.reload(&last)?;
+            info!("the speaker's last configuration applied again");
+        }
+        Ok(instance)
+    }
+
+    /// The daemons another process runs in `options.work_dir` (`--frr-external`): they
+    /// answer on their sockets there, or [`FrrError::NotRunning`].
+    pub fn attach(options: &FrrOptions) -> Result<Self, FrrError> {
+        for daemon in DAEMONS {
+            if !options.work_dir.join(format!("{daemon}.vty")).exists() {
+                return Err(FrrError::NotRunning {
+                    daemon,
+                    work_dir: options.work_dir.display().to_string(),
+                });
+            }
+        }
+        info!(work_dir = %options.work_dir.display(), "using the FRR of another container");
+        Ok(Self {
+            options: options.clone(),
+            children: Vec::new(),
+        })
+    }
+
+    /// A daemon of this instance that exited, and how.
+    pub fn exited(&mut self) -> Option<(&'static str, std::process::ExitStatus)> {
+        self.children
+            .iter_mut()
+            .find_map(|(daemon, child)| Some((*daemon, child.try_wait().ok()??)))
+    }
+
+    /// Starts the daemons as the user `user` (uid, gid), or as root.
+    fn start_as(options: &FrrOptions, user: Option<(u32, u32)>) -> Result<Self, FrrError> {
         options.check()?;
         let work = &options.work_dir;
         std::fs::create_dir_all(work).map_err(io(format!("creating {}", work.display())))?;
         std::fs::set_permissions(work, std::fs::Permissions::from_mode(0o750))
             .map_err(io(format!("setting the mode of {}", work.display())))?;
-        let user = frr_user();
         for file in [
             "zebra.conf",
             "bfdd.conf",
@@ -266,8 +329,9 @@ impl FrrInstance {
     fn run_reload(&self, target: &Path) -> Result<(), FrrError> {
         let work = &self.options.work_dir;
         let work_text = work.display().to_string();
+        // --stdout: its log in what is shown on failure, not in /var/log/frr.
         let output = Command::new(self.options.reload_script())
-            .args(["--reload", "--vty_socket", &work_text])
+            .args(["--reload", "--stdout", "--vty_socket", &work_text])
             .args(["--confdir", &work_text, "--rundir", &work_text])
             .args(["--bindir", &self.vtysh_dir()])
             .arg(target)
@@ -377,7 +441,11 @@ impl Backend for FrrBackend {
             return Ok(false);
         }
         if self.instance.is_none() {
-            self.instance = Some(FrrInstance::start(&self.options)?);
+            self.instance = Some(if self.options.external {
+                FrrInstance::attach(&self.options)?
+            } else {
+                FrrInstance::start(&self.options)?
+            });
         }
         if let Some(instance) = &self.instance {
             instance.reload(&config)?;
@@ -405,6 +473,7 @@ mod tests {
             vtysh: DEFAULT_VTYSH.into(),
             work_dir: "/nonexistent/work".into(),
             render: RenderOptions::default(),
+            external: false,
         };
         assert_eq!(
             options.check().unwrap_err().to_string(),
@@ -417,5 +486,35 @@ mod tests {
         let mut backend = FrrBackend::new(options);
         assert!(!backend.apply(&NodeBgp::default()).unwrap());
         assert_eq!(backend.status().unwrap(), BgpStatus::default());
+    }
+
+    #[test]
+    fn an_external_frr_that_is_not_running_is_named_and_nothing_is_started() {
+        let work = std::env::temp_dir().join(format!("mlb-frr-external-{}", std::process::id()));
+        std::fs::create_dir_all(&work).unwrap();
+        let options = FrrOptions {
+            frr_dir: "/nonexistent/frr".into(),
+            vtysh: DEFAULT_VTYSH.into(),
+            work_dir: work.clone(),
+            render: RenderOptions::default(),
+            external: true,
+        };
+        let error = FrrInstance::attach(&options).err().unwrap().to_string();
+        assert_eq!(
+            error,
+            format!(
+                "FRR is not running: no socket of its zebra in {0} (--frr-external: FRR's daemons are another container's, `metallb frr --frr-work-dir {0}`)",
+                work.display()
+            )
+        );
+        // Its sockets there: attached, with no process of its own to stop.
+        for daemon in DAEMONS {
+            std::fs::write(work.join(format!("{daemon}.vty")), "").unwrap();
+        }
+        let mut attached = FrrInstance::attach(&options).unwrap();
+        assert!(attached.children.is_empty());
+        assert!(attached.exited().is_none());
+        drop(attached);
+        std::fs::remove_dir_all(&work).unwrap();
     }
 }

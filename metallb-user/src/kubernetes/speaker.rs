@@ -239,6 +239,23 @@ where
     (store, events)
 }
 
+/// [`watched`] on every object of kind `K` in `namespace`.
+fn watched_in<K>(client: &Client, namespace: &str) -> (Store<K>, BoxStream<'static, ()>)
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    watched(
+        Api::<K>::namespaced(client.clone(), namespace),
+        watcher::Config::default(),
+    )
+}
+
 impl Source {
     /// A client from the in-cluster configuration or KUBECONFIG.
     pub async fn connect(
@@ -290,34 +307,14 @@ impl Source {
         let (nodes, nodes_events) = watched(Api::<Node>::all(client.clone()), all.clone());
         let (namespaces, namespaces_events) =
             watched(Api::<Namespace>::all(client.clone()), all.clone());
-        let (pools, pools_events) = watched(
-            Api::<IPAddressPool>::namespaced(client.clone(), &self.namespace),
-            all.clone(),
-        );
-        let (l2_advertisements, l2_events) = watched(
-            Api::<L2Advertisement>::namespaced(client.clone(), &self.namespace),
-            all.clone(),
-        );
-        let (bgp_peers, bgp_peers_events) = watched(
-            Api::<BGPPeer>::namespaced(client.clone(), &self.namespace),
-            all.clone(),
-        );
-        let (bgp_advertisements, bgp_advertisements_events) = watched(
-            Api::<BGPAdvertisement>::namespaced(client.clone(), &self.namespace),
-            all.clone(),
-        );
-        let (bfd_profiles, bfd_profiles_events) = watched(
-            Api::<BFDProfile>::namespaced(client.clone(), &self.namespace),
-            all.clone(),
-        );
-        let (communities, communities_events) = watched(
-            Api::<Community>::namespaced(client.clone(), &self.namespace),
-            all.clone(),
-        );
-        let (secrets, secrets_events) = watched(
-            Api::<Secret>::namespaced(client.clone(), &self.namespace),
-            all.clone(),
-        );
+        let (pools, pools_events) = watched_in::<IPAddressPool>(client, &self.namespace);
+        let (l2_advertisements, l2_events) = watched_in::<L2Advertisement>(client, &self.namespace);
+        let (bgp_peers, bgp_peers_events) = watched_in::<BGPPeer>(client, &self.namespace);
+        let (bgp_advertisements, bgp_advertisements_events) =
+            watched_in::<BGPAdvertisement>(client, &self.namespace);
+        let (bfd_profiles, bfd_profiles_events) = watched_in::<BFDProfile>(client, &self.namespace);
+        let (communities, communities_events) = watched_in::<Community>(client, &self.namespace);
+        let (secrets, secrets_events) = watched_in::<Secret>(client, &self.namespace);
         let (speakers, speakers_events) = watched(
             Api::<Pod>::namespaced(client.clone(), &self.namespace),
             watcher::Config::default().labels(&self.options.speaker_selector),
