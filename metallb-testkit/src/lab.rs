@@ -140,52 +140,69 @@ impl Lab {
         // From here on Drop removes whatever was created.
         run("ip", &["netns", "add", &lab.node_ns])?;
         run("ip", &["netns", "add", &lab.client_ns])?;
-        let (node_mac, client_mac) = (lab.node_mac.to_string(), lab.client_mac.to_string());
+        lab.link_namespaces()?;
+        for ns in [&lab.node_ns, &lab.client_ns] {
+            lab.ip(ns, &["link", "set", "lo", "up"])?;
+        }
+        Ok(lab)
+    }
+
+    /// Makes the veth pair between the namespaces, with the lab's MACs and addresses,
+    /// up, and waits until IPv6 can be sent on it.
+    fn link_namespaces(&self) -> anyhow::Result<()> {
+        let (node_mac, client_mac) = (self.node_mac.to_string(), self.client_mac.to_string());
         run(
             "ip",
             &[
                 "link",
                 "add",
-                lab.node_if,
+                self.node_if,
                 "netns",
-                &lab.node_ns,
+                &self.node_ns,
                 "address",
                 &node_mac,
                 "type",
                 "veth",
                 "peer",
                 "name",
-                lab.client_if,
+                self.client_if,
                 "netns",
-                &lab.client_ns,
+                &self.client_ns,
                 "address",
                 &client_mac,
             ],
         )?;
         for (ns, ifname, v4, v6) in [
+            (&self.node_ns, self.node_if, Self::NODE_V4, Self::NODE_V6),
             (
-                lab.node_ns.clone(),
-                lab.node_if,
-                Self::NODE_V4,
-                Self::NODE_V6,
-            ),
-            (
-                lab.client_ns.clone(),
-                lab.client_if,
+                &self.client_ns,
+                self.client_if,
                 Self::CLIENT_V4,
                 Self::CLIENT_V6,
             ),
         ] {
-            lab.ip(&ns, &["addr", "add", &format!("{v4}/24"), "dev", ifname])?;
-            lab.ip(
-                &ns,
+            self.ip(ns, &["addr", "add", &format!("{v4}/24"), "dev", ifname])?;
+            self.ip(
+                ns,
                 &["addr", "add", &format!("{v6}/64"), "dev", ifname, "nodad"],
             )?;
-            lab.ip(&ns, &["link", "set", ifname, "up"])?;
-            lab.ip(&ns, &["link", "set", "lo", "up"])?;
+            self.ip(ns, &["link", "set", ifname, "up"])?;
         }
-        lab.wait_until_ipv6_ready()?;
-        Ok(lab)
+        self.wait_until_ipv6_ready()
+    }
+
+    /// Deletes the veth pair and makes it again, the node's end with `node_mac`: the
+    /// same names under new ifindexes, as when a NIC's driver is reloaded. The client
+    /// end's pass-through program, if it had one, is attached again.
+    pub fn recreate_link(&mut self, node_mac: MacAddr) -> anyhow::Result<()> {
+        let mode = self.client_program.take().map(|_| XdpMode::Native);
+        self.ip(&self.node_ns, &["link", "del", self.node_if])?;
+        self.node_mac = node_mac;
+        self.link_namespaces()?;
+        match mode {
+            Some(mode) => self.prepare_client_for(mode),
+            None => Ok(()),
+        }
     }
 
     /// Right after a link comes up, IPv6 multicast sends fail with "Network is

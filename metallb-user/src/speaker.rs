@@ -30,7 +30,10 @@ use crate::{
     allocator::{AllocatorOptions, Decision, ServiceKey, has_status_address, status_with},
     announce::Announcer,
     config::{Config, Issue, ValidateOptions, file, validate},
-    datapath::{Datapath, DatapathKind, DatapathOptions, XdpMode, iface},
+    datapath::{
+        Datapath, DatapathKind, DatapathOptions, InterfaceChange, XdpMode, iface,
+        links::{LinkEvent, LinkEvents},
+    },
     election::{Election, ElectionContext, Interfaces},
     interface_report,
     kubernetes::lifecycle::{self, StopAction, StopDecision},
@@ -305,6 +308,11 @@ struct Speaker {
     announced: tokio::sync::watch::Sender<Announced>,
     /// BGP mode: the task that applies this node's BGP plan.
     bgp: crate::bgp::speaker::BgpHandle,
+    /// The interfaces as the last plan saw them: a link event that changes none of
+    /// them changes no plan.
+    last_host: BTreeMap<String, iface::Interface>,
+    /// Ifindexes that link events said were deleted since the last plan.
+    deleted_links: BTreeSet<u32>,
 }
 
 impl Speaker {
@@ -327,6 +335,11 @@ impl Speaker {
                 return;
             }
         };
+        let deleted = std::mem::take(&mut self.deleted_links);
+        for change in self.datapath.follow_interfaces(&host, &deleted) {
+            log_interface_change(&change);
+        }
+        self.last_host = host.clone();
         let mut choice = interfaces_to_attach(
             &config,
             &self.options.node_name,
@@ -487,6 +500,28 @@ impl Speaker {
         self.last_roles = roles;
     }
 
+    /// Takes in link events; whether the interfaces differ from those of the last plan
+    /// (then the plan is made again).
+    fn links_changed(&mut self, events: &[LinkEvent]) -> bool {
+        for event in events {
+            debug!(?event, "link event");
+            if !event.exists {
+                self.deleted_links.insert(event.ifindex);
+            }
+        }
+        let attached_deleted = self
+            .datapath
+            .attachments()
+            .any(|a| self.deleted_links.contains(&a.iface.ifindex));
+        match iface::list() {
+            Ok(host) => attached_deleted || host != self.last_host,
+            Err(e) => {
+                warn!(error = %e, "cannot list interfaces after a link event");
+                attached_deleted
+            }
+        }
+    }
+
     /// The file could not be applied: what serves is older than it.
     fn mark_stale(&self) {
         self.shared
@@ -512,6 +547,58 @@ impl Speaker {
         drop(state);
         self.announcer.reap();
     }
+}
+
+/// A change of an attached interface, as a log line: what the speaker does about it.
+fn log_interface_change(change: &InterfaceChange) {
+    match change {
+        InterfaceChange::Gone { old } => warn!(
+            iface = %printable(&old.name), ifindex = old.ifindex,
+            "interface deleted: its XDP attachment went with it; attaching again if it comes back"
+        ),
+        InterfaceChange::Changed { old, new } => {
+            let (old_mac, new_mac) = (iface::MacAddr(old.mac), iface::MacAddr(new.mac));
+            info!(
+                iface = %printable(&new.name), ifindex = new.ifindex,
+                old_name = %printable(&old.name), %old_mac, %new_mac, old_up = old.up, up = new.up,
+                "attached interface changed: programming its VIPs again"
+            );
+        }
+    }
+}
+
+/// Follows link events in a task of its own (the socket belongs to this thread's
+/// network namespace), handing each datagram's events to the main loop. Without
+/// rtnetlink the interfaces are read at each configuration change only.
+fn follow_links() -> mpsc::Receiver<Vec<LinkEvent>> {
+    let (sender, receiver) = mpsc::channel(64);
+    match LinkEvents::open() {
+        Ok(mut events) => {
+            tokio::spawn(async move {
+                loop {
+                    let batch = match events.next().await {
+                        Ok(batch) => batch,
+                        // Events lost: an empty batch still makes the loop look.
+                        Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                            warn!("link events were lost (ENOBUFS): reading the interfaces again");
+                            Vec::new()
+                        }
+                        Err(e) => {
+                            error!(error = %e, "reading link events failed: interfaces are read again only on configuration changes");
+                            return;
+                        }
+                    };
+                    if sender.send(batch).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Err(e) => {
+            error!(error = %e, "cannot follow link events (rtnetlink): interfaces are read again only on configuration changes");
+        }
+    }
+    receiver
 }
 
 /// Watches the directory of `path`: editors replace files by renaming, Kubernetes
@@ -603,7 +690,10 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
             shared.clone(),
             bgp_reports,
         ),
+        last_host: BTreeMap::new(),
+        deleted_links: BTreeSet::new(),
     };
+    let mut links = follow_links();
 
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
@@ -629,6 +719,18 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
             },
             () = gossip.changed() => {
                 if let Some(snapshot) = &last {
+                    speaker.apply(gossip.with_live(snapshot.clone()));
+                }
+            }
+            Some(mut events) = links.recv() => {
+                // A burst (a veth pair made, addressed, brought up) is taken in whole.
+                while let Ok(more) = links.try_recv() {
+                    events.extend(more);
+                }
+                if let Some(snapshot) = &last
+                    && speaker.links_changed(&events)
+                {
+                    info!("interfaces changed: applying the configuration again");
                     speaker.apply(gossip.with_live(snapshot.clone()));
                 }
             }

@@ -7,6 +7,7 @@ pub mod cleanup;
 pub mod frames;
 pub mod iface;
 pub mod kernel;
+pub mod links;
 pub mod maps;
 pub mod pin_lock;
 pub mod userspace;
@@ -280,6 +281,16 @@ pub struct Attachment {
     pub responder: Responder,
     /// The XDP link; none for the userspace datapath.
     link: Option<XdpLinkId>,
+}
+
+/// How an interface the program was attached to changed ([`Datapath::follow_interfaces`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InterfaceChange {
+    /// Deleted (perhaps re-created since, under another ifindex): its attachment went
+    /// with it.
+    Gone { old: Interface },
+    /// Still there, with another name, MAC or state.
+    Changed { old: Interface, new: Interface },
 }
 
 /// What one [`Datapath::sync`] changed.
@@ -691,6 +702,49 @@ impl Datapath {
             info!(iface = ifname, "userspace responder stopped");
         }
         Ok(())
+    }
+
+    /// Brings the attachments up to date with `host`, the interfaces as they are now:
+    /// an attachment whose interface is gone, or was deleted (`deleted`: ifindexes a
+    /// link event said were deleted, in case a new interface took the same index), is
+    /// forgotten (the kernel detached the program with the device); one whose
+    /// interface has another name, MAC or state takes it, so that the next plan puts
+    /// the new MAC in the cells. What changed is returned.
+    pub fn follow_interfaces(
+        &mut self,
+        host: &BTreeMap<String, Interface>,
+        deleted: &BTreeSet<u32>,
+    ) -> Vec<InterfaceChange> {
+        let by_index: BTreeMap<u32, &Interface> = host.values().map(|i| (i.ifindex, i)).collect();
+        let mut changes = Vec::new();
+        let ifindexes: Vec<u32> = self.attachments.keys().copied().collect();
+        for ifindex in ifindexes {
+            match by_index.get(&ifindex) {
+                Some(now) if !deleted.contains(&ifindex) => {
+                    if let Some(attachment) = self.attachments.get_mut(&ifindex)
+                        && attachment.iface != **now
+                    {
+                        let old = std::mem::replace(&mut attachment.iface, (*now).clone());
+                        changes.push(InterfaceChange::Changed {
+                            old,
+                            new: (*now).clone(),
+                        });
+                    }
+                }
+                _ => {
+                    if let Some(attachment) = self.attachments.remove(&ifindex) {
+                        // Only closes our handle: the device took the attachment along.
+                        if let Ok(program) = responder_mut(&mut self.ebpf) {
+                            let _ = program.detach(attachment.link);
+                        }
+                        changes.push(InterfaceChange::Gone {
+                            old: attachment.iface,
+                        });
+                    }
+                }
+            }
+        }
+        changes
     }
 
     pub fn attachments(&self) -> impl Iterator<Item = &Attachment> {

@@ -235,6 +235,16 @@ impl ArpAsker {
 
     /// Sends one request for `target` and waits up to `timeout` for its reply.
     pub fn ask(&self, target: Ipv4Addr, timeout: std::time::Duration) -> std::io::Result<bool> {
+        Ok(self.ask_mac(target, timeout)?.is_some())
+    }
+
+    /// Sends one request for `target` and waits up to `timeout` for its reply: the
+    /// MAC the reply gives for `target` (its sender hardware address).
+    pub fn ask_mac(
+        &self,
+        target: Ipv4Addr,
+        timeout: std::time::Duration,
+    ) -> std::io::Result<Option<[u8; 6]>> {
         use std::os::fd::AsRawFd as _;
         let fd = self.socket.as_raw_fd();
         let frame = arp(
@@ -270,7 +280,7 @@ impl ArpAsker {
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
-                return Ok(false);
+                return Ok(None);
             }
             let mut poll = [libc::pollfd {
                 fd,
@@ -301,7 +311,9 @@ impl ArpAsker {
                 && reply[28..32] == target.octets()
                 && reply[38..42] == self.ip.octets()
             {
-                return Ok(true);
+                let mut mac = [0; 6];
+                mac.copy_from_slice(&reply[22..28]);
+                return Ok(Some(mac));
             }
         }
     }
