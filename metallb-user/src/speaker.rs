@@ -673,10 +673,17 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
     )
     .context("opening a packet socket for gratuitous announcements")?;
     // Waiting for the pin directory blocks: this thread only, not the metrics server.
-    let datapath = tokio::task::block_in_place(|| {
+    let mut datapath = tokio::task::block_in_place(|| {
         Datapath::load_waiting(&options.datapath, options.pin_dir_wait)
     })
     .context("loading the XDP datapath")?;
+    // A planned restart must lose no answer, whatever ends this process: the links
+    // are pinned from the start, so that even `kill -9` leaves the program attached.
+    if options.keep_datapath {
+        for e in datapath.pin_links_at_attach() {
+            error!(error = %e, "cannot pin an XDP link");
+        }
+    }
     let mut speaker = Speaker {
         options: options.clone(),
         datapath,

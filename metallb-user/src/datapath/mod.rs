@@ -314,6 +314,8 @@ pub struct Datapath {
     attachments: BTreeMap<u32, Attachment>,
     /// The userspace datapath, once anything asked for it.
     userspace: Option<Userspace>,
+    /// Pin every link as soon as it is made ([`Datapath::pin_links_at_attach`]).
+    pin_links: bool,
     /// Dropped last: the next agent may take the directory only once this one is done
     /// with it.
     _lock: PinDirLock,
@@ -407,6 +409,7 @@ impl Datapath {
             pin_dir,
             attachments: BTreeMap::new(),
             userspace: None,
+            pin_links: false,
             _lock: lock,
         })
     }
@@ -497,6 +500,89 @@ impl Datapath {
         self.userspace.as_ref().map_or(Ok(()), Userspace::flush)
     }
 
+    /// From now on every XDP link is pinned under `links/` as soon as it is made (and
+    /// links taken over stay pinned), so that the program stays attached however this
+    /// process ends, `kill -9` included: the next agent takes them over. For
+    /// `--keep-datapath`. [`Datapath::detach`] and [`Datapath::shutdown`] unpin.
+    pub fn pin_links_at_attach(&mut self) -> Vec<DatapathError> {
+        self.pin_links = true;
+        let mut errors = Vec::new();
+        let ifindexes: Vec<u32> = self.attachments.keys().copied().collect();
+        for ifindex in ifindexes {
+            let Some(Attachment {
+                iface,
+                responder: Responder::Xdp(mode),
+                link: Some(link),
+            }) = self.attachments.remove(&ifindex)
+            else {
+                continue;
+            };
+            match self.pin_link(&iface.name, mode, link) {
+                Ok(link) => {
+                    self.attachments.insert(
+                        ifindex,
+                        Attachment {
+                            iface,
+                            responder: Responder::Xdp(mode),
+                            link: Some(link),
+                        },
+                    );
+                }
+                Err(error) => errors.push(error),
+            }
+        }
+        errors
+    }
+
+    /// Pins the link `link` of `ifname` at its place under `links/`, and holds it
+    /// again through the pin.
+    fn pin_link(
+        &mut self,
+        ifname: &str,
+        mode: XdpMode,
+        link: XdpLinkId,
+    ) -> Result<XdpLinkId, DatapathError> {
+        let path = self.link_pin_path(ifname, mode);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| DatapathError::PinDir {
+                dir: dir.to_owned(),
+                source,
+            })?;
+        }
+        let program = responder_mut(&mut self.ebpf)?;
+        let link = program.take_link(link).map_err(DatapathError::Program)?;
+        let fd_link = FdLink::try_from(link)
+            .map_err(|e| pin_error(&path, "the XDP attachment is not a BPF link", e))?;
+        let pinned = fd_link.pin(&path).map_err(|e| {
+            pin_refusal(
+                &path,
+                || format!("pinning the XDP link {}", path.display()),
+                e,
+                |e| pin_error(&path, "pinning the XDP link", e),
+            )
+        })?;
+        let link = XdpLink::try_from(FdLink::from(pinned))
+            .map_err(|e| pin_error(&path, "not an XDP link", e))?;
+        program.attach_to_link(link).map_err(|e| {
+            or_denied(
+                Step::AttachXdp,
+                || format!("holding the pinned XDP link {}", path.display()),
+                e,
+                |e| pin_error(&path, "holding the pinned link", e),
+            )
+        })
+    }
+
+    /// Removes the pin of `ifname`'s link, if [`Datapath::pin_links_at_attach`] made
+    /// one: without it, closing our handle detaches the program.
+    fn unpin_link(&self, ifname: &str) {
+        if self.pin_links {
+            for mode in [XdpMode::Native, XdpMode::Generic] {
+                let _ = std::fs::remove_file(self.link_pin_path(ifname, mode));
+            }
+        }
+    }
+
     /// Attaches the responder to `ifname`. Native mode falls back to generic, with a
     /// warning, where the driver refuses; the mode in use is returned.
     pub fn attach(&mut self, ifname: &str, mode: XdpMode) -> Result<XdpMode, DatapathError> {
@@ -567,6 +653,11 @@ impl Datapath {
             Err(source) => return Err(attach_err(mode, source)),
         };
         info!(iface = ifname, ifindex = iface.ifindex, mode = %used, "XDP responder attached");
+        let link = if self.pin_links {
+            self.pin_link(ifname, used, link)?
+        } else {
+            link
+        };
         self.attachments.insert(
             iface.ifindex,
             Attachment {
@@ -624,10 +715,12 @@ impl Datapath {
                     |e| pin_error(path, "updating the link", e),
                 )
             })?;
-        std::fs::remove_file(path).map_err(|source| DatapathError::PinDir {
-            dir: path.to_owned(),
-            source,
-        })?;
+        if !self.pin_links {
+            std::fs::remove_file(path).map_err(|source| DatapathError::PinDir {
+                dir: path.to_owned(),
+                source,
+            })?;
+        }
         Ok(id)
     }
 
@@ -643,6 +736,10 @@ impl Datapath {
                 continue;
             };
             let path = self.link_pin_path(&attachment.iface.name, mode);
+            if self.pin_links && path.exists() {
+                info!(iface = %attachment.iface.name, pin = %path.display(), "XDP link left in place");
+                continue;
+            }
             if let Some(dir) = path.parent()
                 && let Err(source) = std::fs::create_dir_all(dir)
             {
@@ -689,6 +786,7 @@ impl Datapath {
         let Some(attachment) = self.attachments.remove(&ifindex) else {
             return Ok(());
         };
+        self.unpin_link(ifname);
         if let Some(link) = attachment.link {
             responder_mut(&mut self.ebpf)?
                 .detach(link)
@@ -721,9 +819,24 @@ impl Datapath {
         for ifindex in ifindexes {
             match by_index.get(&ifindex) {
                 Some(now) if !deleted.contains(&ifindex) => {
-                    if let Some(attachment) = self.attachments.get_mut(&ifindex)
-                        && attachment.iface != **now
+                    let Some(attachment) = self.attachments.get(&ifindex) else {
+                        continue;
+                    };
+                    if attachment.iface == **now {
+                        continue;
+                    }
+                    let (old_name, responder) =
+                        (attachment.iface.name.clone(), attachment.responder);
+                    if let (true, Responder::Xdp(mode)) =
+                        (self.pin_links && old_name != now.name, responder)
                     {
+                        // The pin is named after the interface: follow a rename.
+                        let _ = std::fs::rename(
+                            self.link_pin_path(&old_name, mode),
+                            self.link_pin_path(&now.name, mode),
+                        );
+                    }
+                    if let Some(attachment) = self.attachments.get_mut(&ifindex) {
                         let old = std::mem::replace(&mut attachment.iface, (*now).clone());
                         changes.push(InterfaceChange::Changed {
                             old,
@@ -733,9 +846,14 @@ impl Datapath {
                 }
                 _ => {
                     if let Some(attachment) = self.attachments.remove(&ifindex) {
+                        self.unpin_link(&attachment.iface.name);
                         // Only closes our handle: the device took the attachment along.
-                        if let Ok(program) = responder_mut(&mut self.ebpf) {
-                            let _ = program.detach(attachment.link);
+                        if let Some(link) = attachment.link {
+                            if let Ok(program) = responder_mut(&mut self.ebpf) {
+                                let _ = program.detach(link);
+                            }
+                        } else if let Some(userspace) = &mut self.userspace {
+                            userspace.stop(ifindex);
                         }
                         changes.push(InterfaceChange::Gone {
                             old: attachment.iface,

@@ -101,6 +101,13 @@ impl Speaker {
         self.child().id()
     }
 
+    /// SIGKILL (`kill -9`): no chance to clean up anything.
+    pub fn kill(mut self) {
+        let mut child = self.0.take().expect("running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait");
+    }
+
     /// SIGTERM; whether it exited with success.
     pub fn stop(mut self) -> bool {
         let mut child = self.0.take().expect("running");

@@ -245,13 +245,27 @@ impl ArpAsker {
         target: Ipv4Addr,
         timeout: std::time::Duration,
     ) -> std::io::Result<Option<[u8; 6]>> {
+        self.send_request(target, self.mac)?;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.next_reply(left)? {
+                Some(reply) if reply.sender_ip == target => return Ok(Some(reply.sender_mac)),
+                Some(_) => {}
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Sends one request for `target` from `sender_mac` (Ethernet source and
+    /// `ar$sha`, where the reply goes) and this asker's address.
+    pub fn send_request(&self, target: Ipv4Addr, sender_mac: [u8; 6]) -> std::io::Result<()> {
         use std::os::fd::AsRawFd as _;
-        let fd = self.socket.as_raw_fd();
         let frame = arp(
             ArpOperation::REQUEST,
-            self.mac,
+            sender_mac,
             BROADCAST,
-            (self.mac, self.ip),
+            (sender_mac, self.ip),
             ([0; 6], target),
             None,
         );
@@ -264,7 +278,7 @@ impl ArpAsker {
         // SAFETY: valid socket, buffer and address.
         let sent = unsafe {
             libc::sendto(
-                fd,
+                self.socket.as_raw_fd(),
                 frame.as_ptr().cast(),
                 frame.len(),
                 0,
@@ -275,21 +289,36 @@ impl ArpAsker {
         if sent < 0 {
             return Err(std::io::Error::last_os_error());
         }
+        Ok(())
+    }
+
+    /// The next ARP reply to this asker's address seen within `timeout` (other frames
+    /// are skipped).
+    pub fn next_reply(&self, timeout: std::time::Duration) -> std::io::Result<Option<ArpReply>> {
+        use std::os::fd::AsRawFd as _;
+        let fd = self.socket.as_raw_fd();
         let deadline = std::time::Instant::now() + timeout;
         let mut buffer = [0u8; 1600];
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Ok(None);
-            }
             let mut poll = [libc::pollfd {
                 fd,
                 events: libc::POLLIN,
                 revents: 0,
             }];
+            // Past the deadline, still one look without waiting: a reply that came
+            // while this thread was not running (a loaded machine) counts.
+            let wait = if left.is_zero() {
+                0
+            } else {
+                left.as_millis().max(1) as i32
+            };
             // SAFETY: one valid pollfd.
-            let ready = unsafe { libc::poll(poll.as_mut_ptr(), 1, left.as_millis().max(1) as i32) };
+            let ready = unsafe { libc::poll(poll.as_mut_ptr(), 1, wait) };
             if ready <= 0 {
+                if left.is_zero() {
+                    return Ok(None);
+                }
                 continue;
             }
             // SAFETY: valid socket and buffer.
@@ -305,16 +334,48 @@ impl ArpAsker {
                 continue;
             }
             let reply = &buffer[..n as usize];
-            // A reply (oper 2) from `target` to us.
+            // A reply (oper 2) to us.
             if reply[12..14] == [0x08, 0x06]
                 && reply[20..22] == [0, 2]
-                && reply[28..32] == target.octets()
                 && reply[38..42] == self.ip.octets()
             {
-                let mut mac = [0; 6];
-                mac.copy_from_slice(&reply[22..28]);
-                return Ok(Some(mac));
+                let mac = |at: usize| -> [u8; 6] { reply[at..at + 6].try_into().expect("6 bytes") };
+                return Ok(Some(ArpReply {
+                    sender_mac: mac(22),
+                    sender_ip: Ipv4Addr::new(reply[28], reply[29], reply[30], reply[31]),
+                    target_mac: mac(32),
+                }));
             }
         }
     }
+
+    /// Lets the kernel queue up to `bytes` of frames for this socket (a client that
+    /// sends thousands of requests a second reads the replies in another thread).
+    pub fn set_receive_buffer(&self, bytes: usize) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd as _;
+        let size = bytes as libc::c_int;
+        // SAFETY: valid socket, an int option.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&raw const size).cast(),
+                size_of::<libc::c_int>() as u32,
+            )
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// An ARP reply as [`ArpAsker::next_reply`] reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArpReply {
+    pub sender_mac: [u8; 6],
+    pub sender_ip: Ipv4Addr,
+    /// Where the reply went: the request's `ar$sha`.
+    pub target_mac: [u8; 6],
 }
