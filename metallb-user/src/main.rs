@@ -249,9 +249,11 @@ struct ControllerArgs {
     #[arg(long, default_value = "metallb-controller")]
     lease_name: String,
     /// How long a leader's Lease stays valid without renewal (then another takes over).
+    /// At least 1s, and more than --renew-deadline.
     #[arg(long, default_value = "15s", value_name = "DURATION", value_parser = positive_duration)]
     lease_duration: Duration,
-    /// How long the leader keeps leading while its renewals fail.
+    /// How long the leader keeps leading while its renewals fail. More than 1.2 x
+    /// --retry-period.
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = positive_duration)]
     renew_deadline: Duration,
     /// Time between attempts to take or renew the Lease.
@@ -429,18 +431,18 @@ struct MembershipArgs {
     membership_key_file: Option<PathBuf>,
     /// UDP port of the membership protocol, the same on every node (MetalLB's
     /// memberlist port).
-    #[arg(long, default_value_t = metallb_user::membership::DEFAULT_PORT)]
+    #[arg(long, default_value_t = metallb_user::membership::DEFAULT_PORT, value_parser = clap::value_parser!(u16).range(1..))]
     membership_port: u16,
     /// Another speaker: IP or IP:PORT (repeatable). Default: the InternalIP of every
     /// Node of the file.
     #[arg(long = "peer", value_name = "ADDR", value_parser = peer_address)]
     peers: Vec<PeerAddress>,
-    /// How often each speaker probes another.
-    #[arg(long, default_value = "50ms", value_name = "DURATION", value_parser = duration)]
+    /// How often each speaker probes another (10ms to 1m).
+    #[arg(long, default_value = "50ms", value_name = "DURATION", value_parser = probe_interval)]
     probe_interval: Duration,
     /// How long a suspected speaker has to refute it before it is declared down and
-    /// its VIPs move.
-    #[arg(long, default_value = "150ms", value_name = "DURATION", value_parser = duration)]
+    /// its VIPs move (10ms to 10m, more than --probe-interval).
+    #[arg(long, default_value = "150ms", value_name = "DURATION", value_parser = suspicion_timeout)]
     suspicion_timeout: Duration,
 }
 
@@ -565,6 +567,77 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
     Ok(parsed)
 }
 
+/// Membership timings below this would flood the link with probes (one datagram each)
+/// and outrun the scheduler of a loaded node.
+const MIN_MEMBERSHIP_TIMING: Duration = Duration::from_millis(10);
+
+/// [`duration`], from [`MIN_MEMBERSHIP_TIMING`] (`too_short` says why) to `max`, past
+/// which a dead speaker's VIPs would stay silent that long.
+fn membership_timing(text: &str, too_short: &str, max: Duration) -> Result<Duration, String> {
+    let parsed = duration(text)?;
+    let shown = |d| humantime::format_duration(d).to_string();
+    if parsed < MIN_MEMBERSHIP_TIMING {
+        return Err(format!(
+            "less than {} {too_short}",
+            shown(MIN_MEMBERSHIP_TIMING)
+        ));
+    }
+    if parsed > max {
+        return Err(format!(
+            "more than {} would leave a dead speaker's VIPs unanswered that long",
+            shown(max)
+        ));
+    }
+    Ok(parsed)
+}
+
+fn probe_interval(text: &str) -> Result<Duration, String> {
+    membership_timing(
+        text,
+        "would flood the link with probes",
+        Duration::from_secs(60),
+    )
+}
+
+fn suspicion_timeout(text: &str) -> Result<Duration, String> {
+    membership_timing(
+        text,
+        "would declare speakers down at any scheduling delay",
+        Duration::from_secs(600),
+    )
+}
+
+impl ControllerArgs {
+    /// The Lease timings hold together as client-go requires them: the Lease outlives
+    /// the renew deadline, which outlasts the retries (with client-go's jitter of 1.2),
+    /// and the Lease, which holds whole seconds, lasts at least one.
+    fn check_leader_timings(&self) -> Result<(), String> {
+        let shown = |d| humantime::format_duration(d).to_string();
+        let (lease, renew, retry) = (self.lease_duration, self.renew_deadline, self.retry_period);
+        if lease < Duration::from_secs(1) {
+            return Err(format!(
+                "--lease-duration {} must be at least 1s: the Lease holds whole seconds",
+                shown(lease)
+            ));
+        }
+        if lease <= renew {
+            return Err(format!(
+                "--lease-duration {} must be more than --renew-deadline {}",
+                shown(lease),
+                shown(renew)
+            ));
+        }
+        if renew.as_secs_f64() <= retry.as_secs_f64() * 1.2 {
+            return Err(format!(
+                "--renew-deadline {} must be more than 1.2 x --retry-period {} (client-go's jitter)",
+                shown(renew),
+                shown(retry)
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn garp_interval(text: &str) -> Result<Duration, String> {
     let interval = bounded_duration(text)?;
     if interval < MIN_GARP_INTERVAL {
@@ -578,6 +651,14 @@ fn garp_interval(text: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Controller(args) = &cli.command
+        && let Err(message) = args.check_leader_timings()
+    {
+        use clap::CommandFactory as _;
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, message)
+            .exit();
+    }
     init_logging(cli.log_format, &cli.log_level);
     match execute(cli.command) {
         Ok(code) => code,

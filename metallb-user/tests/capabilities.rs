@@ -195,9 +195,19 @@ fn netns_the_speaker_runs_as_a_non_root_user_with_exactly_its_capabilities() {
     assert!(answers_ndp(&lab), "NDP answered");
     let group = vip6_group(&lab).expect("the multicast MAC of the VIP's group");
     assert!(group.ends_with("static"), "added by the speaker: {group}");
-    let maps = pinned(&pins.path);
-    assert_eq!(maps.len(), 7, "{maps:?}");
-    assert!(maps.iter().all(|(_, uid)| *uid == SPEAKER_UID), "{maps:?}");
+    let pins_now = pinned(&pins.path);
+    // The 7 maps, and (--keep-datapath) the link, pinned as soon as it is made.
+    assert_eq!(pins_now.len(), 8, "{pins_now:?}");
+    assert!(
+        pins_now
+            .iter()
+            .any(|(path, _)| path.ends_with(&format!("links/native/{}", lab.node_if))),
+        "{pins_now:?}"
+    );
+    assert!(
+        pins_now.iter().all(|(_, uid)| *uid == SPEAKER_UID),
+        "{pins_now:?}"
+    );
     assert!(first.stop(), "stops cleanly, leaving the datapath");
     let link = pins.path.join("links/native").join(lab.node_if);
     assert_eq!(

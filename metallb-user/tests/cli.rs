@@ -814,7 +814,75 @@ fn numeric_flags_out_of_range_are_usage_errors() {
             "1441m",
             TOO_LONG,
         ),
+        (
+            SPEAKER,
+            "--probe-interval <DURATION>",
+            "5ms",
+            "less than 10ms would flood the link with probes",
+        ),
+        (
+            SPEAKER,
+            "--probe-interval <DURATION>",
+            "61s",
+            "more than 1m would leave a dead speaker's VIPs unanswered that long",
+        ),
+        (
+            SPEAKER,
+            "--suspicion-timeout <DURATION>",
+            "0s",
+            "less than 10ms would declare speakers down at any scheduling delay",
+        ),
+        (
+            SPEAKER,
+            "--suspicion-timeout <DURATION>",
+            "1h",
+            "more than 10m would leave a dead speaker's VIPs unanswered that long",
+        ),
+        (
+            SPEAKER,
+            "--membership-port <MEMBERSHIP_PORT>",
+            "0",
+            "0 is not in 1..=65535",
+        ),
+        (
+            SPEAKER,
+            "--membership-port <MEMBERSHIP_PORT>",
+            "65536",
+            "65536 is not in 1..=65535",
+        ),
     ];
+    // Flags that must hold together: the controller's Lease timings, as client-go
+    // requires them. (arguments, message)
+    let together: &[(&[&str], &str)] = &[
+        (
+            &["--lease-duration", "10s", "--renew-deadline", "10s"],
+            "--lease-duration 10s must be more than --renew-deadline 10s",
+        ),
+        (
+            &["--renew-deadline", "2s", "--retry-period", "2s"],
+            "--renew-deadline 2s must be more than 1.2 x --retry-period 2s (client-go's jitter)",
+        ),
+        (
+            &[
+                "--lease-duration",
+                "900ms",
+                "--renew-deadline",
+                "500ms",
+                "--retry-period",
+                "100ms",
+            ],
+            "--lease-duration 900ms must be at least 1s: the Lease holds whole seconds",
+        ),
+    ];
+    for (flags, message) in together {
+        let args = [&["controller"], *flags].concat();
+        let (code, _, stderr) = run(&args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("error: {message}\n")),
+            "{args:?}: {stderr}"
+        );
+    }
     for (command, flag, value, reason) in cases {
         let name = flag.split(' ').next().expect("flag");
         let mut args = command.to_vec();
