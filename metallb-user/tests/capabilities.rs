@@ -15,12 +15,9 @@ use std::{
 };
 
 use metallb_testkit::lab::{Lab, ScratchPinDir};
-use metallb_user::datapath::{
-    XdpMode,
-    capabilities::{Capability, SPEAKER_CAPABILITIES},
-};
+use metallb_user::datapath::capabilities::{Capability, SPEAKER_CAPABILITIES};
 use speaker_process::{
-    BINARY, ConfigDir, Speaker, answers_arp, answers_ndp, run_to_end, vip6_group, xdp_attached,
+    BINARY, ConfigDir, Speaker, answers_arp, answers_ndp, lab, run_to_end, vip6_group, xdp_attached,
 };
 
 /// A non-root user (distroless's `nonroot`).
@@ -125,13 +122,6 @@ fn refused_start(lab: &Lab, capabilities: &[Capability], config: &Path, pins: &P
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     stderr
-}
-
-fn lab(tag: &str) -> Lab {
-    let mut lab = Lab::new(tag).expect("lab");
-    lab.prepare_client_for(XdpMode::Native)
-        .expect("client side");
-    lab
 }
 
 /// Every file under `dir` with its owner.

@@ -9,30 +9,15 @@ mod speaker_process;
 use std::process::{Command, Output};
 
 use metallb_testkit::lab::{Lab, ScratchPinDir, command_in};
-use metallb_user::datapath::XdpMode;
 use speaker_process::{
-    BINARY, ConfigDir, Speaker, VIP6_GROUP_MAC, answers_arp, answers_ndp, run_to_end, vip6_group,
-    xdp_attached,
+    BINARY, ConfigDir, Speaker, VIP6_GROUP_MAC, answers_arp, answers_ndp, lab, run_to_end,
+    vip6_group, xdp_attached,
 };
-
-fn lab(tag: &str) -> Lab {
-    let mut lab = Lab::new(tag).expect("lab");
-    lab.prepare_client_for(XdpMode::Native)
-        .expect("client side");
-    lab
-}
 
 /// A root speaker in the node namespace only (the host's /sys/fs/bpf stays visible).
 fn speaker(lab: &Lab, config: &ConfigDir, pins: &ScratchPinDir, extra: &[&str]) -> Speaker {
-    let mut command = command_in(&lab.node_ns, BINARY);
-    command
-        .args(["speaker", "--config"])
-        .arg(config.file())
-        .arg("--pin-dir")
-        .arg(&pins.path)
-        .args(["--interface", lab.node_if, "--node-name", "node-1"])
-        .args(extra);
-    Speaker::start(&mut command, lab)
+    let on_its_interface = [&["--interface", lab.node_if], extra].concat();
+    speaker_process::root_speaker(lab, config, pins, &on_its_interface)
 }
 
 /// A speaker that answered and stopped with --keep-datapath.

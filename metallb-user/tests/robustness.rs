@@ -11,7 +11,6 @@ use std::{
     collections::{BTreeSet, HashMap, VecDeque},
     net::Ipv4Addr,
     path::PathBuf,
-    process::Command,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -20,34 +19,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use metallb_testkit::lab::{Lab, ScratchPinDir, command_in};
-use metallb_user::datapath::{XdpMode, iface::MacAddr};
-use speaker_process::{BINARY, ConfigDir, Speaker, VIP, answers_ndp, xdp_attached};
+use metallb_testkit::lab::{Lab, ScratchPinDir};
+use metallb_user::datapath::iface::MacAddr;
+use speaker_process::{ConfigDir, Speaker, VIP, answers_ndp, lab, xdp_attached};
 use support::ArpAsker;
 
 /// How long a test waits for the speaker to follow a change (the target is a second:
 /// each wait prints what it took).
 const DEADLINE: Duration = Duration::from_secs(5);
 
-fn lab(tag: &str) -> Lab {
-    let mut lab = Lab::new(tag).expect("lab");
-    lab.prepare_client_for(XdpMode::Native)
-        .expect("client side");
-    lab
-}
-
 /// The speaker of `lab`'s node on `config`, with `extra` arguments.
 fn speaker(lab: &Lab, config: &ConfigDir, pins: &ScratchPinDir, extra: &[&str]) -> Speaker {
-    let mut command: Command = command_in(&lab.node_ns, BINARY);
-    command
-        .arg("speaker")
-        .arg("--config")
-        .arg(config.file())
-        .arg("--pin-dir")
-        .arg(&pins.path)
-        .args(["--node-name", "node-1"])
-        .args(extra);
-    Speaker::start(&mut command, lab)
+    speaker_process::root_speaker(lab, config, pins, extra)
 }
 
 fn vip() -> Ipv4Addr {

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use metallb_testkit::lab::{Lab, exec_in, unique_name};
+use metallb_testkit::lab::{Lab, ScratchPinDir, exec_in, unique_name};
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_metallb");
 pub const VIP: &str = "192.0.2.101";
@@ -124,6 +124,33 @@ impl Drop for Speaker {
             let _ = child.wait();
         }
     }
+}
+
+/// A lab whose client end is ready for a speaker in native mode.
+pub fn lab(tag: &str) -> Lab {
+    let mut lab = Lab::new(tag).expect("lab");
+    lab.prepare_client_for(metallb_user::datapath::XdpMode::Native)
+        .expect("client side");
+    lab
+}
+
+/// A root speaker in `lab`'s node namespace only (the host's /sys/fs/bpf stays
+/// visible), on `config` and `pins`, with `extra` arguments; started until ready.
+pub fn root_speaker(
+    lab: &Lab,
+    config: &ConfigDir,
+    pins: &ScratchPinDir,
+    extra: &[&str],
+) -> Speaker {
+    let mut command = metallb_testkit::lab::command_in(&lab.node_ns, BINARY);
+    command
+        .args(["speaker", "--config"])
+        .arg(config.file())
+        .arg("--pin-dir")
+        .arg(&pins.path)
+        .args(["--node-name", "node-1"])
+        .args(extra);
+    Speaker::start(&mut command, lab)
 }
 
 /// Runs a command that must end by itself within 15 s; its output.
