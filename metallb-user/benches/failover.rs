@@ -16,7 +16,8 @@
 //! (`stress-ng --cpu 0`), and as long with the owner's speaker stopped for 100 ms every
 //! second: owner changes seen by the client, and members declared down in the logs.
 //! `FAILOVER_NODES` (default 3), `FAILOVER_FAULTS` (a comma list of death, crash, hang,
-//! graceful, restart, partition, cpu, pause; default all).
+//! graceful, restart, partition, cpu, pause; default all), `FAILOVER_VERBOSE=1` prints
+//! each trial with the client's neighbour entry at its end.
 
 use std::{
     net::Ipv4Addr,
@@ -368,12 +369,33 @@ fn run_fault(bench: &mut Bench, fault: Fault, trials: usize) -> anyhow::Result<V
         let recorded = Recorded::since(bench, at);
         let window = recorded.window(at, to);
         let skip = heal.map(|h| (h, h + Duration::from_secs(1)));
-        results.push(Trial {
+        let trial = Trial {
             takeover: window.first_answer_not_from(bench.lab.node_macs[owner]),
             outage: window.outage(),
             lost: window.lost(Duration::from_millis(50)),
             dual: window.dual_answers(ASK_EVERY, skip),
-        });
+        };
+        if std::env::var_os("FAILOVER_VERBOSE").is_some() {
+            // The client's neighbour entry at the end says where its traffic went.
+            let neighbour = metallb_testkit::lab::exec_in(
+                &bench.lab.client_ns,
+                "ip",
+                &["neigh", "show", &VIP.to_string()],
+            )
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+            println!(
+                "  {} owner node-{owner}: takeover {:?} by {:?}, outage {} ms, lost {}, two MACs {}, echoes from {:?}; client: {neighbour}",
+                fault.name(),
+                trial.takeover,
+                window.answerers(),
+                ms(trial.outage),
+                trial.lost,
+                trial.dual,
+                recorded.echoes.last().map(|e| e.node),
+            );
+        }
+        results.push(trial);
         bench.restore(fault, owner)?;
     }
     Ok(results)
