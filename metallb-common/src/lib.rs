@@ -20,6 +20,10 @@ pub mod map_names {
     pub const VIP_STATS_V6: &str = "vip_stats_v6";
     /// Global per-CPU [`crate::XdpStats`], a single entry at index 0.
     pub const XDP_STATS: &str = "xdp_stats";
+    /// The fence timer (a `struct bpf_timer`), a single entry: pinned with the
+    /// others, so that it keeps running when the agent is gone (a crash, a hang, a
+    /// restart), and stops when the datapath is removed.
+    pub const FENCE_TIMER: &str = "fence_timer";
     /// The global-data section through which the program reads [`VIP_CTL`]'s value
     /// directly, without a lookup: the agent loads it onto the `vip_ctl` map.
     pub const VIP_CTL_SECTION: &str = ".data.vip_ctl";
@@ -30,7 +34,7 @@ pub mod map_names {
     /// the agent beside the tables and never read by the program.
     pub const VIPS: &str = "vips";
     /// Every map the program declares.
-    pub const ALL: [&str; 7] = [
+    pub const ALL: [&str; 8] = [
         VIP_CTL,
         VIPS_V4,
         VIPS_V6,
@@ -38,11 +42,22 @@ pub mod map_names {
         VIP_STATS_V6,
         XDP_STATS,
         VIPS,
+        FENCE_TIMER,
     ];
 }
 
 /// Name of the XDP program in the object file.
 pub const PROGRAM_NAME: &str = "metallb_xdp";
+
+/// Name of the program that arms the fence timer (run once by each agent, with
+/// BPF_PROG_TEST_RUN; never attached). It returns `XDP_PASS` when the timer runs.
+pub const FENCE_PROGRAM_NAME: &str = "metallb_fence";
+
+/// Bytes of a `fence_timer` value: a kernel `struct bpf_timer`, 16 opaque bytes that
+/// the kernel finds by their BTF type name (so the program declares it with
+/// aya-ebpf's binding of that struct), alone in a map of its own (a map with a timer
+/// cannot be memory-mapped).
+pub const FENCE_TIMER_VALUE_SIZE: usize = 16;
 
 /// Default directory under bpffs where the agent pins the maps.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/metallb";
@@ -409,15 +424,25 @@ pub struct VipTableCtl {
     pub cell_mask: u32,
     /// 64 - log2(cells per half): the shift of [`home_cell`].
     pub shift: u32,
-    pub _pad: u32,
+    /// Nonzero while the datapath is fenced: the agent has not renewed `fence_at` in
+    /// time, and the program answers nothing. Written only by the fence timer (the
+    /// program's `fence_tick`), read by the program on the answer path: beside
+    /// `active`, in the cache line every lookup reads anyway.
+    pub fenced: u32,
     /// Per half: its first cell and hash seeds.
     pub halves: [VipTableHalf; 2],
     /// Flips so far.
     pub generation: u64,
+    /// When the datapath fences, in `CLOCK_MONOTONIC` nanoseconds (the clock of
+    /// `bpf_ktime_get_ns`); 0: never. The agent's heartbeat moves it forward.
+    pub fence_at: u64,
+    /// Runs of the fence timer so far: it is alive when this grows.
+    pub fence_ticks: u64,
+    /// Times the timer has fenced the datapath.
+    pub fence_episodes: u64,
     /// Up to 128 bytes: a power of two, so the program's lookup shifts, not
-    /// multiplies. Room for the fencing heartbeat and deadline the program will read
-    /// on every frame.
-    pub _reserved: [u64; 5],
+    /// multiplies.
+    pub _reserved: [u64; 2],
 }
 
 impl VipTableCtl {
@@ -426,7 +451,7 @@ impl VipTableCtl {
         active: 0,
         cell_mask: 0,
         shift: 0,
-        _pad: 0,
+        fenced: 0,
         halves: [VipTableHalf {
             base: 0,
             seed_v4: 0,
@@ -434,7 +459,10 @@ impl VipTableCtl {
             _pad: 0,
         }; 2],
         generation: 0,
-        _reserved: [0; 5],
+        fence_at: 0,
+        fence_ticks: 0,
+        fence_episodes: 0,
+        _reserved: [0; 2],
     };
 }
 
@@ -490,6 +518,9 @@ pub struct XdpStats {
     pub tx_neighbor_advert: u64,
     /// Dropped: a request for a suppressed VIP.
     pub drop_suppressed: u64,
+    /// Dropped: a request for a VIP this node answers, while the datapath is fenced
+    /// (its agent missed the heartbeat deadline).
+    pub drop_fenced: u64,
 }
 
 /// What the program did with a frame. The discriminant is the index of the matching
@@ -508,11 +539,12 @@ pub enum Outcome {
     TxArpReply = 8,
     TxNeighborAdvert = 9,
     DropSuppressed = 10,
+    DropFenced = 11,
 }
 
 impl Outcome {
     /// Every outcome, in [`XdpStats`] field order.
-    pub const ALL: [Outcome; 11] = [
+    pub const ALL: [Outcome; 12] = [
         Outcome::PassNotArpOrNdp,
         Outcome::PassVlanUnsupported,
         Outcome::PassMalformed,
@@ -524,6 +556,7 @@ impl Outcome {
         Outcome::TxArpReply,
         Outcome::TxNeighborAdvert,
         Outcome::DropSuppressed,
+        Outcome::DropFenced,
     ];
 
     /// The name of the matching [`XdpStats`] field.
@@ -540,6 +573,7 @@ impl Outcome {
             Outcome::TxArpReply => "tx_arp_reply",
             Outcome::TxNeighborAdvert => "tx_neighbor_advert",
             Outcome::DropSuppressed => "drop_suppressed",
+            Outcome::DropFenced => "drop_fenced",
         }
     }
 }
@@ -558,6 +592,7 @@ impl XdpStats {
         self.tx_arp_reply += other.tx_arp_reply;
         self.tx_neighbor_advert += other.tx_neighbor_advert;
         self.drop_suppressed += other.drop_suppressed;
+        self.drop_fenced += other.drop_fenced;
     }
 
     /// The counter of one outcome.
@@ -574,6 +609,7 @@ impl XdpStats {
             Outcome::TxArpReply => self.tx_arp_reply,
             Outcome::TxNeighborAdvert => self.tx_neighbor_advert,
             Outcome::DropSuppressed => self.drop_suppressed,
+            Outcome::DropFenced => self.drop_fenced,
         }
     }
 }
@@ -610,6 +646,9 @@ const _: () = {
     assert!(offset_of!(XdpStats, tx_arp_reply) == 8 * Outcome::TxArpReply as usize);
     assert!(offset_of!(XdpStats, tx_neighbor_advert) == 8 * Outcome::TxNeighborAdvert as usize);
     assert!(offset_of!(XdpStats, drop_suppressed) == 8 * Outcome::DropSuppressed as usize);
+    assert!(offset_of!(XdpStats, drop_fenced) == 8 * Outcome::DropFenced as usize);
+    // `fenced` beside `active`, in the first cache line of the control block.
+    assert!(offset_of!(VipTableCtl, fenced) == 12);
 };
 
 #[cfg(feature = "user")]

@@ -8,6 +8,7 @@
 #![no_main]
 
 mod arp;
+mod fence;
 mod ndp;
 mod packet;
 mod runtime;
@@ -77,7 +78,7 @@ fn count(outcome: Outcome) -> u32 {
         // discriminant indexes (checked in metallb-common).
         unsafe { *stats.cast::<u64>().add(outcome as usize) += 1 };
     }
-    if outcome == Outcome::DropSuppressed {
+    if matches!(outcome, Outcome::DropSuppressed | Outcome::DropFenced) {
         XDP_DROP
     } else {
         XDP_PASS

@@ -58,7 +58,7 @@ static VIP_CTL: Array<VipTableCtl, 1, MMAPABLE> = Array::new();
 /// map, not as a value).
 #[unsafe(no_mangle)]
 #[unsafe(link_section = ".data.vip_ctl")]
-static mut VIP_CTL_VALUE: VipTableCtl = VipTableCtl {
+pub(crate) static mut VIP_CTL_VALUE: VipTableCtl = VipTableCtl {
     generation: u64::MAX,
     ..VipTableCtl::ZERO
 };
@@ -155,6 +155,9 @@ impl<C: TableCell> Vip<C> {
     pub fn take_request(&mut self) -> Option<Outcome> {
         self.counters.requests += 1;
         match self.action() {
+            // Fenced: the node's kernel may own the VIP too (kube-ipvs0), so the
+            // request is dropped, as a suppressed one is, not passed.
+            ANSWER if fenced() => Some(Outcome::DropFenced),
             ANSWER => None,
             SUPPRESS => {
                 self.counters.suppressed += 1;
@@ -174,6 +177,14 @@ impl<C: TableCell> Vip<C> {
             Outcome::PassNotRequest
         }
     }
+}
+
+/// Whether the fence timer has fenced the datapath: one load from the control
+/// block's first cache line, which every lookup has just read. No helper call.
+#[inline(always)]
+fn fenced() -> bool {
+    // SAFETY: a field of the map value, written by the fence timer at any time.
+    unsafe { core::ptr::read_volatile(&raw const VIP_CTL_VALUE.fenced) != 0 }
 }
 
 /// The live half: its first cell, the cell mask, the hash shift and seed.

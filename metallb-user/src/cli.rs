@@ -10,7 +10,7 @@ use crate::{
     allocator::Decision,
     bgp::plan::{Attributes, BgpPlan, ServiceBgp},
     config::{Issue, validate::Validation},
-    datapath::maps::VipRecord,
+    datapath::{FenceState, maps::VipRecord},
     election::Election,
     plan::{InterfaceReport, Plan, Role},
     printable::printable,
@@ -487,8 +487,35 @@ struct InspectJson<'a> {
     cells_per_half: u32,
     vips: Vec<VipRow>,
     frames: BTreeMap<&'static str, u64>,
+    fence: FenceJson,
     /// As the speaker recorded them; `null` without a record.
     interfaces: Option<&'a InterfaceReport>,
+}
+
+/// The fence timer's state (see [`FenceState`]).
+#[derive(Serialize)]
+struct FenceJson {
+    fenced: bool,
+    /// Milliseconds until the datapath fences; `null`: never (no peers).
+    deadline_in_ms: Option<u64>,
+    ticks: u64,
+    episodes: u64,
+}
+
+/// One line on the fence timer: whether the datapath answers, and until when.
+fn fence_line(fence: &FenceState) -> String {
+    let state = match (fence.fenced, fence.deadline_in) {
+        (true, _) => "FENCED: the agent missed its heartbeat deadline; no VIP is answered".into(),
+        (false, None) => "off (no deadline: a node without peers never fences)".into(),
+        (false, Some(left)) => format!(
+            "answering; fences in {} ms unless renewed",
+            left.as_millis()
+        ),
+    };
+    format!(
+        "fence: {state} (timer runs {}, fenced {} times)",
+        fence.ticks, fence.episodes
+    )
 }
 
 /// The speaker's record of its interfaces, for `metallb inspect`.
@@ -531,6 +558,7 @@ pub fn inspect_report(
         .iter()
         .map(|o| (o.name(), stats.get(*o)))
         .collect();
+    let fence = FenceState::of(ctl);
     if output == Output::Json {
         let json = InspectJson {
             pin_dir: pin_dir.into(),
@@ -538,6 +566,12 @@ pub fn inspect_report(
             cells_per_half: ctl.cell_mask + 1,
             vips,
             frames,
+            fence: FenceJson {
+                fenced: fence.fenced,
+                deadline_in_ms: fence.deadline_in.map(|d| d.as_millis() as u64),
+                ticks: fence.ticks,
+                episodes: fence.episodes,
+            },
             interfaces: interfaces.report,
         };
         return serde_json::to_string_pretty(&json).unwrap_or_default() + "\n";
@@ -585,6 +619,8 @@ pub fn inspect_report(
     }
     out += &render(&outcome_table);
     out.push('\n');
+    out += &fence_line(&fence);
+    out += "\n\n";
     let path = printable(interfaces.path);
     match interfaces.report {
         Some(report) => {
@@ -741,11 +777,26 @@ mod tests {
                 && lines.contains(&"tx_arp_reply           3"),
             "{text}"
         );
+        assert!(
+            lines.contains(&"fence: off (no deadline: a node without peers never fences) (timer runs 0, fenced 0 times)"),
+            "{text}"
+        );
         assert_eq!(
             lines.last(),
             Some(
                 &"interfaces: no record at /run/metallb/x.json (the speaker writes it when it applies a configuration)"
             )
+        );
+        let fenced = VipTableCtl {
+            fenced: 1,
+            fence_at: 1,
+            fence_ticks: 40,
+            fence_episodes: 2,
+            ..ctl
+        };
+        assert_eq!(
+            fence_line(&FenceState::of(&fenced)),
+            "fence: FENCED: the agent missed its heartbeat deadline; no VIP is answered (timer runs 40, fenced 2 times)"
         );
         let json: serde_json::Value = serde_json::from_str(&inspect_report(
             "/p",
@@ -764,6 +815,9 @@ mod tests {
         assert_eq!(json["table_generation"], 7);
         assert_eq!(json["vips"][1]["action"], "suppress");
         assert_eq!(json["frames"]["tx_arp_reply"], 3);
+        assert_eq!(json["frames"]["drop_fenced"], 0);
+        assert_eq!(json["fence"]["fenced"], false);
+        assert_eq!(json["fence"]["deadline_in_ms"], serde_json::Value::Null);
     }
 
     /// Every reason an interface is used or left alone, in words.

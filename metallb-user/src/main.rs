@@ -444,6 +444,22 @@ struct MembershipArgs {
     /// its VIPs move (10ms to 10m, more than --probe-interval).
     #[arg(long, default_value = "150ms", value_name = "DURATION", value_parser = suspicion_timeout)]
     suspicion_timeout: Duration,
+    /// A pause of this speaker (SIGSTOP, a stalled VM, a saturated CPU) that must
+    /// cause neither fencing nor a takeover. Must be below --fence-deadline.
+    #[arg(long, default_value = "100ms", value_name = "DURATION", value_parser = duration)]
+    tolerated_pause: Duration,
+    /// With peers, the XDP program stops answering (fences) when this speaker has not
+    /// renewed its heartbeat for this long. Must be below the peers' takeover
+    /// (--probe-interval × 2/5 + --suspicion-timeout): a hung speaker stops answering
+    /// before a peer starts. A node without peers never fences.
+    #[arg(long, default_value = "125ms", value_name = "DURATION", value_parser = duration)]
+    fence_deadline: Duration,
+    /// On a planned restart (--keep-datapath), the peers keep this node's VIPs where
+    /// they are, and its datapath keeps answering, for this long; a speaker that adopts
+    /// the datapath within it renews the heartbeat, otherwise the datapath fences and
+    /// the peers take over. From --fence-deadline to 5m.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = duration)]
+    restart_grace: Duration,
 }
 
 /// `--peer`: an address, with the membership port unless it names one.
@@ -480,6 +496,16 @@ impl MembershipArgs {
             humantime::format_duration(self.probe_interval),
             humantime::format_duration(self.suspicion_timeout)
         );
+        let timings = metallb_user::membership::Timings {
+            probe_interval: self.probe_interval,
+            suspicion_timeout: self.suspicion_timeout,
+        };
+        let fence = metallb_user::membership::FenceTimings {
+            tolerated_pause: self.tolerated_pause,
+            deadline: self.fence_deadline,
+            restart_grace: self.restart_grace,
+        };
+        fence.check(&timings).map_err(anyhow::Error::msg)?;
         let key = metallb_user::membership::SharedKey::from_file(&key_file)?;
         let port = self.membership_port;
         Ok(Some(metallb_user::speaker::MembershipOptions {
@@ -490,10 +516,8 @@ impl MembershipArgs {
                 .iter()
                 .map(|p| SocketAddr::new(p.ip, p.port.unwrap_or(port)))
                 .collect(),
-            timings: metallb_user::membership::Timings {
-                probe_interval: self.probe_interval,
-                suspicion_timeout: self.suspicion_timeout,
-            },
+            timings,
+            fence,
         }))
     }
 }

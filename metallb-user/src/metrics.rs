@@ -7,7 +7,7 @@
 //! on them all the same.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     net::{IpAddr, SocketAddr},
     sync::{
         Arc, Mutex, OnceLock,
@@ -26,7 +26,11 @@ use prometheus_client::{
 };
 use tracing::{info, warn};
 
-use crate::{allocator::PoolUsage, announce::GratuitousCounts, datapath::maps::VipRecord};
+use crate::{
+    allocator::PoolUsage,
+    announce::GratuitousCounts,
+    datapath::{FenceState, maps::VipRecord},
+};
 
 /// What the collector reports, refreshed by the speaker.
 #[derive(Debug, Default)]
@@ -34,6 +38,11 @@ pub struct MetricsState {
     /// Per-VIP counters summed over interfaces and CPUs, and the global outcomes.
     pub vips: Vec<VipRecord>,
     pub outcomes: XdpStats,
+    /// The datapath's fence timer.
+    pub fence: FenceState,
+    /// Episodes of claims by another host, per VIP, and the VIPs in one now.
+    pub conflict_episodes: BTreeMap<IpAddr, u64>,
+    pub conflicts_ongoing: BTreeSet<IpAddr>,
     pub pools: BTreeMap<String, PoolUsage>,
     pub config_loaded: bool,
     pub config_stale: bool,
@@ -153,10 +162,46 @@ impl Collector for SpeakerCollector {
         )?;
         encode_by_ip(
             &mut encoder,
+            "metallb_layer2_conflict_episodes",
+            "Episodes of claims by another host for IPs this node answers (one per burst, over after 30 s without a claim)",
+            &state.conflict_episodes,
+        )?;
+        encode_by_ip(
+            &mut encoder,
+            "metallb_layer2_conflict",
+            "1 while another host claims an IP this node answers (an episode is ongoing)",
+            &state
+                .conflict_episodes
+                .keys()
+                .map(|ip| (*ip, u64::from(state.conflicts_ongoing.contains(ip))))
+                .collect(),
+        )?;
+        encode_by_ip(
+            &mut encoder,
             "metallb_layer2_requests_suppressed",
             "Requests dropped for IPs another node announces",
             &per_ip(&state.vips, |r| r.counters.suppressed),
         )?;
+        for (name, help, value) in [
+            (
+                "metallb_layer2_requests_fenced",
+                "Requests dropped for IPs this node announces while its datapath was fenced (the agent missed its heartbeat deadline)",
+                state.outcomes.drop_fenced as i64,
+            ),
+            (
+                "metallb_layer2_fenced",
+                "1 while the datapath is fenced and answers nothing, 0 otherwise",
+                i64::from(state.fence.fenced),
+            ),
+            (
+                "metallb_layer2_fence_episodes",
+                "Times the datapath fenced itself",
+                state.fence.episodes as i64,
+            ),
+        ] {
+            let family = encoder.encode_descriptor(name, help, None, MetricType::Unknown)?;
+            ConstGauge::new(value).encode(family)?;
+        }
         {
             let mut family = encoder.encode_descriptor(
                 "metallb_xdp_frames",
@@ -403,6 +448,16 @@ mod tests {
                 record("2001:db8::1", 2, 1, 1),
             ];
             state.outcomes.tx_arp_reply = 4;
+            state.outcomes.drop_fenced = 6;
+            state
+                .conflict_episodes
+                .insert("192.0.2.1".parse().unwrap(), 3);
+            state.conflicts_ongoing.insert("192.0.2.1".parse().unwrap());
+            state.fence = FenceState {
+                fenced: true,
+                episodes: 2,
+                ..FenceState::default()
+            };
             state.pools.insert(
                 "pool-a".into(),
                 PoolUsage {
@@ -426,6 +481,11 @@ mod tests {
             "metallb_layer2_responses_sent{ip=\"192.0.2.1\"} 4",
             "metallb_layer2_gratuitous_sent{ip=\"192.0.2.1\"} 10",
             "metallb_xdp_frames_total{outcome=\"tx_arp_reply\"} 4",
+            "metallb_layer2_requests_fenced 6",
+            "metallb_layer2_conflict_episodes{ip=\"192.0.2.1\"} 3",
+            "metallb_layer2_conflict{ip=\"192.0.2.1\"} 1",
+            "metallb_layer2_fenced 1",
+            "metallb_layer2_fence_episodes 2",
             "metallb_allocator_addresses_in_use_total{pool=\"pool-a\"} 2.0",
             "metallb_allocator_addresses_total{pool=\"pool-a\"} 254.0",
             "metallb_k8s_client_config_loaded_bool 1",

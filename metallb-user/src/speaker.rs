@@ -30,15 +30,17 @@ use crate::{
     allocator::{AllocatorOptions, Decision, ServiceKey, has_status_address, status_with},
     announce::Announcer,
     config::{Config, Issue, ValidateOptions, file, validate},
+    conflicts::{ConflictEvent, ConflictWatch, answered_claims},
     datapath::{
         Datapath, DatapathKind, DatapathOptions, InterfaceChange, XdpMode, iface,
         links::{LinkEvent, LinkEvents},
     },
     election::{Election, ElectionContext, Interfaces},
+    fencing::Heartbeat,
     interface_report,
     kubernetes::lifecycle::{self, StopAction, StopDecision},
     membership::{
-        SharedKey, Timings,
+        FenceTimings, SharedKey, Timings,
         udp::{self as membership_udp, Live},
     },
     metrics::{self, Shared},
@@ -118,6 +120,8 @@ pub struct MembershipOptions {
     /// of the file, this node's own being the address it is reached at.
     pub peers: Vec<SocketAddr>,
     pub timings: Timings,
+    /// The datapath's self-fencing (only with peers: a single node never fences).
+    pub fence: FenceTimings,
 }
 
 /// A speaker that has heard from no peer yet takes nobody for dead for this long, so
@@ -313,6 +317,9 @@ struct Speaker {
     last_host: BTreeMap<String, iface::Interface>,
     /// Ifindexes that link events said were deleted since the last plan.
     deleted_links: BTreeSet<u32>,
+    /// Claims by other hosts for our VIPs, in episodes; against `started`'s clock.
+    conflicts: ConflictWatch,
+    started: std::time::Instant,
 }
 
 impl Speaker {
@@ -539,11 +546,34 @@ impl Speaker {
         let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
         match counters {
             Ok((vips, frames)) => {
+                let now = self.started.elapsed();
+                let claims = answered_claims(vips.iter().map(|r| {
+                    (
+                        r.key.addr,
+                        r.action == Some(VipAction::Answer),
+                        r.counters.conflicts,
+                    )
+                }));
+                for event in self.conflicts.observe(now, claims) {
+                    match event {
+                        ConflictEvent::Started { ip, claims } => warn!(
+                            %ip, claims,
+                            "another host claims a VIP this node answers (gratuitous ARP, ARP reply or neighbor advertisement from another MAC): two nodes may answer for it"
+                        ),
+                        ConflictEvent::Ended { ip, claims } => info!(
+                            %ip, claims,
+                            "no more claims by another host for 30 s"
+                        ),
+                    }
+                }
+                state.conflict_episodes = self.conflicts.episodes().clone();
+                state.conflicts_ongoing = self.conflicts.ongoing().copied().collect();
                 state.vips = vips;
                 state.outcomes = frames;
             }
             Err(e) => warn!(error = %e, "cannot read the datapath counters"),
         }
+        state.fence = self.datapath.fence();
         drop(state);
         self.announcer.reap();
     }
@@ -699,6 +729,8 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
         ),
         last_host: BTreeMap::new(),
         deleted_links: BTreeSet::new(),
+        conflicts: ConflictWatch::default(),
+        started: std::time::Instant::now(),
     };
     let mut links = follow_links();
 
@@ -708,6 +740,8 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
     info!(node = %printable(&options.node_name), "speaker running");
 
     let mut gossip = Gossip::new(&options)?;
+    let mut fencing = Fencing::default();
+    fencing.update(&speaker.datapath, &gossip, false);
     let mut last: Option<Snapshot> = None;
     loop {
         shared.heartbeat.beat();
@@ -715,6 +749,7 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
             update = updates_rx.recv() => match update {
                 Some(Update::Apply(snapshot)) => {
                     gossip.start_from(&snapshot.config, &options.node_name);
+                    fencing.update(&speaker.datapath, &gossip, true);
                     speaker.apply(gossip.with_live((*snapshot).clone()));
                     last = Some(*snapshot);
                 }
@@ -763,6 +798,21 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
         }
         StopAction::Remove => info!(reason = %decision.reason, "stopping: detaching and unpinning"),
     }
+    // The last heartbeat: a planned restart leaves the next agent the grace to adopt
+    // the datapath; a datapath that goes needs none.
+    // The peers hear first that this node restarts (they keep its VIPs where they
+    // are), then its datapath gets the grace: the other way round, a peer could take
+    // over while this datapath still answers.
+    let restart_grace = options.membership.as_ref().map(|m| m.fence.restart_grace);
+    if decision.action == StopAction::Keep
+        && let Some(grace) = restart_grace
+    {
+        gossip.announce_restart(grace).await;
+    }
+    fencing.stop(match decision.action {
+        StopAction::Keep => restart_grace,
+        StopAction::Remove => None,
+    });
     let errors = decision.action.apply(datapath);
     // The record of the interfaces describes the datapath: it goes with it.
     if decision.action == StopAction::Remove
@@ -774,8 +824,8 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
         error!(error = %e, "during shutdown");
     }
     // Answers have stopped: now the next owner may take over at once. A planned
-    // restart (--keep-datapath) stays a member: its successor renews it.
-    if !options.keep_datapath {
+    // restart (the datapath kept) has told the cluster it comes back, above.
+    if decision.action == StopAction::Remove {
         gossip.leave().await;
     }
     anyhow::ensure!(
@@ -786,6 +836,64 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The heartbeat of the datapath's fence, on while this node has peers to hand its
+/// VIPs to: alone, it never fences.
+#[derive(Default)]
+struct Fencing {
+    heartbeat: Option<Heartbeat>,
+}
+
+impl Fencing {
+    /// Starts the heartbeat once the gossip runs with peers. Without membership the
+    /// datapath never fences (also one adopted with a deadline). With membership but
+    /// no gossip yet, an adopted deadline stays until the first configuration
+    /// (`configured`) says whether there are peers.
+    fn update(&mut self, datapath: &Datapath, gossip: &Gossip, configured: bool) {
+        if self.heartbeat.is_some() {
+            return;
+        }
+        match (&gossip.options, gossip.has_peers()) {
+            (Some(membership), true) => {
+                let started = datapath
+                    .fence_control()
+                    .map_err(anyhow::Error::from)
+                    .and_then(|control| {
+                        Ok(Heartbeat::start(
+                            control,
+                            membership.fence,
+                            membership.fence.rejoin_hold(&membership.timings),
+                        )?)
+                    });
+                match started {
+                    Ok(heartbeat) => self.heartbeat = Some(heartbeat),
+                    Err(e) => {
+                        error!(
+                            error = format!("{e:#}"),
+                            "fencing not started: this datapath never fences"
+                        );
+                        Self::never(datapath);
+                    }
+                }
+            }
+            (Some(_), false) if !configured => {}
+            _ => Self::never(datapath),
+        }
+    }
+
+    fn never(datapath: &Datapath) {
+        if let Err(e) = datapath.set_fence_deadline(None) {
+            error!(error = %e, "cannot clear the fence deadline");
+        }
+    }
+
+    /// Stops the heartbeat, leaving the deadline at `last` from now (`None`: never).
+    fn stop(&mut self, last: Option<std::time::Duration>) {
+        if let Some(heartbeat) = self.heartbeat.take() {
+            heartbeat.stop(last);
+        }
+    }
+}
+
 /// The live set from the speakers' gossip, when membership is on.
 struct Gossip {
     options: Option<MembershipOptions>,
@@ -794,6 +902,8 @@ struct Gossip {
     /// has passed.
     counts: bool,
     grace_until: Option<tokio::time::Instant>,
+    /// Whether it runs with a peer other than this node.
+    peers: bool,
 }
 
 impl Gossip {
@@ -803,6 +913,7 @@ impl Gossip {
             running: None,
             counts: false,
             grace_until: None,
+            peers: false,
         };
         if let Some(membership) = &options.membership {
             anyhow::ensure!(
@@ -831,6 +942,7 @@ impl Gossip {
         let Some(options) = &self.options else {
             return Ok(());
         };
+        let has_peers = peers_besides(&peers, advertise);
         let running = membership_udp::start(membership_udp::UdpOptions {
             node_name: node.into(),
             advertise,
@@ -841,7 +953,13 @@ impl Gossip {
         .with_context(|| format!("membership: binding UDP port {}", options.port))?;
         self.running = Some(running);
         self.grace_until = Some(tokio::time::Instant::now() + JOIN_GRACE);
+        self.peers = has_peers;
         Ok(())
+    }
+
+    /// Whether the gossip runs with somebody to hand VIPs over to.
+    fn has_peers(&self) -> bool {
+        self.running.is_some() && self.peers
     }
 
     /// Without --peer, the peers are the file's Nodes: started at the first
@@ -924,6 +1042,17 @@ impl Gossip {
             running.leave().await;
         }
     }
+
+    async fn announce_restart(&mut self, grace: std::time::Duration) {
+        if let Some(running) = self.running.take() {
+            running.announce_restart(grace).await;
+        }
+    }
+}
+
+/// Whether `peers` names a speaker other than the one at `me`.
+fn peers_besides(peers: &[SocketAddr], me: SocketAddr) -> bool {
+    peers.iter().any(|p| *p != me)
 }
 
 /// What to do with the datapath on stop. Without --keep-datapath it goes; with it, a

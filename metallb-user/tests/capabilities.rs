@@ -186,8 +186,12 @@ fn netns_the_speaker_runs_as_a_non_root_user_with_exactly_its_capabilities() {
     let group = vip6_group(&lab).expect("the multicast MAC of the VIP's group");
     assert!(group.ends_with("static"), "added by the speaker: {group}");
     let pins_now = pinned(&pins.path);
-    // The 7 maps, and (--keep-datapath) the link, pinned as soon as it is made.
-    assert_eq!(pins_now.len(), 8, "{pins_now:?}");
+    // The maps, and (--keep-datapath) the link, pinned as soon as it is made.
+    assert_eq!(
+        pins_now.len(),
+        metallb_common::map_names::ALL.len() + 1,
+        "{pins_now:?}"
+    );
     assert!(
         pins_now
             .iter()
@@ -295,7 +299,11 @@ fn netns_as_the_daemonset_runs_it_uid_0_with_only_its_capabilities() {
         assert_eq!(line.trim(), want, "{field}");
     }
     assert!(answers_arp(&lab), "ARP answered");
-    assert_eq!(pinned(&pins).len(), 7, "pinned in the directory it made");
+    assert_eq!(
+        pinned(&pins).len(),
+        metallb_common::map_names::ALL.len(),
+        "pinned in the directory it made"
+    );
     assert!(speaker.stop());
     assert_eq!(xdp_attached(&lab), None);
     assert!(!pins.exists());

@@ -67,6 +67,7 @@ fn netns_cleanup_removes_what_a_speaker_left_then_has_nothing_to_do() {
         format!("removed {dir}/links/native/{node_if}"),
     ];
     for map in [
+        "fence_timer",
         "vip_ctl",
         "vip_stats_v4",
         "vip_stats_v6",

@@ -16,6 +16,10 @@ use metallb_testkit::{
     cluster::{ClusterLab, NodeSpeaker, SpeakerSpec, config_with_nodes},
     lab::{ScratchPinDir, unique_name},
 };
+use metallb_user::datapath::{FenceState, maps::Maps};
+use nix::sys::signal::Signal;
+
+mod support;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_metallb");
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 101);
@@ -67,6 +71,11 @@ struct Cluster {
 impl Cluster {
     /// `keys[i]` is node i's key.
     fn start(tag: &str, keys: &[&str]) -> Self {
+        Self::start_with(tag, keys, &[])
+    }
+
+    /// With `extra` flags for every speaker.
+    fn start_with(tag: &str, keys: &[&str], extra: &[&str]) -> Self {
         let lab = ClusterLab::new(tag, keys.len()).expect("lab");
         let scratch = Scratch::new();
         let config_file = scratch.0.join("metallb.yaml");
@@ -88,7 +97,7 @@ impl Cluster {
                     metrics_addr: METRICS_ADDR.parse().expect("metrics address"),
                     pin_dir: pins[i].path.clone(),
                     log: scratch.0.join(format!("node-{i}.log")),
-                    extra: Vec::new(),
+                    extra: extra.iter().map(|s| s.to_string()).collect(),
                 };
                 NodeSpeaker::start(&lab, i, spec).expect("start the speaker")
             })
@@ -229,4 +238,211 @@ fn netns_failover_after_a_partition_heals_one_node_answers() {
     }
     cluster.lab.isolate(owner, false).expect("heal");
     cluster.until_one_owner(&[0, 1, 2], "after the heal");
+}
+
+/// The datapath's fence state and the requests it dropped while fenced, read from
+/// the speaker's pinned maps (as `metallb inspect` does).
+fn fence(speaker: &NodeSpeaker) -> (FenceState, u64) {
+    let maps = Maps::open_pinned(&speaker.spec.pin_dir).expect("open the pinned maps");
+    let fenced = maps.stats().expect("stats").drop_fenced;
+    (FenceState::of(&maps.ctl()), fenced)
+}
+
+/// Waits until `check` holds for the speaker's fence state, or panics with `what`.
+fn until_fence(speaker: &NodeSpeaker, what: &str, check: impl Fn(&FenceState, u64) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (state, fenced) = fence(speaker);
+        if check(&state, fenced) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {state:?}, {fenced} requests fenced\n{}",
+            speaker.log()
+        );
+        sleep(Duration::from_millis(20));
+    }
+}
+
+/// A hung owner (SIGSTOP): its program stops answering once the fence deadline
+/// passes, and counts what it drops; another node takes over. Running again, it
+/// rejoins, and one node answers.
+#[test]
+fn netns_failover_a_hung_owner_fences_itself_and_another_node_answers() {
+    let cluster = Cluster::start("fostop", &[KEY, KEY, KEY]);
+    let owner = cluster.until_one_owner(&[0, 1, 2], "at start");
+    let hung = &cluster.speakers[owner];
+    until_fence(hung, "the heartbeat runs", |state, _| {
+        state.deadline_in.is_some() && !state.fenced
+    });
+    hung.signal(Signal::SIGSTOP).expect("SIGSTOP");
+    until_fence(hung, "fenced while stopped", |state, _| state.fenced);
+    let others: Vec<usize> = (0..3).filter(|i| *i != owner).collect();
+    let next = cluster.until_one_owner(&others, "while the owner is stopped");
+    // The requests arping broadcast reached the stopped owner's program too: dropped,
+    // and counted as fenced.
+    until_fence(hung, "requests counted as fenced", |state, fenced| {
+        state.fenced && fenced > 0
+    });
+    assert_eq!(fence(hung).0.episodes, 1);
+
+    hung.signal(Signal::SIGCONT).expect("SIGCONT");
+    // Back, it holds off, rejoins, and the election settles on one node again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !hung.log().contains("the fence deadline passed") {
+        assert!(Instant::now() < deadline, "{}", cluster.logs());
+        sleep(Duration::from_millis(50));
+    }
+    until_fence(hung, "answering again", |state, _| !state.fenced);
+    let settled = cluster.until_one_owner(&[0, 1, 2], "after SIGCONT");
+    assert!(settled == owner || settled == next, "{settled}");
+}
+
+/// A node without peers never fences: stopped, its program keeps answering.
+#[test]
+fn netns_failover_a_node_without_peers_does_not_fence() {
+    let cluster = Cluster::start("foalone", &[KEY]);
+    cluster.until_one_owner(&[0], "at start");
+    let alone = &cluster.speakers[0];
+    // Started, with nothing to fence for.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !alone.log().contains("configuration applied") {
+        assert!(Instant::now() < deadline, "{}", alone.log());
+        sleep(Duration::from_millis(50));
+    }
+    alone.signal(Signal::SIGSTOP).expect("SIGSTOP");
+    // Several times the default deadline, each arping taking up to a second.
+    let mac = cluster.lab.node_macs[0].to_string();
+    for _ in 0..3 {
+        let answers = cluster.lab.arp_answers(VIP).expect("arping");
+        assert!(
+            !answers.is_empty() && answers.iter().all(|m| *m == mac),
+            "{answers:?}\n{}",
+            alone.log()
+        );
+    }
+    let (state, fenced) = fence(alone);
+    assert!(!state.fenced && state.deadline_in.is_none(), "{state:?}");
+    assert!(state.ticks > 0, "the fence timer runs: {state:?}");
+    assert_eq!(fenced, 0);
+    alone.signal(Signal::SIGCONT).expect("SIGCONT");
+}
+
+/// A planned restart (`--keep-datapath`) of the owner while the client asks every
+/// 5 ms: the peers hear that it restarts and keep the VIP where it is, its datapath
+/// keeps answering through the restart, and the next speaker adopts it and renews the
+/// heartbeat. Every request is answered, by the owner.
+#[test]
+fn netns_failover_a_restart_with_keep_datapath_loses_no_answer() {
+    let mut cluster = Cluster::start_with("forest", &[KEY, KEY, KEY], &["--keep-datapath"]);
+    let owner = cluster.until_one_owner(&[0, 1, 2], "at start");
+    until_fence(
+        &cluster.speakers[owner],
+        "the heartbeat runs",
+        |state, _| state.deadline_in.is_some() && !state.fenced,
+    );
+    let asker = support::ArpAsker::for_cluster_client(&cluster.lab).expect("ARP socket");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let answers = std::thread::scope(|scope| {
+        let client = scope.spawn(|| {
+            let mut answers = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                answers.push(asker.ask_mac(VIP, Duration::from_secs(1)).expect("ask"));
+                sleep(Duration::from_millis(5));
+            }
+            answers
+        });
+        sleep(Duration::from_millis(200));
+        assert!(
+            cluster.speakers[owner].stop(Duration::from_secs(10)),
+            "stopped"
+        );
+        // Down for longer than the peers' takeover and the fence deadline together.
+        sleep(Duration::from_millis(500));
+        let spec = cluster.speakers[owner].spec.clone();
+        cluster.speakers[owner] = NodeSpeaker::start(&cluster.lab, owner, spec).expect("restart");
+        // The new speaker renews the heartbeat: the deadline is the fence deadline
+        // again, not the rest of the restart grace.
+        until_fence(
+            &cluster.speakers[owner],
+            "the successor renews the heartbeat",
+            |state, _| {
+                state
+                    .deadline_in
+                    .is_some_and(|left| left < Duration::from_secs(1))
+            },
+        );
+        sleep(Duration::from_millis(500));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        client.join().expect("client thread")
+    });
+    let owner_mac = cluster.lab.node_macs[owner].0;
+    let lost = answers.iter().filter(|a| a.is_none()).count();
+    let others = answers
+        .iter()
+        .filter(|a| a.is_some_and(|mac| mac != owner_mac))
+        .count();
+    assert!(answers.len() > 50, "{} requests", answers.len());
+    assert_eq!(
+        (lost, others),
+        (0, 0),
+        "of {} requests: unanswered, answered by another node\n{}",
+        answers.len(),
+        cluster.logs()
+    );
+    let peer = (owner + 1) % 3;
+    assert!(
+        cluster.speakers[peer].log().contains("member restarts"),
+        "{}",
+        cluster.logs()
+    );
+    assert_eq!(
+        cluster.until_one_owner(&[0, 1, 2], "after the restart"),
+        owner
+    );
+}
+
+/// A planned restart whose successor never comes: once the restart grace is over,
+/// the datapath fences and a peer takes over.
+#[test]
+fn netns_failover_a_restart_without_successor_fences_after_the_grace() {
+    let mut cluster = Cluster::start_with(
+        "fonone",
+        &[KEY, KEY, KEY],
+        &["--keep-datapath", "--restart-grace", "1s"],
+    );
+    let owner = cluster.until_one_owner(&[0, 1, 2], "at start");
+    until_fence(
+        &cluster.speakers[owner],
+        "the heartbeat runs",
+        |state, _| state.deadline_in.is_some() && !state.fenced,
+    );
+    assert!(
+        cluster.speakers[owner].stop(Duration::from_secs(10)),
+        "stopped"
+    );
+    let (state, _) = fence(&cluster.speakers[owner]);
+    assert!(
+        !state.fenced
+            && state
+                .deadline_in
+                .is_some_and(|left| left > Duration::from_millis(300)),
+        "the grace: {state:?}"
+    );
+    until_fence(
+        &cluster.speakers[owner],
+        "fenced after the grace",
+        |state, _| state.fenced,
+    );
+    let others: Vec<usize> = (0..3).filter(|i| *i != owner).collect();
+    cluster.until_one_owner(&others, "after the grace");
+    let peer = others[0];
+    assert!(
+        cluster.speakers[peer]
+            .log()
+            .contains("did not come back within its restart grace"),
+        "{}",
+        cluster.logs()
+    );
 }

@@ -2187,3 +2187,105 @@ fn a_failed_rebuild_changes_nothing_and_the_next_sync_retries() {
     );
     assert_eq!(run(&f.dp, ns_to_group(VIP6, &[&option], None)), XDP_PASS);
 }
+
+/// Waits (2 s at most) until the fence timer has put the datapath in `fenced`.
+fn wait_fenced(dp: &Datapath, fenced: bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while dp.fence().fenced != fenced {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fenced is still {} after 2 s: {:?}",
+            !fenced,
+            dp.fence()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// Past its deadline the datapath answers nothing: requests for the VIPs it answers
+/// are dropped (the kernel may own them too) and counted as fenced; suppressed and
+/// unknown VIPs are handled as before. A renewed deadline makes it answer again; no
+/// deadline, it never fences, and the timer keeps running.
+#[test]
+fn a_fenced_datapath_drops_requests_for_its_vips_and_counts_them() {
+    let f = fixture();
+    let option = sllao(ASKER_OPTION_MAC);
+    let ticks = f.dp.fence().ticks;
+    assert!(!f.dp.fence().fenced);
+    assert_eq!(f.dp.fence().deadline_in, None);
+
+    f.dp.set_fence_deadline(Some(std::time::Duration::ZERO))
+        .expect("set the deadline");
+    wait_fenced(&f.dp, true);
+    assert!(f.dp.fence().ticks > ticks, "{:?}", f.dp.fence());
+    assert_eq!(f.dp.fence().episodes, 1);
+    let fenced = |requests| counters(requests, 0, 0, 0);
+    run_cases(
+        &f.dp,
+        vec![
+            Case {
+                name: "fenced: ARP request for an answered VIP".into(),
+                frame: arp_request(ASKER_V4, VIP, None),
+                verdict: XDP_DROP,
+                output: None,
+                outcome: Outcome::DropFenced,
+                vip: Some((key(VIP, IF, 0), fenced(1))),
+            },
+            Case {
+                name: "fenced: ARP request in a VLAN".into(),
+                frame: arp_request(ASKER_V4, VIP_VLAN, Some(VLAN)),
+                verdict: XDP_DROP,
+                output: None,
+                outcome: Outcome::DropFenced,
+                vip: Some((key(VIP_VLAN, IF, VLAN), fenced(1))),
+            },
+            Case {
+                name: "fenced: NS for an answered VIP".into(),
+                frame: ns_to_group(VIP6, &[&option], None),
+                verdict: XDP_DROP,
+                output: None,
+                outcome: Outcome::DropFenced,
+                vip: Some((key(VIP6, IF, 0), fenced(1))),
+            },
+            Case {
+                name: "fenced: a suppressed VIP is still suppressed".into(),
+                frame: arp_request(ASKER_V4, VIP_SUPPRESSED, None),
+                verdict: XDP_DROP,
+                output: None,
+                outcome: Outcome::DropSuppressed,
+                vip: Some((key(VIP_SUPPRESSED, IF, 0), counters(1, 0, 0, 1))),
+            },
+            Case {
+                name: "fenced: an unknown address passes".into(),
+                frame: arp_request(ASKER_V4, UNKNOWN_V4, None),
+                verdict: XDP_PASS,
+                output: None,
+                outcome: Outcome::PassUnknownTarget,
+                vip: None,
+            },
+        ],
+    );
+
+    f.dp.set_fence_deadline(Some(std::time::Duration::from_secs(60)))
+        .expect("renew the deadline");
+    wait_fenced(&f.dp, false);
+    let answer = Case {
+        name: "renewed: answered again".into(),
+        frame: arp_request(ASKER_V4, VIP, None),
+        verdict: XDP_TX,
+        output: Some(arp_reply_from_node(ASKER_V4, None)),
+        outcome: Outcome::TxArpReply,
+        vip: Some((key(VIP, IF, 0), answered())),
+    };
+    run_cases(&f.dp, vec![answer]);
+
+    // No deadline: never fenced, however long; the timer still runs.
+    f.dp.set_fence_deadline(None).expect("no deadline");
+    let ticks = f.dp.fence().ticks;
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(100);
+    while std::time::Instant::now() < until || f.dp.fence().ticks < ticks + 2 {
+        assert!(!f.dp.fence().fenced);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(f.dp.fence().episodes, 1);
+}

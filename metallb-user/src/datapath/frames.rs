@@ -64,7 +64,7 @@ impl Response {
     pub fn verdict(&self) -> u32 {
         match self.outcome {
             Outcome::TxArpReply | Outcome::TxNeighborAdvert => 3,
-            Outcome::DropSuppressed => 1,
+            Outcome::DropSuppressed | Outcome::DropFenced => 1,
             _ => 2,
         }
     }
@@ -90,9 +90,10 @@ fn both_unicast(a: &[u8; 6], b: &[u8; 6]) -> bool {
 }
 
 /// The program's `take_request`: counts a request, says what to do unless answering.
-fn take_request(config: &VipConfig, counters: &mut VipCounters) -> Option<Outcome> {
+fn take_request(config: &VipConfig, fenced: bool, counters: &mut VipCounters) -> Option<Outcome> {
     counters.requests += 1;
     match config.action {
+        VipAction::Answer if fenced => Some(Outcome::DropFenced),
         VipAction::Answer => None,
         VipAction::Suppress => {
             counters.suppressed += 1;
@@ -120,10 +121,11 @@ fn claim(key: VipKey, config: Option<VipConfig>) -> Response {
 }
 
 /// What the responder does with `frame`, received on `ifindex`, given the entries
-/// `find` returns.
+/// `find` returns; `fenced`: the fence timer says answer nothing.
 pub fn respond(
     frame: &[u8],
     ifindex: u32,
+    fenced: bool,
     find: impl Fn(&VipKey) -> Option<VipConfig>,
 ) -> Response {
     if frame.len() < ETH_LEN {
@@ -136,8 +138,8 @@ pub fn respond(
     };
     match be16(frame, 12) {
         ETH_P_IPV4 => Response::pass(Outcome::PassNotArpOrNdp),
-        ETH_P_ARP => arp(frame, ETH_LEN, |a| key(a, 0), &find),
-        ETH_P_IPV6 => ndp(frame, ETH_LEN, |a| key(a, 0), &find),
+        ETH_P_ARP => arp(frame, ETH_LEN, |a| key(a, 0), fenced, &find),
+        ETH_P_IPV6 => ndp(frame, ETH_LEN, |a| key(a, 0), fenced, &find),
         ETH_P_8021AD => Response::pass(Outcome::PassVlanUnsupported),
         ETH_P_8021Q => {
             if frame.len() < VLAN_ETH_LEN {
@@ -146,8 +148,8 @@ pub fn respond(
             let vlan_id = be16(frame, 14) & 0x0fff;
             match be16(frame, 16) {
                 ETH_P_8021Q | ETH_P_8021AD => Response::pass(Outcome::PassVlanUnsupported),
-                ETH_P_ARP => arp(frame, VLAN_ETH_LEN, |a| key(a, vlan_id), &find),
-                ETH_P_IPV6 => ndp(frame, VLAN_ETH_LEN, |a| key(a, vlan_id), &find),
+                ETH_P_ARP => arp(frame, VLAN_ETH_LEN, |a| key(a, vlan_id), fenced, &find),
+                ETH_P_IPV6 => ndp(frame, VLAN_ETH_LEN, |a| key(a, vlan_id), fenced, &find),
                 _ => Response::pass(Outcome::PassNotArpOrNdp),
             }
         }
@@ -159,6 +161,7 @@ fn arp(
     frame: &[u8],
     l3: usize,
     key: impl Fn(IpAddr) -> VipKey,
+    fenced: bool,
     find: &impl Fn(&VipKey) -> Option<VipConfig>,
 ) -> Response {
     if frame.len() < l3 + ARP_LEN {
@@ -201,7 +204,7 @@ fn arp(
         vip: Some((vip, counters)),
         reply: None,
     };
-    if let Some(outcome) = take_request(&config, &mut counters) {
+    if let Some(outcome) = take_request(&config, fenced, &mut counters) {
         return counted(outcome, counters);
     }
     if spa == tpa {
@@ -258,6 +261,7 @@ fn ndp(
     frame: &[u8],
     l3: usize,
     key: impl Fn(IpAddr) -> VipKey,
+    fenced: bool,
     find: &impl Fn(&VipKey) -> Option<VipConfig>,
 ) -> Response {
     let end = frame.len();
@@ -347,7 +351,7 @@ fn ndp(
         return Response::pass(Outcome::PassMalformed);
     }
     let mut counters = VipCounters::default();
-    if let Some(outcome) = take_request(&config, &mut counters) {
+    if let Some(outcome) = take_request(&config, fenced, &mut counters) {
         return Response {
             outcome,
             vip: Some((vip, counters)),
@@ -423,7 +427,7 @@ mod tests {
         request.extend_from_slice(&[192, 0, 2, 1]);
         request.extend_from_slice(&[0; 6]);
         request.extend_from_slice(&[192, 0, 2, 100]);
-        let response = respond(&request, 3, table);
+        let response = respond(&request, 3, false, table);
         assert_eq!(response.outcome, Outcome::TxArpReply);
         let mut want = ASKER.to_vec();
         want.extend_from_slice(&NODE);
@@ -436,6 +440,9 @@ mod tests {
         assert_eq!(response.reply, Some(want));
         // The same request from our own MAC is our own, come back: not answered.
         request[6..12].copy_from_slice(&NODE);
-        assert_eq!(respond(&request, 3, table).outcome, Outcome::PassMalformed);
+        assert_eq!(
+            respond(&request, 3, false, table).outcome,
+            Outcome::PassMalformed
+        );
     }
 }

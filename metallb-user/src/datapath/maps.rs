@@ -26,7 +26,7 @@ use std::{
     os::fd::AsFd as _,
     path::Path,
     ptr::NonNull,
-    sync::atomic::{AtomicU8, AtomicU32, Ordering, fence},
+    sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering, fence},
     time::{Duration, Instant},
 };
 
@@ -36,9 +36,9 @@ use aya::{
 };
 pub use metallb_common::VipCounters;
 use metallb_common::{
-    BUCKET_CELLS, MAX_PROBES, VipAction, VipBucketV4, VipBucketV6, VipCellV4, VipCellV6, VipKeyV4,
-    VipKeyV6, VipTableCtl, VipTableHalf, VipViewKey, VipViewValue, XdpStats, home_cell, map_names,
-    table_cells,
+    BUCKET_CELLS, FENCE_TIMER_VALUE_SIZE, MAX_PROBES, VipAction, VipBucketV4, VipBucketV6,
+    VipCellV4, VipCellV6, VipKeyV4, VipKeyV6, VipTableCtl, VipTableHalf, VipViewKey, VipViewValue,
+    XdpStats, home_cell, map_names, table_cells,
 };
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 
@@ -776,7 +776,7 @@ pub struct Maps {
 }
 
 /// (name, type, key size, value size) of every map, in `map_names::ALL` order.
-fn expected_layouts() -> [(&'static str, MapType, usize, usize); 7] {
+fn expected_layouts() -> [(&'static str, MapType, usize, usize); 8] {
     use map_names::*;
     [
         (VIP_CTL, MapType::Array, 4, size_of::<VipTableCtl>()),
@@ -801,6 +801,7 @@ fn expected_layouts() -> [(&'static str, MapType, usize, usize); 7] {
             size_of::<VipViewKey>(),
             size_of::<VipViewValue>(),
         ),
+        (FENCE_TIMER, MapType::Array, 4, FENCE_TIMER_VALUE_SIZE),
     ]
 }
 
@@ -833,7 +834,9 @@ fn check_layout(map: &MapData, path: &Path, name: &'static str) -> Result<(), Da
     };
     let info = map.info().map_err(inspect)?;
     let found_type = info.map_type().map_err(inspect)?;
-    let mmapable_wanted = map_type == MapType::Array;
+    // The tables and the control block are written through shared memory; a map
+    // with a timer cannot be.
+    let mmapable_wanted = map_type == MapType::Array && name != map_names::FENCE_TIMER;
     let mmapable = info.map_flags() & MMAPABLE != 0;
     if found_type != map_type
         || info.key_size() as usize != key_size
@@ -1158,10 +1161,16 @@ impl Maps {
             self.v6
                 .build_half_with_seed(idle, layout, idle_half.seed_v6, "IPv6")?;
         next.generation += 1;
-        // The idle half and its seeds first (the live half's fields are rewritten with
-        // the values they have), then `active`, last, with release ordering.
+        // The idle half and its seeds first, then `active`, last, with release
+        // ordering. Field by field: the fence timer writes other fields of the block
+        // at any time, and the agent's heartbeat `fence_at`.
         fence(Ordering::Release);
-        self.ctl.write(0, next);
+        let slot = self.ctl.slot(0);
+        // SAFETY: fields of the mapped control block, written with volatile stores.
+        unsafe {
+            (&raw mut (*slot).halves[idle as usize]).write_volatile(next.halves[idle as usize]);
+            (&raw mut (*slot).generation).write_volatile(next.generation);
+        }
         fence(Ordering::Release);
         // SAFETY: `active` is the first u32 of the 8-aligned control block.
         let active = unsafe { AtomicU32::from_ptr(self.ctl.slot(0).cast::<u32>()) };
@@ -1219,9 +1228,50 @@ impl Maps {
         }))
     }
 
-    /// The control block (which half is live, seeds, flips so far).
+    /// The control block (which half is live, seeds, flips so far, fence state).
     pub fn ctl(&self) -> VipTableCtl {
         self.ctl.read(0)
+    }
+
+    /// Sets when the datapath fences (`CLOCK_MONOTONIC` nanoseconds; 0: never).
+    pub fn set_fence_at(&self, at_ns: u64) -> Result<(), DatapathError> {
+        if !self.writable {
+            return Err(DatapathError::ReadOnly);
+        }
+        store_fence_at(&self.ctl, at_ns);
+        Ok(())
+    }
+}
+
+/// Writes `fence_at`, and nothing else of the control block (the fence timer writes
+/// other fields at any time).
+fn store_fence_at(ctl: &MmapArray<VipTableCtl>, at_ns: u64) {
+    // SAFETY: `fence_at` is an 8-aligned u64 of the mapped control block.
+    let fence_at = unsafe { AtomicU64::from_ptr(&raw mut (*ctl.slot(0)).fence_at) };
+    fence_at.store(at_ns, Ordering::Release);
+}
+
+/// The control block, mapped once more for the heartbeat: a handle of its own that a
+/// thread can own, apart from the [`Maps`] the speaker's loop syncs.
+pub struct FenceControl(MmapArray<VipTableCtl>);
+
+impl FenceControl {
+    /// Maps the control block pinned under `pin_dir`, writable.
+    pub fn open(pin_dir: &Path) -> Result<Self, DatapathError> {
+        let path = pin_dir.join(map_names::VIP_CTL);
+        let data = open_pin(&path)?;
+        check_layout(&data, &path, map_names::VIP_CTL)?;
+        Ok(Self(MmapArray::new(data, map_names::VIP_CTL, true)?))
+    }
+
+    /// Sets when the datapath fences (`CLOCK_MONOTONIC` nanoseconds; 0: never): the
+    /// heartbeat.
+    pub fn set_fence_at(&self, at_ns: u64) {
+        store_fence_at(&self.0, at_ns);
+    }
+
+    pub fn ctl(&self) -> VipTableCtl {
+        self.0.read(0)
     }
 }
 

@@ -27,14 +27,16 @@ use aya::{
         xdp::{XdpLink, XdpLinkId},
     },
 };
-use metallb_common::{DEFAULT_MAX_VIPS, DEFAULT_PIN_DIR, PROGRAM_NAME, VipCounters, map_names};
+use metallb_common::{
+    DEFAULT_MAX_VIPS, DEFAULT_PIN_DIR, FENCE_PROGRAM_NAME, PROGRAM_NAME, VipCounters, map_names,
+};
 use tracing::{debug, info, warn};
 
 use self::{
     bpffs::{BPFFS_ROOT, ensure_bpffs},
     capabilities::{Denied, Step},
     iface::{Interface, InterfaceError, MacAddr},
-    maps::{Maps, VipConfig, VipKey, VipRecord},
+    maps::{FenceControl, Maps, VipConfig, VipKey, VipRecord},
     pin_lock::{PinDirLock, PinLockError},
     userspace::{SocketError, Userspace},
 };
@@ -247,6 +249,8 @@ pub enum DatapathError {
     TestRun(#[source] ProgramError),
     #[error("the maps were opened for inspection only")]
     ReadOnly,
+    #[error("arming the fence timer: {0}")]
+    FenceTimer(String),
 }
 
 /// The most VIPs per address family a datapath may be made for: two halves of tables
@@ -399,6 +403,7 @@ impl Datapath {
             )
         })?;
         let maps = Maps::from_ebpf(&mut ebpf, &pin_dir)?;
+        arm_fence_timer(&mut ebpf)?;
         let adopted = maps.installed().len();
         if adopted > 0 {
             info!(entries = adopted, pin_dir = %pin_dir.display(), "adopted pinned VIP entries");
@@ -917,6 +922,22 @@ impl Datapath {
         report
     }
 
+    /// Sets when the datapath fences: `Some(d)` in `d` from now, `None` never. The
+    /// heartbeat: the agent moves it forward well before it passes.
+    pub fn set_fence_deadline(&self, deadline: Option<Duration>) -> Result<(), DatapathError> {
+        self.maps.set_fence_at(fence_at(deadline))
+    }
+
+    /// The fence state the timer keeps in the control block.
+    pub fn fence(&self) -> FenceState {
+        FenceState::of(&self.maps.ctl())
+    }
+
+    /// A handle on the control block for a heartbeat thread.
+    pub fn fence_control(&self) -> Result<FenceControl, DatapathError> {
+        FenceControl::open(&self.pin_dir)
+    }
+
     /// Every entry with its counters, read from the kernel.
     pub fn vips(&self) -> Result<Vec<VipRecord>, DatapathError> {
         self.flush_userspace()?;
@@ -1011,6 +1032,88 @@ impl Datapath {
         let _ = std::fs::remove_dir(&self.pin_dir);
         info!(pin_dir = %self.pin_dir.display(), "datapath removed");
         errors
+    }
+}
+
+/// What the fence timer says, from the control block.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FenceState {
+    /// The datapath answers nothing: the heartbeat deadline passed.
+    pub fenced: bool,
+    /// When it fences, as time left from now (zero: passed); `None`: never.
+    pub deadline_in: Option<Duration>,
+    /// Runs of the timer so far (it is alive when this grows).
+    pub ticks: u64,
+    /// Times it fenced.
+    pub episodes: u64,
+}
+
+impl FenceState {
+    pub fn of(ctl: &metallb_common::VipTableCtl) -> Self {
+        Self {
+            fenced: ctl.fenced != 0,
+            deadline_in: (ctl.fence_at != 0)
+                .then(|| Duration::from_nanos(ctl.fence_at.saturating_sub(monotonic_ns()))),
+            ticks: ctl.fence_ticks,
+            episodes: ctl.fence_episodes,
+        }
+    }
+}
+
+/// The `fence_at` of a deadline `d` from now (`None`: never, 0).
+pub fn fence_at(deadline: Option<Duration>) -> u64 {
+    match deadline {
+        // Never 0, which means never.
+        Some(d) => monotonic_ns().saturating_add(d.as_nanos() as u64).max(1),
+        None => 0,
+    }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`, which the fence
+/// timer compares `fence_at` with.
+pub fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes the timespec it is given; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    (now.tv_sec as u64) * 1_000_000_000 + now.tv_nsec as u64
+}
+
+/// Loads the program that arms the fence timer and runs it once: the timer then runs
+/// by itself, with this object's callback, for as long as its map is pinned.
+fn arm_fence_timer(ebpf: &mut Ebpf) -> Result<(), DatapathError> {
+    let program: &mut Xdp = ebpf
+        .program_mut(FENCE_PROGRAM_NAME)
+        .ok_or(DatapathError::Program(ProgramError::NotLoaded))?
+        .try_into()
+        .map_err(DatapathError::Program)?;
+    program.load().map_err(|error| {
+        or_denied(
+            Step::LoadProgram,
+            || format!("loading the XDP program {FENCE_PROGRAM_NAME}"),
+            error,
+            DatapathError::Program,
+        )
+    })?;
+    // Any frame will do: the program does not read it.
+    let frame = [0u8; 64];
+    let mut options = TestRunOptions::new();
+    options.data_in = Some(&frame);
+    let verdict = program
+        .test_run(options)
+        .map_err(DatapathError::TestRun)?
+        .return_value;
+    match verdict {
+        2 => Ok(()),
+        0 => Err(DatapathError::FenceTimer("bpf_timer_init failed".into())),
+        1 => Err(DatapathError::FenceTimer(
+            "bpf_timer_set_callback failed".into(),
+        )),
+        other => Err(DatapathError::FenceTimer(format!(
+            "bpf_timer_start failed (verdict {other})"
+        ))),
     }
 }
 

@@ -36,7 +36,7 @@ use tracing::{debug, warn};
 use super::{
     DatapathError,
     frames::{self, Response},
-    maps::{VipConfig, VipKey},
+    maps::{FenceControl, VipConfig, VipKey},
 };
 use crate::announce::PacketSocket;
 
@@ -89,6 +89,9 @@ struct State {
     v4: PerCpuArray<MapData, VipCounters>,
     v6: PerCpuArray<MapData, VipCounters>,
     stats: PerCpuArray<MapData, XdpStats>,
+    /// The control block, for the fence timer's word: fenced, this datapath answers
+    /// nothing either (as after a pause, until the heartbeat's hold is over).
+    fence: FenceControl,
 }
 
 impl State {
@@ -100,7 +103,9 @@ impl State {
         send: impl FnOnce(&[u8]) -> io::Result<()>,
     ) -> Response {
         let table = &self.table;
-        let mut response = frames::respond(frame, ifindex, |key| table.get(key).map(|e| e.0));
+        let fenced = self.fence.ctl().fenced != 0;
+        let mut response =
+            frames::respond(frame, ifindex, fenced, |key| table.get(key).map(|e| e.0));
         if let Some(reply) = &response.reply
             && let Err(error) = send(reply)
         {
@@ -248,6 +253,7 @@ impl Userspace {
             v4: per_cpu(pin_dir, map_names::VIP_STATS_V4)?,
             v6: per_cpu(pin_dir, map_names::VIP_STATS_V6)?,
             stats: per_cpu(pin_dir, map_names::XDP_STATS)?,
+            fence: FenceControl::open(pin_dir)?,
         };
         Ok(Self {
             state: Arc::new(Mutex::new(state)),

@@ -124,6 +124,90 @@ impl Timings {
     }
 }
 
+/// Defaults of the datapath's self-fencing, in the order they must keep (see
+/// [`FenceTimings::check`]).
+pub const DEFAULT_TOLERATED_PAUSE: Duration = Duration::from_millis(100);
+pub const DEFAULT_FENCE_DEADLINE: Duration = Duration::from_millis(125);
+pub const DEFAULT_RESTART_GRACE: Duration = Duration::from_secs(10);
+/// The longest `--restart-grace`: the VIPs of an agent that never comes back are
+/// unanswered for that long.
+pub const MAX_RESTART_GRACE: Duration = Duration::from_secs(300);
+
+/// When the datapath of a node with peers stops answering by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FenceTimings {
+    /// A pause of the agent (SIGSTOP, a stalled VM, a busy CPU) that must cause
+    /// neither fencing nor a takeover.
+    pub tolerated_pause: Duration,
+    /// The datapath fences this long after the agent's last heartbeat.
+    pub deadline: Duration,
+    /// A planned restart (`--keep-datapath`) extends the deadline by this much, for
+    /// the next agent to adopt the datapath.
+    pub restart_grace: Duration,
+}
+
+impl Default for FenceTimings {
+    fn default() -> Self {
+        Self {
+            tolerated_pause: DEFAULT_TOLERATED_PAUSE,
+            deadline: DEFAULT_FENCE_DEADLINE,
+            restart_grace: DEFAULT_RESTART_GRACE,
+        }
+    }
+}
+
+impl FenceTimings {
+    /// How often the agent renews the deadline: a third of the room between the
+    /// tolerated pause and the deadline (8 ms by default), so that a pause of
+    /// `tolerated_pause` that starts just before a renewal leaves two renewals of
+    /// margin for a late wake-up.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.deadline.saturating_sub(self.tolerated_pause) / 3
+    }
+
+    /// An agent that finds its datapath fenced (it was paused past the deadline)
+    /// answers again only after this, so that a peer that took over in the
+    /// meantime hears it rejoin and lets go first: twice the peers' takeover time.
+    pub fn rejoin_hold(&self, membership: &Timings) -> Duration {
+        2 * membership.earliest_down()
+    }
+
+    /// The order the timings must keep: tolerated pause < fence deadline < the
+    /// peers' takeover (the soonest a silent node is declared down), with room for
+    /// a heartbeat between the first two; and a restart grace within bounds.
+    pub fn check(&self, membership: &Timings) -> Result<(), String> {
+        let show = |d: Duration| humantime::format_duration(d).to_string();
+        let takeover = membership.earliest_down();
+        if self.tolerated_pause.is_zero()
+            || self.deadline < self.tolerated_pause + MIN_HEARTBEAT_ROOM
+            || self.deadline >= takeover
+        {
+            return Err(format!(
+                "the fencing timings must be in this order: --tolerated-pause {} < --fence-deadline {} < the peers' takeover {} (--probe-interval {} × 2/5 + --suspicion-timeout {}), with the pause above zero and at least {} between the pause and the deadline for the heartbeat: a paused agent must not be fenced, and a hung one must stop answering before a peer answers",
+                show(self.tolerated_pause),
+                show(self.deadline),
+                show(takeover),
+                show(membership.probe_interval),
+                show(membership.suspicion_timeout),
+                show(MIN_HEARTBEAT_ROOM),
+            ));
+        }
+        if self.restart_grace < self.deadline || self.restart_grace > MAX_RESTART_GRACE {
+            return Err(format!(
+                "--restart-grace {}: must be from --fence-deadline {} to {}",
+                show(self.restart_grace),
+                show(self.deadline),
+                show(MAX_RESTART_GRACE),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The least room between the tolerated pause and the fence deadline: three
+/// heartbeats of a millisecond.
+const MIN_HEARTBEAT_ROOM: Duration = Duration::from_millis(3);
+
 /// Something worth a log line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -131,6 +215,14 @@ pub enum Event {
     Down(String),
     /// This node was declared down and rejoined as a newer self.
     Rejoined,
+    /// A member said it restarts (`--keep-datapath`): it stays in the live set for
+    /// the grace it gave, or until its successor joins.
+    Restarting {
+        name: String,
+        grace: Duration,
+    },
+    /// A member that said it restarts was not back within its grace.
+    RestartExpired(String),
     /// A datagram that did not verify with our key.
     Refused {
         from: SocketAddr,
@@ -179,6 +271,22 @@ pub struct Membership {
     refused: u64,
     bytes_sent: u64,
     left: bool,
+    /// Members restarting (`--keep-datapath`), by name: live until then, whatever
+    /// the protocol says of their old identity.
+    restarting: BTreeMap<String, Duration>,
+}
+
+/// What starts a restart notice (after the key's own header): no message of the
+/// protocol starts so (its first bytes are an identity's name, never holding a NUL),
+/// and a speaker without this code takes it for a malformed message, as it should.
+const RESTART_MAGIC: &[u8] = b"metallb-restart\0";
+
+/// A member's word that it restarts: its identity (a replay after the restart names
+/// an old generation, which is no member any more) and the grace, in milliseconds.
+#[derive(Serialize, Deserialize)]
+struct RestartNotice {
+    id: NodeId,
+    grace_ms: u64,
 }
 
 impl Membership {
@@ -209,6 +317,7 @@ impl Membership {
             refused: 0,
             bytes_sent: 0,
             left: false,
+            restarting: BTreeMap::new(),
         }
     }
 
@@ -251,6 +360,10 @@ impl Membership {
             self.events.push(Event::Refused { from });
             return;
         };
+        if let Some(notice) = message.strip_prefix(RESTART_MAGIC) {
+            self.take_restart_notice(from, notice);
+            return;
+        }
         let mut effects = Effects::default();
         if let Err(error) = self.foca.handle_data(message, &mut effects) {
             self.events.push(Event::Malformed {
@@ -281,6 +394,74 @@ impl Membership {
         if now >= self.next_rejoin {
             self.rejoin_through_peers();
         }
+        let expired: Vec<String> = self
+            .restarting
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in expired {
+            self.restarting.remove(&name);
+            self.events.push(Event::RestartExpired(name));
+        }
+    }
+
+    /// Tells every member and configured peer that this node restarts and will be
+    /// back within `grace` (capped at [`MAX_RESTART_GRACE`]): they keep it in their
+    /// live set meanwhile, so that its VIPs stay where they are. Sent twice: it is
+    /// one datagram on a LAN, and its loss costs a takeover. Then stops, without
+    /// leaving.
+    pub fn announce_restart(&mut self, now: Duration, grace: Duration) {
+        self.now = now;
+        let notice = RestartNotice {
+            id: self.me().clone(),
+            grace_ms: grace.min(MAX_RESTART_GRACE).as_millis() as u64,
+        };
+        let Ok(body) = postcard::to_allocvec(&notice) else {
+            return;
+        };
+        let message = [RESTART_MAGIC, &body].concat();
+        let datagram = self.key.seal(&message);
+        let mut to: Vec<SocketAddr> = self
+            .foca
+            .iter_members()
+            .map(|m| m.id().addr)
+            .chain(self.peers.iter().copied())
+            .collect();
+        to.sort();
+        to.dedup();
+        for addr in to {
+            for _ in 0..2 {
+                self.bytes_sent += datagram.len() as u64;
+                self.outgoing.push((addr, datagram.clone()));
+            }
+        }
+        self.left = true;
+        self.timers.clear();
+    }
+
+    fn take_restart_notice(&mut self, from: SocketAddr, body: &[u8]) {
+        let notice: RestartNotice = match postcard::from_bytes(body) {
+            Ok(notice) => notice,
+            Err(error) => {
+                self.events.push(Event::Malformed {
+                    from,
+                    error: format!("restart notice: {error}"),
+                });
+                return;
+            }
+        };
+        // Only from the member as it is now: not a replay of an earlier process's.
+        if !self.foca.iter_members().any(|m| *m.id() == notice.id) {
+            return;
+        }
+        let grace = Duration::from_millis(notice.grace_ms).min(MAX_RESTART_GRACE);
+        self.restarting
+            .insert(notice.id.name.clone(), self.now + grace);
+        self.events.push(Event::Restarting {
+            name: notice.id.name,
+            grace,
+        });
     }
 
     /// When [`Membership::advance`] has something to do next.
@@ -290,7 +471,8 @@ impl Membership {
         }
         let timer = self.timers.first_key_value().map(|((at, _), _)| *at);
         let rejoin = (!self.peers.is_empty()).then_some(self.next_rejoin);
-        timer.into_iter().chain(rejoin).min()
+        let restart = self.restarting.values().min().copied();
+        timer.into_iter().chain(rejoin).chain(restart).min()
     }
 
     /// Tells some members that we leave, and stops.
@@ -312,11 +494,13 @@ impl Membership {
         std::mem::take(&mut self.events)
     }
 
-    /// This node and every member that is alive or only suspected (a suspected node
-    /// keeps its VIPs until it is declared down).
+    /// This node, every member that is alive or only suspected (a suspected node
+    /// keeps its VIPs until it is declared down), and every member restarting within
+    /// its grace.
     pub fn live_nodes(&self) -> BTreeSet<String> {
         std::iter::once(self.me().name.clone())
             .chain(self.foca.iter_members().map(|m| m.id().name.clone()))
+            .chain(self.restarting.keys().cloned())
             .collect()
     }
 
@@ -370,7 +554,11 @@ impl Membership {
         }
         for notification in effects.notifications {
             let event = match notification {
-                OwnedNotification::MemberUp(id) => Event::Up(id.name),
+                OwnedNotification::MemberUp(id) => {
+                    // A restarting member's successor: the grace is over.
+                    self.restarting.remove(&id.name);
+                    Event::Up(id.name)
+                }
                 OwnedNotification::MemberDown(id) => Event::Down(id.name),
                 OwnedNotification::Rejoin(_) => Event::Rejoined,
                 _ => continue,
@@ -528,6 +716,132 @@ mod tests {
             net.step(MS);
             assert!(net.now() - left_at < timings.earliest_down(), "too slow");
         }
+    }
+
+    /// A member that says it restarts stays live for the others until its successor
+    /// joins, long past the suspicion timeout: its VIPs never move.
+    #[test]
+    fn a_restarting_member_stays_live_until_its_successor_joins() {
+        let mut net = Network::new(3, Timings::default(), 17);
+        net.start_through(&[node_addr(0)]);
+        net.run_until(Duration::from_secs(2));
+        let all = names(&["node-0", "node-1", "node-2"]);
+        net.announce_restart(2, Duration::from_secs(3));
+        // Two seconds down: ten times the takeover time.
+        for _ in 0..2000 {
+            net.step(MS);
+            assert_eq!(net.live_nodes(0), all);
+            assert_eq!(net.live_nodes(1), all);
+        }
+        assert!(
+            net.events(0)
+                .iter()
+                .any(|e| matches!(e, Event::Restarting { name, .. } if name == "node-2")),
+            "{:?}",
+            net.events(0)
+        );
+        net.restart(2);
+        for _ in 0..3000 {
+            net.step(MS);
+            assert_eq!(net.live_nodes(0), all);
+            assert_eq!(net.live_nodes(1), all);
+        }
+        assert_eq!(net.live_nodes(2), all);
+        assert!(
+            !net.events(0)
+                .iter()
+                .any(|e| matches!(e, Event::RestartExpired(_))),
+            "{:?}",
+            net.events(0)
+        );
+    }
+
+    /// A member that said it restarts and does not come back is dropped once its
+    /// grace is over; a replay of its notice changes nothing.
+    #[test]
+    fn a_restart_that_never_comes_ends_with_the_grace() {
+        let mut net = Network::new(3, Timings::default(), 19);
+        net.start_through(&[node_addr(0)]);
+        net.run_until(Duration::from_secs(2));
+        let grace = Duration::from_secs(1);
+        let announced = net.now();
+        net.announce_restart(2, grace);
+        while net.live_nodes(0).contains("node-2") {
+            net.step(MS);
+            assert!(net.now() - announced < grace + 50 * MS, "not dropped");
+        }
+        assert!(net.now() - announced >= grace - MS);
+        net.run_until(net.now() + 10 * MS);
+        assert_eq!(net.live_nodes(1), names(&["node-0", "node-1"]));
+        assert!(
+            net.events(0)
+                .contains(&Event::RestartExpired("node-2".into())),
+            "{:?}",
+            net.events(0)
+        );
+        // The notice again, as a replay: node-2 in that generation is no member.
+        let notice = RestartNotice {
+            id: net.id(2),
+            grace_ms: 60_000,
+        };
+        let message = [RESTART_MAGIC, &postcard::to_allocvec(&notice).unwrap()].concat();
+        let sealed = SharedKey::new(b"simulated cluster key").seal(&message);
+        net.deliver_raw(0, node_addr(2), &sealed);
+        net.run_until(net.now() + 10 * MS);
+        assert_eq!(net.live_nodes(0), names(&["node-0", "node-1"]));
+    }
+
+    /// The defaults keep the order; each way of breaking it is refused with the
+    /// flags named.
+    #[test]
+    fn fence_timings_must_keep_their_order() {
+        let membership = Timings::default();
+        let fence = FenceTimings::default();
+        assert_eq!(fence.check(&membership), Ok(()));
+        assert_eq!(membership.earliest_down(), 170 * MS);
+        assert_eq!(fence.heartbeat_interval(), Duration::from_nanos(8_333_333));
+        let refused = |fence: FenceTimings, membership: Timings, start: &str| {
+            let error = fence.check(&membership).expect_err("refused");
+            assert!(error.starts_with(start), "{error}");
+        };
+        let order = "the fencing timings must be in this order: --tolerated-pause";
+        for (pause, deadline) in [
+            (0, 125),   // no pause
+            (125, 125), // pause = deadline
+            (123, 125), // no room for the heartbeat
+            (100, 170), // deadline = takeover
+            (100, 200), // deadline after takeover
+        ] {
+            let timings = FenceTimings {
+                tolerated_pause: pause * MS,
+                deadline: deadline * MS,
+                ..fence
+            };
+            refused(timings, membership, order);
+        }
+        // A shorter suspicion timeout brings the takeover before the deadline.
+        let quick = Timings {
+            suspicion_timeout: 100 * MS,
+            ..membership
+        };
+        refused(fence, quick, order);
+        for grace in [100 * MS, Duration::from_secs(301)] {
+            let timings = FenceTimings {
+                restart_grace: grace,
+                ..fence
+            };
+            refused(timings, membership, "--restart-grace");
+        }
+        let message = FenceTimings {
+            deadline: 200 * MS,
+            ..fence
+        }
+        .check(&membership)
+        .expect_err("refused");
+        assert!(
+            message.contains("--fence-deadline 200ms < the peers' takeover 170ms"),
+            "{message}"
+        );
     }
 
     /// Both sides of a partition drop each other; once it heals they rejoin, and every

@@ -190,6 +190,15 @@ impl Network {
         self.members[i].dead = true;
     }
 
+    /// Member `i` says it restarts within `grace`, then stops (as a speaker stopping
+    /// with `--keep-datapath` does); [`Network::restart`] brings its successor.
+    pub fn announce_restart(&mut self, i: usize, grace: Duration) {
+        let now = self.now;
+        self.members[i].membership.announce_restart(now, grace);
+        self.flush();
+        self.members[i].dead = true;
+    }
+
     /// A datagram from outside the members (an intruder), delivered to `to` now.
     pub fn deliver_raw(&mut self, to: usize, from: SocketAddr, datagram: &[u8]) {
         let now = self.now;

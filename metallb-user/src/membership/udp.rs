@@ -43,15 +43,33 @@ pub struct UdpOptions {
 /// The running membership task.
 pub struct Running {
     pub live: watch::Receiver<Live>,
-    leave: mpsc::Sender<oneshot::Sender<()>>,
+    stop: mpsc::Sender<(Stop, oneshot::Sender<()>)>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// How the task stops.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    /// The cluster drops this node at once.
+    Leave,
+    /// The cluster keeps this node live for the grace (a planned restart).
+    Restart(Duration),
 }
 
 impl Running {
     /// Tells the cluster that this node leaves, then stops.
     pub async fn leave(self) {
+        self.stop(Stop::Leave).await
+    }
+
+    /// Tells the cluster that this node restarts within `grace`, then stops.
+    pub async fn announce_restart(self, grace: Duration) {
+        self.stop(Stop::Restart(grace)).await
+    }
+
+    async fn stop(self, how: Stop) {
         let (done, wait) = oneshot::channel();
-        if self.leave.send(done).await.is_ok() {
+        if self.stop.send((how, done)).await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
         }
         self.task.abort();
@@ -105,7 +123,7 @@ pub fn start(options: UdpOptions) -> std::io::Result<Running> {
         nodes: membership.live_nodes(),
         joined: false,
     });
-    let (leave, leave_rx) = mpsc::channel(1);
+    let (stop, stop_rx) = mpsc::channel(1);
     let epoch = Instant::now();
     membership.start(Duration::ZERO, &options.peers);
     info!(
@@ -114,8 +132,8 @@ pub fn start(options: UdpOptions) -> std::io::Result<Running> {
         peers = ?options.peers,
         "membership: joining"
     );
-    let task = tokio::spawn(drive(membership, socket, epoch, live_tx, leave_rx));
-    Ok(Running { live, leave, task })
+    let task = tokio::spawn(drive(membership, socket, epoch, live_tx, stop_rx));
+    Ok(Running { live, stop, task })
 }
 
 async fn drive(
@@ -123,7 +141,7 @@ async fn drive(
     socket: UdpSocket,
     epoch: Instant,
     live: watch::Sender<Live>,
-    mut leave: mpsc::Receiver<oneshot::Sender<()>>,
+    mut stop: mpsc::Receiver<(Stop, oneshot::Sender<()>)>,
 ) {
     let mut buffer = vec![0u8; 65_536];
     let mut refusals_logged: HashMap<IpAddr, Instant> = HashMap::new();
@@ -152,11 +170,18 @@ async fn drive(
                 Err(error) => warn!(%error, "membership: receiving"),
             },
             () = tokio::time::sleep_until(deadline) => membership.advance(epoch.elapsed()),
-            request = leave.recv() => {
-                membership.leave(epoch.elapsed());
+            request = stop.recv() => {
+                let how = request.as_ref().map_or(Stop::Leave, |(how, _)| *how);
+                match how {
+                    Stop::Leave => membership.leave(epoch.elapsed()),
+                    Stop::Restart(grace) => membership.announce_restart(epoch.elapsed(), grace),
+                }
                 send_all(&socket, &mut membership).await;
-                info!("membership: left the cluster");
-                if let Some(done) = request {
+                match how {
+                    Stop::Leave => info!("membership: left the cluster"),
+                    Stop::Restart(grace) => info!(grace = %humantime::format_duration(grace), "membership: told the cluster this node restarts"),
+                }
+                if let Some((_, done)) = request {
                     let _ = done.send(());
                 }
                 return;
@@ -182,6 +207,15 @@ fn log_event(event: Event, refusals_logged: &mut HashMap<IpAddr, Instant>) {
             info!(node = %crate::printable::printable(&name), "membership: member down")
         }
         Event::Rejoined => warn!("membership: this node was declared down; rejoined"),
+        Event::Restarting { name, grace } => info!(
+            node = %crate::printable::printable(&name),
+            grace = %humantime::format_duration(grace),
+            "membership: member restarts; its VIPs stay where they are meanwhile"
+        ),
+        Event::RestartExpired(name) => warn!(
+            node = %crate::printable::printable(&name),
+            "membership: member did not come back within its restart grace"
+        ),
         Event::Refused { from } => {
             let now = Instant::now();
             let due = refusals_logged

@@ -190,6 +190,16 @@ impl ArpAsker {
         )
     }
 
+    /// Asks as the client of a [`metallb_testkit::cluster::ClusterLab`].
+    pub fn for_cluster_client(lab: &metallb_testkit::cluster::ClusterLab) -> std::io::Result<Self> {
+        Self::new(
+            &lab.client_ns,
+            metallb_testkit::cluster::CLIENT_IF,
+            lab.client_mac.0,
+            metallb_testkit::cluster::ClusterLab::CLIENT_V4,
+        )
+    }
+
     /// Opens the socket on `ifname` in namespace `ns` (the socket stays in it).
     fn new(ns: &str, ifname: &str, mac: [u8; 6], ip: Ipv4Addr) -> std::io::Result<Self> {
         use std::os::fd::FromRawFd as _;
