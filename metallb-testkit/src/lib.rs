@@ -18,6 +18,7 @@ pub mod apiserver;
 pub mod bgp_lab;
 pub mod cluster;
 pub mod frame_oracle;
+pub mod frames;
 pub mod kept_lab;
 pub mod kustomize;
 pub mod lab;

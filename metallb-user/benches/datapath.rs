@@ -43,7 +43,7 @@ use aya::{
     programs::{ProgramInfo, TestRunOptions, Xdp},
     sys::{Stats, enable_stats},
 };
-use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv6Type, PacketBuilder};
+use etherparse::PacketBuilder;
 use metallb_common::{
     Outcome, VipAction,
     replay::{self, ReplayCursor, ReplayFrame},
@@ -96,46 +96,11 @@ fn spread(size: u32, count: u32) -> impl Iterator<Item = u32> {
 const WARM_VIPS: u32 = 16;
 
 fn arp_request(target: Ipv4Addr) -> Vec<u8> {
-    let packet = ArpPacket::new(
-        ArpHardwareId::ETHERNET,
-        EtherType::IPV4,
-        ArpOperation::REQUEST,
-        &ASKER_MAC,
-        &ASKER_V4.octets(),
-        &[0; 6],
-        &target.octets(),
-    )
-    .expect("ARP packet");
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(ASKER_MAC, [0xff; 6])
-        .arp(packet)
-        .write(&mut out)
-        .expect("ARP frame");
-    out
+    metallb_testkit::frames::arp_request(ASKER_MAC, ASKER_V4, target)
 }
 
 fn neighbor_solicitation(target: Ipv6Addr) -> Vec<u8> {
-    let o = target.octets();
-    let group = Ipv6Addr::new(
-        0xff02,
-        0,
-        0,
-        0,
-        0,
-        1,
-        0xff00 | o[13] as u16,
-        u16::from_be_bytes([o[14], o[15]]),
-    );
-    let mut body = o.to_vec();
-    body.extend_from_slice(&[1, 1]);
-    body.extend_from_slice(&ASKER_MAC);
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(ASKER_MAC, [0x33, 0x33, 0xff, o[13], o[14], o[15]])
-        .ipv6(ASKER_V6.octets(), group.octets(), 255)
-        .icmpv6(Icmpv6Type::NeighborSolicitation)
-        .write(&mut out, &body)
-        .expect("NS frame");
-    out
+    metallb_testkit::frames::neighbor_solicitation(ASKER_MAC, ASKER_V6, target)
 }
 
 fn udp_frame() -> Vec<u8> {

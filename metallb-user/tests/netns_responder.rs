@@ -128,6 +128,29 @@ impl Node {
         mac
     }
 
+    /// What kube-proxy in IPVS mode does: the VIP on a kube-ipvs0 interface (a veth
+    /// here), for which the kernel answers ARP on every interface. Returns the node
+    /// namespace.
+    fn vip_on_kube_ipvs0(&self) -> String {
+        let ns = self.lab.node_ns.clone();
+        let link = [
+            "link",
+            "add",
+            "kube-ipvs0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "kube-ipvs1",
+        ];
+        self.lab.ip(&ns, &link).expect("add kube-ipvs0");
+        let addr = format!("{VIP}/32");
+        self.lab
+            .ip(&ns, &["addr", "add", &addr, "dev", "kube-ipvs0"])
+            .expect("VIP on kube-ipvs0");
+        ns
+    }
+
     fn node_owns(&self, addr: IpAddr) -> bool {
         let out = self
             .lab
@@ -206,28 +229,7 @@ fn answers_from_the_map(mode: Responder, tag: &str) {
 fn suppression_silences_the_kernel(mode: XdpMode, tag: &str) {
     let mut node = Node::start(Responder::Xdp(mode), tag);
     let node_mac = node.lab.node_mac;
-    let ns = node.lab.node_ns.clone();
-    node.lab
-        .ip(
-            &ns,
-            &[
-                "link",
-                "add",
-                "kube-ipvs0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "kube-ipvs1",
-            ],
-        )
-        .expect("add kube-ipvs0");
-    node.lab
-        .ip(
-            &ns,
-            &["addr", "add", &format!("{VIP}/32"), "dev", "kube-ipvs0"],
-        )
-        .expect("VIP on kube-ipvs0");
+    let ns = node.vip_on_kube_ipvs0();
     // The kernel answers solicitations only for addresses of the receiving interface.
     node.lab
         .ip(
@@ -318,28 +320,7 @@ fn netns_userspace_answers_from_the_map() {
 fn netns_userspace_suppression_needs_arp_ignore() {
     let mut node = Node::start(Responder::Userspace, "sup-usr");
     let node_mac = node.lab.node_mac;
-    let ns = node.lab.node_ns.clone();
-    node.lab
-        .ip(
-            &ns,
-            &[
-                "link",
-                "add",
-                "kube-ipvs0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "kube-ipvs1",
-            ],
-        )
-        .expect("add kube-ipvs0");
-    node.lab
-        .ip(
-            &ns,
-            &["addr", "add", &format!("{VIP}/32"), "dev", "kube-ipvs0"],
-        )
-        .expect("VIP on kube-ipvs0");
+    let ns = node.vip_on_kube_ipvs0();
     node.set_vips(&[(VIP.into(), ENTRY_MAC, VipAction::Answer)]);
     let both = node.arping(VIP, 2);
     assert!(

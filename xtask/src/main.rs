@@ -93,6 +93,10 @@ enum Bench {
         #[arg(long, default_value_t = 20)]
         trials: usize,
     },
+    /// The node under an ARP and NS flood over a veth pair: XDP native, XDP generic,
+    /// the kernel's ARP/NDP, the userspace datapath and no responder, one after
+    /// another; offered and answered rates, loss, CPU per answer; CSV and SVG chart.
+    E2e,
 }
 
 /// Printed before the first build of the workspace, which is silent for long stretches.
@@ -158,6 +162,7 @@ fn main() -> anyhow::Result<()> {
                         ],
                     );
                 }
+                Bench::E2e => "e2e",
             };
             cargo(&["bench", "--package", "metallb-user", "--bench", bench])
         }
