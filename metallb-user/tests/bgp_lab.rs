@@ -222,3 +222,111 @@ fn bgp_mode_with_frr_in_a_sidecar() {
         .expect("metallb frr again");
     routes_from(&lab, "198.51.100.10/32", &["node0v4", "node1v4"]);
 }
+
+/// The BGPPeers' hold time in the node-death tests (MetalLB's minimum; keepalive 1 s).
+const SHORT_HOLD: Duration = Duration::from_secs(3);
+
+/// Two nodes announce `web` on `examples/bgp.yaml` without BFD, with hold time 3 s and
+/// `enableGracefulRestart: graceful_restart`; then node0 dies: its link goes down (so
+/// that nothing it sends reaches the router), and its speaker and FRR stop. Returns the
+/// lab and the instant of the death.
+fn node0_dies(tag: &str, graceful_restart: bool) -> (BgpLab, Instant) {
+    let mut lab = BgpLab::new(tag).expect("lab");
+    lab.start_bird(PASSWORD).expect("bird");
+    let config_path = lab.dir.join("metallb.yaml");
+    let config = lab
+        .config(EXAMPLE)
+        .replace(
+            "holdTime: 9s\n  keepaliveTime: 3s\n",
+            "holdTime: 3s\n  keepaliveTime: 1s\n",
+        )
+        .replace(
+            "  bfdProfile: fast\n",
+            if graceful_restart {
+                "  enableGracefulRestart: true\n"
+            } else {
+                ""
+            },
+        );
+    assert!(
+        config.matches("holdTime: 3s\n").count() == 2 && !config.contains("bfdProfile"),
+        "the example changed: {config}"
+    );
+    write_config(&config_path, &config);
+    for i in 0..2 {
+        lab.start_speaker(Path::new(BINARY), i, &config_path)
+            .expect("speaker");
+    }
+    routes_from(&lab, "198.51.100.10/32", &["node0v4", "node1v4"]);
+    let died = Instant::now();
+    must("ip", &["-n", &lab.nodes[0], "link", "set", "eth0", "down"]).unwrap();
+    lab.stop_speaker(0).expect("stop node0's speaker");
+    (lab, died)
+}
+
+/// Without graceful restart (the default), the router withdraws a dead node's route
+/// when the hold timer expires: no BFD, no stale route kept for FRR's 120 s restart time.
+#[test]
+fn node_death_without_graceful_restart_withdraws_at_hold_expiry() {
+    let (lab, died) = node0_dies("bgpn", false);
+    routes_from(&lab, "198.51.100.10/32", &["node1v4"]);
+    let withdrawn = died.elapsed();
+    eprintln!(
+        "node death, no graceful restart: node0's route withdrawn after {} ms (hold time {SHORT_HOLD:?})",
+        withdrawn.as_millis()
+    );
+    // The hold timer took it out (nothing faster is configured; it runs from node0's
+    // last keepalive, up to 1 s before the death), and far sooner than the 120 s a
+    // graceful restart would keep it.
+    assert!(withdrawn >= Duration::from_millis(1500), "{withdrawn:?}");
+    assert!(withdrawn < Duration::from_secs(30), "{withdrawn:?}");
+    assert_eq!(
+        lab.kernel_next_hops("198.51.100.10").unwrap(),
+        [lab.node_v4(1)]
+    );
+}
+
+/// With `enableGracefulRestart: true`, FRR advertises the capability and BIRD (graceful
+/// restart aware, its default) takes the dead node's hold-timer expiry for a restart: it
+/// keeps node0's route as stale past the hold time. This is the black hole the default
+/// avoids.
+#[test]
+fn node_death_with_graceful_restart_keeps_a_stale_route() {
+    let (lab, died) = node0_dies("bgpg", true);
+    wait_for(
+        "BIRD's session with node0 down",
+        Duration::from_secs(30),
+        || {
+            let up = lab.established().map_err(|e| e.to_string())?;
+            (!up.iter().any(|(name, _)| name == "node0v4"))
+                .then_some(())
+                .ok_or_else(|| format!("{up:?}"))
+        },
+    )
+    .unwrap();
+    eprintln!(
+        "node death, graceful restart: session down after {} ms",
+        died.elapsed().as_millis()
+    );
+    // Past the hold time and then some, the route is still there, from both nodes.
+    std::thread::sleep((SHORT_HOLD + Duration::from_secs(3)).saturating_sub(died.elapsed()));
+    let routes = lab.routes("198.51.100.10/32").unwrap();
+    let protocol = lab.birdc("show protocols all node0v4").unwrap();
+    assert_eq!(
+        metallb_testkit::bgp_lab::announcers(&routes),
+        ["node0v4", "node1v4"],
+        "{routes}\n{protocol}"
+    );
+    // BIRD 2 marks no route stale before the long-lived phase: its protocol says why
+    // the route stays.
+    assert!(
+        protocol.contains("Neighbor graceful restart active")
+            && protocol.contains("Restart timer:"),
+        "{protocol}"
+    );
+    // And the router's kernel still sends half the traffic to the dead node.
+    assert_eq!(
+        lab.kernel_next_hops("198.51.100.10").unwrap(),
+        [lab.node_v4(0), lab.node_v4(1)]
+    );
+}

@@ -458,16 +458,20 @@ mod tests {
             log_level: "informational".into(),
         };
         let ours = normalized(&render(node, &options));
-        let disabled: Vec<&String> = ours
+        let mut disabled: Vec<&str> = ours
             .iter()
+            .map(|l| l.trim_start())
             .filter(|l| l.ends_with(" graceful-restart-disable"))
             .collect();
-        let wanted_disabled = node
+        let mut wanted_disabled: Vec<String> = node
             .sessions
             .iter()
             .filter(|s| !s.peer.graceful_restart)
-            .count();
-        assert_eq!(disabled.len(), wanted_disabled, "{name}: {ours:#?}");
+            .map(|s| format!("neighbor {} graceful-restart-disable", peer_name(&s.peer)))
+            .collect();
+        disabled.sort_unstable();
+        wanted_disabled.sort_unstable();
+        assert_eq!(disabled, wanted_disabled, "{name}: {ours:#?}");
         let ours: Vec<String> = ours
             .iter()
             .filter(|l| !l.ends_with(" graceful-restart-disable"))
