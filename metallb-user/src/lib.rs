@@ -15,4 +15,6 @@ pub mod membership;
 pub mod metrics;
 pub mod plan;
 pub mod printable;
+#[cfg(test)]
+mod property;
 pub mod speaker;

@@ -308,9 +308,16 @@ impl Reader<'_> {
         let read = typed::read::<T>(value, MAX_TYPE_ERRORS);
         for error in &read.errors {
             let place = self.where_written(at, &error.path);
+            // A required top-level field (metadata, spec) is named as the field.
+            let mut field = error.path.clone();
+            if field.is_empty()
+                && let Some(name) = typed::missing_field(&error.message)
+            {
+                field.push(Step::Key(name.into()));
+            }
             self.errors.push(Issue::new(
                 object,
-                &yaml::path_text(&error.path),
+                &yaml::path_text(&field),
                 "",
                 format!("{}{place}", error.message),
             ));

@@ -14,6 +14,9 @@ pub mod selector;
 pub mod service;
 pub mod validate;
 
+#[cfg(test)]
+mod properties;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::{

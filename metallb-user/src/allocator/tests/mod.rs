@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::Service;
 
 mod kubernetes_parity;
 mod metallb;
+mod properties;
 
 use super::*;
 use crate::config::{

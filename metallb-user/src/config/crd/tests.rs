@@ -177,7 +177,7 @@ fn metallb_documented_minimal_l2advertisement_loads_from_a_file() {
 #[test]
 fn a_file_pool_without_addresses_is_an_error_naming_the_field() {
     for (form, spec, field, message) in [
-        ("missing", "", "", "missing field `spec`"),
+        ("missing", "", "spec", "missing field `spec`"),
         ("null", "spec: null\n", "spec", "missing field `addresses`"),
         ("empty", "spec: {}\n", "spec", "missing field `addresses`"),
     ] {

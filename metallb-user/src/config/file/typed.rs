@@ -130,7 +130,7 @@ fn ignored_path(path: &serde_ignored::Path<'_>) -> Vec<Step> {
 }
 
 /// The field named by serde's "missing field `name`" error.
-fn missing_field(message: &str) -> Option<&str> {
+pub(super) fn missing_field(message: &str) -> Option<&str> {
     message
         .strip_prefix("missing field `")?
         .split_once('`')
