@@ -305,15 +305,28 @@ impl Reader<'_> {
         object: &str,
         at: &Site,
     ) -> Option<T> {
+        // A top-level key that is not a string (`? {a: b}: c`), to name it.
+        let odd_key = value.as_mapping().and_then(|map| {
+            let key = map.keys().find(|key| !key.is_string())?;
+            let text = serde_yaml_ng::to_string(key).unwrap_or_default();
+            Some(format!(
+                "key {}",
+                text.split_whitespace().collect::<Vec<_>>().join(" ")
+            ))
+        });
         let read = typed::read::<T>(value, MAX_TYPE_ERRORS);
         for error in &read.errors {
             let place = self.where_written(at, &error.path);
-            // A required top-level field (metadata, spec) is named as the field.
+            // A required top-level field (metadata, spec), or a key that is not a
+            // string, is named as the field.
             let mut field = error.path.clone();
-            if field.is_empty()
-                && let Some(name) = typed::missing_field(&error.message)
-            {
-                field.push(Step::Key(name.into()));
+            if field.is_empty() {
+                let name = match typed::missing_field(&error.message) {
+                    Some(name) => Some(name.to_owned()),
+                    None if error.message.contains("expected field identifier") => odd_key.clone(),
+                    None => None,
+                };
+                field.extend(name.map(Step::Key));
             }
             self.errors.push(Issue::new(
                 object,

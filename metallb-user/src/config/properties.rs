@@ -507,10 +507,13 @@ fn mutated_configurations_never_panic_and_every_error_is_named() {
 
 #[test]
 fn a_missing_top_level_field_is_named_as_the_field() {
-    // Found by the property: `missing field` at the top of an object came with no field.
+    // Found by the property: `missing field` at the top of an object, and a top-level
+    // key that is a map, came with no field.
     let text = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nspec: {addresses: [192.0.2.0/24]}\n---\n\
                 apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: a}\n";
-    let errors = parse(text).expect_err("no metadata, no spec");
+    let text =
+        format!("{text}---\napiVersion: v1\nkind: Namespace\n? {{metadata: {{name: a}}}}\n: x\n");
+    let errors = parse(&text).expect_err("no metadata, no spec, a key that is a map");
     let named: Vec<(&str, &str, &str)> = errors
         .iter()
         .map(|e| (e.object.as_str(), e.field.as_str(), e.message.as_str()))
@@ -527,6 +530,11 @@ fn a_missing_top_level_field_is_named_as_the_field() {
                 "document 2 (IPAddressPool a)",
                 "spec",
                 "missing field `spec` at line 5 column 1"
+            ),
+            (
+                "document 3 (Namespace)",
+                "key metadata: name: a",
+                "invalid type: map, expected field identifier at line 9 column 1"
             ),
         ]
     );
