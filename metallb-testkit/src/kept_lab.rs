@@ -136,7 +136,9 @@ fn start_speakers(
             if log.contains("speaker running") && ups + 1 >= options.nodes {
                 break;
             }
-            if !process_is(speaker.pid, &options.binary) {
+            // Not `process_is`: until nsenter has exec'd the speaker, /proc/PID/exe is
+            // nsenter (seen under load).
+            if !process_running(speaker.pid) {
                 bail!("the speaker of {} exited:\n{log}", speaker.node);
             }
             if Instant::now() > deadline {
@@ -159,6 +161,15 @@ fn random_key() -> anyhow::Result<String> {
 }
 
 /// Whether `pid` runs `binary` (a pid the lab recorded may have been reused since).
+/// Whether `pid` runs: it exists and is not a zombie (our exited, unreaped child).
+fn process_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the command name's closing parenthesis.
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
+}
+
 fn process_is(pid: u32, binary: &Path) -> bool {
     std::fs::read_link(format!("/proc/{pid}/exe"))
         .is_ok_and(|exe| exe == binary || binary.canonicalize().is_ok_and(|b| b == exe))
