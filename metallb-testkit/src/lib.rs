@@ -7,6 +7,7 @@
 //!   tests, benchmarks and the demo.
 //! - [`bgp_lab`]: a BIRD router and two speaker nodes in namespaces, for BGP mode's
 //!   test and demo.
+//! - [`controller`]: `metallb controller` in a task of a test's runtime.
 //! - [`rbac`]: the requests a component made, checked against its RBAC table.
 //! - [`kustomize`]: `kubectl kustomize`, rendered into objects.
 //! - [`cluster`]: several speaker nodes and a client on one bridge (failover).
@@ -17,6 +18,7 @@
 pub mod apiserver;
 pub mod bgp_lab;
 pub mod cluster;
+pub mod controller;
 pub mod frame_oracle;
 pub mod frames;
 pub mod kept_lab;

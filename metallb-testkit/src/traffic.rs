@@ -152,7 +152,7 @@ impl ArpProber {
     pub fn start(ns: &str, ifname: &str, vip: Ipv4Addr, every: Duration) -> anyhow::Result<Self> {
         let socket = {
             let _netns = NetnsGuard::enter(ns).with_context(|| format!("entering {ns}"))?;
-            packet_socket(ifname)?
+            arp_packet_socket(ifname)?
         };
         set_receive_timeout(&socket, POLL).context("SO_RCVTIMEO")?;
         let socket = Arc::new(socket);
@@ -203,11 +203,17 @@ impl ArpProber {
     }
 }
 
-/// An AF_PACKET socket for ARP frames on `ifname` (of the current namespace).
-fn packet_socket(ifname: &str) -> anyhow::Result<OwnedFd> {
+/// An AF_PACKET socket for ARP frames, bound to `ifname` of the current namespace.
+pub fn arp_packet_socket(ifname: &str) -> anyhow::Result<OwnedFd> {
     let protocol = ETH_P_ARP.to_be();
     // SAFETY: plain socket(2); the descriptor is owned below.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(protocol)) };
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            i32::from(protocol),
+        )
+    };
     if fd < 0 {
         return Err(std::io::Error::last_os_error()).context("AF_PACKET socket");
     }

@@ -27,12 +27,7 @@ use metallb_testkit::{
     TestApiServer,
     lab::{Lab, NetnsGuard, command_in, exec_in, unique_name},
 };
-use metallb_user::{
-    allocator::AllocatorOptions,
-    config::crd::ServiceL2Status,
-    datapath::XdpMode,
-    kubernetes::controller::{ControllerOptions, run as run_controller},
-};
+use metallb_user::{config::crd::ServiceL2Status, datapath::XdpMode};
 use serde_json::{Value, json};
 
 const NODE_NAME: &str = "node-1";
@@ -156,17 +151,12 @@ fn main() -> anyhow::Result<()> {
     }
 
     // 2. The controller allocates.
-    let _controller = runtime.spawn(run_controller(
+    let _controller = metallb_testkit::controller::spawn(
+        runtime.handle(),
         client.clone(),
-        ControllerOptions {
-            namespace: NAMESPACE.into(),
-            allocator: AllocatorOptions::default(),
-            instance: "controller-demo".into(),
-            metrics: None,
-        },
-        None,
-        std::future::pending(),
-    ));
+        NAMESPACE,
+        "controller-demo",
+    );
     let deadline = Instant::now() + DEADLINE;
     let listed = loop {
         let listed = runtime

@@ -20,12 +20,8 @@ use metallb_testkit::{
     rbac,
 };
 use metallb_user::{
-    allocator::AllocatorOptions,
     config::crd::{ServiceBGPStatus, definitions},
-    kubernetes::{
-        controller::{ControllerOptions, run as run_controller},
-        rbac::{CONTROLLER, SPEAKER},
-    },
+    kubernetes::rbac::{CONTROLLER, SPEAKER},
 };
 use serde_json::{Value, json};
 
@@ -239,17 +235,12 @@ fn netns_kubernetes_speakers_announce_over_bgp_with_the_password_of_a_secret() {
                "addressType": "IPv4",
                "endpoints": [{"addresses": ["10.1.0.5"], "conditions": {"ready": true}, "nodeName": "node1"}]}),
     );
-    let _controller = rt.spawn(run_controller(
+    let _controller = metallb_testkit::controller::spawn(
+        rt.handle(),
         rbac::client(&server, &CONTROLLER, NS),
-        ControllerOptions {
-            namespace: NS.into(),
-            allocator: AllocatorOptions::default(),
-            instance: "controller".into(),
-            metrics: None,
-        },
-        None,
-        std::future::pending(),
-    ));
+        NS,
+        "controller",
+    );
 
     let kubeconfigs: Vec<_> = (0..2)
         .map(|i| {

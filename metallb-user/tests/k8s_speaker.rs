@@ -24,13 +24,9 @@ use metallb_testkit::{
     rbac,
 };
 use metallb_user::{
-    allocator::AllocatorOptions,
     config::crd::{ServiceL2Status, definitions},
     datapath::XdpMode,
-    kubernetes::{
-        controller::{ControllerOptions, run as run_controller},
-        rbac::{CONTROLLER, SPEAKER},
-    },
+    kubernetes::rbac::{CONTROLLER, SPEAKER},
 };
 use serde_json::{Value, json};
 use support::ArpAsker;
@@ -306,17 +302,12 @@ fn netns_kubernetes_speakers_answer_where_elected_and_follow_endpoints_and_nodes
         );
         seed(&server, "", "pods", speaker_pod(node));
     }
-    let _controller = rt.spawn(run_controller(
+    let _controller = metallb_testkit::controller::spawn(
+        rt.handle(),
         rbac::client(&server, &CONTROLLER, NS),
-        ControllerOptions {
-            namespace: NS.into(),
-            allocator: AllocatorOptions::default(),
-            instance: "controller".into(),
-            metrics: None,
-        },
-        None,
-        std::future::pending(),
-    ));
+        NS,
+        "controller",
+    );
 
     // Local traffic policy with the only endpoint on node-a: node-a must announce.
     let services: Api<k8s_openapi::api::core::v1::Service> =

@@ -458,35 +458,27 @@ trait ServiceStatus:
     fn with_metadata(metadata: ObjectMeta) -> Self;
 }
 
-impl ServiceStatus for ServiceL2Status {
-    type Status = MetalLBServiceL2Status;
-    const GENERATE_NAME: &'static str = "l2-";
-    fn current(&self) -> Option<&Self::Status> {
-        self.status.as_ref()
-    }
-    fn with_metadata(metadata: ObjectMeta) -> Self {
-        Self {
-            metadata,
-            spec: Default::default(),
-            status: None,
+/// Both status kinds are the same shape: metadata, an empty spec and a status.
+macro_rules! service_status {
+    ($kind:ty, $status:ty, $generate_name:literal) => {
+        impl ServiceStatus for $kind {
+            type Status = $status;
+            const GENERATE_NAME: &'static str = $generate_name;
+            fn current(&self) -> Option<&Self::Status> {
+                self.status.as_ref()
+            }
+            fn with_metadata(metadata: ObjectMeta) -> Self {
+                Self {
+                    metadata,
+                    spec: Default::default(),
+                    status: None,
+                }
+            }
         }
-    }
+    };
 }
-
-impl ServiceStatus for ServiceBGPStatus {
-    type Status = MetalLBServiceBGPStatus;
-    const GENERATE_NAME: &'static str = "bgp-";
-    fn current(&self) -> Option<&Self::Status> {
-        self.status.as_ref()
-    }
-    fn with_metadata(metadata: ObjectMeta) -> Self {
-        Self {
-            metadata,
-            spec: Default::default(),
-            status: None,
-        }
-    }
-}
+service_status!(ServiceL2Status, MetalLBServiceL2Status, "l2-");
+service_status!(ServiceBGPStatus, MetalLBServiceBGPStatus, "bgp-");
 
 /// Keeps the ServiceL2Status and ServiceBGPStatus objects of this node equal to what it
 /// announces, emits `nodeAssigned` when it starts announcing a Service, and a Warning

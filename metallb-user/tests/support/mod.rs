@@ -202,39 +202,10 @@ impl ArpAsker {
 
     /// Opens the socket on `ifname` in namespace `ns` (the socket stays in it).
     fn new(ns: &str, ifname: &str, mac: [u8; 6], ip: Ipv4Addr) -> std::io::Result<Self> {
-        use std::os::fd::FromRawFd as _;
         let _netns = metallb_testkit::lab::NetnsGuard::enter(ns)?;
         let ifindex = nix::net::if_::if_nametoindex(ifname)?;
-        let protocol = (libc::ETH_P_ARP as u16).to_be();
-        // SAFETY: plain socket(2), checked.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                protocol.into(),
-            )
-        };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: a fresh descriptor.
-        let socket = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-        // SAFETY: sockaddr_ll is plain data.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = protocol;
-        addr.sll_ifindex = ifindex as i32;
-        // SAFETY: valid socket and address.
-        let rc = unsafe {
-            libc::bind(
-                fd,
-                (&raw const addr).cast(),
-                size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        let socket =
+            metallb_testkit::traffic::arp_packet_socket(ifname).map_err(std::io::Error::other)?;
         Ok(Self {
             socket,
             ifindex,
