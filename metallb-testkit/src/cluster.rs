@@ -248,6 +248,33 @@ impl ClusterLab {
             .collect())
     }
 
+    /// Waits until exactly one node of `among` answers `vip`, the same in three
+    /// requests in a row, and says which; on the deadline, the last answers seen.
+    pub fn wait_one_owner(
+        &self,
+        vip: Ipv4Addr,
+        among: &[usize],
+        deadline: Duration,
+    ) -> Result<usize, Vec<String>> {
+        let until = Instant::now() + deadline;
+        let mut last = Vec::new();
+        while Instant::now() < until {
+            let answers: Vec<String> = (0..3)
+                .flat_map(|_| self.arp_answers(vip).unwrap_or_default())
+                .collect();
+            let owners: Vec<Option<usize>> = answers.iter().map(|mac| self.node_of(mac)).collect();
+            if owners.len() == 3
+                && owners.iter().all(|o| *o == owners[0])
+                && let Some(owner) = owners[0].filter(|o| among.contains(o))
+            {
+                return Ok(owner);
+            }
+            last = answers;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(last)
+    }
+
     /// Sends one UDP datagram from the client to `target`, which makes the client's
     /// kernel resolve it (a neighbour entry).
     pub fn client_resolves(&self, target: Ipv4Addr) -> anyhow::Result<()> {
@@ -299,11 +326,20 @@ pub fn node_name(i: usize) -> String {
     format!("node-{i}")
 }
 
+/// Node `i`'s speaker Pod, in Kubernetes mode.
+pub fn speaker_pod_name(i: usize) -> String {
+    format!("speaker-{}", node_name(i))
+}
+
 /// How to run one node's speaker.
 #[derive(Clone, Debug)]
 pub struct SpeakerSpec {
     pub binary: PathBuf,
+    /// The configuration file (standalone mode); ignored with `kubeconfig`.
     pub config: PathBuf,
+    /// Kubernetes mode: the API through this kubeconfig, as Pod `speaker-node-N`
+    /// (no `--config`).
+    pub kubeconfig: Option<PathBuf>,
     pub key_file: PathBuf,
     pub membership_port: u16,
     /// In the node's namespace, so the same address on every node.
@@ -330,9 +366,18 @@ impl NodeSpeaker {
             .open(&spec.log)
             .with_context(|| format!("opening {}", spec.log.display()))?;
         let mut command = ClusterLab::command_in(&lab.node_ns[i], &spec.binary.to_string_lossy());
+        command.arg("speaker");
+        match &spec.kubeconfig {
+            Some(kubeconfig) => {
+                command
+                    .args(["--pod-name", &speaker_pod_name(i)])
+                    .env("KUBECONFIG", kubeconfig);
+            }
+            None => {
+                command.arg("--config").arg(&spec.config);
+            }
+        }
         command
-            .args(["speaker", "--config"])
-            .arg(&spec.config)
             .arg("--pin-dir")
             .arg(&spec.pin_dir)
             .args(["--interface", NODE_IF, "--xdp-mode", "generic"])

@@ -109,6 +109,7 @@ fn start_speakers(
         let spec = SpeakerSpec {
             binary: options.binary.clone(),
             config: state.config.clone(),
+            kubeconfig: None,
             key_file: key_file.clone(),
             membership_port: options.membership_port,
             metrics_addr: ([0, 0, 0, 0], options.metrics_port).into(),

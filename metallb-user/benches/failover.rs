@@ -151,6 +151,7 @@ impl Bench {
             .map(|i| SpeakerSpec {
                 binary: BINARY.into(),
                 config: config.clone(),
+                kubeconfig: None,
                 key_file: key_file.clone(),
                 membership_port: MEMBERSHIP_PORT,
                 metrics_addr: METRICS_ADDR.parse().expect("metrics address"),

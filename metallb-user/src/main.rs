@@ -281,6 +281,12 @@ struct ControllerArgs {
     /// conversion webhook. Rotated before expiry (1-year CA, 90-day certificates).
     #[arg(long, value_name = "SECRET")]
     webhook_cert_secret: Option<String>,
+    /// Make this Secret in --namespace, holding a random key under `secretkey`, when
+    /// it is missing: the speakers' membership key, mounted into the speaker Pods
+    /// (MetalLB's `memberlist` Secret and METALLB_ML_SECRET_NAME). An existing one is
+    /// left as it is.
+    #[arg(long, env = "METALLB_ML_SECRET_NAME", value_name = "SECRET")]
+    ml_secret_name: Option<String>,
     /// The Service in front of the webhooks (the name the certificate is for).
     #[arg(long, default_value = metallb_user::kubernetes::certs::DEFAULT_SERVICE)]
     webhook_service: String,
@@ -331,9 +337,15 @@ struct SpeakerArgs {
     /// writes (the downward API's metadata.name).
     #[arg(long, env = "METALLB_POD_NAME")]
     pod_name: Option<String>,
-    /// Kubernetes mode: the label selector of the speaker Pods; the nodes where one is
-    /// Ready are the live members of the election.
-    #[arg(long, default_value = metallb_user::kubernetes::speaker::DEFAULT_SPEAKER_SELECTOR)]
+    /// Kubernetes mode: the label selector of the speaker Pods (MetalLB's
+    /// METALLB_ML_LABELS). Without membership the nodes where one is Ready are the
+    /// live members of the election; with it, they are the gossip's peers.
+    #[arg(
+        long,
+        alias = "ml-labels",
+        env = "METALLB_ML_LABELS",
+        default_value = metallb_user::kubernetes::speaker::DEFAULT_SPEAKER_SELECTOR
+    )]
     speaker_selector: String,
     /// Attach to this interface (repeatable), whatever the configuration says. Default:
     /// the interfaces the L2Advertisements name, and, when one names none, every up,
@@ -420,21 +432,47 @@ struct SpeakerArgs {
     limits: Limits,
 }
 
-/// Standalone mode: failure detection between the speakers (SWIM gossip over UDP).
+/// Failure detection between the speakers (SWIM gossip over UDP), in both modes.
 #[derive(Args)]
 struct MembershipArgs {
     /// Turns membership on: the file holding the key every speaker of the cluster
-    /// shares (at least 16 bytes; a trailing line break is ignored). Datagrams not
-    /// signed with it (HMAC-SHA256) are refused and logged. Without it, every Node of
-    /// the file counts as alive.
-    #[arg(long, value_name = "FILE")]
+    /// shares (at least 16 bytes; a trailing line break is ignored), or the directory
+    /// a Secret is mounted at, holding it as `secretkey` (MetalLB's `memberlist`
+    /// Secret at METALLB_ML_SECRET_KEY_PATH). Datagrams not signed with it
+    /// (HMAC-SHA256) are refused and logged. Without it, every Node of the file
+    /// (standalone) or every node with a Ready speaker Pod (Kubernetes) counts as
+    /// alive.
+    #[arg(
+        long,
+        alias = "ml-secret-key-path",
+        env = "METALLB_ML_SECRET_KEY_PATH",
+        value_name = "FILE|DIR"
+    )]
     membership_key_file: Option<PathBuf>,
     /// UDP port of the membership protocol, the same on every node (MetalLB's
-    /// memberlist port).
-    #[arg(long, default_value_t = metallb_user::membership::DEFAULT_PORT, value_parser = clap::value_parser!(u16).range(1..))]
+    /// memberlist port, METALLB_ML_BIND_PORT).
+    #[arg(
+        long,
+        alias = "ml-bindport",
+        env = "METALLB_ML_BIND_PORT",
+        default_value_t = metallb_user::membership::DEFAULT_PORT,
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
     membership_port: u16,
+    /// The address the other speakers reach this one at (MetalLB's
+    /// METALLB_ML_BIND_ADDR, the Pod's status.podIP). Default: this node's speaker
+    /// Pod's IP (Kubernetes mode), this node's InternalIP in the file, or the local
+    /// address towards the first --peer.
+    #[arg(
+        long,
+        alias = "ml-bindaddr",
+        env = "METALLB_ML_BIND_ADDR",
+        value_name = "IP"
+    )]
+    membership_bind_addr: Option<std::net::IpAddr>,
     /// Another speaker: IP or IP:PORT (repeatable). Default: the InternalIP of every
-    /// Node of the file.
+    /// Node of the file (standalone), the IP of every speaker Pod as they come and go
+    /// (Kubernetes; --peer adds to them).
     #[arg(long = "peer", value_name = "ADDR", value_parser = peer_address)]
     peers: Vec<PeerAddress>,
     /// How often each speaker probes another (10ms to 1m).
@@ -511,6 +549,7 @@ impl MembershipArgs {
         Ok(Some(metallb_user::speaker::MembershipOptions {
             key,
             port,
+            advertise: self.membership_bind_addr,
             peers: self
                 .peers
                 .iter()
@@ -980,6 +1019,26 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
             None
         }
     };
+    // The speakers' key, made once; retried while the API refuses.
+    let _memberlist_secret = args.ml_secret_name.map(|name| {
+        let client = client.clone();
+        let namespace = args.namespace.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                match metallb_user::kubernetes::memberlist_secret::ensure(
+                    &client, &namespace, &name,
+                )
+                .await
+                {
+                    Ok(_) => return,
+                    Err(error) => {
+                        tracing::error!("{error}; retrying in 10s");
+                        tokio::time::sleep(Duration::from_secs(10)).await;
+                    }
+                }
+            }
+        }))
+    });
     let election = args.leader_elect.then(|| LeaseConfig {
         lease_duration: args.lease_duration,
         renew_deadline: args.renew_deadline,

@@ -41,6 +41,7 @@ use crate::{
     kubernetes::lifecycle::{self, StopAction, StopDecision},
     membership::{
         FenceTimings, SharedKey, Timings,
+        peers::{self, SpeakerAddress},
         udp::{self as membership_udp, Live},
     },
     metrics::{self, Shared},
@@ -67,6 +68,9 @@ pub struct Snapshot {
     pub config: Config,
     pub addresses: AddressSource,
     pub election: ElectionContext,
+    /// Kubernetes mode: the speaker Pods, the peers of the membership gossip
+    /// (standalone mode: `None`, the peers are `--peer` or the file's Nodes).
+    pub speakers: Option<Vec<SpeakerAddress>>,
 }
 
 /// What a source hands the speaker.
@@ -103,30 +107,37 @@ pub struct SpeakerOptions {
     pub keep_datapath: bool,
     pub garp_interval: Duration,
     pub garp_duration: Duration,
-    /// Standalone mode: the live nodes of the election come from gossip between the
-    /// speakers (`membership`) instead of every node of the file.
+    /// The live nodes of the election come from gossip between the speakers
+    /// (`membership`) instead of every node of the file (standalone mode) or the
+    /// Ready speaker Pods (Kubernetes mode).
     pub membership: Option<MembershipOptions>,
     /// BGP mode: this speaker's FRR instance.
     pub frr: crate::bgp::frr_daemon::FrrOptions,
 }
 
-/// The speakers' gossip (standalone mode).
+/// The speakers' gossip.
 #[derive(Clone, Debug)]
 pub struct MembershipOptions {
     pub key: SharedKey,
     /// UDP port, the same on every node (`--membership-port`).
     pub port: u16,
-    /// Where the other speakers listen (`--peer`). Empty: the InternalIP of every Node
-    /// of the file, this node's own being the address it is reached at.
+    /// The address the other speakers reach this one at (`--membership-bind-addr`,
+    /// MetalLB's METALLB_ML_BIND_ADDR, the Pod's status.podIP). `None`: this node's
+    /// speaker Pod's IP (Kubernetes mode), this node's InternalIP in the file, or the
+    /// local address towards the first `--peer`.
+    pub advertise: Option<IpAddr>,
+    /// Where other speakers listen (`--peer`). Standalone mode, empty: the InternalIP
+    /// of every Node of the file. Kubernetes mode: added to the speaker Pods.
     pub peers: Vec<SocketAddr>,
     pub timings: Timings,
     /// The datapath's self-fencing (only with peers: a single node never fences).
     pub fence: FenceTimings,
 }
 
-/// A speaker that has heard from no peer yet takes nobody for dead for this long, so
-/// that a restarted speaker does not claim every VIP before it hears the cluster; past
-/// it, the peers are taken as gone (a whole cluster restarting one node at a time).
+/// A speaker with peers that has heard from none yet applies no configuration for this
+/// long (a datapath it adopted keeps answering as it did), so that a restarted speaker
+/// does not claim every VIP before it hears the cluster; past it, the peers are taken
+/// as gone (a whole cluster restarting one node at a time).
 const JOIN_GRACE: Duration = Duration::from_secs(2);
 
 /// How often the counters the metrics show are read from the kernel.
@@ -328,6 +339,7 @@ impl Speaker {
             config,
             addresses,
             election,
+            speakers: _,
         } = snapshot;
         // Addresses allocated here stay where the last plan put them; those of the
         // controller are the status itself.
@@ -748,9 +760,11 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
         tokio::select! {
             update = updates_rx.recv() => match update {
                 Some(Update::Apply(snapshot)) => {
-                    gossip.start_from(&snapshot.config, &options.node_name);
+                    gossip.follow(&snapshot, &options.node_name);
                     fencing.update(&speaker.datapath, &gossip, true);
-                    speaker.apply(gossip.with_live((*snapshot).clone()));
+                    if let Some(live) = gossip.with_live((*snapshot).clone()) {
+                        speaker.apply(live);
+                    }
                     last = Some(*snapshot);
                 }
                 Some(Update::Stale) => speaker.mark_stale(),
@@ -760,8 +774,8 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
                 }
             },
             () = gossip.changed() => {
-                if let Some(snapshot) = &last {
-                    speaker.apply(gossip.with_live(snapshot.clone()));
+                if let Some(live) = last.clone().and_then(|s| gossip.with_live(s)) {
+                    speaker.apply(live);
                 }
             }
             Some(mut events) = links.recv() => {
@@ -769,11 +783,12 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
                 while let Ok(more) = links.try_recv() {
                     events.extend(more);
                 }
-                if let Some(snapshot) = &last
+                if last.is_some()
                     && speaker.links_changed(&events)
+                    && let Some(live) = last.clone().and_then(|s| gossip.with_live(s))
                 {
                     info!("interfaces changed: applying the configuration again");
-                    speaker.apply(gossip.with_live(snapshot.clone()));
+                    speaker.apply(live);
                 }
             }
             _ = terminate.recv() => break,
@@ -898,12 +913,16 @@ impl Fencing {
 struct Gossip {
     options: Option<MembershipOptions>,
     running: Option<membership_udp::Running>,
-    /// Whether the live set counts yet: the cluster was heard from, or the join grace
-    /// has passed.
+    /// This node's name and the address it gossips from, once started.
+    me: Option<(String, SocketAddr)>,
+    /// Whether the live set counts yet: the cluster was heard from, the join grace
+    /// has passed, or there is nobody to hear from.
     counts: bool,
     grace_until: Option<tokio::time::Instant>,
     /// Whether it runs with a peer other than this node.
     peers: bool,
+    /// Kubernetes mode: this node's speaker Pod has no IP yet (said once).
+    said_waiting: bool,
 }
 
 impl Gossip {
@@ -911,24 +930,28 @@ impl Gossip {
         let mut gossip = Self {
             options: options.membership.clone(),
             running: None,
+            me: None,
             counts: false,
             grace_until: None,
             peers: false,
+            said_waiting: false,
         };
-        if let Some(membership) = &options.membership {
-            anyhow::ensure!(
-                matches!(options.source, SourceOptions::File { .. }),
-                "membership gossip (--membership-key-file) is for standalone mode: on Kubernetes the live speakers are the Ready speaker Pods"
-            );
-            if let Some(first) = membership.peers.first() {
-                let ip = membership_udp::local_address_towards(*first)
-                    .with_context(|| format!("finding this node's address towards {first}"))?;
-                gossip.start(
-                    &options.node_name,
-                    SocketAddr::new(ip, membership.port),
-                    membership.peers.clone(),
-                )?;
-            }
+        // Standalone mode with --peer: started at once. Otherwise the peers come
+        // with the first configuration (the file's Nodes, the speaker Pods).
+        if let (Some(membership), SourceOptions::File { .. }) =
+            (&options.membership, &options.source)
+            && let Some(first) = membership.peers.first()
+        {
+            let ip = match membership.advertise {
+                Some(ip) => ip,
+                None => membership_udp::local_address_towards(*first)
+                    .with_context(|| format!("finding this node's address towards {first}"))?,
+            };
+            gossip.start(
+                &options.node_name,
+                SocketAddr::new(ip, membership.port),
+                membership.peers.clone(),
+            )?;
         }
         Ok(gossip)
     }
@@ -952,14 +975,55 @@ impl Gossip {
         })
         .with_context(|| format!("membership: binding UDP port {}", options.port))?;
         self.running = Some(running);
+        self.me = Some((node.into(), advertise));
         self.grace_until = Some(tokio::time::Instant::now() + JOIN_GRACE);
         self.peers = has_peers;
+        // Alone, there is nobody to wait for.
+        self.counts = !has_peers;
         Ok(())
     }
 
     /// Whether the gossip runs with somebody to hand VIPs over to.
     fn has_peers(&self) -> bool {
         self.running.is_some() && self.peers
+    }
+
+    /// Takes the peers a snapshot brings: the speaker Pods (Kubernetes mode), or the
+    /// file's Nodes (standalone mode without --peer, once).
+    fn follow(&mut self, snapshot: &Snapshot, node: &str) {
+        match &snapshot.speakers {
+            None => self.start_from(&snapshot.config, node),
+            Some(speakers) => self.follow_speakers(speakers, node),
+        }
+    }
+
+    /// Kubernetes mode: the speaker Pods are the peers, and follow them as they come
+    /// and go; this node's Pod IP is its address unless --membership-bind-addr says.
+    fn follow_speakers(&mut self, speakers: &[SpeakerAddress], node: &str) {
+        let Some(options) = &self.options else {
+            return;
+        };
+        let port = options.port;
+        let mut peers = peers::addresses(speakers, port);
+        peers.extend(options.peers.iter().copied());
+        if let (Some(running), Some((_, me))) = (&self.running, &self.me) {
+            self.peers = peers_besides(&peers, *me);
+            running.set_peers(peers);
+            return;
+        }
+        let Some(ip) = options
+            .advertise
+            .or_else(|| peers::address_of(speakers, node))
+        else {
+            if !self.said_waiting {
+                warn!(node = %printable(node), "membership: no --membership-bind-addr (METALLB_ML_BIND_ADDR), and no speaker Pod of this node with an IP yet: not started; the Ready speaker Pods are the live nodes meanwhile");
+                self.said_waiting = true;
+            }
+            return;
+        };
+        if let Err(e) = self.start(node, SocketAddr::new(ip, port), peers) {
+            error!(error = format!("{e:#}"), "membership not started");
+        }
     }
 
     /// Without --peer, the peers are the file's Nodes: started at the first
@@ -971,30 +1035,17 @@ impl Gossip {
         if self.running.is_some() {
             return;
         }
-        let port = options.port;
-        let address_of = |n: &k8s_openapi::api::core::v1::Node| {
-            n.status
-                .as_ref()?
-                .addresses
-                .as_ref()?
-                .iter()
-                .find(|a| a.type_ == "InternalIP")?
-                .address
-                .parse::<IpAddr>()
-                .ok()
-                .map(|ip| SocketAddr::new(ip, port))
-        };
-        let Some(me) = config
-            .nodes
-            .iter()
-            .find(|n| n.metadata.name.as_deref() == Some(node))
-            .and_then(address_of)
+        let speakers = peers::from_nodes(&config.nodes);
+        let Some(me) = options
+            .advertise
+            .or_else(|| peers::address_of(&speakers, node))
         else {
             warn!(node = %printable(node), "membership: no --peer, and the file has no Node of this name with an InternalIP: not started");
             return;
         };
-        let peers: Vec<SocketAddr> = config.nodes.iter().filter_map(address_of).collect();
-        if let Err(e) = self.start(node, me, peers) {
+        let port = options.port;
+        let peers = peers::addresses(&speakers, port);
+        if let Err(e) = self.start(node, SocketAddr::new(me, port), peers) {
             error!(error = format!("{e:#}"), "membership not started");
         }
     }
@@ -1018,7 +1069,8 @@ impl Gossip {
                     self.counts = true;
                 }
             }
-            if running.live.borrow().joined {
+            let live = running.live.borrow();
+            if live.joined || live.outvoted {
                 self.counts = true;
             }
             return;
@@ -1028,13 +1080,26 @@ impl Gossip {
         }
     }
 
-    /// `snapshot` with the live nodes of the gossip, when they count.
-    fn with_live(&self, mut snapshot: Snapshot) -> Snapshot {
-        if let (Some(running), true) = (&self.running, self.counts) {
-            let live: Live = running.live.borrow().clone();
-            snapshot.election.live_nodes = Some(live.nodes);
+    /// `snapshot` with the live nodes of the gossip; `None` while they do not count
+    /// yet (a speaker that has not heard the cluster takes nothing, and one that
+    /// adopted a datapath leaves it as it is). Without the gossip, the snapshot's
+    /// own (every Node of the file, or the Ready speaker Pods).
+    fn with_live(&self, mut snapshot: Snapshot) -> Option<Snapshot> {
+        let Some(running) = &self.running else {
+            return Some(snapshot);
+        };
+        if !self.counts {
+            return None;
         }
-        snapshot
+        let live: Live = running.live.borrow().clone();
+        let mut nodes = live.nodes;
+        if live.outvoted
+            && let Some((me, _)) = &self.me
+        {
+            nodes.remove(me);
+        }
+        snapshot.election.live_nodes = Some(nodes);
+        Some(snapshot)
     }
 
     async fn leave(&mut self) {
@@ -1170,6 +1235,7 @@ impl FileSource {
                     config,
                     addresses: AddressSource::Allocate,
                     election: ElectionContext::default(),
+                    speakers: None,
                 };
                 let _ = self.updates.send(Update::Apply(Box::new(snapshot))).await;
                 true

@@ -979,3 +979,37 @@ fn bad_inputs_each_have_their_message_and_exit_code() {
         }
     }
 }
+
+/// Membership is configured as MetalLB's DaemonSet configures memberlist: `--help`
+/// names MetalLB's variables beside the flags, and the controller's Secret flag.
+#[test]
+fn membership_flags_take_metallb_s_memberlist_variables() {
+    let (code, help, _) = run(&["speaker", "--help"]);
+    assert_eq!(code, 0);
+    for (flag, variable) in [
+        ("--membership-key-file", "METALLB_ML_SECRET_KEY_PATH"),
+        ("--membership-bind-addr", "METALLB_ML_BIND_ADDR"),
+        ("--membership-port", "METALLB_ML_BIND_PORT"),
+        ("--speaker-selector", "METALLB_ML_LABELS"),
+    ] {
+        let at = help
+            .find(flag)
+            .unwrap_or_else(|| panic!("{flag} in {help}"));
+        let next = help[at + 2..]
+            .find("\n  -")
+            .map_or(help.len(), |n| at + 2 + n);
+        assert!(
+            help[at..next].contains(&format!("[env: {variable}")),
+            "{flag}: {}",
+            &help[at..next]
+        );
+    }
+    let (code, help, _) = run(&["controller", "--help"]);
+    assert_eq!(code, 0);
+    assert!(help.contains("--ml-secret-name"), "{help}");
+    assert!(help.contains("[env: METALLB_ML_SECRET_NAME"), "{help}");
+    // A bad address is a usage error naming the flag.
+    let (code, _, err) = run(&["speaker", "--membership-bind-addr", "node-1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--membership-bind-addr"), "{err}");
+}

@@ -401,6 +401,83 @@ fn the_speaker_is_a_host_network_daemonset_with_the_bpffs_and_only_its_capabilit
     assert_eq!(container["lifecycle"], Value::Null, "no preStop hook");
 }
 
+fn env_value<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
+    container["env"]
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == name)?["value"]
+        .as_str()
+}
+
+/// Membership as MetalLB's speaker has it: its variables, port 7946 (TCP and UDP),
+/// and the `memberlist` Secret mounted where METALLB_ML_SECRET_KEY_PATH says; the
+/// controller makes that Secret (--ml-secret-name), with the permissions to.
+#[test]
+fn the_speakers_gossip_with_metallb_s_memberlist_variables_port_and_secret() {
+    let objects = rendered();
+    let speaker = find(&objects, "DaemonSet", "speaker");
+    let pod = &speaker["spec"]["template"]["spec"];
+    let controller = find(&objects, "Deployment", "controller");
+    let controller_args = args(container(controller));
+    let container = container(speaker);
+    assert_eq!(
+        env_field(container, "METALLB_ML_BIND_ADDR").as_deref(),
+        Some("status.podIP")
+    );
+    assert_eq!(
+        env_value(container, "METALLB_ML_LABELS"),
+        Some(metallb_user::kubernetes::speaker::DEFAULT_SPEAKER_SELECTOR)
+    );
+    // The selector selects the DaemonSet's own Pods.
+    let labels = &speaker["spec"]["template"]["metadata"]["labels"];
+    for pair in metallb_user::kubernetes::speaker::DEFAULT_SPEAKER_SELECTOR.split(',') {
+        let (key, value) = pair.split_once('=').unwrap();
+        assert_eq!(labels[key], value, "{pair}");
+    }
+    let port = metallb_user::membership::DEFAULT_PORT;
+    assert_eq!(
+        env_value(container, "METALLB_ML_BIND_PORT"),
+        Some(port.to_string().as_str())
+    );
+    let ports = container["ports"].as_array().unwrap();
+    for (name, protocol) in [("memberlist-tcp", "TCP"), ("memberlist-udp", "UDP")] {
+        assert!(
+            ports.contains(&json!({"name": name, "containerPort": port, "protocol": protocol})),
+            "{ports:?}"
+        );
+    }
+    let key_path = env_value(container, "METALLB_ML_SECRET_KEY_PATH").expect("key path");
+    assert_eq!(key_path, "/etc/ml_secret_key");
+    let mount = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mountPath"] == key_path)
+        .expect("the key mounted");
+    assert_eq!(mount["readOnly"], true);
+    let secret_name = metallb_user::kubernetes::memberlist_secret::DEFAULT_SECRET;
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .expect("its volume");
+    assert_eq!(volume["secret"]["secretName"], secret_name);
+    // Not optional: a speaker never starts without the key.
+    assert_ne!(volume["secret"]["optional"], true);
+
+    assert!(
+        controller_args.contains(&format!("--ml-secret-name={secret_name}").as_str()),
+        "{controller_args:?}"
+    );
+    // No Secret with a key in the manifests: each cluster gets its own.
+    assert!(
+        !objects
+            .iter()
+            .any(|o| o["kind"] == "Secret" && o["metadata"]["name"] == secret_name)
+    );
+}
+
 /// BGP mode: FRR in a container of its own beside the speaker, as MetalLB's FRR mode
 /// runs it, sharing one volume with the speaker for its configuration and sockets, with
 /// the capabilities FRR's daemons ask for and no more.

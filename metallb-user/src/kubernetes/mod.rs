@@ -7,6 +7,7 @@ pub mod cluster_config;
 pub mod controller;
 pub mod leader;
 pub mod lifecycle;
+pub mod memberlist_secret;
 pub mod rbac;
 pub mod service_status;
 pub mod speaker;

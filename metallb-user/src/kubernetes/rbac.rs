@@ -22,7 +22,7 @@ use k8s_openapi::{
 };
 use serde::Serialize;
 
-use super::certs;
+use super::{certs, memberlist_secret};
 
 /// Where a rule applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,7 +159,17 @@ pub const CONTROLLER: Component = Component {
             &["secrets"],
             &["create"],
             Scope::Namespace,
-            "certs.rs: the webhook's certificate Secret, made when missing",
+            "certs.rs and memberlist_secret.rs: the webhook's certificate Secret and the \
+             speakers' memberlist Secret, made when missing",
+        ),
+        named(
+            "",
+            &["secrets"],
+            &["get"],
+            Scope::Namespace,
+            &[memberlist_secret::DEFAULT_SECRET],
+            "memberlist_secret.rs: whether the speakers' membership key exists \
+             (--ml-secret-name)",
         ),
         named(
             "admissionregistration.k8s.io",
@@ -662,7 +672,7 @@ mod tests {
         };
         assert_eq!(role.metadata.namespace.as_deref(), Some(NS));
         let rules = role.rules.as_ref().unwrap();
-        assert_eq!(rules.len(), 6);
+        assert_eq!(rules.len(), 7);
         assert_eq!(
             rules[1].resources.as_deref(),
             Some(&["ipaddresspools/status".to_owned()][..])
@@ -675,6 +685,12 @@ mod tests {
         );
         assert_eq!(rules[4].verbs, ["create"]);
         assert_eq!(rules[4].resource_names, None);
+        // The speakers' memberlist Secret: read by name only.
+        assert_eq!(
+            rules[5].resource_names.as_deref(),
+            Some(&["memberlist".to_owned()][..])
+        );
+        assert_eq!(rules[5].verbs, ["get"]);
         let Object::ClusterRoleBinding(binding) = &objects[2] else {
             panic!("{:?}", objects[2]);
         };
@@ -709,11 +725,13 @@ mod tests {
                     assert!(VERBS.contains(verb), "{}: verb {verb}", component.name);
                     for resource in rule.resources {
                         assert!(
+                            // The same verb on other named objects is no repeat.
                             seen.insert((
                                 rule.api_group,
                                 *resource,
                                 *verb,
-                                rule.scope == Scope::Cluster
+                                rule.scope == Scope::Cluster,
+                                rule.resource_names,
                             )),
                             "{}: {verb} {resource} granted twice",
                             component.name

@@ -4,7 +4,8 @@
 //! (BGPPeers' `passwordSecret`), the speaker Pods, the `metallb-excludel2` ConfigMap)
 //! and hands the speaker loop a complete [`Snapshot`] after every burst of changes: the
 //! addresses are those of the Services' status (the controller writes them; a speaker
-//! never allocates), the live members are the nodes whose speaker Pod is Ready,
+//! never allocates), the live members are the nodes whose speaker Pod is Ready (with
+//! membership gossip, the speaker Pods are its peers and its members the live nodes),
 //! endpoints are as the API lists them.
 //!
 //! It also reports what this node announces: a `ServiceL2Status` per Service announced
@@ -128,7 +129,8 @@ fn pod_ready(pod: &Pod) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// The nodes whose speaker Pod is Ready: the live members until membership comes.
+/// The nodes whose speaker Pod is Ready: the live members without membership gossip
+/// (with it, the gossip's members, as MetalLB's memberlist).
 pub fn live_nodes(speakers: &[Pod]) -> BTreeSet<String> {
     speakers
         .iter()
@@ -176,7 +178,8 @@ impl Stores {
         let exclusion_issues = (exclude_l2.errors.iter().map(|e| format!("error: {e}")))
             .chain(exclude_l2.warnings.iter().map(|w| format!("warning: {w}")))
             .collect();
-        let mut live = live_nodes(&owned(&self.speakers));
+        let speaker_pods = owned(&self.speakers);
+        let mut live = live_nodes(&speaker_pods);
         // This speaker is running: until its Pod shows Ready (which waits for this very
         // sync) it counts itself, as MetalLB's memberlist does.
         live.insert(this_node.to_owned());
@@ -187,6 +190,7 @@ impl Stores {
                 live_nodes: Some(live),
                 endpoints: EndpointRule::Observed,
             },
+            speakers: Some(crate::membership::peers::from_pods(&speaker_pods)),
         };
         (snapshot, exclusion_issues)
     }

@@ -14,6 +14,9 @@ const TAG_LEN: usize = 32;
 pub const OVERHEAD: usize = MAGIC.len() + TAG_LEN;
 /// The shortest key accepted: 128 bits.
 pub const MIN_KEY_BYTES: usize = 16;
+/// The key of MetalLB's `memberlist` Secret, and so the file's name in the directory
+/// it is mounted at (METALLB_ML_SECRET_KEY_PATH, /etc/ml_secret_key).
+pub const SECRET_KEY_NAME: &str = "secretkey";
 
 /// Why a key could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +45,17 @@ impl SharedKey {
     }
 
     /// The file's bytes are the key, less the line break an editor or `echo` adds at
-    /// the end (a Secret's value mounted as a file has none).
+    /// the end (a Secret's value mounted as a file has none). A directory is where a
+    /// Secret is mounted, as MetalLB mounts its `memberlist` Secret: the key is its
+    /// file [`SECRET_KEY_NAME`].
     pub fn from_file(path: &Path) -> Result<Self, KeyError> {
+        let in_dir;
+        let path = if path.is_dir() {
+            in_dir = path.join(SECRET_KEY_NAME);
+            in_dir.as_path()
+        } else {
+            path
+        };
         let shown = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|error| KeyError::Io {
             path: shown.clone(),
@@ -141,6 +153,26 @@ mod tests {
                 .starts_with(&format!(
                     "reading the membership key file {}: ",
                     missing.display()
+                ))
+        );
+        // A mounted Secret: the directory holds `secretkey` (MetalLB's controller
+        // writes 16 random bytes in unpadded base64: 22 characters, no line break).
+        let mounted = dir.join("ml_secret_key");
+        std::fs::create_dir_all(&mounted).unwrap();
+        std::fs::write(mounted.join("secretkey"), "q83vEjRWeJq83vEjRWeJqw").unwrap();
+        let key = SharedKey::from_file(&mounted).unwrap();
+        assert_eq!(
+            key.open(&SharedKey::new(b"q83vEjRWeJq83vEjRWeJqw").seal(b"x")),
+            Some(&b"x"[..])
+        );
+        std::fs::remove_file(mounted.join("secretkey")).unwrap();
+        assert!(
+            SharedKey::from_file(&mounted)
+                .unwrap_err()
+                .to_string()
+                .starts_with(&format!(
+                    "reading the membership key file {}: ",
+                    mounted.join("secretkey").display()
                 ))
         );
         std::fs::remove_dir_all(&dir).unwrap();

@@ -9,12 +9,13 @@
 //! verify is counted and dropped before the protocol sees it.
 
 pub mod key;
+pub mod peers;
 pub mod simulation;
 pub mod udp;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     num::{NonZeroU32, NonZeroUsize},
     time::Duration,
 };
@@ -34,6 +35,9 @@ pub const DEFAULT_SUSPICION_TIMEOUT: Duration = Duration::from_millis(150);
 const REJOIN_INTERVAL: Duration = Duration::from_millis(500);
 /// The largest datagram, our header included: fits an Ethernet MTU.
 const MAX_DATAGRAM: usize = 1400;
+/// A peer whose datagram did not verify counts as refusing this node's key for this
+/// long (peers that are not members are asked to let us in every [`REJOIN_INTERVAL`]).
+const KEY_MISMATCH_WINDOW: Duration = Duration::from_secs(5);
 
 /// A speaker as the protocol knows it: its node name, where it listens, and a number
 /// that grows with each start and each rejoin (the newer one wins its address).
@@ -269,6 +273,8 @@ pub struct Membership {
     outgoing: Vec<(SocketAddr, Vec<u8>)>,
     events: Vec<Event>,
     refused: u64,
+    /// When a datagram from each source address last failed to verify.
+    refused_at: BTreeMap<IpAddr, Duration>,
     bytes_sent: u64,
     left: bool,
     /// Members restarting (`--keep-datapath`), by name: live until then, whatever
@@ -315,6 +321,7 @@ impl Membership {
             outgoing: Vec::new(),
             events: Vec::new(),
             refused: 0,
+            refused_at: BTreeMap::new(),
             bytes_sent: 0,
             left: false,
             restarting: BTreeMap::new(),
@@ -329,11 +336,38 @@ impl Membership {
     /// while they are not members.
     pub fn start(&mut self, now: Duration, peers: &[SocketAddr]) {
         self.now = now;
-        let me = self.me().addr;
-        self.peers = peers.iter().copied().filter(|p| *p != me).collect();
-        self.peers.sort();
-        self.peers.dedup();
+        self.peers = self.others(peers);
         self.rejoin_through_peers();
+    }
+
+    /// The peers change (Kubernetes mode: speaker Pods come and go): new ones are
+    /// asked to let us in at once. Members that are no peer any more stay members
+    /// until the protocol finds them gone (or they leave).
+    pub fn set_peers(&mut self, now: Duration, peers: &[SocketAddr]) {
+        self.now = now;
+        let peers = self.others(peers);
+        if peers == self.peers {
+            return;
+        }
+        let known: BTreeSet<SocketAddr> = self.peers.iter().copied().collect();
+        let new = peers.iter().any(|p| !known.contains(p));
+        self.peers = peers;
+        if new && !self.left {
+            self.rejoin_through_peers();
+        }
+    }
+
+    /// The peers to ask to let us in: `peers` without this node, sorted, once each.
+    pub fn peers(&self) -> &[SocketAddr] {
+        &self.peers
+    }
+
+    fn others(&self, peers: &[SocketAddr]) -> Vec<SocketAddr> {
+        let me = self.me().addr;
+        let mut others: Vec<SocketAddr> = peers.iter().copied().filter(|p| *p != me).collect();
+        others.sort();
+        others.dedup();
+        others
     }
 
     /// Takes these members as alive without asking (a simulation's warm start).
@@ -357,6 +391,7 @@ impl Membership {
         }
         let Some(message) = self.key.open(datagram) else {
             self.refused += 1;
+            self.refused_at.insert(from.ip(), now);
             self.events.push(Event::Refused { from });
             return;
         };
@@ -512,6 +547,29 @@ impl Membership {
     /// Datagrams refused for a wrong key (or none).
     pub fn refused(&self) -> u64 {
         self.refused
+    }
+
+    /// Whether this node is on the losing side of a key mismatch: more of its peers
+    /// (addresses it was told of, not members) sent datagrams that do not verify with
+    /// its key within the last few seconds than it has members. Such a node is never
+    /// admitted by them, and alone it would take every VIP they also answer: it
+    /// takes none. A stranger's datagrams (not a peer's address) do not count, nor
+    /// do those claiming a member's address: nobody can silence a node that has
+    /// members by sending garbage.
+    pub fn outvoted(&self) -> bool {
+        let members: BTreeSet<IpAddr> =
+            self.foca.iter_members().map(|m| m.id().addr.ip()).collect();
+        let peers: BTreeSet<IpAddr> = self.peers.iter().map(|p| p.ip()).collect();
+        let refusing = self
+            .refused_at
+            .iter()
+            .filter(|(ip, at)| {
+                peers.contains(ip)
+                    && !members.contains(ip)
+                    && self.now.saturating_sub(**at) <= KEY_MISMATCH_WINDOW
+            })
+            .count();
+        refusing > members.len()
     }
 
     /// Bytes of membership datagrams sent (UDP payload).
@@ -700,6 +758,72 @@ mod tests {
         assert!(net.events(0).contains(&Event::Refused {
             from: intruder_addr
         }));
+    }
+
+    /// The odd one out of a key mismatch knows it: its peers' datagrams do not
+    /// verify and it has no member, so it takes no VIP; the two that agree are not
+    /// troubled by it.
+    #[test]
+    fn a_speaker_refused_by_more_peers_than_it_has_members_is_outvoted() {
+        let all = [node_addr(0), node_addr(1), node_addr(2)];
+        let mut net = Network::new(3, Timings::default(), 23);
+        net.rekey(2, SharedKey::new(b"not the cluster's key!"));
+        net.start_through(&all);
+        net.run_until(Duration::from_secs(2));
+        assert_eq!(net.live_nodes(0), names(&["node-0", "node-1"]));
+        assert_eq!(net.live_nodes(2), names(&["node-2"]));
+        assert!(!net.outvoted(0) && !net.outvoted(1));
+        assert!(net.outvoted(2));
+        // Two speakers, two keys: neither can tell whose is right, neither answers.
+        let mut pair = Network::new(2, Timings::default(), 29);
+        pair.rekey(1, SharedKey::new(b"not the cluster's key!"));
+        pair.start_through(&all[..2]);
+        pair.run_until(Duration::from_secs(2));
+        assert!(pair.outvoted(0) && pair.outvoted(1));
+    }
+
+    /// Datagrams that do not verify from an address that is no peer (a stranger),
+    /// or from a member's own address (forged), outvote nobody.
+    #[test]
+    fn strangers_and_forged_members_outvote_nobody() {
+        let mut net = Network::new(2, Timings::default(), 31);
+        net.start_through(&[node_addr(0), node_addr(1)]);
+        net.run_until(Duration::from_secs(1));
+        let wrong = SharedKey::new(b"not the cluster's key!");
+        for from in [node_addr(7), node_addr(1)] {
+            for _ in 0..10 {
+                net.deliver_raw(0, from, &wrong.seal(b"garbage"));
+                net.step(10 * MS);
+            }
+        }
+        assert!(net.refused(0) >= 20);
+        assert!(!net.outvoted(0));
+        assert_eq!(net.live_nodes(0), names(&["node-0", "node-1"]));
+        // Once the refusals are old, even a lonely node is not outvoted: node-0
+        // alone, its peer node-1 refused a while ago.
+        let mut lonely = Network::new(2, Timings::default(), 37);
+        lonely.kill(1);
+        lonely.start_one(0, &[node_addr(0), node_addr(1)]);
+        lonely.deliver_raw(0, node_addr(1), &wrong.seal(b"garbage"));
+        lonely.step(MS);
+        assert!(lonely.outvoted(0));
+        lonely.run_until(lonely.now() + KEY_MISMATCH_WINDOW + Duration::from_secs(1));
+        assert!(!lonely.outvoted(0));
+    }
+
+    /// Peers given later (a speaker Pod that appears) are asked to let us in at
+    /// once: two members started without each other end up members.
+    #[test]
+    fn peers_that_appear_later_are_joined() {
+        let mut net = Network::new(2, Timings::default(), 41);
+        net.start_one(0, &[node_addr(0)]);
+        net.start_one(1, &[node_addr(1)]);
+        net.run_until(Duration::from_secs(1));
+        assert_eq!(net.live_nodes(0), names(&["node-0"]));
+        net.set_peers(0, &[node_addr(0), node_addr(1)]);
+        net.run_until(net.now() + 100 * MS);
+        assert_eq!(net.live_nodes(0), names(&["node-0", "node-1"]));
+        assert_eq!(net.live_nodes(1), names(&["node-0", "node-1"]));
     }
 
     /// A graceful leave: the others drop the member at once, without waiting for the

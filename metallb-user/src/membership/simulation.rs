@@ -136,6 +136,36 @@ impl Network {
         self.members[i].membership.refused()
     }
 
+    /// Gives member `i` another key (before it starts): a misconfigured speaker.
+    pub fn rekey(&mut self, i: usize, key: SharedKey) {
+        let size = self.members.len();
+        self.members[i].membership = Membership::new(
+            Self::identity(i, 1),
+            self.timings,
+            size,
+            key,
+            self.seed ^ (i as u64).rotate_left(29),
+        );
+    }
+
+    /// Member `i`'s peers change (speaker Pods come and go).
+    pub fn set_peers(&mut self, i: usize, peers: &[SocketAddr]) {
+        let now = self.now;
+        self.members[i].membership.set_peers(now, peers);
+        self.flush();
+    }
+
+    /// Member `i` starts alone, joining through `peers`.
+    pub fn start_one(&mut self, i: usize, peers: &[SocketAddr]) {
+        let now = self.now;
+        self.members[i].membership.start(now, peers);
+        self.flush();
+    }
+
+    pub fn outvoted(&self, i: usize) -> bool {
+        self.members[i].membership.outvoted()
+    }
+
     pub fn events(&self, i: usize) -> &[Event] {
         &self.members[i].events
     }

@@ -28,6 +28,9 @@ pub struct Live {
     /// Whether the cluster has been heard from since the start: before, nobody is
     /// taken for dead (a speaker that just started knows nobody yet).
     pub joined: bool,
+    /// More peers refuse this node's key than it has members
+    /// ([`Membership::outvoted`]): it takes no VIP.
+    pub outvoted: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -43,6 +46,7 @@ pub struct UdpOptions {
 /// The running membership task.
 pub struct Running {
     pub live: watch::Receiver<Live>,
+    peers: watch::Sender<Vec<SocketAddr>>,
     stop: mpsc::Sender<(Stop, oneshot::Sender<()>)>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -57,6 +61,15 @@ enum Stop {
 }
 
 impl Running {
+    /// The peers change (speaker Pods come and go): new ones are joined at once.
+    pub fn set_peers(&self, peers: Vec<SocketAddr>) {
+        self.peers.send_if_modified(|current| {
+            let changed = *current != peers;
+            *current = peers;
+            changed
+        });
+    }
+
     /// Tells the cluster that this node leaves, then stops.
     pub async fn leave(self) {
         self.stop(Stop::Leave).await
@@ -122,7 +135,9 @@ pub fn start(options: UdpOptions) -> std::io::Result<Running> {
     let (live_tx, live) = watch::channel(Live {
         nodes: membership.live_nodes(),
         joined: false,
+        outvoted: false,
     });
+    let (peers, peers_rx) = watch::channel(options.peers.clone());
     let (stop, stop_rx) = mpsc::channel(1);
     let epoch = Instant::now();
     membership.start(Duration::ZERO, &options.peers);
@@ -132,8 +147,13 @@ pub fn start(options: UdpOptions) -> std::io::Result<Running> {
         peers = ?options.peers,
         "membership: joining"
     );
-    let task = tokio::spawn(drive(membership, socket, epoch, live_tx, stop_rx));
-    Ok(Running { live, stop, task })
+    let task = tokio::spawn(drive(membership, socket, epoch, live_tx, peers_rx, stop_rx));
+    Ok(Running {
+        live,
+        peers,
+        stop,
+        task,
+    })
 }
 
 async fn drive(
@@ -141,10 +161,12 @@ async fn drive(
     socket: UdpSocket,
     epoch: Instant,
     live: watch::Sender<Live>,
+    mut peers: watch::Receiver<Vec<SocketAddr>>,
     mut stop: mpsc::Receiver<(Stop, oneshot::Sender<()>)>,
 ) {
     let mut buffer = vec![0u8; 65_536];
     let mut refusals_logged: HashMap<IpAddr, Instant> = HashMap::new();
+    let mut peers_open = true;
     loop {
         send_all(&socket, &mut membership).await;
         for event in membership.take_events() {
@@ -154,7 +176,11 @@ async fn drive(
             let next = Live {
                 nodes: membership.live_nodes(),
                 joined: current.joined || membership.has_peers(),
+                outvoted: membership.outvoted(),
             };
+            if next.outvoted != current.outvoted {
+                log_outvoted(next.outvoted, membership.peers());
+            }
             let changed = *current != next;
             *current = next;
             changed
@@ -170,6 +196,14 @@ async fn drive(
                 Err(error) => warn!(%error, "membership: receiving"),
             },
             () = tokio::time::sleep_until(deadline) => membership.advance(epoch.elapsed()),
+            changed = peers.changed(), if peers_open => match changed {
+                Ok(()) => {
+                    let now: Vec<SocketAddr> = peers.borrow_and_update().clone();
+                    info!(peers = ?now, "membership: the peers changed");
+                    membership.set_peers(epoch.elapsed(), &now);
+                }
+                Err(_) => peers_open = false,
+            },
             request = stop.recv() => {
                 let how = request.as_ref().map_or(Stop::Leave, |(how, _)| *how);
                 match how {
@@ -195,6 +229,17 @@ async fn send_all(socket: &UdpSocket, membership: &mut Membership) {
         if let Err(error) = socket.send_to(&datagram, to).await {
             tracing::debug!(%to, %error, "membership: sending");
         }
+    }
+}
+
+fn log_outvoted(outvoted: bool, peers: &[SocketAddr]) {
+    if outvoted {
+        tracing::error!(
+            ?peers,
+            "membership: more peers send datagrams that do not verify with this node's key than this node has members: its key is not the cluster's (--membership-key-file, the memberlist Secret); it is not admitted and takes no VIP"
+        );
+    } else {
+        info!("membership: no longer outvoted on the key: this node takes its VIPs again");
     }
 }
 
