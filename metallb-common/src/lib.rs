@@ -706,6 +706,67 @@ pub mod replay {
     }
 }
 
+/// Types of `cargo xtask bench e2e`'s probe (`metallb-ebpf/src/bin/e2e_probe.rs`), a
+/// bench-only object: an XDP sink on the client's veth that counts the replies and
+/// drops them (the client's kernel never processes them), and raw tracepoints on the
+/// softirq entry and exit and on each NAPI poll that sum the NET_RX softirq time per
+/// CPU, the client veth's polls apart.
+pub mod e2e {
+    /// Map names in the probe object.
+    pub const COUNTERS: &str = "e2e_counters";
+    pub const RESPONDER_TIDS: &str = "e2e_responder_tids";
+    /// Program names in the probe object.
+    pub const SINK: &str = "e2e_sink";
+    pub const SOFTIRQ_ENTRY: &str = "e2e_softirq_entry";
+    pub const SOFTIRQ_EXIT: &str = "e2e_softirq_exit";
+    pub const NAPI_POLL: &str = "e2e_napi_poll";
+    /// The kernel's NET_RX_SOFTIRQ vector.
+    pub const NET_RX_SOFTIRQ: u32 = 3;
+
+    /// Per-CPU counters (one slot of a per-CPU array), summed by the bench.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct E2eCounters {
+        /// ARP replies the sink dropped.
+        pub arp_replies: u64,
+        /// ICMPv6 Neighbor Advertisements the sink dropped.
+        pub neighbor_advertisements: u64,
+        /// Frames the sink passed (anything else).
+        pub passed: u64,
+        /// NET_RX softirq time, ns (all of it, on this CPU).
+        pub net_rx_ns: u64,
+        /// The part of `net_rx_ns` spent in the polls of the client's veth (its
+        /// receive of the replies, the sink's run, the drop).
+        pub client_poll_ns: u64,
+        /// Softirq time (any vector) that ran on the stack of a thread listed in
+        /// `e2e_responder_tids`: the kernel charges it to that thread's runtime too.
+        pub responder_softirq_ns: u64,
+        /// NET_RX softirqs and client veth polls seen.
+        pub net_rx_runs: u64,
+        pub client_polls: u64,
+    }
+
+    /// Per-CPU state between a softirq's entry and exit (second slot type).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct SoftirqClock {
+        /// When the running softirq started, 0 when none runs.
+        pub entered: u64,
+        /// When the last NAPI poll of this softirq ended (or the softirq started).
+        pub mark: u64,
+        pub vector: u32,
+        /// Set by the sink: the poll now running is the client veth's.
+        pub in_client_poll: u32,
+    }
+
+    #[cfg(feature = "user")]
+    mod user {
+        // SAFETY: #[repr(C)] plain data without padding.
+        unsafe impl aya::Pod for super::E2eCounters {}
+        unsafe impl aya::Pod for super::SoftirqClock {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;

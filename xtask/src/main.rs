@@ -95,7 +95,9 @@ enum Bench {
     },
     /// The node under an ARP and NS flood over a veth pair: XDP native, XDP generic,
     /// the kernel's ARP/NDP, the userspace datapath and no responder, one after
-    /// another; offered and answered rates, loss, CPU per answer; CSV and SVG chart.
+    /// another, with the requests arriving as socket buffers and as XDP frames;
+    /// offered and answered rates, loss, the node's CPU per answer (softirq time
+    /// clocked by BPF, the client's share left out); CSV and SVG charts.
     E2e,
 }
 
