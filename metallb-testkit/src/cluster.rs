@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use nix::{sys::signal::Signal, unistd::Pid};
 
 use crate::lab::{run, unique_name};
-use metallb_user::datapath::iface::MacAddr;
+use metallb_user::datapath::{FenceState, iface::MacAddr, maps::Maps};
 
 /// Node and client interface names inside their namespaces.
 pub const NODE_IF: &str = "mlb-node";
@@ -441,6 +441,37 @@ impl NodeSpeaker {
         let _ = child.kill();
         let _ = child.wait();
         false
+    }
+
+    /// The datapath's fence state and the requests it dropped while fenced, read
+    /// from the speaker's pinned maps (as `metallb inspect` does).
+    pub fn fence(&self) -> anyhow::Result<(FenceState, u64)> {
+        let maps = Maps::open_pinned(&self.spec.pin_dir).context("open the pinned maps")?;
+        let fenced = maps.stats().context("stats")?.drop_fenced;
+        Ok((FenceState::of(&maps.ctl()), fenced))
+    }
+
+    /// Waits until `check` holds for the fence state (polled every 20 ms, for up to
+    /// 20 s); otherwise an error saying `what`, the last state and the log.
+    pub fn wait_fence(
+        &self,
+        what: &str,
+        check: impl Fn(&FenceState, u64) -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (state, fenced) = self.fence()?;
+            if check(&state, fenced) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!(
+                    "{what}: {state:?}, {fenced} requests fenced\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Leaves the speaker running after this value is gone; its process id.

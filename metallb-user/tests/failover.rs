@@ -16,7 +16,7 @@ use metallb_testkit::{
     cluster::{ClusterLab, NodeSpeaker, SpeakerSpec, config_with_nodes},
     lab::{ScratchPinDir, unique_name},
 };
-use metallb_user::datapath::{FenceState, maps::Maps};
+use metallb_user::datapath::FenceState;
 use nix::sys::signal::Signal;
 
 mod support;
@@ -231,29 +231,15 @@ fn netns_failover_after_a_partition_heals_one_node_answers() {
     cluster.until_one_owner(&[0, 1, 2], "after the heal");
 }
 
-/// The datapath's fence state and the requests it dropped while fenced, read from
-/// the speaker's pinned maps (as `metallb inspect` does).
 fn fence(speaker: &NodeSpeaker) -> (FenceState, u64) {
-    let maps = Maps::open_pinned(&speaker.spec.pin_dir).expect("open the pinned maps");
-    let fenced = maps.stats().expect("stats").drop_fenced;
-    (FenceState::of(&maps.ctl()), fenced)
+    speaker.fence().expect("the fence state")
 }
 
 /// Waits until `check` holds for the speaker's fence state, or panics with `what`.
 fn until_fence(speaker: &NodeSpeaker, what: &str, check: impl Fn(&FenceState, u64) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (state, fenced) = fence(speaker);
-        if check(&state, fenced) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: {state:?}, {fenced} requests fenced\n{}",
-            speaker.log()
-        );
-        sleep(Duration::from_millis(20));
-    }
+    speaker
+        .wait_fence(what, check)
+        .unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// A hung owner (SIGSTOP): its program stops answering once the fence deadline

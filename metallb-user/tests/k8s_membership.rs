@@ -25,9 +25,11 @@ use metallb_testkit::{
     lab::{ScratchPinDir, unique_name},
     rbac,
 };
-use metallb_user::{config::crd::definitions, kubernetes::rbac::SPEAKER};
+use metallb_user::{datapath::FenceState, kubernetes::rbac::SPEAKER};
+use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
+use support::kubernetes::{seed_pool_and_advertisement, service_with_address, start_server};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_metallb");
 const NS: &str = "metallb-system";
@@ -95,40 +97,13 @@ impl Cluster {
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         let server = {
             let _context = rt.enter();
-            rt.block_on(TestApiServer::start()).expect("test server")
+            start_server(&rt)
         };
-        for crd in definitions().expect("CRDs") {
-            server.register_crd(&crd).expect("CRD");
-        }
+        seed_pool_and_advertisement(&server, NS, "192.0.2.100-192.0.2.150");
         let seed = |group: &str, version: &str, plural: &str, object: Value| {
             server.seed(group, version, plural, object).expect("seed");
         };
-        seed(
-            "metallb.io",
-            "v1beta1",
-            "ipaddresspools",
-            json!({
-                "apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
-                "metadata": {"name": "pool", "namespace": NS}, "spec": {"addresses": ["192.0.2.100-192.0.2.150"]},
-            }),
-        );
-        seed(
-            "metallb.io",
-            "v1beta1",
-            "l2advertisements",
-            json!({"apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement", "metadata": {"name": "all", "namespace": NS}}),
-        );
-        seed(
-            "",
-            "v1",
-            "services",
-            json!({
-                "apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": "web", "namespace": "default"},
-                "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]},
-                "status": {"loadBalancer": {"ingress": [{"ip": vip.to_string()}]}},
-            }),
-        );
+        seed("", "v1", "services", service_with_address(vip));
         seed(
             "discovery.k8s.io",
             "v1",
@@ -283,6 +258,42 @@ fn netns_kubernetes_membership_a_killed_owner_with_a_ready_pod_loses_its_vip() {
     );
     assert!(member_down(&cluster.log(next), owner), "{}", cluster.logs());
     rbac::assert_authorized(&cluster.server, &SPEAKER, NS);
+}
+
+/// Self-fencing as in standalone mode: the owner, with peers from the speaker Pods,
+/// runs its heartbeat; stopped (SIGSTOP), its program stops answering after the
+/// deadline and another node answers; running again, one node answers.
+#[test]
+fn netns_kubernetes_membership_a_hung_owner_fences_itself() {
+    let mut cluster = Cluster::new("k8smlstop", 3, vip_owned_by(1));
+    for i in 0..3 {
+        cluster.add_pod(i, metallb_labels());
+    }
+    for i in 0..3 {
+        cluster.start(i, KEY, &[]);
+    }
+    let owner = cluster.until_one_owner(&[0, 1, 2], "at start");
+    assert_eq!(owner, 1, "the election's owner of {}", cluster.vip);
+    let hung = cluster.speakers[owner]
+        .as_ref()
+        .expect("the owner's speaker");
+    let fence = |what: &str, check: &dyn Fn(&FenceState, u64) -> bool| {
+        hung.wait_fence(what, check)
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", cluster.logs()));
+    };
+    fence("the heartbeat runs", &|state, _| {
+        state.deadline_in.is_some() && !state.fenced
+    });
+    hung.signal(Signal::SIGSTOP).expect("SIGSTOP");
+    fence("fenced while stopped", &|state, _| state.fenced);
+    let next = cluster.until_one_owner(&[0, 2], "while the owner is stopped");
+    fence("requests counted as fenced", &|state, fenced| {
+        state.fenced && fenced > 0
+    });
+    hung.signal(Signal::SIGCONT).expect("SIGCONT");
+    fence("answering again", &|state, _| !state.fenced);
+    let settled = cluster.until_one_owner(&[0, 1, 2], "after SIGCONT");
+    assert!(settled == owner || settled == next, "{settled}");
 }
 
 /// A speaker whose key is not the cluster's is refused by the others and never

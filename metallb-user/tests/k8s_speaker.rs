@@ -24,12 +24,15 @@ use metallb_testkit::{
     rbac,
 };
 use metallb_user::{
-    config::crd::{ServiceL2Status, definitions},
+    config::crd::ServiceL2Status,
     datapath::XdpMode,
     kubernetes::rbac::{CONTROLLER, SPEAKER},
 };
 use serde_json::{Value, json};
-use support::ArpAsker;
+use support::{
+    ArpAsker,
+    kubernetes::{seed_pool_and_advertisement, service_with_address, start_server},
+};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_metallb");
 const NS: &str = "metallb-system";
@@ -202,36 +205,6 @@ fn seed(server: &TestApiServer, group: &str, plural: &str, object: Value) {
     server.seed(group, version, plural, object).expect("seed");
 }
 
-/// The test API server, knowing every metallb.io kind (a speaker watches the BGP ones too).
-fn start_server(rt: &tokio::runtime::Runtime) -> TestApiServer {
-    let server = rt.block_on(TestApiServer::start()).expect("test server");
-    for crd in definitions().expect("CRDs") {
-        server.register_crd(&crd).expect("CRD");
-    }
-    server
-}
-
-/// A pool `pool` of `addresses` and an L2Advertisement `all` of every pool.
-fn seed_pool_and_advertisement(server: &TestApiServer, addresses: &str) {
-    seed(
-        server,
-        "metallb.io",
-        "ipaddresspools",
-        json!({
-            "apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
-            "metadata": {"name": "pool", "namespace": NS}, "spec": {"addresses": [addresses]},
-        }),
-    );
-    seed(
-        server,
-        "metallb.io",
-        "l2advertisements",
-        json!({
-            "apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement", "metadata": {"name": "all", "namespace": NS},
-        }),
-    );
-}
-
 fn speaker_pod(node: &str) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -292,7 +265,7 @@ fn netns_kubernetes_speakers_answer_where_elected_and_follow_endpoints_and_nodes
     let server = start_server(&rt);
     let client = rt.block_on(async { server.client() }).expect("client");
 
-    seed_pool_and_advertisement(&server, "192.0.2.100-192.0.2.110");
+    seed_pool_and_advertisement(&server, NS, "192.0.2.100-192.0.2.110");
     for node in ["node-a", "node-b"] {
         seed(
             &server,
@@ -482,7 +455,7 @@ fn netns_a_kubernetes_speaker_follows_the_metallb_excludel2_config_map() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let _context = rt.enter();
     let server = start_server(&rt);
-    seed_pool_and_advertisement(&server, "192.0.2.100/32");
+    seed_pool_and_advertisement(&server, NS, "192.0.2.100/32");
     seed(
         &server,
         "",
@@ -490,18 +463,7 @@ fn netns_a_kubernetes_speaker_follows_the_metallb_excludel2_config_map() {
         json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-a"}}),
     );
     seed(&server, "", "pods", speaker_pod("node-a"));
-    // The address as the controller writes it: a speaker takes it from the status.
-    seed(
-        &server,
-        "",
-        "services",
-        json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": "web", "namespace": "default"},
-            "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]},
-            "status": {"loadBalancer": {"ingress": [{"ip": VIP.to_string()}]}},
-        }),
-    );
+    seed(&server, "", "services", service_with_address(VIP));
     server
         .seed(
             "discovery.k8s.io",

@@ -2,6 +2,8 @@
 //! IPv6 and ICMPv6 (checksums included) that shares no code with the XDP program.
 #![allow(dead_code)]
 
+pub mod kubernetes;
+
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use etherparse::{
