@@ -71,12 +71,41 @@ impl Drop for Heartbeat {
     }
 }
 
+/// The heartbeat's real-time priority (SCHED_FIFO, 1 to 99): above every ordinary
+/// thread, so that neither a saturated CPU nor the wake-up after a pause delays a
+/// beat; low among real-time ones. The thread sleeps between beats and writes one
+/// word per beat: it cannot starve anything.
+const HEARTBEAT_PRIORITY: i32 = 10;
+
+/// Runs the calling thread under SCHED_FIFO at [`HEARTBEAT_PRIORITY`] (needs
+/// CAP_SYS_NICE).
+fn run_realtime() -> std::io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: HEARTBEAT_PRIORITY,
+    };
+    // SAFETY: 0 is the calling thread; a valid sched_param.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn beat(
     control: FenceControl,
     timings: FenceTimings,
     rejoin_hold: Duration,
     stop: &AtomicBool,
 ) -> FenceControl {
+    match run_realtime() {
+        Ok(()) => info!(
+            priority = HEARTBEAT_PRIORITY,
+            "fence heartbeat runs SCHED_FIFO: a busy CPU does not delay it"
+        ),
+        Err(error) => info!(
+            %error,
+            "fence heartbeat at normal priority (SCHED_FIFO needs CAP_SYS_NICE): a saturated CPU may delay it past --fence-deadline, and the datapath then fences for a moment"
+        ),
+    }
     let interval = timings.heartbeat_interval();
     // The deadline as last written (an earlier agent's, at first).
     let mut written = control.ctl().fence_at;

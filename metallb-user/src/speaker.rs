@@ -32,8 +32,9 @@ use crate::{
     config::{Config, Issue, ValidateOptions, file, validate},
     conflicts::{ConflictEvent, ConflictWatch, answered_claims},
     datapath::{
-        Datapath, DatapathKind, DatapathOptions, InterfaceChange, XdpMode, iface,
+        Datapath, DatapathKind, DatapathOptions, FenceState, InterfaceChange, XdpMode, iface,
         links::{LinkEvent, LinkEvents},
+        maps::VipKey,
     },
     election::{Election, ElectionContext, Interfaces},
     fencing::Heartbeat,
@@ -331,6 +332,53 @@ struct Speaker {
     /// Claims by other hosts for our VIPs, in episodes; against `started`'s clock.
     conflicts: ConflictWatch,
     started: std::time::Instant,
+    /// Re-announcement of what this node answers (see [`Reannounce`]).
+    reannounce: Reannounce,
+}
+
+/// When this node announces again every VIP it answers, not only those it starts
+/// answering: whenever clients may have moved to another MAC while this node's
+/// entries did not change.
+/// - At the first plan: a datapath adopted from an earlier agent (`--keep-datapath`,
+///   after a crash or a restart) already holds the VIPs, so none of them is "now
+///   answering", yet a peer may have answered them meanwhile.
+/// - When the live set gains a node (a partition heals, a member rejoins): the other
+///   side may have answered this node's VIPs and moved the clients.
+/// - When the datapath is back from a fence (this agent was paused): a peer may have
+///   taken over meanwhile.
+struct Reannounce {
+    first: bool,
+    live: Option<BTreeSet<String>>,
+    fence_episodes: Option<u64>,
+    /// What this node answered at the last plan, with its MAC.
+    answering: BTreeMap<VipKey, iface::MacAddr>,
+}
+
+impl Default for Reannounce {
+    fn default() -> Self {
+        Self {
+            first: true,
+            live: None,
+            fence_episodes: None,
+            answering: BTreeMap::new(),
+        }
+    }
+}
+
+impl Reannounce {
+    /// Whether the plan with this live set announces everything again.
+    fn at_plan(&mut self, live: Option<&BTreeSet<String>>) -> bool {
+        let gained = matches!((&self.live, live), (Some(old), Some(new)) if new.iter().any(|n| !old.contains(n)));
+        self.live = live.cloned();
+        std::mem::take(&mut self.first) || gained
+    }
+
+    /// Whether the datapath, in `fence` now, came back from a fence since the last
+    /// look.
+    fn after_fence(&mut self, fence: &FenceState) -> bool {
+        let before = self.fence_episodes.replace(fence.episodes);
+        !fence.fenced && before.is_some_and(|b| fence.episodes > b)
+    }
 }
 
 impl Speaker {
@@ -341,6 +389,7 @@ impl Speaker {
             election,
             speakers: _,
         } = snapshot;
+        let everything = self.reannounce.at_plan(election.live_nodes.as_ref());
         // Addresses allocated here stay where the last plan put them; those of the
         // controller are the status itself.
         let config = match addresses {
@@ -412,9 +461,19 @@ impl Speaker {
                 self.announcer.stop(key);
             }
         }
-        for key in &report.now_answering {
-            if let Some(config) = plan.vips.get(key) {
-                self.announcer.start(*key, config.mac);
+        self.reannounce.answering = plan
+            .vips
+            .iter()
+            .filter(|(_, c)| c.action == VipAction::Answer)
+            .map(|(key, c)| (*key, c.mac))
+            .collect();
+        if everything {
+            self.announce_everything("every VIP this node answers announced again");
+        } else {
+            for key in &report.now_answering {
+                if let Some(config) = plan.vips.get(key) {
+                    self.announcer.start(*key, config.mac);
+                }
             }
         }
 
@@ -550,6 +609,17 @@ impl Speaker {
             .config_stale = true;
     }
 
+    /// Starts a gratuitous burst for every VIP this node answers.
+    fn announce_everything(&mut self, why: &str) {
+        if self.reannounce.answering.is_empty() {
+            return;
+        }
+        for (key, mac) in &self.reannounce.answering {
+            self.announcer.start(*key, *mac);
+        }
+        info!(vips = self.reannounce.answering.len(), "{why}");
+    }
+
     fn refresh_metrics(&mut self) {
         let counters = self.datapath.vips().and_then(|vips| {
             let frames = self.datapath.frame_counts(&vips)?;
@@ -586,7 +656,13 @@ impl Speaker {
             Err(e) => warn!(error = %e, "cannot read the datapath counters"),
         }
         state.fence = self.datapath.fence();
+        let unfenced = self.reannounce.after_fence(&state.fence);
         drop(state);
+        if unfenced {
+            self.announce_everything(
+                "the datapath answers again after a fence: every VIP this node answers announced again",
+            );
+        }
         self.announcer.reap();
     }
 }
@@ -743,6 +819,7 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
         deleted_links: BTreeSet::new(),
         conflicts: ConflictWatch::default(),
         started: std::time::Instant::now(),
+        reannounce: Reannounce::default(),
     };
     let mut links = follow_links();
 

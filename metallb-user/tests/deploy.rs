@@ -17,7 +17,7 @@ use k8s_openapi::{
 };
 use metallb_user::{
     config::crd::{IPAddressPool, L2Advertisement},
-    datapath::capabilities::SPEAKER_CAPABILITIES,
+    datapath::capabilities::{SPEAKER_CAPABILITIES, SPEAKER_OPTIONAL_CAPABILITIES},
     kubernetes::rbac::{self, COMPONENTS},
 };
 use serde::{Serialize, de::DeserializeOwned};
@@ -373,9 +373,11 @@ fn the_speaker_is_a_host_network_daemonset_with_the_bpffs_and_only_its_capabilit
     assert_ne!(security["privileged"], true);
     assert_ne!(pod["securityContext"]["privileged"], true);
     assert_eq!(security["capabilities"]["drop"], json!(["ALL"]));
-    // Exactly the list tests/capabilities.rs proves enough, one by one.
+    // Exactly the list tests/capabilities.rs proves enough, one by one, then the
+    // optional ones (the fence heartbeat's real-time priority).
     let needed: Vec<&str> = SPEAKER_CAPABILITIES
         .iter()
+        .chain(SPEAKER_OPTIONAL_CAPABILITIES)
         .map(|r| r.capability.kubernetes_name())
         .collect();
     assert_eq!(security["capabilities"]["add"], json!(needed));

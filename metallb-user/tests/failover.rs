@@ -13,8 +13,9 @@ use std::{
 };
 
 use metallb_testkit::{
-    cluster::{ClusterLab, NodeSpeaker, SpeakerSpec, config_with_nodes},
+    cluster::{CLIENT_IF, ClusterLab, NodeSpeaker, SpeakerSpec, config_with_nodes},
     lab::{ScratchPinDir, unique_name},
+    traffic::ArpProber,
 };
 use metallb_user::datapath::FenceState;
 use nix::sys::signal::Signal;
@@ -123,6 +124,46 @@ impl Cluster {
             })
     }
 
+    /// Waits until, for the last half second, every answer to `prober` came from one
+    /// node (and at least ten did), and says which.
+    fn until_one_answerer(&self, prober: &ArpProber, what: &str) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = Vec::new();
+        while Instant::now() < deadline {
+            sleep(Duration::from_millis(100));
+            let answers = prober.answers_since(Instant::now() - Duration::from_millis(500));
+            let owner = answers
+                .first()
+                .and_then(|a| self.lab.node_of(&a.mac.to_string()));
+            if let Some(owner) = owner
+                && answers.len() >= 10
+                && answers.iter().all(|a| a.mac == self.lab.node_macs[owner])
+            {
+                return owner;
+            }
+            last = answers.iter().map(|a| a.mac.to_string()).collect();
+        }
+        panic!("{what}: no single answerer; last {last:?}\n{}", self.logs());
+    }
+
+    /// Waits until the client's neighbour entry for the VIP names node `node`'s MAC.
+    fn until_client_entry(&self, node: usize, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let want = Some(self.lab.node_macs[node].to_string());
+        loop {
+            let entry = self.lab.client_neighbour(VIP).expect("ip neigh");
+            if entry == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the client's entry is {entry:?}, not node-{node}'s MAC\n{}",
+                self.logs()
+            );
+            sleep(Duration::from_millis(50));
+        }
+    }
+
     fn logs(&self) -> String {
         self.speakers
             .iter()
@@ -220,19 +261,45 @@ fn netns_failover_after_a_partition_heals_one_node_answers() {
     let owner = cluster.until_one_owner(&[0, 1, 2], "at start");
     cluster.lab.isolate(owner, true).expect("isolate");
     let others: Vec<usize> = (0..3).filter(|i| *i != owner).collect();
-    cluster.until_one_owner(&others, "during the partition");
+    let next = cluster.until_one_owner(&others, "during the partition");
+    // The client uses the VIP: its entry names the node that answers now.
+    cluster.lab.client_resolves(VIP).expect("resolve");
+    cluster.until_client_entry(next, "during the partition");
     // Let the isolated node give up on the others too.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !cluster.speakers[owner].log().contains("member down") {
         assert!(Instant::now() < deadline, "{}", cluster.logs());
         sleep(Duration::from_millis(50));
     }
+    // From here on the answers are read by a prober with a MAC and an address of its
+    // own (arping's answers would update the client's entry themselves).
+    let prober = ArpProber::start(
+        &cluster.lab.client_ns,
+        CLIENT_IF,
+        VIP,
+        Duration::from_millis(20),
+    )
+    .expect("prober");
     cluster.lab.isolate(owner, false).expect("heal");
-    cluster.until_one_owner(&[0, 1, 2], "after the heal");
+    let settled = cluster.until_one_answerer(&prober, "after the heal");
+    // The owner after the heal announced itself again, even though its own entry for
+    // the VIP never changed: the client follows.
+    cluster.until_client_entry(settled, "after the heal");
 }
 
 fn fence(speaker: &NodeSpeaker) -> (FenceState, u64) {
     speaker.fence().expect("the fence state")
+}
+
+/// The scheduling policy of the thread called `name` of process `pid`, if it has one.
+fn thread_policy(pid: u32, name: &str) -> Option<i32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    tasks.flatten().find_map(|task| {
+        let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+        let tid: i32 = task.file_name().to_str()?.parse().ok()?;
+        // SAFETY: a plain query by thread id.
+        (comm.trim() == name).then(|| unsafe { libc::sched_getscheduler(tid) })
+    })
 }
 
 /// Waits until `check` holds for the speaker's fence state, or panics with `what`.
@@ -253,6 +320,16 @@ fn netns_failover_a_hung_owner_fences_itself_and_another_node_answers() {
     until_fence(hung, "the heartbeat runs", |state, _| {
         state.deadline_in.is_some() && !state.fenced
     });
+    // Run as root (CAP_SYS_NICE), the heartbeat thread is real-time: a busy CPU does
+    // not delay it past the deadline.
+    let pid = hung.pid().expect("running");
+    assert_eq!(
+        thread_policy(pid, "fence-heartbeat"),
+        Some(libc::SCHED_FIFO),
+        "{}",
+        hung.log()
+    );
+    assert!(hung.log().contains("fence heartbeat runs SCHED_FIFO"));
     hung.signal(Signal::SIGSTOP).expect("SIGSTOP");
     until_fence(hung, "fenced while stopped", |state, _| state.fenced);
     let others: Vec<usize> = (0..3).filter(|i| *i != owner).collect();

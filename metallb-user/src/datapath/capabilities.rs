@@ -20,6 +20,7 @@ pub enum Capability {
     SysAdmin,
     Perfmon,
     Bpf,
+    SysNice,
 }
 
 impl Capability {
@@ -31,6 +32,7 @@ impl Capability {
             Capability::SysAdmin => 21,
             Capability::Perfmon => 38,
             Capability::Bpf => 39,
+            Capability::SysNice => 23,
         }
     }
 
@@ -42,6 +44,7 @@ impl Capability {
             Capability::SysAdmin => "CAP_SYS_ADMIN",
             Capability::Perfmon => "CAP_PERFMON",
             Capability::Bpf => "CAP_BPF",
+            Capability::SysNice => "CAP_SYS_NICE",
         }
     }
 
@@ -53,6 +56,7 @@ impl Capability {
             Capability::SysAdmin => "SYS_ADMIN",
             Capability::Perfmon => "PERFMON",
             Capability::Bpf => "BPF",
+            Capability::SysNice => "SYS_NICE",
         }
     }
 
@@ -114,6 +118,15 @@ pub const SPEAKER_CAPABILITIES: &[Requirement] = &[
               (\"pointer arithmetic with it prohibited for !root\")",
     },
 ];
+
+/// What the speaker uses when it has it, and does without otherwise (logged): the
+/// DaemonSet adds these after [`SPEAKER_CAPABILITIES`].
+pub const SPEAKER_OPTIONAL_CAPABILITIES: &[Requirement] = &[Requirement {
+    capability: Capability::SysNice,
+    why: "running the fence heartbeat thread SCHED_FIFO, so that a saturated CPU does \
+          not delay it past --fence-deadline (the datapath would fence for a moment); \
+          without it, the heartbeat runs at normal priority",
+}];
 
 /// A step of the datapath the kernel may refuse for want of a capability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
