@@ -1087,6 +1087,7 @@ mod tests {
             Some("spec.nodeName") => "node-a".into(),
             Some("metadata.namespace") => "metallb-system".into(),
             Some("metadata.name") => "pod-0".into(),
+            Some("status.podIP") => "192.0.2.11".into(),
             other => panic!("no sample value for {other:?} ({var})"),
         }
     }
