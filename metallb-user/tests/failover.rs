@@ -179,16 +179,7 @@ fn netns_failover_the_owner_dies_another_node_answers_and_the_client_follows() {
     let owner = cluster.until_one_owner(&[0, 1, 2], "at start");
     // The client resolves the VIP: its neighbour entry names the owner.
     cluster.lab.client_resolves(VIP).expect("resolve");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while cluster.lab.client_neighbour(VIP).expect("ip neigh")
-        != Some(cluster.lab.node_macs[owner].to_string())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the client did not resolve the VIP"
-        );
-        sleep(Duration::from_millis(50));
-    }
+    cluster.until_client_entry(owner, "at start");
 
     // Node death: off the LAN, its speaker killed.
     cluster.lab.isolate(owner, true).expect("isolate");
@@ -197,16 +188,7 @@ fn netns_failover_the_owner_dies_another_node_answers_and_the_client_follows() {
     let next = cluster.until_one_owner(&others, "after the owner died");
 
     // The gratuitous burst moved the client's entry to the new owner's MAC.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let want = Some(cluster.lab.node_macs[next].to_string());
-    while cluster.lab.client_neighbour(VIP).expect("ip neigh") != want {
-        assert!(
-            Instant::now() < deadline,
-            "the client's neighbour entry did not move to node-{next}\n{}",
-            cluster.logs()
-        );
-        sleep(Duration::from_millis(50));
-    }
+    cluster.until_client_entry(next, "after the owner died");
     let log = cluster.speakers[next].log();
     assert!(
         log.contains("membership: member down") && log.contains(&format!("node-{owner}")),
