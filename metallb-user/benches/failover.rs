@@ -17,7 +17,8 @@
 //! second: owner changes seen by the client, and members declared down in the logs.
 //! `FAILOVER_NODES` (default 3), `FAILOVER_FAULTS` (a comma list of death, crash, hang,
 //! graceful, restart, partition, cpu, pause; default all), `FAILOVER_VERBOSE=1` prints
-//! each trial with the client's neighbour entry at its end.
+//! each trial with the client's neighbour entry at its end, `FAILOVER_LOGS=DIR` keeps
+//! the speakers' logs there.
 
 use std::{
     net::Ipv4Addr,
@@ -33,7 +34,10 @@ use metallb_testkit::{
     lab::{ScratchPinDir, unique_name},
     traffic::{ArpAnswer, ArpProber, Echo, UdpEcho, UdpPinger, Window},
 };
-use metallb_user::membership::simulation::quantile;
+use metallb_user::{
+    datapath::{maps::Maps, monotonic_ns},
+    membership::simulation::quantile,
+};
 use nix::sys::signal::Signal;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_metallb");
@@ -353,6 +357,42 @@ struct Trial {
     outage: Duration,
     lost: usize,
     dual: usize,
+    /// Crash and hang: what happened once the old owner's datapath fenced itself.
+    fence: Option<FenceSeen>,
+}
+
+/// A crash or hang trial seen from the moment the old owner's datapath fenced (its
+/// `fence_at`, read from its pinned control block after the window): before that it
+/// still answers, by design.
+struct FenceSeen {
+    /// From the fault to the fence.
+    at: Duration,
+    /// The longest time without an echo from the fence on.
+    outage: Duration,
+    /// From the fence to the new owner's first ARP answer: nobody answers ARP
+    /// meanwhile (the client's own entry may still reach the old node's kernel).
+    unanswered: Option<Duration>,
+    /// The old owner's last ARP answer, in ms after the fence (negative: before):
+    /// checks that the fence did stop it.
+    old_last_ms: Option<f64>,
+}
+
+/// The instant of a `CLOCK_MONOTONIC` time in nanoseconds (`Instant`'s clock too).
+fn instant_of_monotonic(ns: u64) -> Instant {
+    let (now, now_ns) = (Instant::now(), monotonic_ns());
+    if ns <= now_ns {
+        now - Duration::from_nanos(now_ns - ns)
+    } else {
+        now + Duration::from_nanos(ns - now_ns)
+    }
+}
+
+/// The fence deadline and episodes of the datapath pinned in `pin_dir`.
+fn fence_of(pin_dir: &std::path::Path) -> anyhow::Result<(u64, u64)> {
+    let ctl = Maps::open_pinned(pin_dir)
+        .with_context(|| format!("opening the maps pinned in {}", pin_dir.display()))?
+        .ctl();
+    Ok((ctl.fence_at, ctl.fence_episodes))
 }
 
 fn ms(d: Duration) -> String {
@@ -364,17 +404,54 @@ fn run_fault(bench: &mut Bench, fault: Fault, trials: usize) -> anyhow::Result<V
     let mut results = Vec::new();
     for _ in 0..trials {
         let owner = bench.steady_owner(Duration::from_secs(30))?;
+        let fences = matches!(fault, Fault::Crash | Fault::Hang);
+        let pin_dir = bench.specs[owner].pin_dir.clone();
+        let episodes_before = if fences { fence_of(&pin_dir)?.1 } else { 0 };
         let (at, heal) = bench.apply(fault, owner)?;
         let to = heal.unwrap_or(at) + WINDOW;
         sleep(to.saturating_duration_since(Instant::now()));
         let recorded = Recorded::since(bench, at);
         let window = recorded.window(at, to);
         let skip = heal.map(|h| (h, h + Duration::from_secs(1)));
+        let old_mac = bench.lab.node_macs[owner];
+        let fence = if fences {
+            let (fence_at, episodes) = fence_of(&pin_dir)?;
+            let fenced = instant_of_monotonic(fence_at);
+            if episodes > episodes_before && fence_at != 0 && fenced < to {
+                let after = recorded.window(fenced.max(at), to);
+                Some(FenceSeen {
+                    at: fenced.saturating_duration_since(at),
+                    outage: after.outage(),
+                    unanswered: after.first_answer_not_from(old_mac),
+                    old_last_ms: recorded
+                        .answers
+                        .iter()
+                        .rev()
+                        .find(|a| a.mac == old_mac)
+                        .map(|a| {
+                            if a.at >= fenced {
+                                (a.at - fenced).as_secs_f64() * 1000.0
+                            } else {
+                                -(fenced - a.at).as_secs_f64() * 1000.0
+                            }
+                        }),
+                })
+            } else {
+                println!(
+                    "  {} owner node-{owner}: its datapath did not fence within the window (fence_at {fence_at}, episodes {episodes_before} -> {episodes})",
+                    fault.name()
+                );
+                None
+            }
+        } else {
+            None
+        };
         let trial = Trial {
-            takeover: window.first_answer_not_from(bench.lab.node_macs[owner]),
+            takeover: window.first_answer_not_from(old_mac),
             outage: window.outage(),
             lost: window.lost(Duration::from_millis(50)),
             dual: window.dual_answers(ASK_EVERY, skip),
+            fence,
         };
         if std::env::var_os("FAILOVER_VERBOSE").is_some() {
             // The client's neighbour entry at the end says where its traffic went.
@@ -385,8 +462,17 @@ fn run_fault(bench: &mut Bench, fault: Fault, trials: usize) -> anyhow::Result<V
             )
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
             .unwrap_or_default();
+            let fenced = trial.fence.as_ref().map_or(String::new(), |f| {
+                format!(
+                    "; fenced at {} ms, then unanswered {:?}, outage {} ms, old owner's last answer {:?} ms after the fence",
+                    ms(f.at),
+                    f.unanswered,
+                    ms(f.outage),
+                    f.old_last_ms
+                )
+            });
             println!(
-                "  {} owner node-{owner}: takeover {:?} by {:?}, outage {} ms, lost {}, two MACs {}, echoes from {:?}; client: {neighbour}",
+                "  {} owner node-{owner}: takeover {:?} by {:?}, outage {} ms, lost {}, two MACs {}, echoes from {:?}; client: {neighbour}{fenced}",
                 fault.name(),
                 trial.takeover,
                 window.answerers(),
@@ -402,20 +488,22 @@ fn run_fault(bench: &mut Bench, fault: Fault, trials: usize) -> anyhow::Result<V
     Ok(results)
 }
 
+/// p50, p99 and max in ms, or dashes.
+fn stats(samples: &[Duration]) -> String {
+    if samples.is_empty() {
+        return format!("{:>6} {:>6} {:>6}", "-", "-", "-");
+    }
+    format!(
+        "{:>6} {:>6} {:>6}",
+        ms(quantile(samples, 0.5)),
+        ms(quantile(samples, 0.99)),
+        ms(*samples.iter().max().unwrap_or(&Duration::ZERO))
+    )
+}
+
 fn print_row(title: &str, trials: &[Trial]) {
     let takeovers: Vec<Duration> = trials.iter().filter_map(|t| t.takeover).collect();
     let outages: Vec<Duration> = trials.iter().map(|t| t.outage).collect();
-    let stats = |samples: &[Duration]| {
-        if samples.is_empty() {
-            return format!("{:>6} {:>6} {:>6}", "-", "-", "-");
-        }
-        format!(
-            "{:>6} {:>6} {:>6}",
-            ms(quantile(samples, 0.5)),
-            ms(quantile(samples, 0.99)),
-            ms(*samples.iter().max().unwrap_or(&Duration::ZERO))
-        )
-    };
     println!(
         "{title:<34} {:>3}/{:<3} {} {} {:>7} {:>7} {:>6}",
         takeovers.len(),
@@ -428,21 +516,49 @@ fn print_row(title: &str, trials: &[Trial]) {
     );
 }
 
+/// Crash and hang from the fence on: when it fired, how long nobody answered ARP,
+/// the outage, and the old owner's last answer (it must not be after the fence).
+fn print_fence_row(title: &str, trials: &[Trial]) {
+    let fences: Vec<&FenceSeen> = trials.iter().filter_map(|t| t.fence.as_ref()).collect();
+    if fences.is_empty() {
+        return;
+    }
+    let at: Vec<Duration> = fences.iter().map(|f| f.at).collect();
+    let unanswered: Vec<Duration> = fences.iter().filter_map(|f| f.unanswered).collect();
+    let outages: Vec<Duration> = fences.iter().map(|f| f.outage).collect();
+    let old_last = fences
+        .iter()
+        .filter_map(|f| f.old_last_ms)
+        .fold(f64::NEG_INFINITY, f64::max);
+    println!(
+        "{title:<34} {:>3}/{:<3} {} {} {} {:>8.1}",
+        unanswered.len(),
+        fences.len(),
+        stats(&at),
+        stats(&unanswered),
+        stats(&outages),
+        old_last,
+    );
+}
+
 /// `secs` of the cluster left alone while `disturb` runs: how often the answering MAC
 /// changed, how many members were declared down, and windows with two MACs.
 fn false_takeovers(
     bench: &mut Bench,
     title: &str,
     secs: u64,
-    disturb: impl FnOnce(&mut Bench, usize, Duration) -> anyhow::Result<()>,
+    disturb: impl FnOnce(&mut Bench, usize, Duration) -> anyhow::Result<String>,
 ) -> anyhow::Result<()> {
     bench.restart_all(false)?;
     let owner = bench.steady_owner(Duration::from_secs(30))?;
     let down_before = bench.members_declared_down();
+    let pin_dir = bench.specs[owner].pin_dir.clone();
+    let fences_before = fence_of(&pin_dir)?.1;
     let at = Instant::now();
     let length = Duration::from_secs(secs);
-    disturb(bench, owner, length)?;
+    let note = disturb(bench, owner, length)?;
     let to = Instant::now();
+    let fences = fence_of(&pin_dir)?.1 - fences_before;
     let recorded = Recorded::since(bench, at);
     let window = recorded.window(at, to);
     let changes = recorded
@@ -451,15 +567,50 @@ fn false_takeovers(
         .filter(|w| w[0].mac != w[1].mac)
         .count();
     println!(
-        "{title:<42} {:>4} s {:>8} {:>9} {:>8} {:>8} {:>7}",
+        "{title:<42} {:>4} s {:>8} {:>9} {:>7} {:>8} {:>8} {:>7}",
         secs,
         changes,
         bench.members_declared_down() - down_before,
+        fences,
         ms(window.outage()),
         window.lost(Duration::from_millis(50)),
         window.dual_answers(ASK_EVERY, None),
     );
+    if !note.is_empty() {
+        println!("  {note}");
+    }
     Ok(())
+}
+
+/// The calling thread under SCHED_FIFO until dropped (SCHED_OTHER again).
+struct Realtime(bool);
+
+static REALTIME_REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn realtime_ok() -> bool {
+    !REALTIME_REFUSED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+impl Realtime {
+    fn enter() -> Self {
+        let param = libc::sched_param { sched_priority: 10 };
+        // SAFETY: the calling thread (0) and a valid sched_param.
+        let ok = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0;
+        if !ok {
+            REALTIME_REFUSED.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Self(ok)
+    }
+}
+
+impl Drop for Realtime {
+    fn drop(&mut self) {
+        if self.0 {
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: as above.
+            unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+        }
+    }
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -501,20 +652,51 @@ fn main() -> anyhow::Result<()> {
         "\n{:<34} {:>7} {:>20} {:>20} {:>7} {:>7} {:>6}",
         "fault", "moved", "takeover p50/p99/max", "outage p50/p99/max", "lost", "max/tr", "2 MACs"
     );
+    let mut fenced = Vec::new();
     for fault in Fault::ALL {
         if !selected.iter().any(|s| s == fault.name()) {
             continue;
         }
         match run_fault(&mut bench, fault, trials) {
-            Ok(results) => print_row(fault.title(), &results),
+            Ok(results) => {
+                print_row(fault.title(), &results);
+                fenced.push((fault, results));
+            }
             Err(e) => println!("{:<34} failed: {e:#}", fault.title()),
         }
+    }
+    if fenced
+        .iter()
+        .any(|(_, r)| r.iter().any(|t| t.fence.is_some()))
+    {
+        println!(
+            "\ncounted from the fence (the old owner's datapath stops answering; before it, it answers by design)\n{:<34} {:>7} {:>20} {:>20} {:>20} {:>8}",
+            "fault",
+            "moved",
+            "fenced p50/p99/max",
+            "unanswered p50/p99/max",
+            "outage p50/p99/max",
+            "old last"
+        );
+        for (fault, results) in &fenced {
+            print_fence_row(fault.title(), results);
+        }
+        println!(
+            "(fenced: ms from the fault; unanswered: from the fence to the new owner's first answer; outage: longest time without an echo from the fence on; old last: the old owner's last answer, ms after the fence, at most)"
+        );
     }
     let wants = |name: &str| selected.iter().any(|s| s == name);
     if wants("cpu") || wants("pause") {
         println!(
-            "\n{:<42} {:>6} {:>8} {:>9} {:>8} {:>8} {:>7}",
-            "false takeovers", "length", "changes", "declared", "outage", "lost", "2 MACs"
+            "\n{:<42} {:>6} {:>8} {:>9} {:>7} {:>8} {:>8} {:>7}",
+            "false takeovers",
+            "length",
+            "changes",
+            "declared",
+            "fenced",
+            "outage",
+            "lost",
+            "2 MACs"
         );
     }
     if wants("cpu") {
@@ -530,7 +712,7 @@ fn main() -> anyhow::Result<()> {
                     .status()
                     .context("running stress-ng (cargo xtask bench failover installs it)")?;
                 anyhow::ensure!(status.success(), "stress-ng failed: {status}");
-                Ok(())
+                Ok(String::new())
             },
         );
         if let Err(e) = result {
@@ -543,14 +725,32 @@ fn main() -> anyhow::Result<()> {
             "owner's speaker stopped 100 ms every 1 s",
             secs,
             |bench, owner, length| {
+                // The pause is the fault: on a loaded machine a plain sleep of 100 ms
+                // overshoots by tens of ms, so this thread runs SCHED_FIFO meanwhile
+                // and every pause is measured (SIGSTOP sent to SIGCONT sent).
+                let realtime = Realtime::enter();
                 let until = Instant::now() + length;
+                let mut pauses = Vec::new();
                 while Instant::now() < until {
                     bench.speaker(owner)?.signal(Signal::SIGSTOP)?;
+                    let stopped = Instant::now();
                     sleep(Duration::from_millis(100));
                     bench.speaker(owner)?.signal(Signal::SIGCONT)?;
+                    pauses.push(stopped.elapsed());
                     sleep(Duration::from_millis(900));
                 }
-                Ok(())
+                drop(realtime);
+                Ok(format!(
+                    "{} pauses of {} ms (p50), {} ms at most{}",
+                    pauses.len(),
+                    ms(quantile(&pauses, 0.5)),
+                    ms(pauses.iter().max().copied().unwrap_or_default()),
+                    if realtime_ok() {
+                        ""
+                    } else {
+                        " (SCHED_FIFO refused: plain sleeps)"
+                    }
+                ))
             },
         );
         if let Err(e) = result {
@@ -558,5 +758,14 @@ fn main() -> anyhow::Result<()> {
         }
     }
     println!("\nload average at the end {}", loadavg());
+    if let Some(dir) = std::env::var_os("FAILOVER_LOGS") {
+        let dir = PathBuf::from(dir);
+        std::fs::create_dir_all(&dir)?;
+        for (i, spec) in bench.specs.iter().enumerate() {
+            std::fs::copy(&spec.log, dir.join(format!("node-{i}.log")))
+                .with_context(|| format!("copying {}", spec.log.display()))?;
+        }
+        println!("the speakers' logs are in {}", dir.display());
+    }
     Ok(())
 }
