@@ -696,6 +696,15 @@ pub mod replay {
     pub struct ReplayCursor {
         pub next: u32,
         pub count: u32,
+        /// Non-zero: once the frame is restored, an atomic add to `settled` (a locked
+        /// instruction on x86-64: a full barrier) makes the copy's stores reach the
+        /// cache before the program under test reads the frame, as the bytes of a
+        /// received frame are. Otherwise its loads may find them still in the store
+        /// buffer, and a load that straddles two of the copy's 8-byte stores cannot
+        /// be forwarded from them: it waits for them to be written (a stall that a
+        /// frame from a NIC never causes).
+        pub settle: u64,
+        pub settled: u64,
     }
 
     #[cfg(feature = "user")]

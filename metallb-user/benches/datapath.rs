@@ -31,6 +31,8 @@
 //! differences); the one-frame-per-syscall method reports medians (a difference to a
 //! floor is the median of the per-round differences).
 
+mod jit;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -260,6 +262,8 @@ struct Bench<'a> {
     frames: Array<MapData, ReplayFrame>,
     cursor: Array<MapData, ReplayCursor>,
     subject: ProgramArray<MapData>,
+    /// See [`ReplayCursor::settle`].
+    settle: bool,
 }
 
 impl<'a> Bench<'a> {
@@ -288,6 +292,8 @@ impl<'a> Bench<'a> {
             ReplayCursor {
                 next: 0,
                 count: frames.len() as u32,
+                settle: u64::from(self.settle),
+                settled: 0,
             },
             0,
         )?;
@@ -535,84 +541,15 @@ fn print_jited(programs: &[(&str, &Xdp)]) -> anyhow::Result<()> {
     println!("   {:<26} {:>12} {:>8}", "program", "instructions", "bytes");
     let scratch = std::env::temp_dir().join(format!("metallb-jited-{}", std::process::id()));
     for (name, program) in programs {
-        let code = jited_code(program)?;
-        let instructions = match count_instructions(&code, &scratch) {
-            Ok(count) => count.to_string(),
+        let code = jit::Jited::read(program)?.code;
+        let instructions = match jit::decode(&code, &scratch) {
+            Ok(insns) => insns.len().to_string(),
             Err(error) => format!("({error:#})"),
         };
         println!("   {name:<26} {instructions:>12} {:>8}", code.len());
     }
     let _ = std::fs::remove_file(&scratch);
     Ok(())
-}
-
-/// The JITed code of `program`, from the kernel.
-fn jited_code(program: &Xdp) -> anyhow::Result<Vec<u8>> {
-    use std::os::fd::{AsFd as _, AsRawFd as _};
-    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
-    /// The `info` member of `union bpf_attr`.
-    #[repr(C)]
-    struct InfoAttr {
-        bpf_fd: u32,
-        info_len: u32,
-        info: u64,
-    }
-    let length = program.info().context("program info")?.size_jitted() as usize;
-    let mut code = vec![0u8; length];
-    // SAFETY: a plain C struct of integers; all zeroes is its empty value.
-    let mut info: aya_obj::generated::bpf_prog_info = unsafe { std::mem::zeroed() };
-    info.jited_prog_len = u32::try_from(length)?;
-    info.jited_prog_insns = code.as_mut_ptr() as u64;
-    let attr = InfoAttr {
-        bpf_fd: u32::try_from(program.fd()?.as_fd().as_raw_fd())?,
-        info_len: u32::try_from(size_of_val(&info))?,
-        info: (&raw mut info) as u64,
-    };
-    // SAFETY: the kernel writes at most info_len bytes to `info` and at most
-    // jited_prog_len bytes to `code`, both alive and that large.
-    let status = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET_INFO_BY_FD,
-            &raw const attr,
-            size_of::<InfoAttr>(),
-        )
-    };
-    anyhow::ensure!(
-        status == 0,
-        "BPF_OBJ_GET_INFO_BY_FD: {}",
-        std::io::Error::last_os_error()
-    );
-    code.truncate(info.jited_prog_len as usize);
-    Ok(code)
-}
-
-/// The x86-64 instructions in `code`, written to `scratch` for objdump.
-fn count_instructions(code: &[u8], scratch: &std::path::Path) -> anyhow::Result<usize> {
-    std::fs::write(scratch, code)?;
-    let out = std::process::Command::new("objdump")
-        .args(["-D", "-b", "binary", "-m", "i386:x86-64", "--insn-width=16"])
-        .arg(scratch)
-        .output()
-        .context("running objdump")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "objdump: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    // Instruction lines: `   1f:\t48 89 e5 ...\tmov ...`.
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|line| {
-            line.trim_start()
-                .split_once(':')
-                .is_some_and(|(offset, rest)| {
-                    !offset.is_empty()
-                        && offset.chars().all(|c| c.is_ascii_hexdigit())
-                        && rest.starts_with('\t')
-                })
-        })
-        .count())
 }
 
 fn xdp_program<'a>(object: &'a Ebpf, name: &str) -> anyhow::Result<&'a Xdp> {
@@ -701,6 +638,7 @@ fn main() -> anyhow::Result<()> {
         frames,
         cursor,
         subject,
+        settle: std::env::var_os("BENCH_REPLAY_UNSETTLED").is_none(),
     };
 
     let _stats = enable_stats(Stats::RunTime).context("enabling bpf_stats")?;
@@ -715,6 +653,8 @@ fn main() -> anyhow::Result<()> {
         .map(|object| xdp_program(object, metallb_common::PROGRAM_NAME))
         .transpose()?;
     let mut scrapes = Vec::new();
+    let mut paths = Vec::new();
+    let mut baseline_paths = Vec::new();
     let mut hot: Vec<Samples> = vec![Samples::default(); SCENARIOS.len()];
     let mut cold: Vec<Samples> = vec![Samples::default(); SCENARIOS.len()];
     for &size in &sizes {
@@ -739,6 +679,14 @@ fn main() -> anyhow::Result<()> {
         anyhow::ensure!(report.errors.is_empty(), "sync: {:?}", report.errors);
         anyhow::ensure!(dp.installed().len() == 2 * size as usize);
         scrapes.push(scrape_times(&dp)?);
+        for (program, counts) in [Some(dp.program()?), baseline]
+            .into_iter()
+            .zip([&mut paths, &mut baseline_paths])
+        {
+            if let Some(program) = program {
+                counts.push(path_counts(program, size)?);
+            }
+        }
         for samples in hot.iter_mut().chain(cold.iter_mut()) {
             samples.subject.push(Vec::new());
             samples.floor.push(Vec::new());
@@ -764,6 +712,7 @@ fn main() -> anyhow::Result<()> {
         ("floor_pass", bench.floor_pass),
         ("floor_tx", bench.floor_tx),
     ])?;
+    print_paths(&sizes, &paths, &baseline_paths);
     print_table(
         &format!(
             "hot loop, fastest of {HOT_ROUNDS} rounds of BPF_PROG_TEST_RUN with repeat = {HOT_REPEAT} (bpf_stats); hits replayed over {WARM_VIPS} VIPs spread over the table, or up to {} VIPs (caches cold)",
@@ -793,6 +742,127 @@ fn main() -> anyhow::Result<()> {
     let errors = dp.shutdown();
     anyhow::ensure!(errors.is_empty(), "shutdown: {errors:?}");
     Ok(())
+}
+
+/// Frames of a row whose paths are counted: at most this many, spread over the row's.
+const PATH_FRAMES: usize = 64;
+
+/// Per scenario: the path of each counted frame (see [`jit`]).
+type RowPaths = Vec<Vec<jit::PathCount>>;
+
+/// The x86-64 instructions that `program` executes on each scenario's frames, for a
+/// table of `size` VIPs, as the tables are now. Each run must end with the verdict
+/// of the scenario's outcome, as the real runs do.
+fn path_counts(program: &Xdp, size: u32) -> anyhow::Result<RowPaths> {
+    let scratch = std::env::temp_dir().join(format!("metallb-paths-{}", std::process::id()));
+    let jited = jit::Jited::read(program)?;
+    let model = jit::Model::new(&jited, &scratch)?;
+    let listing = std::env::var_os("BENCH_PATHS_DIR")
+        .map(|dir| jit::decode(&jited.code, &scratch).map(|insns| (dir, insns)))
+        .transpose()?;
+    let mut rows = RowPaths::new();
+    for scenario in &SCENARIOS {
+        let frames = (scenario.frames)(size);
+        let step = frames.len().div_ceil(PATH_FRAMES).max(1);
+        let mut row = Vec::new();
+        for frame in frames.iter().step_by(step) {
+            let path = model.run(frame, IFINDEX)?;
+            anyhow::ensure!(
+                path.verdict == verdict(scenario.outcome),
+                "{}: the modelled run returned {}, not {}",
+                scenario.name,
+                path.verdict,
+                verdict(scenario.outcome)
+            );
+            if let Some((dir, insns)) = &listing
+                && row.is_empty()
+            {
+                write_path(dir.as_ref(), scenario.name, size, insns, &path)?;
+            }
+            row.push(path);
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Writes the instructions of a path, in the order executed, to
+/// `DIR/SCENARIO-SIZE.txt` (`BENCH_PATHS_DIR`), for reading.
+fn write_path(
+    dir: &std::path::Path,
+    scenario: &str,
+    size: u32,
+    insns: &[jit::Insn],
+    path: &jit::PathCount,
+) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
+    let by_offset: BTreeMap<u64, &jit::Insn> = insns
+        .iter()
+        .map(|insn| (insn.offset as u64, insn))
+        .collect();
+    let mut text = String::new();
+    for offset in &path.offsets {
+        let insn = by_offset.get(offset).map_or("?", |insn| insn.text.as_str());
+        writeln!(text, "{offset:6x}: {insn}")?;
+    }
+    let name: String = scenario
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join(format!("{name}-{size}.txt")), text)?;
+    Ok(())
+}
+
+/// Prints, per scenario and table size, the instructions executed (mean, and the
+/// range over the row's frames), and what the path calls and which maps it loads.
+fn print_paths(sizes: &[u32], paths: &[RowPaths], baseline: &[RowPaths]) {
+    println!(
+        "\nJITed instructions executed per path (x86-64, one frame; mean and range over the row's frames, at most {PATH_FRAMES}):"
+    );
+    print!("{:<26}", "scenario");
+    for size in sizes {
+        print!("{:>18}", format!("{size} VIPs"));
+    }
+    println!("   calls out; map loads (first frame)");
+    let cell = |row: &[jit::PathCount]| -> String {
+        let counts: Vec<u64> = row.iter().map(|p| p.instructions).collect();
+        let (low, high) = (
+            counts.iter().copied().min().unwrap_or(0),
+            counts.iter().copied().max().unwrap_or(0),
+        );
+        let mean = counts.iter().sum::<u64>() as f64 / counts.len().max(1) as f64;
+        if low == high {
+            format!("{low}")
+        } else {
+            format!("{mean:.1} ({low}-{high})")
+        }
+    };
+    for (i, scenario) in SCENARIOS.iter().enumerate() {
+        for (label, table) in [(scenario.name, paths), ("  BENCH_BASELINE", baseline)] {
+            if table.is_empty() {
+                continue;
+            }
+            print!("{label:<26}");
+            for rows in table {
+                print!("{:>18}", cell(&rows[i]));
+            }
+            if let Some(first) = table.last().and_then(|rows| rows[i].first()) {
+                let calls = if first.calls.is_empty() {
+                    "no calls".to_string()
+                } else {
+                    first.calls.join(", ")
+                };
+                let loads: Vec<String> = first
+                    .map_loads
+                    .iter()
+                    .map(|(map, n)| format!("{map} x{n}"))
+                    .collect();
+                print!("   {calls}; {}", loads.join(", "));
+            }
+            println!();
+        }
+    }
 }
 
 const SCRAPES: usize = 5;

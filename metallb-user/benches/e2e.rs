@@ -375,6 +375,8 @@ impl Generator {
                     ReplayCursor {
                         next: 0,
                         count: frames.len() as u32,
+                        // A generator: nothing reads the frames before they are sent.
+                        ..ReplayCursor::default()
                     },
                     0,
                 )?;

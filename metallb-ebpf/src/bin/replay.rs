@@ -7,6 +7,10 @@
 //! responder gives the responder's own cost in a hot loop.
 #![no_std]
 #![no_main]
+// An atomic add on a map value: core's atomic types have no read-modify-write
+// operations on this target.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 #[path = "../runtime.rs"]
 mod runtime;
@@ -71,6 +75,11 @@ pub fn replay(ctx: XdpContext) -> u32 {
     unsafe {
         ((data + offset) as *mut u64)
             .write_unaligned((src.add(offset) as *const u64).read_unaligned());
+    }
+    if cursor.settle != 0 {
+        use core::intrinsics::{AtomicOrdering, atomic_xadd};
+        // SAFETY: a u64 of the map value, 8-byte aligned; only this program writes it.
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(&raw mut cursor.settled, 1) };
     }
     // SAFETY: the program array holds XDP programs only.
     unsafe { SUBJECT.tail_call(&ctx, 0) };
