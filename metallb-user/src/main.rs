@@ -414,6 +414,18 @@ struct SpeakerArgs {
         allow_hyphen_values = true
     )]
     garp_duration: Duration,
+    /// Gratuitous frames sent per second per interface, at most (one second's worth
+    /// may go at once). The first announcement of the VIPs a change makes this node
+    /// answer (a failover, a new Service) goes ahead of any backlog, at once up to that
+    /// many frames; a start-up with thousands of VIPs is spread out (an IPv4 VIP takes
+    /// two frames a round, an IPv6 VIP one).
+    #[arg(
+        long,
+        default_value_t = metallb_user::announce::DEFAULT_RATE,
+        value_name = "FRAMES",
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000)
+    )]
+    garp_rate: u32,
     #[command(flatten)]
     frr: FrrPaths,
     /// BGP mode: FRR's daemons run in another container sharing --frr-work-dir (`metallb
@@ -837,6 +849,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 keep_datapath: args.keep_datapath,
                 garp_interval: args.garp_interval,
                 garp_duration: args.garp_duration,
+                garp_rate: args.garp_rate,
                 membership: args.membership.options()?,
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

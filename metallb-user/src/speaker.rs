@@ -28,7 +28,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::{
     allocator::{AllocatorOptions, Decision, ServiceKey, has_status_address, status_with},
-    announce::Announcer,
+    announce::{Announcer, Pacing},
     config::{Config, Issue, ValidateOptions, file, validate},
     conflicts::{ConflictEvent, ConflictWatch, answered_claims},
     datapath::{
@@ -108,6 +108,8 @@ pub struct SpeakerOptions {
     pub keep_datapath: bool,
     pub garp_interval: Duration,
     pub garp_duration: Duration,
+    /// Gratuitous frames per second per interface (`--garp-rate`).
+    pub garp_rate: u32,
     /// The live nodes of the election come from gossip between the speakers
     /// (`membership`) instead of every node of the file (standalone mode) or the
     /// Ready speaker Pods (Kubernetes mode).
@@ -432,9 +434,16 @@ impl Speaker {
             election,
             named_despite_exclusion: choice.report.named_despite_exclusion(),
         };
+        let planning = std::time::Instant::now();
         let plan = plan(&config, &plan_options, &attached);
+        let plan_took = planning.elapsed();
+        // The moment the plan exists: `cargo xtask bench scale` measures from here to
+        // every entry answerable.
+        debug!(vips = plan.vips.len(), took = ?plan_took, "plan computed");
         self.bgp.update(plan.bgp.this_node.clone());
+        let syncing = std::time::Instant::now();
         let report = self.datapath.sync(&plan.vips);
+        let sync_took = syncing.elapsed();
         for e in &report.errors {
             error!(error = %e, "datapath change not applied");
         }
@@ -470,11 +479,13 @@ impl Speaker {
         if everything {
             self.announce_everything("every VIP this node answers announced again");
         } else {
-            for key in &report.now_answering {
-                if let Some(config) = plan.vips.get(key) {
-                    self.announcer.start(*key, config.mac);
-                }
-            }
+            self.announcer.start(
+                report
+                    .now_answering
+                    .iter()
+                    .filter_map(|key| Some((*key, plan.vips.get(key)?.mac)))
+                    .collect(),
+            );
         }
 
         self.log_changes(&plan.services);
@@ -519,6 +530,8 @@ impl Speaker {
             added = report.added.len(),
             changed = report.changed.len(),
             removed = report.removed.len(),
+            plan_took = ?plan_took,
+            datapath_took = ?sync_took,
             "configuration applied"
         );
     }
@@ -614,17 +627,25 @@ impl Speaker {
         if self.reannounce.answering.is_empty() {
             return;
         }
-        for (key, mac) in &self.reannounce.answering {
-            self.announcer.start(*key, *mac);
-        }
+        // One change: the first round at once up to --garp-rate frames, the rest
+        // paced (ahead of any older backlog).
+        self.announcer.start(
+            self.reannounce
+                .answering
+                .iter()
+                .map(|(key, mac)| (*key, *mac))
+                .collect(),
+        );
         info!(vips = self.reannounce.answering.len(), "{why}");
     }
 
     fn refresh_metrics(&mut self) {
+        let reading = std::time::Instant::now();
         let counters = self.datapath.vips().and_then(|vips| {
             let frames = self.datapath.frame_counts(&vips)?;
             Ok((vips, frames))
         });
+        debug!(took = ?reading.elapsed(), "datapath counters read");
         let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
         match counters {
             Ok((vips, frames)) => {
@@ -663,7 +684,6 @@ impl Speaker {
                 "the datapath answers again after a fence: every VIP this node answers announced again",
             );
         }
-        self.announcer.reap();
     }
 }
 
@@ -785,8 +805,11 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
     metrics::serve(options.metrics_addr, shared.clone()).await?;
     // The packet socket first: refused (no CAP_NET_RAW), nothing is pinned yet.
     let announcer = Announcer::new(
-        options.garp_interval,
-        options.garp_duration,
+        Pacing {
+            interval: options.garp_interval,
+            duration: options.garp_duration,
+            rate: options.garp_rate,
+        },
         shared.gratuitous.clone(),
     )
     .context("opening a packet socket for gratuitous announcements")?;
@@ -1291,6 +1314,7 @@ impl FileSource {
     /// `force` is false (directory events also come from other files, and from renames
     /// around ours). Returns whether a valid configuration serves.
     async fn reload(&mut self, force: bool) -> bool {
+        let reading = std::time::Instant::now();
         let text = match read_config(&self.path, self.max_bytes) {
             Ok(text) => text,
             Err(e) => {
@@ -1305,6 +1329,7 @@ impl FileSource {
             return true;
         }
         let checked = check_config(&text, &self.path, &self.namespace);
+        debug!(bytes = text.len(), took = ?reading.elapsed(), "configuration file read and checked");
         self.last_text = Some(text);
         match checked {
             Ok(config) => {

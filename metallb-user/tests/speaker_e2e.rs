@@ -547,6 +547,121 @@ fn netns_garp_duration_0s_announces_once() {
     assert!(speaker.stop().success());
 }
 
+/// A start-up with many VIPs paces its gratuitous announcements per interface
+/// (`--garp-rate`), and a VIP gained meanwhile is announced ahead of that backlog.
+/// Frames are counted from the client's capture (kernel timestamps, by windows of a
+/// second): the bound is the pacer's own arithmetic, not a timing.
+#[test]
+fn netns_gratuitous_announcements_are_paced_and_a_gained_vip_goes_first() {
+    use std::io::BufRead as _;
+    const VIPS: u32 = 400;
+    const RATE: usize = 100;
+    let lab = lab("garprate");
+    let (dir, pins) = (ConfigDir::new(), ScratchPinDir::new("garprate"));
+    let vip = |i: u32| Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 1, 0, 1)) + i);
+    let gained = vip(VIPS + 100);
+    let text = |with_gained: bool| {
+        let mut text = String::from(
+            "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: pool, namespace: metallb-system}\n\
+             spec: {addresses: [10.1.0.0/16]}\n\
+             ---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l2, namespace: metallb-system}\nspec: {}\n",
+        );
+        let ips = (0..VIPS).map(vip).chain(with_gained.then_some(gained));
+        for (i, ip) in ips.enumerate() {
+            text += &format!(
+                "---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, annotations: {{metallb.io/loadBalancerIPs: '{ip}'}}}}\n\
+                 spec: {{type: LoadBalancer, ports: [{{port: 80, protocol: TCP}}]}}\n"
+            );
+        }
+        text
+    };
+    write_config(&dir.file(), &text(false));
+    // Every gratuitous ARP (sender = target), with the kernel's timestamps.
+    let mut capture = lab
+        .client_tcpdump(Some(60))
+        .args(["-tt", "-c", &(2 * (VIPS + 1)).to_string()])
+        .arg("arp and arp[14:4] == arp[24:4]")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tcpdump");
+    // Kept open until tcpdump is done: it reports on stderr as it exits.
+    let mut stderr = std::io::BufReader::new(capture.stderr.take().expect("stderr"));
+    let mut said = String::new();
+    while !said.contains("listening on") {
+        let before = said.len();
+        stderr.read_line(&mut said).expect("tcpdump's stderr");
+        assert!(said.len() > before, "tcpdump exited: {said}");
+    }
+
+    let speaker = Speaker::start(
+        &lab,
+        &dir.file(),
+        &pins.path,
+        &["--garp-rate", &RATE.to_string(), "--garp-duration", "0s"],
+    );
+    // Gained while the start-up's 800 frames go out at 100 a second.
+    write_config(&dir.file(), &text(true));
+    let captured = capture.wait_with_output().expect("tcpdump output");
+    let text = String::from_utf8_lossy(&captured.stdout).to_lowercase();
+    let node_mac = lab.node_mac.to_string();
+    // "TIME MAC > ff:ff:ff:ff:ff:ff, ... Request who-has VIP tell VIP" or "... Reply VIP is-at MAC".
+    let frames: Vec<(f64, Ipv4Addr)> = text
+        .lines()
+        .filter(|l| l.contains(&format!(" {node_mac} > ")))
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let after = |word: &str| words.iter().position(|w| *w == word).map(|i| words[i + 1]);
+            let ip = after("who-has").or_else(|| after("reply"))?;
+            Some((
+                words[0].parse().ok()?,
+                ip.trim_end_matches(',').parse().ok()?,
+            ))
+        })
+        .collect();
+    assert_eq!(
+        frames.len(),
+        2 * (VIPS as usize + 1),
+        "every VIP announced in both forms, once:\n{text}"
+    );
+    for ip in (0..VIPS).map(vip).chain([gained]) {
+        assert_eq!(frames.iter().filter(|f| f.1 == ip).count(), 2, "{ip}");
+    }
+    // Paced: at most a second's worth at once, a second's worth of refill and the
+    // gained VIP's in any second (unpaced, all 802 come within milliseconds).
+    let most_in_a_second = frames
+        .iter()
+        .map(|(start, _)| {
+            frames
+                .iter()
+                .filter(|(t, _)| t >= start && *t < start + 1.0)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        most_in_a_second <= 3 * RATE + 2,
+        "{most_in_a_second} frames within a second"
+    );
+    let startup: Vec<f64> = frames
+        .iter()
+        .filter(|f| f.1 != gained)
+        .map(|f| f.0)
+        .collect();
+    let first_gained = frames
+        .iter()
+        .find(|f| f.1 == gained)
+        .map(|f| f.0)
+        .expect("gained VIP announced");
+    let before = startup.iter().filter(|t| **t < first_gained).count();
+    assert!(
+        before < startup.len() - RATE,
+        "the gained VIP waited behind the start-up backlog: {before} of {} frames before it",
+        startup.len()
+    );
+    assert!(speaker.stop().success());
+}
+
 /// The bpf filesystems mounted in this process's (the host's) mount namespace.
 fn bpf_mounts() -> Vec<String> {
     std::fs::read_to_string("/proc/self/mounts")

@@ -75,7 +75,9 @@ enum Bench {
     Controller,
     /// The pure core with many objects (release build): the allocator and the plan for
     /// 1,000 to 100,000 Services over 20 pools (IPv4 and IPv6), and the election for up
-    /// to 5,000 Nodes x 10,000 Services; time and peak heap of each step.
+    /// to 5,000 Nodes x 10,000 Services; time and peak heap of each step. Then the
+    /// agent: a real speaker in a namespace lab on 1,000, 10,000 and 100,000 VIPs
+    /// (start-up to answerable, RSS, one changed VIP, /metrics).
     Scale,
     /// The allocator alone on 10,000 Services over 20 pools: one batch, a restart that
     /// keeps every address, and one Service at a time (the controller after its start).
@@ -150,7 +152,10 @@ fn main() -> anyhow::Result<()> {
             let bench = match which {
                 Bench::Datapath => "datapath",
                 Bench::Controller => "controller",
-                Bench::Scale => "scale",
+                Bench::Scale => {
+                    cargo(&["bench", "--package", "metallb-user", "--bench", "scale"])?;
+                    "scale_agent"
+                }
                 Bench::Allocator => "allocator",
                 Bench::Membership => "membership",
                 Bench::Failover { nodes, trials } => {

@@ -1,0 +1,623 @@
+//! `cargo xtask bench scale`, the agent's side: a real `metallb speaker` (standalone
+//! mode, native XDP on the node end of a veth pair in a namespace lab) started on one
+//! configuration of 1,000, 10,000 and 100,000 VIPs (half IPv4, half IPv6, one Service
+//! each, addresses given by `metallb.io/loadBalancerIPs`). For each size it prints:
+//! - start-up: process start to every entry answerable, and the speaker's own steps
+//!   (file read and checked, plan, datapath sync) with the time from the computed plan
+//!   to the flip of the tables that made every entry answerable at once;
+//! - peak and steady RSS, the mmapped BPF tables apart (`anon_inode:bpf-map` mappings
+//!   of /proc/PID/smaps);
+//! - one VIP changed in the file: file written to the new address answered and the old
+//!   one no longer, and the speaker's own datapath sync of that change;
+//! - a scrape of `/metrics` (wall time, size) and the agent's CPU per second in steady
+//!   state, with the speaker's own time reading the counters every second.
+//!
+//! Answerability is checked for real: the tables' generation and live entry count read
+//! from the pins, and ARP requests / Neighbor Solicitations from the client namespace
+//! for a random sample of VIPs (each answered with the node's MAC, unicast to the
+//! asker).
+//!
+//! `BENCH_SCALE_VIPS=1000,10000` chooses the sizes. Targets (issue 15): plan to every
+//! entry answerable under 2 s; RSS without the BPF tables under 200 MiB; one changed
+//! VIP applied in under 10 ms.
+
+use std::{
+    collections::BTreeSet,
+    io::{Read as _, Write as _},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream},
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    path::{Path, PathBuf},
+    process::{Child, Stdio},
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::{Context as _, bail};
+use metallb_testkit::{
+    frames::{arp_request, neighbor_solicitation},
+    lab::{Lab, NetnsGuard, ScratchPinDir, command_in, unique_name},
+};
+use metallb_user::datapath::{XdpMode, iface::MacAddr, maps::Maps};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_metallb");
+const METRICS: &str = "127.0.0.1:7472";
+/// VIPs asked for by real ARP / NS after start-up.
+const SAMPLE: usize = 200;
+
+/// VIP `i`: even ones IPv4 (in 10.0.0.0/12), odd ones IPv6 (in 2001:db8:1::/108).
+fn vip(i: usize) -> IpAddr {
+    let k = (i / 2 + 1) as u32;
+    if i.is_multiple_of(2) {
+        Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + k).into()
+    } else {
+        Ipv6Addr::from(u128::from(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0)) + u128::from(k))
+            .into()
+    }
+}
+
+/// One pool, one L2Advertisement, and a Service per VIP; `moved`: VIP 0's Service asks
+/// for another address instead.
+fn config(vips: usize, moved: Option<IpAddr>) -> String {
+    let mut text = String::from(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: scale, namespace: metallb-system}\n\
+         spec: {addresses: [10.0.0.0/12, '2001:db8:1::/108']}\n\
+         ---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l2, namespace: metallb-system}\nspec: {}\n",
+    );
+    for i in 0..vips {
+        let ip = match (i, moved) {
+            (0, Some(moved)) => moved,
+            _ => vip(i),
+        };
+        let family = if ip.is_ipv6() { "IPv6" } else { "IPv4" };
+        text += &format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: default, annotations: {{metallb.io/loadBalancerIPs: '{ip}'}}}}\n\
+             spec: {{type: LoadBalancer, ipFamilies: [{family}], ports: [{{port: 80, protocol: TCP}}]}}\n"
+        );
+    }
+    text
+}
+
+/// Replaces the file as editors do: written aside, renamed over it.
+fn write_config(path: &Path, text: &str) -> anyhow::Result<()> {
+    let aside = path.with_extension("tmp");
+    std::fs::write(&aside, text)?;
+    std::fs::rename(&aside, path)?;
+    Ok(())
+}
+
+/// A scratch directory, removed on drop.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The speaker, SIGTERM then SIGKILL on drop.
+struct Speaker(Child);
+
+impl Drop for Speaker {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let until = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Resident memory of a process from /proc/PID/smaps: everything, and the mappings of
+/// BPF maps (`anon_inode:bpf-map`) apart, in KiB.
+#[derive(Clone, Copy, Default)]
+struct Rss {
+    total: u64,
+    bpf: u64,
+}
+
+impl Rss {
+    fn of(pid: u32) -> Option<Self> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+        let mut rss = Self::default();
+        let mut in_bpf = false;
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            let first = words.next().unwrap_or_default();
+            if let Some(kib) = line.strip_prefix("Rss:") {
+                let kib: u64 = kib.trim().trim_end_matches("kB").trim().parse().ok()?;
+                rss.total += kib;
+                if in_bpf {
+                    rss.bpf += kib;
+                }
+            } else if !first.ends_with(':') && first.contains('-') {
+                // A mapping's header: range, permissions, offset, device, inode, [path].
+                in_bpf = line.ends_with("anon_inode:bpf-map");
+            }
+        }
+        Some(rss)
+    }
+
+    fn mib(kib: u64) -> String {
+        format!("{:.1} MiB", kib as f64 / 1024.0)
+    }
+}
+
+/// The process's peak RSS (VmHWM), in KiB.
+fn vm_hwm(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line["VmHWM:".len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// User + system CPU time of a process.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command's closing parenthesis: the state (field 3), ... utime (14),
+    // stime (15).
+    let fields: Vec<&str> = text[text.rfind(')')? + 2..].split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok()?;
+    Some(Duration::from_micros(ticks * 1_000_000 / hz))
+}
+
+/// An AF_PACKET socket on the client's interface that receives only frames sent to the
+/// client's MAC (a classic BPF filter keeps the gratuitous broadcasts away).
+struct Asker {
+    fd: OwnedFd,
+    ifindex: i32,
+    mac: [u8; 6],
+}
+
+impl Asker {
+    fn new(lab: &Lab) -> anyhow::Result<Self> {
+        let _netns = NetnsGuard::enter(&lab.client_ns)?;
+        let all = i32::from((libc::ETH_P_ALL as u16).to_be());
+        // SAFETY: plain socket(2), checked.
+        let raw =
+            unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, all) };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error()).context("AF_PACKET socket");
+        }
+        // SAFETY: a fresh descriptor nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let name = std::ffi::CString::new(lab.client_if)?;
+        // SAFETY: a NUL-terminated name.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) } as i32;
+        let mac = lab.client_mac.0;
+        let high = u32::from_be_bytes([mac[0], mac[1], mac[2], mac[3]]);
+        let low = u32::from(u16::from_be_bytes([mac[4], mac[5]]));
+        let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+        // ld [0]; jeq high; ldh [4]; jeq low; ret all; ret 0
+        let mut filter = [
+            op(0x20, 0, 0, 0),
+            op(0x15, 0, 3, high),
+            op(0x28, 0, 0, 4),
+            op(0x15, 0, 1, low),
+            op(0x06, 0, 0, 0xffff),
+            op(0x06, 0, 0, 0),
+        ];
+        let program = libc::sock_fprog {
+            len: filter.len() as u16,
+            filter: filter.as_mut_ptr(),
+        };
+        let timeout = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 2_000,
+        };
+        // SAFETY: a valid socket, and options of the sizes given, for the calls.
+        let status = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                (&raw const program).cast(),
+                size_of::<libc::sock_fprog>() as u32,
+            ) | libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&raw const timeout).cast(),
+                size_of::<libc::timeval>() as u32,
+            )
+        };
+        if status != 0 {
+            return Err(std::io::Error::last_os_error()).context("setsockopt");
+        }
+        let mut addr = Self::address(ifindex);
+        addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: as above.
+        let status = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&raw const addr).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if status != 0 {
+            return Err(std::io::Error::last_os_error()).context("bind");
+        }
+        Ok(Self { fd, ifindex, mac })
+    }
+
+    fn address(ifindex: i32) -> libc::sockaddr_ll {
+        // SAFETY: sockaddr_ll is plain data; zeroed is valid.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = ifindex;
+        addr.sll_halen = 6;
+        addr
+    }
+
+    fn ask(&self, ip: IpAddr) -> anyhow::Result<()> {
+        let frame = match ip {
+            IpAddr::V4(v4) => arp_request(self.mac, Lab::CLIENT_V4, v4),
+            IpAddr::V6(v6) => neighbor_solicitation(self.mac, Lab::CLIENT_V6, v6),
+        };
+        let mut addr = Self::address(self.ifindex);
+        addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+        // SAFETY: a valid socket, buffer and address for the call's duration.
+        let sent = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&raw const addr).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if sent < 0 {
+            return Err(std::io::Error::last_os_error()).context("sendto");
+        }
+        Ok(())
+    }
+
+    /// The next answer (VIP, answering MAC) received within about 2 ms.
+    fn answer(&self) -> Option<(IpAddr, MacAddr)> {
+        let mut buf = [0u8; 256];
+        // SAFETY: reads at most the buffer's length.
+        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        let frame = buf.get(..usize::try_from(n).ok()?)?;
+        let from = MacAddr(frame.get(6..12)?.try_into().ok()?);
+        match u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]) {
+            // An ARP reply: its sender address is the VIP.
+            0x0806 if frame.get(21) == Some(&2) => {
+                let ip: [u8; 4] = frame.get(28..32)?.try_into().ok()?;
+                Some((Ipv4Addr::from(ip).into(), from))
+            }
+            // A Neighbor Advertisement: its target is the VIP.
+            0x86dd if frame.get(20) == Some(&58) && frame.get(54) == Some(&136) => {
+                let ip: [u8; 16] = frame.get(62..78)?.try_into().ok()?;
+                Some((Ipv6Addr::from(ip).into(), from))
+            }
+            _ => None,
+        }
+    }
+
+    /// Asks for each of `ips` (up to three times) and counts those `mac` answered.
+    fn answered(&self, ips: &[IpAddr], mac: MacAddr) -> anyhow::Result<usize> {
+        let mut left: BTreeSet<IpAddr> = ips.iter().copied().collect();
+        for _ in 0..3 {
+            for ip in &left {
+                self.ask(*ip)?;
+            }
+            let until = Instant::now() + Duration::from_millis(500);
+            while Instant::now() < until && !left.is_empty() {
+                if let Some((ip, from)) = self.answer()
+                    && from == mac
+                {
+                    left.remove(&ip);
+                }
+            }
+        }
+        Ok(ips.len() - left.len())
+    }
+
+    /// Asks for `ip` every 2 ms until `mac` answers for it, or `deadline` passes.
+    fn until_answered(
+        &self,
+        ip: IpAddr,
+        mac: MacAddr,
+        deadline: Duration,
+    ) -> anyhow::Result<Option<Duration>> {
+        let start = Instant::now();
+        while start.elapsed() < deadline {
+            self.ask(ip)?;
+            let until = Instant::now() + Duration::from_millis(2);
+            while Instant::now() < until {
+                if self.answer() == Some((ip, mac)) {
+                    return Ok(Some(start.elapsed()));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The speaker's JSON log lines whose message is `message`, in order.
+fn log_lines(log: &Path, message: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(message))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == message)
+        .collect()
+}
+
+/// A field written as a Rust `Duration` is debug-printed (`12.3ms`, `1.2s`, `850µs`).
+fn field_duration(line: &serde_json::Value, field: &str) -> Option<Duration> {
+    let text = line["fields"][field].as_str()?;
+    let (number, scale) = [("ns", 1e-9), ("µs", 1e-6), ("ms", 1e-3), ("s", 1.0)]
+        .iter()
+        .find_map(|(unit, scale)| text.strip_suffix(unit).map(|n| (n, *scale)))?;
+    Some(Duration::from_secs_f64(number.parse::<f64>().ok()? * scale))
+}
+
+/// A log line's timestamp (`2026-12-02T13:04:31.123456Z`) as wall-clock time.
+fn timestamp(line: &serde_json::Value) -> Option<SystemTime> {
+    let text = line["timestamp"].as_str()?;
+    let (date, time) = text.trim_end_matches('Z').split_once('T')?;
+    let date: Vec<i64> = date
+        .split('-')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let (hms, fraction) = time.split_once('.').unwrap_or((time, "0"));
+    let hms: Vec<u64> = hms
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let nanos: u32 = format!("{fraction:0<9}").get(..9)?.parse().ok()?;
+    // Days since the epoch of a civil date (H. Hinnant's days_from_civil).
+    let (year, month, day) = (date[0] - i64::from(date[1] <= 2), date[1], date[2]);
+    let era = year.div_euclid(400);
+    let yoe = year - era * 400;
+    let doy = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let days =
+        u64::try_from(era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468).ok()?;
+    let secs = days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2];
+    Some(SystemTime::UNIX_EPOCH + Duration::new(secs, nanos))
+}
+
+/// `/metrics` from inside the node namespace: wall time and bytes.
+fn scrape(lab: &Lab) -> anyhow::Result<(Duration, usize)> {
+    let _netns = NetnsGuard::enter(&lab.node_ns)?;
+    let addr: SocketAddr = METRICS.parse()?;
+    let start = Instant::now();
+    let mut stream = TcpStream::connect(addr)?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: metrics\r\n\r\n")?;
+    let mut body = Vec::new();
+    stream.read_to_end(&mut body)?;
+    let took = start.elapsed();
+    if !body.starts_with(b"HTTP/1.0 200") && !body.starts_with(b"HTTP/1.1 200") {
+        bail!(
+            "/metrics: {}",
+            String::from_utf8_lossy(&body[..body.len().min(80)])
+        );
+    }
+    Ok((took, body.len()))
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values.get(values.len() / 2).copied().unwrap_or_default()
+}
+
+/// Waits for the `n`th (from 0) log line of `message`.
+fn nth_line(log: &Path, message: &str, n: usize) -> anyhow::Result<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(line) = log_lines(log, message).get(n) {
+            return Ok(line.clone());
+        }
+        if Instant::now() > deadline {
+            bail!("no '{message}' number {n} in the speaker's log");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One size: start, measure, change one VIP, scrape; printed as it goes.
+fn run(vips: usize) -> anyhow::Result<()> {
+    let mut lab = Lab::new("scale")?;
+    lab.prepare_client_for(XdpMode::Native)?;
+    let dir = Scratch(std::env::temp_dir().join(unique_name("scale")));
+    std::fs::create_dir_all(&dir.0)?;
+    let (file, log) = (dir.0.join("metallb.yaml"), dir.0.join("speaker.log"));
+    let text = config(vips, None);
+    write_config(&file, &text)?;
+    let pins = ScratchPinDir::new("scale");
+    let asker = Asker::new(&lab)?;
+    println!(
+        "{vips} VIPs ({} IPv4, {} IPv6), configuration {:.1} MiB:",
+        vips.div_ceil(2),
+        vips / 2,
+        text.len() as f64 / (1024.0 * 1024.0)
+    );
+
+    let started = Instant::now();
+    let started_wall = SystemTime::now();
+    let child = command_in(&lab.node_ns, BINARY)
+        .args(["speaker", "--config"])
+        .arg(&file)
+        .arg("--pin-dir")
+        .arg(&pins.path)
+        .args(["--interface", lab.node_if, "--node-name", "node-1"])
+        .args(["--metrics-addr", METRICS])
+        .args(["--max-vips", &vips.to_string()])
+        .args(["--max-config-bytes", &(text.len() * 2).to_string()])
+        .args(["--log-format", "json"])
+        .args(["--log-level", "info,metallb_user::speaker=debug"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()
+        .context("starting the speaker")?;
+    let speaker = Speaker(child);
+    let pid = speaker.0.id();
+
+    // Until the first flip: every entry of the first plan becomes live at once.
+    let ctl_path = pins.path.join(metallb_common::map_names::VIP_CTL);
+    let (mut peak, mut peak_bpf, mut sampled) = (0, 0, Instant::now());
+    let mut sample_rss = || {
+        if let Some(rss) = Rss::of(pid) {
+            peak = peak.max(rss.total - rss.bpf);
+            peak_bpf = peak_bpf.max(rss.bpf);
+        }
+    };
+    let flipped = loop {
+        if started.elapsed() > Duration::from_secs(300) {
+            bail!("no flip of the tables within 300 s");
+        }
+        if let Ok(ctl) = Maps::read_pinned_ctl(&ctl_path)
+            && ctl.generation > 0
+        {
+            break started.elapsed();
+        }
+        if sampled.elapsed() > Duration::from_millis(50) {
+            sample_rss();
+            sampled = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let installed = Maps::open_pinned(&pins.path)?.installed().len();
+    // A random sample of both families.
+    let mut state = u64::from(pid) | 1;
+    let mut sample = Vec::new();
+    while sample.len() < SAMPLE.min(vips) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        sample.push(vip((state % vips as u64) as usize));
+    }
+    sample.sort();
+    sample.dedup();
+    let answered = asker.answered(&sample, lab.node_mac)?;
+    let checked = started.elapsed();
+
+    // The speaker's own account of its first apply.
+    let applied = nth_line(&log, "configuration applied", 0)?;
+    let read = nth_line(&log, "configuration file read and checked", 0)?;
+    let planned = nth_line(&log, "plan computed", 0)?;
+    let plan_to_flip = timestamp(&planned)
+        .and_then(|at| (started_wall + flipped).duration_since(at).ok())
+        .unwrap_or_default();
+    println!(
+        "  start-up: process start -> tables flipped {flipped:.2?}; {installed} entries live; {answered}/{} sampled VIPs answered by ARP/NS (checked at {checked:.2?})",
+        sample.len()
+    );
+    println!(
+        "  speaker: file read and checked {:.2?}, plan {:.2?}, datapath sync {:.2?}; plan computed -> tables flipped {plan_to_flip:.2?} (target < 2 s)",
+        field_duration(&read, "took").unwrap_or_default(),
+        field_duration(&planned, "took").unwrap_or_default(),
+        field_duration(&applied, "datapath_took").unwrap_or_default(),
+    );
+
+    // Steady: the first apply done (announcements may still be paced out).
+    for _ in 0..30 {
+        sample_rss();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let steady = Rss::of(pid).unwrap_or_default();
+    println!(
+        "  RSS: peak {} without the BPF tables (VmHWM {} with them); steady {} + BPF tables {} (target < 200 MiB without)",
+        Rss::mib(peak),
+        Rss::mib(vm_hwm(pid).unwrap_or_default()),
+        Rss::mib(steady.total - steady.bpf),
+        Rss::mib(steady.bpf.max(peak_bpf)),
+    );
+
+    // Metrics: scrapes, then the agent's CPU over 10 s of steady state.
+    let scrapes: Vec<(Duration, usize)> = (0..5).map(|_| scrape(&lab)).collect::<Result<_, _>>()?;
+    let bytes = scrapes.last().map(|s| s.1).unwrap_or_default();
+    let walls: Vec<Duration> = scrapes.iter().map(|s| s.0).collect();
+    let (cpu_before, at) = (cpu_time(pid), Instant::now());
+    let refreshes_before = log_lines(&log, "datapath counters read").len();
+    std::thread::sleep(Duration::from_secs(10));
+    let cpu = cpu_time(pid)
+        .zip(cpu_before)
+        .map(|(after, before)| (after - before).as_secs_f64() / at.elapsed().as_secs_f64())
+        .unwrap_or_default();
+    let refreshes: Vec<Duration> = log_lines(&log, "datapath counters read")
+        .iter()
+        .skip(refreshes_before)
+        .filter_map(|l| field_duration(l, "took"))
+        .collect();
+    println!(
+        "  /metrics: {:.1} MiB, scrape {:.2?} (median of 5, max {:.2?}); agent CPU {:.1} ms/s over 10 s, reading the counters {:.2?} each second (median of {})",
+        bytes as f64 / (1024.0 * 1024.0),
+        median(walls.clone()),
+        walls.iter().max().copied().unwrap_or_default(),
+        cpu * 1000.0,
+        median(refreshes.clone()),
+        refreshes.len(),
+    );
+
+    // One VIP moved: VIP 0 (IPv4) to an address no Service had.
+    let (old, new) = (vip(0), vip(vips + 2));
+    let applies = log_lines(&log, "configuration applied").len();
+    write_config(&file, &config(vips, Some(new)))?;
+    let new_answered = asker.until_answered(new, lab.node_mac, Duration::from_secs(120))?;
+    let old_gone = asker.answered(&[old], lab.node_mac)? == 0;
+    let apply = nth_line(&log, "configuration applied", applies)?;
+    let read = log_lines(&log, "configuration file read and checked");
+    let planned = log_lines(&log, "plan computed");
+    println!(
+        "  one VIP changed ({old} -> {new}): file written -> new address answered {} (old one {}); speaker: read and checked {:.2?}, plan {:.2?}, datapath sync {:.2?} (target < 10 ms; added {}, removed {})",
+        new_answered.map_or("NEVER".into(), |d| format!("{d:.2?}")),
+        if old_gone {
+            "no longer answered"
+        } else {
+            "STILL ANSWERED"
+        },
+        read.last()
+            .and_then(|l| field_duration(l, "took"))
+            .unwrap_or_default(),
+        planned
+            .last()
+            .and_then(|l| field_duration(l, "took"))
+            .unwrap_or_default(),
+        field_duration(&apply, "datapath_took").unwrap_or_default(),
+        apply["fields"]["added"],
+        apply["fields"]["removed"],
+    );
+    drop(speaker);
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let sizes: Vec<usize> = match std::env::var("BENCH_SCALE_VIPS") {
+        Ok(list) => list
+            .split(',')
+            .map(|s| s.trim().parse())
+            .collect::<Result<_, _>>()
+            .context("BENCH_SCALE_VIPS: a comma-separated list of VIP counts")?,
+        Err(_) => vec![1_000, 10_000, 100_000],
+    };
+    println!();
+    println!(
+        "The agent: metallb speaker (release build), standalone mode, native XDP on a veth in a namespace, one Service per VIP"
+    );
+    println!("CPU: {}", metallb_testkit::cpu_model());
+    println!(
+        "load average: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    for vips in sizes {
+        run(vips)?;
+    }
+    Ok(())
+}
