@@ -687,6 +687,13 @@ fn speaker_garp_flags_take_go_durations() {
         help.contains("--garp-duration <DURATION>") && help.contains("[default: 5s]"),
         "{help}"
     );
+    assert!(
+        help.contains("--garp-rate <FRAMES>") && help.contains("[default: 1000]"),
+        "{help}"
+    );
+    let (code, _, err) = run(&["speaker", "--garp-rate", "0"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--garp-rate"), "{err}");
 
     // Accepted: the speaker gets past its flags and stops at the datapath, on a pin
     // directory outside bpffs (nothing is loaded, no port is taken).
