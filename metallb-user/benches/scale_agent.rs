@@ -36,7 +36,10 @@ use metallb_testkit::{
     frames::{arp_request, neighbor_solicitation},
     lab::{Lab, NetnsGuard, ScratchPinDir, command_in, unique_name},
 };
-use metallb_user::datapath::{XdpMode, iface::MacAddr, maps::Maps};
+use metallb_user::{
+    announce::PacketSocket,
+    datapath::{XdpMode, iface::MacAddr, maps::Maps},
+};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_metallb");
 const METRICS: &str = "127.0.0.1:7472";
@@ -175,6 +178,8 @@ fn cpu_time(pid: u32) -> Option<Duration> {
 /// client's MAC (a classic BPF filter keeps the gratuitous broadcasts away).
 struct Asker {
     fd: OwnedFd,
+    /// Sends the requests (opened in the client's namespace).
+    sender: PacketSocket,
     ifindex: i32,
     mac: [u8; 6],
 }
@@ -247,7 +252,13 @@ impl Asker {
         if status != 0 {
             return Err(std::io::Error::last_os_error()).context("bind");
         }
-        Ok(Self { fd, ifindex, mac })
+        let sender = PacketSocket::open().context("AF_PACKET socket")?;
+        Ok(Self {
+            fd,
+            sender,
+            ifindex,
+            mac,
+        })
     }
 
     fn address(ifindex: i32) -> libc::sockaddr_ll {
@@ -264,23 +275,9 @@ impl Asker {
             IpAddr::V4(v4) => arp_request(self.mac, Lab::CLIENT_V4, v4),
             IpAddr::V6(v6) => neighbor_solicitation(self.mac, Lab::CLIENT_V6, v6),
         };
-        let mut addr = Self::address(self.ifindex);
-        addr.sll_addr[..6].copy_from_slice(&frame[..6]);
-        // SAFETY: a valid socket, buffer and address for the call's duration.
-        let sent = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                (&raw const addr).cast(),
-                size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if sent < 0 {
-            return Err(std::io::Error::last_os_error()).context("sendto");
-        }
-        Ok(())
+        self.sender
+            .send(self.ifindex as u32, &frame)
+            .context("sending a request")
     }
 
     /// The next answer (VIP, answering MAC) received within about 2 ms.
