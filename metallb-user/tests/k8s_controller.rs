@@ -23,6 +23,7 @@ use metallb_user::{
         AbortOnDrop, certs,
         controller::{ControllerOptions, run},
         leader::LeaseConfig,
+        memberlist_secret,
         rbac::CONTROLLER,
         service_status::POOL_ANNOTATION,
         webhook,
@@ -606,13 +607,22 @@ fn start_webhook(server: &TestApiServer) -> AbortOnDrop {
 
 /// In one ordinary life (leader election, allocation, a conflict, a failure repeated,
 /// pool edits, the webhook's watches, its certificates made and renewed and their CA
-/// written where the API server reads it), the controller makes every call its RBAC grants
+/// written where the API server reads it, the speakers' memberlist Secret made as
+/// `--ml-secret-name` does), the controller makes every call its RBAC grants
 /// (metallb-user/src/kubernetes/rbac.rs), and no other: the table has nothing extra.
 #[tokio::test]
 async fn the_controller_uses_every_permission_its_rbac_grants_and_no_other() {
     let (server, client) = server().await;
     create_pool(&client, "p", json!({"addresses": ["192.0.2.0/30"]})).await;
     let _webhook = start_webhook(&server);
+    let made = memberlist_secret::ensure(
+        &rbac::client(&server, &CONTROLLER, NS),
+        NS,
+        memberlist_secret::DEFAULT_SECRET,
+    )
+    .await
+    .unwrap();
+    assert!(made, "the memberlist Secret did not exist before");
     let controller = start_controller(&server, "c1", Some(quick_lease("c1")));
     create_service(&client, "web", "a", json!({})).await;
     until_ingress(&server, "web", "a", &["192.0.2.0"]).await;
