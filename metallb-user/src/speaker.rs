@@ -20,6 +20,7 @@ use std::{
 use anyhow::Context as _;
 use metallb_common::VipAction;
 use notify::Watcher as _;
+use sha2::Digest as _;
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::mpsc,
@@ -209,7 +210,7 @@ pub fn read_config(path: &Path, max_bytes: u64) -> Result<String, ReadError> {
         error,
     };
     let bytes = if path == Path::new(STDIN_PATH) {
-        read_at_most(std::io::stdin().lock(), max_bytes).map_err(io_error)?
+        read_at_most(std::io::stdin().lock(), max_bytes, 0).map_err(io_error)?
     } else {
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -226,7 +227,7 @@ pub fn read_config(path: &Path, max_bytes: u64) -> Result<String, ReadError> {
         if metadata.len() > max_bytes {
             None
         } else {
-            read_at_most(file, max_bytes).map_err(io_error)?
+            read_at_most(file, max_bytes, metadata.len()).map_err(io_error)?
         }
     };
     let Some(bytes) = bytes else {
@@ -249,9 +250,17 @@ pub fn read_config(path: &Path, max_bytes: u64) -> Result<String, ReadError> {
     })
 }
 
-/// Everything `reader` holds, or `None` when that is more than `max_bytes`.
-fn read_at_most(reader: impl Read, max_bytes: u64) -> std::io::Result<Option<Vec<u8>>> {
-    let mut bytes = Vec::new();
+/// Everything `reader` holds, or `None` when that is more than `max_bytes`. `expected`:
+/// the size it probably has (the buffer is made that large at once, not doubled up
+/// to twice the size of a large file).
+fn read_at_most(
+    reader: impl Read,
+    max_bytes: u64,
+    expected: u64,
+) -> std::io::Result<Option<Vec<u8>>> {
+    // One more byte: read_to_end sees the end without growing the buffer.
+    let capacity = usize::try_from(expected.min(max_bytes).saturating_add(1)).unwrap_or(0);
+    let mut bytes = Vec::with_capacity(capacity);
     reader
         .take(max_bytes.saturating_add(1))
         .read_to_end(&mut bytes)?;
@@ -302,18 +311,17 @@ fn check_config(text: &str, path: &Path, namespace: &str) -> Result<Config, Vec<
 
 /// Gives services without a status the addresses they had in the last plan, so that an
 /// edit of the file (a new service listed first, say) moves nobody's address: the
-/// allocator keeps valid status addresses.
-pub fn with_previous_status(
-    mut config: Config,
-    previous: &BTreeMap<ServiceKey, Vec<IpAddr>>,
-) -> Config {
+/// allocator keeps valid status addresses. In place: the configuration is large (a
+/// copy of 100,000 Services is about 150 MiB).
+pub fn with_previous_status(config: &mut Config, previous: &BTreeMap<ServiceKey, Vec<IpAddr>>) {
     for service in &mut config.services {
-        let key = ServiceKey::of_service(service);
-        if let (false, Some(ips)) = (has_status_address(service), previous.get(&key)) {
+        if has_status_address(service) {
+            continue;
+        }
+        if let Some(ips) = previous.get(&ServiceKey::of_service(service)) {
             service.status = Some(status_with(ips));
         }
     }
-    config
 }
 
 struct Speaker {
@@ -384,20 +392,20 @@ impl Reannounce {
 }
 
 impl Speaker {
-    fn apply(&mut self, snapshot: Snapshot) {
-        let Snapshot {
-            config,
-            addresses,
-            election,
-            speakers: _,
-        } = snapshot;
+    /// Plans `snapshot` and applies the plan. The snapshot is kept by the caller (to
+    /// plan again when the live nodes or the interfaces change) and is not copied:
+    /// with the allocator, its services without a status get the addresses of the last
+    /// plan as one, in place (planning it again then gives the same addresses).
+    fn apply(&mut self, snapshot: &mut Snapshot) {
+        let addresses = snapshot.addresses;
+        let election = snapshot.election.clone();
         let everything = self.reannounce.at_plan(election.live_nodes.as_ref());
         // Addresses allocated here stay where the last plan put them; those of the
         // controller are the status itself.
-        let config = match addresses {
-            AddressSource::Allocate => with_previous_status(config, &self.previous),
-            AddressSource::Status => config,
-        };
+        if addresses == AddressSource::Allocate {
+            with_previous_status(&mut snapshot.config, &self.previous);
+        }
+        let config = &snapshot.config;
         let host = match iface::list() {
             Ok(host) => host,
             Err(e) => {
@@ -411,7 +419,7 @@ impl Speaker {
         }
         self.last_host = host.clone();
         let mut choice = interfaces_to_attach(
-            &config,
+            config,
             &self.options.node_name,
             &self.options.interfaces,
             &host,
@@ -435,7 +443,7 @@ impl Speaker {
             named_despite_exclusion: choice.report.named_despite_exclusion(),
         };
         let planning = std::time::Instant::now();
-        let plan = plan(&config, &plan_options, &attached);
+        let mut plan = plan(config, &plan_options, &attached);
         let plan_took = planning.elapsed();
         // The moment the plan exists: `cargo xtask bench scale` measures from here to
         // every entry answerable.
@@ -519,7 +527,7 @@ impl Speaker {
             .collect();
         {
             let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-            state.pools = plan.pools;
+            state.pools = std::mem::take(&mut plan.pools);
             state.config_loaded = true;
             state.config_stale = false;
         }
@@ -534,6 +542,8 @@ impl Speaker {
             datapath_took = ?sync_took,
             "configuration applied"
         );
+        drop(plan);
+        release_freed_memory();
     }
 
     /// Attaches the responder to the chosen interfaces, logs what is skipped and why,
@@ -687,6 +697,22 @@ impl Speaker {
     }
 }
 
+/// Hands the memory a plan used back to the kernel. The allocator's and the plan's
+/// structures of 100,000 Services take hundreds of MiB for a moment; once freed, glibc
+/// keeps them in its heaps (one per thread that allocated) for later allocations, where
+/// they count as the process's resident memory for good. `malloc_trim` returns every
+/// free page of every heap.
+fn release_freed_memory() {
+    let trimming = std::time::Instant::now();
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only reorganises the allocator's free memory; no
+    // precondition.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    debug!(took = ?trimming.elapsed(), "freed memory returned to the kernel");
+}
+
 /// A change of an attached interface, as a log line: what the speaker does about it.
 fn log_interface_change(change: &InterfaceChange) {
     match change {
@@ -749,8 +775,10 @@ fn watch(path: &Path, reload: mpsc::Sender<()>) -> anyhow::Result<notify::Recomm
         .unwrap_or(Path::new("."))
         .to_owned();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Trace, not debug: a log file in the watched directory would make every line
+        // of it an event, and each event a line.
         if let Ok(event) = &event {
-            tracing::debug!(kind = ?event.kind, paths = ?event.paths, "file event");
+            tracing::trace!(kind = ?event.kind, paths = ?event.paths, "file event");
         }
         // Any change in the directory: editors rename over the file, Kubernetes
         // volumes swap a symlink. Not accesses: reading the file raises those.
@@ -860,12 +888,16 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
         tokio::select! {
             update = updates_rx.recv() => match update {
                 Some(Update::Apply(snapshot)) => {
+                    // The previous snapshot goes first: two configurations of 100,000
+                    // Services are not held at once.
+                    drop(last.take());
+                    let mut snapshot = *snapshot;
                     gossip.follow(&snapshot, &options.node_name);
                     fencing.update(&speaker.datapath, &gossip, true);
-                    if let Some(live) = gossip.with_live((*snapshot).clone()) {
-                        speaker.apply(live);
+                    if gossip.with_live(&mut snapshot) {
+                        speaker.apply(&mut snapshot);
                     }
-                    last = Some(*snapshot);
+                    last = Some(snapshot);
                 }
                 Some(Update::Stale) => speaker.mark_stale(),
                 None => {
@@ -874,8 +906,10 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
                 }
             },
             () = gossip.changed() => {
-                if let Some(live) = last.clone().and_then(|s| gossip.with_live(s)) {
-                    speaker.apply(live);
+                if let Some(last) = last.as_mut()
+                    && gossip.with_live(last)
+                {
+                    speaker.apply(last);
                 }
             }
             Some(mut events) = links.recv() => {
@@ -883,12 +917,12 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
                 while let Ok(more) = links.try_recv() {
                     events.extend(more);
                 }
-                if last.is_some()
+                if let Some(last) = last.as_mut()
                     && speaker.links_changed(&events)
-                    && let Some(live) = last.clone().and_then(|s| gossip.with_live(s))
+                    && gossip.with_live(last)
                 {
                     info!("interfaces changed: applying the configuration again");
-                    speaker.apply(live);
+                    speaker.apply(last);
                 }
             }
             _ = terminate.recv() => break,
@@ -1180,16 +1214,17 @@ impl Gossip {
         }
     }
 
-    /// `snapshot` with the live nodes of the gossip; `None` while they do not count
+    /// Gives `snapshot` the live nodes of the gossip; false while they do not count
     /// yet (a speaker that has not heard the cluster takes nothing, and one that
-    /// adopted a datapath leaves it as it is). Without the gossip, the snapshot's
-    /// own (every Node of the file, or the Ready speaker Pods).
-    fn with_live(&self, mut snapshot: Snapshot) -> Option<Snapshot> {
+    /// adopted a datapath leaves it as it is: nothing is to be applied). Without the
+    /// gossip, the snapshot keeps its own (every Node of the file, or the Ready
+    /// speaker Pods).
+    fn with_live(&self, snapshot: &mut Snapshot) -> bool {
         let Some(running) = &self.running else {
-            return Some(snapshot);
+            return true;
         };
         if !self.counts {
-            return None;
+            return false;
         }
         let live: Live = running.live.borrow().clone();
         let mut nodes = live.nodes;
@@ -1199,7 +1234,7 @@ impl Gossip {
             nodes.remove(me);
         }
         snapshot.election.live_nodes = Some(nodes);
-        Some(snapshot)
+        true
     }
 
     async fn leave(&mut self) {
@@ -1252,8 +1287,9 @@ struct FileSource {
     updates: mpsc::Sender<Update>,
     changes: mpsc::Receiver<()>,
     _watcher: notify::RecommendedWatcher,
-    /// The file as last read: unchanged content is not applied again.
-    last_text: Option<String>,
+    /// The SHA-256 of the file as last read: unchanged content is not applied again
+    /// (the text itself is not kept: 21 MiB for 100,000 Services).
+    last_digest: Option<[u8; 32]>,
 }
 
 impl FileSource {
@@ -1272,7 +1308,7 @@ impl FileSource {
             updates,
             changes,
             _watcher: watcher,
-            last_text: None,
+            last_digest: None,
         })
     }
 
@@ -1320,17 +1356,19 @@ impl FileSource {
             Err(e) => {
                 error!("{e}; the last good configuration keeps serving");
                 // Read again in full next time, even if the text is what it was.
-                self.last_text = None;
+                self.last_digest = None;
                 let _ = self.updates.send(Update::Stale).await;
                 return false;
             }
         };
-        if !force && self.last_text.as_deref() == Some(text.as_str()) {
+        let digest: [u8; 32] = sha2::Sha256::digest(text.as_bytes()).into();
+        if !force && self.last_digest == Some(digest) {
             return true;
         }
         let checked = check_config(&text, &self.path, &self.namespace);
         debug!(bytes = text.len(), took = ?reading.elapsed(), "configuration file read and checked");
-        self.last_text = Some(text);
+        drop(text);
+        self.last_digest = Some(digest);
         match checked {
             Ok(config) => {
                 let snapshot = Snapshot {
@@ -1363,7 +1401,7 @@ mod tests {
     fn previous_addresses_become_the_status_of_services_without_one() {
         let text = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {type: LoadBalancer}\n\
                     ---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec: {type: LoadBalancer}\nstatus: {loadBalancer: {ingress: [{ip: 192.0.2.9}]}}\n";
-        let config = validate(&parse(text).expect("parses"), &ValidateOptions::default())
+        let mut config = validate(&parse(text).expect("parses"), &ValidateOptions::default())
             .config
             .expect("valid");
         let key = |name: &str| ServiceKey {
@@ -1377,7 +1415,7 @@ mod tests {
             ),
             (key("b"), vec!["192.0.2.2".parse().unwrap()]),
         ]);
-        let config = with_previous_status(config, &previous);
+        with_previous_status(&mut config, &previous);
         let ingress = |i: usize| {
             config.services[i]
                 .status
@@ -1457,11 +1495,9 @@ mod tests {
             )
             + &service("b", "")
             + &service("a", "");
-        let after = crate::allocator::allocate(
-            &with_previous_status(config(&edited), &previous),
-            &AllocatorOptions::default(),
-        )
-        .decisions;
+        let mut edited = config(&edited);
+        with_previous_status(&mut edited, &previous);
+        let after = crate::allocator::allocate(&edited, &AllocatorOptions::default()).decisions;
         let after = ips(&after);
         assert_eq!(after["a"], "[192.0.2.1]");
         assert_eq!(after["b"], "[192.0.2.0]");
