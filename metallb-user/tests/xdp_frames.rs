@@ -1739,6 +1739,146 @@ fn counters_read_in_batches_are_each_vips_own() {
     }
 }
 
+/// How many of the live keys of a pinned table sit past their home bucket, where a
+/// lookup walks on across buckets: (keys, past their home bucket).
+fn keys_past_their_home_bucket<B: aya::Pod>(
+    pin_dir: &std::path::Path,
+    map: &str,
+    folded: impl Fn(&B) -> Vec<Option<u64>>,
+    seed: impl Fn(&metallb_common::VipTableHalf) -> u64,
+) -> (usize, usize) {
+    use aya::maps::{Array, Map, MapData};
+    use metallb_common::{BUCKET_CELLS, home_cell};
+    use metallb_user::datapath::maps::Maps;
+
+    let ctl = Maps::read_pinned_ctl(&pin_dir.join("vip_ctl")).expect("read vip_ctl");
+    let half = &ctl.halves[(ctl.active & 1) as usize];
+    let cells = ctl.cell_mask + 1;
+    let data = MapData::from_pin(pin_dir.join(map)).expect("open pinned table");
+    let table: Array<_, B> = Array::try_from(Map::Array(data)).expect("array");
+    let (mut keys, mut past) = (0, 0);
+    for bucket in 0..cells / BUCKET_CELLS {
+        let index = (half.base / BUCKET_CELLS as u64) as u32 + bucket;
+        let value = table.get(&index, 0).expect("read bucket");
+        for (slot, folded) in folded(&value).into_iter().enumerate() {
+            let Some(folded) = folded else { continue };
+            let cell = bucket * BUCKET_CELLS + slot as u32;
+            let home = home_cell(folded, seed(half), ctl.shift) & ctl.cell_mask;
+            let distance = cell.wrapping_sub(home) & ctl.cell_mask;
+            keys += 1;
+            past += usize::from(home % BUCKET_CELLS + distance >= BUCKET_CELLS);
+        }
+    }
+    (keys, past)
+}
+
+#[test]
+fn every_vip_of_a_full_table_is_answered_wherever_its_cell() {
+    // The table's capacity (1,024 per family: 2,048 cells per half) nearly filled,
+    // with addresses at random (consecutive ones, the hash spreads evenly): many keys
+    // sit past their home cell, some past their home bucket. Each must be answered, by
+    // its own entry; addresses that are not VIPs are passed (a miss walks to an empty
+    // cell).
+    use metallb_common::{VipBucketV4, VipBucketV6};
+
+    let mut f = fixture();
+    let mut rng = Rng(0x5eed);
+    let v4: std::collections::BTreeSet<Ipv4Addr> = (0..1000)
+        .map(|_| Ipv4Addr::from(0x0a00_0000 | (rng.next() as u32 & 0x00ff_ffff)))
+        .collect();
+    let v6: std::collections::BTreeSet<Ipv6Addr> = (0..1000)
+        .map(|_| Ipv6Addr::from((0x2001_0db8_0000_0001u128 << 64) | u128::from(rng.next())))
+        .collect();
+    let answer = VipConfig {
+        mac: MacAddr(NODE_MAC),
+        action: VipAction::Answer,
+    };
+    let desired: BTreeMap<VipKey, VipConfig> = v4
+        .iter()
+        .map(|a| IpAddr::from(*a))
+        .chain(v6.iter().map(|a| IpAddr::from(*a)))
+        .map(|addr| (key(addr, IF, 0), answer))
+        .collect();
+    let report = f.dp.sync(&desired);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+
+    let pin_dir = f.dp.pin_dir().to_path_buf();
+    let (keys_v4, past_v4) = keys_past_their_home_bucket(
+        &pin_dir,
+        "vips_v4",
+        |b: &VipBucketV4| {
+            b.cells
+                .iter()
+                .map(|c| (c.counter_id != 0).then(|| c.key.folded()))
+                .collect()
+        },
+        |half| half.seed_v4,
+    );
+    let (keys_v6, past_v6) = keys_past_their_home_bucket(
+        &pin_dir,
+        "vips_v6",
+        |b: &VipBucketV6| {
+            b.cells
+                .iter()
+                .map(|c| (c.counter_id != 0).then(|| c.key.folded()))
+                .collect()
+        },
+        |half| half.seed_v6,
+    );
+    assert_eq!((keys_v4, keys_v6), (v4.len(), v6.len()));
+    assert!(
+        past_v4 > 0 && past_v6 > 0,
+        "no key past its home bucket ({past_v4} IPv4, {past_v6} IPv6): the test walks no bucket after the first"
+    );
+
+    for path in PATHS {
+        for vip in &v4 {
+            let (verdict, out) = run_on(&f.dp, path, &arp_request(ASKER_V4, *vip, None));
+            let reply = arp(
+                ArpOperation::REPLY,
+                NODE_MAC,
+                ASKER_MAC,
+                (NODE_MAC, *vip),
+                (ASKER_MAC, ASKER_V4),
+                None,
+            );
+            assert_eq!(
+                (verdict, hex(&out)),
+                (XDP_TX, hex(&reply)),
+                "{path:?} {vip}"
+            );
+        }
+        for vip in &v6 {
+            let request = ns_to_group(*vip, &[&sllao(ASKER_OPTION_MAC)], None);
+            let (verdict, out) = run_on(&f.dp, path, &request);
+            let advert = solicited_na(ASKER_OPTION_MAC, *vip, None);
+            assert_eq!(
+                (verdict, hex(&out)),
+                (XDP_TX, hex(&advert)),
+                "{path:?} {vip}"
+            );
+        }
+        for i in 0..64u32 {
+            let missing = Ipv4Addr::from(0x0b00_0000 + i * 0x1_0001);
+            let (verdict, _) = run_on(&f.dp, path, &arp_request(ASKER_V4, missing, None));
+            assert_eq!(verdict, XDP_PASS, "{path:?} {missing}");
+            let missing = Ipv6Addr::from((0x2001_0db8_0000_0002u128 << 64) | u128::from(i));
+            let request = ns_to_group(missing, &[&sllao(ASKER_OPTION_MAC)], None);
+            assert_eq!(
+                run_on(&f.dp, path, &request).0,
+                XDP_PASS,
+                "{path:?} {missing}"
+            );
+        }
+    }
+    // Each answer counted for its own VIP: twice, once per datapath.
+    let counted = vip_counters(&f.dp);
+    assert_eq!(counted.len(), desired.len());
+    for (key, counters_of) in &counted {
+        assert_eq!(*counters_of, counters(2, 2, 0, 0), "{key:?}");
+    }
+}
+
 /// A small deterministic generator (splitmix64): the same seed gives the same frames
 /// on every machine.
 struct Rng(u64);
