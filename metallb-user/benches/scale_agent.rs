@@ -8,7 +8,9 @@
 //! - peak and steady RSS, the mmapped BPF tables apart (`anon_inode:bpf-map` mappings
 //!   of /proc/PID/smaps);
 //! - one VIP changed in the file: file written to the new address answered and the old
-//!   one no longer, and the speaker's own datapath sync of that change;
+//!   one no longer, and the speaker's own steps for it, apart: file read and checked,
+//!   then to the change applied (log timestamps): the plan, the datapath sync (the
+//!   target) and the rest of the apply;
 //! - a scrape of `/metrics` (wall time, size) and the agent's CPU per second in steady
 //!   state, with the speaker's own time reading the counters every second.
 //!
@@ -569,25 +571,34 @@ fn run(vips: usize) -> anyhow::Result<()> {
     let old_gone = asker.answered(&[old], lab.node_mac)? == 0;
     let apply = nth_line(&log, "configuration applied", applies)?;
     let read = log_lines(&log, "configuration file read and checked");
+    let read = read.last().cloned().unwrap_or_default();
     let planned = log_lines(&log, "plan computed");
+    let plan = planned
+        .last()
+        .and_then(|l| field_duration(l, "took"))
+        .unwrap_or_default();
+    let sync = field_duration(&apply, "datapath_took").unwrap_or_default();
+    // From the file read and checked to the change applied (log timestamps): the
+    // snapshot handed over, the plan, the datapath sync and the rest of the apply.
+    let read_to_applied = timestamp(&read)
+        .zip(timestamp(&apply))
+        .and_then(|(read, applied)| applied.duration_since(read).ok())
+        .unwrap_or_default();
     println!(
-        "  one VIP changed ({old} -> {new}): file written -> new address answered {} (old one {}); speaker: read and checked {:.2?}, plan {:.2?}, datapath sync {:.2?} (target < 10 ms; added {}, removed {})",
+        "  one VIP changed ({old} -> {new}): file written -> new address answered {} (old one {}; added {}, removed {})",
         new_answered.map_or("NEVER".into(), |d| format!("{d:.2?}")),
         if old_gone {
             "no longer answered"
         } else {
             "STILL ANSWERED"
         },
-        read.last()
-            .and_then(|l| field_duration(l, "took"))
-            .unwrap_or_default(),
-        planned
-            .last()
-            .and_then(|l| field_duration(l, "took"))
-            .unwrap_or_default(),
-        field_duration(&apply, "datapath_took").unwrap_or_default(),
         apply["fields"]["added"],
         apply["fields"]["removed"],
+    );
+    println!(
+        "    speaker: file read and checked {:.2?}; read -> applied {read_to_applied:.2?}: plan {plan:.2?}, datapath sync {sync:.2?} (target < 10 ms), the rest {:.2?}",
+        field_duration(&read, "took").unwrap_or_default(),
+        read_to_applied.saturating_sub(plan + sync),
     );
     drop(speaker);
     Ok(())

@@ -650,6 +650,11 @@ impl Speaker {
     }
 
     fn refresh_metrics(&mut self) {
+        // An idle moment: the next change of the tables then writes only its own
+        // entries.
+        for e in self.datapath.tidy() {
+            warn!(error = %e, "cannot bring the idle half of the VIP tables up to date");
+        }
         let reading = std::time::Instant::now();
         let counters = self.datapath.vips().and_then(|vips| {
             let frames = self.datapath.frame_counts(&vips)?;

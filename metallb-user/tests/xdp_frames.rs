@@ -2328,6 +2328,113 @@ fn a_failed_rebuild_changes_nothing_and_the_next_sync_retries() {
     assert_eq!(run(&f.dp, ns_to_group(VIP6, &[&option], None)), XDP_PASS);
 }
 
+/// One change at a time (a VIP added, removed, moved to another MAC, or switched
+/// between answering and suppressing), each written into the idle half of the tables
+/// key by key (with and without [`Datapath::tidy`] in between): after every sync the
+/// program answers exactly the desired VIPs, with their MACs, through whichever half is
+/// live; a flip happens exactly for the changes that need one (not for an action
+/// change, stored in place).
+#[test]
+fn one_change_at_a_time_is_answered_exactly_through_both_halves() {
+    let mut f = fixture();
+    let generation = |dp: &Datapath| {
+        metallb_user::datapath::maps::Maps::read_pinned_ctl(&dp.pin_dir().join("vip_ctl"))
+            .expect("read the control block")
+            .generation
+    };
+    let other_mac = [0x02, 0, 0, 0, 0, 0xbb];
+    let mut desired = f.dp.installed();
+    let vips: Vec<IpAddr> = (0..24u32)
+        .flat_map(|i| {
+            [
+                IpAddr::from(Ipv4Addr::new(198, 51, 100, i as u8)),
+                IpAddr::from(Ipv6Addr::new(0x2001, 0xdb8, 7, 0, 0, 0, 0, i as u16)),
+            ]
+        })
+        .collect();
+    let answered = |dp: &Datapath, vip: IpAddr| -> (u32, Option<[u8; 6]>) {
+        let frame = match vip {
+            IpAddr::V4(v4) => arp_request(ASKER_V4, v4, None),
+            IpAddr::V6(v6) => ns_to_group(v6, &[&sllao(ASKER_MAC)], None),
+        };
+        let (verdict, out) = dp.test_run(&frame, IF).expect("run");
+        let source = (verdict == XDP_TX).then(|| out[6..12].try_into().expect("a MAC"));
+        (verdict, source)
+    };
+    for round in 0..96usize {
+        let vip = vips[round * 7 % vips.len()];
+        let k = key(vip, IF, 0);
+        let before = generation(&f.dp);
+        let flips = match desired.get(&k).copied() {
+            None => {
+                desired.insert(
+                    k,
+                    VipConfig {
+                        mac: MacAddr(NODE_MAC),
+                        action: VipAction::Answer,
+                    },
+                );
+                true
+            }
+            Some(_) if round % 3 == 0 => {
+                desired.remove(&k);
+                true
+            }
+            Some(config) if round % 3 == 1 => {
+                let mac = if config.mac.0 == NODE_MAC {
+                    other_mac
+                } else {
+                    NODE_MAC
+                };
+                desired.insert(
+                    k,
+                    VipConfig {
+                        mac: MacAddr(mac),
+                        ..config
+                    },
+                );
+                true
+            }
+            Some(config) => {
+                let action = match config.action {
+                    VipAction::Answer => VipAction::Suppress,
+                    _ => VipAction::Answer,
+                };
+                desired.insert(k, VipConfig { action, ..config });
+                false
+            }
+        };
+        if round % 2 == 0 {
+            assert!(f.dp.tidy().is_empty(), "round {round}");
+        }
+        let report = f.dp.sync(&desired);
+        assert!(
+            report.errors.is_empty(),
+            "round {round}: {:?}",
+            report.errors
+        );
+        assert_eq!(
+            report.added.len() + report.removed.len() + report.changed.len(),
+            1,
+            "round {round}"
+        );
+        assert_eq!(
+            generation(&f.dp) - before,
+            u64::from(flips),
+            "round {round}: flips"
+        );
+        assert_eq!(f.dp.installed(), desired, "round {round}");
+        for vip in &vips {
+            let expected = match desired.get(&key(*vip, IF, 0)) {
+                None => (XDP_PASS, None),
+                Some(c) if c.action == VipAction::Answer => (XDP_TX, Some(c.mac.0)),
+                Some(_) => (XDP_DROP, None),
+            };
+            assert_eq!(answered(&f.dp, *vip), expected, "round {round}: {vip}");
+        }
+    }
+}
+
 /// Waits (2 s at most) until the fence timer has put the datapath in `fenced`.
 fn wait_fenced(dp: &Datapath, fenced: bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);

@@ -316,6 +316,8 @@ pub struct Datapath {
     maps: Maps,
     pin_dir: PathBuf,
     attachments: BTreeMap<u32, Attachment>,
+    /// The solicited-node groups the installed IPv6 VIPs need.
+    groups: Groups,
     /// The userspace datapath, once anything asked for it.
     userspace: Option<Userspace>,
     /// Pin every link as soon as it is made ([`Datapath::pin_links_at_attach`]).
@@ -409,6 +411,7 @@ impl Datapath {
             info!(entries = adopted, pin_dir = %pin_dir.display(), "adopted pinned VIP entries");
         }
         Ok(Self {
+            groups: Groups::of(maps.installed().keys()),
             ebpf,
             maps,
             pin_dir,
@@ -879,11 +882,6 @@ impl Datapath {
         self.maps.installed()
     }
 
-    /// Makes the VIP maps hold exactly `desired`, atomically for the program: it sees
-    /// the old set or the new one, never a mix, so an entry that stays is never
-    /// missing. Also keeps the interfaces listening to the solicited-node group of
-    /// every IPv6 VIP. Failures are collected in the report; everything else is still
-    /// applied.
     /// Test hook: the next rebuild of the VIP tables fails (see
     /// [`Maps::fail_next_rebuild`]).
     #[doc(hidden)]
@@ -891,8 +889,12 @@ impl Datapath {
         self.maps.fail_next_rebuild();
     }
 
+    /// Makes the VIP maps hold exactly `desired`, atomically for the program: it sees
+    /// the old set or the new one, never a mix, so an entry that stays is never
+    /// missing. Also keeps the interfaces listening to the solicited-node group of
+    /// every IPv6 VIP. Failures are collected in the report; everything else is still
+    /// applied. Costs a walk over `desired`, then what changed (see [`Maps::sync`]).
     pub fn sync(&mut self, desired: &BTreeMap<VipKey, VipConfig>) -> SyncReport {
-        let groups_before = solicited_node_groups(&self.maps.installed());
         let maps = &mut self.maps;
         let (changes, flush_error) = match &self.userspace {
             // Its counts go in first, against the ids they were counted for.
@@ -910,8 +912,8 @@ impl Datapath {
             errors: changes.errors,
         };
         report.errors.extend(flush_error);
-        let groups_after = solicited_node_groups(&self.maps.installed());
-        update_multicast(&groups_before, &groups_after, &mut report.errors);
+        self.groups
+            .update(&report.added, &report.removed, &mut report.errors);
         debug!(
             added = report.added.len(),
             changed = report.changed.len(),
@@ -920,6 +922,15 @@ impl Datapath {
             "datapath synced"
         );
         report
+    }
+
+    /// Brings the idle half of the VIP tables up to date once no program can read it
+    /// any more (see [`Maps::tidy`]), so that the next change writes only its own
+    /// entries. For idle moments; returns what failed (the next change then does it).
+    pub fn tidy(&mut self) -> Vec<DatapathError> {
+        let mut errors = Vec::new();
+        self.maps.tidy(&mut errors);
+        errors
     }
 
     /// Sets when the datapath fences: `Some(d)` in `d` from now, `None` never. The
@@ -1004,11 +1015,8 @@ impl Datapath {
                 errors.push(error);
             }
         }
-        update_multicast(
-            &solicited_node_groups(&self.maps.installed()),
-            &BTreeSet::new(),
-            &mut errors,
-        );
+        let joined: BTreeSet<(u32, MacAddr)> = self.groups.0.keys().copied().collect();
+        update_multicast(&joined, &BTreeSet::new(), &mut errors);
         for name in map_names::ALL {
             let path = self.pin_dir.join(name);
             if let Err(source) = std::fs::remove_file(&path)
@@ -1280,14 +1288,60 @@ fn responder_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {
 }
 
 /// (ifindex, multicast MAC) of the solicited-node group of every IPv6 entry.
-fn solicited_node_groups(entries: &BTreeMap<VipKey, VipConfig>) -> BTreeSet<(u32, MacAddr)> {
-    entries
-        .keys()
-        .filter_map(|key| match key.addr {
-            IpAddr::V6(addr) => Some((key.ifindex, iface::solicited_node_mac(addr))),
-            IpAddr::V4(_) => None,
-        })
-        .collect()
+/// The solicited-node group (interface, MAC) an IPv6 VIP needs.
+fn solicited_node_group(key: &VipKey) -> Option<(u32, MacAddr)> {
+    match key.addr {
+        IpAddr::V6(addr) => Some((key.ifindex, iface::solicited_node_mac(addr))),
+        IpAddr::V4(_) => None,
+    }
+}
+
+/// The solicited-node groups the installed IPv6 VIPs need, with how many need each:
+/// kept up to date from what each sync added and removed, so that a sync costs its
+/// changes, not every VIP.
+#[derive(Debug, Default)]
+struct Groups(BTreeMap<(u32, MacAddr), usize>);
+
+impl Groups {
+    fn of<'a>(keys: impl Iterator<Item = &'a VipKey>) -> Self {
+        let mut groups = Self::default();
+        for group in keys.filter_map(solicited_node_group) {
+            *groups.0.entry(group).or_default() += 1;
+        }
+        groups
+    }
+
+    /// Counts `added` and `removed` in, and joins or leaves the groups whose need
+    /// began or ended.
+    fn update(&mut self, added: &[VipKey], removed: &[VipKey], errors: &mut Vec<DatapathError>) {
+        let touched: BTreeSet<(u32, MacAddr)> = added
+            .iter()
+            .chain(removed)
+            .filter_map(solicited_node_group)
+            .collect();
+        let before: BTreeSet<(u32, MacAddr)> = touched
+            .iter()
+            .filter(|group| self.0.contains_key(group))
+            .copied()
+            .collect();
+        for group in added.iter().filter_map(solicited_node_group) {
+            *self.0.entry(group).or_default() += 1;
+        }
+        for group in removed.iter().filter_map(solicited_node_group) {
+            if let Some(count) = self.0.get_mut(&group) {
+                *count -= 1;
+                if *count == 0 {
+                    self.0.remove(&group);
+                }
+            }
+        }
+        let after: BTreeSet<(u32, MacAddr)> = touched
+            .iter()
+            .filter(|group| self.0.contains_key(group))
+            .copied()
+            .collect();
+        update_multicast(&before, &after, errors);
+    }
 }
 
 fn update_multicast(
