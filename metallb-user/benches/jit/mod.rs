@@ -16,7 +16,10 @@
 //!   pointed at copies: an array map's values (read through its mmap, or one lookup per
 //!   key) after the offset of `value` in `struct bpf_array` (from the kernel's BTF),
 //!   a per-CPU array's pointer table with zeroed slots;
-//! - per-CPU data (`gs:`): the GS base is set so that `this_cpu_off` reads 0;
+//! - per-CPU data (`gs:`): the GS base is set so that `this_cpu_off` reads 0; a
+//!   per-CPU variable's address that the code loads as a 32-bit immediate and then
+//!   offsets with `gs:` (the CPU number, where the verifier inlines
+//!   `bpf_get_smp_processor_id`) is pointed at zeroed memory: the code runs as CPU 0;
 //! - calls out of the program (helpers, retpoline thunks) are replaced by a trap that
 //!   names the callee (kallsyms) and returns 0; the return thunk by `ret`. The
 //!   callee's own instructions are not counted: a helper call is listed beside the
@@ -293,6 +296,15 @@ struct Region {
 
 impl Region {
     fn new(len: usize, exec: bool) -> anyhow::Result<Self> {
+        Self::mapped(len, exec, 0)
+    }
+
+    /// Below 2 GiB: where a sign-extended 32-bit immediate can point.
+    fn low(len: usize) -> anyhow::Result<Self> {
+        Self::mapped(len, false, libc::MAP_32BIT)
+    }
+
+    fn mapped(len: usize, exec: bool, flags: i32) -> anyhow::Result<Self> {
         let len = len.max(1).div_ceil(4096) * 4096;
         let prot = libc::PROT_READ | libc::PROT_WRITE | if exec { libc::PROT_EXEC } else { 0 };
         // SAFETY: a fresh anonymous mapping.
@@ -301,7 +313,7 @@ impl Region {
                 std::ptr::null_mut(),
                 len,
                 prot,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
                 -1,
                 0,
             )
@@ -486,6 +498,8 @@ pub struct Model {
     map_loads: Vec<(usize, String)>,
     /// The zeroed memory that `gs:` reads land in.
     _gs: Region,
+    /// The zeroed memory that per-CPU variables' addresses point at.
+    _per_cpu: Region,
     gs_base: u64,
     _maps: Vec<ModelMap>,
 }
@@ -510,8 +524,24 @@ impl Model {
         let mut calls = Vec::new();
         let mut map_loads = Vec::new();
         let mut gs_disps = Vec::new();
-        for insn in &insns {
+        let per_cpu = Region::low(4096)?;
+        for (i, insn) in insns.iter().enumerate() {
             let b = &insn.bytes;
+            // mov r64, simm32 of a kernel address, offset by `gs:` next: a per-CPU
+            // variable's address (the CPU number).
+            if b.len() == 7
+                && b[0] & 0xfe == 0x48
+                && b[1] == 0xc7
+                && b[2] & 0xf8 == 0xc0
+                && insns.get(i + 1).and_then(|next| next.bytes.first()) == Some(&0x65)
+            {
+                let imm = i32::from_le_bytes(b[3..7].try_into()?) as i64 as u64;
+                if imm >= KERNEL_SPACE {
+                    let low = i32::try_from(per_cpu.addr())?;
+                    let at = insn.offset + 3;
+                    code.bytes()[at..at + 4].copy_from_slice(&low.to_le_bytes());
+                }
+            }
             // movabs reg, imm64 of a kernel address: the next map load.
             if b.len() == 10 && b[0] & 0xf8 == 0x48 && b[1] & 0xf8 == 0xb8 {
                 let imm = u64::from_le_bytes(b[2..10].try_into()?);
@@ -569,6 +599,7 @@ impl Model {
             calls,
             map_loads,
             _gs: gs,
+            _per_cpu: per_cpu,
             gs_base,
             _maps: maps.into_values().collect(),
         })
