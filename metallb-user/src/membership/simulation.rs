@@ -208,6 +208,20 @@ impl Network {
         }
     }
 
+    /// Resumes member `i` (paused with [`Network::pause`]) its timers first: they
+    /// are all due, and the speaker's task may fire them before it reads the
+    /// datagrams that waited in its socket, which it takes next.
+    pub fn resume_timers_first(&mut self, i: usize) {
+        let now = self.now;
+        let member = &mut self.members[i];
+        member.paused = false;
+        member.membership.advance(now);
+        for (from, datagram) in std::mem::take(&mut member.backlog) {
+            member.membership.handle_datagram(now, from, &datagram);
+        }
+        self.flush();
+    }
+
     /// Cuts member `i` off the network (true) or back on (false).
     pub fn isolate(&mut self, i: usize, isolated: bool) {
         self.members[i].isolated = isolated;

@@ -17,6 +17,9 @@ use tracing::{info, warn};
 
 use super::{Event, Membership, NodeId, SharedKey, Timings};
 
+/// The most datagrams taken in one go before the live set is published and the
+/// timers are looked at.
+const MAX_DRAIN: usize = 256;
 /// A source of refused datagrams is logged at most this often.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -188,22 +191,12 @@ async fn drive(
         let deadline = membership
             .next_deadline()
             .map_or_else(|| Instant::now() + Duration::from_secs(1), |d| epoch + d);
+        // In this order: a stop, then datagrams before timers. After a pause
+        // (SIGSTOP, a busy CPU) both are due at once, and a probe whose answer
+        // waits in the socket must not be taken for failed (its member would be
+        // suspected for nothing).
         tokio::select! {
-            received = socket.recv_from(&mut buffer) => match received {
-                Ok((len, from)) => {
-                    membership.handle_datagram(epoch.elapsed(), from, &buffer[..len]);
-                }
-                Err(error) => warn!(%error, "membership: receiving"),
-            },
-            () = tokio::time::sleep_until(deadline) => membership.advance(epoch.elapsed()),
-            changed = peers.changed(), if peers_open => match changed {
-                Ok(()) => {
-                    let now: Vec<SocketAddr> = peers.borrow_and_update().clone();
-                    info!(peers = ?now, "membership: the peers changed");
-                    membership.set_peers(epoch.elapsed(), &now);
-                }
-                Err(_) => peers_open = false,
-            },
+            biased;
             request = stop.recv() => {
                 let how = request.as_ref().map_or(Stop::Leave, |(how, _)| *how);
                 match how {
@@ -220,7 +213,39 @@ async fn drive(
                 }
                 return;
             }
+            received = socket.recv_from(&mut buffer) => match received {
+                Ok((len, from)) => {
+                    membership.handle_datagram(epoch.elapsed(), from, &buffer[..len]);
+                    // Whatever else waits, in one go: the live set is published
+                    // once it is all taken, not in between.
+                    for _ in 0..MAX_DRAIN {
+                        match socket.try_recv_from(&mut buffer) {
+                            Ok((len, from)) => {
+                                membership.handle_datagram(epoch.elapsed(), from, &buffer[..len]);
+                            }
+                            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(error) => {
+                                warn!(%error, "membership: receiving");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(error) => warn!(%error, "membership: receiving"),
+            },
+            () = tokio::time::sleep_until(deadline) => {}
+            changed = peers.changed(), if peers_open => match changed {
+                Ok(()) => {
+                    let now: Vec<SocketAddr> = peers.borrow_and_update().clone();
+                    info!(peers = ?now, "membership: the peers changed");
+                    membership.set_peers(epoch.elapsed(), &now);
+                }
+                Err(_) => peers_open = false,
+            },
         }
+        // Timers that are due, after the datagrams (a steady stream of datagrams
+        // never holds them back).
+        membership.advance(epoch.elapsed());
     }
 }
 
