@@ -18,6 +18,7 @@ use std::{
 };
 
 use anyhow::Context as _;
+use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 use metallb_common::VipAction;
 use notify::Watcher as _;
 use sha2::Digest as _;
@@ -30,7 +31,7 @@ use tracing::{debug, error, info, warn};
 use crate::{
     allocator::{AllocatorOptions, Decision, ServiceKey, has_status_address, status_with},
     announce::{Announcer, Pacing},
-    config::{Config, Issue, ValidateOptions, file, validate},
+    config::{Config, Issue, ValidateOptions, file, validate_owned},
     conflicts::{ConflictEvent, ConflictWatch, answered_claims},
     datapath::{
         Datapath, DatapathKind, DatapathOptions, FenceState, InterfaceChange, XdpMode, iface,
@@ -287,18 +288,20 @@ fn file_kind(file_type: std::fs::FileType) -> &'static str {
 /// are returned, for the caller to print or log.
 pub fn load_config(path: &Path, namespace: &str, max_bytes: u64) -> Result<Config, LoadError> {
     let text = read_config(path, max_bytes)?;
-    check_config(&text, path, namespace).map_err(|issues| LoadError::Invalid {
+    check_config(text, path, namespace).map_err(|issues| LoadError::Invalid {
         path: shown_path(path),
         issues,
     })
 }
 
 /// Parses and validates `text`, read from `path`: the configuration, or every error.
-/// Warnings are logged.
-fn check_config(text: &str, path: &Path, namespace: &str) -> Result<Config, Vec<Issue>> {
-    let parsed = file::parse(text)?;
-    let validation = validate(
-        &parsed,
+/// Warnings are logged. The text goes once parsed, and the parsed objects move into
+/// the configuration: at 100,000 Services, each copy would be 21 MiB and 150 MiB more.
+fn check_config(text: String, path: &Path, namespace: &str) -> Result<Config, Vec<Issue>> {
+    let parsed = file::parse(&text)?;
+    drop(text);
+    let validation = validate_owned(
+        parsed,
         &ValidateOptions {
             namespace: namespace.into(),
         },
@@ -443,7 +446,7 @@ impl Speaker {
             named_despite_exclusion: choice.report.named_despite_exclusion(),
         };
         let planning = std::time::Instant::now();
-        let mut plan = plan(config, &plan_options, &attached);
+        let plan = plan(config, &plan_options, &attached);
         let plan_took = planning.elapsed();
         // The moment the plan exists: `cargo xtask bench scale` measures from here to
         // every entry answerable.
@@ -497,8 +500,42 @@ impl Speaker {
         }
 
         self.log_changes(&plan.services);
-        let announced: Announced = plan
+        self.report_announced(&plan.services);
+        self.previous = plan
             .services
+            .iter()
+            .filter_map(|(key, p)| match &p.decision {
+                Decision::Allocated(a) => Some((key.clone(), a.ips.clone())),
+                _ => None,
+            })
+            .collect();
+        {
+            let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.pools = plan.pools;
+            state.config_loaded = true;
+            state.config_stale = false;
+        }
+        self.shared.ready.store(true, Ordering::Relaxed);
+        info!(
+            services = plan.services.len(),
+            vips = plan.vips.len(),
+            added = report.added.len(),
+            changed = report.changed.len(),
+            removed = report.removed.len(),
+            plan_took = ?plan_took,
+            datapath_took = ?sync_took,
+            "configuration applied"
+        );
+    }
+
+    /// The services this node announces, for the Kubernetes source (ServiceL2Status,
+    /// Events). Nobody listens in standalone mode: nothing is kept then (100,000
+    /// entries).
+    fn report_announced(&self, services: &BTreeMap<ServiceKey, crate::plan::ServicePlan>) {
+        if self.announced.is_closed() {
+            return;
+        }
+        let announced: Announced = services
             .iter()
             .filter(|(_, p)| matches!(p.role, Role::Announce { .. }))
             .map(|(key, p)| {
@@ -517,33 +554,6 @@ impl Speaker {
             *current = announced;
             changed
         });
-        self.previous = plan
-            .services
-            .iter()
-            .filter_map(|(key, p)| match &p.decision {
-                Decision::Allocated(a) => Some((key.clone(), a.ips.clone())),
-                _ => None,
-            })
-            .collect();
-        {
-            let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-            state.pools = std::mem::take(&mut plan.pools);
-            state.config_loaded = true;
-            state.config_stale = false;
-        }
-        self.shared.ready.store(true, Ordering::Relaxed);
-        info!(
-            services = plan.services.len(),
-            vips = plan.vips.len(),
-            added = report.added.len(),
-            changed = report.changed.len(),
-            removed = report.removed.len(),
-            plan_took = ?plan_took,
-            datapath_took = ?sync_took,
-            "configuration applied"
-        );
-        drop(plan);
-        release_freed_memory();
     }
 
     /// Attaches the responder to the chosen interfaces, logs what is skipped and why,
@@ -702,11 +712,11 @@ impl Speaker {
     }
 }
 
-/// Hands the memory a plan used back to the kernel. The allocator's and the plan's
-/// structures of 100,000 Services take hundreds of MiB for a moment; once freed, glibc
-/// keeps them in its heaps (one per thread that allocated) for later allocations, where
-/// they count as the process's resident memory for good. `malloc_trim` returns every
-/// free page of every heap.
+/// Hands the memory an apply used back to the kernel. The parsed configuration, the
+/// allocator's and the plan's structures of 100,000 Services take hundreds of MiB for
+/// a moment; once freed, glibc keeps them in its heaps (one per thread that allocated)
+/// for later allocations, where they count as the process's resident memory for good.
+/// `malloc_trim` returns every free page of every heap.
 fn release_freed_memory() {
     let trimming = std::time::Instant::now();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -811,6 +821,8 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
     let mut stop_lookup: Option<(kube::Client, Option<String>)> = None;
     let source = match &options.source {
         SourceOptions::File { path, max_bytes } => {
+            // Only the Kubernetes source reports what this node announces.
+            drop(announced_rx);
             anyhow::ensure!(
                 path != Path::new(STDIN_PATH),
                 "the speaker follows its configuration file and reads it again when it changes: \
@@ -887,7 +899,7 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
     let mut gossip = Gossip::new(&options)?;
     let mut fencing = Fencing::default();
     fencing.update(&speaker.datapath, &gossip, false);
-    let mut last: Option<Snapshot> = None;
+    let mut last: Option<Kept> = None;
     loop {
         shared.heartbeat.beat();
         tokio::select! {
@@ -902,7 +914,8 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
                     if gossip.with_live(&mut snapshot) {
                         speaker.apply(&mut snapshot);
                     }
-                    last = Some(snapshot);
+                    last = Some(Kept::keep(snapshot));
+                    release_freed_memory();
                 }
                 Some(Update::Stale) => speaker.mark_stale(),
                 None => {
@@ -911,10 +924,8 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
                 }
             },
             () = gossip.changed() => {
-                if let Some(last) = last.as_mut()
-                    && gossip.with_live(last)
-                {
-                    speaker.apply(last);
+                if let Some(kept) = last.take() {
+                    last = Some(apply_again(&mut speaker, &gossip, kept));
                 }
             }
             Some(mut events) = links.recv() => {
@@ -922,12 +933,11 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
                 while let Ok(more) = links.try_recv() {
                     events.extend(more);
                 }
-                if let Some(last) = last.as_mut()
-                    && speaker.links_changed(&events)
-                    && gossip.with_live(last)
-                {
+                if last.is_some() && speaker.links_changed(&events) {
                     info!("interfaces changed: applying the configuration again");
-                    speaker.apply(last);
+                    if let Some(kept) = last.take() {
+                        last = Some(apply_again(&mut speaker, &gossip, kept));
+                    }
                 }
             }
             _ = terminate.recv() => break,
@@ -988,6 +998,80 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
         errors.len()
     );
     Ok(())
+}
+
+/// Plans the kept snapshot again (the live nodes or the interfaces changed); returns
+/// it kept again, with the statuses the plan gave it.
+fn apply_again(speaker: &mut Speaker, gossip: &Gossip, kept: Kept) -> Kept {
+    let mut snapshot = match kept.restore() {
+        Ok(snapshot) => snapshot,
+        Err(failed) => {
+            let (kept, error) = *failed;
+            error!(error = %error, "the kept configuration cannot be decoded: not applied again");
+            return kept;
+        }
+    };
+    if gossip.with_live(&mut snapshot) {
+        speaker.apply(&mut snapshot);
+    }
+    let kept = Kept::keep(snapshot);
+    release_freed_memory();
+    kept
+}
+
+/// The last snapshot, kept to plan again when the live nodes or the interfaces change
+/// (a source sends a new one only when the configuration changes). Its Services and
+/// EndpointSlices, which grow with the cluster, are kept as JSON text: about 250 bytes
+/// a Service instead of about 1.5 KiB as objects (150 MiB at 100,000 Services).
+/// Planning it again decodes them first.
+struct Kept {
+    /// Without its Services and EndpointSlices when `encoded` holds them.
+    snapshot: Snapshot,
+    encoded: Option<Vec<u8>>,
+}
+
+impl Kept {
+    fn keep(mut snapshot: Snapshot) -> Self {
+        let encoding = std::time::Instant::now();
+        let config = &mut snapshot.config;
+        match serde_json::to_vec(&(&config.services, &config.endpoint_slices)) {
+            Ok(mut encoded) => {
+                encoded.shrink_to_fit();
+                config.services = Vec::new();
+                config.endpoint_slices = Vec::new();
+                debug!(bytes = encoded.len(), took = ?encoding.elapsed(), "configuration kept");
+                Self {
+                    snapshot,
+                    encoded: Some(encoded),
+                }
+            }
+            Err(error) => {
+                warn!(%error, "the configuration's Services cannot be encoded: kept as they are");
+                Self {
+                    snapshot,
+                    encoded: None,
+                }
+            }
+        }
+    }
+
+    /// The snapshot as it was given to [`Kept::keep`].
+    fn restore(self) -> Result<Snapshot, Box<(Self, serde_json::Error)>> {
+        let Some(encoded) = &self.encoded else {
+            return Ok(self.snapshot);
+        };
+        let decoding = std::time::Instant::now();
+        match serde_json::from_slice::<(Vec<Service>, Vec<EndpointSlice>)>(encoded) {
+            Ok((services, endpoint_slices)) => {
+                debug!(took = ?decoding.elapsed(), "kept configuration decoded");
+                let mut snapshot = self.snapshot;
+                snapshot.config.services = services;
+                snapshot.config.endpoint_slices = endpoint_slices;
+                Ok(snapshot)
+            }
+            Err(error) => Err(Box::new((self, error))),
+        }
+    }
 }
 
 /// The heartbeat of the datapath's fence, on while this node has peers to hand its
@@ -1370,9 +1454,9 @@ impl FileSource {
         if !force && self.last_digest == Some(digest) {
             return true;
         }
-        let checked = check_config(&text, &self.path, &self.namespace);
-        debug!(bytes = text.len(), took = ?reading.elapsed(), "configuration file read and checked");
-        drop(text);
+        let bytes = text.len();
+        let checked = check_config(text, &self.path, &self.namespace);
+        debug!(bytes, took = ?reading.elapsed(), "configuration file read and checked");
         self.last_digest = Some(digest);
         match checked {
             Ok(config) => {
@@ -1400,7 +1484,7 @@ impl FileSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::file::parse;
+    use crate::config::{file::parse, validate};
 
     #[test]
     fn previous_addresses_become_the_status_of_services_without_one() {
@@ -1442,6 +1526,42 @@ mod tests {
         assert_eq!(ips(0), ["192.0.2.1", "2001:db8::1"]);
         // A status in the file wins over memory.
         assert_eq!(ips(1), ["192.0.2.9"]);
+    }
+
+    /// The kept snapshot holds its Services and EndpointSlices as text, and gives back
+    /// exactly what it was given (the statuses a plan wrote too).
+    #[test]
+    fn a_kept_snapshot_is_restored_as_it_was() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: a, labels: {app: x}, annotations: {metallb.io/loadBalancerIPs: 192.0.2.1}}\n\
+                    spec: {type: LoadBalancer, externalTrafficPolicy: Local, selector: {app: x}, ports: [{port: 80, targetPort: http, protocol: TCP}]}\n\
+                    ---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec: {type: LoadBalancer}\n\
+                    ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: a-1, labels: {kubernetes.io/service-name: a}}\n\
+                    addressType: IPv4\nendpoints: [{addresses: [10.1.0.1], nodeName: node-1, conditions: {ready: true}}]\n";
+        let mut config = validate(&parse(text).expect("parses"), &ValidateOptions::default())
+            .config
+            .expect("valid");
+        let previous = BTreeMap::from([(
+            ServiceKey {
+                namespace: "default".into(),
+                name: "b".into(),
+            },
+            vec!["192.0.2.2".parse().unwrap()],
+        )]);
+        with_previous_status(&mut config, &previous);
+        let (services, slices) = (config.services.clone(), config.endpoint_slices.clone());
+        assert_eq!((services.len(), slices.len()), (2, 1));
+        let kept = Kept::keep(Snapshot {
+            config,
+            addresses: AddressSource::Allocate,
+            election: ElectionContext::default(),
+            speakers: None,
+        });
+        assert!(kept.snapshot.config.services.is_empty());
+        assert!(kept.snapshot.config.endpoint_slices.is_empty());
+        let restored = kept.restore().map_err(|e| e.1).expect("decodes");
+        assert_eq!(restored.config.services, services);
+        assert_eq!(restored.config.endpoint_slices, slices);
+        assert_eq!(restored.addresses, AddressSource::Allocate);
     }
 
     /// Services are allocated in the file's order, but with the last plan's

@@ -31,7 +31,7 @@ pub use self::{
     addresses::AddrRange,
     interfaces::InterfaceExclusions,
     selector::{Labels, Selector},
-    validate::{ValidateOptions, validate},
+    validate::{ValidateOptions, validate, validate_owned},
 };
 
 /// The namespace MetalLB runs in unless told otherwise: where its objects must be.

@@ -236,6 +236,30 @@ fn labels(meta: &ObjectMeta) -> Labels {
 }
 
 pub fn validate(file: &ConfigFile, options: &ValidateOptions) -> Validation {
+    let mut validation = checked(file, options);
+    if let Some(config) = &mut validation.config {
+        config.services = file.services.clone();
+        config.nodes = file.nodes.clone();
+        config.endpoint_slices = file.endpoint_slices.clone();
+    }
+    validation
+}
+
+/// [`validate`], taking the file: its Services, Nodes and EndpointSlices move into
+/// the configuration instead of being copied (100,000 Services take about 150 MiB).
+pub fn validate_owned(file: ConfigFile, options: &ValidateOptions) -> Validation {
+    let mut validation = checked(&file, options);
+    if let Some(config) = &mut validation.config {
+        config.services = file.services;
+        config.nodes = file.nodes;
+        config.endpoint_slices = file.endpoint_slices;
+    }
+    validation
+}
+
+/// The checks of [`validate`]; the configuration without its Services, Nodes and
+/// EndpointSlices (the caller copies or moves them in).
+fn checked(file: &ConfigFile, options: &ValidateOptions) -> Validation {
     let mut check = Checker {
         errors: Vec::new(),
         warnings: file.warnings.clone(),
@@ -528,10 +552,10 @@ pub fn validate(file: &ConfigFile, options: &ValidateOptions) -> Validation {
         config: Some(Config {
             pools,
             l2_advertisements: advertisements,
-            services: file.services.clone(),
-            nodes: file.nodes.clone(),
+            services: Vec::new(),
+            nodes: Vec::new(),
             namespaces,
-            endpoint_slices: file.endpoint_slices.clone(),
+            endpoint_slices: Vec::new(),
             interface_exclusions,
             bgp: Box::new(bgp),
         }),
