@@ -14,9 +14,13 @@ pub mod map_names {
     pub const VIPS_V4: &str = "vips_v4";
     /// IPv6 VIP table: [`crate::VipCellV6`] cells.
     pub const VIPS_V6: &str = "vips_v6";
-    /// Per-CPU [`crate::VipCounters`] of the IPv4 VIPs, by counter id.
+    /// [`crate::VipCounters`] of the IPv4 VIPs, one block of ids per CPU: the
+    /// counters of id `id` seen on CPU `cpu` at index `cpu * counter_stride + id`
+    /// ([`crate::VipTableCtl::counter_stride`]). A plain mmapable array, not a
+    /// per-CPU one: the answer path loads the counters without the per-CPU array's
+    /// pointer table.
     pub const VIP_STATS_V4: &str = "vip_stats_v4";
-    /// Per-CPU [`crate::VipCounters`] of the IPv6 VIPs, by counter id.
+    /// The same for the IPv6 VIPs.
     pub const VIP_STATS_V6: &str = "vip_stats_v6";
     /// Global per-CPU [`crate::XdpStats`], a single entry at index 0.
     pub const XDP_STATS: &str = "xdp_stats";
@@ -396,8 +400,8 @@ pub struct VipViewValue {
     pub counter_id: u32,
 }
 
-/// Per-CPU counters of one VIP entry, counted by the program on the CPU that saw the
-/// frame.
+/// Counters of one VIP entry on one CPU, counted by the program on the CPU that saw
+/// the frame (see [`map_names::VIP_STATS_V4`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VipCounters {
@@ -440,9 +444,13 @@ pub struct VipTableCtl {
     pub fence_ticks: u64,
     /// Times the timer has fenced the datapath.
     pub fence_episodes: u64,
+    /// Counter ids per CPU in `vip_stats_v4` and `vip_stats_v6` (the capacity plus
+    /// one: id 0 is never used), set when the maps are created.
+    pub counter_stride: u32,
+    pub _pad: u32,
     /// Up to 128 bytes: a power of two, so the program's lookup shifts, not
     /// multiplies.
-    pub _reserved: [u64; 2],
+    pub _reserved: u64,
 }
 
 impl VipTableCtl {
@@ -462,7 +470,9 @@ impl VipTableCtl {
         fence_at: 0,
         fence_ticks: 0,
         fence_episodes: 0,
-        _reserved: [0; 2],
+        counter_stride: 0,
+        _pad: 0,
+        _reserved: 0,
     };
 }
 

@@ -731,11 +731,11 @@ fn main() -> anyhow::Result<()> {
         Estimator::Median,
     );
     println!(
-        "\nreading every VIP's counters (the metrics, every second): batched (BPF_MAP_LOOKUP_BATCH) vs one lookup per VIP, median of {SCRAPES}"
+        "\nreading every VIP's counters (the metrics, every second): all at once as the metrics do vs one `vip_counters` per VIP (both read the counters' mmap), median of {SCRAPES}"
     );
     for (size, (batched, one_by_one)) in sizes.iter().zip(&scrapes) {
         println!(
-            "   {:>7} VIPs: {batched:>10.2?} batched, {one_by_one:>10.2?} one by one",
+            "   {:>7} VIPs: {batched:>10.2?} all at once, {one_by_one:>10.2?} one by one",
             2 * size
         );
     }

@@ -1332,12 +1332,19 @@ fn view_without_ids(
 
 /// The replies counted under `counter_id` in a family's pinned per-CPU counters.
 fn pinned_replies(pin_dir: &std::path::Path, map: &str, counter_id: u32) -> u64 {
-    use aya::maps::{Map, MapData, PerCpuArray};
+    use aya::maps::{Array, Map, MapData};
+    use metallb_user::datapath::maps::Maps;
+    // One block of `counter_stride` ids per CPU.
+    let ctl = Maps::read_pinned_ctl(&pin_dir.join("vip_ctl")).expect("read vip_ctl");
     let data = MapData::from_pin(pin_dir.join(map)).expect("open the pinned counters");
-    let stats: PerCpuArray<_, VipCounters> =
-        PerCpuArray::try_from(Map::PerCpuArray(data)).expect("per-CPU array");
-    let values = stats.get(&counter_id, 0).expect("read counters");
-    values.iter().map(|cpu| cpu.replies).sum()
+    let stats: Array<_, VipCounters> = Array::try_from(Map::Array(data)).expect("array");
+    let cpus = stats.len() / ctl.counter_stride;
+    (0..cpus)
+        .map(|cpu| {
+            let index = cpu * ctl.counter_stride + counter_id;
+            stats.get(&index, 0).expect("read counters").replies
+        })
+        .sum()
 }
 
 /// The `vips` map holds exactly the live entries, with the MAC, the action and the id

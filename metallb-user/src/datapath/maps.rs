@@ -45,7 +45,7 @@ use std::{
 
 use aya::{
     Ebpf,
-    maps::{HashMap, IterableMap, Map, MapData, MapError, MapType, PerCpuArray, PerCpuValues},
+    maps::{HashMap, Map, MapData, MapError, MapType, PerCpuArray},
 };
 pub use metallb_common::VipCounters;
 use metallb_common::{
@@ -338,6 +338,84 @@ impl<T: Copy> MmapArray<T> {
     }
 }
 
+/// A family's per-VIP counters (`vip_stats_v4`, `vip_stats_v6`): a plain mmapable
+/// array of one block of `stride` counter ids per CPU. The program adds to its CPU's
+/// block; readers sum the blocks.
+pub(crate) struct CounterArray {
+    array: MmapArray<VipCounters>,
+    cpus: u32,
+    stride: u32,
+}
+
+impl CounterArray {
+    pub(crate) fn new(
+        map: MapData,
+        name: &'static str,
+        writable: bool,
+    ) -> Result<Self, DatapathError> {
+        let array = MmapArray::new(map, name, writable)?;
+        let cpus = u32::try_from(possible_cpus()?).map_err(|_| DatapathError::MapLayout {
+            path: name.into(),
+            detail: "more CPUs than counters".into(),
+        })?;
+        if cpus == 0 || !array.len.is_multiple_of(cpus) {
+            return Err(DatapathError::MapLayout {
+                path: name.into(),
+                detail: format!(
+                    "{} counters do not make one block per CPU ({cpus} CPUs)",
+                    array.len
+                ),
+            });
+        }
+        let stride = array.len / cpus;
+        Ok(Self {
+            array,
+            cpus,
+            stride,
+        })
+    }
+
+    /// Counter ids per CPU.
+    fn len(&self) -> u32 {
+        self.stride
+    }
+
+    /// The counters of id `id`, summed over CPUs.
+    pub(crate) fn get(&self, id: u32) -> VipCounters {
+        (0..self.cpus).fold(VipCounters::default(), |acc, cpu| {
+            let v = self.array.read(cpu * self.stride + id);
+            VipCounters {
+                requests: acc.requests + v.requests,
+                replies: acc.replies + v.replies,
+                conflicts: acc.conflicts + v.conflicts,
+                suppressed: acc.suppressed + v.suppressed,
+            }
+        })
+    }
+
+    /// Zeroes id `id` on every CPU (an id no live key uses: the program does not
+    /// write it).
+    fn zero(&self, id: u32) {
+        for cpu in 0..self.cpus {
+            self.array
+                .write(cpu * self.stride + id, VipCounters::default());
+        }
+    }
+
+    /// Adds to id `id` in CPU 0's block (the userspace datapath: the program does not
+    /// run for its VIPs).
+    pub(crate) fn add_cpu0(&self, id: u32, add: impl FnOnce(&mut VipCounters)) {
+        let mut value = self.array.read(id);
+        add(&mut value);
+        self.array.write(id, value);
+    }
+}
+
+/// The CPUs the kernel may run the program on (the blocks of the counters arrays).
+pub(crate) fn possible_cpus() -> Result<usize, DatapathError> {
+    aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))
+}
+
 impl<T> Drop for MmapArray<T> {
     fn drop(&mut self) {
         // SAFETY: the mapping created in new(), of this size, no longer used.
@@ -551,8 +629,7 @@ fn prepare<C: Cell>(
 /// One family's table and counters, and the writer's bookkeeping.
 struct Family<C: Cell> {
     table: MmapArray<C>,
-    stats: PerCpuArray<MapData, VipCounters>,
-    stats_name: &'static str,
+    stats: CounterArray,
     /// Live keys: counter id, configuration, and cell in each half.
     live: BTreeMap<C::Key, Live>,
     /// The half the program reads (since the last flip, or adoption).
@@ -605,15 +682,10 @@ struct Live {
 }
 
 impl<C: Cell> Family<C> {
-    fn new(
-        table: MmapArray<C>,
-        stats: PerCpuArray<MapData, VipCounters>,
-        stats_name: &'static str,
-    ) -> Self {
+    fn new(table: MmapArray<C>, stats: CounterArray) -> Self {
         Self {
             table,
             stats,
-            stats_name,
             live: BTreeMap::new(),
             live_half: 0,
             stale: BTreeSet::new(),
@@ -708,17 +780,8 @@ impl<C: Cell> Family<C> {
     }
 
     fn zero_counters(&mut self, id: u32) -> Result<(), DatapathError> {
-        let name = self.stats_name;
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::Cpus(e))?;
-        let zeros = PerCpuValues::try_from(vec![VipCounters::default(); cpus])
-            .map_err(DatapathError::Cpus)?;
-        self.stats
-            .set(id, zeros, 0)
-            .map_err(|source| DatapathError::Map {
-                name,
-                op: "update",
-                source,
-            })
+        self.stats.zero(id);
+        Ok(())
     }
 
     /// What differs between the live keys and `desired` (sorted by key): each key to
@@ -890,138 +953,26 @@ impl<C: Cell> Family<C> {
 
     /// The counters of id `id`, summed over CPUs.
     fn counters(&self, id: u32) -> Result<VipCounters, DatapathError> {
-        let values = self
-            .stats
-            .get(&id, 0)
-            .map_err(|source| DatapathError::Map {
-                name: self.stats_name,
-                op: "read",
-                source,
-            })?;
-        Ok(values
-            .iter()
-            .fold(VipCounters::default(), |acc, v| VipCounters {
-                requests: acc.requests + v.requests,
-                replies: acc.replies + v.replies,
-                conflicts: acc.conflicts + v.conflicts,
-                suppressed: acc.suppressed + v.suppressed,
-            }))
+        Ok(self.stats.get(id))
     }
 
     fn records(&self) -> Result<Vec<VipRecord>, DatapathError> {
-        // Every second, for the metrics: the counters of all ids up to the highest live
-        // one (ids are handed out lowest first) in a few batched syscalls, instead of
-        // one per VIP. Where the kernel cannot batch, one read per VIP.
-        let ids = self
-            .live
-            .values()
-            .map(|l| l.counter_id + 1)
-            .max()
-            .unwrap_or(0);
-        let batched = aya::util::nr_cpus()
-            .ok()
-            .and_then(|cpus| lookup_batch(IterableMap::map(&self.stats), cpus, ids).ok());
+        // Every second, for the metrics: memory reads of the mapped counters, no
+        // syscall.
         self.live
             .iter()
             .map(|(key, live)| {
                 let cell = self.table.read(live.cells[self.live_half as usize]);
-                let counters = match batched
-                    .as_ref()
-                    .and_then(|all| all.get(live.counter_id as usize))
-                {
-                    Some(counters) => *counters,
-                    None => self.counters(live.counter_id)?,
-                };
                 Ok(VipRecord {
                     key: C::to_user(key),
                     mac: MacAddr(cell.mac()),
                     action: VipAction::from_u8(cell.action()),
-                    counters,
+                    counters: self.stats.get(live.counter_id),
                 })
             })
             .collect()
     }
 }
-
-/// The counters of ids `0..ids` of a per-CPU counters array, summed over `cpus` CPUs,
-/// read with BPF_MAP_LOOKUP_BATCH: one syscall per [`LOOKUP_BATCH`] ids.
-fn lookup_batch(map: &MapData, cpus: usize, ids: u32) -> std::io::Result<Vec<VipCounters>> {
-    use std::os::fd::AsRawFd as _;
-    const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
-    /// The `batch` member of `union bpf_attr`.
-    #[repr(C)]
-    struct BatchAttr {
-        in_batch: u64,
-        out_batch: u64,
-        keys: u64,
-        values: u64,
-        count: u32,
-        map_fd: u32,
-        elem_flags: u64,
-        flags: u64,
-    }
-    let fd = u32::try_from(map.fd().as_fd().as_raw_fd()).map_err(std::io::Error::other)?;
-    let mut out = vec![VipCounters::default(); ids as usize];
-    let mut keys = vec![0u32; LOOKUP_BATCH as usize];
-    // Per element, one value per possible CPU (VipCounters is a multiple of 8 bytes,
-    // the kernel's stride).
-    let mut values = vec![VipCounters::default(); LOOKUP_BATCH as usize * cpus];
-    let (mut token, mut next) = (0u32, 0u32);
-    let mut read = 0u32;
-    while read < ids {
-        let mut attr = BatchAttr {
-            in_batch: if read == 0 {
-                0
-            } else {
-                (&raw const token) as u64
-            },
-            out_batch: (&raw mut next) as u64,
-            keys: keys.as_mut_ptr() as u64,
-            values: values.as_mut_ptr() as u64,
-            count: LOOKUP_BATCH.min(ids - read),
-            map_fd: fd,
-            elem_flags: 0,
-            flags: 0,
-        };
-        // SAFETY: the kernel writes at most `count` keys and `count * cpus` values into
-        // buffers that large, and one u32 to `next`; all outlive the call.
-        let status = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
-                &raw mut attr,
-                size_of::<BatchAttr>(),
-            )
-        };
-        let error = (status != 0).then(std::io::Error::last_os_error);
-        let at_end = error
-            .as_ref()
-            .is_some_and(|e| e.raw_os_error() == Some(libc::ENOENT));
-        if let Some(error) = error.filter(|_| !at_end) {
-            return Err(error);
-        }
-        let count = (attr.count as usize).min(keys.len());
-        for (key, per_cpu) in keys[..count].iter().zip(values.chunks(cpus)) {
-            if let Some(sum) = out.get_mut(*key as usize) {
-                for v in per_cpu {
-                    sum.requests += v.requests;
-                    sum.replies += v.replies;
-                    sum.conflicts += v.conflicts;
-                    sum.suppressed += v.suppressed;
-                }
-            }
-        }
-        if at_end || count == 0 {
-            break;
-        }
-        read += attr.count;
-        token = next;
-    }
-    Ok(out)
-}
-
-/// Ids per BPF_MAP_LOOKUP_BATCH call.
-const LOOKUP_BATCH: u32 = 256;
 
 /// The responder's maps: VIP tables (both families), global counters, and the `vips`
 /// map beside the tables.
@@ -1057,18 +1008,8 @@ fn expected_layouts() -> [(&'static str, MapType, usize, usize); 8] {
         (VIP_CTL, MapType::Array, 4, size_of::<VipTableCtl>()),
         (VIPS_V4, MapType::Array, 4, size_of::<VipBucketV4>()),
         (VIPS_V6, MapType::Array, 4, size_of::<VipBucketV6>()),
-        (
-            VIP_STATS_V4,
-            MapType::PerCpuArray,
-            4,
-            size_of::<VipCounters>(),
-        ),
-        (
-            VIP_STATS_V6,
-            MapType::PerCpuArray,
-            4,
-            size_of::<VipCounters>(),
-        ),
+        (VIP_STATS_V4, MapType::Array, 4, size_of::<VipCounters>()),
+        (VIP_STATS_V6, MapType::Array, 4, size_of::<VipCounters>()),
         (XDP_STATS, MapType::PerCpuArray, 4, size_of::<XdpStats>()),
         (
             VIPS,
@@ -1132,19 +1073,26 @@ fn check_layout(map: &MapData, path: &Path, name: &'static str) -> Result<(), Da
 
 impl Maps {
     /// The sizes the loader gives each map for a capacity of `max_vips` per family.
-    pub fn sizes(max_vips: u32) -> [(&'static str, u32); 6] {
+    pub fn sizes(max_vips: u32) -> Result<[(&'static str, u32); 6], DatapathError> {
         use map_names::*;
         // Two halves of cells, in buckets; counter id 0 is never used (it marks empty
-        // cells).
+        // cells); one block of counter ids per possible CPU.
         let buckets = 2 * table_cells(max_vips) / BUCKET_CELLS;
-        [
+        let counters = u32::try_from(possible_cpus()?)
+            .ok()
+            .and_then(|cpus| cpus.checked_mul(max_vips + 1))
+            .ok_or(DatapathError::MapLayout {
+                path: VIP_STATS_V4.into(),
+                detail: format!("{max_vips} VIPs per CPU do not fit in one map"),
+            })?;
+        Ok([
             (VIPS_V4, buckets),
             (VIPS_V6, buckets),
-            (VIP_STATS_V4, max_vips + 1),
-            (VIP_STATS_V6, max_vips + 1),
+            (VIP_STATS_V4, counters),
+            (VIP_STATS_V6, counters),
             (VIP_CTL, 1),
             (VIPS, 2 * max_vips),
-        ]
+        ])
     }
 
     /// Checks every map already pinned under `pin_dir` against this version's layout.
@@ -1203,13 +1151,11 @@ impl Maps {
         let ctl = MmapArray::<VipTableCtl>::new(get(VIP_CTL)?, VIP_CTL, writable)?;
         let v4 = Family::new(
             MmapArray::new(get(VIPS_V4)?, VIPS_V4, writable)?,
-            per_cpu(get(VIP_STATS_V4)?, VIP_STATS_V4)?,
-            VIP_STATS_V4,
+            CounterArray::new(get(VIP_STATS_V4)?, VIP_STATS_V4, writable)?,
         );
         let v6 = Family::new(
             MmapArray::new(get(VIPS_V6)?, VIPS_V6, writable)?,
-            per_cpu(get(VIP_STATS_V6)?, VIP_STATS_V6)?,
-            VIP_STATS_V6,
+            CounterArray::new(get(VIP_STATS_V6)?, VIP_STATS_V6, writable)?,
         );
         let stats = per_cpu(get(XDP_STATS)?, XDP_STATS)?;
         // Not opened for inspection: pins of an older agent may have no `vips` map.
@@ -1277,18 +1223,21 @@ impl Maps {
                         seed_v6: random_seed(),
                         ..Default::default()
                     }),
+                    counter_stride: self.v4.stats.len(),
                     ..Default::default()
                 },
             );
         } else if ctl.cell_mask + 1 != half_cells
             || ctl.shift != 64 - half_cells.trailing_zeros()
             || ctl.halves[1].base != u64::from(half_cells)
+            || ctl.counter_stride != self.v4.stats.len()
         {
             return Err(DatapathError::MapLayout {
                 path: pin_dir.join(map_names::VIP_CTL),
                 detail: format!(
-                    "its geometry does not match tables of {} cells",
-                    self.v4.table.len
+                    "its geometry does not match tables of {} cells and {} counter ids per CPU",
+                    self.v4.table.len,
+                    self.v4.stats.len()
                 ),
             });
         }

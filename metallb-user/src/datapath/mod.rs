@@ -1253,7 +1253,7 @@ pub fn load_object(
     for (name, path) in &pin_paths {
         loader.map_pin_path(name, path.as_path());
     }
-    for (name, size) in Maps::sizes(max_vips) {
+    for (name, size) in Maps::sizes(max_vips)? {
         loader.map_max_entries(name, size);
     }
     // The program reads vip_ctl's value as global data: its `.data.vip_ctl` section

@@ -36,7 +36,7 @@ use tracing::{debug, warn};
 use super::{
     DatapathError,
     frames::{self, Response},
-    maps::{FenceControl, VipConfig, VipKey},
+    maps::{CounterArray, FenceControl, VipConfig, VipKey},
 };
 use crate::announce::PacketSocket;
 
@@ -86,8 +86,8 @@ struct State {
     /// Every live entry, with its counter id.
     table: HashMap<VipKey, (VipConfig, u32)>,
     pending: Pending,
-    v4: PerCpuArray<MapData, VipCounters>,
-    v6: PerCpuArray<MapData, VipCounters>,
+    v4: CounterArray,
+    v6: CounterArray,
     stats: PerCpuArray<MapData, XdpStats>,
     /// The control block, for the fence timer's word: fenced, this datapath answers
     /// nothing either (as after a pause, until the heartbeat's hold is over).
@@ -141,16 +141,16 @@ impl State {
             let Some((_, id)) = self.table.get(&key) else {
                 continue;
             };
-            let (map, name) = match key.addr {
-                IpAddr::V4(_) => (&mut self.v4, map_names::VIP_STATS_V4),
-                IpAddr::V6(_) => (&mut self.v6, map_names::VIP_STATS_V6),
+            let counters = match key.addr {
+                IpAddr::V4(_) => &self.v4,
+                IpAddr::V6(_) => &self.v6,
             };
-            add_to_cpu0(map, *id, name, |c: &mut VipCounters| {
+            counters.add_cpu0(*id, |c: &mut VipCounters| {
                 c.requests += delta.requests;
                 c.replies += delta.replies;
                 c.conflicts += delta.conflicts;
                 c.suppressed += delta.suppressed;
-            })?;
+            });
         }
         if pending.stats != XdpStats::default() {
             add_to_cpu0(&mut self.stats, 0, map_names::XDP_STATS, |s| {
@@ -186,6 +186,16 @@ fn add_to_cpu0<V: aya::Pod>(
     let values = PerCpuValues::try_from(values)
         .map_err(|e| error("write", aya::maps::MapError::IoError(e)))?;
     map.set(index, values, 0).map_err(|e| error("write", e))
+}
+
+/// A family's counters, pinned by the agent, mapped writable.
+fn counters(pin_dir: &Path, name: &'static str) -> Result<CounterArray, DatapathError> {
+    let path = pin_dir.join(name);
+    let data = MapData::from_pin(&path).map_err(|source| DatapathError::OpenPinned {
+        path: path.clone(),
+        source,
+    })?;
+    CounterArray::new(data, name, true)
 }
 
 fn per_cpu<V: aya::Pod>(
@@ -250,8 +260,8 @@ impl Userspace {
                 .map(|(key, config, id)| (key, (config, id)))
                 .collect(),
             pending: Pending::default(),
-            v4: per_cpu(pin_dir, map_names::VIP_STATS_V4)?,
-            v6: per_cpu(pin_dir, map_names::VIP_STATS_V6)?,
+            v4: counters(pin_dir, map_names::VIP_STATS_V4)?,
+            v6: counters(pin_dir, map_names::VIP_STATS_V6)?,
             stats: per_cpu(pin_dir, map_names::XDP_STATS)?,
             fence: FenceControl::open(pin_dir)?,
         };
