@@ -259,6 +259,51 @@ impl Bench {
             .collect()
     }
 
+    /// The length of every speaker's log now.
+    fn log_lengths(&self) -> Vec<usize> {
+        self.specs
+            .iter()
+            .map(|s| std::fs::metadata(&s.log).map_or(0, |m| m.len() as usize))
+            .collect()
+    }
+
+    /// Waits until every other node's log, past `since`, says that `node` is a member
+    /// again: the next trial starts from a settled cluster, not in the middle of the
+    /// last one's recovery (a restarted owner not yet a member everywhere made a
+    /// third node take the VIP beside the next owner).
+    fn until_member_again(
+        &self,
+        node: usize,
+        since: &[usize],
+        within: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        let name = metallb_testkit::cluster::node_name(node);
+        let lines = [
+            format!("membership: member up node={name}"),
+            format!("membership: member back as a new process node={name}"),
+        ];
+        loop {
+            let back = (0..self.specs.len()).filter(|i| *i != node).all(|i| {
+                std::fs::read(&self.specs[i].log).is_ok_and(|log| {
+                    String::from_utf8_lossy(log.get(since[i]..).unwrap_or_default())
+                        .lines()
+                        .any(|l| lines.iter().any(|line| l.contains(line.as_str())))
+                })
+            });
+            if back {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "node-{node} not a member again within {within:?}\n{}",
+                    self.logs()
+                );
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+
     /// "member down" lines in every speaker's log.
     fn members_declared_down(&self) -> usize {
         self.specs
@@ -390,7 +435,20 @@ fn instant_of_monotonic(ns: u64) -> Instant {
 /// The fence deadline and episodes of the datapath pinned in `pin_dir`.
 fn fence_of(pin_dir: &std::path::Path) -> anyhow::Result<(u64, u64)> {
     let ctl = Maps::open_pinned(pin_dir)
-        .with_context(|| format!("opening the maps pinned in {}", pin_dir.display()))?
+        .with_context(|| {
+            let held: Vec<String> = std::fs::read_dir(pin_dir)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!(
+                "opening the maps pinned in {} (it holds {held:?})",
+                pin_dir.display()
+            )
+        })?
         .ctl();
     Ok((ctl.fence_at, ctl.fence_episodes))
 }
@@ -407,6 +465,7 @@ fn run_fault(bench: &mut Bench, fault: Fault, trials: usize) -> anyhow::Result<V
         let fences = matches!(fault, Fault::Crash | Fault::Hang);
         let pin_dir = bench.specs[owner].pin_dir.clone();
         let episodes_before = if fences { fence_of(&pin_dir)?.1 } else { 0 };
+        let logs_before = bench.log_lengths();
         let (at, heal) = bench.apply(fault, owner)?;
         let to = heal.unwrap_or(at) + WINDOW;
         sleep(to.saturating_duration_since(Instant::now()));
@@ -484,6 +543,7 @@ fn run_fault(bench: &mut Bench, fault: Fault, trials: usize) -> anyhow::Result<V
         }
         results.push(trial);
         bench.restore(fault, owner)?;
+        bench.until_member_again(owner, &logs_before, Duration::from_secs(30))?;
     }
     Ok(results)
 }

@@ -230,6 +230,9 @@ pub enum Event {
     Down(String),
     /// This node was declared down and rejoined as a newer self.
     Rejoined,
+    /// A member came back as a newer self (a new process, or a rejoin) before it
+    /// was declared down here: it stays live.
+    Renewed(String),
     /// A member said it restarts (`--keep-datapath`): it stays in the live set for
     /// the grace it gave, or until its successor joins.
     Restarting {
@@ -656,6 +659,13 @@ impl Membership {
                     Event::Up(id.name)
                 }
                 OwnedNotification::MemberDown(id) => Event::Down(id.name),
+                // A newer identity took the place of an older one at the same
+                // address: a new process (a restart's successor that came before
+                // its predecessor was found gone) or a rejoin. Its grace is over.
+                OwnedNotification::Rename(_, id) => {
+                    self.restarting.remove(&id.name);
+                    Event::Renewed(id.name)
+                }
                 OwnedNotification::Rejoin(_) => Event::Rejoined,
                 _ => continue,
             };
@@ -949,6 +959,38 @@ mod tests {
             "{:?}",
             net.events(0)
         );
+    }
+
+    /// A successor that joins before its predecessor is found gone takes its place
+    /// at once (foca renames the member): the restart is over, and nothing expires
+    /// after the grace.
+    #[test]
+    fn a_successor_that_comes_at_once_ends_the_restart() {
+        let mut net = Network::new(3, Timings::default(), 43);
+        net.start_through(&[node_addr(0)]);
+        net.run_until(Duration::from_secs(2));
+        let all = names(&["node-0", "node-1", "node-2"]);
+        net.announce_restart(2, Duration::from_secs(1));
+        net.step(MS);
+        net.restart(2);
+        for _ in 0..2000 {
+            net.step(MS);
+            assert_eq!(net.live_nodes(0), all);
+            assert_eq!(net.live_nodes(1), all);
+        }
+        for i in 0..2 {
+            let events = net.events(i);
+            assert!(
+                events.contains(&Event::Renewed("node-2".into())),
+                "node-{i}: {events:?}"
+            );
+            assert!(
+                !events
+                    .iter()
+                    .any(|e| matches!(e, Event::RestartExpired(_) | Event::Down(_))),
+                "node-{i}: {events:?}"
+            );
+        }
     }
 
     /// A member that said it restarts and does not come back is dropped once its

@@ -277,6 +277,10 @@ fn log_event(event: Event, refusals_logged: &mut HashMap<IpAddr, Instant>) {
             info!(node = %crate::printable::printable(&name), "membership: member down")
         }
         Event::Rejoined => warn!("membership: this node was declared down; rejoined"),
+        Event::Renewed(name) => info!(
+            node = %crate::printable::printable(&name),
+            "membership: member back as a new process"
+        ),
         Event::Restarting { name, grace } => info!(
             node = %crate::printable::printable(&name),
             grace = %humantime::format_duration(grace),
