@@ -191,6 +191,7 @@ impl Bench {
                 s.stop(Duration::from_secs(5));
             }
         }
+        let since = self.log_lengths();
         for i in 0..self.specs.len() {
             self.specs[i].extra = if keep_datapath {
                 vec!["--keep-datapath".into()]
@@ -199,7 +200,34 @@ impl Bench {
             };
             self.start(i)?;
         }
-        Ok(())
+        self.until_fencing_on(&since, Duration::from_secs(30))
+    }
+
+    /// Waits until every speaker's log, past `since`, says its fence heartbeat runs.
+    /// Until then a speaker that adopted its datapath (--keep-datapath) leaves the
+    /// deadline its predecessor set for the restart (the grace, 10 s), while its
+    /// adopted program already answers: a hang trial started then would not fence
+    /// within its window (seen once, in the first hang trial after a restart).
+    fn until_fencing_on(&self, since: &[usize], within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        let line = "fencing on: the datapath stops answering";
+        loop {
+            let on = (0..self.specs.len()).all(|i| {
+                std::fs::read(&self.specs[i].log).is_ok_and(|log| {
+                    String::from_utf8_lossy(log.get(since[i]..).unwrap_or_default()).contains(line)
+                })
+            });
+            if on {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "fencing not on everywhere within {within:?}\n{}",
+                    self.logs()
+                );
+            }
+            sleep(Duration::from_millis(20));
+        }
     }
 
     fn speaker(&mut self, i: usize) -> anyhow::Result<&mut NodeSpeaker> {
