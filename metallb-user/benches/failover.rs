@@ -209,22 +209,39 @@ impl Bench {
     /// adopted program already answers: a hang trial started then would not fence
     /// within its window (seen once, in the first hang trial after a restart).
     fn until_fencing_on(&self, since: &[usize], within: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + within;
         let line = "fencing on: the datapath stops answering";
+        self.until_logged(
+            0..self.specs.len(),
+            since,
+            within,
+            "fencing on everywhere",
+            |l| l.contains(line),
+        )
+    }
+
+    /// Waits until each log of `nodes`, past `since`, has a line that `matches`.
+    fn until_logged(
+        &self,
+        nodes: impl Iterator<Item = usize> + Clone,
+        since: &[usize],
+        within: Duration,
+        what: &str,
+        matches: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
         loop {
-            let on = (0..self.specs.len()).all(|i| {
+            let logged = nodes.clone().all(|i| {
                 std::fs::read(&self.specs[i].log).is_ok_and(|log| {
-                    String::from_utf8_lossy(log.get(since[i]..).unwrap_or_default()).contains(line)
+                    String::from_utf8_lossy(log.get(since[i]..).unwrap_or_default())
+                        .lines()
+                        .any(&matches)
                 })
             });
-            if on {
+            if logged {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                bail!(
-                    "fencing not on everywhere within {within:?}\n{}",
-                    self.logs()
-                );
+                bail!("{what}: not within {within:?}\n{}", self.logs());
             }
             sleep(Duration::from_millis(20));
         }
@@ -305,31 +322,18 @@ impl Bench {
         since: &[usize],
         within: Duration,
     ) -> anyhow::Result<()> {
-        let deadline = Instant::now() + within;
         let name = metallb_testkit::cluster::node_name(node);
         let lines = [
             format!("membership: member up node={name}"),
             format!("membership: member back as a new process node={name}"),
         ];
-        loop {
-            let back = (0..self.specs.len()).filter(|i| *i != node).all(|i| {
-                std::fs::read(&self.specs[i].log).is_ok_and(|log| {
-                    String::from_utf8_lossy(log.get(since[i]..).unwrap_or_default())
-                        .lines()
-                        .any(|l| lines.iter().any(|line| l.contains(line.as_str())))
-                })
-            });
-            if back {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "node-{node} not a member again within {within:?}\n{}",
-                    self.logs()
-                );
-            }
-            sleep(Duration::from_millis(20));
-        }
+        self.until_logged(
+            (0..self.specs.len()).filter(|i| *i != node),
+            since,
+            within,
+            &format!("node-{node} a member again"),
+            |l| lines.iter().any(|line| l.contains(line.as_str())),
+        )
     }
 
     /// "member down" lines in every speaker's log.
