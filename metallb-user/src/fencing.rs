@@ -77,11 +77,10 @@ impl Drop for Heartbeat {
 /// word per beat: it cannot starve anything.
 const HEARTBEAT_PRIORITY: i32 = 10;
 
-/// Runs the calling thread under SCHED_FIFO at [`HEARTBEAT_PRIORITY`] (needs
-/// CAP_SYS_NICE).
-fn run_realtime() -> std::io::Result<()> {
+/// Runs the calling thread under SCHED_FIFO at `priority` (needs CAP_SYS_NICE).
+pub(crate) fn run_realtime(priority: i32) -> std::io::Result<()> {
     let param = libc::sched_param {
-        sched_priority: HEARTBEAT_PRIORITY,
+        sched_priority: priority,
     };
     // SAFETY: 0 is the calling thread; a valid sched_param.
     if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
@@ -96,7 +95,7 @@ fn beat(
     rejoin_hold: Duration,
     stop: &AtomicBool,
 ) -> FenceControl {
-    match run_realtime() {
+    match run_realtime(HEARTBEAT_PRIORITY) {
         Ok(()) => info!(
             priority = HEARTBEAT_PRIORITY,
             "fence heartbeat runs SCHED_FIFO: a busy CPU does not delay it"

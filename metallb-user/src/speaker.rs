@@ -900,6 +900,7 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
     let mut fencing = Fencing::default();
     fencing.update(&speaker.datapath, &gossip, false);
     let mut last: Option<Kept> = None;
+    let mut gossip_ended = false;
     loop {
         shared.heartbeat.beat();
         tokio::select! {
@@ -923,11 +924,18 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
                     break;
                 }
             },
-            () = gossip.changed() => {
-                if let Some(kept) = last.take() {
-                    last = Some(apply_again(&mut speaker, &gossip, kept));
+            changed = gossip.changed() => match changed {
+                Ok(()) => {
+                    if let Some(kept) = last.take() {
+                        last = Some(apply_again(&mut speaker, &gossip, kept));
+                    }
                 }
-            }
+                Err(GossipEnded) => {
+                    error!("membership: its thread ended (see the panic above): the peers no longer hear this node and take its VIPs, so it stops, its datapath fenced at once");
+                    gossip_ended = true;
+                    break;
+                }
+            },
             Some(mut events) = links.recv() => {
                 // A burst (a veth pair made, addressed, brought up) is taken in whole.
                 while let Ok(more) = links.try_recv() {
@@ -969,11 +977,15 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
     // over while this datapath still answers.
     let restart_grace = options.membership.as_ref().map(|m| m.fence.restart_grace);
     if decision.action == StopAction::Keep
+        && !gossip_ended
         && let Some(grace) = restart_grace
     {
         gossip.announce_restart(grace).await;
     }
     fencing.stop(match decision.action {
+        // Nobody was told: a kept datapath fences now (the next speaker that adopts
+        // it answers again once its own gossip runs).
+        StopAction::Keep if gossip_ended => Some(std::time::Duration::ZERO),
         StopAction::Keep => restart_grace,
         StopAction::Remove => None,
     });
@@ -997,6 +1009,7 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
         "{} error(s) while stopping",
         errors.len()
     );
+    anyhow::ensure!(!gossip_ended, "the membership thread ended");
     Ok(())
 }
 
@@ -1274,8 +1287,10 @@ impl Gossip {
     }
 
     /// Waits for a change that moves the election: the live set, or the end of the
-    /// join grace.
-    async fn changed(&mut self) {
+    /// join grace. An error when the membership thread ended on its own (it
+    /// panicked): this node no longer answers its peers' probes, so they take its
+    /// VIPs, and it must stop answering them.
+    async fn changed(&mut self) -> Result<(), GossipEnded> {
         let Some(running) = &mut self.running else {
             return std::future::pending().await;
         };
@@ -1283,9 +1298,7 @@ impl Gossip {
             let grace = self.grace_until.unwrap_or_else(tokio::time::Instant::now);
             tokio::select! {
                 changed = running.live.changed() => {
-                    if changed.is_err() {
-                        return std::future::pending().await;
-                    }
+                    changed.map_err(|_| GossipEnded)?;
                 }
                 () = tokio::time::sleep_until(grace) => {
                     warn!("membership: no peer heard from; the peers are taken as gone");
@@ -1296,11 +1309,9 @@ impl Gossip {
             if live.joined || live.outvoted {
                 self.counts = true;
             }
-            return;
+            return Ok(());
         }
-        if running.live.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
+        running.live.changed().await.map_err(|_| GossipEnded)
     }
 
     /// Gives `snapshot` the live nodes of the gossip; false while they do not count
@@ -1338,6 +1349,10 @@ impl Gossip {
         }
     }
 }
+
+/// The membership thread ended without being asked to.
+#[derive(Debug)]
+struct GossipEnded;
 
 /// Whether `peers` names a speaker other than the one at `me`.
 fn peers_besides(peers: &[SocketAddr], me: SocketAddr) -> bool {

@@ -312,6 +312,15 @@ fn netns_failover_a_hung_owner_fences_itself_and_another_node_answers() {
         hung.log()
     );
     assert!(hung.log().contains("fence heartbeat runs SCHED_FIFO"));
+    // So is the membership thread: a busy CPU delays neither its probes nor its
+    // answers, which peers would take for a failure.
+    assert_eq!(
+        thread_policy(pid, "membership"),
+        Some(libc::SCHED_FIFO),
+        "{}",
+        hung.log()
+    );
+    assert!(hung.log().contains("membership runs SCHED_FIFO"));
     hung.signal(Signal::SIGSTOP).expect("SIGSTOP");
     until_fence(hung, "fenced while stopped", |state, _| state.fenced);
     let others: Vec<usize> = (0..3).filter(|i| *i != owner).collect();
@@ -333,6 +342,93 @@ fn netns_failover_a_hung_owner_fences_itself_and_another_node_answers() {
     until_fence(hung, "answering again", |state, _| !state.fenced);
     let settled = cluster.until_one_owner(&[0, 1, 2], "after SIGCONT");
     assert!(settled == owner || settled == next, "{settled}");
+}
+
+/// Without CAP_SYS_NICE (the optional capability left out of the DaemonSet) the fence
+/// heartbeat and the membership threads cannot run SCHED_FIFO: they say so, run at
+/// normal priority, and work the same. The owner, restarted so, is a member again
+/// everywhere and the owner again (its datapath unfenced: the heartbeat beats).
+#[test]
+fn netns_failover_without_cap_sys_nice_both_threads_run_at_normal_priority() {
+    let mut cluster = Cluster::start("fonice", &[KEY, KEY, KEY]);
+    let owner = cluster.until_one_owner(&[0, 1, 2], "at start");
+    let spec = cluster.speakers[owner].spec.clone();
+    assert!(
+        cluster.speakers[owner].stop(Duration::from_secs(10)),
+        "stopped"
+    );
+    let since: Vec<usize> = cluster.speakers.iter().map(|s| s.log().len()).collect();
+    let lab = &cluster.lab;
+    // Started from a thread whose bounding set lacks CAP_SYS_NICE (bounding sets are
+    // per thread, and a child inherits its creator's): the speaker, uid 0, has every
+    // capability but that one. With no RLIMIT_RTPRIO either (lowered for this
+    // process, whose own threads never ask for real-time), SCHED_FIFO is refused.
+    let restarted = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let mut old = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                // SAFETY: plain calls on this process's limit and this thread's
+                // bounding set (CAP_SYS_NICE is 23).
+                unsafe {
+                    assert_eq!(libc::getrlimit(libc::RLIMIT_RTPRIO, &mut old), 0);
+                    let lowered = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: old.rlim_max,
+                    };
+                    assert_eq!(libc::setrlimit(libc::RLIMIT_RTPRIO, &lowered), 0);
+                    assert_eq!(
+                        libc::prctl(libc::PR_CAPBSET_DROP, 23, 0, 0, 0),
+                        0,
+                        "{}",
+                        std::io::Error::last_os_error()
+                    );
+                }
+                NodeSpeaker::start(lab, owner, spec).expect("restart")
+            })
+            .join()
+            .expect("starting thread")
+    });
+    cluster.speakers[owner] = restarted;
+    let restarted = &cluster.speakers[owner];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let member = |i: usize, of: usize| {
+        let log = cluster.speakers[i].log();
+        log.get(since[i]..)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("membership: member up") && l.contains(&format!("node=node-{of}")))
+    };
+    while !(0..3)
+        .filter(|i| *i != owner)
+        .all(|i| member(i, owner) && member(owner, i))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not a member again\n{}",
+            cluster.logs()
+        );
+        sleep(Duration::from_millis(50));
+    }
+    let pid = restarted.pid().expect("running");
+    for (thread, said) in [
+        ("membership", "membership at normal priority"),
+        ("fence-heartbeat", "fence heartbeat at normal priority"),
+    ] {
+        assert_eq!(
+            thread_policy(pid, thread),
+            Some(libc::SCHED_OTHER),
+            "{thread}\n{}",
+            restarted.log()
+        );
+        assert!(restarted.log().contains(said), "{}", restarted.log());
+    }
+    assert_eq!(cluster.until_one_owner(&[0, 1, 2], "restarted"), owner);
+    until_fence(restarted, "the heartbeat runs", |state, _| {
+        state.deadline_in.is_some() && !state.fenced
+    });
 }
 
 /// A node without peers never fences: stopped, its program keeps answering.

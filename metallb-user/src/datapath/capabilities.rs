@@ -123,9 +123,10 @@ pub const SPEAKER_CAPABILITIES: &[Requirement] = &[
 /// DaemonSet adds these after [`SPEAKER_CAPABILITIES`].
 pub const SPEAKER_OPTIONAL_CAPABILITIES: &[Requirement] = &[Requirement {
     capability: Capability::SysNice,
-    why: "running the fence heartbeat thread SCHED_FIFO, so that a saturated CPU does \
-          not delay it past --fence-deadline (the datapath would fence for a moment); \
-          without it, the heartbeat runs at normal priority",
+    why: "running the fence heartbeat and membership threads SCHED_FIFO, so that a \
+          saturated CPU delays neither a beat past --fence-deadline (the datapath would \
+          fence for a moment) nor a probe or its answer (peers would declare the node \
+          down); without it, both run at normal priority",
 }];
 
 /// A step of the datapath the kernel may refuse for want of a capability.

@@ -1,6 +1,8 @@
-//! The membership core on a real UDP socket and the tokio clock, in a task of its own
-//! (so that a slow datapath change in the speaker's loop never delays a probe). It
-//! publishes the live set on a watch channel and leaves the cluster on request.
+//! The membership core on a real UDP socket and the tokio clock, on a thread of its
+//! own with its own runtime (so that a slow datapath change in the speaker's loop
+//! never delays a probe), at real-time priority where allowed (so that a saturated
+//! CPU does not either). It publishes the live set on a watch channel and leaves the
+//! cluster on request.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -20,6 +22,11 @@ use super::{Event, Membership, NodeId, SharedKey, Timings};
 /// The most datagrams taken in one go before the live set is published and the
 /// timers are looked at.
 const MAX_DRAIN: usize = 256;
+/// The membership thread's real-time priority (SCHED_FIFO): above every ordinary
+/// thread, so that a busy CPU delays neither a probe nor its answer (peers would take
+/// the delay for a failure), and below the fence heartbeat's. The thread sleeps
+/// between datagrams and timers; its work per datagram is small.
+const MEMBERSHIP_PRIORITY: i32 = 9;
 /// A source of refused datagrams is logged at most this often.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -46,15 +53,17 @@ pub struct UdpOptions {
     pub key: SharedKey,
 }
 
-/// The running membership task.
+/// The running membership thread. Its end closes [`Running::live`]: if that happens
+/// before a stop was asked for, the thread failed (it panicked).
 pub struct Running {
     pub live: watch::Receiver<Live>,
     peers: watch::Sender<Vec<SocketAddr>>,
+    /// Dropped (with `Running`) without a request: the thread ends at once, and
+    /// says nothing to the cluster.
     stop: mpsc::Sender<(Stop, oneshot::Sender<()>)>,
-    task: tokio::task::JoinHandle<()>,
 }
 
-/// How the task stops.
+/// How the thread stops.
 #[derive(Clone, Copy, Debug)]
 enum Stop {
     /// The cluster drops this node at once.
@@ -88,13 +97,6 @@ impl Running {
         if self.stop.send((how, done)).await.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
         }
-        self.task.abort();
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -110,7 +112,7 @@ pub fn local_address_towards(peer: SocketAddr) -> std::io::Result<IpAddr> {
     Ok(socket.local_addr()?.ip())
 }
 
-/// Binds the port (any address of the advertised family) and starts the task.
+/// Binds the port (any address of the advertised family) and starts the thread.
 pub fn start(options: UdpOptions) -> std::io::Result<Running> {
     let bind: SocketAddr = match options.advertise {
         SocketAddr::V4(a) => (Ipv4Addr::UNSPECIFIED, a.port()).into(),
@@ -118,7 +120,13 @@ pub fn start(options: UdpOptions) -> std::io::Result<Running> {
     };
     let socket = std::net::UdpSocket::bind(bind)?;
     socket.set_nonblocking(true)?;
-    let socket = UdpSocket::from_std(socket)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let socket = {
+        let _in_runtime = runtime.enter();
+        UdpSocket::from_std(socket)?
+    };
     // A new generation at every start: the cluster takes it over the last one.
     let generation = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -150,13 +158,22 @@ pub fn start(options: UdpOptions) -> std::io::Result<Running> {
         peers = ?options.peers,
         "membership: joining"
     );
-    let task = tokio::spawn(drive(membership, socket, epoch, live_tx, peers_rx, stop_rx));
-    Ok(Running {
-        live,
-        peers,
-        stop,
-        task,
-    })
+    std::thread::Builder::new()
+        .name("membership".into())
+        .spawn(move || {
+            match crate::fencing::run_realtime(MEMBERSHIP_PRIORITY) {
+                Ok(()) => info!(
+                    priority = MEMBERSHIP_PRIORITY,
+                    "membership runs SCHED_FIFO: a busy CPU does not delay its probes and answers"
+                ),
+                Err(error) => info!(
+                    %error,
+                    "membership at normal priority (SCHED_FIFO needs CAP_SYS_NICE): a saturated CPU may delay its probes and answers, and peers take the delay for a failure"
+                ),
+            }
+            runtime.block_on(drive(membership, socket, epoch, live_tx, peers_rx, stop_rx));
+        })?;
+    Ok(Running { live, peers, stop })
 }
 
 async fn drive(
@@ -198,7 +215,11 @@ async fn drive(
         tokio::select! {
             biased;
             request = stop.recv() => {
-                let how = request.as_ref().map_or(Stop::Leave, |(how, _)| *how);
+                // `Running` dropped without a request: the thread ends, and says
+                // nothing to the cluster.
+                let Some((how, done)) = request else {
+                    return;
+                };
                 match how {
                     Stop::Leave => membership.leave(epoch.elapsed()),
                     Stop::Restart(grace) => membership.announce_restart(epoch.elapsed(), grace),
@@ -208,9 +229,7 @@ async fn drive(
                     Stop::Leave => info!("membership: left the cluster"),
                     Stop::Restart(grace) => info!(grace = %humantime::format_duration(grace), "membership: told the cluster this node restarts"),
                 }
-                if let Some((_, done)) = request {
-                    let _ = done.send(());
-                }
+                let _ = done.send(());
                 return;
             }
             received = socket.recv_from(&mut buffer) => match received {
