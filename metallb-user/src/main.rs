@@ -287,6 +287,11 @@ struct ControllerArgs {
     /// left as it is.
     #[arg(long, env = "METALLB_ML_SECRET_NAME", value_name = "SECRET")]
     ml_secret_name: Option<String>,
+    /// The controller's own Deployment in --namespace (deploy/: controller), made the
+    /// owner of the --ml-secret-name Secret, as MetalLB does, so that deleting MetalLB
+    /// deletes the key too. Without it the Secret has no owner.
+    #[arg(long, env = "METALLB_DEPLOYMENT", value_name = "DEPLOYMENT")]
+    deployment: Option<String>,
     /// The Service in front of the webhooks (the name the certificate is for).
     #[arg(long, default_value = metallb_user::kubernetes::certs::DEFAULT_SERVICE)]
     webhook_service: String,
@@ -1036,10 +1041,14 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     let _memberlist_secret = args.ml_secret_name.map(|name| {
         let client = client.clone();
         let namespace = args.namespace.clone();
+        let owner = args.deployment.clone();
         AbortOnDrop(tokio::spawn(async move {
             loop {
                 match metallb_user::kubernetes::memberlist_secret::ensure(
-                    &client, &namespace, &name,
+                    &client,
+                    &namespace,
+                    &name,
+                    owner.as_deref(),
                 )
                 .await
                 {

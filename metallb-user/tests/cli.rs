@@ -988,7 +988,7 @@ fn bad_inputs_each_have_their_message_and_exit_code() {
 }
 
 /// Membership is configured as MetalLB's DaemonSet configures memberlist: `--help`
-/// names MetalLB's variables beside the flags, and the controller's Secret flag.
+/// names MetalLB's variables beside the flags, and the controller's Secret flags.
 #[test]
 fn membership_flags_take_metallb_s_memberlist_variables() {
     let (code, help, _) = run(&["speaker", "--help"]);
@@ -1015,6 +1015,8 @@ fn membership_flags_take_metallb_s_memberlist_variables() {
     assert_eq!(code, 0);
     assert!(help.contains("--ml-secret-name"), "{help}");
     assert!(help.contains("[env: METALLB_ML_SECRET_NAME"), "{help}");
+    assert!(help.contains("--deployment <DEPLOYMENT>"), "{help}");
+    assert!(help.contains("[env: METALLB_DEPLOYMENT"), "{help}");
     // A bad address is a usage error naming the flag.
     let (code, _, err) = run(&["speaker", "--membership-bind-addr", "node-1"]);
     assert_eq!(code, 2, "{err}");

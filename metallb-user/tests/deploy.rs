@@ -413,7 +413,8 @@ fn env_value<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
 
 /// Membership as MetalLB's speaker has it: its variables, port 7946 (TCP and UDP),
 /// and the `memberlist` Secret mounted where METALLB_ML_SECRET_KEY_PATH says; the
-/// controller makes that Secret (--ml-secret-name), with the permissions to.
+/// controller makes that Secret (--ml-secret-name), owned by its Deployment
+/// (--deployment), with the permissions to.
 #[test]
 fn the_speakers_gossip_with_metallb_s_memberlist_variables_port_and_secret() {
     let objects = rendered();
@@ -470,6 +471,13 @@ fn the_speakers_gossip_with_metallb_s_memberlist_variables_port_and_secret() {
 
     assert!(
         controller_args.contains(&format!("--ml-secret-name={secret_name}").as_str()),
+        "{controller_args:?}"
+    );
+    // Owned by the controller's own Deployment, whose name the RBAC grants reading.
+    let deployment = metallb_user::kubernetes::memberlist_secret::DEFAULT_DEPLOYMENT;
+    assert_eq!(controller["metadata"]["name"], deployment);
+    assert!(
+        controller_args.contains(&format!("--deployment={deployment}").as_str()),
         "{controller_args:?}"
     );
     // No Secret with a key in the manifests: each cluster gets its own.

@@ -608,17 +608,26 @@ fn start_webhook(server: &TestApiServer) -> AbortOnDrop {
 /// In one ordinary life (leader election, allocation, a conflict, a failure repeated,
 /// pool edits, the webhook's watches, its certificates made and renewed and their CA
 /// written where the API server reads it, the speakers' memberlist Secret made as
-/// `--ml-secret-name` does), the controller makes every call its RBAC grants
+/// `--ml-secret-name` and `--deployment` do), the controller makes every call its RBAC grants
 /// (metallb-user/src/kubernetes/rbac.rs), and no other: the table has nothing extra.
 #[tokio::test]
 async fn the_controller_uses_every_permission_its_rbac_grants_and_no_other() {
     let (server, client) = server().await;
     create_pool(&client, "p", json!({"addresses": ["192.0.2.0/30"]})).await;
     let _webhook = start_webhook(&server);
+    server
+        .seed(
+            "apps",
+            "v1",
+            "deployments",
+            json!({"metadata": {"name": memberlist_secret::DEFAULT_DEPLOYMENT, "namespace": NS}}),
+        )
+        .unwrap();
     let made = memberlist_secret::ensure(
         &rbac::client(&server, &CONTROLLER, NS),
         NS,
         memberlist_secret::DEFAULT_SECRET,
+        Some(memberlist_secret::DEFAULT_DEPLOYMENT),
     )
     .await
     .unwrap();

@@ -425,8 +425,8 @@ fn netns_kubernetes_membership_a_speaker_pod_that_appears_is_joined() {
 
 /// The controller makes the `memberlist` Secret when it is missing (MetalLB's
 /// `--ml-secret-name`): a random key under `secretkey` that a speaker takes from the
-/// mounted directory; an existing Secret is left as it is. Its requests are what its
-/// RBAC grants.
+/// mounted directory, owned by the controller's Deployment (`--deployment`); an
+/// existing Secret is left as it is. Its requests are what its RBAC grants.
 #[test]
 fn the_controller_makes_the_memberlist_secret_when_missing_and_keeps_it() {
     use metallb_user::{
@@ -438,12 +438,45 @@ fn the_controller_makes_the_memberlist_secret_when_missing_and_keeps_it() {
     let server = rt.block_on(TestApiServer::start()).expect("test server");
     let client = rbac::client(&server, &CONTROLLER, NS);
     let name = memberlist_secret::DEFAULT_SECRET;
+    let owner = memberlist_secret::DEFAULT_DEPLOYMENT;
+    // Its owner must exist: an error names it, and no Secret is made.
+    let missing = rt
+        .block_on(memberlist_secret::ensure(&client, NS, name, Some(owner)))
+        .expect_err("no Deployment yet");
+    assert!(
+        missing
+            .to_string()
+            .contains(&format!("{NS}/{owner} (--deployment)")),
+        "{missing}"
+    );
+    assert_eq!(
+        server.objects("", "v1", "secrets"),
+        Vec::<serde_json::Value>::new()
+    );
+    let deployment = server
+        .seed(
+            "apps",
+            "v1",
+            "deployments",
+            serde_json::json!({"metadata": {"name": owner, "namespace": NS}, "spec": {}}),
+        )
+        .expect("the controller's Deployment");
     let made = rt
-        .block_on(memberlist_secret::ensure(&client, NS, name))
+        .block_on(memberlist_secret::ensure(&client, NS, name, Some(owner)))
         .expect("ensure");
     assert!(made);
     let secrets = server.objects("", "v1", "secrets");
     assert_eq!(secrets.len(), 1, "{secrets:?}");
+    // Owned by the controller's Deployment, as MetalLB's: deleting MetalLB deletes it.
+    assert_eq!(
+        secrets[0]["metadata"]["ownerReferences"],
+        serde_json::json!([{
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": owner,
+            "uid": deployment["metadata"]["uid"],
+        }])
+    );
     let encoded = secrets[0]["data"]["secretkey"].as_str().expect("secretkey");
     use base64::Engine as _;
     let key = base64::engine::general_purpose::STANDARD
@@ -467,7 +500,7 @@ fn the_controller_makes_the_memberlist_secret_when_missing_and_keeps_it() {
 
     // Again (a restart, another replica): kept.
     let made = rt
-        .block_on(memberlist_secret::ensure(&client, NS, name))
+        .block_on(memberlist_secret::ensure(&client, NS, name, Some(owner)))
         .expect("ensure");
     assert!(!made);
     assert_eq!(server.objects("", "v1", "secrets"), secrets);

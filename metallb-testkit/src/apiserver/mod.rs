@@ -247,6 +247,8 @@ fn core_resources() -> Vec<ResourceType> {
             false,
         ),
         rt("coordination.k8s.io", "v1", "Lease", "leases", true, false),
+        // The controller's own Deployment owns the memberlist Secret.
+        rt("apps", "v1", "Deployment", "deployments", true, true),
         // The controller writes its webhooks' caBundle into these.
         rt(
             "admissionregistration.k8s.io",

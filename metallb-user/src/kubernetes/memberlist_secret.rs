@@ -4,19 +4,28 @@
 //! never changed afterwards. The speaker DaemonSet mounts it (METALLB_ML_SECRET_KEY_PATH,
 //! /etc/ml_secret_key): the speaker reads a file, needs no permission on Secrets for
 //! it, and its Pods wait for the Secret before they start.
+//!
+//! As MetalLB's, the Secret is owned by the controller's Deployment (`--deployment`), so
+//! that deleting MetalLB deletes the key with it.
 
 use base64::Engine as _;
-use k8s_openapi::{ByteString, api::core::v1::Secret};
+use k8s_openapi::{
+    ByteString,
+    api::{apps::v1::Deployment, core::v1::Secret},
+    apimachinery::pkg::apis::meta::v1::OwnerReference,
+};
 use kube::{
     Api, Client,
     api::{ObjectMeta, PostParams},
 };
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::membership::key::SECRET_KEY_NAME;
 
 /// MetalLB's name for it (`METALLB_ML_SECRET_NAME` in its manifests).
 pub const DEFAULT_SECRET: &str = "memberlist";
+/// The controller's Deployment in `deploy/` (MetalLB's `METALLB_DEPLOYMENT`).
+pub const DEFAULT_DEPLOYMENT: &str = "controller";
 /// 128 bits, as MetalLB's controller makes them.
 const KEY_BYTES: usize = 16;
 
@@ -30,6 +39,12 @@ pub enum SecretError {
     },
     #[error("no random bytes for the memberlist key")]
     Random,
+    #[error(
+        "reading the controller Deployment {name} (--deployment), the memberlist Secret's owner: {source}"
+    )]
+    Owner { name: String, source: kube::Error },
+    #[error("the controller Deployment {name} (--deployment) has no uid")]
+    OwnerUid { name: String },
 }
 
 /// A new key: 16 random bytes, in unpadded base64 (22 characters).
@@ -41,9 +56,14 @@ pub fn new_key() -> Result<String, SecretError> {
 }
 
 /// Makes the Secret `name` in `namespace` with a new key unless it exists (made
-/// earlier, by another replica, or by hand: then it is left as it is). Whether it was
-/// made now.
-pub async fn ensure(client: &Client, namespace: &str, name: &str) -> Result<bool, SecretError> {
+/// earlier, by another replica, or by hand: then it is left as it is), owned by the
+/// Deployment `owner` of the namespace when one is named. Whether it was made now.
+pub async fn ensure(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    owner: Option<&str>,
+) -> Result<bool, SecretError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let failed = |action, source| SecretError::Api {
         action,
@@ -58,11 +78,22 @@ pub async fn ensure(client: &Client, namespace: &str, name: &str) -> Result<bool
     {
         return Ok(false);
     }
+    let owner_references = match owner {
+        Some(deployment) => Some(vec![owner_reference(client, namespace, deployment).await?]),
+        None => {
+            warn!(
+                secret = %name,
+                "no --deployment: the memberlist Secret has no owner and outlives MetalLB's removal"
+            );
+            None
+        }
+    };
     let secret = Secret {
         metadata: ObjectMeta {
             name: Some(name.into()),
             namespace: Some(namespace.into()),
             labels: Some([("app".to_owned(), "metallb".to_owned())].into()),
+            owner_references,
             ..ObjectMeta::default()
         },
         data: Some(
@@ -87,6 +118,36 @@ pub async fn ensure(client: &Client, namespace: &str, name: &str) -> Result<bool
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
         Err(error) => Err(failed("creating", error)),
     }
+}
+
+/// The Deployment `name` as an owner, as MetalLB sets it (not the controller of the
+/// Secret, and no deletion blocked).
+async fn owner_reference(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<OwnerReference, SecretError> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let deployment = deployments
+        .get(name)
+        .await
+        .map_err(|source| SecretError::Owner {
+            name: format!("{namespace}/{name}"),
+            source,
+        })?;
+    let uid = deployment
+        .metadata
+        .uid
+        .ok_or_else(|| SecretError::OwnerUid {
+            name: format!("{namespace}/{name}"),
+        })?;
+    Ok(OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "Deployment".into(),
+        name: name.into(),
+        uid,
+        ..OwnerReference::default()
+    })
 }
 
 #[cfg(test)]

@@ -172,6 +172,15 @@ pub const CONTROLLER: Component = Component {
              (--ml-secret-name)",
         ),
         named(
+            "apps",
+            &["deployments"],
+            &["get"],
+            Scope::Namespace,
+            &[memberlist_secret::DEFAULT_DEPLOYMENT],
+            "memberlist_secret.rs: the controller's Deployment, made the memberlist \
+             Secret's owner (--deployment)",
+        ),
+        named(
             "admissionregistration.k8s.io",
             &["validatingwebhookconfigurations"],
             &["get", "patch"],
@@ -672,7 +681,7 @@ mod tests {
         };
         assert_eq!(role.metadata.namespace.as_deref(), Some(NS));
         let rules = role.rules.as_ref().unwrap();
-        assert_eq!(rules.len(), 7);
+        assert_eq!(rules.len(), 8);
         assert_eq!(
             rules[1].resources.as_deref(),
             Some(&["ipaddresspools/status".to_owned()][..])
@@ -691,6 +700,16 @@ mod tests {
             Some(&["memberlist".to_owned()][..])
         );
         assert_eq!(rules[5].verbs, ["get"]);
+        // Its owner, the controller's Deployment: read by name only.
+        assert_eq!(
+            rules[6].resources.as_deref(),
+            Some(&["deployments".to_owned()][..])
+        );
+        assert_eq!(
+            rules[6].resource_names.as_deref(),
+            Some(&["controller".to_owned()][..])
+        );
+        assert_eq!(rules[6].verbs, ["get"]);
         let Object::ClusterRoleBinding(binding) = &objects[2] else {
             panic!("{:?}", objects[2]);
         };
