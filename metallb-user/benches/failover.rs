@@ -200,7 +200,34 @@ impl Bench {
             };
             self.start(i)?;
         }
-        self.until_fencing_on(&since, Duration::from_secs(30))
+        self.until_fencing_on(&since, Duration::from_secs(30))?;
+        self.until_all_members(&since, Duration::from_secs(30))
+    }
+
+    /// Waits until every speaker's log, past `since`, says that every other node is a
+    /// member: before, the VIP can still move (the last speaker to join may be its
+    /// owner), and an owner found steady meanwhile was not the owner for long (seen:
+    /// the pause row paused a node that lost the VIP 400 ms after the restart, and
+    /// counted that as a false takeover).
+    fn until_all_members(&self, since: &[usize], within: Duration) -> anyhow::Result<()> {
+        let nodes = self.specs.len();
+        for i in 0..nodes {
+            for j in (0..nodes).filter(|j| *j != i) {
+                let name = metallb_testkit::cluster::node_name(j);
+                let lines = [
+                    format!("membership: member up node={name}"),
+                    format!("membership: member back as a new process node={name}"),
+                ];
+                self.until_logged(
+                    std::iter::once(i),
+                    since,
+                    within,
+                    &format!("node-{i} sees node-{j}"),
+                    |l| lines.iter().any(|line| l.contains(line.as_str())),
+                )?;
+            }
+        }
+        Ok(())
     }
 
     /// Waits until every speaker's log, past `since`, says its fence heartbeat runs.
@@ -254,21 +281,27 @@ impl Bench {
     }
 
     /// Waits until, for the last 400 ms, one node answered every ARP request and
-    /// echoed every datagram (so the client's neighbour entry names it too).
+    /// echoed every datagram (so the client's neighbour entry names it too). The
+    /// client stamps what it receives when its thread reads it: a last answer older
+    /// than 50 ms means that thread lags (a loaded machine), and what it has is not
+    /// the present.
     fn steady_owner(&self, within: Duration) -> anyhow::Result<usize> {
         let deadline = Instant::now() + within;
         let look = Duration::from_millis(400);
+        let fresh = Duration::from_millis(50);
         let mut last = String::new();
         while Instant::now() < deadline {
             sleep(Duration::from_millis(100));
-            let from = Instant::now() - look;
+            let now = Instant::now();
+            let from = now - look;
             let answers = self.prober.answers_since(from);
             let echoes = self.pinger.echoes_since(from);
             let owner = answers
                 .first()
                 .and_then(|a| self.lab.node_of(&a.mac.to_string()));
             let steady = owner.filter(|&o| {
-                answers.len() >= 40
+                answers.last().is_some_and(|a| a.at + fresh >= now)
+                    && answers.len() >= 40
                     && answers.iter().all(|a| a.mac == self.lab.node_macs[o])
                     && echoes.len() >= 300
                     && echoes.iter().all(|e| usize::from(e.node) == o)
@@ -658,6 +691,16 @@ fn false_takeovers(
         .windows(2)
         .filter(|w| w[0].mac != w[1].mac)
         .count();
+    if std::env::var_os("FAILOVER_VERBOSE").is_some() {
+        for w in recorded.answers.windows(2).filter(|w| w[0].mac != w[1].mac) {
+            println!(
+                "  owner node-{owner}: answers moved from {} to {} at {} ms",
+                w[0].mac,
+                w[1].mac,
+                ms(w[1].at.saturating_duration_since(at))
+            );
+        }
+    }
     println!(
         "{title:<42} {:>4} s {:>8} {:>9} {:>7} {:>8} {:>8} {:>7}",
         secs,
