@@ -505,7 +505,7 @@ struct MembershipArgs {
     tolerated_pause: Duration,
     /// With peers, the XDP program stops answering (fences) when this speaker has not
     /// renewed its heartbeat for this long. Must be below the peers' takeover
-    /// (--probe-interval × 2/5 + --suspicion-timeout): a hung speaker stops answering
+    /// (--probe-interval + --suspicion-timeout): a hung speaker stops answering
     /// before a peer starts. A node without peers never fences.
     #[arg(long, default_value = "125ms", value_name = "DURATION", value_parser = duration)]
     fence_deadline: Duration,

@@ -91,10 +91,14 @@ impl Default for Timings {
 }
 
 impl Timings {
-    /// The soonest a member can be declared down after its last answer: a probe is
-    /// only given up after its round trip time, then the suspicion runs out.
+    /// The soonest a member can be declared down after it stops answering: foca
+    /// gives up a probe (and suspects its member) only when it starts the next one,
+    /// a probe interval after it sent the ping (the indirect probes after
+    /// [`Self::probe_rtt`] do not suspect anyone), then the suspicion runs out. (Less
+    /// one network delay: a ping sent just before the member stopped is not answered
+    /// either.)
     pub fn earliest_down(&self) -> Duration {
-        self.probe_rtt() + self.suspicion_timeout
+        self.probe_interval + self.suspicion_timeout
     }
 
     /// The latest: a whole probe cycle of every other member may pass before one of
@@ -198,7 +202,7 @@ impl FenceTimings {
             || self.deadline >= takeover
         {
             return Err(format!(
-                "the fencing timings must be in this order: --tolerated-pause {} < --fence-deadline {} < the peers' takeover {} (--probe-interval {} × 2/5 + --suspicion-timeout {}), with the pause above zero and at least {} between the pause and the deadline for the heartbeat: a paused agent must not be fenced, and a hung one must stop answering before a peer answers",
+                "the fencing timings must be in this order: --tolerated-pause {} < --fence-deadline {} < the peers' takeover {} (--probe-interval {} + --suspicion-timeout {}), with the pause above zero and at least {} between the pause and the deadline for the heartbeat: a paused agent must not be fenced, and a hung one must stop answering before a peer answers",
                 show(self.tolerated_pause),
                 show(self.deadline),
                 show(takeover),
@@ -1035,7 +1039,8 @@ mod tests {
         let membership = Timings::default();
         let fence = FenceTimings::default();
         assert_eq!(fence.check(&membership), Ok(()));
-        assert_eq!(membership.earliest_down(), 170 * MS);
+        assert_eq!(membership.earliest_down(), 200 * MS);
+        assert_eq!(fence.rejoin_hold(&membership), 400 * MS);
         assert_eq!(fence.heartbeat_interval(), Duration::from_nanos(8_333_333));
         let refused = |fence: FenceTimings, membership: Timings, start: &str| {
             let error = fence.check(&membership).expect_err("refused");
@@ -1046,8 +1051,8 @@ mod tests {
             (0, 125),   // no pause
             (125, 125), // pause = deadline
             (123, 125), // no room for the heartbeat
-            (100, 170), // deadline = takeover
-            (100, 200), // deadline after takeover
+            (100, 200), // deadline = takeover
+            (100, 250), // deadline after takeover
         ] {
             let timings = FenceTimings {
                 tolerated_pause: pause * MS,
@@ -1056,9 +1061,10 @@ mod tests {
             };
             refused(timings, membership, order);
         }
-        // A shorter suspicion timeout brings the takeover before the deadline.
+        // A shorter suspicion timeout brings the takeover before the deadline
+        // (50 + 70 ms).
         let quick = Timings {
-            suspicion_timeout: 100 * MS,
+            suspicion_timeout: 70 * MS,
             ..membership
         };
         refused(fence, quick, order);
@@ -1070,13 +1076,15 @@ mod tests {
             refused(timings, membership, "--restart-grace");
         }
         let message = FenceTimings {
-            deadline: 200 * MS,
+            deadline: 250 * MS,
             ..fence
         }
         .check(&membership)
         .expect_err("refused");
         assert!(
-            message.contains("--fence-deadline 200ms < the peers' takeover 170ms"),
+            message.contains(
+                "--fence-deadline 250ms < the peers' takeover 200ms (--probe-interval 50ms + --suspicion-timeout 150ms)"
+            ),
             "{message}"
         );
     }
