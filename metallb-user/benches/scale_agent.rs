@@ -435,6 +435,26 @@ fn field_duration(line: &serde_json::Value, field: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(number.parse::<f64>().ok()? * scale))
 }
 
+/// Where the time of the datapath sync of `line` (a `datapath synced` line) went.
+fn sync_parts(line: &serde_json::Value) -> String {
+    let part = |field: &str| {
+        field_duration(line, field).map_or_else(|| "?".to_string(), |d| format!("{d:.2?}"))
+    };
+    format!(
+        "{} sync of {} added, {} changed, {} removed: {} in all: grace {}, finding what differs {}, bookkeeping {}, idle half written and flipped {}, vips map {}",
+        line["fields"]["kind"].as_str().unwrap_or("?"),
+        line["fields"]["added"],
+        line["fields"]["changed"],
+        line["fields"]["removed"],
+        part("took"),
+        part("settle_took"),
+        part("find_took"),
+        part("apply_took"),
+        part("flip_took"),
+        part("view_took"),
+    )
+}
+
 /// A log line's timestamp (`2026-12-02T13:04:31.123456Z`) as wall-clock time.
 fn timestamp(line: &serde_json::Value) -> Option<SystemTime> {
     let text = line["timestamp"].as_str()?;
@@ -536,7 +556,10 @@ fn run(vips: usize) -> anyhow::Result<()> {
         .args(["--max-config-bytes", &(text.len() * 2).to_string()])
         .args(["--garp-rate", &GARP_RATE.to_string()])
         .args(["--log-format", "json"])
-        .args(["--log-level", "info,metallb_user::speaker=debug"])
+        .args([
+            "--log-level",
+            "info,metallb_user::speaker=debug,metallb_user::datapath=debug",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log)?)
@@ -601,6 +624,8 @@ fn run(vips: usize) -> anyhow::Result<()> {
         field_duration(&planned, "took").unwrap_or_default(),
         field_duration(&applied, "datapath_took").unwrap_or_default(),
     );
+    let synced = nth_line(&log, "datapath synced", 0)?;
+    println!("    start-up {}", sync_parts(&synced));
 
     // Steady: the first apply done (announcements may still be paced out).
     for _ in 0..30 {
@@ -683,7 +708,11 @@ fn run(vips: usize) -> anyhow::Result<()> {
 
     // One VIP moved: VIP 0 (IPv4) to an address no Service had.
     let (old, new) = (vip(0), vip(vips + 2));
-    let applies = log_lines(&log, "configuration applied").len();
+    let (applies, syncs) = (
+        log_lines(&log, "configuration applied").len(),
+        log_lines(&log, "datapath synced").len(),
+    );
+    let written = SystemTime::now();
     write_config(&file, &config(vips, Some(new)))?;
     let new_answered = asker.until_answered(new, lab.node_mac, Duration::from_secs(120))?;
     let old_gone = asker.answered(&[old], lab.node_mac)? == 0;
@@ -696,6 +725,8 @@ fn run(vips: usize) -> anyhow::Result<()> {
         .and_then(|l| field_duration(l, "took"))
         .unwrap_or_default();
     let sync = field_duration(&apply, "datapath_took").unwrap_or_default();
+    let synced = nth_line(&log, "datapath synced", syncs)?;
+    let delta = field_duration(&apply, "delta_took").unwrap_or_default();
     // From the file read and checked to the change applied (log timestamps): the
     // snapshot handed over, the plan, the datapath sync and the rest of the apply.
     let read_to_applied = timestamp(&read)
@@ -713,11 +744,20 @@ fn run(vips: usize) -> anyhow::Result<()> {
         apply["fields"]["added"],
         apply["fields"]["removed"],
     );
+    // The whole apply, from the change seen (the file's read begins, SETTLE after its
+    // event) to the new address answered (ARP, asked every 2 ms): log timestamps
+    // against the bench's clock.
+    let read_took = field_duration(&read, "took").unwrap_or_default();
+    let seen_to_answered = timestamp(&read)
+        .zip(new_answered)
+        .and_then(|(read, answered)| (written + answered).duration_since(read - read_took).ok());
     println!(
-        "    speaker: file read and checked {:.2?}; read -> applied {read_to_applied:.2?}: plan {plan:.2?}, datapath sync {sync:.2?} (target < 10 ms), the rest {:.2?}",
-        field_duration(&read, "took").unwrap_or_default(),
-        read_to_applied.saturating_sub(plan + sync),
+        "    change seen (file read begins) -> new address answered {}: file read and checked {read_took:.2?}; read -> applied {read_to_applied:.2?}: plan {plan:.2?}, entries that changed found {delta:.2?} ({} entries), datapath sync {sync:.2?} (target < 10 ms), the rest {:.2?}",
+        seen_to_answered.map_or("?".into(), |d| format!("{d:.2?}")),
+        apply["fields"]["delta"],
+        read_to_applied.saturating_sub(plan + delta + sync),
     );
+    println!("    datapath {}", sync_parts(&synced));
     drop(speaker);
     Ok(())
 }

@@ -91,13 +91,48 @@ pub struct VipRecord {
 }
 
 /// What one sync of the tables changed (before multicast filters).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TableChanges {
     pub added: Vec<VipKey>,
     pub changed: Vec<VipKey>,
     pub removed: Vec<VipKey>,
     pub now_answering: Vec<VipKey>,
     pub errors: Vec<DatapathError>,
+    /// Whether the tables hold exactly what was asked for: not when an entry found
+    /// no counter id, or the flip failed (then nothing of the change is in).
+    pub complete: bool,
+    pub took: SyncTimes,
+}
+
+impl Default for TableChanges {
+    fn default() -> Self {
+        Self {
+            added: Vec::new(),
+            changed: Vec::new(),
+            removed: Vec::new(),
+            now_answering: Vec::new(),
+            errors: Vec::new(),
+            complete: true,
+            took: SyncTimes::default(),
+        }
+    }
+}
+
+/// Where the time of one sync went.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyncTimes {
+    /// The grace period of the last flip (normally over already) and freeing the
+    /// counter ids it retired.
+    pub settle: Duration,
+    /// Finding what differs: the walk over the desired and live keys (full sync), or
+    /// splitting the given changes by family.
+    pub find: Duration,
+    /// The bookkeeping of the changes.
+    pub apply: Duration,
+    /// Writing the idle half and flipping (or the in-place action bytes).
+    pub flip: Duration,
+    /// The `vips` map beside the tables.
+    pub view: Duration,
 }
 
 /// A family's cell type, seen generically by the writer.
@@ -847,11 +882,13 @@ impl<C: Cell> Family<C> {
                             vip: user_key,
                             capacity: self.stats.len() - 1,
                         });
+                        changes.complete = false;
                         continue;
                     };
                     if let Err(error) = self.zero_counters(counter_id) {
                         self.free.push(counter_id);
                         changes.errors.push(error);
+                        changes.complete = false;
                         continue;
                     }
                     self.undo.taken.push(counter_id);
@@ -1287,16 +1324,77 @@ impl Maps {
         self.fail_next_rebuild = true;
     }
 
-    /// Makes the tables hold exactly `desired`. Costs one walk over `desired` and the
-    /// live keys (to find what differs) and then only what changed: a flip writes the
-    /// changed keys into the idle half, if that half is up to date otherwise (see
-    /// [`Maps::tidy`]), else first the keys it lacks.
+    /// Makes the tables hold exactly `desired`: the full sync (start-up, recovery).
+    /// Costs one walk over `desired` and the live keys (to find what differs) and then
+    /// only what changed: a flip writes the changed keys into the idle half, if that
+    /// half is up to date otherwise (see [`Maps::tidy`]), else first the keys it lacks.
     pub fn sync(&mut self, desired: &BTreeMap<VipKey, VipConfig>) -> TableChanges {
+        self.change(|v4, v6| {
+            // `desired` in key order is IPv4 first; each family's keys order as the
+            // addresses do, so one walk per family finds what differs.
+            let first_v6 = VipKey {
+                addr: Ipv6Addr::UNSPECIFIED.into(),
+                ifindex: 0,
+                vlan_id: 0,
+            };
+            let delta_v4 =
+                v4.diff(
+                    desired
+                        .range(..first_v6)
+                        .filter_map(|(key, config)| match key.addr {
+                            IpAddr::V4(addr) => Some((v4_key(addr, key), *config)),
+                            IpAddr::V6(_) => None,
+                        }),
+                );
+            let delta_v6 =
+                v6.diff(
+                    desired
+                        .range(first_v6..)
+                        .filter_map(|(key, config)| match key.addr {
+                            IpAddr::V6(addr) => Some((v6_key(addr, key), *config)),
+                            IpAddr::V4(_) => None,
+                        }),
+                );
+            (delta_v4, delta_v6)
+        })
+    }
+
+    /// Sets each key of `delta` to its value (`None`: removed), and leaves every other
+    /// key as it is: costs the keys of `delta` only, no walk over the tables. The
+    /// caller knows which entries may have changed (see `plan::vip_delta`); a key
+    /// whose value is already the live one changes nothing.
+    pub fn update(&mut self, delta: &BTreeMap<VipKey, Option<VipConfig>>) -> TableChanges {
+        self.change(|_, _| {
+            let (mut delta_v4, mut delta_v6) = (Vec::new(), Vec::new());
+            for (key, config) in delta {
+                match key.addr {
+                    IpAddr::V4(addr) => delta_v4.push((v4_key(addr, key), *config)),
+                    IpAddr::V6(addr) => delta_v6.push((v6_key(addr, key), *config)),
+                }
+            }
+            (delta_v4, delta_v6)
+        })
+    }
+
+    /// Applies what `find` says differs, per family (keys in order; `None`: remove),
+    /// with a flip if any cell other than an action byte changes.
+    fn change(
+        &mut self,
+        find: impl FnOnce(
+            &Family<VipCellV4>,
+            &Family<VipCellV6>,
+        ) -> (
+            Vec<(VipKeyV4, Option<VipConfig>)>,
+            Vec<(VipKeyV6, Option<VipConfig>)>,
+        ),
+    ) -> TableChanges {
         let mut changes = TableChanges::default();
         if !self.writable {
             changes.errors.push(DatapathError::ReadOnly);
+            changes.complete = false;
             return changes;
         }
+        let started = Instant::now();
         // Ids and the idle half may still be read by programs that started before
         // the last flip: wait for them (mostly done in the background by now).
         self.settle(true, &mut changes.errors);
@@ -1305,33 +1403,15 @@ impl Maps {
                 changes.errors.push(error);
             }
         }
-        // `desired` in key order is IPv4 first; each family's keys order as the
-        // addresses do, so one walk per family finds what differs.
-        let first_v6 = VipKey {
-            addr: Ipv6Addr::UNSPECIFIED.into(),
-            ifindex: 0,
-            vlan_id: 0,
-        };
-        let delta_v4 =
-            self.v4.diff(
-                desired
-                    .range(..first_v6)
-                    .filter_map(|(key, config)| match key.addr {
-                        IpAddr::V4(addr) => Some((v4_key(addr, key), *config)),
-                        IpAddr::V6(_) => None,
-                    }),
-            );
-        let delta_v6 =
-            self.v6.diff(
-                desired
-                    .range(first_v6..)
-                    .filter_map(|(key, config)| match key.addr {
-                        IpAddr::V6(addr) => Some((v6_key(addr, key), *config)),
-                        IpAddr::V4(_) => None,
-                    }),
-            );
+        let found = Instant::now();
+        changes.took.settle = found - started;
+        let (delta_v4, delta_v6) = find(&self.v4, &self.v6);
+        let applied = Instant::now();
+        changes.took.find = applied - found;
         let flip_v4 = self.v4.apply(delta_v4, &mut changes);
         let flip_v6 = self.v6.apply(delta_v6, &mut changes);
+        let flipping = Instant::now();
+        changes.took.apply = flipping - applied;
         if !(flip_v4 || flip_v6) {
             self.v4.store_in_place();
             self.v6.store_in_place();
@@ -1347,11 +1427,15 @@ impl Maps {
             changes.removed.clear();
             changes.now_answering.clear();
             changes.errors.push(error);
+            changes.complete = false;
         } else {
             self.v4.commit(true);
             self.v6.commit(true);
         }
+        let viewing = Instant::now();
+        changes.took.flip = viewing - flipping;
         self.update_view(&mut changes);
+        changes.took.view = viewing.elapsed();
         changes
     }
 

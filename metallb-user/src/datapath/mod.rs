@@ -36,7 +36,7 @@ use self::{
     bpffs::{BPFFS_ROOT, ensure_bpffs},
     capabilities::{Denied, Step},
     iface::{Interface, InterfaceError, MacAddr},
-    maps::{FenceControl, Maps, VipConfig, VipKey, VipRecord},
+    maps::{FenceControl, Maps, SyncTimes, TableChanges, VipConfig, VipKey, VipRecord},
     pin_lock::{PinDirLock, PinLockError},
     userspace::{SocketError, Userspace},
 };
@@ -308,6 +308,11 @@ pub struct SyncReport {
     pub now_answering: Vec<VipKey>,
     /// What could not be done; every other change was applied.
     pub errors: Vec<DatapathError>,
+    /// Whether the tables hold exactly what was asked for (see
+    /// [`maps::TableChanges::complete`]): if not, the next change is a full sync.
+    pub complete: bool,
+    /// Where the time of the tables' part went.
+    pub took: SyncTimes,
 }
 
 /// The loaded responder, its maps and its attachments.
@@ -893,16 +898,34 @@ impl Datapath {
     /// the old set or the new one, never a mix, so an entry that stays is never
     /// missing. Also keeps the interfaces listening to the solicited-node group of
     /// every IPv6 VIP. Failures are collected in the report; everything else is still
-    /// applied. Costs a walk over `desired`, then what changed (see [`Maps::sync`]).
+    /// applied. Costs a walk over `desired`, then what changed (see [`Maps::sync`]):
+    /// the full sync, for start-up and recovery; [`Datapath::update`] costs the
+    /// changes only.
     pub fn sync(&mut self, desired: &BTreeMap<VipKey, VipConfig>) -> SyncReport {
+        self.change("full", |maps| maps.sync(desired))
+    }
+
+    /// Sets each entry of `delta` to its value (`None`: removed) and leaves the others
+    /// as they are, atomically for the program as [`Datapath::sync`] does. Costs the
+    /// entries of `delta`, not the tables (see [`Maps::update`]).
+    pub fn update(&mut self, delta: &BTreeMap<VipKey, Option<VipConfig>>) -> SyncReport {
+        self.change("delta", |maps| maps.update(delta))
+    }
+
+    fn change(
+        &mut self,
+        kind: &'static str,
+        change: impl FnOnce(&mut Maps) -> TableChanges,
+    ) -> SyncReport {
+        let started = std::time::Instant::now();
         let maps = &mut self.maps;
         let (changes, flush_error) = match &self.userspace {
             // Its counts go in first, against the ids they were counted for.
             Some(userspace) => userspace.replace_entries(|| {
-                let changes = maps.sync(desired);
+                let changes = change(maps);
                 (changes, Some(maps.live_entries()))
             }),
-            None => (maps.sync(desired), None),
+            None => (change(maps), None),
         };
         let mut report = SyncReport {
             added: changes.added,
@@ -910,15 +933,25 @@ impl Datapath {
             removed: changes.removed,
             now_answering: changes.now_answering,
             errors: changes.errors,
+            complete: changes.complete,
+            took: changes.took,
         };
         report.errors.extend(flush_error);
         self.groups
             .update(&report.added, &report.removed, &mut report.errors);
+        let took = report.took;
         debug!(
+            kind,
             added = report.added.len(),
             changed = report.changed.len(),
             removed = report.removed.len(),
             errors = report.errors.len(),
+            took = ?started.elapsed(),
+            settle_took = ?took.settle,
+            find_took = ?took.find,
+            apply_took = ?took.apply,
+            flip_took = ?took.flip,
+            view_took = ?took.view,
             "datapath synced"
         );
         report
