@@ -112,14 +112,19 @@ pub fn plan(config: &Config, options: &PlanOptions, interfaces: &[Interface]) ->
                 reason: reason.clone(),
             },
             (
-                _,
+                Decision::Allocated(allocation),
                 Some(Election::Announced {
-                    ips,
                     owner,
                     interfaces: wanted,
                     ..
                 }),
-            ) => role_for(ips, owner, wanted, options, interfaces, &mut out.vips),
+            ) => {
+                let role = role_for(owner, wanted, options, interfaces);
+                for (key, config) in entries(&allocation.ips, &role, interfaces) {
+                    add_entry(&mut out.vips, key, config);
+                }
+                role
+            }
         };
         out.services.insert(
             key,
@@ -134,65 +139,155 @@ pub fn plan(config: &Config, options: &PlanOptions, interfaces: &[Interface]) ->
     out
 }
 
-/// This node's part of an announcement, adding its VIP entries to `vips`.
+/// This node's part of an announcement by `owner` on `wanted`.
 fn role_for(
-    ips: &[IpAddr],
     owner: &str,
     wanted: &Interfaces,
     options: &PlanOptions,
     interfaces: &[Interface],
-    vips: &mut BTreeMap<VipKey, VipConfig>,
 ) -> Role {
     let ours = owner == options.node_name;
     let announces_on = |name: &str| match wanted {
         Interfaces::All => !options.named_despite_exclusion.contains(name),
         Interfaces::Only(_) => wanted.includes(name),
     };
-    let on: Vec<&Interface> = interfaces
+    let on: Vec<String> = interfaces
         .iter()
         .filter(|i| !ours || announces_on(&i.name))
+        .map(|i| i.name.clone())
         .collect();
     if on.is_empty() {
-        return Role::None {
+        Role::None {
             reason: "none of this node's interfaces is in the announcement".into(),
-        };
-    }
-    let action = if ours {
-        VipAction::Answer
-    } else {
-        VipAction::Suppress
-    };
-    for iface in &on {
-        for ip in ips {
-            let key = VipKey {
-                addr: *ip,
-                ifindex: iface.ifindex,
-                vlan_id: 0,
-            };
-            let config = VipConfig {
-                mac: MacAddr(iface.mac),
-                action,
-            };
-            // Two services sharing an address elect alike; should they not, answering
-            // wins over suppressing.
-            vips.entry(key)
-                .and_modify(|existing| {
-                    if action == VipAction::Answer {
-                        *existing = config;
-                    }
-                })
-                .or_insert(config);
         }
-    }
-    if ours {
-        Role::Announce {
-            interfaces: on.iter().map(|i| i.name.clone()).collect(),
-        }
+    } else if ours {
+        Role::Announce { interfaces: on }
     } else {
         Role::Suppress {
             owner: owner.into(),
         }
     }
+}
+
+/// The VIP entries of a service with addresses `ips` and role `role` on this node,
+/// whose datapath runs on `interfaces`: answering on the interfaces it announces on,
+/// suppressing on every interface where another node announces. They follow from
+/// these three alone, which is what lets [`vip_delta`] find what a plan changes.
+pub fn entries<'a>(
+    ips: &'a [IpAddr],
+    role: &'a Role,
+    interfaces: &'a [Interface],
+) -> impl Iterator<Item = (VipKey, VipConfig)> + 'a {
+    let action = match role {
+        Role::Announce { .. } => VipAction::Answer,
+        Role::Suppress { .. } | Role::None { .. } => VipAction::Suppress,
+    };
+    interfaces
+        .iter()
+        .filter(move |iface| match role {
+            Role::Announce { interfaces } => interfaces.contains(&iface.name),
+            Role::Suppress { .. } => true,
+            Role::None { .. } => false,
+        })
+        .flat_map(move |iface| {
+            ips.iter().map(move |ip| {
+                (
+                    VipKey {
+                        addr: *ip,
+                        ifindex: iface.ifindex,
+                        vlan_id: 0,
+                    },
+                    VipConfig {
+                        mac: MacAddr(iface.mac),
+                        action,
+                    },
+                )
+            })
+        })
+}
+
+/// Adds one service's entry to `vips`. Two services sharing an address elect alike;
+/// should they not, answering wins over suppressing (so the result does not depend on
+/// the order services are added in: an entry's MAC is its interface's).
+fn add_entry(vips: &mut BTreeMap<VipKey, VipConfig>, key: VipKey, config: VipConfig) {
+    vips.entry(key)
+        .and_modify(|existing| {
+            if config.action == VipAction::Answer {
+                *existing = config;
+            }
+        })
+        .or_insert(config);
+}
+
+/// The entries of `plan.vips` that may differ from those of an earlier plan made on
+/// the same `interfaces`, each with its value in `plan` (`None`: gone), given what each
+/// service had in that plan: its role (`roles`, every service) and, if allocated, its
+/// addresses (`addresses`). A service's entries follow from its addresses, role and
+/// the interfaces alone ([`entries`]), so an entry can change only if a service that
+/// had it or has it now changed its addresses or role. Costs one walk over the
+/// services (both sorted by key, no lookup) and then the entries of the services that
+/// changed: the datapath is handed these, not the whole set.
+pub fn vip_delta(
+    plan: &Plan,
+    interfaces: &[Interface],
+    roles: &BTreeMap<ServiceKey, Role>,
+    addresses: &BTreeMap<ServiceKey, Vec<IpAddr>>,
+) -> BTreeMap<VipKey, Option<VipConfig>> {
+    use std::cmp::Ordering;
+    let mut delta = BTreeMap::new();
+    let mut touch = |ips: &[IpAddr], role: &Role| {
+        for (key, _) in entries(ips, role, interfaces) {
+            delta
+                .entry(key)
+                .or_insert_with(|| plan.vips.get(&key).copied());
+        }
+    };
+    let (mut before, mut before_ips, mut after) = (
+        roles.iter().peekable(),
+        addresses.iter().peekable(),
+        plan.services.iter().peekable(),
+    );
+    loop {
+        let order = match (before.peek(), after.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((was, _)), Some((now, _))) => was.cmp(now),
+        };
+        let was = if order == Ordering::Greater {
+            None
+        } else {
+            before.next()
+        };
+        let now = if order == Ordering::Less {
+            None
+        } else {
+            after.next()
+        };
+        let Some(key) = was.map(|(key, _)| key).or(now.map(|(key, _)| key)) else {
+            break;
+        };
+        while before_ips.next_if(|(ips_of, _)| *ips_of < key).is_some() {}
+        let was_ips = match (was, before_ips.next_if(|(ips_of, _)| *ips_of == key)) {
+            (Some(_), Some((_, ips))) => ips.as_slice(),
+            _ => &[],
+        };
+        let now_ips = match now.map(|(_, service)| &service.decision) {
+            Some(Decision::Allocated(allocation)) => allocation.ips.as_slice(),
+            _ => &[],
+        };
+        let none = Role::None {
+            reason: String::new(),
+        };
+        let was_role = was.map_or(&none, |(_, role)| role);
+        let now_role = now.map_or(&none, |(_, service)| &service.role);
+        if was_ips == now_ips && was_role == now_role {
+            continue;
+        }
+        touch(was_ips, was_role);
+        touch(now_ips, now_role);
+    }
+    delta
 }
 
 /// Why an interface gets the XDP responder.
@@ -1046,6 +1141,228 @@ mod tests {
             suppressed,
             [(2, VipAction::Suppress), (3, VipAction::Suppress)],
             "every attached interface"
+        );
+    }
+
+    /// What the speaker keeps of a plan to find what the next one changes: each
+    /// service's role, and the addresses of those allocated.
+    fn kept(
+        plan: &Plan,
+    ) -> (
+        BTreeMap<ServiceKey, Role>,
+        BTreeMap<ServiceKey, Vec<IpAddr>>,
+    ) {
+        let roles = plan
+            .services
+            .iter()
+            .map(|(key, service)| (key.clone(), service.role.clone()))
+            .collect();
+        let addresses = plan
+            .services
+            .iter()
+            .filter_map(|(key, service)| match &service.decision {
+                Decision::Allocated(a) => Some((key.clone(), a.ips.clone())),
+                _ => None,
+            })
+            .collect();
+        (roles, addresses)
+    }
+
+    /// A random cluster: three nodes (some without a live speaker), two pools, an
+    /// advertisement naming no interface and one naming eth1 for one node, services
+    /// with given, shared or allocated addresses, Local ones with endpoints on a
+    /// random node.
+    #[derive(Clone, Debug)]
+    struct Cluster {
+        /// Per service: present, address choice, Local endpoint node.
+        services: Vec<(bool, usize, Option<usize>)>,
+        live: Vec<bool>,
+        named_adv: bool,
+        second_pool_advertised: bool,
+    }
+
+    const NODES: [&str; 3] = ["me", "other", "third"];
+    const ADDRESSES: [&str; 6] = [
+        "192.0.2.1",
+        "192.0.2.2",
+        "'2001:db8::1'",
+        "'192.0.2.3,2001:db8::3'",
+        "198.51.100.1",
+        "",
+    ];
+
+    impl Cluster {
+        fn random(rng: &mut rand::rngs::StdRng) -> Self {
+            use rand::RngExt as _;
+            let mut cluster = Self {
+                services: Vec::new(),
+                live: vec![true; NODES.len()],
+                named_adv: rng.random(),
+                second_pool_advertised: rng.random(),
+            };
+            for _ in 0..8 {
+                cluster.services.push(Self::service(rng));
+            }
+            for live in &mut cluster.live[1..] {
+                *live = rng.random_range(0..4) > 0;
+            }
+            cluster
+        }
+
+        fn service(rng: &mut rand::rngs::StdRng) -> (bool, usize, Option<usize>) {
+            use rand::RngExt as _;
+            (
+                rng.random_range(0..5) > 0,
+                rng.random_range(0..ADDRESSES.len()),
+                rng.random::<bool>()
+                    .then(|| rng.random_range(0..NODES.len())),
+            )
+        }
+
+        /// One random change: a service (appears, goes, moves, its endpoint moves), a
+        /// node's speaker, or an advertisement.
+        fn change(&mut self, rng: &mut rand::rngs::StdRng) {
+            use rand::RngExt as _;
+            match rng.random_range(0..6) {
+                0 => self.live[rng.random_range(1..NODES.len())] ^= true,
+                1 => self.named_adv ^= true,
+                2 => self.second_pool_advertised ^= true,
+                _ => {
+                    let i = rng.random_range(0..self.services.len());
+                    self.services[i] = Self::service(rng);
+                }
+            }
+        }
+
+        fn text(&self) -> String {
+            let mut text = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec: {addresses: [192.0.2.0/28, '2001:db8::/124']}\n\
+                            ---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: q}\nspec: {addresses: [198.51.100.0/30]}\n".to_string();
+            let pools = if self.second_pool_advertised {
+                "[p, q]"
+            } else {
+                "[p]"
+            };
+            text += &adv("all", &format!("{{ipAddressPools: {pools}}}"));
+            if self.named_adv {
+                text += &adv(
+                    "named",
+                    "{interfaces: [eth1], nodeSelectors: [{matchLabels: {name: me}}]}",
+                );
+            }
+            for node in NODES {
+                text += &format!(
+                    "---\napiVersion: v1\nkind: Node\nmetadata: {{name: {node}, labels: {{name: {node}}}}}\n"
+                );
+            }
+            for (i, (present, address, local)) in self.services.iter().enumerate() {
+                if !present {
+                    continue;
+                }
+                let annotations = match ADDRESSES[*address] {
+                    "" => String::new(),
+                    ip => format!(
+                        "annotations: {{metallb.io/loadBalancerIPs: {ip}, metallb.io/allow-shared-ip: k}}, "
+                    ),
+                };
+                let (policy, families) = match (local, ADDRESSES[*address]) {
+                    (Some(_), _) => (", externalTrafficPolicy: Local", ""),
+                    (None, ip) if ip.contains(',') => (
+                        "",
+                        ", ipFamilyPolicy: RequireDualStack, ipFamilies: [IPv4, IPv6]",
+                    ),
+                    (None, ip) if ip.contains(':') => ("", ", ipFamilies: [IPv6]"),
+                    _ => ("", ""),
+                };
+                text += &format!(
+                    "---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, {annotations}}}\nspec: {{type: LoadBalancer, ports: [{{port: {}}}]{policy}{families}}}\n",
+                    8000 + i
+                );
+                if let Some(node) = local {
+                    text += &format!(
+                        "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: s{i}-1, labels: {{kubernetes.io/service-name: s{i}}}}}\naddressType: IPv4\nendpoints: [{{addresses: [10.1.0.1], conditions: {{ready: true}}, nodeName: {}}}]\n",
+                        NODES[*node]
+                    );
+                }
+            }
+            text
+        }
+
+        fn options(&self, node: &str) -> PlanOptions {
+            PlanOptions {
+                node_name: node.into(),
+                election: ElectionContext {
+                    live_nodes: Some(
+                        NODES
+                            .iter()
+                            .zip(&self.live)
+                            .filter(|(_, live)| **live)
+                            .map(|(node, _)| node.to_string())
+                            .collect(),
+                    ),
+                    ..ElectionContext::default()
+                },
+                ..PlanOptions::default()
+            }
+        }
+    }
+
+    /// The entries [`vip_delta`] hands over, applied to the last plan's, give exactly
+    /// the entries of the new plan built whole: for random clusters changed one thing
+    /// at a time, as seen by each node. And they are few: only entries of services
+    /// whose addresses or role changed.
+    #[test]
+    fn the_delta_applied_to_the_last_entries_gives_the_whole_plans_entries() {
+        use crate::property::{case_rng, settings};
+        let (seed, cases) = settings("vip_delta", 60);
+        let host = host();
+        let attached = [host["eth0"].clone(), host["eth1"].clone()];
+        let mut changed_entries = 0;
+        for case in 0..cases {
+            let mut rng = case_rng(seed, case);
+            let mut cluster = Cluster::random(&mut rng);
+            for node in NODES {
+                let mut last = plan(&config(&cluster.text()), &cluster.options(node), &attached);
+                for step in 0..8 {
+                    let before = cluster.clone();
+                    cluster.change(&mut rng);
+                    let now = plan(&config(&cluster.text()), &cluster.options(node), &attached);
+                    let (roles, addresses) = kept(&last);
+                    let delta = vip_delta(&now, &attached, &roles, &addresses);
+                    let mut vips = last.vips.clone();
+                    for (key, value) in &delta {
+                        match value {
+                            Some(config) => vips.insert(*key, *config),
+                            None => vips.remove(key),
+                        };
+                    }
+                    assert_eq!(
+                        vips, now.vips,
+                        "case {case}, {node}, step {step}: {before:?} -> {cluster:?}"
+                    );
+                    // Every entry handed over belongs to a service that changed.
+                    for key in delta.keys() {
+                        let owners_changed = now
+                            .services
+                            .iter()
+                            .chain(&last.services)
+                            .filter(|(_, s)| {
+                                matches!(&s.decision, Decision::Allocated(a) if a.ips.contains(&key.addr))
+                            })
+                            .any(|(k, _)| {
+                                last.services.get(k).map(|s| (&s.decision, &s.role))
+                                    != now.services.get(k).map(|s| (&s.decision, &s.role))
+                            });
+                        assert!(owners_changed, "case {case}, {node}, step {step}: {key:?}");
+                    }
+                    changed_entries += usize::from(last.vips != now.vips);
+                    last = now;
+                }
+            }
+        }
+        // The changes did change entries (the property was exercised).
+        assert!(
+            changed_entries > cases,
+            "{changed_entries} plans changed entries"
         );
     }
 }

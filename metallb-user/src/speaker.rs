@@ -48,7 +48,9 @@ use crate::{
         udp::{self as membership_udp, Live},
     },
     metrics::{self, Shared},
-    plan::{AddressSource, InterfaceChoice, PlanOptions, Role, interfaces_to_attach, plan},
+    plan::{
+        AddressSource, InterfaceChoice, PlanOptions, Role, interfaces_to_attach, plan, vip_delta,
+    },
     printable::printable,
 };
 
@@ -347,6 +349,11 @@ struct Speaker {
     started: std::time::Instant,
     /// Re-announcement of what this node answers (see [`Reannounce`]).
     reannounce: Reannounce,
+    /// The interfaces the last plan's entries were made for, if the tables hold
+    /// exactly those entries: then the next plan on the same interfaces hands the
+    /// datapath only what it changes ([`vip_delta`], from `last_roles` and
+    /// `previous`); otherwise it syncs the whole set.
+    synced_on: Option<Vec<iface::Interface>>,
 }
 
 /// When this node announces again every VIP it answers, not only those it starts
@@ -452,9 +459,19 @@ impl Speaker {
         // every entry answerable.
         debug!(vips = plan.vips.len(), took = ?plan_took, "plan computed");
         self.bgp.update(plan.bgp.this_node.clone());
+        // Only what changed, when the tables hold the last plan's entries for these
+        // interfaces; everything otherwise (start-up, recovery).
+        let delta = std::time::Instant::now();
+        let changed = (self.synced_on.as_ref() == Some(&attached))
+            .then(|| vip_delta(&plan, &attached, &self.last_roles, &self.previous));
+        let delta_took = delta.elapsed();
         let syncing = std::time::Instant::now();
-        let report = self.datapath.sync(&plan.vips);
+        let report = match &changed {
+            Some(changed) => self.datapath.update(changed),
+            None => self.datapath.sync(&plan.vips),
+        };
         let sync_took = syncing.elapsed();
+        self.synced_on = report.complete.then_some(attached);
         for e in &report.errors {
             error!(error = %e, "datapath change not applied");
         }
@@ -523,6 +540,8 @@ impl Speaker {
             changed = report.changed.len(),
             removed = report.removed.len(),
             plan_took = ?plan_took,
+            delta = changed.as_ref().map(BTreeMap::len),
+            delta_took = ?delta_took,
             datapath_took = ?sync_took,
             "configuration applied"
         );
@@ -888,6 +907,7 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
         conflicts: ConflictWatch::default(),
         started: std::time::Instant::now(),
         reannounce: Reannounce::default(),
+        synced_on: None,
     };
     let mut links = follow_links();
 
