@@ -21,7 +21,8 @@
 //! for a random sample of VIPs (each answered with the node's MAC, unicast to the
 //! asker).
 //!
-//! `BENCH_SCALE_VIPS=1000,10000` chooses the sizes. Targets (issue 15): plan to every
+//! `BENCH_SCALE_VIPS=1000,10000` chooses the sizes; `BENCH_SCALE_BINARY=PATH` measures
+//! another build of `metallb` (an older one, side by side in one run). Targets (issue 15): plan to every
 //! entry answerable under 2 s; RSS without the BPF tables under 200 MiB; one changed
 //! VIP applied in under 10 ms.
 
@@ -53,6 +54,11 @@ const SAMPLE: usize = 200;
 /// 100,000 VIPs (750,000 frames in five rounds) are over in 15 s instead of 12 min at
 /// the default 1,000, so that the steady state is measured after them.
 const GARP_RATE: u32 = 50_000;
+
+/// The agent measured: this build's, or `BENCH_SCALE_BINARY`.
+fn binary() -> String {
+    std::env::var("BENCH_SCALE_BINARY").unwrap_or_else(|_| BINARY.into())
+}
 
 /// VIP `i`: even ones IPv4 (in 10.0.0.0/12), odd ones IPv6 (in 2001:db8:1::/108).
 fn vip(i: usize) -> IpAddr {
@@ -545,7 +551,7 @@ fn run(vips: usize) -> anyhow::Result<()> {
     let tx_at_start = tx_packets(&lab)?;
     let started = Instant::now();
     let started_wall = SystemTime::now();
-    let child = command_in(&lab.node_ns, BINARY)
+    let child = command_in(&lab.node_ns, &binary())
         .args(["speaker", "--config"])
         .arg(&file)
         .arg("--pin-dir")
@@ -775,6 +781,7 @@ fn main() -> anyhow::Result<()> {
     println!(
         "The agent: metallb speaker (release build), standalone mode, native XDP on a veth in a namespace, one Service per VIP"
     );
+    println!("binary: {}", binary());
     println!("CPU: {}", metallb_testkit::cpu_model());
     println!(
         "load average: {}",

@@ -34,31 +34,44 @@ struct Episode {
 /// Episodes per VIP.
 #[derive(Debug, Default)]
 pub struct ConflictWatch {
-    /// The count last seen, per VIP: what is new is the difference.
-    seen: BTreeMap<IpAddr, u64>,
+    /// The count last seen, per VIP, sorted by VIP: what is new is the difference.
+    seen: Vec<(IpAddr, u64)>,
     ongoing: BTreeMap<IpAddr, Episode>,
     /// Episodes so far, per VIP (the metric).
     episodes: BTreeMap<IpAddr, u64>,
+    /// The stamp of the last [`ConflictWatch::observe_changes`].
+    stamp: Option<(u64, u64)>,
 }
 
 impl ConflictWatch {
     /// Takes the counters read at `now`. A VIP seen for the first time is only
-    /// noted: its count may be an earlier agent's (an adopted datapath).
+    /// noted: its count may be an earlier agent's (an adopted datapath). Counts in
+    /// the order of their VIPs cost no sort.
     pub fn observe(
         &mut self,
         now: Duration,
         counts: impl IntoIterator<Item = Claims>,
     ) -> Vec<ConflictEvent> {
         let mut events = Vec::new();
-        let mut seen = BTreeMap::new();
-        for claims in counts {
-            let count = seen.entry(claims.ip).or_insert(0);
-            *count += claims.conflicts;
+        let mut seen: Vec<(IpAddr, u64)> =
+            counts.into_iter().map(|c| (c.ip, c.conflicts)).collect();
+        if !seen.is_sorted_by_key(|(ip, _)| *ip) {
+            seen.sort_by_key(|(ip, _)| *ip);
         }
+        // One VIP on several interfaces: summed.
+        seen.dedup_by(|(ip, count), (kept_ip, kept)| {
+            let same = ip == kept_ip;
+            if same {
+                *kept += *count;
+            }
+            same
+        });
+        let mut before = self.seen.iter().peekable();
         for (ip, count) in &seen {
-            let new = match self.seen.get(ip) {
+            while before.next_if(|(old, _)| old < ip).is_some() {}
+            let new = match before.next_if(|(old, _)| old == ip) {
                 // A smaller count: entries were removed and added again.
-                Some(before) => count.saturating_sub(*before),
+                Some((_, before)) => count.saturating_sub(*before),
                 None => 0,
             };
             if new == 0 {
@@ -85,8 +98,32 @@ impl ConflictWatch {
                 }
             }
         }
+        // A VIP no longer counted (no longer answered) ends its episode too.
+        self.end_episodes(now, &mut events, |ip| {
+            seen.binary_search_by_key(ip, |(seen, _)| *seen).is_err()
+        });
+        self.seen = seen;
+        events
+    }
+
+    /// What [`ConflictWatch::observe`] returns at `now` when the counts are those it
+    /// was given last time (no claim since, the same VIPs): the episodes that have
+    /// been quiet for [`QUIET`] end. Costs the ongoing episodes, not the VIPs.
+    pub fn quiet(&mut self, now: Duration) -> Vec<ConflictEvent> {
+        let mut events = Vec::new();
+        self.end_episodes(now, &mut events, |_| false);
+        events
+    }
+
+    /// Ends the episodes quiet for [`QUIET`] at `now`, and those of the VIPs `gone`.
+    fn end_episodes(
+        &mut self,
+        now: Duration,
+        events: &mut Vec<ConflictEvent>,
+        gone: impl Fn(&IpAddr) -> bool,
+    ) {
         self.ongoing.retain(|ip, episode| {
-            let over = now.saturating_sub(episode.last_claim) >= QUIET || !seen.contains_key(ip);
+            let over = now.saturating_sub(episode.last_claim) >= QUIET || gone(ip);
             if over {
                 events.push(ConflictEvent::Ended {
                     ip: *ip,
@@ -95,8 +132,23 @@ impl ConflictWatch {
             }
             !over
         });
-        self.seen = seen;
-        events
+    }
+
+    /// [`ConflictWatch::observe`] when `stamp` differs from the last call's, else
+    /// [`ConflictWatch::quiet`]. `stamp` must change whenever a count or the set of
+    /// VIPs may have (the datapath's count of all claims, the revision of its
+    /// entries): then `counts` is read only when a claim came or the VIPs changed.
+    pub fn observe_changes<I: IntoIterator<Item = Claims>>(
+        &mut self,
+        now: Duration,
+        stamp: (u64, u64),
+        counts: impl FnOnce() -> I,
+    ) -> Vec<ConflictEvent> {
+        if self.stamp == Some(stamp) {
+            return self.quiet(now);
+        }
+        self.stamp = Some(stamp);
+        self.observe(now, counts())
     }
 
     /// Episodes so far, per VIP.
@@ -187,5 +239,48 @@ mod tests {
         );
         let suppressed = [(ip, false, 10)];
         assert_eq!(answered_claims(suppressed).count(), 0);
+    }
+
+    /// With the same stamp the counts are not read and only quiet episodes end, as
+    /// `observe` with the same counts would end them: still one line when claims
+    /// start and one when they stop. A new stamp reads the counts again.
+    #[test]
+    fn the_counts_are_read_only_when_the_stamp_moves() {
+        let mut watch = ConflictWatch::default();
+        let mut twin = ConflictWatch::default();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let unread = || -> Vec<Claims> { panic!("counts read with an unchanged stamp") };
+        let count = |n| vec![claims("192.0.2.1", n)];
+        let steps = [
+            (0u32, (0u64, 1u64), 4u64, vec![]),
+            (1, (0, 1), 4, vec![]),
+            (2, (1, 1), 5, vec![ConflictEvent::Started { ip, claims: 1 }]),
+            (3, (1, 1), 5, vec![]),
+            (10, (2, 1), 6, vec![]),
+            (39, (2, 1), 6, vec![]),
+            (40, (2, 1), 6, vec![ConflictEvent::Ended { ip, claims: 2 }]),
+            (41, (2, 1), 6, vec![]),
+        ];
+        let mut last = None;
+        for (t, stamp, n, want) in steps {
+            let events = if last == Some(stamp) {
+                watch.observe_changes(t * S, stamp, unread)
+            } else {
+                watch.observe_changes(t * S, stamp, || count(n))
+            };
+            last = Some(stamp);
+            assert_eq!(events, want, "at {t} s");
+            assert_eq!(twin.observe(t * S, count(n)), want, "observe at {t} s");
+        }
+        // The VIPs changed (another revision): a burst is a new episode.
+        assert_eq!(
+            watch.observe_changes(42 * S, (2, 2), || count(9)),
+            [ConflictEvent::Started { ip, claims: 3 }]
+        );
+        assert_eq!(watch.episodes()[&ip], 2);
+        assert_eq!(
+            watch.observe_changes(43 * S, (2, 3), Vec::new),
+            [ConflictEvent::Ended { ip, claims: 3 }]
+        );
     }
 }

@@ -17,7 +17,7 @@ use std::{
 };
 
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
-use metallb_common::{Outcome, XdpStats};
+use metallb_common::{Outcome, VipCounters, XdpStats};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric as _},
@@ -29,14 +29,35 @@ use tracing::{info, warn};
 use crate::{
     allocator::PoolUsage,
     announce::GratuitousCounts,
-    datapath::{FenceState, maps::VipRecord},
+    datapath::{FenceState, maps::CounterView},
 };
 
-/// What the collector reports, refreshed by the speaker.
+/// The per-VIP counters, read when `/metrics` is scraped (from the datapath's mapped
+/// counters: no syscall, nothing kept between scrapes).
+pub trait VipCounts: std::fmt::Debug + Send + Sync {
+    /// Every VIP's counters summed over its interfaces and CPUs, in address order,
+    /// each VIP once.
+    fn per_ip(&self) -> Vec<(IpAddr, VipCounters)>;
+    /// Every answer so far: (ARP replies, Neighbor Advertisements).
+    fn replies(&self) -> (u64, u64);
+}
+
+impl VipCounts for CounterView {
+    fn per_ip(&self) -> Vec<(IpAddr, VipCounters)> {
+        CounterView::per_ip(self)
+    }
+
+    fn replies(&self) -> (u64, u64) {
+        CounterView::replies(self)
+    }
+}
+
+/// What the collector reports, kept up to date by the speaker.
 #[derive(Debug, Default)]
 pub struct MetricsState {
-    /// Per-VIP counters summed over interfaces and CPUs, and the global outcomes.
-    pub vips: Vec<VipRecord>,
+    /// The per-VIP counters (none before the datapath's entries are known).
+    pub vips: Option<Arc<dyn VipCounts>>,
+    /// The global outcomes (answers are counted per VIP: taken from `vips`).
     pub outcomes: XdpStats,
     /// The datapath's fence timer.
     pub fence: FenceState,
@@ -105,98 +126,105 @@ pub fn health(last_ms: u64, now_ms: u64) -> Result<String, String> {
 #[derive(Debug)]
 struct SpeakerCollector(Arc<Shared>);
 
-fn per_ip(records: &[VipRecord], value: impl Fn(&VipRecord) -> u64) -> BTreeMap<IpAddr, u64> {
-    let mut out = BTreeMap::new();
-    for record in records {
-        *out.entry(record.key.addr).or_default() += value(record);
-    }
-    out
-}
-
 fn encode_by_ip(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    values: &BTreeMap<IpAddr, u64>,
+    values: impl IntoIterator<Item = (IpAddr, u64)>,
 ) -> Result<(), std::fmt::Error> {
     let mut family = encoder.encode_descriptor(name, help, None, MetricType::Unknown)?;
     for (ip, value) in values {
         let labels = [("ip", ip.to_string())];
-        ConstGauge::new(*value as i64).encode(family.encode_family(&labels)?)?;
+        ConstGauge::new(value as i64).encode(family.encode_family(&labels)?)?;
     }
     Ok(())
 }
 
 impl Collector for SpeakerCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+        // What the speaker writes, taken under the lock and encoded after it, so that
+        // the speaker never waits for a scrape.
+        let (vips, mut outcomes, fence, conflict_episodes, conflicts_ongoing) = {
+            let state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+            (
+                state.vips.clone(),
+                state.outcomes,
+                state.fence,
+                state.conflict_episodes.clone(),
+                state.conflicts_ongoing.clone(),
+            )
+        };
         let gratuitous = self
             .0
             .gratuitous
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let per_ip = vips.as_ref().map(|v| v.per_ip()).unwrap_or_default();
+        if let Some(vips) = &vips {
+            (outcomes.tx_arp_reply, outcomes.tx_neighbor_advert) = vips.replies();
+        }
+        let by_ip =
+            |value: fn(&VipCounters) -> u64| per_ip.iter().map(move |(ip, c)| (*ip, value(c)));
         encode_by_ip(
             &mut encoder,
             "metallb_layer2_requests_received",
             "Number of layer2 requests received for owned IPs",
-            &per_ip(&state.vips, |r| r.counters.requests),
+            by_ip(|c| c.requests),
         )?;
         encode_by_ip(
             &mut encoder,
             "metallb_layer2_responses_sent",
             "Number of layer2 responses sent for owned IPs",
-            &per_ip(&state.vips, |r| r.counters.replies),
+            by_ip(|c| c.replies),
         )?;
         encode_by_ip(
             &mut encoder,
             "metallb_layer2_gratuitous_sent",
             "Number of gratuitous layer2 packets sent for owned IPs",
-            &gratuitous,
+            gratuitous,
         )?;
         encode_by_ip(
             &mut encoder,
             "metallb_layer2_conflicts_received",
             "Claims by other hosts for IPs this node answers (gratuitous ARP, ARP replies, neighbor advertisements)",
-            &per_ip(&state.vips, |r| r.counters.conflicts),
+            by_ip(|c| c.conflicts),
         )?;
         encode_by_ip(
             &mut encoder,
             "metallb_layer2_conflict_episodes",
             "Episodes of claims by another host for IPs this node answers (one per burst, over after 30 s without a claim)",
-            &state.conflict_episodes,
+            conflict_episodes.iter().map(|(ip, n)| (*ip, *n)),
         )?;
         encode_by_ip(
             &mut encoder,
             "metallb_layer2_conflict",
             "1 while another host claims an IP this node answers (an episode is ongoing)",
-            &state
-                .conflict_episodes
+            conflict_episodes
                 .keys()
-                .map(|ip| (*ip, u64::from(state.conflicts_ongoing.contains(ip))))
-                .collect(),
+                .map(|ip| (*ip, u64::from(conflicts_ongoing.contains(ip)))),
         )?;
         encode_by_ip(
             &mut encoder,
             "metallb_layer2_requests_suppressed",
             "Requests dropped for IPs another node announces",
-            &per_ip(&state.vips, |r| r.counters.suppressed),
+            by_ip(|c| c.suppressed),
         )?;
         for (name, help, value) in [
             (
                 "metallb_layer2_requests_fenced",
                 "Requests dropped for IPs this node announces while its datapath was fenced (the agent missed its heartbeat deadline)",
-                state.outcomes.drop_fenced as i64,
+                outcomes.drop_fenced as i64,
             ),
             (
                 "metallb_layer2_fenced",
                 "1 while the datapath is fenced and answers nothing, 0 otherwise",
-                i64::from(state.fence.fenced),
+                i64::from(fence.fenced),
             ),
             (
                 "metallb_layer2_fence_episodes",
                 "Times the datapath fenced itself",
-                state.fence.episodes as i64,
+                fence.episodes as i64,
             ),
         ] {
             let family = encoder.encode_descriptor(name, help, None, MetricType::Unknown)?;
@@ -211,14 +239,14 @@ impl Collector for SpeakerCollector {
             )?;
             for outcome in Outcome::ALL {
                 let labels = [("outcome", outcome.name())];
-                ConstCounter::new(state.outcomes.get(outcome))
-                    .encode(family.encode_family(&labels)?)?;
+                ConstCounter::new(outcomes.get(outcome)).encode(family.encode_family(&labels)?)?;
             }
         }
         {
             let bgp = self.0.bgp.lock().unwrap_or_else(|p| p.into_inner());
             crate::bgp::status::encode(&mut encoder, &bgp)?;
         }
+        let state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
         encode_allocator(&mut encoder, &state)
     }
 }
@@ -307,9 +335,14 @@ struct ServerState {
     shared: Arc<Shared>,
 }
 
+/// The text `/metrics` serves.
+fn encode_text(registry: &Registry, out: &mut String) -> std::fmt::Result {
+    prometheus_client::encoding::text::encode(out, registry)
+}
+
 async fn metrics(State(state): State<ServerState>) -> impl IntoResponse {
     let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
+    match encode_text(&state.registry, &mut body) {
         Ok(()) => (
             StatusCode::OK,
             [(
@@ -377,10 +410,7 @@ pub async fn serve_role(addr: SocketAddr, shared: Arc<Shared>, role: Role) -> an
 
 #[cfg(test)]
 mod tests {
-    use metallb_common::{VipAction, VipCounters};
-
     use super::*;
-    use crate::datapath::{iface::MacAddr, maps::VipKey};
 
     #[test]
     fn healthz_fails_when_the_main_loop_stops_turning() {
@@ -419,40 +449,52 @@ mod tests {
         assert!(health(beat.0.load(Ordering::Relaxed), monotonic_ms()).is_ok());
     }
 
-    fn record(ip: &str, ifindex: u32, requests: u64, replies: u64) -> VipRecord {
-        VipRecord {
-            key: VipKey {
-                addr: ip.parse().unwrap(),
-                ifindex,
-                vlan_id: 0,
-            },
-            mac: MacAddr([2, 0, 0, 0, 0, 1]),
-            action: Some(VipAction::Answer),
-            counters: VipCounters {
-                requests,
-                replies,
-                conflicts: 0,
-                suppressed: 0,
-            },
+    /// Per-VIP counters as a datapath's view would read them.
+    #[derive(Debug)]
+    struct Fixed(Vec<(IpAddr, VipCounters)>);
+
+    impl VipCounts for Fixed {
+        fn per_ip(&self) -> Vec<(IpAddr, VipCounters)> {
+            self.0.clone()
+        }
+
+        fn replies(&self) -> (u64, u64) {
+            self.0.iter().fold((0, 0), |(v4, v6), (ip, c)| match ip {
+                IpAddr::V4(_) => (v4 + c.replies, v6),
+                IpAddr::V6(_) => (v4, v6 + c.replies),
+            })
         }
     }
 
+    fn counters(requests: u64, replies: u64, conflicts: u64, suppressed: u64) -> VipCounters {
+        VipCounters {
+            requests,
+            replies,
+            conflicts,
+            suppressed,
+        }
+    }
+
+    /// The whole text, byte for byte: MetalLB's names, our own, values, order.
     #[test]
     fn metallb_names_and_values() {
         let shared = Arc::new(Shared::default());
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
         {
             let mut state = shared.state.lock().unwrap();
-            state.vips = vec![
-                record("192.0.2.1", 2, 3, 3),
-                record("192.0.2.1", 3, 2, 1),
-                record("2001:db8::1", 2, 1, 1),
-            ];
-            state.outcomes.tx_arp_reply = 4;
+            state.vips = Some(Arc::new(Fixed(vec![
+                (ip("10.0.0.1"), counters(0, 0, 2, 0)),
+                (ip("192.0.2.1"), counters(5, 4, 1, 0)),
+                (ip("192.0.2.7"), counters(4, 0, 0, 4)),
+                (ip("2001:db8::1"), counters(1, 1, 0, 0)),
+            ])));
+            // Answers come from the VIPs' counters, not from the global ones.
+            state.outcomes.tx_arp_reply = 1_000;
             state.outcomes.drop_fenced = 6;
-            state
-                .conflict_episodes
-                .insert("192.0.2.1".parse().unwrap(), 3);
-            state.conflicts_ongoing.insert("192.0.2.1".parse().unwrap());
+            state.outcomes.pass_conflict = 3;
+            state.conflict_episodes.insert(ip("192.0.2.1"), 3);
+            state.conflict_episodes.insert(ip("10.0.0.1"), 1);
+            state.conflicts_ongoing.insert(ip("192.0.2.1"));
             state.fence = FenceState {
                 fenced: true,
                 episodes: 2,
@@ -468,33 +510,17 @@ mod tests {
             );
             state.config_loaded = true;
         }
-        shared
-            .gratuitous
-            .lock()
-            .unwrap()
-            .insert("192.0.2.1".parse().unwrap(), 10);
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry(shared)).unwrap();
-        for line in [
-            "metallb_layer2_requests_received{ip=\"192.0.2.1\"} 5",
-            "metallb_layer2_requests_received{ip=\"2001:db8::1\"} 1",
-            "metallb_layer2_responses_sent{ip=\"192.0.2.1\"} 4",
-            "metallb_layer2_gratuitous_sent{ip=\"192.0.2.1\"} 10",
-            "metallb_xdp_frames_total{outcome=\"tx_arp_reply\"} 4",
-            "metallb_layer2_requests_fenced 6",
-            "metallb_layer2_conflict_episodes{ip=\"192.0.2.1\"} 3",
-            "metallb_layer2_conflict{ip=\"192.0.2.1\"} 1",
-            "metallb_layer2_fenced 1",
-            "metallb_layer2_fence_episodes 2",
-            "metallb_allocator_addresses_in_use_total{pool=\"pool-a\"} 2.0",
-            "metallb_allocator_addresses_total{pool=\"pool-a\"} 254.0",
-            "metallb_k8s_client_config_loaded_bool 1",
-            "metallb_k8s_client_config_stale_bool 0",
-        ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "missing {line:?} in\n{text}"
-            );
+        {
+            let mut gratuitous = shared.gratuitous.lock().unwrap();
+            gratuitous.insert(ip("192.0.2.1"), 10);
+            gratuitous.insert(ip("198.51.100.9"), 2);
         }
+        let mut text = String::new();
+        encode_text(&registry(shared), &mut text).unwrap();
+        let want = include_str!("../tests/fixtures/metrics_speaker.txt");
+        for (n, (got, want)) in text.lines().zip(want.lines()).enumerate() {
+            assert_eq!(got, want, "line {}", n + 1);
+        }
+        assert_eq!(text, want);
     }
 }

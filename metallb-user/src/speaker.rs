@@ -36,7 +36,7 @@ use crate::{
     datapath::{
         Datapath, DatapathKind, DatapathOptions, FenceState, InterfaceChange, XdpMode, iface,
         links::{LinkEvent, LinkEvents},
-        maps::VipKey,
+        maps::{CounterView, VipKey},
     },
     election::{Election, ElectionContext, Interfaces},
     fencing::Heartbeat,
@@ -346,6 +346,8 @@ struct Speaker {
     deleted_links: BTreeSet<u32>,
     /// Claims by other hosts for our VIPs, in episodes; against `started`'s clock.
     conflicts: ConflictWatch,
+    /// The entries' counters as last handed to the metrics.
+    counters: CounterView,
     started: std::time::Instant,
     /// Re-announcement of what this node answers (see [`Reannounce`]).
     reannounce: Reannounce,
@@ -545,6 +547,10 @@ impl Speaker {
             datapath_took = ?sync_took,
             "configuration applied"
         );
+        // Before any other sync: the metrics' view must not outlive the ids it reads.
+        let publishing = std::time::Instant::now();
+        self.publish_counters();
+        debug!(took = ?publishing.elapsed(), "counters view published");
     }
 
     /// The services this node announces, for the Kubernetes source (ServiceL2Status,
@@ -678,30 +684,34 @@ impl Speaker {
         info!(vips = self.reannounce.answering.len(), "{why}");
     }
 
+    /// Every second: the fence state, the global counters, and the claims of other
+    /// hosts. The per-VIP counters are read only when `/metrics` is scraped (through
+    /// the [`CounterView`] published after each change) and, for the claims, only
+    /// when the program counted one or the entries changed.
     fn refresh_metrics(&mut self) {
         // An idle moment: the next change of the tables then writes only its own
         // entries.
         for e in self.datapath.tidy() {
             warn!(error = %e, "cannot bring the idle half of the VIP tables up to date");
         }
+        self.publish_counters();
         let reading = std::time::Instant::now();
-        let counters = self.datapath.vips().and_then(|vips| {
-            let frames = self.datapath.frame_counts(&vips)?;
-            Ok((vips, frames))
-        });
-        debug!(took = ?reading.elapsed(), "datapath counters read");
+        // One syscall (and the userspace datapath's counts flushed into the maps).
+        let stats = self.datapath.stats();
         let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-        match counters {
-            Ok((vips, frames)) => {
+        match stats {
+            Ok(stats) => {
                 let now = self.started.elapsed();
-                let claims = answered_claims(vips.iter().map(|r| {
-                    (
-                        r.key.addr,
-                        r.action == Some(VipAction::Answer),
-                        r.counters.conflicts,
-                    )
-                }));
-                for event in self.conflicts.observe(now, claims) {
+                // The program counts every claim in `pass_conflict` too, after the
+                // VIP's own counter: unchanged, with the same entries, no VIP's claims
+                // moved.
+                let view = &self.counters;
+                let events = self.conflicts.observe_changes(
+                    now,
+                    (stats.pass_conflict, view.revision()),
+                    || answered_claims(view.conflicts()),
+                );
+                for event in &events {
                     match event {
                         ConflictEvent::Started { ip, claims } => warn!(
                             %ip, claims,
@@ -713,20 +723,39 @@ impl Speaker {
                         ),
                     }
                 }
-                state.conflict_episodes = self.conflicts.episodes().clone();
-                state.conflicts_ongoing = self.conflicts.ongoing().copied().collect();
-                state.vips = vips;
-                state.outcomes = frames;
+                if !events.is_empty() {
+                    state.conflict_episodes = self.conflicts.episodes().clone();
+                    state.conflicts_ongoing = self.conflicts.ongoing().copied().collect();
+                }
+                state.outcomes = stats;
             }
             Err(e) => warn!(error = %e, "cannot read the datapath counters"),
         }
         state.fence = self.datapath.fence();
         let unfenced = self.reannounce.after_fence(&state.fence);
         drop(state);
+        debug!(took = ?reading.elapsed(), "datapath counters read");
         if unfenced {
             self.announce_everything(
                 "the datapath answers again after a fence: every VIP this node answers announced again",
             );
+        }
+    }
+
+    /// Hands the metrics a [`CounterView`] of the entries as they are now, if they
+    /// changed since the last one. After every sync, before the next: the view's
+    /// counter ids stay those of its entries until then.
+    fn publish_counters(&mut self) {
+        if self.counters.revision() == self.datapath.revision() {
+            return;
+        }
+        match self.datapath.counter_view() {
+            Ok(view) => {
+                self.counters = view.clone();
+                let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+                state.vips = Some(Arc::new(view));
+            }
+            Err(e) => warn!(error = %e, "cannot read the datapath counters"),
         }
     }
 }
@@ -905,6 +934,7 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
         last_host: BTreeMap::new(),
         deleted_links: BTreeSet::new(),
         conflicts: ConflictWatch::default(),
+        counters: CounterView::default(),
         started: std::time::Instant::now(),
         reannounce: Reannounce::default(),
         synced_on: None,

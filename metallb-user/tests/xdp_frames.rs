@@ -205,6 +205,37 @@ fn stats_delta(before: &XdpStats, after: &XdpStats) -> Vec<(Outcome, u64)> {
         .collect()
 }
 
+/// The metrics' view of the counters (the mapped arrays, read at scrape time) gives
+/// what the records read for `inspect` give: per VIP summed over its interfaces, each
+/// entry's claims, every answer (removed VIPs' too).
+fn assert_view_agrees(dp: &Datapath) {
+    let records = dp.vips().expect("read VIPs");
+    let view = dp.counter_view().expect("counter view");
+    assert_eq!(view.revision(), dp.revision());
+    let mut per_ip: BTreeMap<IpAddr, VipCounters> = BTreeMap::new();
+    for r in &records {
+        let sum = per_ip.entry(r.key.addr).or_default();
+        sum.requests += r.counters.requests;
+        sum.replies += r.counters.replies;
+        sum.conflicts += r.counters.conflicts;
+        sum.suppressed += r.counters.suppressed;
+    }
+    assert_eq!(view.per_ip(), per_ip.into_iter().collect::<Vec<_>>());
+    let conflicts: Vec<(IpAddr, bool, u64)> = records
+        .iter()
+        .map(|r| {
+            let answered = r.action == Some(VipAction::Answer);
+            (r.key.addr, answered, r.counters.conflicts)
+        })
+        .collect();
+    assert_eq!(view.conflicts().collect::<Vec<_>>(), conflicts);
+    let frames = dp.frame_counts(&records).expect("frame counts");
+    assert_eq!(
+        view.replies(),
+        (frames.tx_arp_reply, frames.tx_neighbor_advert)
+    );
+}
+
 /// Every frame so far, by outcome (answers are counted per VIP, and added up here).
 fn frame_counts(dp: &Datapath) -> XdpStats {
     dp.frame_counts(&dp.vips().expect("read VIPs"))
@@ -253,6 +284,7 @@ fn run_cases(dp: &Datapath, cases: Vec<Case>) {
             assert_eq!(delta, want, "{name}: counters of {key:?}");
         }
     }
+    assert_view_agrees(dp);
 }
 
 fn arp_request(sender_ip: Ipv4Addr, target_ip: Ipv4Addr, vlan: Option<u16>) -> Vec<u8> {
@@ -1024,6 +1056,7 @@ fn answers_are_counted_per_vip_and_totals_keep_removed_vips() {
     };
     let answers = |dp: &Datapath| {
         let counts = frame_counts(dp);
+        assert_view_agrees(dp);
         (counts.tx_arp_reply, counts.tx_neighbor_advert)
     };
     // Answers an adopted program of an older version counted globally as well as per
@@ -1055,9 +1088,18 @@ fn answers_are_counted_per_vip_and_totals_keep_removed_vips() {
     let mut without = all.clone();
     without.remove(&key(VIP, IF, 0));
     without.remove(&key(VIP6, IF, 0));
+    let view = f.dp.counter_view().expect("counter view");
     let report = f.dp.sync(&without);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(answers(&f.dp), (1, 1), "removed, counters not yet free");
+    // A view taken before the sync still reads the removed VIPs' own counters: their
+    // ids are not reused before a later sync (by then a new view is published).
+    let vip = view
+        .per_ip()
+        .into_iter()
+        .find(|(ip, _)| *ip == IpAddr::from(VIP));
+    assert_eq!(vip, Some((VIP.into(), answered())));
+    assert_ne!(view.revision(), f.dp.revision());
     // The next sync frees the removed VIPs' counter ids, and back they come with
     // fresh counters.
     let report = f.dp.sync(&all);
@@ -1744,6 +1786,7 @@ fn counters_read_in_batches_are_each_vips_own() {
             "{vip}"
         );
     }
+    assert_view_agrees(&f.dp);
 }
 
 /// How many of the live keys of a pinned table sit past their home bucket, where a

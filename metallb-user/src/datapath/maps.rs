@@ -382,6 +382,12 @@ pub(crate) struct CounterArray {
     stride: u32,
 }
 
+// SAFETY: every access to the mapping is a volatile read or write of whole aligned
+// elements, the same shared memory the program updates from every CPU at any time;
+// readers on other threads (the metrics at scrape time, see [`CounterView`]) only
+// read, and tolerate a value that moves under them as they tolerate the program.
+unsafe impl Sync for CounterArray {}
+
 impl CounterArray {
     pub(crate) fn new(
         map: MapData,
@@ -418,13 +424,7 @@ impl CounterArray {
     /// The counters of id `id`, summed over CPUs.
     pub(crate) fn get(&self, id: u32) -> VipCounters {
         (0..self.cpus).fold(VipCounters::default(), |acc, cpu| {
-            let v = self.array.read(cpu * self.stride + id);
-            VipCounters {
-                requests: acc.requests + v.requests,
-                replies: acc.replies + v.replies,
-                conflicts: acc.conflicts + v.conflicts,
-                suppressed: acc.suppressed + v.suppressed,
-            }
+            add(acc, self.array.read(cpu * self.stride + id))
         })
     }
 
@@ -443,6 +443,15 @@ impl CounterArray {
         let mut value = self.array.read(id);
         add(&mut value);
         self.array.write(id, value);
+    }
+}
+
+fn add(a: VipCounters, b: VipCounters) -> VipCounters {
+    VipCounters {
+        requests: a.requests + b.requests,
+        replies: a.replies + b.replies,
+        conflicts: a.conflicts + b.conflicts,
+        suppressed: a.suppressed + b.suppressed,
     }
 }
 
@@ -664,7 +673,8 @@ fn prepare<C: Cell>(
 /// One family's table and counters, and the writer's bookkeeping.
 struct Family<C: Cell> {
     table: MmapArray<C>,
-    stats: CounterArray,
+    /// Shared with the [`CounterView`]s handed out.
+    stats: Arc<CounterArray>,
     /// Live keys: counter id, configuration, and cell in each half.
     live: BTreeMap<C::Key, Live>,
     /// The half the program reads (since the last flip, or adoption).
@@ -720,7 +730,7 @@ impl<C: Cell> Family<C> {
     fn new(table: MmapArray<C>, stats: CounterArray) -> Self {
         Self {
             table,
-            stats,
+            stats: Arc::new(stats),
             live: BTreeMap::new(),
             live_half: 0,
             stale: BTreeSet::new(),
@@ -974,6 +984,15 @@ impl<C: Cell> Family<C> {
         })
     }
 
+    /// Every live key's address and counter id, in key order (see [`CounterView`]).
+    fn counted(&self) -> impl Iterator<Item = ViewEntry> + '_ {
+        self.live.iter().map(|(key, live)| ViewEntry {
+            addr: C::to_user(key).addr,
+            counter_id: live.counter_id,
+            answered: live.config.action == VipAction::Answer,
+        })
+    }
+
     /// What the `vips` map holds for every live key.
     fn view_entries(&self) -> impl Iterator<Item = (VipKey, VipViewValue)> + '_ {
         self.live
@@ -1011,6 +1030,93 @@ impl<C: Cell> Family<C> {
     }
 }
 
+/// The live entries of one [`Maps::revision`] with their counter ids, and the mapped
+/// counter arrays: reads every VIP's counters from memory, on any thread, no syscall.
+///
+/// Valid until the next [`Maps::sync`] after the one it was taken after: a sync frees
+/// only the ids retired by an earlier sync (after their grace period), which no view
+/// taken since lists, so the ids of a view taken after each sync are never reused
+/// under it.
+#[derive(Clone, Default)]
+pub struct CounterView {
+    revision: u64,
+    /// IPv4, IPv6; `None` in an empty view.
+    arrays: Option<[Arc<CounterArray>; 2]>,
+    /// Sorted by [`VipKey`] (IPv4 first): a VIP's entries on several interfaces are
+    /// next to each other.
+    entries: Arc<[ViewEntry]>,
+    /// Replies counted for the keys the agent removed, per family, when the view was
+    /// taken.
+    removed_replies: [u64; 2],
+}
+
+#[derive(Clone, Copy)]
+struct ViewEntry {
+    addr: IpAddr,
+    counter_id: u32,
+    answered: bool,
+}
+
+impl std::fmt::Debug for CounterView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CounterView")
+            .field("revision", &self.revision)
+            .field("entries", &self.entries.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CounterView {
+    /// The [`Maps::revision`] this view lists the entries of.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    fn counters(&self, entry: &ViewEntry) -> VipCounters {
+        self.arrays
+            .as_ref()
+            .map_or_else(VipCounters::default, |arrays| {
+                arrays[usize::from(entry.addr.is_ipv6())].get(entry.counter_id)
+            })
+    }
+
+    /// Every VIP's counters, summed over its interfaces and the CPUs, in address
+    /// order, each VIP once.
+    pub fn per_ip(&self) -> Vec<(IpAddr, VipCounters)> {
+        let mut out: Vec<(IpAddr, VipCounters)> = Vec::with_capacity(self.entries.len());
+        for entry in self.entries.iter() {
+            let counters = self.counters(entry);
+            match out.last_mut() {
+                Some((addr, sum)) if *addr == entry.addr => *sum = add(*sum, counters),
+                _ => out.push((entry.addr, counters)),
+            }
+        }
+        out
+    }
+
+    /// Every entry's claims by other hosts: (VIP, whether this node answers it,
+    /// claims), in address order.
+    pub fn conflicts(&self) -> impl Iterator<Item = (IpAddr, bool, u64)> + '_ {
+        self.entries
+            .iter()
+            .map(|entry| (entry.addr, entry.answered, self.counters(entry).conflicts))
+    }
+
+    /// Every answer so far (ARP replies, Neighbor Advertisements): the live entries'
+    /// replies and those of the entries removed before the view was taken.
+    pub fn replies(&self) -> (u64, u64) {
+        let [mut v4, mut v6] = self.removed_replies;
+        for entry in self.entries.iter() {
+            let replies = self.counters(entry).replies;
+            match entry.addr {
+                IpAddr::V4(_) => v4 += replies,
+                IpAddr::V6(_) => v6 += replies,
+            }
+        }
+        (v4, v6)
+    }
+}
+
 /// The responder's maps: VIP tables (both families), global counters, and the `vips`
 /// map beside the tables.
 pub struct Maps {
@@ -1028,6 +1134,15 @@ pub struct Maps {
     fail_next_rebuild: bool,
     /// False when opened for inspection: nothing is ever written then.
     writable: bool,
+    /// Which live entries and counter ids these are (see [`Maps::revision`]).
+    revision: u64,
+}
+
+/// Revisions of the live entries, unique in the process (see [`Maps::revision`]).
+static REVISIONS: AtomicU64 = AtomicU64::new(1);
+
+fn next_revision() -> u64 {
+    REVISIONS.fetch_add(1, Ordering::Relaxed)
 }
 
 /// The grace period that follows a flip: when the flip was, and the thread that waits
@@ -1223,6 +1338,7 @@ impl Maps {
             unsettled: None,
             fail_next_rebuild: false,
             writable,
+            revision: next_revision(),
         };
         // An agent before this one may have flipped just before it stopped: its grace
         // period is waited for too.
@@ -1394,6 +1510,8 @@ impl Maps {
             changes.complete = false;
             return changes;
         }
+        // Entries, actions and counter ids may all change from here.
+        self.revision = next_revision();
         let started = Instant::now();
         // Ids and the idle half may still be read by programs that started before
         // the last flip: wait for them (mostly done in the background by now).
@@ -1625,6 +1743,26 @@ impl Maps {
             }
         }
         Ok(counts)
+    }
+
+    /// Changes whenever the live entries, their actions or their counter ids may have:
+    /// at every [`Maps::sync`]; unique in the process (another `Maps` has others). A
+    /// [`CounterView`] of the same revision lists exactly the live entries.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// The live entries' counter ids, to read their counters later from another thread
+    /// (the metrics, at scrape time) without this writer. Costs a copy of the live
+    /// keys; take a new one after every [`Maps::sync`] (see [`CounterView`]).
+    pub fn counter_view(&self) -> Result<CounterView, DatapathError> {
+        let entries = self.v4.counted().chain(self.v6.counted()).collect();
+        Ok(CounterView {
+            revision: self.revision,
+            arrays: Some([self.v4.stats.clone(), self.v6.stats.clone()]),
+            entries,
+            removed_replies: [self.v4.removed_replies()?, self.v6.removed_replies()?],
+        })
     }
 
     /// The global counters as the program keeps them, summed over CPUs: frames passed

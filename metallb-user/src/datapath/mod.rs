@@ -36,7 +36,9 @@ use self::{
     bpffs::{BPFFS_ROOT, ensure_bpffs},
     capabilities::{Denied, Step},
     iface::{Interface, InterfaceError, MacAddr},
-    maps::{FenceControl, Maps, SyncTimes, TableChanges, VipConfig, VipKey, VipRecord},
+    maps::{
+        CounterView, FenceControl, Maps, SyncTimes, TableChanges, VipConfig, VipKey, VipRecord,
+    },
     pin_lock::{PinDirLock, PinLockError},
     userspace::{SocketError, Userspace},
 };
@@ -986,6 +988,17 @@ impl Datapath {
     pub fn vips(&self) -> Result<Vec<VipRecord>, DatapathError> {
         self.flush_userspace()?;
         self.maps.vips()
+    }
+
+    /// Changes at every change of the entries (see [`Maps::revision`]).
+    pub fn revision(&self) -> u64 {
+        self.maps.revision()
+    }
+
+    /// The live entries' counters, to read from another thread (see
+    /// [`Maps::counter_view`]): take one after every [`Datapath::sync`].
+    pub fn counter_view(&self) -> Result<CounterView, DatapathError> {
+        self.maps.counter_view()
     }
 
     /// The program's global counters: frames passed or dropped, by reason.
