@@ -8,9 +8,11 @@
 //! - peak and steady RSS, the mmapped BPF tables apart (`anon_inode:bpf-map` mappings
 //!   of /proc/PID/smaps);
 //! - one VIP changed in the file: file written to the new address answered and the old
-//!   one no longer, and the speaker's own steps for it, apart: file read and checked,
-//!   then to the change applied (log timestamps): the plan, the datapath sync (the
-//!   target) and the rest of the apply;
+//!   one no longer, the change seen (the file's read begins) to answered, and the
+//!   speaker's own steps for it, apart: file read and checked, then to the change
+//!   applied (log timestamps): the plan, finding the entries that changed, the datapath
+//!   sync (the target; its parts from the `datapath synced` line) and the rest of the
+//!   apply;
 //! - a scrape of `/metrics` (wall time, size);
 //! - the agent's CPU per second in steady state (10 s once the start-up announcements
 //!   are over), per thread, with the speaker's own time reading the counters every
