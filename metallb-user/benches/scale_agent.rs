@@ -24,7 +24,8 @@
 //! asker).
 //!
 //! `BENCH_SCALE_VIPS=1000,10000` chooses the sizes; `BENCH_SCALE_BINARY=PATH` measures
-//! another build of `metallb` (an older one, side by side in one run). Targets (issue 15): plan to every
+//! another build of `metallb`, and `BENCH_SCALE_BINARIES=a=PATH,b=PATH` several, one after
+//! another for each size (side by side at the same machine load). Targets (issue 15): plan to every
 //! entry answerable under 2 s; RSS without the BPF tables under 200 MiB; one changed
 //! VIP applied in under 10 ms.
 
@@ -526,8 +527,57 @@ fn nth_line(log: &Path, message: &str, n: usize) -> anyhow::Result<serde_json::V
     }
 }
 
-/// One size: start, measure, change one VIP, scrape; printed as it goes.
-fn run(vips: usize) -> anyhow::Result<()> {
+/// Changes the node's interfaces with `ip ARGS` and prints how long the speaker took to
+/// plan its kept snapshot again: to the datapath synced ("configuration applied"), and
+/// to its main loop free again (the snapshot kept again, freed memory returned).
+fn replan(lab: &Lab, log: &Path, what: &str, args: &[&str]) -> anyhow::Result<()> {
+    let count = |message| log_lines(log, message).len();
+    let (applies, decodes, keeps, releases) = (
+        count("configuration applied"),
+        count("kept configuration decoded"),
+        count("configuration kept"),
+        count("freed memory returned to the kernel"),
+    );
+    let at = SystemTime::now();
+    let status = std::process::Command::new("ip")
+        .arg("-n")
+        .arg(&lab.node_ns)
+        .args(args)
+        .status()?;
+    anyhow::ensure!(status.success(), "ip {args:?} failed");
+    let apply = nth_line(log, "configuration applied", applies)?;
+    let released = nth_line(log, "freed memory returned to the kernel", releases)?;
+    let since = |line: &serde_json::Value| {
+        timestamp(line)
+            .and_then(|t| t.duration_since(at).ok())
+            .unwrap_or_default()
+    };
+    // "none": no such step (the snapshot not encoded again, say).
+    let took = |message: &str, after: usize| {
+        log_lines(log, message)
+            .get(after)
+            .and_then(|l| field_duration(l, "took"))
+            .map_or("none".into(), |d| format!("{d:.2?}"))
+    };
+    let planned = log_lines(log, "plan computed");
+    println!(
+        "  interface {what} -> planned again and the datapath synced {:.2?} (kept snapshot decoded {}, plan {}, datapath sync {}); kept again {}, main loop free after {:.2?}",
+        since(&apply),
+        took("kept configuration decoded", decodes),
+        planned
+            .last()
+            .and_then(|l| field_duration(l, "took"))
+            .map_or("-".into(), |d| format!("{d:.2?}")),
+        field_duration(&apply, "datapath_took").map_or("-".into(), |d| format!("{d:.2?}")),
+        took("configuration kept", keeps),
+        since(&released),
+    );
+    Ok(())
+}
+
+/// One size with one build of `metallb`: start, measure, change one VIP, scrape;
+/// printed as it goes.
+fn run(vips: usize, binary: &Path) -> anyhow::Result<()> {
     let mut lab = Lab::new("scale")?;
     lab.prepare_client_for(XdpMode::Native)?;
     let dir = Scratch(std::env::temp_dir().join(unique_name("scale")));
@@ -553,7 +603,7 @@ fn run(vips: usize) -> anyhow::Result<()> {
     let tx_at_start = tx_packets(&lab)?;
     let started = Instant::now();
     let started_wall = SystemTime::now();
-    let child = command_in(&lab.node_ns, &binary())
+    let child = command_in(&lab.node_ns, &binary.to_string_lossy())
         .args(["speaker", "--config"])
         .arg(&file)
         .arg("--pin-dir")
@@ -714,6 +764,21 @@ fn run(vips: usize) -> anyhow::Result<()> {
         Rss::mib(vm_hwm(pid).unwrap_or_default()),
     );
 
+    // The interfaces change (a veth pair added in the node's namespace, then deleted):
+    // the speaker plans its kept snapshot again. A change of the live nodes (a
+    // failover) takes the same path; here no entry changes.
+    for (what, args) in [
+        (
+            "added",
+            &[
+                "link", "add", "mlbx0", "type", "veth", "peer", "name", "mlbx1",
+            ][..],
+        ),
+        ("deleted", &["link", "del", "mlbx0"][..]),
+    ] {
+        replan(&lab, &log, what, args)?;
+    }
+
     // One VIP moved: VIP 0 (IPv4) to an address no Service had.
     let (old, new) = (vip(0), vip(vips + 2));
     let (applies, syncs) = (
@@ -783,7 +848,6 @@ fn main() -> anyhow::Result<()> {
     println!(
         "The agent: metallb speaker (release build), standalone mode, native XDP on a veth in a namespace, one Service per VIP"
     );
-    println!("binary: {}", binary());
     println!("CPU: {}", metallb_testkit::cpu_model());
     println!(
         "load average: {}",
@@ -791,8 +855,23 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or_default()
             .trim()
     );
+    let binaries: Vec<(String, PathBuf)> = match std::env::var("BENCH_SCALE_BINARIES") {
+        Ok(list) => list
+            .split(',')
+            .map(|entry| {
+                let (name, path) = entry
+                    .split_once('=')
+                    .with_context(|| format!("BENCH_SCALE_BINARIES: {entry:?} is not NAME=PATH"))?;
+                Ok((name.trim().to_owned(), PathBuf::from(path.trim())))
+            })
+            .collect::<anyhow::Result<_>>()?,
+        Err(_) => vec![("metallb".into(), PathBuf::from(binary()))],
+    };
     for vips in sizes {
-        run(vips)?;
+        for (name, binary) in &binaries {
+            println!("[{name}: {}]", binary.display());
+            run(vips, binary)?;
+        }
     }
     Ok(())
 }

@@ -440,6 +440,14 @@ impl<S: FnMut(u32, &[u8]) -> io::Result<()>> Pacer<S> {
         self.links.retain(|_, link| {
             !(link.first.is_empty() && link.due.is_empty() && link.tokens >= rate)
         });
+        // A backlog over, its tables go (at 100,000 VIPs, about 15 MiB of capacity
+        // nothing would use until the next change of that size).
+        if self.vips.is_empty() && self.vips.capacity() > 0 {
+            self.vips = HashMap::new();
+        }
+        if self.timers.is_empty() && self.timers.capacity() > 0 {
+            self.timers = BinaryHeap::new();
+        }
         wake
     }
 }
@@ -597,6 +605,11 @@ mod tests {
             "all sent by {:?}",
             at - t0
         );
+        // Over: the backlog's tables are freed, not kept at their largest (the
+        // interfaces once their budget is whole again).
+        assert_eq!(pacer.pump(at + Duration::from_secs(2)), None);
+        assert!(pacer.links.is_empty());
+        assert_eq!((pacer.vips.capacity(), pacer.timers.capacity()), (0, 0));
     }
 
     #[test]

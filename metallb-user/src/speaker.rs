@@ -318,15 +318,22 @@ fn check_config(text: String, path: &Path, namespace: &str) -> Result<Config, Ve
 /// edit of the file (a new service listed first, say) moves nobody's address: the
 /// allocator keeps valid status addresses. In place: the configuration is large (a
 /// copy of 100,000 Services is about 150 MiB).
-pub fn with_previous_status(config: &mut Config, previous: &BTreeMap<ServiceKey, Vec<IpAddr>>) {
+/// Returns how many services it gave a status.
+pub fn with_previous_status(
+    config: &mut Config,
+    previous: &BTreeMap<ServiceKey, Vec<IpAddr>>,
+) -> usize {
+    let mut given = 0;
     for service in &mut config.services {
         if has_status_address(service) {
             continue;
         }
         if let Some(ips) = previous.get(&ServiceKey::of_service(service)) {
             service.status = Some(status_with(ips));
+            given += 1;
         }
     }
+    given
 }
 
 struct Speaker {
@@ -407,22 +414,22 @@ impl Speaker {
     /// Plans `snapshot` and applies the plan. The snapshot is kept by the caller (to
     /// plan again when the live nodes or the interfaces change) and is not copied:
     /// with the allocator, its services without a status get the addresses of the last
-    /// plan as one, in place (planning it again then gives the same addresses).
-    fn apply(&mut self, snapshot: &mut Snapshot) {
+    /// plan as one, in place (planning it again then gives the same addresses), before
+    /// the plan and again after it ([`Speaker::with_own_status`]). Returns whether
+    /// that changed the snapshot's Services.
+    fn apply(&mut self, snapshot: &mut Snapshot) -> bool {
         let addresses = snapshot.addresses;
         let election = snapshot.election.clone();
         let everything = self.reannounce.at_plan(election.live_nodes.as_ref());
         // Addresses allocated here stay where the last plan put them; those of the
         // controller are the status itself.
-        if addresses == AddressSource::Allocate {
-            with_previous_status(&mut snapshot.config, &self.previous);
-        }
+        let mut statuses = self.with_own_status(snapshot);
         let config = &snapshot.config;
         let host = match iface::list() {
             Ok(host) => host,
             Err(e) => {
                 error!(error = %e, "cannot list interfaces; configuration not applied");
-                return;
+                return statuses;
             }
         };
         let deleted = std::mem::take(&mut self.deleted_links);
@@ -535,6 +542,10 @@ impl Speaker {
             state.config_stale = false;
         }
         self.shared.ready.store(true, Ordering::Relaxed);
+        // The addresses this plan allocated become statuses too: planning the
+        // snapshot again (a failover) then changes none of its Services, and the kept
+        // form of them stays as it is.
+        statuses |= self.with_own_status(snapshot);
         info!(
             services = plan.services.len(),
             vips = plan.vips.len(),
@@ -551,6 +562,14 @@ impl Speaker {
         let publishing = std::time::Instant::now();
         self.publish_counters();
         debug!(took = ?publishing.elapsed(), "counters view published");
+        statuses
+    }
+
+    /// With the allocator, gives the snapshot's services without a status the
+    /// addresses of the last plan as one; whether it gave any.
+    fn with_own_status(&self, snapshot: &mut Snapshot) -> bool {
+        snapshot.addresses == AddressSource::Allocate
+            && with_previous_status(&mut snapshot.config, &self.previous) > 0
     }
 
     /// The services this node announces, for the Kubernetes source (ServiceL2Status,
@@ -1068,16 +1087,13 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
 fn apply_again(speaker: &mut Speaker, gossip: &Gossip, kept: Kept) -> Kept {
     let mut snapshot = match kept.restore() {
         Ok(snapshot) => snapshot,
-        Err(failed) => {
-            let (kept, error) = *failed;
+        Err(error) => {
             error!(error = %error, "the kept configuration cannot be decoded: not applied again");
             return kept;
         }
     };
-    if gossip.with_live(&mut snapshot) {
-        speaker.apply(&mut snapshot);
-    }
-    let kept = Kept::keep(snapshot);
+    let changed = gossip.with_live(&mut snapshot) && speaker.apply(&mut snapshot);
+    let kept = kept.keep_again(snapshot, changed);
     release_freed_memory();
     kept
 }
@@ -1086,7 +1102,9 @@ fn apply_again(speaker: &mut Speaker, gossip: &Gossip, kept: Kept) -> Kept {
 /// (a source sends a new one only when the configuration changes). Its Services and
 /// EndpointSlices, which grow with the cluster, are kept as JSON text: about 250 bytes
 /// a Service instead of about 1.5 KiB as objects (150 MiB at 100,000 Services).
-/// Planning it again decodes them first.
+/// Planning it again decodes them first; they are encoded again only if that plan
+/// changed them (a failover does not: the statuses are written when the snapshot
+/// comes, see [`Speaker::apply`]).
 struct Kept {
     /// Without its Services and EndpointSlices when `encoded` holds them.
     snapshot: Snapshot,
@@ -1119,20 +1137,34 @@ impl Kept {
     }
 
     /// The snapshot as it was given to [`Kept::keep`].
-    fn restore(self) -> Result<Snapshot, Box<(Self, serde_json::Error)>> {
+    fn restore(&self) -> Result<Snapshot, serde_json::Error> {
         let Some(encoded) = &self.encoded else {
-            return Ok(self.snapshot);
+            return Ok(self.snapshot.clone());
         };
         let decoding = std::time::Instant::now();
-        match serde_json::from_slice::<(Vec<Service>, Vec<EndpointSlice>)>(encoded) {
-            Ok((services, endpoint_slices)) => {
-                debug!(took = ?decoding.elapsed(), "kept configuration decoded");
-                let mut snapshot = self.snapshot;
-                snapshot.config.services = services;
-                snapshot.config.endpoint_slices = endpoint_slices;
-                Ok(snapshot)
+        let (services, endpoint_slices) =
+            serde_json::from_slice::<(Vec<Service>, Vec<EndpointSlice>)>(encoded)?;
+        debug!(took = ?decoding.elapsed(), "kept configuration decoded");
+        let mut snapshot = self.snapshot.clone();
+        snapshot.config.services = services;
+        snapshot.config.endpoint_slices = endpoint_slices;
+        Ok(snapshot)
+    }
+
+    /// Keeps `snapshot`, [restored](Kept::restore) from this one and planned again:
+    /// its Services and EndpointSlices are encoded again only if `changed`.
+    fn keep_again(self, mut snapshot: Snapshot, changed: bool) -> Self {
+        match self.encoded {
+            Some(encoded) if !changed => {
+                snapshot.config.services = Vec::new();
+                snapshot.config.endpoint_slices = Vec::new();
+                debug!("configuration kept as it was");
+                Self {
+                    snapshot,
+                    encoded: Some(encoded),
+                }
             }
-            Err(error) => Err(Box::new((self, error))),
+            _ => Self::keep(snapshot),
         }
     }
 }
@@ -1569,7 +1601,9 @@ mod tests {
             ),
             (key("b"), vec!["192.0.2.2".parse().unwrap()]),
         ]);
-        with_previous_status(&mut config, &previous);
+        // Only `a` had no status.
+        assert_eq!(with_previous_status(&mut config, &previous), 1);
+        assert_eq!(with_previous_status(&mut config, &previous), 0);
         let ingress = |i: usize| {
             config.services[i]
                 .status
@@ -1623,10 +1657,23 @@ mod tests {
         });
         assert!(kept.snapshot.config.services.is_empty());
         assert!(kept.snapshot.config.endpoint_slices.is_empty());
-        let restored = kept.restore().map_err(|e| e.1).expect("decodes");
+        let restored = kept.restore().expect("decodes");
         assert_eq!(restored.config.services, services);
         assert_eq!(restored.config.endpoint_slices, slices);
         assert_eq!(restored.addresses, AddressSource::Allocate);
+        // Planned again without a change: the same text is kept, not encoded again.
+        let encoded = kept.encoded.clone();
+        let kept = kept.keep_again(restored, false);
+        assert_eq!(kept.encoded, encoded);
+        assert!(kept.snapshot.config.services.is_empty());
+        // Changed: encoded again, and restored with the change.
+        let mut changed = kept.restore().expect("decodes");
+        changed.config.services[1].status = None;
+        let kept = kept.keep_again(changed, true);
+        assert_ne!(kept.encoded, encoded);
+        let restored = kept.restore().expect("decodes");
+        assert_eq!(restored.config.services[0], services[0]);
+        assert_eq!(restored.config.services[1].status, None);
     }
 
     /// Services are allocated in the file's order, but with the last plan's
