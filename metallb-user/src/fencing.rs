@@ -77,16 +77,24 @@ impl Drop for Heartbeat {
 /// word per beat: it cannot starve anything.
 const HEARTBEAT_PRIORITY: i32 = 10;
 
-/// Runs the calling thread under SCHED_FIFO at `priority` (needs CAP_SYS_NICE).
-pub(crate) fn run_realtime(priority: i32) -> std::io::Result<()> {
+/// Runs the calling thread under SCHED_FIFO at `priority` where allowed (it needs
+/// CAP_SYS_NICE), and logs whether it does: "`thread` runs SCHED_FIFO: `gained`", or
+/// "`thread` at normal priority (...): `otherwise`". Refused, the thread goes on at
+/// normal priority.
+pub(crate) fn run_realtime(priority: i32, thread: &str, gained: &str, otherwise: &str) {
     let param = libc::sched_param {
         sched_priority: priority,
     };
     // SAFETY: 0 is the calling thread; a valid sched_param.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
-        return Err(std::io::Error::last_os_error());
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0 {
+        info!(priority, "{thread} runs SCHED_FIFO: {gained}");
+    } else {
+        let error = std::io::Error::last_os_error();
+        info!(
+            %error,
+            "{thread} at normal priority (SCHED_FIFO needs CAP_SYS_NICE): {otherwise}"
+        );
     }
-    Ok(())
 }
 
 fn beat(
@@ -95,16 +103,12 @@ fn beat(
     rejoin_hold: Duration,
     stop: &AtomicBool,
 ) -> FenceControl {
-    match run_realtime(HEARTBEAT_PRIORITY) {
-        Ok(()) => info!(
-            priority = HEARTBEAT_PRIORITY,
-            "fence heartbeat runs SCHED_FIFO: a busy CPU does not delay it"
-        ),
-        Err(error) => info!(
-            %error,
-            "fence heartbeat at normal priority (SCHED_FIFO needs CAP_SYS_NICE): a saturated CPU may delay it past --fence-deadline, and the datapath then fences for a moment"
-        ),
-    }
+    run_realtime(
+        HEARTBEAT_PRIORITY,
+        "fence heartbeat",
+        "a busy CPU does not delay it",
+        "a saturated CPU may delay it past --fence-deadline, and the datapath then fences for a moment",
+    );
     let interval = timings.heartbeat_interval();
     // The deadline as last written (an earlier agent's, at first).
     let mut written = control.ctl().fence_at;

@@ -161,16 +161,12 @@ pub fn start(options: UdpOptions) -> std::io::Result<Running> {
     std::thread::Builder::new()
         .name("membership".into())
         .spawn(move || {
-            match crate::fencing::run_realtime(MEMBERSHIP_PRIORITY) {
-                Ok(()) => info!(
-                    priority = MEMBERSHIP_PRIORITY,
-                    "membership runs SCHED_FIFO: a busy CPU does not delay its probes and answers"
-                ),
-                Err(error) => info!(
-                    %error,
-                    "membership at normal priority (SCHED_FIFO needs CAP_SYS_NICE): a saturated CPU may delay its probes and answers, and peers take the delay for a failure"
-                ),
-            }
+            crate::fencing::run_realtime(
+                MEMBERSHIP_PRIORITY,
+                "membership",
+                "a busy CPU does not delay its probes and answers",
+                "a saturated CPU may delay its probes and answers, and peers take the delay for a failure",
+            );
             runtime.block_on(drive(membership, socket, epoch, live_tx, peers_rx, stop_rx));
         })?;
     Ok(Running { live, peers, stop })
