@@ -284,6 +284,21 @@ fn thread_policy(pid: u32, name: &str) -> Option<i32> {
     })
 }
 
+/// Asserts that each `(thread, said)` of `threads` runs under `policy` in `speaker`,
+/// and that its log has the line `said`.
+fn assert_thread_policies(speaker: &NodeSpeaker, policy: i32, threads: &[(&str, &str)]) {
+    let pid = speaker.pid().expect("running");
+    for (thread, said) in threads {
+        assert_eq!(
+            thread_policy(pid, thread),
+            Some(policy),
+            "{thread}\n{}",
+            speaker.log()
+        );
+        assert!(speaker.log().contains(said), "{}", speaker.log());
+    }
+}
+
 /// Waits until `check` holds for the speaker's fence state, or panics with `what`.
 fn until_fence(speaker: &NodeSpeaker, what: &str, check: impl Fn(&FenceState, u64) -> bool) {
     speaker
@@ -303,24 +318,16 @@ fn netns_failover_a_hung_owner_fences_itself_and_another_node_answers() {
         state.deadline_in.is_some() && !state.fenced
     });
     // Run as root (CAP_SYS_NICE), the heartbeat thread is real-time: a busy CPU does
-    // not delay it past the deadline.
-    let pid = hung.pid().expect("running");
-    assert_eq!(
-        thread_policy(pid, "fence-heartbeat"),
-        Some(libc::SCHED_FIFO),
-        "{}",
-        hung.log()
+    // not delay it past the deadline. So is the membership thread: a busy CPU delays
+    // neither its probes nor its answers, which peers would take for a failure.
+    assert_thread_policies(
+        hung,
+        libc::SCHED_FIFO,
+        &[
+            ("fence-heartbeat", "fence heartbeat runs SCHED_FIFO"),
+            ("membership", "membership runs SCHED_FIFO"),
+        ],
     );
-    assert!(hung.log().contains("fence heartbeat runs SCHED_FIFO"));
-    // So is the membership thread: a busy CPU delays neither its probes nor its
-    // answers, which peers would take for a failure.
-    assert_eq!(
-        thread_policy(pid, "membership"),
-        Some(libc::SCHED_FIFO),
-        "{}",
-        hung.log()
-    );
-    assert!(hung.log().contains("membership runs SCHED_FIFO"));
     hung.signal(Signal::SIGSTOP).expect("SIGSTOP");
     until_fence(hung, "fenced while stopped", |state, _| state.fenced);
     let others: Vec<usize> = (0..3).filter(|i| *i != owner).collect();
@@ -412,19 +419,14 @@ fn netns_failover_without_cap_sys_nice_both_threads_run_at_normal_priority() {
         );
         sleep(Duration::from_millis(50));
     }
-    let pid = restarted.pid().expect("running");
-    for (thread, said) in [
-        ("membership", "membership at normal priority"),
-        ("fence-heartbeat", "fence heartbeat at normal priority"),
-    ] {
-        assert_eq!(
-            thread_policy(pid, thread),
-            Some(libc::SCHED_OTHER),
-            "{thread}\n{}",
-            restarted.log()
-        );
-        assert!(restarted.log().contains(said), "{}", restarted.log());
-    }
+    assert_thread_policies(
+        restarted,
+        libc::SCHED_OTHER,
+        &[
+            ("membership", "membership at normal priority"),
+            ("fence-heartbeat", "fence heartbeat at normal priority"),
+        ],
+    );
     assert_eq!(cluster.until_one_owner(&[0, 1, 2], "restarted"), owner);
     until_fence(restarted, "the heartbeat runs", |state, _| {
         state.deadline_in.is_some() && !state.fenced
