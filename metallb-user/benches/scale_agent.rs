@@ -830,6 +830,14 @@ fn run(vips: usize, binary: &Path) -> anyhow::Result<()> {
         apply["fields"]["delta"],
         read_to_applied.saturating_sub(plan + delta + sync),
     );
+    let (before_plan, after_sync) = (
+        field_duration(&apply, "before_plan_took").unwrap_or_default(),
+        field_duration(&apply, "after_sync_took").unwrap_or_default(),
+    );
+    println!(
+        "    the rest: snapshot handed over {:.2?}, in the apply before the plan {before_plan:.2?} (earlier addresses as status, interfaces), after the sync {after_sync:.2?} (announcements, every Service's result logged and kept, the plan's addresses as status)",
+        read_to_applied.saturating_sub(plan + delta + sync + before_plan + after_sync),
+    );
     println!("    datapath {}", sync_parts(&synced));
     drop(speaker);
     Ok(())

@@ -418,6 +418,7 @@ impl Speaker {
     /// the plan and again after it ([`Speaker::with_own_status`]). Returns whether
     /// that changed the snapshot's Services.
     fn apply(&mut self, snapshot: &mut Snapshot) -> bool {
+        let began = std::time::Instant::now();
         let addresses = snapshot.addresses;
         let election = snapshot.election.clone();
         let everything = self.reannounce.at_plan(election.live_nodes.as_ref());
@@ -462,6 +463,7 @@ impl Speaker {
             named_despite_exclusion: choice.report.named_despite_exclusion(),
         };
         let planning = std::time::Instant::now();
+        let before_plan_took = planning - began;
         let plan = plan(config, &plan_options, &attached);
         let plan_took = planning.elapsed();
         // The moment the plan exists: `cargo xtask bench scale` measures from here to
@@ -479,7 +481,8 @@ impl Speaker {
             Some(changed) => self.datapath.update(changed),
             None => self.datapath.sync(&plan.vips),
         };
-        let sync_took = syncing.elapsed();
+        let synced = std::time::Instant::now();
+        let sync_took = synced - syncing;
         self.synced_on = report.complete.then_some(attached);
         for e in &report.errors {
             error!(error = %e, "datapath change not applied");
@@ -556,6 +559,8 @@ impl Speaker {
             delta = changed.as_ref().map(BTreeMap::len),
             delta_took = ?delta_took,
             datapath_took = ?sync_took,
+            before_plan_took = ?before_plan_took,
+            after_sync_took = ?synced.elapsed(),
             "configuration applied"
         );
         // Before any other sync: the metrics' view must not outlive the ids it reads.
@@ -628,14 +633,22 @@ impl Speaker {
     /// MetalLB's events, as log lines, for services whose situation changed; the
     /// allocator's warnings on every application of the file.
     fn log_changes(&mut self, services: &BTreeMap<ServiceKey, crate::plan::ServicePlan>) {
-        let mut roles = BTreeMap::new();
+        // Both sorted by key: one walk, no lookup; a name formatted only for a line.
+        let mut last = self.last_roles.iter().peekable();
         for (key, service) in services {
+            while last.next_if(|(before, _)| *before < key).is_some() {}
+            let role_changed = last
+                .next_if(|(before, _)| *before == key)
+                .is_none_or(|(_, role)| *role != service.role);
+            if service.warnings.is_empty() && !role_changed {
+                continue;
+            }
             // Names and reasons come from the file: no raw line breaks in the log.
             let service_name = printable(&key.to_string()).into_owned();
             for warning in &service.warnings {
                 warn!(service = %service_name, "{}", printable(warning));
             }
-            if self.last_roles.get(key) != Some(&service.role) {
+            if role_changed {
                 match (&service.decision, &service.role) {
                     (Decision::Failed { reason }, _) => {
                         warn!(service = %service_name, event = "AllocationFailed", "{}", printable(reason))
@@ -650,9 +663,11 @@ impl Speaker {
                     (Decision::Ignored { .. }, _) => {}
                 }
             }
-            roles.insert(key.clone(), service.role.clone());
         }
-        self.last_roles = roles;
+        self.last_roles = services
+            .iter()
+            .map(|(key, service)| (key.clone(), service.role.clone()))
+            .collect();
     }
 
     /// Takes in link events; whether the interfaces differ from those of the last plan
