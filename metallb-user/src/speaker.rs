@@ -476,6 +476,11 @@ impl Speaker {
         let changed = (self.synced_on.as_ref() == Some(&attached))
             .then(|| vip_delta(&plan, &attached, &self.last_roles, &self.previous));
         let delta_took = delta.elapsed();
+        // The metrics' view of the last change, if the refresh has not taken it yet:
+        // this sync may reuse the counter ids that change retired (see
+        // `publish_counters`). A change a second or more after the last costs nothing
+        // here.
+        self.publish_counters();
         let syncing = std::time::Instant::now();
         let report = match &changed {
             Some(changed) => self.datapath.update(changed),
@@ -563,10 +568,6 @@ impl Speaker {
             after_sync_took = ?synced.elapsed(),
             "configuration applied"
         );
-        // Before any other sync: the metrics' view must not outlive the ids it reads.
-        let publishing = std::time::Instant::now();
-        self.publish_counters();
-        debug!(took = ?publishing.elapsed(), "counters view published");
         statuses
     }
 
@@ -777,17 +778,22 @@ impl Speaker {
     }
 
     /// Hands the metrics a [`CounterView`] of the entries as they are now, if they
-    /// changed since the last one. After every sync, before the next: the view's
-    /// counter ids stay those of its entries until then.
+    /// changed since the last one (a copy of the live keys: about 30 ms at 100,000
+    /// VIPs on a loaded machine). At the refresh after a change and, if none came
+    /// between, before the next sync: a sync frees only the ids an earlier sync
+    /// retired, so the view's ids stay those of its entries while it is used.
     fn publish_counters(&mut self) {
         if self.counters.revision() == self.datapath.revision() {
             return;
         }
+        let publishing = std::time::Instant::now();
         match self.datapath.counter_view() {
             Ok(view) => {
                 self.counters = view.clone();
                 let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
                 state.vips = Some(Arc::new(view));
+                drop(state);
+                debug!(took = ?publishing.elapsed(), "counters view published");
             }
             Err(e) => warn!(error = %e, "cannot read the datapath counters"),
         }
