@@ -729,6 +729,43 @@ fn garp_interval(text: &str) -> Result<Duration, String> {
     Ok(interval)
 }
 
+/// mimalloc instead of glibc's malloc. At 100,000 VIPs a plan allocates hundreds of MiB
+/// for a moment; glibc keeps most of it once freed (the pages the long-lived maps
+/// allocated meanwhile pin), so that the speaker stayed at 270-340 MiB for about
+/// 90 MiB of live data. mimalloc gives freed pages back to the kernel (README, bench
+/// scale).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc v3's options by number (libmimalloc-sys names only some of them):
+/// whether an arena is committed at once, and how long freed pages wait before they go
+/// back to the kernel (ms). Checked against their defaults by a test.
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Freed pages go back to the kernel at once, and arenas are committed as they are
+/// used: with mimalloc's defaults the speaker kept 2 to 3 times its live data at
+/// 1,000 VIPs (the bench measured 48 MiB steady against 22 MiB with glibc).
+fn tune_allocator() {
+    // SAFETY: mi_option_set only stores an option's value.
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+    }
+}
+
+/// [`tune_allocator`] as an ELF constructor: it runs before Rust's runtime, whose first
+/// allocation makes mimalloc's first arena (set in `main`, the option would come too
+/// late for it).
+#[used]
+#[unsafe(link_section = ".init_array")]
+static TUNE_ALLOCATOR: extern "C" fn() = {
+    extern "C" fn at_load() {
+        tune_allocator();
+    }
+    at_load
+};
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Controller(args) = &cli.command
@@ -1309,5 +1346,32 @@ mod tests {
             Err("less than 10ms would flood the link; to announce only once, use --garp-duration 0s".into())
         );
         assert!(garp_interval("1x").is_err());
+    }
+
+    /// The option numbers are mimalloc v3's (beside options libmimalloc-sys names), and
+    /// the constructor set them before this test's first allocation.
+    #[test]
+    fn the_allocator_options_are_those_meant() {
+        assert_eq!(
+            MI_OPTION_ARENA_EAGER_COMMIT,
+            libmimalloc_sys::mi_option_large_os_pages - 2
+        );
+        assert_eq!(
+            MI_OPTION_PURGE_DELAY,
+            libmimalloc_sys::mi_option_use_numa_nodes - 1
+        );
+        // SAFETY: mi_option_get only reads an option's value.
+        unsafe {
+            assert_eq!(
+                libmimalloc_sys::mi_option_get(MI_OPTION_ARENA_EAGER_COMMIT),
+                0
+            );
+            assert_eq!(libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY), 0);
+            // Its neighbour keeps its default (purge by decommitting).
+            assert_eq!(
+                libmimalloc_sys::mi_option_get(MI_OPTION_ARENA_EAGER_COMMIT + 1),
+                1
+            );
+        }
     }
 }
