@@ -80,6 +80,20 @@ pub struct Plan {
     pub bgp: BgpPlan,
 }
 
+impl Plan {
+    /// The addresses of each allocated service: what the speaker keeps of a plan,
+    /// beside the roles, to give them again as status and for [`vip_delta`].
+    pub fn allocated_addresses(&self) -> BTreeMap<ServiceKey, Vec<IpAddr>> {
+        self.services
+            .iter()
+            .filter_map(|(key, service)| match &service.decision {
+                Decision::Allocated(a) => Some((key.clone(), a.ips.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// Plans every service of `config` for this node, whose datapath runs on `interfaces`.
 pub fn plan(config: &Config, options: &PlanOptions, interfaces: &[Interface]) -> Plan {
     let Allocations {
@@ -1157,15 +1171,7 @@ mod tests {
             .iter()
             .map(|(key, service)| (key.clone(), service.role.clone()))
             .collect();
-        let addresses = plan
-            .services
-            .iter()
-            .filter_map(|(key, service)| match &service.decision {
-                Decision::Allocated(a) => Some((key.clone(), a.ips.clone())),
-                _ => None,
-            })
-            .collect();
-        (roles, addresses)
+        (roles, plan.allocated_addresses())
     }
 
     /// A random cluster: three nodes (some without a live speaker), two pools, an

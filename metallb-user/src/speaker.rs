@@ -535,14 +535,7 @@ impl Speaker {
 
         self.log_changes(&plan.services);
         self.report_announced(&plan.services);
-        self.previous = plan
-            .services
-            .iter()
-            .filter_map(|(key, p)| match &p.decision {
-                Decision::Allocated(a) => Some((key.clone(), a.ips.clone())),
-                _ => None,
-            })
-            .collect();
+        self.previous = plan.allocated_addresses();
         {
             let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
             state.pools = plan.pools;
