@@ -11,10 +11,19 @@
 //! Then [`Window`] reads what a client saw between two instants: the longest time
 //! without an echo, the datagrams lost, when a new MAC first answered, and the 5 ms
 //! windows in which two MACs answered.
+//!
+//! What is measured is the network, not this process's scheduling: every thread here
+//! runs `SCHED_FIFO` (where allowed: root), above every ordinary thread (builds, a CPU
+//! hog) and below the speaker's own real-time threads, so that a loaded machine delays
+//! neither a datagram on its way out nor an echo; and answers and echoes are stamped
+//! with their arrival by the kernel (`SO_TIMESTAMPNS`), not when a thread gets to read
+//! them. Seen without both on a loaded machine: an 84 ms "outage" in which no
+//! datagram was lost, the echoes read late.
 
 use std::{
     collections::BTreeSet,
     net::{Ipv4Addr, SocketAddrV4, UdpSocket},
+    os::fd::RawFd,
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     sync::{
         Arc, Mutex,
@@ -36,6 +45,30 @@ pub const PROBER_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
 const ETH_P_ARP: u16 = 0x0806;
 /// How long a blocked receive waits before it looks at the stop flag.
 const POLL: Duration = Duration::from_millis(20);
+/// The real-time priority (`SCHED_FIFO`) of every thread here: above every ordinary
+/// thread, below the speaker's membership (9) and fence heartbeat (10) threads, which
+/// the client must not hold back. Each thread sleeps or blocks between packets.
+const TRAFFIC_PRIORITY: i32 = 5;
+
+static REALTIME_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether every thread started here so far runs `SCHED_FIFO` (it needs
+/// CAP_SYS_NICE); if not, a loaded machine delays sends and echoes, and the figures
+/// show it.
+pub fn realtime() -> bool {
+    !REALTIME_REFUSED.load(Ordering::Relaxed)
+}
+
+/// The calling thread to `SCHED_FIFO` at [`TRAFFIC_PRIORITY`] (recorded if refused).
+fn enter_realtime() {
+    let param = libc::sched_param {
+        sched_priority: TRAFFIC_PRIORITY,
+    };
+    // SAFETY: 0 is the calling thread; a valid sched_param.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+        REALTIME_REFUSED.store(true, Ordering::Relaxed);
+    }
+}
 
 /// One answer to the prober.
 #[derive(Clone, Copy, Debug)]
@@ -67,9 +100,13 @@ impl Stopper {
         }
     }
 
+    /// A thread at [`TRAFFIC_PRIORITY`].
     fn spawn(&mut self, body: impl FnOnce(Arc<AtomicBool>) + Send + 'static) {
         let stop = self.stop.clone();
-        self.threads.push(std::thread::spawn(move || body(stop)));
+        self.threads.push(std::thread::spawn(move || {
+            enter_realtime();
+            body(stop)
+        }));
     }
 
     fn stop(&mut self) {
@@ -115,6 +152,86 @@ fn set_receive_timeout(fd: &OwnedFd, timeout: Duration) -> std::io::Result<()> {
     Ok(())
 }
 
+fn set_int_option(fd: RawFd, level: i32, name: i32, value: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: a socket and an int of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Asks the kernel to stamp every packet `fd` receives with its arrival
+/// (`SO_TIMESTAMPNS`, read by [`recv_stamped`]).
+fn stamp_arrivals(fd: RawFd) -> std::io::Result<()> {
+    set_int_option(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
+}
+
+/// Receives one packet into `buf`: its length and its arrival, by the kernel's stamp
+/// (when it reached this namespace, however late this thread reads it), or now
+/// without one. `None` on a timeout or an error.
+fn recv_stamped(fd: RawFd, buf: &mut [u8]) -> Option<(usize, Instant)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Room for a few control messages, aligned for cmsghdr.
+    let mut control = [0u64; 16];
+    // SAFETY: msghdr is plain data; all-zero is a valid start.
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = &raw mut iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.as_mut_ptr().cast();
+    message.msg_controllen = size_of_val(&control);
+    // SAFETY: a socket, and a msghdr whose buffers outlive the call.
+    let n = unsafe { libc::recvmsg(fd, &raw mut message, 0) };
+    let n = usize::try_from(n).ok()?;
+    let (now, wall_now) = (Instant::now(), std::time::SystemTime::now());
+    let mut at = now;
+    // SAFETY: walking the control messages that recvmsg wrote into `control`.
+    let mut header = unsafe { libc::CMSG_FIRSTHDR(&raw const message) };
+    while !header.is_null() {
+        // SAFETY: a header inside `control`, as CMSG_FIRSTHDR / CMSG_NXTHDR give.
+        let (level, kind) = unsafe { ((*header).cmsg_level, (*header).cmsg_type) };
+        if level == libc::SOL_SOCKET && kind == libc::SCM_TIMESTAMPNS {
+            // SAFETY: SCM_TIMESTAMPNS carries a timespec (CLOCK_REALTIME).
+            let stamp: libc::timespec =
+                unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(header).cast()) };
+            let arrived =
+                std::time::UNIX_EPOCH + Duration::new(stamp.tv_sec as u64, stamp.tv_nsec as u32);
+            // Its age, on the monotonic clock of `Instant`.
+            let age = wall_now.duration_since(arrived).unwrap_or_default();
+            at = now.checked_sub(age).unwrap_or(now);
+        }
+        // SAFETY: as above.
+        header = unsafe { libc::CMSG_NXTHDR(&raw const message, header) };
+    }
+    Some((n, at))
+}
+
+/// Appends to a record kept in order of arrival (a stamp converted from the wall
+/// clock may come out a few ns before the last one).
+fn record_at<T>(
+    record: &Mutex<Vec<T>>,
+    at: Instant,
+    last: &mut Instant,
+    make: impl FnOnce(Instant) -> T,
+) {
+    let at = at.max(*last);
+    *last = at;
+    if let Ok(mut record) = record.lock() {
+        record.push(make(at));
+    }
+}
+
 /// The ARP request the prober sends: who has `vip`, tell PROBER_V4 at PROBER_MAC.
 pub fn arp_request(vip: Ipv4Addr) -> [u8; 42] {
     let mut frame = [0u8; 42];
@@ -155,6 +272,7 @@ impl ArpProber {
             arp_packet_socket(ifname)?
         };
         set_receive_timeout(&socket, POLL).context("SO_RCVTIMEO")?;
+        stamp_arrivals(socket.as_raw_fd()).context("SO_TIMESTAMPNS")?;
         let socket = Arc::new(socket);
         let answers = Arc::new(Mutex::new(Vec::new()));
         let mut threads = Stopper::new();
@@ -174,17 +292,13 @@ impl ArpProber {
         let record = answers.clone();
         threads.spawn(move |stop| {
             let mut buf = [0u8; 128];
+            let mut last = Instant::now();
             while !stop.load(Ordering::Relaxed) {
-                // SAFETY: a bound packet socket and a buffer of the length given.
-                let n = unsafe {
-                    libc::recv(socket.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
+                let Some((n, at)) = recv_stamped(socket.as_raw_fd(), &mut buf) else {
+                    continue;
                 };
-                let Ok(n) = usize::try_from(n) else { continue };
                 if let Some(mac) = arp_answer_from(&buf[..n], vip) {
-                    let at = Instant::now();
-                    if let Ok(mut answers) = record.lock() {
-                        answers.push(ArpAnswer { at, mac });
-                    }
+                    record_at(&record, at, &mut last, |at| ArpAnswer { at, mac });
                 }
             }
         });
@@ -290,6 +404,7 @@ impl UdpPinger {
             UdpSocket::bind("0.0.0.0:0").context("binding the client's socket")?
         };
         socket.set_read_timeout(Some(POLL))?;
+        stamp_arrivals(socket.as_raw_fd()).context("SO_TIMESTAMPNS")?;
         let receiver = socket.try_clone()?;
         let sent = Arc::new(Mutex::new(Vec::new()));
         let echoes = Arc::new(Mutex::new(Vec::new()));
@@ -313,20 +428,18 @@ impl UdpPinger {
         let record = echoes.clone();
         threads.spawn(move |stop| {
             let mut buf = [0u8; 64];
+            let mut last = Instant::now();
             while !stop.load(Ordering::Relaxed) {
-                if let Ok(n) = receiver.recv(&mut buf)
+                if let Some((n, at)) = recv_stamped(receiver.as_raw_fd(), &mut buf)
                     && n >= 9
                 {
-                    let at = Instant::now();
                     let mut seq = [0u8; 8];
                     seq.copy_from_slice(&buf[..8]);
-                    if let Ok(mut echoes) = record.lock() {
-                        echoes.push(Echo {
-                            at,
-                            seq: u64::from_be_bytes(seq),
-                            node: buf[8],
-                        });
-                    }
+                    record_at(&record, at, &mut last, |at| Echo {
+                        at,
+                        seq: u64::from_be_bytes(seq),
+                        node: buf[8],
+                    });
                 }
             }
         });
@@ -371,17 +484,41 @@ pub struct Window<'a> {
 impl Window<'_> {
     /// The longest time without an echo, counted from `from` (the fault) to `to`.
     pub fn outage(&self) -> Duration {
+        self.longest_gap().1
+    }
+
+    /// The longest time without an echo, from `from` to `to`: when it started (the
+    /// last echo before it, or `from`) and how long it lasted.
+    pub fn longest_gap(&self) -> (Instant, Duration) {
         let mut last = self.from;
-        let mut longest = Duration::ZERO;
+        let mut longest = (self.from, Duration::ZERO);
         for echo in self
             .echoes
             .iter()
             .filter(|e| e.at > self.from && e.at <= self.to)
         {
-            longest = longest.max(echo.at - last);
+            if echo.at - last > longest.1 {
+                longest = (last, echo.at - last);
+            }
             last = echo.at;
         }
-        longest.max(self.to.saturating_duration_since(last))
+        let tail = self.to.saturating_duration_since(last);
+        if tail > longest.1 {
+            longest = (last, tail);
+        }
+        longest
+    }
+
+    /// The datagrams sent during the longest gap that no node ever echoed: none means
+    /// that the echoes came late (a queue, a slow path), not that they went missing.
+    pub fn lost_in_longest_gap(&self) -> usize {
+        let (start, length) = self.longest_gap();
+        Window {
+            from: start,
+            to: start + length,
+            ..*self
+        }
+        .lost(Duration::ZERO)
     }
 
     /// Datagrams sent in the window, up to `settle` before its end (their echo may
@@ -475,6 +612,84 @@ mod tests {
     }
 
     #[test]
+    fn an_arrival_is_the_kernels_stamp_not_the_time_of_the_read() {
+        let mut fds = [0; 2];
+        // SAFETY: socketpair(2) into an array of two.
+        let rc = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        // SAFETY: two descriptors just made, owned by nobody else.
+        let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        stamp_arrivals(b.as_raw_fd()).expect("SO_TIMESTAMPNS");
+        let before = Instant::now();
+        // SAFETY: a socket and a buffer of the length given.
+        let sent = unsafe { libc::send(a.as_raw_fd(), b"ping".as_ptr().cast(), 4, 0) };
+        assert_eq!(sent, 4);
+        let after = Instant::now();
+        // Read late, as a thread held back by a loaded machine would.
+        std::thread::sleep(Duration::from_millis(50));
+        let read = Instant::now();
+        let mut buf = [0u8; 16];
+        let (n, at) = recv_stamped(b.as_raw_fd(), &mut buf).expect("a datagram");
+        assert_eq!(&buf[..n], b"ping");
+        // The clocks are read one after the other: a few ms of slack for a preemption
+        // in between, far less than the 50 ms the read came late.
+        let slack = Duration::from_millis(10);
+        assert!(
+            at + slack >= before && at <= after + slack,
+            "arrival {:?} after the send began, read {:?} after",
+            at.saturating_duration_since(before),
+            read.saturating_duration_since(before)
+        );
+    }
+
+    #[test]
+    fn a_window_tells_late_echoes_from_missing_ones() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        // Datagram n sent at n ms; echoed 1 ms later.
+        let sent: Vec<Instant> = (0..100).map(ms).collect();
+        let echo = |seq: u64, at: u64| Echo {
+            at: ms(at),
+            seq,
+            node: 0,
+        };
+        // Late: 40..100 all echoed at once at 120 (they waited in a queue): an 80 ms
+        // gap from the echo of 39 at 40, nothing lost.
+        let late: Vec<Echo> = (0..100)
+            .map(|seq| echo(seq, if seq < 40 { seq + 1 } else { 120 }))
+            .collect();
+        let window = Window {
+            from: ms(0),
+            to: ms(130),
+            answers: &[],
+            sent: &sent,
+            first_sent: 0,
+            echoes: &late,
+        };
+        assert_eq!(window.longest_gap(), (ms(40), Duration::from_millis(80)));
+        assert_eq!(window.lost_in_longest_gap(), 0);
+        // Missing: 40..60 never echoed: a 21 ms gap, from the echo of 39 to that of 60.
+        let missing: Vec<Echo> = (0..100)
+            .filter(|seq| !(40..60).contains(seq))
+            .map(|seq| echo(seq, seq + 1))
+            .collect();
+        let window = Window {
+            to: ms(100),
+            echoes: &missing,
+            ..window
+        };
+        assert_eq!(window.longest_gap(), (ms(40), Duration::from_millis(21)));
+        assert_eq!(window.lost_in_longest_gap(), 20);
+    }
+
+    #[test]
     fn a_window_reads_the_outage_the_losses_and_two_answering_macs() {
         let t0 = Instant::now();
         let ms = |n: u64| t0 + Duration::from_millis(n);
@@ -507,6 +722,9 @@ mod tests {
         };
         // From the echo at 11 to the one at 71.
         assert_eq!(window.outage(), Duration::from_millis(60));
+        assert_eq!(window.longest_gap(), (ms(11), Duration::from_millis(60)));
+        // 2..=6 sent at 20..=60, inside it, and never echoed.
+        assert_eq!(window.lost_in_longest_gap(), 5);
         // 1..=9 sent in the window, 2..=6 not echoed.
         assert_eq!(window.lost(Duration::from_millis(5)), 5);
         assert_eq!(

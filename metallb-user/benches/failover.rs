@@ -7,7 +7,9 @@
 //! `FAILOVER_TRIALS` times (default 20):
 //! - takeover: fault to the first ARP answer from another node's MAC;
 //! - outage: the longest time without an echo from the fault on (this includes the
-//!   client's neighbour entry, which only the gratuitous burst moves);
+//!   client's neighbour entry, which only the gratuitous burst moves), by the arrival
+//!   times the kernel stamped, with the client's and the echoes' threads `SCHED_FIFO`
+//!   (see `metallb_testkit::traffic`): a loaded machine delays neither;
 //! - lost: datagrams without an echo;
 //! - two MACs: 5 ms windows in which two MACs answered (after a partition heals, the
 //!   first second leaves out).
@@ -17,8 +19,10 @@
 //! second: owner changes seen by the client, and members declared down in the logs.
 //! `FAILOVER_NODES` (default 3), `FAILOVER_FAULTS` (a comma list of death, crash, hang,
 //! graceful, restart, partition, cpu, pause; default all), `FAILOVER_VERBOSE=1` prints
-//! each trial with the client's neighbour entry at its end, `FAILOVER_LOGS=DIR` keeps
-//! the speakers' logs there.
+//! each trial with the client's neighbour entry at its end and the datagrams lost in
+//! its longest gap (none: the echoes came late, not missing), `FAILOVER_LOGS=DIR`
+//! keeps the speakers' logs there, `FAILOVER_SPEAKER_ARGS="--probe-interval 30ms"`
+//! gives every speaker more flags (other timings, say).
 
 use std::{
     net::Ipv4Addr,
@@ -198,6 +202,7 @@ impl Bench {
             } else {
                 Vec::new()
             };
+            self.specs[i].extra.extend(speaker_args());
             self.start(i)?;
         }
         self.until_fencing_on(&since, Duration::from_secs(30))?;
@@ -281,10 +286,9 @@ impl Bench {
     }
 
     /// Waits until, for the last 400 ms, one node answered every ARP request and
-    /// echoed every datagram (so the client's neighbour entry names it too). The
-    /// client stamps what it receives when its thread reads it: a last answer older
-    /// than 50 ms means that thread lags (a loaded machine), and what it has is not
-    /// the present.
+    /// echoed every datagram (so the client's neighbour entry names it too). A last
+    /// answer older than 50 ms means that the client's thread lags in reading them
+    /// (a loaded machine), and what it has is not the present.
     fn steady_owner(&self, within: Duration) -> anyhow::Result<usize> {
         let deadline = Instant::now() + within;
         let look = Duration::from_millis(400);
@@ -595,12 +599,15 @@ fn run_fault(bench: &mut Bench, fault: Fault, trials: usize) -> anyhow::Result<V
                     f.old_last_ms
                 )
             });
+            let (gap_from, _) = window.longest_gap();
             println!(
-                "  {} owner node-{owner}: takeover {:?} by {:?}, outage {} ms, lost {}, two MACs {}, echoes from {:?}; client: {neighbour}{fenced}",
+                "  {} owner node-{owner}: takeover {:?} by {:?}, outage {} ms (from {} ms, {} of its datagrams lost), lost {}, two MACs {}, echoes from {:?}; client: {neighbour}{fenced}",
                 fault.name(),
                 trial.takeover,
                 window.answerers(),
                 ms(trial.outage),
+                ms(gap_from.saturating_duration_since(at)),
+                window.lost_in_longest_gap(),
                 trial.lost,
                 trial.dual,
                 recorded.echoes.last().map(|e| e.node),
@@ -748,6 +755,15 @@ impl Drop for Realtime {
     }
 }
 
+/// `FAILOVER_SPEAKER_ARGS`: more flags for every speaker, split at white space.
+fn speaker_args() -> Vec<String> {
+    std::env::var("FAILOVER_SPEAKER_ARGS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
@@ -782,7 +798,12 @@ fn main() -> anyhow::Result<()> {
         SEND_EVERY.as_millis(),
         WINDOW.as_secs()
     );
+    let args = speaker_args();
+    if !args.is_empty() {
+        println!("speakers: the default timings and {}", args.join(" "));
+    }
     let mut bench = Bench::new(nodes)?;
+
     println!(
         "\n{:<34} {:>7} {:>20} {:>20} {:>7} {:>7} {:>6}",
         "fault", "moved", "takeover p50/p99/max", "outage p50/p99/max", "lost", "max/tr", "2 MACs"
@@ -892,7 +913,15 @@ fn main() -> anyhow::Result<()> {
             println!("pauses: failed: {e:#}");
         }
     }
-    println!("\nload average at the end {}", loadavg());
+    println!(
+        "\nclient and echo threads: {}; arrivals as the kernel stamped them",
+        if metallb_testkit::traffic::realtime() {
+            "SCHED_FIFO"
+        } else {
+            "normal priority (SCHED_FIFO refused: a loaded machine delays them)"
+        }
+    );
+    println!("load average at the end {}", loadavg());
     if let Some(dir) = std::env::var_os("FAILOVER_LOGS") {
         let dir = PathBuf::from(dir);
         std::fs::create_dir_all(&dir)?;

@@ -1053,25 +1053,15 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
         }
         StopAction::Remove => info!(reason = %decision.reason, "stopping: detaching and unpinning"),
     }
-    // The last heartbeat: a planned restart leaves the next agent the grace to adopt
-    // the datapath; a datapath that goes needs none.
-    // The peers hear first that this node restarts (they keep its VIPs where they
-    // are), then its datapath gets the grace: the other way round, a peer could take
-    // over while this datapath still answers.
-    let restart_grace = options.membership.as_ref().map(|m| m.fence.restart_grace);
-    if decision.action == StopAction::Keep
-        && !gossip_ended
-        && let Some(grace) = restart_grace
-    {
+    let farewell = Farewell::of(
+        decision.action,
+        options.membership.as_ref().map(|m| m.fence.restart_grace),
+        gossip_ended,
+    );
+    if let Some(grace) = farewell.announce_restart {
         gossip.announce_restart(grace).await;
     }
-    fencing.stop(match decision.action {
-        // Nobody was told: a kept datapath fences now (the next speaker that adopts
-        // it answers again once its own gossip runs).
-        StopAction::Keep if gossip_ended => Some(std::time::Duration::ZERO),
-        StopAction::Keep => restart_grace,
-        StopAction::Remove => None,
-    });
+    fencing.stop(farewell.fence_in);
     let errors = decision.action.apply(datapath);
     // The record of the interfaces describes the datapath: it goes with it.
     if decision.action == StopAction::Remove
@@ -1082,9 +1072,7 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
     for e in &errors {
         error!(error = %e, "during shutdown");
     }
-    // Answers have stopped: now the next owner may take over at once. A planned
-    // restart (the datapath kept) has told the cluster it comes back, above.
-    if decision.action == StopAction::Remove {
+    if farewell.leave {
         gossip.leave().await;
     }
     anyhow::ensure!(
@@ -1092,8 +1080,57 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
         "{} error(s) while stopping",
         errors.len()
     );
-    anyhow::ensure!(!gossip_ended, "the membership thread ended");
+    anyhow::ensure!(!farewell.failed, "the membership thread ended");
     Ok(())
+}
+
+/// What a stopping speaker tells its peers and leaves its datapath, in this order:
+/// the restart announce, the last heartbeat, the datapath kept or removed, the leave.
+#[derive(Debug, PartialEq, Eq)]
+struct Farewell {
+    /// The peers hear that this node restarts within this grace (they keep its VIPs
+    /// where they are) before its datapath gets the grace: the other way round, a peer
+    /// could take over while this datapath still answers.
+    announce_restart: Option<Duration>,
+    /// The last heartbeat leaves the fence deadline this far ahead (`None`: never).
+    fence_in: Option<Duration>,
+    /// Once answers have stopped (the datapath removed), the peers hear that this
+    /// node leaves, and the next owner takes over at once.
+    leave: bool,
+    /// The speaker exits with an error.
+    failed: bool,
+}
+
+impl Farewell {
+    /// `restart_grace`: with membership. `gossip_ended`: the membership thread ended
+    /// on its own, so the peers, which no longer hear this node, take its VIPs; it
+    /// tells them nothing (it cannot), a kept datapath fences at once rather than
+    /// after a grace nobody granted (the next speaker that adopts it answers again
+    /// once its own gossip runs), and the speaker exits with an error.
+    fn of(action: StopAction, restart_grace: Option<Duration>, gossip_ended: bool) -> Self {
+        match action {
+            StopAction::Keep if gossip_ended => Self {
+                announce_restart: None,
+                fence_in: Some(Duration::ZERO),
+                leave: false,
+                failed: true,
+            },
+            StopAction::Keep => Self {
+                announce_restart: restart_grace,
+                fence_in: restart_grace,
+                leave: false,
+                failed: false,
+            },
+            // A datapath that goes needs no fence. The leave reaches nobody if the
+            // thread ended (the peers find this node gone by themselves).
+            StopAction::Remove => Self {
+                announce_restart: None,
+                fence_in: None,
+                leave: !gossip_ended,
+                failed: gossip_ended,
+            },
+        }
+    }
 }
 
 /// Plans the kept snapshot again (the live nodes or the interfaces changed); returns
@@ -1390,24 +1427,7 @@ impl Gossip {
         let Some(running) = &mut self.running else {
             return std::future::pending().await;
         };
-        if !self.counts {
-            let grace = self.grace_until.unwrap_or_else(tokio::time::Instant::now);
-            tokio::select! {
-                changed = running.live.changed() => {
-                    changed.map_err(|_| GossipEnded)?;
-                }
-                () = tokio::time::sleep_until(grace) => {
-                    warn!("membership: no peer heard from; the peers are taken as gone");
-                    self.counts = true;
-                }
-            }
-            let live = running.live.borrow();
-            if live.joined || live.outvoted {
-                self.counts = true;
-            }
-            return Ok(());
-        }
-        running.live.changed().await.map_err(|_| GossipEnded)
+        live_changed(&mut running.live, &mut self.counts, self.grace_until).await
     }
 
     /// Gives `snapshot` the live nodes of the gossip; false while they do not count
@@ -1446,8 +1466,38 @@ impl Gossip {
     }
 }
 
+/// Waits for a change of the live set, or, while it does not count yet (`counts`
+/// false), for the end of the join grace; `counts` turns true at that end, or once
+/// the cluster was heard from (or outvoted this node). An error when the live set
+/// closed: the membership thread ended (it keeps the sender until it returns or
+/// unwinds), in the grace or after it.
+async fn live_changed(
+    live: &mut tokio::sync::watch::Receiver<Live>,
+    counts: &mut bool,
+    grace_until: Option<tokio::time::Instant>,
+) -> Result<(), GossipEnded> {
+    if !*counts {
+        let grace = grace_until.unwrap_or_else(tokio::time::Instant::now);
+        tokio::select! {
+            changed = live.changed() => {
+                changed.map_err(|_| GossipEnded)?;
+            }
+            () = tokio::time::sleep_until(grace) => {
+                warn!("membership: no peer heard from; the peers are taken as gone");
+                *counts = true;
+            }
+        }
+        let live = live.borrow();
+        if live.joined || live.outvoted {
+            *counts = true;
+        }
+        return Ok(());
+    }
+    live.changed().await.map_err(|_| GossipEnded)
+}
+
 /// The membership thread ended without being asked to.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 struct GossipEnded;
 
 /// Whether `peers` names a speaker other than the one at `me`.
@@ -1596,6 +1646,82 @@ impl FileSource {
 mod tests {
     use super::*;
     use crate::config::{file::parse, validate};
+
+    #[test]
+    fn a_speaker_whose_membership_thread_ended_fences_at_once_tells_nobody_and_fails() {
+        let grace = Some(Duration::from_secs(10));
+        let farewell = |announce_restart, fence_in, leave, failed| Farewell {
+            announce_restart,
+            fence_in,
+            leave,
+            failed,
+        };
+        // A planned restart: the peers hear of it, the datapath answers through the
+        // grace.
+        assert_eq!(
+            Farewell::of(StopAction::Keep, grace, false),
+            farewell(grace, grace, false, false)
+        );
+        // The thread ended: its peers take its VIPs; the kept datapath stops answering
+        // now, nothing is announced (a restart notice would keep its VIPs with a node
+        // that no longer answers probes), and the speaker fails.
+        assert_eq!(
+            Farewell::of(StopAction::Keep, grace, true),
+            farewell(None, Some(Duration::ZERO), false, true)
+        );
+        // A removed datapath needs no fence; the leave goes out once it is removed.
+        assert_eq!(
+            Farewell::of(StopAction::Remove, grace, false),
+            farewell(None, None, true, false)
+        );
+        assert_eq!(
+            Farewell::of(StopAction::Remove, grace, true),
+            farewell(None, None, false, true)
+        );
+        // Without membership a kept datapath never fences.
+        assert_eq!(
+            Farewell::of(StopAction::Keep, None, false),
+            farewell(None, None, false, false)
+        );
+    }
+
+    /// The seam under the speaker's loop: a closed live set (the membership thread
+    /// ended) is an error at once, in the join grace or after it, where a change or
+    /// the grace's end is not.
+    #[tokio::test]
+    async fn the_end_of_the_membership_thread_is_an_error_in_the_grace_and_after() {
+        let far = Some(tokio::time::Instant::now() + Duration::from_secs(3600));
+        let within = Duration::from_secs(10);
+        let (sender, mut live) = tokio::sync::watch::channel(Live::default());
+        let mut counts = false;
+        // A change in the grace: the cluster was heard from, the live set counts.
+        sender.send_replace(Live {
+            nodes: BTreeSet::from(["node-a".to_owned(), "node-b".to_owned()]),
+            joined: true,
+            outvoted: false,
+        });
+        let changed = tokio::time::timeout(within, live_changed(&mut live, &mut counts, far));
+        assert_eq!(changed.await.expect("at once"), Ok(()));
+        assert!(counts);
+        // The grace's end, with nobody heard from: Ok, and the live set counts.
+        let (sender, mut live) = tokio::sync::watch::channel(Live::default());
+        let mut counts = false;
+        let now = Some(tokio::time::Instant::now());
+        let ended = tokio::time::timeout(within, live_changed(&mut live, &mut counts, now));
+        assert_eq!(ended.await.expect("at once"), Ok(()));
+        assert!(counts);
+        // The thread ends after the grace: an error.
+        drop(sender);
+        let closed = tokio::time::timeout(within, live_changed(&mut live, &mut counts, now));
+        assert_eq!(closed.await.expect("at once"), Err(GossipEnded));
+        // It ends in the grace (an hour ahead): an error at once, not at its end.
+        let (sender, mut live) = tokio::sync::watch::channel(Live::default());
+        let mut counts = false;
+        drop(sender);
+        let closed = tokio::time::timeout(within, live_changed(&mut live, &mut counts, far));
+        assert_eq!(closed.await.expect("at once"), Err(GossipEnded));
+        assert!(!counts);
+    }
 
     #[test]
     fn previous_addresses_become_the_status_of_services_without_one() {

@@ -320,3 +320,39 @@ fn log_event(event: Event, refusals_logged: &mut HashMap<IpAddr, Instant>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the speaker relies on to notice the end of the membership thread: the
+    /// thread holds the live set's sender until it returns (or unwinds), so its end
+    /// closes the channel. Here a real thread on a real socket (no peers: nothing is
+    /// sent), ended by dropping `Running` (it returns without a word); a clone of the
+    /// receiver outlives it.
+    #[tokio::test]
+    async fn the_live_set_closes_when_the_membership_thread_ends() {
+        let running = start(UdpOptions {
+            node_name: "node-a".into(),
+            advertise: (Ipv4Addr::LOCALHOST, 0).into(),
+            peers: Vec::new(),
+            timings: Timings::default(),
+            key: SharedKey::new(b"a test key of at least 16 bytes"),
+        })
+        .expect("started");
+        let mut live = running.live.clone();
+        assert_eq!(
+            live.borrow().nodes,
+            BTreeSet::from(["node-a".to_owned()]),
+            "alone, this node is the live set"
+        );
+        drop(running);
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            // A last publication may come before the end.
+            while live.changed().await.is_ok() {}
+        });
+        closed
+            .await
+            .expect("the live set closes when the thread ends");
+    }
+}
