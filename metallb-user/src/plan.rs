@@ -103,7 +103,7 @@ pub fn plan(config: &Config, options: &PlanOptions, interfaces: &[Interface]) ->
         AddressSource::Allocate => allocate(config, &options.allocator),
         AddressSource::Status => from_status(config, &options.allocator),
     };
-    let elections = elect(config, &decisions, &options.node_name, &options.election);
+    let mut elections = elect(config, &decisions, &options.node_name, &options.election);
     let mut out = Plan {
         pools: pool_usage(config, &decisions),
         bgp: plan_bgp(config, &decisions, &options.node_name, &options.election),
@@ -111,7 +111,8 @@ pub fn plan(config: &Config, options: &PlanOptions, interfaces: &[Interface]) ->
     };
     for (key, decision) in decisions {
         let warnings = warnings.remove(&key).unwrap_or_default();
-        let election = elections.get(&key).cloned();
+        // Taken, not cloned: the plan holds each election once.
+        let election = elections.remove(&key);
         let role = match (&decision, &election) {
             (Decision::Ignored { reason }, _) => Role::None {
                 reason: format!("ignored: {reason}"),

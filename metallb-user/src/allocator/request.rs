@@ -2,11 +2,7 @@
 //! with every malformed or contradictory request refused with a reason naming the
 //! annotation or field and its value.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    fmt,
-    net::IpAddr,
-};
+use std::{collections::BTreeMap, fmt, net::IpAddr, sync::Arc};
 
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 
@@ -112,7 +108,8 @@ pub(super) struct Request {
     /// `loadBalancerIPs` annotation or `spec.loadBalancerIP`: checked to be one
     /// address per family the service wants.
     pub ips: Option<Asked<Vec<IpAddr>>>,
-    pub share: ShareProfile,
+    /// Shared with the ledger's record of each address the service holds.
+    pub share: Arc<ShareProfile>,
     /// The non-empty `ip` fields of `status.loadBalancer.ingress`, unparsed.
     pub status: Vec<String>,
 }
@@ -178,14 +175,14 @@ impl Request {
         if let Some(asked) = &ips {
             check_families(stack, asked)?;
         }
-        let share = ShareProfile {
+        let share = Arc::new(ShareProfile {
             key: share_key,
             backend: match spec.external_traffic_policy.as_deref() {
                 Some("Local") => Backend::Local(spec.selector.clone().unwrap_or_default()),
                 _ => Backend::Cluster,
             },
             ports: ports(spec),
-        };
+        });
         let status = status_ips(service).map(str::to_owned).collect();
         Ok(Self {
             key,
@@ -364,15 +361,11 @@ fn check_families(stack: Stack, asked: &Asked<Vec<IpAddr>>) -> Result<(), String
     }
 }
 
-fn ports(spec: &ServiceSpec) -> BTreeSet<Port> {
-    spec.ports
-        .iter()
-        .flatten()
-        .map(|port| Port {
-            protocol: port.protocol.clone().unwrap_or_else(|| "TCP".into()),
-            number: port.port,
-        })
-        .collect()
+fn ports(spec: &ServiceSpec) -> Box<[Port]> {
+    ShareProfile::sorted_ports(spec.ports.iter().flatten().map(|port| Port {
+        protocol: port.protocol.clone().unwrap_or_else(|| "TCP".into()),
+        number: port.port,
+    }))
 }
 
 /// The pool and the addresses `service` asks for, read exactly as the allocator reads

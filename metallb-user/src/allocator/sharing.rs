@@ -2,9 +2,11 @@
 //! (`metallb.io/allow-shared-ip`).
 
 use std::{
+    cmp::Ordering,
     collections::{BTreeMap, BTreeSet},
     fmt,
     net::IpAddr,
+    sync::Arc,
 };
 
 use super::ServiceKey;
@@ -39,13 +41,44 @@ pub(super) struct ShareProfile {
     /// The sharing key; `None`: the service does not share.
     pub key: Option<String>,
     pub backend: Backend,
-    pub ports: BTreeSet<Port>,
+    /// Sorted, each port once (a slice, not a set: one port is 32 bytes here and a
+    /// few hundred in a set's node, for each of 100,000 services).
+    pub ports: Box<[Port]>,
 }
 
+impl ShareProfile {
+    /// `ports` sorted and each once, as [`ShareProfile::ports`] wants them.
+    pub fn sorted_ports(ports: impl IntoIterator<Item = Port>) -> Box<[Port]> {
+        let mut ports: Vec<Port> = ports.into_iter().collect();
+        ports.sort();
+        ports.dedup();
+        ports.into_boxed_slice()
+    }
+
+    /// The lowest port both profiles expose (a merge of the two sorted lists).
+    fn common_port<'a>(&'a self, other: &ShareProfile) -> Option<&'a Port> {
+        let (mut mine, mut theirs) = (self.ports.iter().peekable(), other.ports.iter().peekable());
+        while let (Some(a), Some(b)) = (mine.peek(), theirs.peek()) {
+            match a.cmp(b) {
+                Ordering::Less => {
+                    mine.next();
+                }
+                Ordering::Greater => {
+                    theirs.next();
+                }
+                Ordering::Equal => return Some(a),
+            }
+        }
+        None
+    }
+}
+
+/// A holder of an address: the profile is shared with its request (one copy per
+/// service, whatever the number of its addresses).
 #[derive(Clone, Debug)]
 struct Holder {
     service: ServiceKey,
-    profile: ShareProfile,
+    profile: Arc<ShareProfile>,
 }
 
 /// Addresses handed out, with their holders.
@@ -105,7 +138,7 @@ impl Ledger {
             _ => {}
         }
         holders.iter().find_map(|holder| {
-            let port = holder.profile.ports.intersection(&profile.ports).next()?;
+            let port = holder.profile.common_port(profile)?;
             Some(format!(
                 "shared, but port {port} is already used on it by {}",
                 holder.service
@@ -115,12 +148,17 @@ impl Ledger {
 
     /// Records that `service` holds `ip`; true when nobody held it before. The caller
     /// has checked [`Ledger::conflict`].
-    pub fn hold(&mut self, ip: IpAddr, service: &ServiceKey, profile: &ShareProfile) -> bool {
-        let holders = self.holders.entry(ip).or_default();
+    pub fn hold(&mut self, ip: IpAddr, service: &ServiceKey, profile: &Arc<ShareProfile>) -> bool {
+        // Most addresses have one holder: room for one (a Vec grows to four at its
+        // first push).
+        let holders = self
+            .holders
+            .entry(ip)
+            .or_insert_with(|| Vec::with_capacity(1));
         let first = holders.is_empty();
         holders.push(Holder {
             service: service.clone(),
-            profile: profile.clone(),
+            profile: Arc::clone(profile),
         });
         if let Some(key) = &profile.key {
             self.by_key.entry(key.clone()).or_default().insert(ip);
