@@ -5,6 +5,10 @@
 //! pools), and the election for up to 5,000 Nodes x 10,000 Services. Prints wall time
 //! and the peak heap the step allocated (a counting allocator), with the CPU model.
 //!
+//! A change of the live nodes (a failover: one of 3 nodes dies) at 1,000 to 100,000
+//! Services: the whole plan made again against the election run again on what the
+//! last plan kept (`plan::Standing`, what the speaker does).
+//!
 //! `BENCH_SCALE_QUICK=1` stops at 10,000 Services and 1,000 Nodes.
 //!
 //! Targets (issue 15): allocation of 10,000 / 100,000 Services under 1 s / 10 s with
@@ -27,7 +31,7 @@ use metallb_user::{
     allocator::{AllocatorOptions, Decision, allocate},
     config::{Config, L2Advertisement},
     election::{ElectionContext, elect},
-    plan::{PlanOptions, plan},
+    plan::{PlanOptions, plan, plan_keeping},
 };
 
 /// Counts the bytes held on the heap, and the most held since the last reset.
@@ -220,5 +224,42 @@ fn main() {
         let (elections, elect_cost) = measured(|| elect(&cfg, &decisions, "node-00000", &context));
         assert_eq!(elections.len(), services);
         println!("{nodes:>7} {services:>9}   {elect_cost}");
+    }
+
+    println!();
+    println!(
+        "A node of 3 dies (its Services move): the whole plan again vs the election again on what the last plan kept:"
+    );
+    println!(
+        "{:>9}   {:>9} {:>9} {:>12}   {:>9} {:>9} {:>12}",
+        "services", "plan", "cpu", "heap", "elect", "cpu", "heap"
+    );
+    for &services in counts {
+        let cfg = config(services, 3, 16, 16);
+        let options = |live: &[usize]| PlanOptions {
+            node_name: "node-00000".into(),
+            election: ElectionContext {
+                live_nodes: Some(live.iter().map(|&i| format!("node-{i:05}")).collect()),
+                ..ElectionContext::default()
+            },
+            ..PlanOptions::default()
+        };
+        // This node's one interface: its entries are made too.
+        let eth0 = [metallb_user::datapath::iface::Interface {
+            name: "eth0".into(),
+            ifindex: 2,
+            mac: [2, 0, 0, 0, 0, 2],
+            up: true,
+            loopback: false,
+            multicast: true,
+        }];
+        let (_, standing) = plan_keeping(&cfg, &options(&[0, 1, 2]), &eth0);
+        let standing = standing.expect("kept without BGP");
+        let after = options(&[0, 1]);
+        let (whole, plan_cost) = measured(|| plan(&cfg, &after, &eth0));
+        let (again, elect_cost) = measured(|| standing.plan(&after, &eth0));
+        assert_eq!(whole.services, again.services, "the same plan");
+        assert_eq!(whole.vips, again.vips, "the same entries");
+        println!("{services:>9}   {plan_cost}   {elect_cost}");
     }
 }

@@ -19,6 +19,16 @@
 //!   second and the machine's softirq time beside it, and its RSS then; after the one
 //!   changed VIP, the time the speaker took to hand the metrics a view of the entries.
 //!
+//! - the interfaces changed (a veth pair added, then deleted): the speaker plans again
+//!   (the election only, on what the last plan kept), the time to the datapath synced
+//!   with the steps apart;
+//! - a change of the live nodes, in a second lab (`BENCH_SCALE_LIVE=0` leaves it out,
+//!   `=only` runs it alone):
+//!   the speaker with membership and every Service, then a second speaker joining (about
+//!   half the Services move to it) and killed: from the change seen (member up / member
+//!   down in the log) to the datapath synced, with the steps apart, and from the kill to a
+//!   VIP the second one held answered again.
+//!
 //! Answerability is checked for real: the tables' generation and live entry count read
 //! from the pins, and ARP requests / Neighbor Solicitations from the client namespace
 //! for a random sample of VIPs (each answered with the node's MAC, unicast to the
@@ -576,6 +586,249 @@ fn replan(lab: &Lab, log: &Path, what: &str, args: &[&str]) -> anyhow::Result<()
     Ok(())
 }
 
+/// A speaker of the lab's node namespace.
+struct Node<'a> {
+    name: &'a str,
+    iface: &'a str,
+    metrics: &'a str,
+    file: &'a Path,
+    pins: &'a Path,
+    log: &'a Path,
+    max_vips: usize,
+}
+
+impl<'a> Node<'a> {
+    /// The measured speaker: node-1, on the lab's node interface, with the bench's
+    /// metrics address.
+    fn first(lab: &'a Lab, file: &'a Path, pins: &'a Path, log: &'a Path, vips: usize) -> Self {
+        Node {
+            name: "node-1",
+            iface: lab.node_if,
+            metrics: METRICS,
+            file,
+            pins,
+            log,
+            max_vips: vips,
+        }
+    }
+}
+
+/// Starts `binary` as the speaker `node` (JSON log, the speaker and the datapath at
+/// debug), with `extra` arguments.
+fn start_speaker(
+    lab: &Lab,
+    binary: &Path,
+    node: &Node,
+    extra: &[String],
+) -> anyhow::Result<Speaker> {
+    let config_bytes = std::fs::metadata(node.file)?.len();
+    let child = command_in(&lab.node_ns, &binary.to_string_lossy())
+        .args(["speaker", "--config"])
+        .arg(node.file)
+        .arg("--pin-dir")
+        .arg(node.pins)
+        .args(["--interface", node.iface, "--node-name", node.name])
+        .args(["--metrics-addr", node.metrics])
+        .args(["--max-vips", &node.max_vips.max(1).to_string()])
+        .args(["--max-config-bytes", &(config_bytes * 2).to_string()])
+        .args(["--garp-rate", &GARP_RATE.to_string()])
+        .args(["--log-format", "json"])
+        .args([
+            "--log-level",
+            "info,metallb_user::speaker=debug,metallb_user::datapath=debug",
+        ])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(node.log)?)
+        .spawn()
+        .with_context(|| format!("starting the speaker of {}", node.name))?;
+    Ok(Speaker(child))
+}
+
+/// The speaker's account of the apply logged as `apply` (a `configuration applied`
+/// line) of a change the speaker saw at `seen` (a log line): the plan (its last `plan
+/// computed` before it), the kept snapshot decoded (if it was, in between), the
+/// entries that changed found, the datapath sync and the rest after it.
+fn apply_steps(log: &Path, seen: &serde_json::Value, apply: &serde_json::Value) -> String {
+    let field = |field: &str| {
+        field_duration(apply, field).map_or_else(|| "-".to_string(), |d| format!("{d:.2?}"))
+    };
+    let decoded = log_lines(log, "kept configuration decoded")
+        .iter()
+        .find(|l| timestamp(l) >= timestamp(seen) && timestamp(l) <= timestamp(apply))
+        .and_then(|l| field_duration(l, "took"))
+        .map_or_else(|| "none".to_string(), |d| format!("{d:.2?}"));
+    let planned = log_lines(log, "plan computed")
+        .iter()
+        .rev()
+        .find(|l| timestamp(l) <= timestamp(apply))
+        .and_then(|l| field_duration(l, "took"))
+        .map_or_else(|| "-".to_string(), |d| format!("{d:.2?}"));
+    format!(
+        "before the plan {}, kept snapshot decoded {decoded}, plan {planned} (elected again only: {}), entries that changed found {} ({} entries), datapath sync {}, after the sync {}",
+        field("before_plan_took"),
+        apply["fields"]["elected_again"],
+        field("delta_took"),
+        apply["fields"]["delta"],
+        field("datapath_took"),
+        field("after_sync_took"),
+    )
+}
+
+/// The first `configuration applied` logged at or after `seen` (a log line) that
+/// changed entries, waited for, and how many applies that changed none came between
+/// (another change of the host's interfaces, say).
+fn applied_after(
+    log: &Path,
+    seen: &serde_json::Value,
+) -> anyhow::Result<(serde_json::Value, usize)> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let after: Vec<serde_json::Value> = log_lines(log, "configuration applied")
+            .into_iter()
+            .filter(|l| timestamp(l) >= timestamp(seen))
+            .collect();
+        let changed = |l: &serde_json::Value| {
+            ["added", "changed", "removed"]
+                .iter()
+                .any(|f| l["fields"][f].as_u64().is_some_and(|n| n > 0))
+        };
+        if let Some(at) = after.iter().position(changed) {
+            return Ok((after[at].clone(), at));
+        }
+        if Instant::now() > deadline {
+            bail!("no 'configuration applied' after {seen}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A change of the live nodes at scale, in a lab of its own: node-1's speaker (the
+/// build measured) with membership and every Service, node-2's speaker (the same
+/// build, a configuration without Services) in the same namespace on a veth of its
+/// own, gossiping over the loopback. node-2 joins (about half the Services move to
+/// it: node-1 now suppresses them), then is killed (SIGKILL: node-1 takes them back).
+/// For each change, node-1's time from the log line that saw it (member up / member
+/// down) to the datapath synced, with its steps; for the kill, also the kill to a VIP
+/// that node-2 held answered by node-1 again (ARP from the client, every 2 ms).
+fn live_set_change(vips: usize, binary: &Path) -> anyhow::Result<()> {
+    let mut lab = Lab::new("scalelive")?;
+    lab.prepare_client_for(XdpMode::Native)?;
+    let dir = Scratch(std::env::temp_dir().join(unique_name("scalelive")));
+    std::fs::create_dir_all(dir.0.join("config"))?;
+    let nodes = "---\napiVersion: v1\nkind: Node\nmetadata: {name: node-1}\n\
+                 ---\napiVersion: v1\nkind: Node\nmetadata: {name: node-2}\n";
+    let (file, small, key) = (
+        dir.0.join("config").join("metallb.yaml"),
+        dir.0.join("config").join("node-2.yaml"),
+        dir.0.join("key"),
+    );
+    write_config(&file, &(config(vips, None) + nodes))?;
+    write_config(&small, &(config(0, None) + nodes))?;
+    std::fs::write(&key, "a membership key of the scale bench")?;
+    let (log, log2) = (dir.0.join("node-1.log"), dir.0.join("node-2.log"));
+    let (pins, pins2) = (
+        ScratchPinDir::new("scalelive1"),
+        ScratchPinDir::new("scalelive2"),
+    );
+    let membership = |port: u16, peer: u16| -> Vec<String> {
+        [
+            "--membership-key-file",
+            &key.to_string_lossy(),
+            "--membership-port",
+            &port.to_string(),
+            "--membership-bind-addr",
+            "127.0.0.1",
+            "--peer",
+            &format!("127.0.0.1:{peer}"),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let asker = Asker::new(&lab)?;
+    let node1 = Node::first(&lab, &file, &pins.path, &log, vips);
+    let _speaker = start_speaker(&lab, binary, &node1, &membership(7946, 7947))?;
+    // Alone: applied once the join grace is over (no peer heard), every VIP answered.
+    nth_line(&log, "configuration applied", 0)?;
+    until_quiet(&lab, Duration::from_millis(2500), Duration::from_secs(300))?;
+    // node-2's interface: node-1 plans again for it (another interface of the host).
+    let applies = log_lines(&log, "configuration applied").len();
+    let veth = [
+        "link", "add", "mlbl0", "type", "veth", "peer", "name", "mlbl1",
+    ];
+    lab.ip(&lab.node_ns, &veth)?;
+    for end in ["mlbl0", "mlbl1"] {
+        lab.ip(&lab.node_ns, &["link", "set", end, "up"])?;
+    }
+    nth_line(&log, "configuration applied", applies)?;
+
+    // node-2 joins.
+    let node2 = Node {
+        name: "node-2",
+        iface: "mlbl0",
+        metrics: "127.0.0.1:7473",
+        file: &small,
+        pins: &pins2.path,
+        log: &log2,
+        max_vips: 1,
+    };
+    let mut second = start_speaker(&lab, binary, &node2, &membership(7947, 7946))?;
+    let up = nth_line(&log, "membership: member up", 0)?;
+    let (apply, between) = applied_after(&log, &up)?;
+    let gap = |from: &serde_json::Value, to: &serde_json::Value| {
+        timestamp(from)
+            .zip(timestamp(to))
+            .and_then(|(from, to)| to.duration_since(from).ok())
+            .map_or_else(|| "?".to_string(), |d| format!("{d:.2?}"))
+    };
+    // The sync of the apply that moved the Services: the last before its line.
+    let synced = |apply: &serde_json::Value| {
+        log_lines(&log, "datapath synced")
+            .into_iter()
+            .rev()
+            .find(|l| timestamp(l) <= timestamp(apply))
+            .unwrap_or_default()
+    };
+    println!(
+        "  live set: node-2 joined: member up seen -> planned again and the datapath synced {}, the apply over {} ({}; {} added, {} changed, {} removed; {between} applies without a change before it)",
+        gap(&up, &synced(&apply)),
+        gap(&up, &apply),
+        apply_steps(&log, &up, &apply),
+        apply["fields"]["added"],
+        apply["fields"]["changed"],
+        apply["fields"]["removed"],
+    );
+    // A VIP node-2 holds now: node-1 no longer answers it.
+    let moved = (0..vips.min(2 * SAMPLE))
+        .map(vip)
+        .find(|ip| asker.answered(&[*ip], lab.node_mac).is_ok_and(|n| n == 0))
+        .context("no VIP moved to node-2")?;
+    until_quiet(&lab, Duration::from_millis(2500), Duration::from_secs(300))?;
+
+    // node-2 dies.
+    let killed = SystemTime::now();
+    second.0.kill()?;
+    let answered = asker.until_answered(moved, lab.node_mac, Duration::from_secs(60))?;
+    let down = nth_line(&log, "membership: member down", 0)?;
+    let (apply, between_down) = applied_after(&log, &down)?;
+    let _ = second.0.wait();
+    println!(
+        "  live set: node-2 killed: member down seen after {}; member down -> planned again and the datapath synced {}, the apply over {} ({}; {} added, {} changed, {} removed; {between_down} applies without a change before it); kill -> {moved} (held by node-2) answered by node-1 {}",
+        timestamp(&down)
+            .and_then(|t| t.duration_since(killed).ok())
+            .map_or_else(|| "?".to_string(), |d| format!("{d:.2?}")),
+        gap(&down, &synced(&apply)),
+        gap(&down, &apply),
+        apply_steps(&log, &down, &apply),
+        apply["fields"]["added"],
+        apply["fields"]["changed"],
+        apply["fields"]["removed"],
+        answered.map_or("NEVER".into(), |d| format!("{d:.2?}")),
+    );
+    Ok(())
+}
+
 /// One size with one build of `metallb`: start, measure, change one VIP, scrape;
 /// printed as it goes.
 fn run(vips: usize, binary: &Path) -> anyhow::Result<()> {
@@ -604,27 +857,12 @@ fn run(vips: usize, binary: &Path) -> anyhow::Result<()> {
     let tx_at_start = tx_packets(&lab)?;
     let started = Instant::now();
     let started_wall = SystemTime::now();
-    let child = command_in(&lab.node_ns, &binary.to_string_lossy())
-        .args(["speaker", "--config"])
-        .arg(&file)
-        .arg("--pin-dir")
-        .arg(&pins.path)
-        .args(["--interface", lab.node_if, "--node-name", "node-1"])
-        .args(["--metrics-addr", METRICS])
-        .args(["--max-vips", &vips.to_string()])
-        .args(["--max-config-bytes", &(text.len() * 2).to_string()])
-        .args(["--garp-rate", &GARP_RATE.to_string()])
-        .args(["--log-format", "json"])
-        .args([
-            "--log-level",
-            "info,metallb_user::speaker=debug,metallb_user::datapath=debug",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()
-        .context("starting the speaker")?;
-    let speaker = Speaker(child);
+    let speaker = start_speaker(
+        &lab,
+        binary,
+        &Node::first(&lab, &file, &pins.path, &log, vips),
+        &[],
+    )?;
     let pid = speaker.0.id();
 
     // Until the first flip: every entry of the first plan becomes live at once.
@@ -896,10 +1134,24 @@ fn main() -> anyhow::Result<()> {
             .collect::<anyhow::Result<_>>()?,
         Err(_) => vec![("metallb".into(), PathBuf::from(binary()))],
     };
+    // BENCH_SCALE_LIVE=0: without the change of the live nodes (a second lab); =only:
+    // that alone.
+    let live = std::env::var("BENCH_SCALE_LIVE").ok();
+    let only_live = live.as_deref() == Some("only");
+    let live = live.as_deref() != Some("0");
     for vips in sizes {
         for (name, binary) in &binaries {
+            if only_live {
+                break;
+            }
             println!("[{name}: {}]", binary.display());
             run(vips, binary)?;
+        }
+        if live {
+            for (name, binary) in &binaries {
+                println!("[{name}: {}] a change of the live nodes", binary.display());
+                live_set_change(vips, binary)?;
+            }
         }
     }
     Ok(())

@@ -351,6 +351,200 @@ fn order(
     ranks.iter().map(|(_, _, index)| *index).collect()
 }
 
+/// What the election needs of one allocated service besides its addresses, taken
+/// from the configuration once ([`ballots`]): the election can then be run again for
+/// another live set ([`Electorate::polls`]) without the Service objects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ballot {
+    /// Not announced whoever is alive, and why.
+    Fixed(&'static str),
+    /// Among the nodes that the advertisements of set `ad_set` (an index in the
+    /// [`Electorate`]'s sets) let announce; under externalTrafficPolicy Local, only
+    /// the nodes in `local` (sorted): those with a serving endpoint.
+    Candidates {
+        ad_set: usize,
+        local: Option<Box<[String]>>,
+    },
+}
+
+/// What the election needs of the configuration besides the Services: the nodes, the
+/// L2Advertisements, and the sets of them that announce some service.
+#[derive(Clone, Debug)]
+pub struct Electorate {
+    /// The usable nodes of the configuration; `None`: it lists none (this node alone,
+    /// without labels).
+    nodes: Option<Vec<Member>>,
+    advertisements: Vec<L2Advertisement>,
+    /// Indices in `advertisements`.
+    ad_sets: Vec<Vec<usize>>,
+}
+
+const NO_ENDPOINT: &str = "no endpoint of the service is ready (or serving)";
+const NO_ADVERTISEMENT: &str = "no L2Advertisement announces its pool (or selects the service)";
+const SHARED_WITH_SELECTORS: &str =
+    "allow-shared-ip cannot be used with serviceSelectors on L2Advertisements";
+const NO_ADDRESS: &str = "it has no address";
+
+/// The ballot of every service of `config` that `decisions` allocated, and the
+/// electorate they are counted in; `endpoints` says how a service without
+/// EndpointSlices counts.
+pub fn ballots(
+    config: &Config,
+    decisions: &BTreeMap<ServiceKey, Decision>,
+    endpoints: EndpointRule,
+) -> (Electorate, BTreeMap<ServiceKey, Ballot>) {
+    let slices = slices_by_service(config);
+    let mut sets: HashMap<Vec<usize>, usize> = HashMap::new();
+    let mut out = BTreeMap::new();
+    for service in &config.services {
+        let key = ServiceKey::of_service(service);
+        let Some(Decision::Allocated(allocation)) = decisions.get(&key) else {
+            continue;
+        };
+        let ad_indices = advertisements_for(config, &allocation.pool, service);
+        let serving = serving(slices.get(&key), endpoints);
+        let ballot = if matches!(serving, Serving::Somewhere { any: false, .. }) {
+            Ballot::Fixed(NO_ENDPOINT)
+        } else if ad_indices.is_empty() {
+            Ballot::Fixed(NO_ADVERTISEMENT)
+        } else if shares_ip(service)
+            && ad_indices
+                .iter()
+                .any(|&i| !config.l2_advertisements[i].service_selectors.is_empty())
+        {
+            Ballot::Fixed(SHARED_WITH_SELECTORS)
+        } else if allocation.ips.is_empty() {
+            Ballot::Fixed(NO_ADDRESS)
+        } else {
+            // Under externalTrafficPolicy Local, only the nodes with a serving endpoint.
+            let local = match (serving, local_traffic(service)) {
+                (Serving::Somewhere { nodes, .. }, true) => Some(nodes.into_iter().collect()),
+                _ => None,
+            };
+            let next = sets.len();
+            let ad_set = *sets.entry(ad_indices).or_insert(next);
+            Ballot::Candidates { ad_set, local }
+        };
+        out.insert(key, ballot);
+    }
+    let mut ad_sets = vec![Vec::new(); sets.len()];
+    for (set, index) in sets {
+        ad_sets[index] = set;
+    }
+    let electorate = Electorate {
+        nodes: (!config.nodes.is_empty()).then(|| {
+            config
+                .nodes
+                .iter()
+                .filter(|node| is_usable(node))
+                .map(member)
+                .collect()
+        }),
+        advertisements: config.l2_advertisements.clone(),
+        ad_sets,
+    };
+    (electorate, out)
+}
+
+/// One run of the election over an [`Electorate`] for one live set: what is the same
+/// for every service (the members, their hashes, who each set of advertisements lets
+/// announce) is computed once.
+pub struct Polls<'a> {
+    electorate: &'a Electorate,
+    members: Vec<Member>,
+    hashes: Vec<NodeHash>,
+    /// By advertisement set, computed when first needed.
+    eligible: Vec<Option<Eligible>>,
+    ranks: Vec<Rank>,
+}
+
+impl Electorate {
+    /// The election among the nodes alive (`live`; `None`: every node of the
+    /// configuration), run by `this_node` (the only member when the configuration
+    /// lists no nodes).
+    pub fn polls(&self, this_node: &str, live: Option<&BTreeSet<String>>) -> Polls<'_> {
+        let members: Vec<Member> = match &self.nodes {
+            None => vec![Member {
+                name: this_node.into(),
+                labels: Labels::new(),
+            }],
+            Some(nodes) => nodes
+                .iter()
+                .filter(|node| live.is_none_or(|live| live.contains(&node.name)))
+                .cloned()
+                .collect(),
+        };
+        let hashes = members
+            .iter()
+            .map(|node| NodeHash::new(&node.name))
+            .collect();
+        Polls {
+            electorate: self,
+            members,
+            hashes,
+            eligible: std::iter::repeat_with(|| None)
+                .take(self.ad_sets.len())
+                .collect(),
+            ranks: Vec::new(),
+        }
+    }
+}
+
+impl Polls<'_> {
+    /// The election of a service with addresses `ips` and `ballot`.
+    pub fn elect(&mut self, ips: &[IpAddr], ballot: &Ballot) -> Election {
+        let not_announced = |reason: &str| Election::NotAnnounced {
+            ips: ips.to_vec(),
+            reason: reason.into(),
+        };
+        let (ad_set, local) = match ballot {
+            Ballot::Fixed(reason) => return not_announced(reason),
+            Ballot::Candidates { ad_set, local } => (*ad_set, local),
+        };
+        let Some(first) = ips.first() else {
+            return not_announced(NO_ADDRESS);
+        };
+        let electorate = self.electorate;
+        let ads = || {
+            electorate.ad_sets[ad_set]
+                .iter()
+                .map(|&i| &electorate.advertisements[i])
+        };
+        let members = &self.members;
+        // Every node an advertisement of the service lets announce; under
+        // externalTrafficPolicy Local, only those with a serving endpoint.
+        let eligible = self.eligible[ad_set]
+            .get_or_insert_with(|| eligible(members, &ads().collect::<Vec<_>>()));
+        let candidates = eligible.members.iter().copied().filter(|(index, _)| {
+            local
+                .as_ref()
+                .is_none_or(|local| local.binary_search(&members[*index].name).is_ok())
+        });
+        let ordered = order(
+            candidates,
+            &first.to_string(),
+            members,
+            &self.hashes,
+            &mut self.ranks,
+        );
+        let Some(&owner) = ordered.first() else {
+            return not_announced(NO_CANDIDATE);
+        };
+        // The interfaces are those of the advertisements that select the owner
+        // (MetalLB's "my ads for the service").
+        let owner_labels = &members[owner].labels;
+        let owners_ads: Vec<&L2Advertisement> = ads()
+            .filter(|a| a.node_selectors.is_empty() || any_matches(&a.node_selectors, owner_labels))
+            .collect();
+        Election::Announced {
+            ips: ips.to_vec(),
+            owner: members[owner].name.clone(),
+            candidates: ordered.iter().map(|&i| members[i].name.clone()).collect(),
+            interfaces: interfaces_of(&owners_ads),
+        }
+    }
+}
+
 /// Elects, for every allocated service, the node that announces it. `this_node` is the
 /// name of the node running the election (used when the configuration lists no nodes).
 pub fn elect(
@@ -359,85 +553,18 @@ pub fn elect(
     this_node: &str,
     context: &ElectionContext,
 ) -> BTreeMap<ServiceKey, Election> {
-    let nodes = members(config, this_node, context);
-    let hashes: Vec<NodeHash> = nodes.iter().map(|node| NodeHash::new(&node.name)).collect();
-    let slices = slices_by_service(config);
-    let mut eligible_by_ads: HashMap<Vec<usize>, Eligible> = HashMap::new();
-    let mut ranks = Vec::new();
-    let mut out = BTreeMap::new();
-    for service in &config.services {
-        let key = ServiceKey::of_service(service);
-        let Some(Decision::Allocated(allocation)) = decisions.get(&key) else {
-            continue;
-        };
-        let ips = allocation.ips.clone();
-        let not_announced = |reason: &str| Election::NotAnnounced {
-            ips: ips.clone(),
-            reason: reason.into(),
-        };
-        let ad_indices = advertisements_for(config, &allocation.pool, service);
-        let ads: Vec<&L2Advertisement> = ad_indices
-            .iter()
-            .map(|&i| &config.l2_advertisements[i])
-            .collect();
-        let serving = serving(slices.get(&key), context.endpoints);
-        let election = if matches!(serving, Serving::Somewhere { any: false, .. }) {
-            not_announced("no endpoint of the service is ready (or serving)")
-        } else if ads.is_empty() {
-            not_announced("no L2Advertisement announces its pool (or selects the service)")
-        } else if shares_ip(service) && ads.iter().any(|a| !a.service_selectors.is_empty()) {
-            not_announced(
-                "allow-shared-ip cannot be used with serviceSelectors on L2Advertisements",
-            )
-        } else {
-            // Every node an advertisement of the service lets announce; under
-            // externalTrafficPolicy Local, only those with a serving endpoint.
-            let eligible = eligible_by_ads
-                .entry(ad_indices)
-                .or_insert_with(|| eligible(&nodes, &ads));
-            let local_nodes = match (&serving, local_traffic(service)) {
-                (Serving::Somewhere { nodes, .. }, true) => Some(nodes),
-                _ => None,
+    let (electorate, ballots) = ballots(config, decisions, context.endpoints);
+    let mut polls = electorate.polls(this_node, context.live_nodes.as_ref());
+    ballots
+        .into_iter()
+        .filter_map(|(key, ballot)| {
+            let Some(Decision::Allocated(allocation)) = decisions.get(&key) else {
+                return None;
             };
-            let candidates = eligible.members.iter().copied().filter(|(index, _)| {
-                local_nodes.is_none_or(|local| local.contains(&nodes[*index].name))
-            });
-            match ips.first() {
-                Some(first) => {
-                    let ordered =
-                        order(candidates, &first.to_string(), &nodes, &hashes, &mut ranks);
-                    match ordered.first() {
-                        Some(&owner) => {
-                            // The interfaces are those of the advertisements that select
-                            // the owner (MetalLB's "my ads for the service").
-                            let owner_labels = &nodes[owner].labels;
-                            let owners_ads: Vec<&L2Advertisement> = ads
-                                .iter()
-                                .copied()
-                                .filter(|a| {
-                                    a.node_selectors.is_empty()
-                                        || any_matches(&a.node_selectors, owner_labels)
-                                })
-                                .collect();
-                            Election::Announced {
-                                ips: ips.clone(),
-                                owner: nodes[owner].name.clone(),
-                                candidates: ordered
-                                    .iter()
-                                    .map(|&i| nodes[i].name.clone())
-                                    .collect(),
-                                interfaces: interfaces_of(&owners_ads),
-                            }
-                        }
-                        None => not_announced(NO_CANDIDATE),
-                    }
-                }
-                None => not_announced("it has no address"),
-            }
-        };
-        out.insert(key, election);
-    }
-    out
+            let election = polls.elect(&allocation.ips, &ballot);
+            Some((key, election))
+        })
+        .collect()
 }
 
 const NO_CANDIDATE: &str = "no node may announce it (nodeSelectors, exclusion label, NetworkUnavailable, no live speaker, or no local endpoint under externalTrafficPolicy Local)";

@@ -21,7 +21,7 @@ use crate::{
         iface::{Interface, MacAddr},
         maps::{VipConfig, VipKey},
     },
-    election::{Election, ElectionContext, Interfaces, elect},
+    election::{Ballot, Election, ElectionContext, Electorate, Interfaces, ballots},
 };
 
 /// Where the services' addresses come from.
@@ -96,62 +96,190 @@ impl Plan {
 
 /// Plans every service of `config` for this node, whose datapath runs on `interfaces`.
 pub fn plan(config: &Config, options: &PlanOptions, interfaces: &[Interface]) -> Plan {
-    let Allocations {
-        decisions,
-        mut warnings,
-    } = match options.addresses {
-        AddressSource::Allocate => allocate(config, &options.allocator),
-        AddressSource::Status => from_status(config, &options.allocator),
-    };
-    let mut elections = elect(config, &decisions, &options.node_name, &options.election);
-    let mut out = Plan {
-        pools: pool_usage(config, &decisions),
-        bgp: plan_bgp(config, &decisions, &options.node_name, &options.election),
-        ..Plan::default()
-    };
-    for (key, decision) in decisions {
-        let warnings = warnings.remove(&key).unwrap_or_default();
-        // Taken, not cloned: the plan holds each election once.
-        let election = elections.remove(&key);
-        let role = match (&decision, &election) {
-            (Decision::Ignored { reason }, _) => Role::None {
-                reason: format!("ignored: {reason}"),
-            },
-            (Decision::Failed { reason }, _) => Role::None {
-                reason: format!("allocation failed: {reason}"),
-            },
-            (_, None) => Role::None {
-                reason: "not elected".into(),
-            },
-            (_, Some(Election::NotAnnounced { reason, .. })) => Role::None {
-                reason: reason.clone(),
-            },
-            (
-                Decision::Allocated(allocation),
-                Some(Election::Announced {
-                    owner,
-                    interfaces: wanted,
-                    ..
-                }),
-            ) => {
-                let role = role_for(owner, wanted, options, interfaces);
-                for (key, config) in entries(&allocation.ips, &role, interfaces) {
-                    add_entry(&mut out.vips, key, config);
-                }
-                role
-            }
+    let (standing, bgp) = Standing::new(config, options);
+    Plan {
+        bgp,
+        ..standing.into_plan(options, interfaces)
+    }
+}
+
+/// [`plan`], and what the speaker keeps to plan again when only the live nodes or the
+/// interfaces change ([`Standing::plan`]). `None` with BGP: its plan depends on the
+/// Services and the live nodes, so the configuration is planned whole again.
+pub fn plan_keeping(
+    config: &Config,
+    options: &PlanOptions,
+    interfaces: &[Interface],
+) -> (Plan, Option<Standing>) {
+    let (standing, bgp) = Standing::new(config, options);
+    if !config.bgp.is_empty() {
+        let plan = Plan {
+            bgp,
+            ..standing.into_plan(options, interfaces)
         };
-        out.services.insert(
-            key,
-            ServicePlan {
+        return (plan, None);
+    }
+    (standing.plan(options, interfaces), Some(standing))
+}
+
+/// What a plan of the layer-2 mode keeps to be made again for another live set or
+/// other interfaces without the configuration's Services: the allocator's decisions
+/// and warnings, the pools' usage, and what the election needs of each service (its
+/// [`Ballot`]) and of the configuration (the [`Electorate`]). The allocation does not
+/// depend on the live nodes or the interfaces, so it is not made again.
+#[derive(Clone, Debug)]
+pub struct Standing {
+    /// Sorted by key.
+    services: Vec<StandingService>,
+    electorate: Electorate,
+    pools: BTreeMap<String, PoolUsage>,
+}
+
+#[derive(Clone, Debug)]
+struct StandingService {
+    key: ServiceKey,
+    decision: Decision,
+    warnings: Vec<String>,
+    /// Allocated services only.
+    ballot: Option<Ballot>,
+}
+
+impl Standing {
+    /// Allocates the services of `config` and takes their ballots; with them, the
+    /// BGP plan (which needs the Services).
+    fn new(config: &Config, options: &PlanOptions) -> (Self, BgpPlan) {
+        let Allocations {
+            decisions,
+            mut warnings,
+        } = match options.addresses {
+            AddressSource::Allocate => allocate(config, &options.allocator),
+            AddressSource::Status => from_status(config, &options.allocator),
+        };
+        let (electorate, ballots) = ballots(config, &decisions, options.election.endpoints);
+        let pools = pool_usage(config, &decisions);
+        let bgp = plan_bgp(config, &decisions, &options.node_name, &options.election);
+        let mut ballots = ballots.into_iter().peekable();
+        let services = decisions
+            .into_iter()
+            .map(|(key, decision)| {
+                while ballots.next_if(|(of, _)| *of < key).is_some() {}
+                let ballot = ballots.next_if(|(of, _)| *of == key).map(|(_, b)| b);
+                StandingService {
+                    warnings: warnings.remove(&key).unwrap_or_default(),
+                    key,
+                    decision,
+                    ballot,
+                }
+            })
+            .collect();
+        let standing = Self {
+            services,
+            electorate,
+            pools,
+        };
+        (standing, bgp)
+    }
+
+    /// The plan for the live nodes of `options` on `interfaces`: the election run
+    /// again on the kept decisions. Equal to [`plan`] of the configuration this was
+    /// kept from, with these options (the endpoint rule, the allocator's options and
+    /// the address source are those it was kept with), whose BGP plan is empty.
+    pub fn plan(&self, options: &PlanOptions, interfaces: &[Interface]) -> Plan {
+        let mut polls = self
+            .electorate
+            .polls(&options.node_name, options.election.live_nodes.as_ref());
+        let services = self.services.iter().map(|service| {
+            let election = match (&service.decision, &service.ballot) {
+                (Decision::Allocated(allocation), Some(ballot)) => {
+                    Some(polls.elect(&allocation.ips, ballot))
+                }
+                _ => None,
+            };
+            (
+                service.key.clone(),
+                service.decision.clone(),
+                service.warnings.clone(),
+                election,
+            )
+        });
+        assemble(services, self.pools.clone(), options, interfaces)
+    }
+
+    /// [`Standing::plan`], giving up what was kept.
+    fn into_plan(self, options: &PlanOptions, interfaces: &[Interface]) -> Plan {
+        let Standing {
+            services,
+            electorate,
+            pools,
+        } = self;
+        let mut polls = electorate.polls(&options.node_name, options.election.live_nodes.as_ref());
+        let services = services.into_iter().map(|service| {
+            let election = match (&service.decision, &service.ballot) {
+                (Decision::Allocated(allocation), Some(ballot)) => {
+                    Some(polls.elect(&allocation.ips, ballot))
+                }
+                _ => None,
+            };
+            (service.key, service.decision, service.warnings, election)
+        });
+        assemble(services, pools, options, interfaces)
+    }
+}
+
+/// The plan of services given in key order with their decision, warnings and
+/// election: each one's role on this node and the entries that follow.
+fn assemble(
+    services: impl Iterator<Item = (ServiceKey, Decision, Vec<String>, Option<Election>)>,
+    pools: BTreeMap<String, PoolUsage>,
+    options: &PlanOptions,
+    interfaces: &[Interface],
+) -> Plan {
+    let mut vips = BTreeMap::new();
+    let services = services
+        .map(|(key, decision, warnings, election)| {
+            let role = match (&decision, &election) {
+                (Decision::Ignored { reason }, _) => Role::None {
+                    reason: format!("ignored: {reason}"),
+                },
+                (Decision::Failed { reason }, _) => Role::None {
+                    reason: format!("allocation failed: {reason}"),
+                },
+                (_, None) => Role::None {
+                    reason: "not elected".into(),
+                },
+                (_, Some(Election::NotAnnounced { reason, .. })) => Role::None {
+                    reason: reason.clone(),
+                },
+                (
+                    Decision::Allocated(allocation),
+                    Some(Election::Announced {
+                        owner,
+                        interfaces: wanted,
+                        ..
+                    }),
+                ) => {
+                    let role = role_for(owner, wanted, options, interfaces);
+                    for (key, config) in entries(&allocation.ips, &role, interfaces) {
+                        add_entry(&mut vips, key, config);
+                    }
+                    role
+                }
+            };
+            let plan = ServicePlan {
                 decision,
                 warnings,
                 election,
                 role,
-            },
-        );
+            };
+            (key, plan)
+        })
+        .collect();
+    Plan {
+        services,
+        vips,
+        pools,
+        bgp: BgpPlan::default(),
     }
-    out
 }
 
 /// This node's part of an announcement by `owner` on `wanted`.
@@ -1371,5 +1499,131 @@ mod tests {
             changed_entries > cases,
             "{changed_entries} plans changed entries"
         );
+    }
+
+    /// Two plans alike in every part.
+    fn same(a: &Plan, b: &Plan) -> bool {
+        a.services == b.services && a.vips == b.vips && a.pools == b.pools && a.bgp == b.bgp
+    }
+
+    /// Plans a service keeps when made again by `replan` from what a plan kept
+    /// ([`plan_keeping`]), for another live set or other interfaces, against the
+    /// configuration planned whole with the same options: for random clusters whose
+    /// speakers come and go and whose attached interfaces change, as each node sees
+    /// them. Returns the first difference, and how many changes moved some service
+    /// (the property exercised).
+    fn first_difference(
+        property: &str,
+        replan: impl Fn(&Standing, &PlanOptions, &[Interface]) -> Plan,
+    ) -> (Option<String>, usize) {
+        use crate::{
+            election::EndpointRule,
+            property::{case_rng, pick, settings},
+        };
+        use rand::RngExt as _;
+        let (seed, cases) = settings(property, 40);
+        let host = host();
+        let choices = [
+            vec![host["eth0"].clone(), host["eth1"].clone()],
+            vec![host["eth0"].clone()],
+            vec![host["eth1"].clone()],
+            vec![host["eth1"].clone(), host["kube-ipvs0"].clone()],
+        ];
+        let mut moved = 0;
+        for case in 0..cases {
+            let mut rng = case_rng(seed, case);
+            let cluster = Cluster::random(&mut rng);
+            let cfg = config(&cluster.text());
+            let endpoints = if rng.random() {
+                EndpointRule::AssumeServing
+            } else {
+                EndpointRule::Observed
+            };
+            for node in NODES {
+                let options = |live: &[bool], named: bool| {
+                    let mut options = Cluster {
+                        live: live.to_vec(),
+                        ..cluster.clone()
+                    }
+                    .options(node);
+                    options.election.endpoints = endpoints;
+                    if named {
+                        options.named_despite_exclusion = BTreeSet::from(["eth1".to_string()]);
+                    }
+                    options
+                };
+                let (mut live, mut named) = (cluster.live.clone(), rng.random::<bool>());
+                let mut attached = pick(&mut rng, &choices).clone();
+                let (first, standing) = plan_keeping(&cfg, &options(&live, named), &attached);
+                let whole = plan(&cfg, &options(&live, named), &attached);
+                assert!(same(&first, &whole), "case {case}, {node}: plan_keeping");
+                let standing = standing.expect("kept without BGP");
+                for step in 0..6 {
+                    match rng.random_range(0..4) {
+                        0 | 1 => live[rng.random_range(0..NODES.len())] ^= true,
+                        2 => attached = pick(&mut rng, &choices).clone(),
+                        _ => named ^= true,
+                    }
+                    let options = options(&live, named);
+                    let whole = plan(&cfg, &options, &attached);
+                    let again = replan(&standing, &options, &attached);
+                    if !same(&whole, &again) {
+                        let differ = whole
+                            .services
+                            .iter()
+                            .find(|(key, service)| again.services.get(*key) != Some(*service));
+                        return (
+                            Some(format!(
+                                "case {case}, {node}, step {step}, live {live:?}, attached {:?}: {differ:?} planned again as {:?}",
+                                names(&attached),
+                                differ.and_then(|(key, _)| again.services.get(key)),
+                            )),
+                            moved,
+                        );
+                    }
+                    moved += usize::from(whole.services.iter().any(|(key, service)| {
+                        first.services.get(key).map(|s| &s.role) != Some(&service.role)
+                    }));
+                }
+            }
+        }
+        (None, moved)
+    }
+
+    /// The election run again on what a plan kept gives the plan made whole.
+    #[test]
+    fn planning_again_from_what_a_plan_kept_equals_planning_whole() {
+        let (difference, moved) =
+            first_difference("standing_plan", |standing, options, attached| {
+                standing.plan(options, attached)
+            });
+        assert_eq!(difference, None);
+        assert!(moved > 40, "{moved} changes moved a service");
+    }
+
+    /// The property catches a re-election that forgets the live nodes, or that
+    /// forgets externalTrafficPolicy Local's nodes.
+    #[test]
+    fn planning_again_is_checked_against_a_sabotaged_re_election() {
+        let (stale_live, _) =
+            first_difference("standing_plan_stale_live", |standing, options, attached| {
+                let every_node = PlanOptions {
+                    election: ElectionContext::default(),
+                    ..options.clone()
+                };
+                standing.plan(&every_node, attached)
+            });
+        assert!(stale_live.is_some());
+        let (no_local, _) =
+            first_difference("standing_plan_no_local", |standing, options, attached| {
+                let mut standing = standing.clone();
+                for service in &mut standing.services {
+                    if let Some(Ballot::Candidates { local, .. }) = &mut service.ballot {
+                        *local = None;
+                    }
+                }
+                standing.plan(options, attached)
+            });
+        assert!(no_local.is_some());
     }
 }

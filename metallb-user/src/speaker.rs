@@ -49,7 +49,8 @@ use crate::{
     },
     metrics::{self, Shared},
     plan::{
-        AddressSource, InterfaceChoice, PlanOptions, Role, interfaces_to_attach, plan, vip_delta,
+        AddressSource, InterfaceChoice, PlanOptions, Role, Standing, interfaces_to_attach,
+        plan_keeping, vip_delta,
     },
     printable::printable,
 };
@@ -416,8 +417,18 @@ impl Speaker {
     /// with the allocator, its services without a status get the addresses of the last
     /// plan as one, in place (planning it again then gives the same addresses), before
     /// the plan and again after it ([`Speaker::with_own_status`]). Returns whether
-    /// that changed the snapshot's Services.
-    fn apply(&mut self, snapshot: &mut Snapshot) -> bool {
+    /// that changed the snapshot's Services, and what the plan keeps to be made again
+    /// without them ([`Standing`]; none with BGP).
+    ///
+    /// With `again`, what an earlier plan of this snapshot kept, the snapshot's
+    /// Services are not looked at (it may hold none): only the live nodes or the
+    /// interfaces changed, so the allocation stands and only the election is run
+    /// again ([`Standing::plan`]).
+    fn apply(
+        &mut self,
+        snapshot: &mut Snapshot,
+        again: Option<&Standing>,
+    ) -> (bool, Option<Standing>) {
         let began = std::time::Instant::now();
         let addresses = snapshot.addresses;
         let election = snapshot.election.clone();
@@ -430,7 +441,7 @@ impl Speaker {
             Ok(host) => host,
             Err(e) => {
                 error!(error = %e, "cannot list interfaces; configuration not applied");
-                return statuses;
+                return (statuses, None);
             }
         };
         let deleted = std::mem::take(&mut self.deleted_links);
@@ -464,11 +475,14 @@ impl Speaker {
         };
         let planning = std::time::Instant::now();
         let before_plan_took = planning - began;
-        let plan = plan(config, &plan_options, &attached);
+        let (plan, standing) = match again {
+            Some(standing) => (standing.plan(&plan_options, &attached), None),
+            None => plan_keeping(config, &plan_options, &attached),
+        };
         let plan_took = planning.elapsed();
         // The moment the plan exists: `cargo xtask bench scale` measures from here to
         // every entry answerable.
-        debug!(vips = plan.vips.len(), took = ?plan_took, "plan computed");
+        debug!(vips = plan.vips.len(), took = ?plan_took, elected_again = again.is_some(), "plan computed");
         self.bgp.update(plan.bgp.this_node.clone());
         // Only what changed, when the tables hold the last plan's entries for these
         // interfaces; everything otherwise (start-up, recovery).
@@ -559,9 +573,10 @@ impl Speaker {
             datapath_took = ?sync_took,
             before_plan_took = ?before_plan_took,
             after_sync_took = ?synced.elapsed(),
+            elected_again = again.is_some(),
             "configuration applied"
         );
-        statuses
+        (statuses, standing)
     }
 
     /// With the allocator, gives the snapshot's services without a status the
@@ -995,10 +1010,12 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
                     let mut snapshot = *snapshot;
                     gossip.follow(&snapshot, &options.node_name);
                     fencing.update(&speaker.datapath, &gossip, true);
-                    if gossip.with_live(&mut snapshot) {
-                        speaker.apply(&mut snapshot);
-                    }
-                    last = Some(Kept::keep(snapshot));
+                    let standing = if gossip.with_live(&mut snapshot) {
+                        speaker.apply(&mut snapshot, None).1
+                    } else {
+                        None
+                    };
+                    last = Some(Kept::keep(snapshot, standing));
                     release_freed_memory();
                 }
                 Some(Update::Stale) => speaker.mark_stale(),
@@ -1134,8 +1151,17 @@ impl Farewell {
 }
 
 /// Plans the kept snapshot again (the live nodes or the interfaces changed); returns
-/// it kept again, with the statuses the plan gave it.
-fn apply_again(speaker: &mut Speaker, gossip: &Gossip, kept: Kept) -> Kept {
+/// it kept again. With what its last plan kept ([`Standing`]), only the election is
+/// run again; otherwise (BGP, or no plan yet) the Services are decoded and planned
+/// whole, and kept again with the statuses the plan gave them.
+fn apply_again(speaker: &mut Speaker, gossip: &Gossip, mut kept: Kept) -> Kept {
+    if let Some(standing) = &kept.standing {
+        if gossip.with_live(&mut kept.snapshot) {
+            speaker.apply(&mut kept.snapshot, Some(standing));
+        }
+        release_freed_memory();
+        return kept;
+    }
     let mut snapshot = match kept.restore() {
         Ok(snapshot) => snapshot,
         Err(error) => {
@@ -1143,29 +1169,50 @@ fn apply_again(speaker: &mut Speaker, gossip: &Gossip, kept: Kept) -> Kept {
             return kept;
         }
     };
-    let changed = gossip.with_live(&mut snapshot) && speaker.apply(&mut snapshot);
-    let kept = kept.keep_again(snapshot, changed);
+    let (changed, standing) = if gossip.with_live(&mut snapshot) {
+        speaker.apply(&mut snapshot, None)
+    } else {
+        (false, None)
+    };
+    let kept = kept.keep_again(snapshot, changed, standing);
     release_freed_memory();
     kept
 }
 
 /// The last snapshot, kept to plan again when the live nodes or the interfaces change
-/// (a source sends a new one only when the configuration changes). Its Services and
-/// EndpointSlices, which grow with the cluster, are kept as JSON text: about 250 bytes
-/// a Service instead of about 1.5 KiB as objects (150 MiB at 100,000 Services).
+/// (a source sends a new one only when the configuration changes).
+///
+/// When its last plan kept what the election needs ([`Standing`]: the decisions and
+/// each service's ballot), its Services and EndpointSlices, which grow with the
+/// cluster, are dropped: planning again needs only the rest of the configuration
+/// (nodes, advertisements, interface exclusions). Otherwise (BGP, whose plan needs the
+/// Services, or a snapshot not planned yet) they are kept as JSON text: about 250
+/// bytes a Service instead of about 1.5 KiB as objects (150 MiB at 100,000 Services).
 /// Planning it again decodes them first; they are encoded again only if that plan
 /// changed them (a failover does not: the statuses are written when the snapshot
 /// comes, see [`Speaker::apply`]).
 struct Kept {
-    /// Without its Services and EndpointSlices when `encoded` holds them.
+    /// Without its Services and EndpointSlices when `encoded` or `standing` holds
+    /// what is needed of them.
     snapshot: Snapshot,
     encoded: Option<Vec<u8>>,
+    standing: Option<Standing>,
 }
 
 impl Kept {
-    fn keep(mut snapshot: Snapshot) -> Self {
-        let encoding = std::time::Instant::now();
+    fn keep(mut snapshot: Snapshot, standing: Option<Standing>) -> Self {
         let config = &mut snapshot.config;
+        if standing.is_some() {
+            config.services = Vec::new();
+            config.endpoint_slices = Vec::new();
+            debug!("configuration kept as the plan's decisions and ballots");
+            return Self {
+                snapshot,
+                encoded: None,
+                standing,
+            };
+        }
+        let encoding = std::time::Instant::now();
         match serde_json::to_vec(&(&config.services, &config.endpoint_slices)) {
             Ok(mut encoded) => {
                 encoded.shrink_to_fit();
@@ -1175,6 +1222,7 @@ impl Kept {
                 Self {
                     snapshot,
                     encoded: Some(encoded),
+                    standing: None,
                 }
             }
             Err(error) => {
@@ -1182,12 +1230,13 @@ impl Kept {
                 Self {
                     snapshot,
                     encoded: None,
+                    standing: None,
                 }
             }
         }
     }
 
-    /// The snapshot as it was given to [`Kept::keep`].
+    /// The snapshot as it was given to [`Kept::keep`] without a [`Standing`].
     fn restore(&self) -> Result<Snapshot, serde_json::Error> {
         let Some(encoded) = &self.encoded else {
             return Ok(self.snapshot.clone());
@@ -1203,19 +1252,21 @@ impl Kept {
     }
 
     /// Keeps `snapshot`, [restored](Kept::restore) from this one and planned again:
-    /// its Services and EndpointSlices are encoded again only if `changed`.
-    fn keep_again(self, mut snapshot: Snapshot, changed: bool) -> Self {
+    /// its Services and EndpointSlices are encoded again only if `changed` (and not
+    /// at all if the plan kept a [`Standing`]).
+    fn keep_again(self, mut snapshot: Snapshot, changed: bool, standing: Option<Standing>) -> Self {
         match self.encoded {
-            Some(encoded) if !changed => {
+            Some(encoded) if !changed && standing.is_none() => {
                 snapshot.config.services = Vec::new();
                 snapshot.config.endpoint_slices = Vec::new();
                 debug!("configuration kept as it was");
                 Self {
                     snapshot,
                     encoded: Some(encoded),
+                    standing: None,
                 }
             }
-            _ => Self::keep(snapshot),
+            _ => Self::keep(snapshot, standing),
         }
     }
 }
@@ -1789,12 +1840,15 @@ mod tests {
         with_previous_status(&mut config, &previous);
         let (services, slices) = (config.services.clone(), config.endpoint_slices.clone());
         assert_eq!((services.len(), slices.len()), (2, 1));
-        let kept = Kept::keep(Snapshot {
-            config,
-            addresses: AddressSource::Allocate,
-            election: ElectionContext::default(),
-            speakers: None,
-        });
+        let kept = Kept::keep(
+            Snapshot {
+                config,
+                addresses: AddressSource::Allocate,
+                election: ElectionContext::default(),
+                speakers: None,
+            },
+            None,
+        );
         assert!(kept.snapshot.config.services.is_empty());
         assert!(kept.snapshot.config.endpoint_slices.is_empty());
         let restored = kept.restore().expect("decodes");
@@ -1803,17 +1857,48 @@ mod tests {
         assert_eq!(restored.addresses, AddressSource::Allocate);
         // Planned again without a change: the same text is kept, not encoded again.
         let encoded = kept.encoded.clone();
-        let kept = kept.keep_again(restored, false);
+        let kept = kept.keep_again(restored, false, None);
         assert_eq!(kept.encoded, encoded);
         assert!(kept.snapshot.config.services.is_empty());
         // Changed: encoded again, and restored with the change.
         let mut changed = kept.restore().expect("decodes");
         changed.config.services[1].status = None;
-        let kept = kept.keep_again(changed, true);
+        let kept = kept.keep_again(changed, true, None);
         assert_ne!(kept.encoded, encoded);
         let restored = kept.restore().expect("decodes");
         assert_eq!(restored.config.services[0], services[0]);
         assert_eq!(restored.config.services[1].status, None);
+    }
+
+    /// With what its plan kept for the election ([`Standing`]), a snapshot keeps
+    /// neither its Services nor their text; without (BGP), it keeps their text.
+    #[test]
+    fn a_snapshot_kept_with_its_standing_keeps_no_services() {
+        let text = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec: {addresses: [192.0.2.0/29]}\n\
+                    ---\napiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {type: LoadBalancer}\n";
+        let config = validate(&parse(text).expect("parses"), &ValidateOptions::default())
+            .config
+            .expect("valid");
+        let (planned, standing) = crate::plan::plan_keeping(&config, &PlanOptions::default(), &[]);
+        assert_eq!(planned.services.len(), 1);
+        let snapshot = Snapshot {
+            config,
+            addresses: AddressSource::Allocate,
+            election: ElectionContext::default(),
+            speakers: None,
+        };
+        let kept = Kept::keep(snapshot.clone(), standing);
+        assert!(kept.snapshot.config.services.is_empty());
+        assert!(kept.encoded.is_none());
+        let again = kept
+            .standing
+            .as_ref()
+            .expect("kept")
+            .plan(&PlanOptions::default(), &[]);
+        assert_eq!(again.services, planned.services);
+        let kept = Kept::keep(snapshot, None);
+        assert!(kept.snapshot.config.services.is_empty());
+        assert!(kept.encoded.is_some());
     }
 
     /// Services are allocated in the file's order, but with the last plan's
