@@ -492,8 +492,11 @@ struct MembershipArgs {
     /// (Kubernetes; --peer adds to them).
     #[arg(long = "peer", value_name = "ADDR", value_parser = peer_address)]
     peers: Vec<PeerAddress>,
-    /// How often each speaker probes another (10ms to 1m).
-    #[arg(long, default_value = "50ms", value_name = "DURATION", value_parser = probe_interval)]
+    /// How often each speaker probes another (10ms to 1m). With --suspicion-timeout
+    /// it sets how soon a dead speaker's VIPs move: after --probe-interval +
+    /// --suspicion-timeout at the soonest, about --probe-interval x nodes +
+    /// --suspicion-timeout at the latest.
+    #[arg(long, default_value = "30ms", value_name = "DURATION", value_parser = probe_interval)]
     probe_interval: Duration,
     /// How long a suspected speaker has to refute it before it is declared down and
     /// its VIPs move (10ms to 10m, more than --probe-interval).
