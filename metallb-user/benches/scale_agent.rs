@@ -526,13 +526,21 @@ fn median(mut values: Vec<Duration>) -> Duration {
 
 /// Waits for the `n`th (from 0) log line of `message`.
 fn nth_line(log: &Path, message: &str, n: usize) -> anyhow::Result<serde_json::Value> {
+    next_of(log, &[(message, n)])
+}
+
+/// Waits for the first of: the `n`th (from 0) log line of `message`, for each
+/// (`message`, `n`).
+fn next_of(log: &Path, wanted: &[(&str, usize)]) -> anyhow::Result<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        if let Some(line) = log_lines(log, message).get(n) {
-            return Ok(line.clone());
+        for (message, n) in wanted {
+            if let Some(line) = log_lines(log, message).get(*n) {
+                return Ok(line.clone());
+            }
         }
         if Instant::now() > deadline {
-            bail!("no '{message}' number {n} in the speaker's log");
+            bail!("none of {wanted:?} in the speaker's log");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -540,13 +548,15 @@ fn nth_line(log: &Path, message: &str, n: usize) -> anyhow::Result<serde_json::V
 
 /// Changes the node's interfaces with `ip ARGS` and prints how long the speaker took to
 /// plan its kept snapshot again: to the datapath synced ("configuration applied"), and
-/// to its main loop free again (the snapshot kept again, freed memory returned).
+/// to its main loop free again (`kept snapshot planned again`; builds before it had
+/// no such line and returned freed memory last, logged).
 fn replan(lab: &Lab, log: &Path, what: &str, args: &[&str]) -> anyhow::Result<()> {
     let count = |message| log_lines(log, message).len();
-    let (applies, decodes, keeps, releases) = (
+    let (applies, decodes, keeps, agains, releases) = (
         count("configuration applied"),
         count("kept configuration decoded"),
         count("configuration kept"),
+        count("kept snapshot planned again"),
         count("freed memory returned to the kernel"),
     );
     let at = SystemTime::now();
@@ -557,7 +567,13 @@ fn replan(lab: &Lab, log: &Path, what: &str, args: &[&str]) -> anyhow::Result<()
         .status()?;
     anyhow::ensure!(status.success(), "ip {args:?} failed");
     let apply = nth_line(log, "configuration applied", applies)?;
-    let released = nth_line(log, "freed memory returned to the kernel", releases)?;
+    let free = next_of(
+        log,
+        &[
+            ("kept snapshot planned again", agains),
+            ("freed memory returned to the kernel", releases),
+        ],
+    )?;
     let since = |line: &serde_json::Value| {
         timestamp(line)
             .and_then(|t| t.duration_since(at).ok())
@@ -581,7 +597,7 @@ fn replan(lab: &Lab, log: &Path, what: &str, args: &[&str]) -> anyhow::Result<()
             .map_or("-".into(), |d| format!("{d:.2?}")),
         field_duration(&apply, "datapath_took").map_or("-".into(), |d| format!("{d:.2?}")),
         took("configuration kept", keeps),
-        since(&released),
+        since(&free),
     );
     Ok(())
 }
