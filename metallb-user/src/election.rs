@@ -333,14 +333,14 @@ type Rank = (std::cmp::Reverse<i64>, [u32; 8], usize);
 /// first.
 fn order(
     candidates: impl Iterator<Item = (usize, i64)>,
-    first_ip: &str,
+    first_ip: &[u8],
     nodes: &[Member],
     hashes: &[NodeHash],
     ranks: &mut Vec<Rank>,
 ) -> Vec<usize> {
     ranks.clear();
     ranks.extend(candidates.map(|(index, score)| {
-        let hash = hashes[index].with(&nodes[index].name, first_ip.as_bytes());
+        let hash = hashes[index].with(&nodes[index].name, first_ip);
         (std::cmp::Reverse(score), hash, index)
     }));
     if ranks.len() > LISTED_CANDIDATES {
@@ -455,7 +455,24 @@ pub struct Polls<'a> {
     hashes: Vec<NodeHash>,
     /// By advertisement set, computed when first needed.
     eligible: Vec<Option<Eligible>>,
+    /// The interfaces of an announcement by (advertisement set, owner), computed when
+    /// first needed.
+    interfaces: HashMap<(usize, usize), Interfaces>,
     ranks: Vec<Rank>,
+}
+
+/// `ip` as text, the hash's input, written into `buffer` (no allocation per service).
+fn ip_text<'a>(ip: &IpAddr, buffer: &'a mut [u8; 64]) -> std::borrow::Cow<'a, [u8]> {
+    use std::io::Write as _;
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    match write!(cursor, "{ip}") {
+        Ok(()) => {
+            let len = usize::try_from(cursor.position()).unwrap_or(0);
+            std::borrow::Cow::Borrowed(&buffer[..len])
+        }
+        // An address's text is at most 45 bytes: not reached.
+        Err(_) => std::borrow::Cow::Owned(ip.to_string().into_bytes()),
+    }
 }
 
 impl Electorate {
@@ -485,6 +502,7 @@ impl Electorate {
             eligible: std::iter::repeat_with(|| None)
                 .take(self.ad_sets.len())
                 .collect(),
+            interfaces: HashMap::new(),
             ranks: Vec::new(),
         }
     }
@@ -520,9 +538,10 @@ impl Polls<'_> {
                 .as_ref()
                 .is_none_or(|local| local.binary_search(&members[*index].name).is_ok())
         });
+        let mut text = [0; 64];
         let ordered = order(
             candidates,
-            &first.to_string(),
+            &ip_text(first, &mut text),
             members,
             &self.hashes,
             &mut self.ranks,
@@ -532,15 +551,24 @@ impl Polls<'_> {
         };
         // The interfaces are those of the advertisements that select the owner
         // (MetalLB's "my ads for the service").
-        let owner_labels = &members[owner].labels;
-        let owners_ads: Vec<&L2Advertisement> = ads()
-            .filter(|a| a.node_selectors.is_empty() || any_matches(&a.node_selectors, owner_labels))
-            .collect();
+        let interfaces = self
+            .interfaces
+            .entry((ad_set, owner))
+            .or_insert_with(|| {
+                let owner_labels = &members[owner].labels;
+                let owners_ads: Vec<&L2Advertisement> = ads()
+                    .filter(|a| {
+                        a.node_selectors.is_empty() || any_matches(&a.node_selectors, owner_labels)
+                    })
+                    .collect();
+                interfaces_of(&owners_ads)
+            })
+            .clone();
         Election::Announced {
             ips: ips.to_vec(),
             owner: members[owner].name.clone(),
             candidates: ordered.iter().map(|&i| members[i].name.clone()).collect(),
-            interfaces: interfaces_of(&owners_ads),
+            interfaces,
         }
     }
 }

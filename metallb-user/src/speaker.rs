@@ -554,7 +554,10 @@ impl Speaker {
         drop(std::mem::take(&mut plan.vips));
         self.log_changes(&plan.services);
         self.report_announced(&plan.services);
-        self.previous = plan.allocated_addresses();
+        // Elected again only: the allocation, so the addresses, stand.
+        if again.is_none() {
+            self.previous = plan.allocated_addresses();
+        }
         {
             let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
             state.pools = std::mem::take(&mut plan.pools);
