@@ -588,6 +588,13 @@ impl Membership {
             .collect()
     }
 
+    /// Whether `name` is in [`Membership::live_nodes`], without building the set.
+    pub fn is_live(&self, name: &str) -> bool {
+        self.me().name == name
+            || self.foca.iter_members().any(|m| m.id().name == name)
+            || self.restarting.contains_key(name)
+    }
+
     /// Whether any other member is alive: without one there is nobody to hand over to.
     pub fn has_peers(&self) -> bool {
         self.foca.num_members() > 0
