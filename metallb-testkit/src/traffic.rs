@@ -28,6 +28,7 @@ use std::{
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
+        mpsc,
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -217,19 +218,53 @@ fn recv_stamped(fd: RawFd, buf: &mut [u8]) -> Option<(usize, Instant)> {
     Some((n, at))
 }
 
-/// Appends to a record kept in order of arrival (a stamp converted from the wall
-/// clock may come out a few ns before the last one).
+/// What a thread records, in order, handed over through a channel: the recording
+/// thread (real-time) never waits for a lock that a reader (an ordinary thread,
+/// preempted on a loaded machine) holds. With a shared lock it did: the sender stalled
+/// for 62 ms once, a gap without echoes in which nothing was sent, so nothing lost.
+struct Record<T> {
+    writer: mpsc::Sender<T>,
+    kept: Mutex<(mpsc::Receiver<T>, Vec<T>)>,
+}
+
+impl<T: Clone> Record<T> {
+    fn new() -> Self {
+        let (writer, reader) = mpsc::channel();
+        Self {
+            writer,
+            kept: Mutex::new((reader, Vec::new())),
+        }
+    }
+
+    /// For the recording thread.
+    fn writer(&self) -> mpsc::Sender<T> {
+        self.writer.clone()
+    }
+
+    /// What was recorded from the first item whose `at` is `from` or later on, and
+    /// that item's index among all.
+    fn since(&self, from: Instant, at: impl Fn(&T) -> Instant) -> (usize, Vec<T>) {
+        let Ok(mut kept) = self.kept.lock() else {
+            return (0, Vec::new());
+        };
+        let (reader, items) = &mut *kept;
+        items.extend(reader.try_iter());
+        let first = items.partition_point(|x| at(x) < from);
+        (first, items[first..].to_vec())
+    }
+}
+
+/// Records in order of arrival (a stamp converted from the wall clock may come out a
+/// few ns before the last one).
 fn record_at<T>(
-    record: &Mutex<Vec<T>>,
+    record: &mpsc::Sender<T>,
     at: Instant,
     last: &mut Instant,
     make: impl FnOnce(Instant) -> T,
 ) {
     let at = at.max(*last);
     *last = at;
-    if let Ok(mut record) = record.lock() {
-        record.push(make(at));
-    }
+    let _ = record.send(make(at));
 }
 
 /// The ARP request the prober sends: who has `vip`, tell PROBER_V4 at PROBER_MAC.
@@ -261,7 +296,7 @@ pub fn arp_answer_from(frame: &[u8], vip: Ipv4Addr) -> Option<MacAddr> {
 
 /// Asks for a VIP every `every` from an interface, and records the answers.
 pub struct ArpProber {
-    answers: Arc<Mutex<Vec<ArpAnswer>>>,
+    answers: Record<ArpAnswer>,
     _threads: Stopper,
 }
 
@@ -274,7 +309,7 @@ impl ArpProber {
         set_receive_timeout(&socket, POLL).context("SO_RCVTIMEO")?;
         stamp_arrivals(socket.as_raw_fd()).context("SO_TIMESTAMPNS")?;
         let socket = Arc::new(socket);
-        let answers = Arc::new(Mutex::new(Vec::new()));
+        let answers = Record::new();
         let mut threads = Stopper::new();
         let sender = socket.clone();
         threads.spawn(move |stop| {
@@ -289,7 +324,7 @@ impl ArpProber {
                 sleep_until(next);
             }
         });
-        let record = answers.clone();
+        let record = answers.writer();
         threads.spawn(move |stop| {
             let mut buf = [0u8; 128];
             let mut last = Instant::now();
@@ -310,10 +345,7 @@ impl ArpProber {
 
     /// The answers received at `from` or later, in order.
     pub fn answers_since(&self, from: Instant) -> Vec<ArpAnswer> {
-        self.answers
-            .lock()
-            .map(|a| a[a.partition_point(|x| x.at < from)..].to_vec())
-            .unwrap_or_default()
+        self.answers.since(from, |a| a.at).1
     }
 }
 
@@ -392,8 +424,8 @@ impl UdpEcho {
 /// Sends a numbered datagram to `vip:port` every `every` from a namespace, and records
 /// the echoes.
 pub struct UdpPinger {
-    sent: Arc<Mutex<Vec<Instant>>>,
-    echoes: Arc<Mutex<Vec<Echo>>>,
+    sent: Record<Instant>,
+    echoes: Record<Echo>,
     _threads: Stopper,
 }
 
@@ -406,17 +438,15 @@ impl UdpPinger {
         socket.set_read_timeout(Some(POLL))?;
         stamp_arrivals(socket.as_raw_fd()).context("SO_TIMESTAMPNS")?;
         let receiver = socket.try_clone()?;
-        let sent = Arc::new(Mutex::new(Vec::new()));
-        let echoes = Arc::new(Mutex::new(Vec::new()));
+        let sent = Record::new();
+        let echoes = Record::new();
         let mut threads = Stopper::new();
-        let record = sent.clone();
+        let record = sent.writer();
         threads.spawn(move |stop| {
             let mut next = Instant::now();
             let mut seq = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                if let Ok(mut sent) = record.lock() {
-                    sent.push(Instant::now());
-                }
+                let _ = record.send(Instant::now());
                 // A send fails while the neighbour entry is unresolved and its queue
                 // full: that datagram is lost, as a real client's would be.
                 let _ = socket.send_to(&seq.to_be_bytes(), SocketAddrV4::new(vip, port));
@@ -425,7 +455,7 @@ impl UdpPinger {
                 sleep_until(next);
             }
         });
-        let record = echoes.clone();
+        let record = echoes.writer();
         threads.spawn(move |stop| {
             let mut buf = [0u8; 64];
             let mut last = Instant::now();
@@ -452,21 +482,13 @@ impl UdpPinger {
 
     /// When each datagram from `from` on was sent, and the number of the first.
     pub fn sent_since(&self, from: Instant) -> (u64, Vec<Instant>) {
-        self.sent
-            .lock()
-            .map(|s| {
-                let first = s.partition_point(|at| *at < from);
-                (first as u64, s[first..].to_vec())
-            })
-            .unwrap_or_default()
+        let (first, sent) = self.sent.since(from, |at| *at);
+        (first as u64, sent)
     }
 
     /// The echoes received at `from` or later, in order of arrival.
     pub fn echoes_since(&self, from: Instant) -> Vec<Echo> {
-        self.echoes
-            .lock()
-            .map(|e| e[e.partition_point(|x| x.at < from)..].to_vec())
-            .unwrap_or_default()
+        self.echoes.since(from, |e| e.at).1
     }
 }
 
@@ -509,16 +531,22 @@ impl Window<'_> {
         longest
     }
 
-    /// The datagrams sent during the longest gap that no node ever echoed: none means
-    /// that the echoes came late (a queue, a slow path), not that they went missing.
-    pub fn lost_in_longest_gap(&self) -> usize {
+    /// The datagrams sent during the longest gap, and those of them that no node ever
+    /// echoed: none lost means that the echoes came late (a queue, a slow path), not
+    /// that they went missing; none sent, that the client itself stalled.
+    pub fn sent_and_lost_in_longest_gap(&self) -> (usize, usize) {
         let (start, length) = self.longest_gap();
-        Window {
+        let gap = Window {
             from: start,
             to: start + length,
             ..*self
-        }
-        .lost(Duration::ZERO)
+        };
+        let sent = self
+            .sent
+            .iter()
+            .filter(|at| **at >= gap.from && **at <= gap.to)
+            .count();
+        (sent, gap.lost(Duration::ZERO))
     }
 
     /// Datagrams sent in the window, up to `settle` before its end (their echo may
@@ -674,7 +702,7 @@ mod tests {
             echoes: &late,
         };
         assert_eq!(window.longest_gap(), (ms(40), Duration::from_millis(80)));
-        assert_eq!(window.lost_in_longest_gap(), 0);
+        assert_eq!(window.sent_and_lost_in_longest_gap(), (60, 0));
         // Missing: 40..60 never echoed: a 21 ms gap, from the echo of 39 to that of 60.
         let missing: Vec<Echo> = (0..100)
             .filter(|seq| !(40..60).contains(seq))
@@ -686,7 +714,7 @@ mod tests {
             ..window
         };
         assert_eq!(window.longest_gap(), (ms(40), Duration::from_millis(21)));
-        assert_eq!(window.lost_in_longest_gap(), 20);
+        assert_eq!(window.sent_and_lost_in_longest_gap(), (22, 20));
     }
 
     #[test]
@@ -723,8 +751,8 @@ mod tests {
         // From the echo at 11 to the one at 71.
         assert_eq!(window.outage(), Duration::from_millis(60));
         assert_eq!(window.longest_gap(), (ms(11), Duration::from_millis(60)));
-        // 2..=6 sent at 20..=60, inside it, and never echoed.
-        assert_eq!(window.lost_in_longest_gap(), 5);
+        // 2..=6 sent at 20..=60, inside it, and never echoed; 7 at 70 echoed.
+        assert_eq!(window.sent_and_lost_in_longest_gap(), (6, 5));
         // 1..=9 sent in the window, 2..=6 not echoed.
         assert_eq!(window.lost(Duration::from_millis(5)), 5);
         assert_eq!(

@@ -22,7 +22,13 @@
 //! each trial with the client's neighbour entry at its end and the datagrams lost in
 //! its longest gap (none: the echoes came late, not missing), `FAILOVER_LOGS=DIR`
 //! keeps the speakers' logs there, `FAILOVER_SPEAKER_ARGS="--probe-interval 30ms"`
-//! gives every speaker more flags (other timings, say).
+//! gives every speaker more flags (other timings, say). `FAILOVER_MODE=kubernetes` runs
+//! the speakers in Kubernetes mode against the in-process test API server of
+//! metallb-testkit (a pool, an L2Advertisement, a Service with the VIP in its status and
+//! a ready endpoint, the Nodes, a Ready speaker Pod per node whose IP is the node's):
+//! the peers come from the speaker Pods, the key from a mounted-Secret directory, and a
+//! dead speaker's Pod stays Ready (the kubelet has not noticed), so the gossip alone
+//! moves its VIPs.
 
 use std::{
     net::Ipv4Addr,
@@ -34,17 +40,25 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use metallb_testkit::{
-    cluster::{CLIENT_IF, ClusterLab, NodeSpeaker, SpeakerSpec, config_with_nodes},
+    TestApiServer,
+    cluster::{CLIENT_IF, ClusterLab, NodeSpeaker, SpeakerSpec, config_with_nodes, node_name},
     lab::{ScratchPinDir, unique_name},
     traffic::{ArpAnswer, ArpProber, Echo, UdpEcho, UdpPinger, Window},
 };
 use metallb_user::{
     datapath::{maps::Maps, monotonic_ns},
+    kubernetes::rbac::SPEAKER,
     membership::simulation::quantile,
 };
 use nix::sys::signal::Signal;
 
+#[path = "../tests/support/kubernetes.rs"]
+#[allow(dead_code)]
+mod kubernetes_support;
+
 const BINARY: &str = env!("CARGO_BIN_EXE_metallb");
+/// Kubernetes mode: MetalLB's namespace.
+const NS: &str = "metallb-system";
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 101);
 const ECHO_PORT: u16 = 9000;
 const MEMBERSHIP_PORT: u16 = 17646;
@@ -126,12 +140,13 @@ struct Bench {
     speakers: Vec<Option<NodeSpeaker>>,
     specs: Vec<SpeakerSpec>,
     _pins: Vec<ScratchPinDir>,
+    _api: Option<KubernetesApi>,
     lab: ClusterLab,
     _scratch: Scratch,
 }
 
 impl Bench {
-    fn new(nodes: usize) -> anyhow::Result<Self> {
+    fn new(nodes: usize, kubernetes: bool) -> anyhow::Result<Self> {
         let lab = ClusterLab::new("fobench", nodes)?;
         lab.serve_vip_on_nodes(VIP)?;
         let scratch = Scratch(std::env::temp_dir().join(unique_name("fobench")));
@@ -155,12 +170,19 @@ impl Bench {
         let pins: Vec<ScratchPinDir> = (0..nodes)
             .map(|i| ScratchPinDir::new(&format!("fob{i}")))
             .collect();
+        let api = if kubernetes {
+            Some(KubernetesApi::new(&lab, &scratch.0, VIP)?)
+        } else {
+            None
+        };
         let specs = (0..nodes)
             .map(|i| SpeakerSpec {
                 binary: BINARY.into(),
                 config: config.clone(),
-                kubeconfig: None,
-                key_file: key_file.clone(),
+                kubeconfig: api.as_ref().map(|api| api.kubeconfigs[i].clone()),
+                key_file: api
+                    .as_ref()
+                    .map_or_else(|| key_file.clone(), |api| api.key_dir.clone()),
                 membership_port: MEMBERSHIP_PORT,
                 metrics_addr: METRICS_ADDR.parse().expect("metrics address"),
                 pin_dir: pins[i].path.clone(),
@@ -178,6 +200,7 @@ impl Bench {
             speakers: (0..nodes).map(|_| None).collect(),
             specs,
             _pins: pins,
+            _api: api,
             lab,
             _scratch: scratch,
         })
@@ -428,6 +451,83 @@ impl Bench {
     }
 }
 
+/// Kubernetes mode: the test API server, serving each node's speaker in its
+/// namespace, and what the speakers are given to reach it.
+struct KubernetesApi {
+    kubeconfigs: Vec<PathBuf>,
+    /// The key as MetalLB mounts its memberlist Secret: a directory with `secretkey`.
+    key_dir: PathBuf,
+    _server: TestApiServer,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl KubernetesApi {
+    fn new(lab: &ClusterLab, scratch: &std::path::Path, vip: Ipv4Addr) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Runtime::new()?;
+        let server = {
+            let _context = runtime.enter();
+            kubernetes_support::start_server(&runtime)
+        };
+        kubernetes_support::seed_pool_and_advertisement(&server, NS, "192.0.2.100-192.0.2.150");
+        let seed = |group: &str, version: &str, plural: &str, object: serde_json::Value| {
+            server
+                .seed(group, version, plural, object)
+                .map(|_| ())
+                .map_err(|e| anyhow::anyhow!("seeding {plural}: {e:?}"))
+        };
+        seed(
+            "",
+            "v1",
+            "services",
+            kubernetes_support::service_with_address(vip),
+        )?;
+        seed(
+            "discovery.k8s.io",
+            "v1",
+            "endpointslices",
+            kubernetes_support::ready_endpoint_on(&node_name(0)),
+        )?;
+        let mut kubeconfigs = Vec::new();
+        for i in 0..lab.node_ns.len() {
+            seed(
+                "",
+                "v1",
+                "nodes",
+                serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node_name(i)}}),
+            )?;
+            seed(
+                "",
+                "v1",
+                "pods",
+                kubernetes_support::speaker_pod(
+                    NS,
+                    i,
+                    serde_json::json!({"app": "metallb", "component": "speaker"}),
+                ),
+            )?;
+            let address = {
+                let _context = runtime.enter();
+                server.serve_in_netns(&lab.node_ns[i])?
+            };
+            let kubeconfig = scratch.join(format!("kubeconfig-{i}"));
+            std::fs::write(
+                &kubeconfig,
+                server.kubeconfig(Some(address), Some(&SPEAKER.user(NS))),
+            )?;
+            kubeconfigs.push(kubeconfig);
+        }
+        let key_dir = scratch.join("memberlist");
+        std::fs::create_dir_all(&key_dir)?;
+        std::fs::write(key_dir.join("secretkey"), KEY)?;
+        Ok(Self {
+            kubeconfigs,
+            key_dir,
+            _server: server,
+            _runtime: runtime,
+        })
+    }
+}
+
 fn answerers(answers: &[ArpAnswer]) -> Vec<String> {
     let mut macs: Vec<String> = answers.iter().map(|a| a.mac.to_string()).collect();
     macs.sort();
@@ -600,14 +700,14 @@ fn run_fault(bench: &mut Bench, fault: Fault, trials: usize) -> anyhow::Result<V
                 )
             });
             let (gap_from, _) = window.longest_gap();
+            let (gap_sent, gap_lost) = window.sent_and_lost_in_longest_gap();
             println!(
-                "  {} owner node-{owner}: takeover {:?} by {:?}, outage {} ms (from {} ms, {} of its datagrams lost), lost {}, two MACs {}, echoes from {:?}; client: {neighbour}{fenced}",
+                "  {} owner node-{owner}: takeover {:?} by {:?}, outage {} ms (from {} ms; {gap_sent} datagrams sent in it, {gap_lost} of them lost), lost {}, two MACs {}, echoes from {:?}; client: {neighbour}{fenced}",
                 fault.name(),
                 trial.takeover,
                 window.answerers(),
                 ms(trial.outage),
                 ms(gap_from.saturating_duration_since(at)),
-                window.lost_in_longest_gap(),
                 trial.lost,
                 trial.dual,
                 recorded.echoes.last().map(|e| e.node),
@@ -802,7 +902,13 @@ fn main() -> anyhow::Result<()> {
     if !args.is_empty() {
         println!("speakers: the default timings and {}", args.join(" "));
     }
-    let mut bench = Bench::new(nodes)?;
+    let kubernetes = std::env::var("FAILOVER_MODE").is_ok_and(|m| m == "kubernetes");
+    if kubernetes {
+        println!(
+            "speakers in Kubernetes mode: the in-process test API server, peers from the speaker Pods (which stay Ready)"
+        );
+    }
+    let mut bench = Bench::new(nodes, kubernetes)?;
 
     println!(
         "\n{:<34} {:>7} {:>20} {:>20} {:>7} {:>7} {:>6}",

@@ -29,7 +29,9 @@ use metallb_user::{datapath::FenceState, kubernetes::rbac::SPEAKER};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
-use support::kubernetes::{seed_pool_and_advertisement, service_with_address, start_server};
+use support::kubernetes::{
+    ready_endpoint_on, seed_pool_and_advertisement, service_with_address, speaker_pod, start_server,
+};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_metallb");
 const NS: &str = "metallb-system";
@@ -60,20 +62,6 @@ fn vip_owned_by(owner: usize) -> Ipv4Addr {
                 .all(|i| hash(owner) < hash(i))
         })
         .expect("a VIP for every node in 51 addresses")
-}
-
-/// Node `i`'s speaker Pod, labelled `labels`, Ready, its IP the node's.
-fn speaker_pod(i: usize, labels: Value) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": speaker_pod_name(i), "namespace": NS, "labels": labels},
-        "spec": {"nodeName": node_name(i), "containers": [{"name": "speaker", "image": "metallb"}]},
-        "status": {
-            "phase": "Running",
-            "podIP": ClusterLab::node_v4(i).to_string(),
-            "conditions": [{"type": "Ready", "status": "True"}],
-        },
-    })
 }
 
 fn metallb_labels() -> Value {
@@ -108,12 +96,7 @@ impl Cluster {
             "discovery.k8s.io",
             "v1",
             "endpointslices",
-            json!({
-                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                "metadata": {"name": "web-x1", "namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
-                "addressType": "IPv4",
-                "endpoints": [{"addresses": ["10.1.0.5"], "conditions": {"ready": true}, "nodeName": node_name(0)}],
-            }),
+            ready_endpoint_on(&node_name(0)),
         );
         for i in 0..nodes {
             seed(
@@ -141,7 +124,7 @@ impl Cluster {
 
     fn add_pod(&self, i: usize, labels: Value) {
         self.server
-            .seed("", "v1", "pods", speaker_pod(i, labels))
+            .seed("", "v1", "pods", speaker_pod(NS, i, labels))
             .expect("pod");
     }
 

@@ -2,7 +2,10 @@
 
 use std::net::Ipv4Addr;
 
-use metallb_testkit::TestApiServer;
+use metallb_testkit::{
+    TestApiServer,
+    cluster::{ClusterLab, node_name, speaker_pod_name},
+};
 use metallb_user::config::crd::definitions;
 use serde_json::{Value, json};
 
@@ -48,5 +51,30 @@ pub fn service_with_address(vip: Ipv4Addr) -> Value {
         "metadata": {"name": "web", "namespace": "default"},
         "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]},
         "status": {"loadBalancer": {"ingress": [{"ip": vip.to_string()}]}},
+    })
+}
+
+/// The EndpointSlice of `default/web` with one ready endpoint on `node`.
+pub fn ready_endpoint_on(node: &str) -> Value {
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "web-x1", "namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.1.0.5"], "conditions": {"ready": true}, "nodeName": node}],
+    })
+}
+
+/// The lab's node `i`'s speaker Pod in `namespace`, labelled `labels`, Ready, its IP
+/// the node's (as with hostNetwork).
+pub fn speaker_pod(namespace: &str, i: usize, labels: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": speaker_pod_name(i), "namespace": namespace, "labels": labels},
+        "spec": {"nodeName": node_name(i), "containers": [{"name": "speaker", "image": "metallb"}]},
+        "status": {
+            "phase": "Running",
+            "podIP": ClusterLab::node_v4(i).to_string(),
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
     })
 }
