@@ -178,22 +178,27 @@ impl Network {
     }
 
     /// Every member starts knowing every other as alive (a cluster already formed).
+    /// The starts are spread over one probe interval (member `i` at `i / members`
+    /// of it), so that the members probe out of step, as speakers started at
+    /// different moments do: started at once, they would all probe in the same
+    /// millisecond, and a death just before that round would be found sooner than
+    /// one just after it.
     pub fn start_formed(&mut self) {
-        let ids: Vec<NodeId> = (0..self.members.len()).map(|i| self.id(i)).collect();
-        let now = self.now;
-        for (i, member) in self.members.iter_mut().enumerate() {
-            member.membership.start(now, &[node_addr(0)]);
-            member.membership.assume_members(
-                ids.iter()
-                    .enumerate()
-                    .filter(|(j, _)| *j != i)
-                    .map(|(_, id)| id.clone()),
-            );
-        }
-        for i in 0..self.members.len() {
+        let size = self.members.len();
+        let ids: Vec<NodeId> = (0..size).map(|i| self.id(i)).collect();
+        let first = self.now;
+        for (i, id) in ids.iter().enumerate() {
+            let at = first + self.timings.probe_interval * i as u32 / size as u32;
+            if self.now < at {
+                self.run_until(at);
+            }
+            let now = self.now;
+            let membership = &mut self.members[i].membership;
+            membership.start(now, &[node_addr(0)]);
+            membership.assume_members(ids.iter().filter(|other| *other != id).cloned());
             self.called(i);
+            self.flush();
         }
-        self.flush();
     }
 
     pub fn live_nodes(&self, i: usize) -> BTreeSet<String> {
