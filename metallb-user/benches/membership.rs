@@ -1,6 +1,6 @@
 //! `cargo xtask bench membership`: the membership protocol (SWIM, `foca`) at 10, 100
 //! and 1,000 members, in one process with simulated time (no sockets, a 200 µs
-//! network): how long a killed member takes to be declared down by the first member
+//! network taken in ticks of 1 ms): how long a killed member takes to be declared down by the first member
 //! and by all of them (p50, p99), and the membership traffic per node in a steady
 //! cluster, and the wall time of each size. Default timings (`--probe-interval`,
 //! `--suspicion-timeout`). `MEMBERSHIP_TRIALS` sets the kills per size (default 20),
