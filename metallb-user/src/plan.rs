@@ -21,7 +21,7 @@ use crate::{
         iface::{Interface, MacAddr},
         maps::{VipConfig, VipKey},
     },
-    election::{Ballot, Election, ElectionContext, Electorate, Interfaces, ballots},
+    election::{Ballot, Election, ElectionContext, Electorate, Interfaces, Polls, ballots},
 };
 
 /// Where the services' addresses come from.
@@ -144,6 +144,18 @@ struct StandingService {
     ballot: Option<Ballot>,
 }
 
+impl StandingService {
+    /// The service's election in `polls`; none unless it was allocated.
+    fn elect(&self, polls: &mut Polls<'_>) -> Option<Election> {
+        match (&self.decision, &self.ballot) {
+            (Decision::Allocated(allocation), Some(ballot)) => {
+                Some(polls.elect(&allocation.ips, ballot))
+            }
+            _ => None,
+        }
+    }
+}
+
 impl Standing {
     /// Allocates the services of `config` and takes their ballots; with them, the
     /// BGP plan (which needs the Services).
@@ -189,12 +201,7 @@ impl Standing {
             .electorate
             .polls(&options.node_name, options.election.live_nodes.as_ref());
         let services = self.services.iter().map(|service| {
-            let election = match (&service.decision, &service.ballot) {
-                (Decision::Allocated(allocation), Some(ballot)) => {
-                    Some(polls.elect(&allocation.ips, ballot))
-                }
-                _ => None,
-            };
+            let election = service.elect(&mut polls);
             (
                 service.key.clone(),
                 service.decision.clone(),
@@ -214,12 +221,7 @@ impl Standing {
         } = self;
         let mut polls = electorate.polls(&options.node_name, options.election.live_nodes.as_ref());
         let services = services.into_iter().map(|service| {
-            let election = match (&service.decision, &service.ballot) {
-                (Decision::Allocated(allocation), Some(ballot)) => {
-                    Some(polls.elect(&allocation.ips, ballot))
-                }
-                _ => None,
-            };
+            let election = service.elect(&mut polls);
             (service.key, service.decision, service.warnings, election)
         });
         assemble(services, pools, options, interfaces)
