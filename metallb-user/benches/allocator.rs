@@ -16,10 +16,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::core::v1::Service;
 use metallb_user::{
     allocator::{Allocator, AllocatorOptions, Decision, ServiceKey, allocate, status_with},
-    config::Config,
+    config::{Config, Service},
 };
 
 mod workload;

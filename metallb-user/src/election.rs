@@ -21,14 +21,14 @@ use std::{
 };
 
 use k8s_openapi::api::{
-    core::v1::{Node, Service},
+    core::v1::Node,
     discovery::v1::{EndpointConditions, EndpointSlice},
 };
 use sha2::{Digest, Sha256};
 
 use crate::{
     allocator::{Decision, ServiceKey},
-    config::{Config, L2Advertisement, Labels, selector::any_matches},
+    config::{Config, L2Advertisement, Labels, Service, selector::any_matches},
 };
 
 /// Nodes with this label never announce (the Kubernetes convention).
@@ -213,10 +213,9 @@ fn service_labels(service: &Service) -> Labels {
 }
 
 fn shares_ip(service: &Service) -> bool {
-    service.metadata.annotations.as_ref().is_some_and(|a| {
-        a.contains_key("metallb.io/allow-shared-ip")
-            || a.contains_key("metallb.universe.tf/allow-shared-ip")
-    })
+    let annotations = &service.metadata.annotations;
+    annotations.contains_key("metallb.io/allow-shared-ip")
+        || annotations.contains_key("metallb.universe.tf/allow-shared-ip")
 }
 
 /// The indices (in `config.l2_advertisements`) of the advertisements that announce

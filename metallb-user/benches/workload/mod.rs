@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
-use kube::api::ObjectMeta;
-use metallb_user::config::{AddrRange, Pool};
+use metallb_user::config::{
+    AddrRange, Pool, Service,
+    service_model::{Annotations, ServiceMeta, ServicePort, ServiceSpec},
+};
 
 pub const POOLS: usize = 20;
 
@@ -30,18 +31,18 @@ pub fn pools(v4_bits: u32, v6_bits: u32) -> Vec<Pool> {
 /// Every third Service IPv6, every tenth dual-stack, every twentieth sharing an
 /// address, every fiftieth asking for a pool by name; the pools fill in name order.
 pub fn service(i: usize) -> Service {
-    let mut annotations = BTreeMap::new();
+    let mut annotations = Vec::new();
     if i.is_multiple_of(20) {
-        annotations.insert(
+        annotations.push((
             "metallb.io/allow-shared-ip".into(),
             format!("key-{}", i % 7),
-        );
+        ));
     }
     if i % 50 == 1 {
-        annotations.insert(
+        annotations.push((
             "metallb.io/address-pool".into(),
             format!("pool-{:02}", POOLS - 1),
-        );
+        ));
     }
     let (families, policy) = if i.is_multiple_of(10) {
         (None, Some("PreferDualStack"))
@@ -51,11 +52,11 @@ pub fn service(i: usize) -> Service {
         (None, None)
     };
     Service {
-        metadata: ObjectMeta {
+        metadata: ServiceMeta {
             name: Some(format!("svc-{i:06}")),
             namespace: Some(format!("ns-{}", i % 100)),
-            annotations: Some(annotations),
-            ..ObjectMeta::default()
+            annotations: Annotations::metallb(annotations),
+            ..ServiceMeta::default()
         },
         spec: Some(ServiceSpec {
             type_: Some("LoadBalancer".into()),

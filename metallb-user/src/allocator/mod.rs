@@ -59,14 +59,14 @@ use std::{
     net::IpAddr,
 };
 
-use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, Service, ServiceStatus};
+use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus};
 
 use self::{
     pools::{PoolState, admission, skipped, usable, usable_count},
     request::{Asked, Family, Request, Stack, ignore_reason, status_ips},
     sharing::Ledger,
 };
-use crate::config::{Config, Pool};
+use crate::config::{Config, Pool, Service, ServiceName};
 
 pub use self::request::{RequestedAddresses, requested};
 
@@ -87,10 +87,10 @@ pub struct ServiceKey {
 
 impl ServiceKey {
     /// The key of `service` (namespace `default` when it has none).
-    pub fn of_service(service: &Service) -> Self {
+    pub fn of_service(service: &impl ServiceName) -> Self {
         Self {
             namespace: crate::config::service_namespace(service).to_owned(),
-            name: service.metadata.name.clone().unwrap_or_default(),
+            name: service.service_name().unwrap_or_default().to_owned(),
         }
     }
 }

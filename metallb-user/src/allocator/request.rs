@@ -2,15 +2,16 @@
 //! with every malformed or contradictory request refused with a reason naming the
 //! annotation or field and its value.
 
-use std::{collections::BTreeMap, fmt, net::IpAddr, sync::Arc};
-
-use k8s_openapi::api::core::v1::{Service, ServiceSpec};
+use std::{fmt, net::IpAddr, sync::Arc};
 
 use super::{
     AllocatorOptions, ServiceKey,
     sharing::{Backend, Port, ShareProfile},
 };
-use crate::config::Labels;
+use crate::config::{
+    Labels, Service,
+    service_model::{Annotations, ServiceSpec},
+};
 
 /// The current annotation prefix, and the older one MetalLB still reads.
 const PREFIX: &str = "metallb.io";
@@ -156,12 +157,7 @@ impl Request {
         service: &Service,
         warnings: &mut Vec<String>,
     ) -> Result<Self, String> {
-        let empty_annotations = BTreeMap::new();
-        let annotations = service
-            .metadata
-            .annotations
-            .as_ref()
-            .unwrap_or(&empty_annotations);
+        let annotations = &service.metadata.annotations;
         let default_spec = ServiceSpec::default();
         let spec = service.spec.as_ref().unwrap_or(&default_spec);
 
@@ -249,7 +245,7 @@ fn stack(spec: &ServiceSpec) -> Result<Stack, String> {
 /// request. When both are present with different values, `warnings` gets a line
 /// naming both.
 fn annotation(
-    annotations: &BTreeMap<String, String>,
+    annotations: &Annotations,
     name: &str,
     warnings: &mut Vec<String>,
 ) -> Option<Asked<String>> {
@@ -280,7 +276,7 @@ fn annotation(
 /// The `loadBalancerIPs` annotation (comma-separated, at most one per family) or the
 /// deprecated `spec.loadBalancerIP`, never both.
 fn requested_ips(
-    annotations: &BTreeMap<String, String>,
+    annotations: &Annotations,
     spec: &ServiceSpec,
     warnings: &mut Vec<String>,
 ) -> Result<Option<Asked<Vec<IpAddr>>>, String> {

@@ -6,10 +6,10 @@
 pub(super) mod typed;
 pub(super) mod yaml;
 
-use std::cell::OnceCell;
+use std::{cell::OnceCell, collections::BTreeSet};
 
 use k8s_openapi::api::{
-    core::v1::{ConfigMap, Namespace, Node, Service},
+    core::v1::{self as api, ConfigMap, Namespace, Node},
     discovery::v1::EndpointSlice,
 };
 use kube::Resource;
@@ -17,12 +17,13 @@ use serde::{Deserialize, de::DeserializeOwned};
 
 use self::yaml::{Document, Locations, Step};
 use super::{
-    Issue,
+    Issue, Service,
     crd::{
         BFDProfile, BGPAdvertisement, Community, IPAddressPool, L2Advertisement, ServiceBGPStatus,
         ServiceL2Status, bgppeer,
     },
     interfaces::EXCLUDE_L2_CONFIG_MAP,
+    validate::{ServiceIssues, admit_service},
 };
 
 /// Every object of a configuration file, by kind, in file order.
@@ -30,7 +31,10 @@ use super::{
 pub struct ConfigFile {
     pub pools: Vec<IPAddressPool>,
     pub l2_advertisements: Vec<L2Advertisement>,
+    /// In the core's form: each was checked with the API server's rules as it was read
+    /// (see `validate::admit_service`), what they found is in `service_issues`.
     pub services: Vec<Service>,
+    pub service_issues: ServiceIssues,
     pub nodes: Vec<Node>,
     pub namespaces: Vec<Namespace>,
     /// The Services' endpoints (optional in a file: see `election::EndpointRule`).
@@ -72,6 +76,7 @@ pub fn parse(text: &str) -> Result<ConfigFile, Vec<Issue>> {
         locations: OnceCell::new(),
         file: ConfigFile::default(),
         errors: Vec::new(),
+        service_names: BTreeSet::new(),
     };
     read_documents(text, |read| match read {
         DocumentRead::Value { index, value } => {
@@ -165,6 +170,8 @@ struct Reader<'a> {
     locations: OnceCell<Locations>,
     file: ConfigFile,
     errors: Vec<Issue>,
+    /// (namespace, name) of the Services read so far: a name used twice is refused.
+    service_names: BTreeSet<(String, String)>,
 }
 
 fn text_field<'a>(value: &'a serde_yaml_ng::Value, path: &[&str]) -> Option<&'a str> {
@@ -207,7 +214,14 @@ impl Reader<'_> {
             (_, "") => self.errors.push(Issue::new(&object, "kind", "", "missing kind")),
             ("metallb.io/v1beta1", "IPAddressPool") => self.typed(value, &object, at, |file| &mut file.pools),
             ("metallb.io/v1beta1", "L2Advertisement") => self.typed(value, &object, at, |file| &mut file.l2_advertisements),
-            ("v1", "Service") => self.typed(value, &object, at, |file| &mut file.services),
+            ("v1", "Service") => {
+                if let Some(service) = self.read_object::<api::Service>(value, &object, at) {
+                    let index = self.file.services.len();
+                    let issues = &mut self.file.service_issues;
+                    let service = admit_service(&mut self.service_names, issues, index, service);
+                    self.file.services.push(service);
+                }
+            }
             ("v1", "Node") => self.typed(value, &object, at, |file| &mut file.nodes),
             ("v1", "Namespace") => self.typed(value, &object, at, |file| &mut file.namespaces),
             ("discovery.k8s.io/v1", "EndpointSlice") => self.typed(value, &object, at, |file| &mut file.endpoint_slices),

@@ -12,6 +12,7 @@ pub mod legacy;
 pub mod names;
 pub mod selector;
 pub mod service;
+pub mod service_model;
 pub mod validate;
 
 #[cfg(test)]
@@ -19,10 +20,7 @@ mod properties;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::{
-    core::v1::{Node, Service},
-    discovery::v1::EndpointSlice,
-};
+use k8s_openapi::api::{core::v1::Node, discovery::v1::EndpointSlice};
 use serde::Serialize;
 
 use crate::printable::printable;
@@ -31,6 +29,7 @@ pub use self::{
     addresses::AddrRange,
     interfaces::InterfaceExclusions,
     selector::{Labels, Selector},
+    service_model::{Service, ServiceName},
     validate::{ValidateOptions, validate, validate_owned},
 };
 
@@ -78,11 +77,9 @@ impl std::fmt::Display for Issue {
 
 /// The namespace of a Service: `default` when the object has none (or an empty one),
 /// as the API server would set it.
-pub fn service_namespace(service: &k8s_openapi::api::core::v1::Service) -> &str {
+pub fn service_namespace(service: &impl ServiceName) -> &str {
     service
-        .metadata
-        .namespace
-        .as_deref()
+        .service_namespace()
         .filter(|ns| !ns.is_empty())
         .unwrap_or("default")
 }

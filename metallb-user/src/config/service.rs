@@ -11,11 +11,11 @@
 use std::{collections::BTreeSet, net::IpAddr, ops::RangeInclusive};
 
 use k8s_openapi::{
-    api::core::v1::{Service, ServiceSpec},
+    api::core::v1::{self as api, ServiceSpec},
     apimachinery::pkg::util::intstr::IntOrString,
 };
 
-use super::{Pool, names, validate::Checker};
+use super::{Pool, Service, names, service_model::ANNOTATION_PREFIXES, validate::Checker};
 use crate::allocator::requested;
 
 const TYPES: [&str; 4] = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
@@ -35,7 +35,6 @@ const KNOWN_ANNOTATIONS: [&str; 4] = [
     "allow-shared-ip",
     "ip-allocated-from-pool",
 ];
-const ANNOTATION_PREFIXES: [&str; 2] = ["metallb.io/", "metallb.universe.tf/"];
 
 /// An IPv6 CIDR's subnet-router anycast address, which its pool never hands out.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -326,7 +325,7 @@ fn check_families(check: &mut Checker, object: &str, spec: &ServiceSpec, externa
 
 /// Warns about `metallb.io/` and `metallb.universe.tf/` annotations MetalLB does not
 /// read: a misspelt `address-pool` would otherwise quietly give an automatic address.
-pub(super) fn check_annotations(check: &mut Checker, object: &str, service: &Service) {
+pub(super) fn check_annotations(check: &mut Checker, object: &str, service: &api::Service) {
     for key in service
         .metadata
         .annotations

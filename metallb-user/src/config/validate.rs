@@ -8,13 +8,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::{
-    api::core::v1::ConfigMap,
+    api::core::v1::{self as api, ConfigMap},
     apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
 };
 
 use super::{
     AddrRange, Config, DEFAULT_NAMESPACE, Issue, L2Advertisement, Labels, Pool, PoolAllocation,
-    Selector,
+    Selector, Service, ServiceName,
     addresses::{PoolEntry, special_blocks},
     file::ConfigFile,
     interfaces::{EXCLUDE_L2_CONFIG_MAP, InterfaceExclusions, read_config_map},
@@ -203,6 +203,61 @@ impl Checker {
     }
 }
 
+/// What the API server's rules found in a file's Services, in file order: found as
+/// the file is read ([`admit_service`]), reported by [`validate`] in its turn.
+#[derive(Clone, Debug, Default)]
+pub struct ServiceIssues {
+    pub errors: Vec<Issue>,
+    pub warnings: Vec<Issue>,
+    /// Indexes (in the file's `services`, ascending) of the Services the API server
+    /// would refuse.
+    pub refused: Vec<usize>,
+}
+
+/// `Service namespace/name`, as messages name a Service.
+fn service_object(service: &impl ServiceName) -> String {
+    let name = service.service_name().unwrap_or_default();
+    let namespace = super::service_namespace(service);
+    format!("Service {}/{}", shorten(namespace), shorten(name))
+}
+
+/// The API server's rules for one Service, read from a file as the `index`-th Service
+/// (from 0): its metadata, its spec, a name used before (`names` holds those read
+/// before it), and MetalLB's annotations; what they find goes to `issues`. They need
+/// the whole API object, and the core only a few of its fields: each Service is
+/// checked as it is read and only the core's form of it kept, so that the API objects
+/// of a large file are never all held at once (at 100,000 Services, about 160 MiB
+/// against 60).
+pub(super) fn admit_service(
+    names: &mut BTreeSet<(String, String)>,
+    issues: &mut ServiceIssues,
+    index: usize,
+    service: api::Service,
+) -> Service {
+    let mut check = Checker::new();
+    let name = service.metadata.name.as_deref().unwrap_or_default();
+    let namespace = super::service_namespace(&service);
+    let object = service_object(&service);
+    check.metadata(&object, &service.metadata, names::dns1035_label);
+    if let Err(why) = names::dns1123_label(namespace) {
+        check.error(&object, "metadata.namespace", namespace, why);
+    }
+    if !name.is_empty() && !names.insert((namespace.to_owned(), name.to_owned())) {
+        check.error(&object, "metadata.name", name, "duplicate Service");
+    }
+    match &service.spec {
+        Some(spec) => service::check_spec(&mut check, &object, spec),
+        None => service::check_spec(&mut check, &object, &Default::default()),
+    }
+    service::check_annotations(&mut check, &object, &service);
+    if !check.errors.is_empty() {
+        issues.refused.push(index);
+    }
+    issues.errors.append(&mut check.errors);
+    issues.warnings.append(&mut check.warnings);
+    Service::from(service)
+}
+
 /// The interface exclusion patterns: the `metallb-excludel2` ConfigMap's, in MetalLB's
 /// namespace, or MetalLB's defaults without one.
 fn exclusions(
@@ -246,7 +301,7 @@ pub fn validate(file: &ConfigFile, options: &ValidateOptions) -> Validation {
 }
 
 /// [`validate`], taking the file: its Services, Nodes and EndpointSlices move into
-/// the configuration instead of being copied (100,000 Services take about 150 MiB).
+/// the configuration instead of being copied (100,000 Services take about 60 MiB).
 pub fn validate_owned(file: ConfigFile, options: &ValidateOptions) -> Validation {
     let mut validation = checked(&file, options);
     if let Some(config) = &mut validation.config {
@@ -314,31 +369,13 @@ fn checked(file: &ConfigFile, options: &ValidateOptions) -> Validation {
             ));
         }
     }
-    let mut service_names = BTreeSet::new();
-    // Services the API server would admit, and their display names.
-    let mut admitted_services = Vec::new();
-    for service in &file.services {
-        let errors_before = check.errors.len();
-        let name = service.metadata.name.clone().unwrap_or_default();
-        let namespace = super::service_namespace(service).to_owned();
-        let object = format!("Service {}/{}", shorten(&namespace), shorten(&name));
-        check.metadata(&object, &service.metadata, names::dns1035_label);
-        if let Err(why) = names::dns1123_label(&namespace) {
-            check.error(&object, "metadata.namespace", &namespace, why);
-        }
-        if !name.is_empty() && !service_names.insert((namespace, name.clone())) {
-            check.error(&object, "metadata.name", &name, "duplicate Service");
-        }
-        service::check_spec(
-            &mut check,
-            &object,
-            &service.spec.clone().unwrap_or_default(),
-        );
-        service::check_annotations(&mut check, &object, service);
-        if check.errors.len() == errors_before {
-            admitted_services.push((service, object));
-        }
-    }
+    // The Services were checked as the file was read (see [`admit_service`]).
+    check
+        .errors
+        .extend(file.service_issues.errors.iter().cloned());
+    check
+        .warnings
+        .extend(file.service_issues.warnings.iter().cloned());
 
     // Pools.
     let mut pools: Vec<Pool> = Vec::new();
@@ -535,8 +572,12 @@ fn checked(file: &ConfigFile, options: &ValidateOptions) -> Validation {
 
     // What services ask for that these pools can never give: warnings (an error would
     // make the speaker drop the whole file).
-    for (service, object) in &admitted_services {
-        service::check_request(&mut check, object, service, &pools, &held_back);
+    let refused = &file.service_issues.refused;
+    for (i, service) in file.services.iter().enumerate() {
+        if refused.binary_search(&i).is_err() {
+            let object = service_object(service);
+            service::check_request(&mut check, &object, service, &pools, &held_back);
+        }
     }
 
     if !check.errors.is_empty() {

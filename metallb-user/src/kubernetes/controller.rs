@@ -188,11 +188,11 @@ impl Context {
             self.options.metrics.as_deref(),
         );
         self.publish_rejections(fresh);
-        let mut services: Vec<Service> = self
+        let mut services: Vec<crate::config::Service> = self
             .services
             .state()
             .iter()
-            .map(|s| (**s).clone())
+            .map(|s| crate::config::Service::from(&**s))
             .collect();
         // The given order, after status and creation time: namespace/name.
         services.sort_by_key(ServiceKey::of_service);
@@ -276,7 +276,7 @@ impl Context {
             .services
             .state()
             .iter()
-            .map(|s| ServiceKey::of_service(s))
+            .map(|s| ServiceKey::of_service(&**s))
             .collect();
         let held: Vec<ServiceKey> = {
             let state = lock(&self.state);
@@ -488,14 +488,13 @@ fn decide(ctx: &Context, service: &Service) -> (ServiceUpdate, Vec<String>) {
     let had = allocator.allocation(&key).cloned();
     // The Service object is the truth, but what was decided for it may not be written
     // yet (or not seen back through the watch): decide on the status it will carry.
-    let assigned = match &had {
-        Some(held) if !has_status_address(service) => {
-            let mut written = service.clone();
-            written.status = Some(status_with(&held.ips));
-            allocator.assign(&written)
-        }
-        _ => allocator.assign(service),
-    };
+    let mut read = crate::config::Service::from(service);
+    if let Some(held) = &had
+        && !has_status_address(&read)
+    {
+        read.status = Some(status_with(&held.ips));
+    }
+    let assigned = allocator.assign(&read);
     let freed = had.is_some() && !matches!(assigned.decision, Decision::Allocated(_));
     if matches!(assigned.decision, Decision::Failed { .. }) {
         state.failed.insert(key.clone());
@@ -525,7 +524,7 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, R
     if !ctx.leadership.is_leader() {
         return Err(ReconcileError::NotLeader);
     }
-    let key = ServiceKey::of_service(&service);
+    let key = ServiceKey::of_service(&*service);
     let mut current = (*service).clone();
     ctx.load_known_failures().await;
     // A 409 means the Service changed since it was read: read it again and decide
@@ -582,7 +581,7 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, R
 }
 
 fn error_policy(service: Arc<Service>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
-    let key = ServiceKey::of_service(&service);
+    let key = ServiceKey::of_service(&*service);
     if matches!(error, ReconcileError::NotLeader) {
         return Action::await_change();
     }

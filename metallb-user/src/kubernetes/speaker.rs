@@ -168,7 +168,10 @@ impl Stores {
             }
         }
         let mut config = cluster.config;
-        config.services = owned(&self.services);
+        // The core's form of each: the cache already holds the API objects.
+        config.services = (self.services.state().iter())
+            .map(|service| crate::config::Service::from(&**service))
+            .collect();
         config.nodes = owned(&self.nodes);
         config.endpoint_slices = owned(&self.endpoint_slices);
         let exclude_l2 = interfaces::for_cluster(namespace, owned(&self.exclude_l2).first());
@@ -605,7 +608,7 @@ impl StatusWriter {
                 .services
                 .state()
                 .into_iter()
-                .find(|s| ServiceKey::of_service(s) == *key)
+                .find(|s| ServiceKey::of_service(&**s) == *key)
             else {
                 continue;
             };

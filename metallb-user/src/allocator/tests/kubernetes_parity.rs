@@ -125,8 +125,11 @@ async fn disagreements(name: &str, yaml: &str, class: Option<&str>) -> Vec<Strin
             .expect("seed");
     }
     for service in &objects.config.services {
+        // The core's form as the API's object (with its apiVersion and kind).
+        let object: k8s_openapi::api::core::v1::Service =
+            serde_json::from_value(json(service)).expect("a Service");
         server
-            .seed("", "v1", "services", json(service))
+            .seed("", "v1", "services", json(&object))
             .expect("seed");
     }
     let controller = tokio::spawn(run_controller(

@@ -11,14 +11,13 @@
 //! at a time, and as sequences of steps on one [`Allocator`] where MetalLB's test
 //! drives its allocator through assignments, releases and pool changes.
 
-use k8s_openapi::api::core::v1::Service;
-
 mod kubernetes_parity;
 mod metallb;
 mod properties;
 
 use super::*;
 use crate::config::{
+    Service,
     file::parse,
     validate::{ValidateOptions, validate},
 };
@@ -28,6 +27,7 @@ use crate::config::{
 fn config_of(yaml: &str) -> Config {
     let mut file = parse(yaml).unwrap_or_else(|e| panic!("{yaml}\ndoes not parse: {e:#?}"));
     let services = std::mem::take(&mut file.services);
+    file.service_issues = Default::default();
     let validation = validate(&file, &ValidateOptions::default());
     let mut config = validation
         .config
