@@ -337,9 +337,11 @@ pub struct SpeakerSpec {
     pub binary: PathBuf,
     /// The configuration file (standalone mode); ignored with `kubeconfig`.
     pub config: PathBuf,
-    /// Kubernetes mode: the API through this kubeconfig, as Pod `speaker-node-N`
-    /// (no `--config`).
+    /// Kubernetes mode: the API through this kubeconfig, as Pod `pod_name` (no
+    /// `--config`).
     pub kubeconfig: Option<PathBuf>,
+    /// Kubernetes mode: this speaker's Pod; `None`: [`speaker_pod_name`].
+    pub pod_name: Option<String>,
     pub key_file: PathBuf,
     pub membership_port: u16,
     /// In the node's namespace, so the same address on every node.
@@ -369,8 +371,9 @@ impl NodeSpeaker {
         command.arg("speaker");
         match &spec.kubeconfig {
             Some(kubeconfig) => {
+                let pod = spec.pod_name.clone().unwrap_or_else(|| speaker_pod_name(i));
                 command
-                    .args(["--pod-name", &speaker_pod_name(i)])
+                    .args(["--pod-name", &pod])
                     .env("KUBECONFIG", kubeconfig);
             }
             None => {

@@ -110,6 +110,7 @@ fn start_speakers(
             binary: options.binary.clone(),
             config: state.config.clone(),
             kubeconfig: None,
+            pod_name: None,
             key_file: key_file.clone(),
             membership_port: options.membership_port,
             metrics_addr: ([0, 0, 0, 0], options.metrics_port).into(),

@@ -11,6 +11,8 @@
 //! - [`rbac`]: the requests a component made, checked against its RBAC table.
 //! - [`kustomize`]: `kubectl kustomize`, rendered into objects.
 //! - [`cluster`]: several speaker nodes and a client on one bridge (failover).
+//! - [`daemonset`]: the speaker DaemonSet and its Pods in the test API server, and a
+//!   rolling update replacing a node's Pod, step by step.
 //! - [`kept_lab`]: `cargo xtask lab`, a cluster lab left running, and its removal.
 //! - [`traffic`]: a client's view of a VIP during a failover (ARP answers, UDP echoes).
 //! - [`frame_oracle`]: what the XDP responder must do with any frame, decided
@@ -19,6 +21,7 @@ pub mod apiserver;
 pub mod bgp_lab;
 pub mod cluster;
 pub mod controller;
+pub mod daemonset;
 pub mod frame_oracle;
 pub mod frames;
 pub mod kept_lab;

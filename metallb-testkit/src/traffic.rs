@@ -27,7 +27,7 @@ use std::{
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         mpsc,
     },
     thread::JoinHandle,
@@ -254,6 +254,80 @@ impl<T: Clone> Record<T> {
     }
 }
 
+/// When each datagram was sent, written by the sending thread without a lock, an
+/// allocation or a system call: a ring of preallocated, already written slots (the
+/// time since `base`, in ns, of datagram `n` in slot `n % len`). The channel of
+/// [`Record`] allocates a block every 31 items; an allocation may grow the thread's
+/// heap (`mprotect`) or fault a page in, and both wait for the process's memory map
+/// lock, which an ordinary thread (the bench's own, spawning `ip` or freeing a large
+/// copy) may hold while preempted on a loaded machine: a priority inversion, as the
+/// shared lock was.
+struct SendLog {
+    base: Instant,
+    stamps: Box<[AtomicU64]>,
+    /// Datagrams recorded so far.
+    count: AtomicU64,
+}
+
+/// Slots of a [`SendLog`]: 2^20, 17 minutes at 1 ms, 8 MiB.
+const SEND_LOG_SLOTS: usize = 1 << 20;
+
+impl SendLog {
+    fn new(slots: usize) -> Self {
+        let stamps: Box<[AtomicU64]> = (0..slots.max(1)).map(|_| AtomicU64::new(0)).collect();
+        // Written once now, so that no page of it faults in later in the sender.
+        for stamp in stamps.iter() {
+            stamp.store(u64::MAX, Ordering::Relaxed);
+        }
+        Self {
+            base: Instant::now(),
+            stamps,
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// For the one writing thread.
+    fn push(&self, at: Instant) {
+        let n = self.count.load(Ordering::Relaxed);
+        let ns =
+            u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX);
+        self.stamps[(n % self.stamps.len() as u64) as usize].store(ns, Ordering::Relaxed);
+        self.count.store(n + 1, Ordering::Release);
+    }
+
+    /// The number of the first datagram sent at `from` or later, and when each from it
+    /// on was sent (among the last `slots` recorded).
+    fn since(&self, from: Instant) -> (u64, Vec<Instant>) {
+        let count = self.count.load(Ordering::Acquire);
+        let slots = self.stamps.len() as u64;
+        let oldest = count.saturating_sub(slots);
+        let at = |n: u64| {
+            self.base
+                + Duration::from_nanos(self.stamps[(n % slots) as usize].load(Ordering::Relaxed))
+        };
+        // Sends are in order: the first at `from` or later, by bisection.
+        let (mut low, mut high) = (oldest, count);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if at(middle) < from {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        (low, (low..count).map(at).collect())
+    }
+}
+
+/// Locks every page of this process in memory, now and to come (`mlockall`), so that
+/// the client's real-time threads never wait for a page to be read back (its code, on
+/// a machine short of page cache while others build) nor fault one in. Whether it
+/// did (it needs CAP_IPC_LOCK or a large enough RLIMIT_MEMLOCK).
+pub fn lock_memory() -> bool {
+    // SAFETY: no pointers; flags only.
+    unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) == 0 }
+}
+
 /// Records in order of arrival (a stamp converted from the wall clock may come out a
 /// few ns before the last one).
 fn record_at<T>(
@@ -424,7 +498,7 @@ impl UdpEcho {
 /// Sends a numbered datagram to `vip:port` every `every` from a namespace, and records
 /// the echoes.
 pub struct UdpPinger {
-    sent: Record<Instant>,
+    sent: Arc<SendLog>,
     echoes: Record<Echo>,
     _threads: Stopper,
 }
@@ -438,15 +512,15 @@ impl UdpPinger {
         socket.set_read_timeout(Some(POLL))?;
         stamp_arrivals(socket.as_raw_fd()).context("SO_TIMESTAMPNS")?;
         let receiver = socket.try_clone()?;
-        let sent = Record::new();
+        let sent = Arc::new(SendLog::new(SEND_LOG_SLOTS));
         let echoes = Record::new();
         let mut threads = Stopper::new();
-        let record = sent.writer();
+        let record = sent.clone();
         threads.spawn(move |stop| {
             let mut next = Instant::now();
             let mut seq = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let _ = record.send(Instant::now());
+                record.push(Instant::now());
                 // A send fails while the neighbour entry is unresolved and its queue
                 // full: that datagram is lost, as a real client's would be.
                 let _ = socket.send_to(&seq.to_be_bytes(), SocketAddrV4::new(vip, port));
@@ -482,8 +556,7 @@ impl UdpPinger {
 
     /// When each datagram from `from` on was sent, and the number of the first.
     pub fn sent_since(&self, from: Instant) -> (u64, Vec<Instant>) {
-        let (first, sent) = self.sent.since(from, |at| *at);
-        (first as u64, sent)
+        self.sent.since(from)
     }
 
     /// The echoes received at `from` or later, in order of arrival.
@@ -547,6 +620,20 @@ impl Window<'_> {
             .filter(|at| **at >= gap.from && **at <= gap.to)
             .count();
         (sent, gap.lost(Duration::ZERO))
+    }
+
+    /// The longest time between two datagrams sent in the window (the sender sends
+    /// every millisecond): more means that the client itself stalled.
+    pub fn longest_send_pause(&self) -> Duration {
+        let sent: Vec<&Instant> = self
+            .sent
+            .iter()
+            .filter(|at| **at >= self.from && **at <= self.to)
+            .collect();
+        sent.windows(2)
+            .map(|w| w[1].saturating_duration_since(*w[0]))
+            .max()
+            .unwrap_or_default()
     }
 
     /// Datagrams sent in the window, up to `settle` before its end (their echo may
@@ -677,6 +764,28 @@ mod tests {
         );
     }
 
+    /// The sender's ring: numbered from the first datagram ever, found from an instant
+    /// by bisection, the oldest overwritten once it is full.
+    #[test]
+    fn the_send_log_numbers_the_datagrams_and_keeps_the_last_ones() {
+        let log = SendLog::new(8);
+        let t0 = log.base;
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        assert_eq!(log.since(t0), (0, vec![]));
+        // Datagram n sent at 10 n ms, 0..=11: 0..=3 overwritten.
+        for n in 0..12 {
+            log.push(ms(10 * n));
+        }
+        assert_eq!(
+            log.since(ms(55)),
+            (6, (6..12).map(|n| ms(10 * n)).collect())
+        );
+        assert_eq!(log.since(ms(60)).0, 6);
+        assert_eq!(log.since(ms(111)), (12, vec![]));
+        // From before the oldest kept: the oldest kept, 4.
+        assert_eq!(log.since(t0), (4, (4..12).map(|n| ms(10 * n)).collect()));
+    }
+
     #[test]
     fn a_window_tells_late_echoes_from_missing_ones() {
         let t0 = Instant::now();
@@ -703,6 +812,7 @@ mod tests {
         };
         assert_eq!(window.longest_gap(), (ms(40), Duration::from_millis(80)));
         assert_eq!(window.sent_and_lost_in_longest_gap(), (60, 0));
+        assert_eq!(window.longest_send_pause(), Duration::from_millis(1));
         // Missing: 40..60 never echoed: a 21 ms gap, from the echo of 39 to that of 60.
         let missing: Vec<Echo> = (0..100)
             .filter(|seq| !(40..60).contains(seq))

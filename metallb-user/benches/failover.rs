@@ -12,7 +12,9 @@
 //!   (see `metallb_testkit::traffic`): a loaded machine delays neither;
 //! - lost: datagrams without an echo;
 //! - two MACs: 5 ms windows in which two MACs answered (after a partition heals, the
-//!   first second leaves out).
+//!   first second leaves out);
+//! - sender: the longest time between two datagrams the client sent (its own stall;
+//!   the bench locks its memory so that the client's threads never fault a page in).
 //!
 //! Then the false takeovers: `FAILOVER_FALSE_SECS` (default 60) with every CPU busy
 //! (`stress-ng --cpu 0`), and as long with the owner's speaker stopped for 100 ms every
@@ -25,10 +27,15 @@
 //! gives every speaker more flags (other timings, say). `FAILOVER_MODE=kubernetes` runs
 //! the speakers in Kubernetes mode against the in-process test API server of
 //! metallb-testkit (a pool, an L2Advertisement, a Service with the VIP in its status and
-//! a ready endpoint, the Nodes, a Ready speaker Pod per node whose IP is the node's):
-//! the peers come from the speaker Pods, the key from a mounted-Secret directory, and a
-//! dead speaker's Pod stays Ready (the kubelet has not noticed), so the gossip alone
-//! moves its VIPs.
+//! a ready endpoint, the Nodes, the speaker DaemonSet with a Ready Pod per node whose IP
+//! is the node's): the peers come from the speaker Pods, each speaker's address from
+//! `--membership-bind-addr` (the DaemonSet's `METALLB_ML_BIND_ADDR`, the Pod's IP), the
+//! key from a mounted-Secret directory, and a dead speaker's Pod stays Ready (the
+//! kubelet has not noticed), so the gossip alone moves its VIPs. The restart there is
+//! a rolling update of the DaemonSet (`metallb_testkit::daemonset`): a new template,
+//! the owner's Pod deleted and its speaker stopped (it asks the API, finds its Pod
+//! replaced by a newer template and keeps the datapath), then the Pod's successor
+//! created and its speaker started as that Pod.
 
 use std::{
     net::Ipv4Addr,
@@ -42,6 +49,7 @@ use anyhow::{Context as _, bail};
 use metallb_testkit::{
     TestApiServer,
     cluster::{CLIENT_IF, ClusterLab, NodeSpeaker, SpeakerSpec, config_with_nodes, node_name},
+    daemonset::SpeakerDaemonSet,
     lab::{ScratchPinDir, unique_name},
     traffic::{ArpAnswer, ArpProber, Echo, UdpEcho, UdpPinger, Window},
 };
@@ -140,7 +148,7 @@ struct Bench {
     speakers: Vec<Option<NodeSpeaker>>,
     specs: Vec<SpeakerSpec>,
     _pins: Vec<ScratchPinDir>,
-    _api: Option<KubernetesApi>,
+    api: Option<KubernetesApi>,
     lab: ClusterLab,
     _scratch: Scratch,
 }
@@ -180,6 +188,7 @@ impl Bench {
                 binary: BINARY.into(),
                 config: config.clone(),
                 kubeconfig: api.as_ref().map(|api| api.kubeconfigs[i].clone()),
+                pod_name: api.as_ref().map(|api| api.daemonset.pod(i).to_owned()),
                 key_file: api
                     .as_ref()
                     .map_or_else(|| key_file.clone(), |api| api.key_dir.clone()),
@@ -200,7 +209,7 @@ impl Bench {
             speakers: (0..nodes).map(|_| None).collect(),
             specs,
             _pins: pins,
-            _api: api,
+            api,
             lab,
             _scratch: scratch,
         })
@@ -225,6 +234,13 @@ impl Bench {
             } else {
                 Vec::new()
             };
+            if self.api.is_some() {
+                // As the DaemonSet gives it (METALLB_ML_BIND_ADDR: the Pod's IP).
+                self.specs[i].extra.extend([
+                    "--membership-bind-addr".to_owned(),
+                    ClusterLab::node_v4(i).to_string(),
+                ]);
+            }
             self.specs[i].extra.extend(speaker_args());
             self.start(i)?;
         }
@@ -422,10 +438,11 @@ impl Bench {
             Fault::Graceful => {
                 self.speaker(owner)?.stop(Duration::from_secs(5));
             }
-            Fault::Restart => {
+            Fault::Restart if self.api.is_none() => {
                 self.speaker(owner)?.stop(Duration::from_secs(5));
                 self.start(owner)?;
             }
+            Fault::Restart => self.rolling_update(owner)?,
             Fault::Partition => {
                 self.lab.isolate(owner, true)?;
                 sleep(Duration::from_secs(1));
@@ -435,6 +452,33 @@ impl Bench {
             }
         }
         Ok((at, None))
+    }
+
+    /// Kubernetes mode's restart: a rolling update of the DaemonSet on `node`. A new
+    /// template, the node's Pod deleted and its speaker stopped (it must keep its
+    /// datapath: its Pod is replaced by a newer template), then the Pod's successor
+    /// created, its speaker started as that Pod, and the Pod Running.
+    fn rolling_update(&mut self, node: usize) -> anyhow::Result<()> {
+        let api = self.api.as_ref().context("Kubernetes mode")?;
+        api.daemonset.roll_out(&api.server)?;
+        api.daemonset.delete_pod(&api.server, node)?;
+        let pod = api.daemonset.pod(node).to_owned();
+        let since = self.log_lengths();
+        self.speaker(node)?.stop(Duration::from_secs(5));
+        let reason = format!("rolling update of DaemonSet {NS}/");
+        self.until_logged(
+            std::iter::once(node),
+            &since,
+            Duration::ZERO,
+            &format!("the speaker of Pod {pod} keeping its datapath for a rolling update"),
+            |l| l.contains("the XDP program and its maps stay") && l.contains(&reason),
+        )?;
+        let api = self.api.as_mut().context("Kubernetes mode")?;
+        let next = api.daemonset.replace_pod(&api.server, node)?;
+        self.specs[node].pod_name = Some(next);
+        self.start(node)?;
+        let api = self.api.as_ref().context("Kubernetes mode")?;
+        api.daemonset.pod_running(&api.server, node)
     }
 
     /// Puts `owner` back as it was before `fault`.
@@ -457,7 +501,8 @@ struct KubernetesApi {
     kubeconfigs: Vec<PathBuf>,
     /// The key as MetalLB mounts its memberlist Secret: a directory with `secretkey`.
     key_dir: PathBuf,
-    _server: TestApiServer,
+    daemonset: SpeakerDaemonSet,
+    server: TestApiServer,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -487,6 +532,12 @@ impl KubernetesApi {
             "endpointslices",
             kubernetes_support::ready_endpoint_on(&node_name(0)),
         )?;
+        let daemonset = kubernetes_support::speaker_daemonset(
+            &server,
+            NS,
+            lab.node_ns.len(),
+            serde_json::json!({"app": "metallb", "component": "speaker"}),
+        )?;
         let mut kubeconfigs = Vec::new();
         for i in 0..lab.node_ns.len() {
             seed(
@@ -494,16 +545,6 @@ impl KubernetesApi {
                 "v1",
                 "nodes",
                 serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node_name(i)}}),
-            )?;
-            seed(
-                "",
-                "v1",
-                "pods",
-                kubernetes_support::speaker_pod(
-                    NS,
-                    i,
-                    serde_json::json!({"app": "metallb", "component": "speaker"}),
-                ),
             )?;
             let address = {
                 let _context = runtime.enter();
@@ -522,7 +563,8 @@ impl KubernetesApi {
         Ok(Self {
             kubeconfigs,
             key_dir,
-            _server: server,
+            daemonset,
+            server,
             _runtime: runtime,
         })
     }
@@ -567,6 +609,9 @@ impl Recorded {
 }
 
 struct Trial {
+    /// The longest time between two datagrams the client sent (every 1 ms): its own
+    /// stall, if longer.
+    send_pause: Duration,
     takeover: Option<Duration>,
     outage: Duration,
     lost: usize,
@@ -675,6 +720,7 @@ fn run_fault(bench: &mut Bench, fault: Fault, trials: usize) -> anyhow::Result<V
             None
         };
         let trial = Trial {
+            send_pause: window.longest_send_pause(),
             takeover: window.first_answer_not_from(old_mac),
             outage: window.outage(),
             lost: window.lost(Duration::from_millis(50)),
@@ -702,12 +748,13 @@ fn run_fault(bench: &mut Bench, fault: Fault, trials: usize) -> anyhow::Result<V
             let (gap_from, _) = window.longest_gap();
             let (gap_sent, gap_lost) = window.sent_and_lost_in_longest_gap();
             println!(
-                "  {} owner node-{owner}: takeover {:?} by {:?}, outage {} ms (from {} ms; {gap_sent} datagrams sent in it, {gap_lost} of them lost), lost {}, two MACs {}, echoes from {:?}; client: {neighbour}{fenced}",
+                "  {} owner node-{owner}: takeover {:?} by {:?}, outage {} ms (from {} ms; {gap_sent} datagrams sent in it, {gap_lost} of them lost; the sender's longest pause {} ms), lost {}, two MACs {}, echoes from {:?}; client: {neighbour}{fenced}",
                 fault.name(),
                 trial.takeover,
                 window.answerers(),
                 ms(trial.outage),
                 ms(gap_from.saturating_duration_since(at)),
+                ms(trial.send_pause),
                 trial.lost,
                 trial.dual,
                 recorded.echoes.last().map(|e| e.node),
@@ -737,7 +784,7 @@ fn print_row(title: &str, trials: &[Trial]) {
     let takeovers: Vec<Duration> = trials.iter().filter_map(|t| t.takeover).collect();
     let outages: Vec<Duration> = trials.iter().map(|t| t.outage).collect();
     println!(
-        "{title:<34} {:>3}/{:<3} {} {} {:>7} {:>7} {:>6}",
+        "{title:<34} {:>3}/{:<3} {} {} {:>7} {:>7} {:>6} {:>6}",
         takeovers.len(),
         trials.len(),
         stats(&takeovers),
@@ -745,6 +792,11 @@ fn print_row(title: &str, trials: &[Trial]) {
         trials.iter().map(|t| t.lost).sum::<usize>(),
         trials.iter().map(|t| t.lost).max().unwrap_or(0),
         trials.iter().map(|t| t.dual).sum::<usize>(),
+        ms(trials
+            .iter()
+            .map(|t| t.send_pause)
+            .max()
+            .unwrap_or_default()),
     );
 }
 
@@ -905,14 +957,23 @@ fn main() -> anyhow::Result<()> {
     let kubernetes = std::env::var("FAILOVER_MODE").is_ok_and(|m| m == "kubernetes");
     if kubernetes {
         println!(
-            "speakers in Kubernetes mode: the in-process test API server, peers from the speaker Pods (which stay Ready)"
+            "speakers in Kubernetes mode: the in-process test API server, peers from the speaker Pods (which stay Ready), restart = a rolling update of the DaemonSet"
         );
     }
+    // Before any thread starts: the client's threads never wait for a page.
+    let locked = metallb_testkit::traffic::lock_memory();
     let mut bench = Bench::new(nodes, kubernetes)?;
 
     println!(
-        "\n{:<34} {:>7} {:>20} {:>20} {:>7} {:>7} {:>6}",
-        "fault", "moved", "takeover p50/p99/max", "outage p50/p99/max", "lost", "max/tr", "2 MACs"
+        "\n{:<34} {:>7} {:>20} {:>20} {:>7} {:>7} {:>6} {:>6}",
+        "fault",
+        "moved",
+        "takeover p50/p99/max",
+        "outage p50/p99/max",
+        "lost",
+        "max/tr",
+        "2 MACs",
+        "sender"
     );
     let mut fenced = Vec::new();
     for fault in Fault::ALL {
@@ -1020,11 +1081,16 @@ fn main() -> anyhow::Result<()> {
         }
     }
     println!(
-        "\nclient and echo threads: {}; arrivals as the kernel stamped them",
+        "\nclient and echo threads: {}; arrivals as the kernel stamped them; memory {}; sender: the longest pause between two datagrams sent (every 1 ms) in any trial",
         if metallb_testkit::traffic::realtime() {
             "SCHED_FIFO"
         } else {
             "normal priority (SCHED_FIFO refused: a loaded machine delays them)"
+        },
+        if locked {
+            "locked (mlockall)"
+        } else {
+            "not locked (mlockall refused)"
         }
     );
     println!("load average at the end {}", loadavg());

@@ -94,6 +94,7 @@ impl Cluster {
                     binary: BINARY.into(),
                     config: config_file.clone(),
                     kubeconfig: None,
+                    pod_name: None,
                     key_file,
                     membership_port: MEMBERSHIP_PORT,
                     metrics_addr: METRICS_ADDR.parse().expect("metrics address"),

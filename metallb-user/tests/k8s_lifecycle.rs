@@ -16,7 +16,7 @@ use kube::{
 };
 use metallb_testkit::{
     TestApiServer,
-    apiserver::{Fault, Part, ResourceType, Verb},
+    apiserver::{Fault, Part, Verb},
     rbac,
 };
 use metallb_user::kubernetes::{
@@ -34,14 +34,6 @@ const POD: &str = "speaker-abcde";
 /// its grace period) and node-1.
 async fn cluster() -> TestApiServer {
     let server = TestApiServer::start().await.unwrap();
-    server.register(ResourceType {
-        group: "apps".into(),
-        version: "v1".into(),
-        kind: "DaemonSet".into(),
-        plural: "daemonsets".into(),
-        namespaced: true,
-        status_subresource: true,
-    });
     server
         .seed(
             "",

@@ -6,8 +6,8 @@
 //! mounts its `memberlist` Secret (a directory holding `secretkey`). The speakers find
 //! each other through the Pods. A killed owner whose Pod stays Ready loses its VIP to
 //! another node; a speaker with another key is not admitted and takes no VIP; a Pod
-//! that appears is joined without a restart. Deadlines only: the figures are the
-//! benches'.
+//! that appears is joined without a restart; a rolling update of the speaker DaemonSet
+//! with --keep-datapath loses no answer. Deadlines only: the figures are the benches'.
 
 mod support;
 
@@ -30,7 +30,8 @@ use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use support::kubernetes::{
-    ready_endpoint_on, seed_pool_and_advertisement, service_with_address, speaker_pod, start_server,
+    ready_endpoint_on, seed_pool_and_advertisement, service_with_address, speaker_daemonset,
+    speaker_pod, start_server,
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_metallb");
@@ -129,8 +130,13 @@ impl Cluster {
     }
 
     /// Starts node `i`'s speaker in Kubernetes mode with `key` in a mounted-Secret
-    /// directory, and `extra` flags.
+    /// directory, and `extra` flags, as Pod `speaker-node-i`.
     fn start(&mut self, i: usize, key: &str, extra: &[&str]) {
+        self.start_as(i, key, extra, None);
+    }
+
+    /// [`Self::start`], as Pod `pod` (`None`: `speaker-node-i`).
+    fn start_as(&mut self, i: usize, key: &str, extra: &[&str], pod: Option<String>) {
         let dir = self.scratch.0.join(format!("ml_secret_key-{i}"));
         std::fs::create_dir_all(&dir).expect("key dir");
         std::fs::write(dir.join("secretkey"), key).expect("key");
@@ -151,6 +157,7 @@ impl Cluster {
             binary: BINARY.into(),
             config: PathBuf::new(),
             kubeconfig: Some(kubeconfig),
+            pod_name: pod,
             key_file: dir,
             membership_port: MEMBERSHIP_PORT,
             metrics_addr: METRICS_ADDR.parse().expect("metrics address"),
@@ -404,6 +411,127 @@ fn netns_kubernetes_membership_a_speaker_pod_that_appears_is_joined() {
     });
     assert_eq!(cluster.until_one_owner(&[0, 1], "the Pod went"), 0);
     assert!(!member_down(&cluster.log(0), 1), "{}", cluster.logs());
+}
+
+/// A rolling update of the speaker DaemonSet on the owner's node, the speakers run
+/// with --keep-datapath as `deploy/speaker.yaml` runs them, while the client asks
+/// every 5 ms (`metallb_testkit::daemonset` plays the DaemonSet controller and the
+/// kubelet): the stopping speaker asks the API, finds its Pod deleted for a newer
+/// template and keeps its datapath; its peers hear that it restarts and keep the VIP
+/// where it is; the old Pod goes and the successor Pod (another name, no IP until it
+/// runs) starts a speaker that adopts the datapath and renews the heartbeat. Every
+/// request is answered, by the owner. This is what Kubernetes mode adds to the
+/// standalone restart (failover.rs): the stop decision looked up in the API, and the
+/// peers following the speaker Pods as one goes and its successor comes.
+#[test]
+fn netns_kubernetes_membership_a_rolling_update_of_the_owner_loses_no_answer() {
+    let mut cluster = Cluster::new("k8smlroll", 3, vip_owned_by(0));
+    let mut daemonset =
+        speaker_daemonset(&cluster.server, NS, 3, metallb_labels()).expect("the DaemonSet");
+    for i in 0..3 {
+        cluster.start(i, KEY, &["--keep-datapath"]);
+    }
+    cluster.until_logs("the speakers did not see each other", |logs| {
+        (0..3).all(|i| (0..3).filter(|j| *j != i).all(|j| member_up(&logs[i], j)))
+    });
+    let owner = cluster.until_one_owner(&[0, 1, 2], "at start");
+    assert_eq!(owner, 0, "the election's owner of {}", cluster.vip);
+    let fence = |cluster: &Cluster, what: &str, check: &dyn Fn(&FenceState, u64) -> bool| {
+        cluster.speakers[owner]
+            .as_ref()
+            .expect("the owner's speaker")
+            .wait_fence(what, check)
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", cluster.logs()));
+    };
+    fence(&cluster, "the heartbeat runs", &|state, _| {
+        state.deadline_in.is_some() && !state.fenced
+    });
+    let asker = support::ArpAsker::for_cluster_client(&cluster.lab).expect("ARP socket");
+    let vip = cluster.vip;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    /// Stops the client when the test's thread leaves the scope, also by a panic (the
+    /// scope waits for the client).
+    struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let answers = std::thread::scope(|scope| {
+        let client = scope.spawn(|| {
+            let mut answers = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                answers.push(asker.ask_mac(vip, Duration::from_secs(1)).expect("ask"));
+                sleep(Duration::from_millis(5));
+            }
+            answers
+        });
+        let stopper = StopOnDrop(&stop);
+        sleep(Duration::from_millis(200));
+        daemonset.roll_out(&cluster.server).expect("a new template");
+        daemonset
+            .delete_pod(&cluster.server, owner)
+            .expect("delete the owner's Pod");
+        let stopped = cluster.speakers[owner]
+            .as_mut()
+            .expect("the owner's speaker")
+            .stop(Duration::from_secs(10));
+        assert!(stopped, "stopped\n{}", cluster.logs());
+        let next = daemonset
+            .replace_pod(&cluster.server, owner)
+            .expect("the successor Pod");
+        assert_ne!(next, speaker_pod_name(owner));
+        cluster.start_as(owner, KEY, &["--keep-datapath"], Some(next));
+        daemonset
+            .pod_running(&cluster.server, owner)
+            .expect("the successor Pod runs");
+        // The new speaker renews the heartbeat: the deadline is the fence deadline
+        // again, not the rest of the restart grace.
+        fence(
+            &cluster,
+            "the successor renews the heartbeat",
+            &|state, _| {
+                state
+                    .deadline_in
+                    .is_some_and(|left| left < Duration::from_secs(1))
+            },
+        );
+        sleep(Duration::from_millis(500));
+        drop(stopper);
+        client.join().expect("client thread")
+    });
+    let owner_mac = cluster.lab.node_macs[owner].0;
+    let lost = answers.iter().filter(|a| a.is_none()).count();
+    let others = answers
+        .iter()
+        .filter(|a| a.is_some_and(|mac| mac != owner_mac))
+        .count();
+    assert!(answers.len() > 50, "{} requests", answers.len());
+    assert_eq!(
+        (lost, others),
+        (0, 0),
+        "of {} requests: unanswered, answered by another node\n{}",
+        answers.len(),
+        cluster.logs()
+    );
+    let log = cluster.log(owner);
+    assert!(
+        log.contains(&format!(
+            "rolling update of DaemonSet {NS}/speaker (Pod of template generation 1, the DaemonSet is at 2): the next Pod adopts the datapath"
+        )),
+        "{log}"
+    );
+    assert!(log.contains("adopted pinned VIP entries"), "{log}");
+    assert!(
+        cluster.log(1).contains("member restarts"),
+        "{}",
+        cluster.logs()
+    );
+    assert_eq!(
+        cluster.until_one_owner(&[0, 1, 2], "after the rolling update"),
+        owner
+    );
+    rbac::assert_authorized(&cluster.server, &SPEAKER, NS);
 }
 
 /// The controller makes the `memberlist` Secret when it is missing (MetalLB's

@@ -249,6 +249,8 @@ fn core_resources() -> Vec<ResourceType> {
         rt("coordination.k8s.io", "v1", "Lease", "leases", true, false),
         // The controller's own Deployment owns the memberlist Secret.
         rt("apps", "v1", "Deployment", "deployments", true, true),
+        // A stopping speaker asks its DaemonSet whether it is being replaced.
+        rt("apps", "v1", "DaemonSet", "daemonsets", true, true),
         // The controller writes its webhooks' caBundle into these.
         rt(
             "admissionregistration.k8s.io",
@@ -442,12 +444,7 @@ impl TestApiServer {
         plural: &str,
         object: Value,
     ) -> anyhow::Result<Value> {
-        let rt = self
-            .shared
-            .lock_store()
-            .resource(group, version, plural)
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("{plural}.{group}/{version} is not registered"))?;
+        let rt = self.resource(group, version, plural)?;
         let namespace = object["metadata"]["namespace"]
             .as_str()
             .filter(|_| rt.namespaced)
@@ -456,6 +453,49 @@ impl TestApiServer {
         Ok(self
             .shared
             .write(|store| store.seed(&rt, &namespace, object))?)
+    }
+
+    fn resource(&self, group: &str, version: &str, plural: &str) -> anyhow::Result<ResourceType> {
+        self.shared
+            .lock_store()
+            .resource(group, version, plural)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("{plural}.{group}/{version} is not registered"))
+    }
+
+    /// Replaces an object, or its status (`Part::Status`), as a PUT would, bypassing
+    /// HTTP (what a controller or the kubelet the test plays writes): watches see it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn update(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+        namespace: &str,
+        name: &str,
+        part: Part,
+        object: Value,
+    ) -> anyhow::Result<Value> {
+        let rt = self.resource(group, version, plural)?;
+        Ok(self
+            .shared
+            .write(|store| store.update(&rt, namespace, name, part, object))?)
+    }
+
+    /// Deletes an object as a DELETE would (marked for deletion while finalizers hold
+    /// it), bypassing HTTP: watches see it.
+    pub fn delete(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+        namespace: &str,
+        name: &str,
+    ) -> anyhow::Result<Value> {
+        let rt = self.resource(group, version, plural)?;
+        Ok(self
+            .shared
+            .write(|store| store.delete(&rt, namespace, name, None))?)
     }
 
     /// The stored object (as JSON), bypassing HTTP: for assertions.

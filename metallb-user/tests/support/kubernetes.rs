@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 use metallb_testkit::{
     TestApiServer,
     cluster::{ClusterLab, node_name, speaker_pod_name},
+    daemonset::SpeakerDaemonSet,
 };
 use metallb_user::config::crd::definitions;
 use serde_json::{Value, json};
@@ -67,14 +68,30 @@ pub fn ready_endpoint_on(node: &str) -> Value {
 /// The lab's node `i`'s speaker Pod in `namespace`, labelled `labels`, Ready, its IP
 /// the node's (as with hostNetwork).
 pub fn speaker_pod(namespace: &str, i: usize, labels: Value) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": speaker_pod_name(i), "namespace": namespace, "labels": labels},
-        "spec": {"nodeName": node_name(i), "containers": [{"name": "speaker", "image": "metallb"}]},
-        "status": {
-            "phase": "Running",
-            "podIP": ClusterLab::node_v4(i).to_string(),
-            "conditions": [{"type": "Ready", "status": "True"}],
-        },
-    })
+    metallb_testkit::daemonset::speaker_pod(
+        namespace,
+        &speaker_pod_name(i),
+        &node_name(i),
+        ClusterLab::node_v4(i).into(),
+        labels,
+    )
+}
+
+/// The speaker DaemonSet (labels `labels`) with a Pod on each of the lab's `nodes`
+/// nodes, named [`speaker_pod_name`], Ready, their IPs the nodes'.
+pub fn speaker_daemonset(
+    server: &TestApiServer,
+    namespace: &str,
+    nodes: usize,
+    labels: Value,
+) -> anyhow::Result<SpeakerDaemonSet> {
+    SpeakerDaemonSet::seed(
+        server,
+        namespace,
+        labels,
+        (0..nodes)
+            .map(|i| (node_name(i), ClusterLab::node_v4(i).into()))
+            .collect(),
+        speaker_pod_name,
+    )
 }
