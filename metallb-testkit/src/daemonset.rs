@@ -177,20 +177,10 @@ impl SpeakerDaemonSet {
     /// The controller deletes node `i`'s Pod: marked for deletion until
     /// [`Self::replace_pod`] (the kubelet stops its container meanwhile).
     pub fn delete_pod(&self, server: &TestApiServer, i: usize) -> anyhow::Result<()> {
-        let mut pod = server
-            .object("", "v1", "pods", &self.namespace, &self.pods[i])
-            .with_context(|| format!("no Pod {}", self.pods[i]))?;
+        let mut pod = self.current_pod(server, i)?;
         // The finalizer holds it in the store as the grace period holds it in a cluster.
         pod["metadata"]["finalizers"] = json!([KUBELET_FINALIZER]);
-        server.update(
-            "",
-            "v1",
-            "pods",
-            &self.namespace,
-            &self.pods[i],
-            Part::Object,
-            pod,
-        )?;
+        self.write_pod(server, i, Part::Object, pod)?;
         server.delete("", "v1", "pods", &self.namespace, &self.pods[i])?;
         Ok(())
     }
@@ -230,19 +220,25 @@ impl SpeakerDaemonSet {
     /// The kubelet started node `i`'s Pod: Running, Ready, the node's IP.
     pub fn pod_running(&self, server: &TestApiServer, i: usize) -> anyhow::Result<()> {
         let (_, ip) = &self.nodes[i];
-        let mut pod = server
-            .object("", "v1", "pods", &self.namespace, &self.pods[i])
-            .with_context(|| format!("no Pod {}", self.pods[i]))?;
+        let mut pod = self.current_pod(server, i)?;
         pod["status"] = running_status(*ip);
-        server.update(
-            "",
-            "v1",
-            "pods",
-            &self.namespace,
-            &self.pods[i],
-            Part::Status,
-            pod,
-        )?;
+        self.write_pod(server, i, Part::Status, pod)
+    }
+
+    fn current_pod(&self, server: &TestApiServer, i: usize) -> anyhow::Result<Value> {
+        server
+            .object("", "v1", "pods", &self.namespace, &self.pods[i])
+            .with_context(|| format!("no Pod {}", self.pods[i]))
+    }
+
+    fn write_pod(
+        &self,
+        server: &TestApiServer,
+        i: usize,
+        part: Part,
+        pod: Value,
+    ) -> anyhow::Result<()> {
+        server.update("", "v1", "pods", &self.namespace, &self.pods[i], part, pod)?;
         Ok(())
     }
 

@@ -478,16 +478,7 @@ fn netns_failover_a_restart_with_keep_datapath_loses_no_answer() {
         |state, _| state.deadline_in.is_some() && !state.fenced,
     );
     let asker = support::ArpAsker::for_cluster_client(&cluster.lab).expect("ARP socket");
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let answers = std::thread::scope(|scope| {
-        let client = scope.spawn(|| {
-            let mut answers = Vec::new();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                answers.push(asker.ask_mac(VIP, Duration::from_secs(1)).expect("ask"));
-                sleep(Duration::from_millis(5));
-            }
-            answers
-        });
+    let (answers, ()) = support::answers_while(&asker, VIP, || {
         sleep(Duration::from_millis(200));
         assert!(
             cluster.speakers[owner].stop(Duration::from_secs(10)),
@@ -509,23 +500,8 @@ fn netns_failover_a_restart_with_keep_datapath_loses_no_answer() {
             },
         );
         sleep(Duration::from_millis(500));
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        client.join().expect("client thread")
     });
-    let owner_mac = cluster.lab.node_macs[owner].0;
-    let lost = answers.iter().filter(|a| a.is_none()).count();
-    let others = answers
-        .iter()
-        .filter(|a| a.is_some_and(|mac| mac != owner_mac))
-        .count();
-    assert!(answers.len() > 50, "{} requests", answers.len());
-    assert_eq!(
-        (lost, others),
-        (0, 0),
-        "of {} requests: unanswered, answered by another node\n{}",
-        answers.len(),
-        cluster.logs()
-    );
+    support::assert_every_answer_from(&answers, cluster.lab.node_macs[owner].0, &cluster.logs());
     let peer = (owner + 1) % 3;
     assert!(
         cluster.speakers[peer].log().contains("member restarts"),

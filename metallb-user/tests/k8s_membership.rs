@@ -448,25 +448,7 @@ fn netns_kubernetes_membership_a_rolling_update_of_the_owner_loses_no_answer() {
     });
     let asker = support::ArpAsker::for_cluster_client(&cluster.lab).expect("ARP socket");
     let vip = cluster.vip;
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    /// Stops the client when the test's thread leaves the scope, also by a panic (the
-    /// scope waits for the client).
-    struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
-    impl Drop for StopOnDrop<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-    let answers = std::thread::scope(|scope| {
-        let client = scope.spawn(|| {
-            let mut answers = Vec::new();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                answers.push(asker.ask_mac(vip, Duration::from_secs(1)).expect("ask"));
-                sleep(Duration::from_millis(5));
-            }
-            answers
-        });
-        let stopper = StopOnDrop(&stop);
+    let (answers, ()) = support::answers_while(&asker, vip, || {
         sleep(Duration::from_millis(200));
         daemonset.roll_out(&cluster.server).expect("a new template");
         daemonset
@@ -497,23 +479,8 @@ fn netns_kubernetes_membership_a_rolling_update_of_the_owner_loses_no_answer() {
             },
         );
         sleep(Duration::from_millis(500));
-        drop(stopper);
-        client.join().expect("client thread")
     });
-    let owner_mac = cluster.lab.node_macs[owner].0;
-    let lost = answers.iter().filter(|a| a.is_none()).count();
-    let others = answers
-        .iter()
-        .filter(|a| a.is_some_and(|mac| mac != owner_mac))
-        .count();
-    assert!(answers.len() > 50, "{} requests", answers.len());
-    assert_eq!(
-        (lost, others),
-        (0, 0),
-        "of {} requests: unanswered, answered by another node\n{}",
-        answers.len(),
-        cluster.logs()
-    );
+    support::assert_every_answer_from(&answers, cluster.lab.node_macs[owner].0, &cluster.logs());
     let log = cluster.log(owner);
     assert!(
         log.contains(&format!(

@@ -171,6 +171,56 @@ pub fn hex(bytes: &[u8]) -> String {
         .join("\n")
 }
 
+/// Asks who has `vip` every 5 ms from `asker` while `during` runs: each answer's MAC
+/// (`None`: unanswered within 1 s), and what `during` returned. The asking stops when
+/// `during` returns or panics (the scope would wait for it forever otherwise).
+pub fn answers_while<R>(
+    asker: &ArpAsker,
+    vip: Ipv4Addr,
+    during: impl FnOnce() -> R,
+) -> (Vec<Option<[u8; 6]>>, R) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let client = scope.spawn(|| {
+            let mut answers = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let answer = asker.ask_mac(vip, std::time::Duration::from_secs(1));
+                answers.push(answer.expect("ask"));
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            answers
+        });
+        let stopper = StopOnDrop(&stop);
+        let result = during();
+        drop(stopper);
+        (client.join().expect("client thread"), result)
+    })
+}
+
+/// That more than 50 requests were asked and every one was answered, by `owner`;
+/// otherwise a panic with the counts and `logs`.
+pub fn assert_every_answer_from(answers: &[Option<[u8; 6]>], owner: [u8; 6], logs: &str) {
+    let unanswered = answers.iter().filter(|a| a.is_none()).count();
+    let others = answers
+        .iter()
+        .filter(|a| a.is_some_and(|mac| mac != owner))
+        .count();
+    assert!(answers.len() > 50, "{} requests", answers.len());
+    assert_eq!(
+        (unanswered, others),
+        (0, 0),
+        "of {} requests: unanswered, answered by another node\n{logs}",
+        answers.len(),
+    );
+}
+
 /// Asks for one IPv4 address over ARP from inside a namespace, one request at a time:
 /// a raw AF_PACKET socket, so requests can go out every few milliseconds (arping sends
 /// at most one a second).
