@@ -842,6 +842,7 @@ fn live_set_change(vips: usize, binary: &Path) -> anyhow::Result<()> {
         apply["fields"]["removed"],
         answered.map_or("NEVER".into(), |d| format!("{d:.2?}")),
     );
+    println!("    its {}", sync_parts(&synced(&apply)));
     Ok(())
 }
 

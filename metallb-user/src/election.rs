@@ -327,28 +327,34 @@ impl NodeHash {
 /// then `sha256(node + "#" + first IP)` (lowest first).
 type Rank = (std::cmp::Reverse<i64>, [u32; 8], usize);
 
-/// MetalLB's order, cut to the first `LISTED_CANDIDATES`: every node is hashed once,
-/// then the first ones are selected and sorted. Returns member indices, the owner
-/// first.
+/// MetalLB's order, cut to the first `cut`: every node is hashed once, then the first
+/// ones are selected and sorted. Returns member indices, the owner first, and how many
+/// candidates there were in all.
 fn order(
     candidates: impl Iterator<Item = (usize, i64)>,
     first_ip: &[u8],
     nodes: &[Member],
     hashes: &[NodeHash],
     ranks: &mut Vec<Rank>,
-) -> Vec<usize> {
+    cut: usize,
+) -> (Vec<usize>, usize) {
     ranks.clear();
     ranks.extend(candidates.map(|(index, score)| {
         let hash = hashes[index].with(&nodes[index].name, first_ip);
         (std::cmp::Reverse(score), hash, index)
     }));
-    if ranks.len() > LISTED_CANDIDATES {
-        ranks.select_nth_unstable(LISTED_CANDIDATES - 1);
-        ranks.truncate(LISTED_CANDIDATES);
+    let all = ranks.len();
+    if all > cut {
+        ranks.select_nth_unstable(cut - 1);
+        ranks.truncate(cut);
     }
     ranks.sort_unstable();
-    ranks.iter().map(|(_, _, index)| *index).collect()
+    (ranks.iter().map(|(_, _, index)| *index).collect(), all)
 }
+
+/// How many candidates a service's ranking keeps ([`Polls::rank`]): enough that the
+/// owner is found in it whatever live set, unless this many nodes died at once.
+pub const RANKED: usize = 32;
 
 /// What the election needs of one allocated service besides its addresses, taken
 /// from the configuration once ([`ballots`]): the election can then be run again for
@@ -475,6 +481,19 @@ fn ip_text<'a>(ip: &IpAddr, buffer: &'a mut [u8; 64]) -> std::borrow::Cow<'a, [u
 }
 
 impl Electorate {
+    /// Which of the nodes (by index, as [`Polls::rank`] gives them) live in `live` (`None`:
+    /// all); `None` when the configuration lists no nodes (this node alone, which
+    /// always lives).
+    pub fn live_nodes(&self, live: Option<&BTreeSet<String>>) -> Option<Vec<bool>> {
+        let nodes = self.nodes.as_ref()?;
+        Some(
+            nodes
+                .iter()
+                .map(|node| live.is_none_or(|live| live.contains(&node.name)))
+                .collect(),
+        )
+    }
+
     /// The election among the nodes alive (`live`; `None`: every node of the
     /// configuration), run by `this_node` (the only member when the configuration
     /// lists no nodes).
@@ -514,24 +533,49 @@ impl Polls<'_> {
             ips: ips.to_vec(),
             reason: reason.into(),
         };
+        let (ad_set, (ordered, _)) = match self.ordered(ips, ballot, LISTED_CANDIDATES) {
+            Ok(ordered) => ordered,
+            Err(reason) => return not_announced(reason),
+        };
+        let Some(&owner) = ordered.first() else {
+            return not_announced(NO_CANDIDATE);
+        };
+        let members = &self.members;
+        Election::Announced {
+            ips: ips.to_vec(),
+            owner: members[owner].name.clone(),
+            candidates: ordered.iter().map(|&i| members[i].name.clone()).collect(),
+            interfaces: self.announcement(ad_set, owner).clone(),
+        }
+    }
+
+    /// The service's candidates among the members in MetalLB's order, the first `cut`
+    /// of them, and how many there are, with the service's advertisement set; or why
+    /// it is not announced whoever lives.
+    fn ordered(
+        &mut self,
+        ips: &[IpAddr],
+        ballot: &Ballot,
+        cut: usize,
+    ) -> Result<(usize, (Vec<usize>, usize)), &'static str> {
         let (ad_set, local) = match ballot {
-            Ballot::Fixed(reason) => return not_announced(reason),
+            Ballot::Fixed(reason) => return Err(reason),
             Ballot::Candidates { ad_set, local } => (*ad_set, local),
         };
         let Some(first) = ips.first() else {
-            return not_announced(NO_ADDRESS);
+            return Err(NO_ADDRESS);
         };
         let electorate = self.electorate;
-        let ads = || {
-            electorate.ad_sets[ad_set]
-                .iter()
-                .map(|&i| &electorate.advertisements[i])
-        };
         let members = &self.members;
         // Every node an advertisement of the service lets announce; under
         // externalTrafficPolicy Local, only those with a serving endpoint.
-        let eligible = self.eligible[ad_set]
-            .get_or_insert_with(|| eligible(members, &ads().collect::<Vec<_>>()));
+        let eligible = self.eligible[ad_set].get_or_insert_with(|| {
+            let ads: Vec<&L2Advertisement> = electorate.ad_sets[ad_set]
+                .iter()
+                .map(|&i| &electorate.advertisements[i])
+                .collect();
+            eligible(members, &ads)
+        });
         let candidates = eligible.members.iter().copied().filter(|(index, _)| {
             local
                 .as_ref()
@@ -544,31 +588,53 @@ impl Polls<'_> {
             members,
             &self.hashes,
             &mut self.ranks,
+            cut,
         );
-        let Some(&owner) = ordered.first() else {
-            return not_announced(NO_CANDIDATE);
-        };
-        // The interfaces are those of the advertisements that select the owner
-        // (MetalLB's "my ads for the service").
-        let interfaces = self
-            .interfaces
-            .entry((ad_set, owner))
-            .or_insert_with(|| {
-                let owner_labels = &members[owner].labels;
-                let owners_ads: Vec<&L2Advertisement> = ads()
-                    .filter(|a| {
-                        a.node_selectors.is_empty() || any_matches(&a.node_selectors, owner_labels)
-                    })
-                    .collect();
-                interfaces_of(&owners_ads)
-            })
-            .clone();
-        Election::Announced {
-            ips: ips.to_vec(),
-            owner: members[owner].name.clone(),
-            candidates: ordered.iter().map(|&i| members[i].name.clone()).collect(),
-            interfaces,
-        }
+        Ok((ad_set, ordered))
+    }
+
+    /// Appends to `out` MetalLB's order of the service's candidates among the members
+    /// (every usable node, live or not, when these polls were opened for no live
+    /// set), the first [`RANKED`] of them, as member indices: the owner for a live set
+    /// is the first live one, found with no hashing. Returns whether they are all the
+    /// candidates; `None` when it is not announced whoever lives.
+    pub fn rank(&mut self, ips: &[IpAddr], ballot: &Ballot, out: &mut Vec<u32>) -> Option<bool> {
+        let (_, (first, all)) = self.ordered(ips, ballot, RANKED).ok()?;
+        out.extend(first.iter().map(|&i| i as u32));
+        Some(all == first.len())
+    }
+
+    /// The interfaces an announcement by member `owner` of a service announced by
+    /// advertisement set `ad_set` is made on: those of the advertisements that select
+    /// the owner (MetalLB's "my ads for the service").
+    pub fn announcement(&mut self, ad_set: usize, owner: usize) -> &Interfaces {
+        let (electorate, members) = (self.electorate, &self.members);
+        self.interfaces.entry((ad_set, owner)).or_insert_with(|| {
+            let owner_labels = &members[owner].labels;
+            let owners_ads: Vec<&L2Advertisement> = electorate.ad_sets[ad_set]
+                .iter()
+                .map(|&i| &electorate.advertisements[i])
+                .filter(|a| {
+                    a.node_selectors.is_empty() || any_matches(&a.node_selectors, owner_labels)
+                })
+                .collect();
+            interfaces_of(&owners_ads)
+        })
+    }
+
+    /// How many sets of advertisements announce some service.
+    pub fn ad_sets(&self) -> usize {
+        self.electorate.ad_sets.len()
+    }
+
+    /// How many members there are.
+    pub fn members(&self) -> usize {
+        self.members.len()
+    }
+
+    /// The name of member `index`.
+    pub fn member(&self, index: usize) -> &str {
+        &self.members[index].name
     }
 }
 
@@ -594,7 +660,7 @@ pub fn elect(
         .collect()
 }
 
-const NO_CANDIDATE: &str = "no node may announce it (nodeSelectors, exclusion label, NetworkUnavailable, no live speaker, or no local endpoint under externalTrafficPolicy Local)";
+pub(crate) const NO_CANDIDATE: &str = "no node may announce it (nodeSelectors, exclusion label, NetworkUnavailable, no live speaker, or no local endpoint under externalTrafficPolicy Local)";
 
 /// The union of the advertisements' interfaces; any advertisement without interfaces
 /// means all of them.

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     allocator::{
-        Allocations, AllocatorOptions, Decision, PoolUsage, ServiceKey, allocate, from_status,
-        pool_usage,
+        Allocation, Allocations, AllocatorOptions, Decision, PoolUsage, ServiceKey, allocate,
+        from_status, pool_usage,
     },
     bgp::plan::{BgpPlan, plan_bgp},
     config::{Config, interfaces::PatternSource, selector::any_matches},
@@ -21,7 +21,9 @@ use crate::{
         iface::{Interface, MacAddr},
         maps::{VipConfig, VipKey},
     },
-    election::{Ballot, Election, ElectionContext, Electorate, Interfaces, Polls, ballots},
+    election::{
+        Ballot, Election, ElectionContext, Electorate, Interfaces, NO_CANDIDATE, Polls, ballots,
+    },
 };
 
 /// Where the services' addresses come from.
@@ -111,7 +113,7 @@ pub fn plan_keeping(
     options: &PlanOptions,
     interfaces: &[Interface],
 ) -> (Plan, Option<Standing>) {
-    let (standing, bgp) = Standing::new(config, options);
+    let (mut standing, bgp) = Standing::new(config, options);
     if !config.bgp.is_empty() {
         let plan = Plan {
             bgp,
@@ -119,6 +121,7 @@ pub fn plan_keeping(
         };
         return (plan, None);
     }
+    standing.rank(&options.node_name);
     (standing.plan(options, interfaces), Some(standing))
 }
 
@@ -127,12 +130,54 @@ pub fn plan_keeping(
 /// and warnings, the pools' usage, and what the election needs of each service (its
 /// [`Ballot`]) and of the configuration (the [`Electorate`]). The allocation does not
 /// depend on the live nodes or the interfaces, so it is not made again.
+///
+/// It also keeps each announced service's ranking (MetalLB's order over every usable
+/// node, live or not: [`Polls::rank`]) and what its last plan was made for ([`Planned`]), so
+/// that a change of the live nodes alone is elected again in the services it moves
+/// ([`Standing::reelect`]).
 #[derive(Clone, Debug)]
 pub struct Standing {
     /// Sorted by key.
     services: Vec<StandingService>,
     electorate: Electorate,
     pools: BTreeMap<String, PoolUsage>,
+    /// The addresses that more than one service holds (sharing), with the indices
+    /// of those services: their entries merge.
+    shared: BTreeMap<IpAddr, Vec<usize>>,
+    /// What the last plan made of this was made for.
+    last: Option<Planned>,
+    /// Every service with candidates, in the order of `services`, and where its
+    /// ranking is in `ranked`: a walk over them costs a few bytes a service.
+    ranks: Vec<Ranked>,
+    /// The rankings, one after another (node indices).
+    ranked: Vec<u32>,
+}
+
+/// A service's ranking ([`Polls::rank`]) and what its entries need besides.
+#[derive(Clone, Copy, Debug)]
+struct Ranked {
+    /// Its index in the services.
+    service: u32,
+    ad_set: u32,
+    /// Where its ranking is in [`Standing::ranked`].
+    start: u32,
+    len: u8,
+    /// Every candidate is ranked.
+    complete: bool,
+}
+
+impl Ranked {
+    /// The first of the ranked nodes alive in `live`; `Err(())` when none of them is
+    /// and there are more candidates than were ranked (then only the whole election
+    /// knows).
+    fn owner(&self, ranked: &[u32], live: &[bool]) -> Result<Option<u32>, ()> {
+        let nodes = &ranked[self.start as usize..][..usize::from(self.len)];
+        match nodes.iter().find(|&&node| live[node as usize]) {
+            Some(&node) => Ok(Some(node)),
+            None if self.complete => Ok(None),
+            None => Err(()),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -142,6 +187,102 @@ struct StandingService {
     warnings: Vec<String>,
     /// Allocated services only.
     ballot: Option<Ballot>,
+}
+
+/// The options of the last plan of a [`Standing`] that a re-election must share, and
+/// the live nodes it was made for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Planned {
+    node_name: String,
+    named_despite_exclusion: BTreeSet<String>,
+    interfaces: Vec<Interface>,
+    live: Option<BTreeSet<String>>,
+}
+
+impl Planned {
+    fn of(options: &PlanOptions, interfaces: &[Interface]) -> Self {
+        Self {
+            node_name: options.node_name.clone(),
+            named_despite_exclusion: options.named_despite_exclusion.clone(),
+            interfaces: interfaces.to_vec(),
+            live: options.election.live_nodes.clone(),
+        }
+    }
+}
+
+/// A service whose role a re-election changed ([`Standing::reelect`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Moved<'a> {
+    pub key: &'a ServiceKey,
+    pub allocation: &'a Allocation,
+    /// Its role now.
+    pub role: Role,
+    /// With [`Role::Announce`], the interfaces its announcement names (none: every
+    /// interface), for the Kubernetes side's ServiceL2Status.
+    pub named: Vec<String>,
+}
+
+/// What a change of the live nodes changes ([`Standing::reelect`]): the entries first,
+/// for the datapath; the services' new roles after, when asked for ([`Reelection::moved`]).
+pub struct Reelection<'a> {
+    /// The entries that may differ from the last plan's, each with its value now
+    /// (`None`: gone), as [`vip_delta`] gives them, each key once, in key order (the
+    /// datapath's bookkeeping then walks its own in order).
+    pub vips: Vec<(VipKey, Option<VipConfig>)>,
+    /// (service index, advertisement set, owner now) of the services that move.
+    owners: Vec<(usize, usize, Option<u32>)>,
+    standing: &'a Standing,
+    polls: Polls<'a>,
+}
+
+impl<'a> Reelection<'a> {
+    /// How many services move.
+    pub fn services(&self) -> usize {
+        self.owners.len()
+    }
+
+    /// The services whose role changed, in key order, with their role now.
+    pub fn moved(&mut self, options: &PlanOptions, interfaces: &[Interface]) -> Vec<Moved<'a>> {
+        let standing = self.standing;
+        let mut moved = Vec::with_capacity(self.owners.len());
+        for &(index, ad_set, owner) in &self.owners {
+            let service = &standing.services[index];
+            let Decision::Allocated(allocation) = &service.decision else {
+                continue;
+            };
+            let (role, named) = role_of(&mut self.polls, ad_set, owner, options, interfaces);
+            moved.push(Moved {
+                key: &service.key,
+                allocation,
+                role,
+                named,
+            });
+        }
+        moved
+    }
+}
+
+/// The role on this node of a service of advertisement set `ad_set` announced by
+/// node `owner` (none: nobody may), and the interfaces its announcement names if this
+/// node announces it on named interfaces.
+fn role_of(
+    polls: &mut Polls<'_>,
+    ad_set: usize,
+    owner: Option<u32>,
+    options: &PlanOptions,
+    interfaces: &[Interface],
+) -> (Role, Vec<String>) {
+    let Some(owner) = owner else {
+        let reason = NO_CANDIDATE.into();
+        return (Role::None { reason }, Vec::new());
+    };
+    let wanted = polls.announcement(ad_set, owner as usize).clone();
+    let role = role_for(polls.member(owner as usize), &wanted, options, interfaces);
+    let named = match (&role, wanted) {
+        (Role::Announce { .. }, Interfaces::Only(names)) => names.into_iter().collect(),
+        _ => Vec::new(),
+    };
+    (role, named)
 }
 
 impl StandingService {
@@ -188,15 +329,62 @@ impl Standing {
             services,
             electorate,
             pools,
+            shared: BTreeMap::new(),
+            last: None,
+            ranks: Vec::new(),
+            ranked: Vec::new(),
         };
         (standing, bgp)
+    }
+
+    /// Ranks every service with candidates among every usable node, live or not, and
+    /// finds the addresses several services share: what [`Standing::reelect`] needs.
+    fn rank(&mut self, node_name: &str) {
+        let mut polls = self.electorate.polls(node_name, None);
+        let mut holders = Vec::new();
+        for (index, service) in self.services.iter().enumerate() {
+            let (Decision::Allocated(allocation), Some(ballot)) =
+                (&service.decision, &service.ballot)
+            else {
+                continue;
+            };
+            holders.extend(allocation.ips.iter().map(|ip| (*ip, index)));
+            let start = self.ranked.len();
+            let (Some(complete), Ballot::Candidates { ad_set, .. }) = (
+                polls.rank(&allocation.ips, ballot, &mut self.ranked),
+                ballot,
+            ) else {
+                continue;
+            };
+            self.ranks.push(Ranked {
+                service: index as u32,
+                ad_set: *ad_set as u32,
+                start: start as u32,
+                len: (self.ranked.len() - start) as u8,
+                complete,
+            });
+        }
+        self.ranks.shrink_to_fit();
+        self.ranked.shrink_to_fit();
+        holders.sort_unstable();
+        for pair in holders.windows(2) {
+            if pair[0].0 == pair[1].0 {
+                let shared = self.shared.entry(pair[0].0).or_default();
+                for (_, index) in pair {
+                    if !shared.contains(index) {
+                        shared.push(*index);
+                    }
+                }
+            }
+        }
     }
 
     /// The plan for the live nodes of `options` on `interfaces`: the election run
     /// again on the kept decisions. Equal to [`plan`] of the configuration this was
     /// kept from, with these options (the endpoint rule, the allocator's options and
     /// the address source are those it was kept with), whose BGP plan is empty.
-    pub fn plan(&self, options: &PlanOptions, interfaces: &[Interface]) -> Plan {
+    pub fn plan(&mut self, options: &PlanOptions, interfaces: &[Interface]) -> Plan {
+        self.last = Some(Planned::of(options, interfaces));
         let mut polls = self
             .electorate
             .polls(&options.node_name, options.election.live_nodes.as_ref());
@@ -212,12 +400,183 @@ impl Standing {
         assemble(services, self.pools.clone(), options, interfaces)
     }
 
+    /// What changes from the last plan made of this ([`Standing::plan`], or the last
+    /// re-election) when only the live nodes change, to those of `options`: the
+    /// services whose owner changes, and their entries. Costs a look at each
+    /// service's ranking (no hashing, nothing allocated for a service that stays),
+    /// then the entries of the services that move; their roles are made only when
+    /// asked for ([`Reelection::moved`]), after the datapath has the entries. `None`
+    /// when it cannot tell: another node name, other interfaces or other interfaces
+    /// named despite an exclusion than the last plan's, no plan yet, or a service
+    /// whose kept candidates all died (more than
+    /// [`election::RANKED`](crate::election::RANKED) at once): then plan whole
+    /// ([`Standing::plan`]). Applied to the last plan's entries, the entries equal
+    /// those of [`Standing::plan`] (and of [`plan`]) for `options`.
+    pub fn reelect(
+        &mut self,
+        options: &PlanOptions,
+        interfaces: &[Interface],
+    ) -> Option<Reelection<'_>> {
+        let last = self.last.as_ref()?;
+        if last.node_name != options.node_name
+            || last.named_despite_exclusion != options.named_despite_exclusion
+            || last.interfaces != interfaces
+        {
+            return None;
+        }
+        let live = options.election.live_nodes.as_ref();
+        let owners = match (
+            self.electorate.live_nodes(last.live.as_ref()),
+            self.electorate.live_nodes(live),
+        ) {
+            (Some(before), Some(now)) if before != now => self.owners_moved(&before, &now)?,
+            // The same live nodes, or no node listed (this node alone always
+            // announces).
+            _ => Vec::new(),
+        };
+        if let Some(last) = &mut self.last {
+            last.live = live.cloned();
+        }
+        let standing: &Standing = self;
+        let mut polls = standing.electorate.polls(&options.node_name, None);
+        let vips = standing.entries_moved(&owners, &mut polls, options, interfaces);
+        Some(Reelection {
+            vips,
+            owners: owners
+                .into_iter()
+                .map(|(index, ad_set, _, now)| (index, ad_set, now))
+                .collect(),
+            standing,
+            polls,
+        })
+    }
+
+    /// The services whose owner differs between the live nodes `before` and `now` (by
+    /// node index): (service index, advertisement set, owner before, owner now).
+    #[allow(clippy::type_complexity)]
+    fn owners_moved(
+        &self,
+        before: &[bool],
+        now: &[bool],
+    ) -> Option<Vec<(usize, usize, Option<u32>, Option<u32>)>> {
+        let mut moved = Vec::new();
+        for rank in &self.ranks {
+            let was = rank.owner(&self.ranked, before).ok()?;
+            let is = rank.owner(&self.ranked, now).ok()?;
+            if was != is {
+                moved.push((rank.service as usize, rank.ad_set as usize, was, is));
+            }
+        }
+        Some(moved)
+    }
+
+    /// The entries of the services whose owners moved as `owners` says
+    /// ([`Standing::owners_moved`]), each key once with its value now. Nothing is
+    /// allocated per service.
+    fn entries_moved(
+        &self,
+        owners: &[(usize, usize, Option<u32>, Option<u32>)],
+        polls: &mut Polls<'_>,
+        options: &PlanOptions,
+        interfaces: &[Interface],
+    ) -> Vec<(VipKey, Option<VipConfig>)> {
+        let me = (0..polls.members()).find(|&i| polls.member(i) == options.node_name);
+        // The interfaces this node answers on for a service of each advertisement
+        // set, should it own it.
+        let answers_on: Vec<Vec<bool>> = match me {
+            Some(me) => (0..polls.ad_sets())
+                .map(|ad_set| {
+                    let wanted = polls.announcement(ad_set, me);
+                    interfaces
+                        .iter()
+                        .map(|i| match wanted {
+                            Interfaces::All => !options.named_despite_exclusion.contains(&i.name),
+                            Interfaces::Only(_) => wanted.includes(&i.name),
+                        })
+                        .collect()
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let part = |ad_set: usize, owner: Option<u32>| -> Part<'_> {
+            match owner {
+                None => Part::Nothing,
+                Some(owner) if Some(owner as usize) == me => Part::Answer(&answers_on[ad_set]),
+                Some(_) => Part::Suppress,
+            }
+        };
+        let mut vips = Vec::new();
+        let mut shared = Vec::new();
+        for &(index, ad_set, was, is) in owners {
+            let Decision::Allocated(allocation) = &self.services[index].decision else {
+                continue;
+            };
+            let (before, now) = (part(ad_set, was), part(ad_set, is));
+            let ips = &allocation.ips;
+            if ips.iter().any(|ip| self.shared.contains_key(ip)) {
+                // Merged with the other holders' entries: found below.
+                shared.extend(before.entries(ips, interfaces).map(|(key, _)| key));
+                shared.extend(now.entries(ips, interfaces).map(|(key, _)| key));
+                continue;
+            }
+            let set = vips.len();
+            vips.extend(now.entries(ips, interfaces).map(|(key, c)| (key, Some(c))));
+            for (key, _) in before.entries(ips, interfaces) {
+                if !vips[set..].iter().any(|(k, _)| *k == key) {
+                    vips.push((key, None));
+                }
+            }
+        }
+        if shared.is_empty() {
+            vips.sort_unstable_by_key(|(key, _)| *key);
+            return vips;
+        }
+        // An entry of a shared address: what every holder's role gives it now.
+        let live = self
+            .last
+            .as_ref()
+            .and_then(|last| self.electorate.live_nodes(last.live.as_ref()));
+        let holders: BTreeSet<usize> = shared
+            .iter()
+            .flat_map(|key| self.shared.get(&key.addr).into_iter().flatten().copied())
+            .collect();
+        let mut merged = Vec::new();
+        for holder in holders {
+            let Ok(at) = self
+                .ranks
+                .binary_search_by_key(&holder, |r| r.service as usize)
+            else {
+                continue;
+            };
+            let (rank, Decision::Allocated(allocation)) =
+                (&self.ranks[at], &self.services[holder].decision)
+            else {
+                continue;
+            };
+            let owner = match &live {
+                Some(live) => rank.owner(&self.ranked, live).ok().flatten(),
+                None => self.ranked.get(rank.start as usize).copied(),
+            };
+            merged.extend(part(rank.ad_set as usize, owner).entries(&allocation.ips, interfaces));
+        }
+        let merged = merged_entries(merged);
+        shared.sort_unstable();
+        shared.dedup();
+        vips.extend(shared.into_iter().map(|key| {
+            let value = merged.get(&key).copied();
+            (key, value)
+        }));
+        vips.sort_unstable_by_key(|(key, _)| *key);
+        vips
+    }
+
     /// [`Standing::plan`], giving up what was kept.
     fn into_plan(self, options: &PlanOptions, interfaces: &[Interface]) -> Plan {
         let Standing {
             services,
             electorate,
             pools,
+            ..
         } = self;
         let mut polls = electorate.polls(&options.node_name, options.election.live_nodes.as_ref());
         let services = services.into_iter().map(|service| {
@@ -278,7 +637,7 @@ fn assemble(
         .collect();
     Plan {
         services,
-        vips: merged(vips),
+        vips: merged_entries(vips),
         pools,
         bgp: BgpPlan::default(),
     }
@@ -351,10 +710,57 @@ pub fn entries<'a>(
         })
 }
 
+/// A service's part on this node, as its entries see it ([`entries`] without the
+/// role's names): answering on the interfaces marked (in the order of the attached
+/// interfaces), suppressing on all of them, or nothing.
+enum Part<'a> {
+    Answer(&'a [bool]),
+    Suppress,
+    Nothing,
+}
+
+impl Part<'_> {
+    /// The entries of a service with addresses `ips` on `interfaces`: those of
+    /// [`entries`] for the role this part stands for.
+    fn entries<'a>(
+        &'a self,
+        ips: &'a [IpAddr],
+        interfaces: &'a [Interface],
+    ) -> impl Iterator<Item = (VipKey, VipConfig)> + 'a {
+        let action = match self {
+            Part::Answer(_) => VipAction::Answer,
+            Part::Suppress | Part::Nothing => VipAction::Suppress,
+        };
+        interfaces
+            .iter()
+            .enumerate()
+            .filter(move |(index, _)| match self {
+                Part::Answer(on) => on[*index],
+                Part::Suppress => true,
+                Part::Nothing => false,
+            })
+            .flat_map(move |(_, iface)| {
+                ips.iter().map(move |ip| {
+                    (
+                        VipKey {
+                            addr: *ip,
+                            ifindex: iface.ifindex,
+                            vlan_id: 0,
+                        },
+                        VipConfig {
+                            mac: MacAddr(iface.mac),
+                            action,
+                        },
+                    )
+                })
+            })
+    }
+}
+
 /// The services' entries as one map. Two services sharing an address elect alike;
 /// should they not, answering wins over suppressing (so the result does not depend on
 /// the order of the services: an entry's MAC is its interface's).
-fn merged(mut vips: Vec<(VipKey, VipConfig)>) -> BTreeMap<VipKey, VipConfig> {
+fn merged_entries(mut vips: Vec<(VipKey, VipConfig)>) -> BTreeMap<VipKey, VipConfig> {
     vips.sort_by_key(|(key, _)| *key);
     vips.dedup_by(|(key, config), (kept_key, kept)| {
         let same = key == kept_key;
@@ -1518,7 +1924,7 @@ mod tests {
     /// (the property exercised).
     fn first_difference(
         property: &str,
-        replan: impl Fn(&Standing, &PlanOptions, &[Interface]) -> Plan,
+        replan: impl Fn(&mut Standing, &PlanOptions, &[Interface]) -> Plan,
     ) -> (Option<String>, usize) {
         use crate::{
             election::EndpointRule,
@@ -1561,7 +1967,7 @@ mod tests {
                 let (first, standing) = plan_keeping(&cfg, &options(&live, named), &attached);
                 let whole = plan(&cfg, &options(&live, named), &attached);
                 assert!(same(&first, &whole), "case {case}, {node}: plan_keeping");
-                let standing = standing.expect("kept without BGP");
+                let mut standing = standing.expect("kept without BGP");
                 for step in 0..6 {
                     match rng.random_range(0..4) {
                         0 | 1 => live[rng.random_range(0..NODES.len())] ^= true,
@@ -1570,7 +1976,7 @@ mod tests {
                     }
                     let options = options(&live, named);
                     let whole = plan(&cfg, &options, &attached);
-                    let again = replan(&standing, &options, &attached);
+                    let again = replan(&mut standing, &options, &attached);
                     if !same(&whole, &again) {
                         let differ = whole
                             .services
@@ -1629,5 +2035,166 @@ mod tests {
                 standing.plan(options, attached)
             });
         assert!(no_local.is_some());
+    }
+
+    /// What [`Standing::reelect`] hands over for random clusters whose speakers come
+    /// and go (and, now and then, whose attached interfaces change), as each node sees
+    /// them, against the configuration planned whole: its entries applied to the last
+    /// plan's give the whole plan's entries, the services it moves are exactly those
+    /// whose role changed, with the whole plan's role (and its interfaces named); it
+    /// declines (`None`) only when more than the live nodes changed. Returns the
+    /// first difference, and how many re-elections moved a service, a shared
+    /// address's service among them.
+    fn first_reelection_difference(
+        property: &str,
+        sabotage: impl Fn(&mut Standing),
+    ) -> (Option<String>, usize, usize) {
+        use crate::{
+            election::EndpointRule,
+            property::{case_rng, pick, settings},
+        };
+        use rand::RngExt as _;
+        let (seed, cases) = settings(property, 40);
+        let host = host();
+        let choices = [
+            vec![host["eth0"].clone(), host["eth1"].clone()],
+            vec![host["eth0"].clone()],
+            vec![host["eth1"].clone(), host["kube-ipvs0"].clone()],
+        ];
+        let (mut moved, mut moved_shared) = (0, 0);
+        for case in 0..cases {
+            let mut rng = case_rng(seed, case);
+            let cluster = Cluster::random(&mut rng);
+            let cfg = config(&cluster.text());
+            let endpoints = if rng.random() {
+                EndpointRule::AssumeServing
+            } else {
+                EndpointRule::Observed
+            };
+            for node in NODES {
+                let options = |live: &[bool], named: bool| {
+                    let mut options = Cluster {
+                        live: live.to_vec(),
+                        ..cluster.clone()
+                    }
+                    .options(node);
+                    options.election.endpoints = endpoints;
+                    if named {
+                        options.named_despite_exclusion = BTreeSet::from(["eth1".to_string()]);
+                    }
+                    options
+                };
+                let (mut live, mut named) = (cluster.live.clone(), rng.random::<bool>());
+                let mut attached = pick(&mut rng, &choices).clone();
+                let (mut last, standing) = plan_keeping(&cfg, &options(&live, named), &attached);
+                let mut standing = standing.expect("kept without BGP");
+                sabotage(&mut standing);
+                let shared: BTreeSet<IpAddr> = standing.shared.keys().copied().collect();
+                for step in 0..8 {
+                    let (was_attached, was_named) = (attached.clone(), named);
+                    match rng.random_range(0..8) {
+                        0 => attached = pick(&mut rng, &choices).clone(),
+                        1 => named ^= true,
+                        _ => live[rng.random_range(0..NODES.len())] ^= true,
+                    }
+                    let options = options(&live, named);
+                    let whole = plan(&cfg, &options, &attached);
+                    let at = format!("case {case}, {node}, step {step}, live {live:?}");
+                    let Some(mut re) = standing.reelect(&options, &attached) else {
+                        if attached == was_attached && named == was_named {
+                            return (Some(format!("{at}: declined")), moved, moved_shared);
+                        }
+                        last = standing.plan(&options, &attached);
+                        continue;
+                    };
+                    if attached != was_attached || named != was_named {
+                        return (Some(format!("{at}: not declined")), moved, moved_shared);
+                    }
+                    if !re.vips.is_sorted_by(|(a, _), (b, _)| a < b) {
+                        return (Some(format!("{at}: not in order")), moved, moved_shared);
+                    }
+                    let mut vips = last.vips.clone();
+                    for (key, value) in &re.vips {
+                        match value {
+                            Some(config) => vips.insert(*key, *config),
+                            None => vips.remove(key),
+                        };
+                    }
+                    if vips != whole.vips {
+                        return (
+                            Some(format!("{at}: entries {vips:?} != {:?}", whole.vips)),
+                            moved,
+                            moved_shared,
+                        );
+                    }
+                    let changed: Vec<(&ServiceKey, &Role, Vec<String>)> = whole
+                        .services
+                        .iter()
+                        .filter(|(key, service)| last.services[*key].role != service.role)
+                        .map(|(key, service)| {
+                            let named = match (&service.role, &service.election) {
+                                (
+                                    Role::Announce { .. },
+                                    Some(Election::Announced {
+                                        interfaces: Interfaces::Only(names),
+                                        ..
+                                    }),
+                                ) => names.iter().cloned().collect(),
+                                _ => Vec::new(),
+                            };
+                            (key, &service.role, named)
+                        })
+                        .collect();
+                    let re_moved = re.moved(&options, &attached);
+                    if re_moved.len() != re.services() {
+                        return (Some(format!("{at}: count")), moved, moved_shared);
+                    }
+                    let handed: Vec<(&ServiceKey, &Role, Vec<String>)> = re_moved
+                        .iter()
+                        .map(|m| (m.key, &m.role, m.named.clone()))
+                        .collect();
+                    if handed != changed {
+                        return (
+                            Some(format!("{at}: moved {handed:?} != {changed:?}")),
+                            moved,
+                            moved_shared,
+                        );
+                    }
+                    moved += usize::from(!re_moved.is_empty());
+                    moved_shared += usize::from(
+                        re_moved
+                            .iter()
+                            .any(|m| m.allocation.ips.iter().any(|ip| shared.contains(ip))),
+                    );
+                    last = whole;
+                }
+            }
+        }
+        (None, moved, moved_shared)
+    }
+
+    #[test]
+    fn a_reelection_hands_over_what_planning_whole_changes() {
+        let (difference, moved, moved_shared) =
+            first_reelection_difference("standing_reelect", |_| {});
+        assert_eq!(difference, None);
+        assert!(moved > 40, "{moved} re-elections moved a service");
+        assert!(moved_shared > 5, "{moved_shared} moved a shared address");
+    }
+
+    /// The property catches a re-election that forgets how a shared address's
+    /// entries merge, or that looks past the first live candidate.
+    #[test]
+    fn the_reelection_property_catches_a_sabotaged_standing() {
+        let (unshared, _, _) = first_reelection_difference("standing_reelect_unshared", |s| {
+            s.shared.clear();
+        });
+        assert!(unshared.is_some());
+        let (reversed, _, _) = first_reelection_difference("standing_reelect_reversed", |s| {
+            for rank in &s.ranks {
+                s.ranked[rank.start as usize..][..usize::from(rank.len)].reverse();
+            }
+        });
+        assert!(reversed.is_some());
     }
 }

@@ -29,7 +29,9 @@ use tokio::{
 use tracing::{debug, error, info, warn};
 
 use crate::{
-    allocator::{AllocatorOptions, Decision, ServiceKey, has_status_address, status_with},
+    allocator::{
+        Allocation, AllocatorOptions, Decision, ServiceKey, has_status_address, status_with,
+    },
     announce::{Announcer, Pacing},
     config::{Config, Issue, Service, ValidateOptions, file, validate_owned},
     conflicts::{ConflictEvent, ConflictWatch, answered_claims},
@@ -49,8 +51,8 @@ use crate::{
     },
     metrics::{self, Shared},
     plan::{
-        AddressSource, InterfaceChoice, PlanOptions, Role, Standing, interfaces_to_attach,
-        plan_keeping, vip_delta,
+        AddressSource, InterfaceChoice, Moved, PlanOptions, Reelection, Role, Standing,
+        interfaces_to_attach, plan_keeping, vip_delta,
     },
     printable::printable,
 };
@@ -423,13 +425,16 @@ impl Speaker {
     /// With `again`, what an earlier plan of this snapshot kept, the snapshot's
     /// Services are not looked at (it may hold none): only the live nodes or the
     /// interfaces changed, so the allocation stands and only the election is run
-    /// again ([`Standing::plan`]).
+    /// again ([`Standing::plan`]); when only the live nodes changed and the tables
+    /// hold the last plan's entries, only for the services that move
+    /// ([`Standing::reelect`], [`Speaker::apply_moves`]).
     fn apply(
         &mut self,
         snapshot: &mut Snapshot,
-        again: Option<&Standing>,
+        again: Option<&mut Standing>,
     ) -> (bool, Option<Standing>) {
         let began = std::time::Instant::now();
+        let elected_again = again.is_some();
         let addresses = snapshot.addresses;
         let election = snapshot.election.clone();
         let everything = self.reannounce.at_plan(election.live_nodes.as_ref());
@@ -476,13 +481,23 @@ impl Speaker {
         let planning = std::time::Instant::now();
         let before_plan_took = planning - began;
         let (mut plan, standing) = match again {
-            Some(standing) => (standing.plan(&plan_options, &attached), None),
+            Some(standing) => {
+                if self.synced_on.as_ref() == Some(&attached)
+                    && let Some(reelection) = standing.reelect(&plan_options, &attached)
+                {
+                    let plan_took = planning.elapsed();
+                    let took = (before_plan_took, plan_took);
+                    self.apply_moves(reelection, &plan_options, attached, took, everything);
+                    return (statuses, None);
+                }
+                (standing.plan(&plan_options, &attached), None)
+            }
             None => plan_keeping(config, &plan_options, &attached),
         };
         let plan_took = planning.elapsed();
         // The moment the plan exists: `cargo xtask bench scale` measures from here to
         // every entry answerable.
-        debug!(vips = plan.vips.len(), took = ?plan_took, elected_again = again.is_some(), "plan computed");
+        debug!(vips = plan.vips.len(), took = ?plan_took, elected_again, "plan computed");
         self.bgp.update(plan.bgp.this_node.clone());
         // Only what changed, when the tables hold the last plan's entries for these
         // interfaces; everything otherwise (start-up, recovery).
@@ -555,7 +570,7 @@ impl Speaker {
         self.log_changes(&plan.services);
         self.report_announced(&plan.services);
         // Elected again only: the allocation, so the addresses, stand.
-        if again.is_none() {
+        if !elected_again {
             self.previous = plan.allocated_addresses();
         }
         {
@@ -582,10 +597,129 @@ impl Speaker {
             datapath_took = ?sync_took,
             before_plan_took = ?before_plan_took,
             after_sync_took = ?synced.elapsed(),
-            elected_again = again.is_some(),
+            elected_again,
             "configuration applied"
         );
         (statuses, standing)
+    }
+
+    /// The rest of [`Speaker::apply`] for a change of the live nodes alone, elected
+    /// again in the services it moves (`reelection`), whose entries the tables hold
+    /// for `attached`: the datapath is handed their entries first, then what this node
+    /// announces, the logs, the last roles and the report change for those services
+    /// only (at 100,000 Services a failover moves tens of thousands: nothing walks the
+    /// others).
+    fn apply_moves(
+        &mut self,
+        mut reelection: Reelection<'_>,
+        options: &PlanOptions,
+        attached: Vec<iface::Interface>,
+        (before_plan_took, plan_took): (Duration, Duration),
+        everything: bool,
+    ) {
+        debug!(vips = reelection.vips.len(), moved = reelection.services(), took = ?plan_took, elected_again = true, "plan computed");
+        self.publish_counters();
+        let syncing = std::time::Instant::now();
+        let report = self
+            .datapath
+            .update(reelection.vips.iter().map(|(key, value)| (key, value)));
+        let synced = std::time::Instant::now();
+        let sync_took = synced - syncing;
+        for e in &report.errors {
+            error!(error = %e, "datapath change not applied");
+        }
+        let vips = std::mem::take(&mut reelection.vips);
+        let now = |key: &VipKey| {
+            let at = vips.binary_search_by_key(key, |(key, _)| *key).ok()?;
+            vips[at].1
+        };
+        for key in report.removed.iter().chain(&report.changed) {
+            if now(key).is_none_or(|c| c.action != VipAction::Answer) {
+                self.announcer.stop(key);
+            }
+        }
+        for (key, value) in &vips {
+            match value {
+                Some(c) if c.action == VipAction::Answer => {
+                    self.reannounce.answering.insert(*key, c.mac);
+                }
+                _ => {
+                    self.reannounce.answering.remove(key);
+                }
+            }
+        }
+        if everything {
+            self.announce_everything("every VIP this node answers announced again");
+        } else {
+            self.announcer.start(
+                report
+                    .now_answering
+                    .iter()
+                    .filter_map(|key| Some((*key, now(key)?.mac)))
+                    .collect(),
+            );
+        }
+        let moved = reelection.moved(options, &attached);
+        self.synced_on = report.complete.then_some(attached);
+        self.report_moves(&moved);
+        let services = moved.len();
+        self.log_moves(moved);
+        {
+            let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.config_loaded = true;
+            state.config_stale = false;
+        }
+        self.shared.ready.store(true, Ordering::Relaxed);
+        info!(
+            services,
+            vips = self.reannounce.answering.len(),
+            added = report.added.len(),
+            changed = report.changed.len(),
+            removed = report.removed.len(),
+            plan_took = ?plan_took,
+            delta = vips.len(),
+            delta_took = ?Duration::ZERO,
+            datapath_took = ?sync_took,
+            before_plan_took = ?before_plan_took,
+            after_sync_took = ?synced.elapsed(),
+            elected_again = true,
+            "configuration applied"
+        );
+    }
+
+    /// [`Speaker::report_announced`] for the services a re-election moved.
+    fn report_moves(&self, moved: &[Moved<'_>]) {
+        if self.announced.is_closed() {
+            return;
+        }
+        self.announced.send_if_modified(|current| {
+            let mut changed = false;
+            for m in moved {
+                if matches!(m.role, Role::Announce { .. }) {
+                    changed |= current.get(m.key) != Some(&m.named);
+                    current.insert(m.key.clone(), m.named.clone());
+                } else {
+                    changed |= current.remove(m.key).is_some();
+                }
+            }
+            changed
+        });
+    }
+
+    /// [`Speaker::log_changes`] for the services a re-election moved; their roles
+    /// become the last roles.
+    fn log_moves(&mut self, moved: Vec<Moved<'_>>) {
+        let mut lines = RoleLines::default();
+        for m in moved {
+            lines.allocated(m.key, m.allocation, &m.role);
+            match self.last_roles.get_mut(m.key) {
+                Some(role) => *role = m.role,
+                None => {
+                    self.last_roles.insert(m.key.clone(), m.role);
+                }
+            }
+        }
+        lines.end();
     }
 
     /// With the allocator, gives the snapshot's services without a status the
@@ -653,6 +787,7 @@ impl Speaker {
     fn log_changes(&mut self, services: &BTreeMap<ServiceKey, crate::plan::ServicePlan>) {
         // Both sorted by key: one walk, no lookup; a name formatted only for a line.
         let mut last = self.last_roles.iter().peekable();
+        let mut lines = RoleLines::default();
         for (key, service) in services {
             while last.next_if(|(before, _)| *before < key).is_some() {}
             let role_changed = last
@@ -662,26 +797,14 @@ impl Speaker {
                 continue;
             }
             // Names and reasons come from the file: no raw line breaks in the log.
-            let service_name = printable(&key.to_string()).into_owned();
             for warning in &service.warnings {
-                warn!(service = %service_name, "{}", printable(warning));
+                warn!(service = %printable(&key.to_string()), "{}", printable(warning));
             }
             if role_changed {
-                match (&service.decision, &service.role) {
-                    (Decision::Failed { reason }, _) => {
-                        warn!(service = %service_name, event = "AllocationFailed", "{}", printable(reason))
-                    }
-                    (Decision::Allocated(a), Role::Announce { interfaces }) => info!(
-                        service = %service_name, event = "nodeAssigned", pool = %printable(&a.pool), ips = ?a.ips, interfaces = ?interfaces,
-                        "announcing from this node"
-                    ),
-                    (Decision::Allocated(a), role) => {
-                        info!(service = %service_name, event = "IPAllocated", pool = %printable(&a.pool), ips = ?a.ips, role = ?role, "allocated")
-                    }
-                    (Decision::Ignored { .. }, _) => {}
-                }
+                lines.changed(key, &service.decision, &service.role);
             }
         }
+        lines.end();
         self.last_roles = services
             .iter()
             .map(|(key, service)| (key.clone(), service.role.clone()))
@@ -813,6 +936,83 @@ impl Speaker {
                 debug!(took = ?publishing.elapsed(), "counters view published");
             }
             Err(e) => warn!(error = %e, "cannot read the datapath counters"),
+        }
+    }
+}
+
+/// How many services' changes of role one apply logs at info level; the others at
+/// debug level, counted in one info line. A failover at 100,000 Services moves tens
+/// of thousands of them: a line each (MetalLB's `nodeAssigned`) would take the log
+/// and the main loop for a second. The Kubernetes side's Events and statuses are
+/// written for every one of them.
+const ROLE_LINES: usize = 20;
+
+/// The target of the services' lines past the first [`ROLE_LINES`] of an apply
+/// (`--log-level info,metallb_user::services=debug` shows them).
+const SERVICE_LINES: &str = "metallb_user::services";
+
+/// The log lines of the services whose role changed in one apply (MetalLB's events):
+/// the first [`ROLE_LINES`] at info level, the rest at debug level and counted.
+#[derive(Default)]
+struct RoleLines {
+    logged: usize,
+    announcing: usize,
+    not_announcing: usize,
+}
+
+impl RoleLines {
+    fn changed(&mut self, key: &ServiceKey, decision: &Decision, role: &Role) {
+        match decision {
+            // Names and reasons come from the file: no raw line breaks in the log.
+            Decision::Failed { reason } => {
+                warn!(service = %printable(&key.to_string()), event = "AllocationFailed", "{}", printable(reason))
+            }
+            Decision::Allocated(allocation) => self.allocated(key, allocation, role),
+            Decision::Ignored { .. } => {}
+        }
+    }
+
+    fn allocated(&mut self, key: &ServiceKey, a: &Allocation, role: &Role) {
+        let info = self.logged < ROLE_LINES;
+        if info {
+            self.logged += 1;
+        } else {
+            match role {
+                Role::Announce { .. } => self.announcing += 1,
+                _ => self.not_announcing += 1,
+            }
+            if !tracing::enabled!(target: SERVICE_LINES, tracing::Level::DEBUG) {
+                return;
+            }
+        }
+        let service_name = printable(&key.to_string()).into_owned();
+        match role {
+            Role::Announce { interfaces } if info => info!(
+                service = %service_name, event = "nodeAssigned", pool = %printable(&a.pool), ips = ?a.ips, interfaces = ?interfaces,
+                "announcing from this node"
+            ),
+            Role::Announce { interfaces } => debug!(
+                target: SERVICE_LINES,
+                service = %service_name, event = "nodeAssigned", pool = %printable(&a.pool), ips = ?a.ips, interfaces = ?interfaces,
+                "announcing from this node"
+            ),
+            role if info => {
+                info!(service = %service_name, event = "IPAllocated", pool = %printable(&a.pool), ips = ?a.ips, role = ?role, "allocated")
+            }
+            role => {
+                debug!(target: SERVICE_LINES, service = %service_name, event = "IPAllocated", pool = %printable(&a.pool), ips = ?a.ips, role = ?role, "allocated")
+            }
+        }
+    }
+
+    /// The count of the changes not logged at info level.
+    fn end(self) {
+        if self.announcing + self.not_announcing > 0 {
+            info!(
+                now_announcing = self.announcing,
+                not_announcing = self.not_announcing,
+                "and more services changed role (a line each at debug level, target metallb_user::services)"
+            );
         }
     }
 }
@@ -1154,7 +1354,7 @@ fn apply_again(speaker: &mut Speaker, gossip: &Gossip, kept: Kept) -> Kept {
 }
 
 fn plan_kept_again(speaker: &mut Speaker, gossip: &Gossip, mut kept: Kept) -> Kept {
-    if let Some(standing) = &kept.standing {
+    if let Some(standing) = &mut kept.standing {
         if gossip.with_live(&mut kept.snapshot) {
             speaker.apply(&mut kept.snapshot, Some(standing));
         }
@@ -1884,12 +2084,12 @@ mod tests {
             election: ElectionContext::default(),
             speakers: None,
         };
-        let kept = Kept::keep(snapshot.clone(), standing);
+        let mut kept = Kept::keep(snapshot.clone(), standing);
         assert!(kept.snapshot.config.services.is_empty());
         assert!(kept.encoded.is_none());
         let again = kept
             .standing
-            .as_ref()
+            .as_mut()
             .expect("kept")
             .plan(&PlanOptions::default(), &[]);
         assert_eq!(again.services, planned.services);

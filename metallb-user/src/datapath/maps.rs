@@ -234,6 +234,29 @@ impl View {
             .map_err(|source| Self::error("update", source))
     }
 
+    /// Sets each of `keys` to the value at the same place in `values`: in one
+    /// syscall, or one per key where the kernel has no batches (before 5.6).
+    fn put_all(
+        &mut self,
+        keys: &[VipViewKey],
+        values: &[VipViewValue],
+    ) -> Result<(), DatapathError> {
+        use aya::maps::IterableMap as _;
+        let done = match keys {
+            [] | [_] => 0,
+            _ => match super::kernel::update_batch(self.map.map().fd().as_fd(), keys, values) {
+                Ok(()) => return Ok(()),
+                Err((done, _)) => done.min(keys.len()),
+            },
+        };
+        for (key, value) in keys[done..].iter().zip(&values[done..]) {
+            self.map
+                .insert(key, value, 0)
+                .map_err(|source| Self::error("update", source))?;
+        }
+        Ok(())
+    }
+
     fn remove(&mut self, key: &VipKey) -> Result<(), DatapathError> {
         match self.map.remove(&view_key(key)) {
             Err(MapError::KeyNotFound) => Ok(()),
@@ -1478,8 +1501,11 @@ impl Maps {
     /// Sets each key of `delta` to its value (`None`: removed), and leaves every other
     /// key as it is: costs the keys of `delta` only, no walk over the tables. The
     /// caller knows which entries may have changed (see `plan::vip_delta`); a key
-    /// whose value is already the live one changes nothing.
-    pub fn update(&mut self, delta: &BTreeMap<VipKey, Option<VipConfig>>) -> TableChanges {
+    /// whose value is already the live one changes nothing. Each key at most once.
+    pub fn update<'a>(
+        &mut self,
+        delta: impl IntoIterator<Item = (&'a VipKey, &'a Option<VipConfig>)>,
+    ) -> TableChanges {
         self.change(|_, _| {
             let (mut delta_v4, mut delta_v6) = (Vec::new(), Vec::new());
             for (key, config) in delta {
@@ -1656,16 +1682,19 @@ impl Maps {
         let Some(view) = &mut self.view else {
             return;
         };
+        let (mut keys, mut values) = (Vec::new(), Vec::new());
         for key in changes.added.iter().chain(&changes.changed) {
             let live = match key.addr {
                 IpAddr::V4(addr) => self.v4.live.get(&v4_key(addr, key)),
                 IpAddr::V6(addr) => self.v6.live.get(&v6_key(addr, key)),
             };
-            if let Some(live) = live
-                && let Err(error) = view.put(key, view_value(live))
-            {
-                changes.errors.push(error);
+            if let Some(live) = live {
+                keys.push(view_key(key));
+                values.push(view_value(live));
             }
+        }
+        if let Err(error) = view.put_all(&keys, &values) {
+            changes.errors.push(error);
         }
         for key in &changes.removed {
             if let Err(error) = view.remove(key) {

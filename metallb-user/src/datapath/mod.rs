@@ -910,7 +910,10 @@ impl Datapath {
     /// Sets each entry of `delta` to its value (`None`: removed) and leaves the others
     /// as they are, atomically for the program as [`Datapath::sync`] does. Costs the
     /// entries of `delta`, not the tables (see [`Maps::update`]).
-    pub fn update(&mut self, delta: &BTreeMap<VipKey, Option<VipConfig>>) -> SyncReport {
+    pub fn update<'a>(
+        &mut self,
+        delta: impl IntoIterator<Item = (&'a VipKey, &'a Option<VipConfig>)>,
+    ) -> SyncReport {
         self.change("delta", |maps| maps.update(delta))
     }
 
