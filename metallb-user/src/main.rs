@@ -557,6 +557,7 @@ impl MembershipArgs {
         let timings = metallb_user::membership::Timings {
             probe_interval: self.probe_interval,
             suspicion_timeout: self.suspicion_timeout,
+            ..Default::default()
         };
         let fence = metallb_user::membership::FenceTimings {
             tolerated_pause: self.tolerated_pause,

@@ -82,8 +82,10 @@ enum Bench {
     /// The allocator alone on 10,000 Services over 20 pools: one batch, a restart that
     /// keeps every address, and one Service at a time (the controller after its start).
     Allocator,
-    /// The membership protocol (SWIM) simulated in one process at 10, 100 and 1,000
-    /// members: time to declare a killed member down (p50/p99) and bytes/s per node.
+    /// The membership protocol (SWIM and the speakers' sync) simulated in one process
+    /// at 10, 100 and 1,000 members: time to declare a killed member down (by the
+    /// first and by all: p50/p99/worst), the time a member that missed the news takes
+    /// to catch up, and bytes/s per node (MEMBERSHIP_SYNC=off: foca alone).
     Membership,
     /// Failover between real speakers in a namespace lab: per fault (node death, kill
     /// -9, SIGSTOP, SIGTERM, restart with --keep-datapath, partition and heal), the

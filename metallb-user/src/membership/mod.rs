@@ -20,8 +20,11 @@ use std::{
     time::Duration,
 };
 
-use foca::{Foca, Identity, NoCustomBroadcast, OwnedNotification, PostcardCodec, Runtime, Timer};
-use rand::{SeedableRng as _, rngs::StdRng};
+use foca::{
+    Foca, Identity, Incarnation, NoCustomBroadcast, OwnedNotification, PostcardCodec, Runtime,
+    Timer,
+};
+use rand::{RngExt as _, SeedableRng as _, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
 pub use key::SharedKey;
@@ -76,6 +79,13 @@ impl Identity for NodeId {
     }
 }
 
+/// How often each member asks one other for the members it declared down lately (see
+/// [`Timings::sync_interval`]).
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_millis(SYNC_INTERVAL_MS);
+const SYNC_INTERVAL_MS: u64 = 500;
+/// How many sync intervals a member keeps telling of a member it declared down.
+const DOWN_NEWS_KEPT_FOR: u32 = 5;
+
 /// The protocol's timings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timings {
@@ -83,6 +93,12 @@ pub struct Timings {
     pub probe_interval: Duration,
     /// A suspected member that has not refuted the suspicion within this is down.
     pub suspicion_timeout: Duration,
+    /// Each member asks one other, that it heard from lately, for the members that
+    /// one declared down lately, and tells it its own (push-pull): a member that missed
+    /// every copy of a death's news (foca passes news on a bounded number of times,
+    /// and the answer to its periodic announce lists only live members) catches up
+    /// within [`Timings::missed_news_bound`]. `None`: never (foca alone).
+    pub sync_interval: Option<Duration>,
 }
 
 impl Default for Timings {
@@ -90,6 +106,7 @@ impl Default for Timings {
         Self {
             probe_interval: DEFAULT_PROBE_INTERVAL,
             suspicion_timeout: DEFAULT_SUSPICION_TIMEOUT,
+            sync_interval: Some(DEFAULT_SYNC_INTERVAL),
         }
     }
 }
@@ -110,6 +127,25 @@ impl Timings {
     /// suspicion.
     pub fn latest_down(&self, members: usize) -> Duration {
         self.probe_interval * (members.max(2) as u32) + self.suspicion_timeout
+    }
+
+    /// The latest a member that missed every copy of the news that another is down
+    /// drops it too, counted from the moment the others it hears from have all
+    /// declared it down: its next sync (within an interval) asks one of them (one it
+    /// heard from within the suspicion timeout: not the dead member, which nobody
+    /// declares down sooner than [`Self::earliest_down`] after it stopped), the
+    /// answer names the dead member, which it then suspects, and the suspicion runs
+    /// out (a live member refutes it, as any suspicion). Plus the network's round
+    /// trip. `None` without sync: then only its own probe of the dead member, within
+    /// [`Self::latest_down`].
+    pub fn missed_news_bound(&self) -> Option<Duration> {
+        self.sync_interval
+            .map(|interval| interval + self.suspicion_timeout)
+    }
+
+    /// How long a member that declared another down tells of it in its syncs.
+    fn down_news_kept(&self) -> Duration {
+        self.sync_interval.unwrap_or_default() * DOWN_NEWS_KEPT_FOR
     }
 
     fn probe_rtt(&self) -> Duration {
@@ -302,6 +338,29 @@ pub struct Membership {
     /// Members restarting (`--keep-datapath`), by name: live until then, whatever
     /// the protocol says of their old identity.
     restarting: BTreeMap<String, Duration>,
+    timings: Timings,
+    /// Whom to sync with (see [`Timings::sync_interval`]).
+    rng: StdRng,
+    next_sync: Duration,
+    /// When a datagram from each member (its address as a member) last came.
+    heard_from: BTreeMap<SocketAddr, Duration>,
+    /// The members this node saw declared down lately, and when: what its syncs tell.
+    down_news: BTreeMap<NodeId, Duration>,
+    /// Members a sync said were down while they were live here: suspected here at
+    /// this incarnation, down at this moment unless they refute it.
+    told_down: BTreeMap<NodeId, (Incarnation, Duration)>,
+}
+
+/// What starts a sync (after the key's own header), as [`RESTART_MAGIC`] does a
+/// restart notice.
+const SYNC_MAGIC: &[u8] = b"metallb-sync\0";
+
+/// The members the sender declared down lately (the latest first), and whether it
+/// wants the receiver's own in return.
+#[derive(Serialize, Deserialize)]
+struct SyncMessage {
+    answer_me: bool,
+    down: Vec<NodeId>,
 }
 
 /// What starts a restart notice (after the key's own header): no message of the
@@ -347,6 +406,12 @@ impl Membership {
             bytes_sent: 0,
             left: false,
             restarting: BTreeMap::new(),
+            timings,
+            rng: StdRng::seed_from_u64(seed ^ 0x5359_4e43),
+            next_sync: timings.sync_interval.unwrap_or_default(),
+            heard_from: BTreeMap::new(),
+            down_news: BTreeMap::new(),
+            told_down: BTreeMap::new(),
         }
     }
 
@@ -358,6 +423,7 @@ impl Membership {
     /// while they are not members.
     pub fn start(&mut self, now: Duration, peers: &[SocketAddr]) {
         self.now = now;
+        self.next_sync = now + self.timings.sync_interval.unwrap_or_default();
         self.peers = self.others(peers);
         self.rejoin_through_peers();
     }
@@ -421,6 +487,17 @@ impl Membership {
             self.take_restart_notice(from, notice);
             return;
         }
+        if let Some(sync) = message.strip_prefix(SYNC_MAGIC) {
+            self.take_sync(from, sync);
+            return;
+        }
+        // Who sent it, by its identity (the source address of its datagram may not be
+        // the one it advertises).
+        if let Ok(header) = foca::Codec::<NodeId>::decode_header(&mut PostcardCodec, message)
+            && header.src.addr != self.me().addr
+        {
+            self.heard_from.insert(header.src.addr, now);
+        }
         let mut effects = Effects::default();
         if let Err(error) = self.foca.handle_data(message, &mut effects) {
             self.events.push(Event::Malformed {
@@ -453,6 +530,13 @@ impl Membership {
         }
         if now >= self.next_rejoin {
             self.rejoin_through_peers();
+        }
+        self.end_told_suspicions();
+        if let Some(interval) = self.timings.sync_interval
+            && now >= self.next_sync
+        {
+            self.next_sync = now + interval;
+            self.sync();
         }
         let expired: Vec<String> = self
             .restarting
@@ -524,6 +608,125 @@ impl Membership {
         self.timers.clear();
     }
 
+    /// Asks one member heard from within the suspicion timeout (so not one that died
+    /// before anybody could declare it down), at random, for the members it declared
+    /// down lately, telling it ours. Nobody heard from lately: nobody asked.
+    fn sync(&mut self) {
+        let now = self.now;
+        self.forget_old_down_news();
+        let window = self.timings.suspicion_timeout;
+        self.heard_from
+            .retain(|_, at| now.saturating_sub(*at) <= window);
+        if self.heard_from.is_empty() {
+            return;
+        }
+        let pick = self.rng.random_range(0..self.heard_from.len());
+        if let Some(to) = self.heard_from.keys().nth(pick).copied() {
+            self.send_sync(to, true);
+        }
+    }
+
+    fn forget_old_down_news(&mut self) {
+        let now = self.now;
+        let kept = self.timings.down_news_kept();
+        self.down_news
+            .retain(|_, at| now.saturating_sub(*at) <= kept);
+    }
+
+    fn send_sync(&mut self, to: SocketAddr, answer_me: bool) {
+        // The latest first, as many as one datagram holds (postcard writes a list as
+        // its length, then its items).
+        let mut latest: Vec<(&NodeId, &Duration)> = self.down_news.iter().collect();
+        latest.sort_by_key(|(_, at)| std::cmp::Reverse(**at));
+        let mut room = MAX_DATAGRAM - key::OVERHEAD - SYNC_MAGIC.len() - 4;
+        let mut down = Vec::new();
+        for (id, _) in latest {
+            let Ok(size) = postcard::to_allocvec(id).map(|item| item.len()) else {
+                continue;
+            };
+            if size > room {
+                break;
+            }
+            room -= size;
+            down.push(id.clone());
+        }
+        let Ok(body) = postcard::to_allocvec(&SyncMessage { answer_me, down }) else {
+            return;
+        };
+        let datagram = self.key.seal(&[SYNC_MAGIC, &body].concat());
+        self.bytes_sent += datagram.len() as u64;
+        self.outgoing.push((to, datagram));
+    }
+
+    /// A sync: what the sender declared down lately, suspected here if it is live
+    /// here (a live member refutes, as it does any suspicion); the answer if asked.
+    fn take_sync(&mut self, from: SocketAddr, body: &[u8]) {
+        let sync: SyncMessage = match postcard::from_bytes(body) {
+            Ok(sync) => sync,
+            Err(error) => {
+                self.events.push(Event::Malformed {
+                    from,
+                    error: format!("sync: {error}"),
+                });
+                return;
+            }
+        };
+        for id in sync.down {
+            if self.told_down.contains_key(&id) {
+                continue;
+            }
+            let Some(incarnation) = self
+                .foca
+                .iter_members()
+                .find(|m| *m.id() == id)
+                .map(|m| m.incarnation())
+            else {
+                continue;
+            };
+            // foca starts a suspicion's timeout only for a member its own probe
+            // failed; this one is kept here.
+            let suspect = foca::Member::new(id.clone(), incarnation, foca::State::Suspect);
+            let mut effects = Effects::default();
+            let _ = self
+                .foca
+                .apply_many(std::iter::once(suspect), true, &mut effects);
+            self.apply(effects);
+            self.told_down
+                .insert(id, (incarnation, self.now + self.timings.suspicion_timeout));
+        }
+        // An answer without news would tell nothing: none (half the sync's traffic).
+        self.forget_old_down_news();
+        if sync.answer_me && !self.left && !self.down_news.is_empty() {
+            self.send_sync(from, false);
+        }
+    }
+
+    /// Members suspected on a sync's word whose suspicion ran out unrefuted: down.
+    fn end_told_suspicions(&mut self) {
+        let now = self.now;
+        let due: Vec<(NodeId, Incarnation)> = self
+            .told_down
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(id, (incarnation, _))| (id.clone(), *incarnation))
+            .collect();
+        for (id, incarnation) in due {
+            self.told_down.remove(&id);
+            let unrefuted = self.foca.iter_members().any(|m| {
+                *m.id() == id && m.state() == foca::State::Suspect && m.incarnation() == incarnation
+            });
+            if unrefuted {
+                let mut effects = Effects::default();
+                let _ = self.foca.apply_many(
+                    std::iter::once(foca::Member::down(id)),
+                    true,
+                    &mut effects,
+                );
+                self.apply(effects);
+            }
+        }
+    }
+
     fn take_restart_notice(&mut self, from: SocketAddr, body: &[u8]) {
         let notice: RestartNotice = match postcard::from_bytes(body) {
             Ok(notice) => notice,
@@ -556,7 +759,15 @@ impl Membership {
         let timer = self.timers.first_key_value().map(|((at, _), _)| *at);
         let rejoin = (!self.peers.is_empty()).then_some(self.next_rejoin);
         let restart = self.restarting.values().min().copied();
-        timer.into_iter().chain(rejoin).chain(restart).min()
+        let sync = self.timings.sync_interval.map(|_| self.next_sync);
+        let told = self.told_down.values().map(|(_, at)| *at).min();
+        timer
+            .into_iter()
+            .chain(rejoin)
+            .chain(restart)
+            .chain(sync)
+            .chain(told)
+            .min()
     }
 
     /// Tells some members that we leave, and stops.
@@ -673,7 +884,12 @@ impl Membership {
                     self.restarting.remove(&id.name);
                     Event::Up(id.name)
                 }
-                OwnedNotification::MemberDown(id) => Event::Down(id.name),
+                OwnedNotification::MemberDown(id) => {
+                    self.told_down.remove(&id);
+                    let name = id.name.clone();
+                    self.down_news.insert(id, self.now);
+                    Event::Down(name)
+                }
                 // A newer identity took the place of an older one at the same
                 // address: a new process (a restart's successor that came before
                 // its predecessor was found gone) or a rejoin. Its grace is over.
@@ -735,6 +951,106 @@ mod tests {
         assert!(detected <= timings.latest_down(3) + 2 * MS, "{detected:?}");
         assert_eq!(net.live_nodes(0), names(&["node-0", "node-1"]));
         assert_eq!(net.live_nodes(1), names(&["node-0", "node-1"]));
+    }
+
+    /// A member that misses every copy of the news that another is down (a lossy
+    /// link to it, for that news only) drops the dead member within
+    /// `Timings::missed_news_bound` of the moment every other member has: its next
+    /// sync asks one of them. Without sync (foca alone) it holds the dead member live
+    /// until its own round-robin probe comes to it, here seconds later.
+    #[test]
+    fn a_member_that_missed_the_news_of_a_death_catches_up_within_the_bound() {
+        let (members, victim, behind) = (100, 10, 60);
+        let name = format!("node-{victim}");
+        let caught_up_after_the_others = |timings: Timings| {
+            let mut net = Network::new(members, timings, 47);
+            net.start_formed();
+            net.run_until(Duration::from_secs(2));
+            net.lose_down_news(Some((behind, victim)));
+            net.kill(victim);
+            let killed_at = net.now();
+            net.watch(victim);
+            let mut others_done = None;
+            while net.watched_gone_at(behind).is_none() {
+                net.step(MS);
+                let (live, _) = net.watched().expect("watched");
+                let behind_live = usize::from(net.watched_gone_at(behind).is_none());
+                if live == behind_live {
+                    others_done.get_or_insert(net.now());
+                }
+                assert!(
+                    net.now() < killed_at + 2 * timings.latest_down(members),
+                    "never dropped"
+                );
+            }
+            // Every copy was lost, none was missing: the others told it.
+            assert!(net.lost_news() > 0);
+            assert!(!net.live_nodes(behind).contains(&name));
+            let caught_up = net.watched_gone_at(behind).expect("dropped");
+            caught_up.saturating_sub(others_done.expect("the others dropped it"))
+        };
+        let timings = Timings::default();
+        let bound = timings.missed_news_bound().expect("sync on by default");
+        // A hop and a tick of the simulator each way, and the timer's tick.
+        let late = caught_up_after_the_others(timings);
+        assert!(late <= bound + 3 * MS, "{late:?} after the others");
+        let foca_alone = caught_up_after_the_others(Timings {
+            sync_interval: None,
+            ..timings
+        });
+        assert!(foca_alone > bound + 3 * MS, "{foca_alone:?}");
+    }
+
+    /// A sync that names a live member as down (a member that declared it down
+    /// before it rejoined, a replay) only gets it suspected here, and it refutes: it
+    /// is never dropped. The same sync under another key changes nothing at all.
+    #[test]
+    fn a_sync_that_names_a_live_member_is_refuted() {
+        let all = names(&["node-0", "node-1", "node-2"]);
+        let mut net = Network::new(3, Timings::default(), 53);
+        net.start_through(&[node_addr(0)]);
+        net.run_until(Duration::from_secs(2));
+        let state_of_1 = |net: &Network| {
+            let member = net
+                .membership(0)
+                .foca
+                .iter_members()
+                .find(|m| m.id().name == "node-1")
+                .expect("node-1 a member");
+            (member.state(), member.incarnation())
+        };
+        let (state, incarnation) = state_of_1(&net);
+        assert_eq!(state, foca::State::Alive);
+        let sync = SyncMessage {
+            answer_me: true,
+            down: vec![net.id(1)],
+        };
+        let message = [SYNC_MAGIC, &postcard::to_allocvec(&sync).unwrap()].concat();
+        let wrong = SharedKey::new(b"not the cluster's key!").seal(&message);
+        net.deliver_raw(0, node_addr(2), &wrong);
+        assert_eq!(state_of_1(&net), (foca::State::Alive, incarnation));
+        let sealed = SharedKey::new(b"simulated cluster key").seal(&message);
+        net.deliver_raw(0, node_addr(2), &sealed);
+        assert_eq!(state_of_1(&net), (foca::State::Suspect, incarnation));
+        for _ in 0..2000 {
+            net.step(MS);
+            for i in 0..3 {
+                assert_eq!(net.live_nodes(i), all, "{:?}", net.events(i));
+            }
+        }
+        // node-1 refuted: alive again, in a later incarnation, same identity.
+        let (state, refuted) = state_of_1(&net);
+        assert_eq!(state, foca::State::Alive);
+        assert!(refuted > incarnation);
+        for i in 0..3 {
+            assert!(
+                !net.events(i)
+                    .iter()
+                    .any(|e| matches!(e, Event::Down(_) | Event::Rejoined | Event::Renewed(_))),
+                "node-{i}: {:?}",
+                net.events(i)
+            );
+        }
     }
 
     /// A pause shorter than the suspicion timeout is survived: the paused member

@@ -17,7 +17,7 @@ use std::{
     time::Duration,
 };
 
-use super::{Event, Membership, NodeId, SharedKey, Timings};
+use super::{Event, Membership, NodeId, RESTART_MAGIC, SYNC_MAGIC, SharedKey, Timings};
 
 /// One way, between any two members.
 pub const LATENCY: Duration = Duration::from_micros(200);
@@ -58,9 +58,19 @@ type InFlight = Reverse<(Duration, u64, usize, SocketAddr, Vec<u8>)>;
 struct Watch {
     name: String,
     live: Vec<bool>,
+    /// Since when each member no longer counts it as live.
+    gone_at: Vec<Option<Duration>>,
     count: usize,
     /// When the count first fell.
     first_gone: Option<Duration>,
+}
+
+/// A link that loses every datagram to one member that carries foca's news that
+/// another is down (see [`Network::lose_down_news`]).
+struct LossyLink {
+    to: usize,
+    about: NodeId,
+    lost: u64,
 }
 
 pub struct Network {
@@ -78,6 +88,7 @@ pub struct Network {
     /// Members called since the last flush: their datagrams and events wait there.
     called: Vec<usize>,
     watch: Option<Watch>,
+    lossy: Option<LossyLink>,
 }
 
 impl Watch {
@@ -102,8 +113,10 @@ impl Watch {
         self.live[i] = live;
         if live {
             self.count += 1;
+            self.gone_at[i] = None;
         } else {
             self.count -= 1;
+            self.gone_at[i] = Some(now);
             self.first_gone.get_or_insert(now);
         }
     }
@@ -139,6 +152,7 @@ impl Network {
             deadlines: BinaryHeap::new(),
             called: Vec::new(),
             watch: None,
+            lossy: None,
         }
     }
 
@@ -203,6 +217,11 @@ impl Network {
 
     pub fn live_nodes(&self, i: usize) -> BTreeSet<String> {
         self.members[i].membership.live_nodes()
+    }
+
+    #[cfg(test)]
+    pub(super) fn membership(&self, i: usize) -> &Membership {
+        &self.members[i].membership
     }
 
     pub fn refused(&self, i: usize) -> u64 {
@@ -441,6 +460,13 @@ impl Network {
                 if self.members[to].isolated {
                     continue;
                 }
+                if let Some(link) = &mut self.lossy
+                    && link.to == to
+                    && tells_down(&self.key, &datagram, &link.about)
+                {
+                    link.lost += 1;
+                    continue;
+                }
                 self.seq += 1;
                 self.in_flight
                     .push(Reverse((arrival, self.seq, to, node_addr(i), datagram)));
@@ -448,6 +474,22 @@ impl Network {
         }
         called.clear();
         self.called = called;
+    }
+
+    /// From now on every datagram to member `to` that carries foca's news that member
+    /// `about` (as it is now) is down is lost, whatever else it carries: `to` misses
+    /// every copy of that news. `None` mends the link.
+    pub fn lose_down_news(&mut self, lossy: Option<(usize, usize)>) {
+        self.lossy = lossy.map(|(to, about)| LossyLink {
+            to,
+            about: self.id(about),
+            lost: 0,
+        });
+    }
+
+    /// How many datagrams the lossy link lost.
+    pub fn lost_news(&self) -> u64 {
+        self.lossy.as_ref().map_or(0, |link| link.lost)
     }
 
     /// Starts following who counts member `i` as live (the others, not itself): see
@@ -462,6 +504,7 @@ impl Network {
             .collect();
         self.watch = Some(Watch {
             count: live.iter().filter(|l| **l).count(),
+            gone_at: vec![None; live.len()],
             name,
             live,
             first_gone: None,
@@ -474,6 +517,11 @@ impl Network {
         self.watch.as_ref().map(|w| (w.count, w.first_gone))
     }
 
+    /// Of the watched member: since when member `i` no longer counts it as live.
+    pub fn watched_gone_at(&self, i: usize) -> Option<Duration> {
+        self.watch.as_ref().and_then(|w| w.gone_at[i])
+    }
+
     fn bytes_sent(&self) -> u64 {
         self.members.iter().map(|m| m.membership.bytes_sent()).sum()
     }
@@ -483,14 +531,46 @@ impl Network {
     }
 }
 
+/// Whether `datagram` (sealed with `key`) is a foca message that carries the news
+/// that `about` is down.
+fn tells_down(key: &SharedKey, datagram: &[u8], about: &NodeId) -> bool {
+    let Some(message) = key.open(datagram) else {
+        return false;
+    };
+    if message.starts_with(SYNC_MAGIC) || message.starts_with(RESTART_MAGIC) {
+        return false;
+    }
+    let mut codec = foca::PostcardCodec;
+    let mut rest = message;
+    let Ok(header) = foca::Codec::<NodeId>::decode_header(&mut codec, &mut rest) else {
+        return false;
+    };
+    // After the header: the number of updates (big-endian u16), then the updates
+    // (none in a broadcast, which carries only custom data).
+    let Some((count, mut rest)) = rest.split_first_chunk::<2>() else {
+        return false;
+    };
+    if matches!(header.message, foca::Message::Broadcast) {
+        return false;
+    }
+    (0..u16::from_be_bytes(*count)).any(|_| {
+        foca::Codec::<NodeId>::decode_member(&mut codec, &mut rest)
+            .is_ok_and(|m| m.id() == about && m.state() == foca::State::Down)
+    })
+}
+
 /// What [`measure`] found.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Figures {
     pub members: usize,
     /// From a member's death to the first member that declares it down.
     pub first_detection: Vec<Duration>,
-    /// From a member's death to the moment no member counts it as alive.
+    /// From a member's death to the moment no member counts it as alive: the worst
+    /// member's.
     pub full_detection: Vec<Duration>,
+    /// From a member's death to the moment a member that missed every copy of the
+    /// news that it is down (a lossy link) no longer counts it as alive.
+    pub missed_news: Vec<Duration>,
     /// Membership bytes sent per second per node in a steady cluster, UDP and IPv4
     /// headers included.
     pub bytes_per_second_per_node: f64,
@@ -509,8 +589,16 @@ pub fn quantile(samples: &[Duration], q: f64) -> Duration {
 
 /// A formed cluster of `members`: its steady traffic for 5 s, then `trials` times a
 /// member killed, the time until it is declared down by the first and by every other
-/// member, and the member brought back.
-pub fn measure(members: usize, timings: Timings, trials: usize, seed: u64) -> Figures {
+/// member, and the member brought back; then `missed_trials` times the same with one
+/// other member that misses every copy of the news (see [`Network::lose_down_news`]),
+/// and the time until that member declares it down.
+pub fn measure(
+    members: usize,
+    timings: Timings,
+    trials: usize,
+    missed_trials: usize,
+    seed: u64,
+) -> Figures {
     let mut net = Network::new(members, timings, seed);
     net.start_formed();
     net.run_until(Duration::from_secs(2));
@@ -524,10 +612,17 @@ pub fn measure(members: usize, timings: Timings, trials: usize, seed: u64) -> Fi
 
     let mut first_detection = Vec::new();
     let mut full_detection = Vec::new();
+    let mut missed_news = Vec::new();
     let give_up = timings.latest_down(members) * 4 + Duration::from_secs(2);
-    for trial in 0..trials {
+    for trial in 0..trials + missed_trials {
         // Spread the victims; any member may be one.
         let victim = (trial * 7919 + seed as usize) % members;
+        // And any other member may miss the news.
+        let behind = (victim + 1 + trial * 31 % (members - 1).max(1)) % members;
+        let missing = trial >= trials && behind != victim;
+        if missing {
+            net.lose_down_news(Some((behind, victim)));
+        }
         net.kill(victim);
         let killed_at = net.now();
         net.watch(victim);
@@ -538,11 +633,17 @@ pub fn measure(members: usize, timings: Timings, trials: usize, seed: u64) -> Fi
             net.step(TICK);
             let (live, first_gone) = net.watched().unwrap_or_default();
             if live == 0 || net.now() >= give_up_at {
-                first_detection.push(first_gone.map_or(give_up, |at| at - killed_at));
-                full_detection.push(net.now() - killed_at);
+                if missing {
+                    let gone = net.watched_gone_at(behind).unwrap_or(give_up_at);
+                    missed_news.push(gone - killed_at);
+                } else {
+                    first_detection.push(first_gone.map_or(give_up, |at| at - killed_at));
+                    full_detection.push(net.now() - killed_at);
+                }
                 break;
             }
         }
+        net.lose_down_news(None);
         net.restart(victim);
         net.run_until(net.now() + Duration::from_secs(2));
     }
@@ -550,6 +651,7 @@ pub fn measure(members: usize, timings: Timings, trials: usize, seed: u64) -> Fi
         members,
         first_detection,
         full_detection,
+        missed_news,
         bytes_per_second_per_node,
     }
 }
@@ -664,7 +766,7 @@ mod tests {
     #[test]
     fn ten_members() {
         let timings = Timings::default();
-        let figures = measure(10, timings, 5, 1);
+        let figures = measure(10, timings, 5, 0, 1);
         assert_eq!(figures.full_detection.len(), 5);
         for (first, full) in figures.first_detection.iter().zip(&figures.full_detection) {
             assert!(*first >= timings.earliest_down(), "{first:?}");
