@@ -59,14 +59,15 @@ use std::{
     net::IpAddr,
 };
 
-use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus};
-
 use self::{
     pools::{PoolState, admission, skipped, usable, usable_count},
     request::{Asked, Family, Request, Stack, ignore_reason, status_ips},
     sharing::Ledger,
 };
-use crate::config::{Config, Pool, Service, ServiceName};
+use crate::config::{
+    Config, Pool, Service, ServiceName,
+    service_model::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus},
+};
 
 pub use self::request::{RequestedAddresses, requested};
 
@@ -169,14 +170,12 @@ pub fn status_with(ips: &[IpAddr]) -> ServiceStatus {
         .iter()
         .map(|ip| LoadBalancerIngress {
             ip: Some(ip.to_string()),
-            ..LoadBalancerIngress::default()
         })
         .collect();
     ServiceStatus {
         load_balancer: Some(LoadBalancerStatus {
             ingress: Some(ingress),
         }),
-        ..ServiceStatus::default()
     }
 }
 

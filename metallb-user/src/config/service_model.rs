@@ -11,10 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::{
-    api::core::v1::{self as api, ServiceStatus},
-    apimachinery::pkg::apis::meta::v1::Time,
-};
+use k8s_openapi::{api::core::v1 as api, apimachinery::pkg::apis::meta::v1::Time};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::Labels;
@@ -66,6 +63,39 @@ pub struct ServiceSpec {
 pub struct ServicePort {
     pub port: i32,
     pub protocol: Option<String>,
+}
+
+/// What the core reads of `status`: the ingress addresses.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    pub load_balancer: Option<LoadBalancerStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBalancerStatus {
+    pub ingress: Option<Vec<LoadBalancerIngress>>,
+}
+
+/// An ingress entry: its address, unparsed (one with only a hostname has none).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBalancerIngress {
+    pub ip: Option<String>,
+}
+
+impl From<api::ServiceStatus> for ServiceStatus {
+    fn from(status: api::ServiceStatus) -> Self {
+        Self {
+            load_balancer: status.load_balancer.map(|lb| LoadBalancerStatus {
+                ingress: lb.ingress.map(|ingress| {
+                    ingress
+                        .into_iter()
+                        .map(|entry| LoadBalancerIngress { ip: entry.ip })
+                        .collect()
+                }),
+            }),
+        }
+    }
 }
 
 /// A few annotations, sorted by key: a Service has one or two of MetalLB's, and a map
@@ -164,7 +194,7 @@ impl From<api::Service> for Service {
                         .collect()
                 }),
             }),
-            status: service.status,
+            status: service.status.map(ServiceStatus::from),
         }
     }
 }
@@ -204,7 +234,7 @@ impl From<&api::Service> for Service {
                         .collect()
                 }),
             }),
-            status: service.status.clone(),
+            status: service.status.clone().map(ServiceStatus::from),
         }
     }
 }
@@ -273,7 +303,13 @@ mod tests {
                     protocol: Some("UDP".into()),
                 }]),
             }),
-            status: full.status.clone(),
+            status: Some(ServiceStatus {
+                load_balancer: Some(LoadBalancerStatus {
+                    ingress: Some(vec![LoadBalancerIngress {
+                        ip: Some("192.0.2.7".into()),
+                    }]),
+                }),
+            }),
         };
         assert!(want.metadata.creation_timestamp.is_some());
         assert_eq!(Service::from(&full), want);
