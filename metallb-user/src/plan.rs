@@ -693,21 +693,21 @@ pub fn entries<'a>(
             Role::Suppress { .. } => true,
             Role::None { .. } => false,
         })
-        .flat_map(move |iface| {
-            ips.iter().map(move |ip| {
-                (
-                    VipKey {
-                        addr: *ip,
-                        ifindex: iface.ifindex,
-                        vlan_id: 0,
-                    },
-                    VipConfig {
-                        mac: MacAddr(iface.mac),
-                        action,
-                    },
-                )
-            })
-        })
+        .flat_map(move |iface| ips.iter().map(move |ip| entry(*ip, iface, action)))
+}
+
+/// The entry of address `ip` on `iface`.
+fn entry(ip: IpAddr, iface: &Interface, action: VipAction) -> (VipKey, VipConfig) {
+    let key = VipKey {
+        addr: ip,
+        ifindex: iface.ifindex,
+        vlan_id: 0,
+    };
+    let config = VipConfig {
+        mac: MacAddr(iface.mac),
+        action,
+    };
+    (key, config)
 }
 
 /// A service's part on this node, as its entries see it ([`entries`] without the
@@ -739,21 +739,7 @@ impl Part<'_> {
                 Part::Suppress => true,
                 Part::Nothing => false,
             })
-            .flat_map(move |(_, iface)| {
-                ips.iter().map(move |ip| {
-                    (
-                        VipKey {
-                            addr: *ip,
-                            ifindex: iface.ifindex,
-                            vlan_id: 0,
-                        },
-                        VipConfig {
-                            mac: MacAddr(iface.mac),
-                            action,
-                        },
-                    )
-                })
-            })
+            .flat_map(move |(_, iface)| ips.iter().map(move |ip| entry(*ip, iface, action)))
     }
 }
 
@@ -1916,6 +1902,69 @@ mod tests {
         a.services == b.services && a.vips == b.vips && a.pools == b.pools && a.bgp == b.bgp
     }
 
+    /// One case of a re-planning property: a random cluster, its configuration, its
+    /// endpoint rule, and the interfaces a node's datapath may run on.
+    struct Scenario {
+        cluster: Cluster,
+        cfg: Config,
+        endpoints: crate::election::EndpointRule,
+        choices: [Vec<Interface>; 4],
+    }
+
+    impl Scenario {
+        /// Case `case` of a property run with `seed`, and the case's generator.
+        fn of(seed: u64, case: usize) -> (rand::rngs::StdRng, Self) {
+            use crate::election::EndpointRule;
+            use rand::RngExt as _;
+            let mut rng = crate::property::case_rng(seed, case);
+            let cluster = Cluster::random(&mut rng);
+            let cfg = config(&cluster.text());
+            let endpoints = if rng.random() {
+                EndpointRule::AssumeServing
+            } else {
+                EndpointRule::Observed
+            };
+            let host = host();
+            let choices = [
+                vec![host["eth0"].clone(), host["eth1"].clone()],
+                vec![host["eth0"].clone()],
+                vec![host["eth1"].clone()],
+                vec![host["eth1"].clone(), host["kube-ipvs0"].clone()],
+            ];
+            let scenario = Self {
+                cluster,
+                cfg,
+                endpoints,
+                choices,
+            };
+            (rng, scenario)
+        }
+
+        /// `node`'s options with these speakers live, eth1 named despite an exclusion
+        /// if `named`.
+        fn options(&self, node: &str, live: &[bool], named: bool) -> PlanOptions {
+            let mut options = Cluster {
+                live: live.to_vec(),
+                ..self.cluster.clone()
+            }
+            .options(node);
+            options.election.endpoints = self.endpoints;
+            if named {
+                options.named_despite_exclusion = BTreeSet::from(["eth1".to_string()]);
+            }
+            options
+        }
+
+        /// Where a node starts: the cluster's live speakers, eth1 named or not, and
+        /// random interfaces.
+        fn start(&self, rng: &mut rand::rngs::StdRng) -> (Vec<bool>, bool, Vec<Interface>) {
+            use rand::RngExt as _;
+            let named = rng.random::<bool>();
+            let attached = crate::property::pick(rng, &self.choices).clone();
+            (self.cluster.live.clone(), named, attached)
+        }
+    }
+
     /// Plans a service keeps when made again by `replan` from what a plan kept
     /// ([`plan_keeping`]), for another live set or other interfaces, against the
     /// configuration planned whole with the same options: for random clusters whose
@@ -1926,56 +1975,28 @@ mod tests {
         property: &str,
         replan: impl Fn(&mut Standing, &PlanOptions, &[Interface]) -> Plan,
     ) -> (Option<String>, usize) {
-        use crate::{
-            election::EndpointRule,
-            property::{case_rng, pick, settings},
-        };
+        use crate::property::{pick, settings};
         use rand::RngExt as _;
         let (seed, cases) = settings(property, 40);
-        let host = host();
-        let choices = [
-            vec![host["eth0"].clone(), host["eth1"].clone()],
-            vec![host["eth0"].clone()],
-            vec![host["eth1"].clone()],
-            vec![host["eth1"].clone(), host["kube-ipvs0"].clone()],
-        ];
         let mut moved = 0;
         for case in 0..cases {
-            let mut rng = case_rng(seed, case);
-            let cluster = Cluster::random(&mut rng);
-            let cfg = config(&cluster.text());
-            let endpoints = if rng.random() {
-                EndpointRule::AssumeServing
-            } else {
-                EndpointRule::Observed
-            };
+            let (mut rng, scenario) = Scenario::of(seed, case);
+            let (cfg, choices) = (&scenario.cfg, &scenario.choices);
             for node in NODES {
-                let options = |live: &[bool], named: bool| {
-                    let mut options = Cluster {
-                        live: live.to_vec(),
-                        ..cluster.clone()
-                    }
-                    .options(node);
-                    options.election.endpoints = endpoints;
-                    if named {
-                        options.named_despite_exclusion = BTreeSet::from(["eth1".to_string()]);
-                    }
-                    options
-                };
-                let (mut live, mut named) = (cluster.live.clone(), rng.random::<bool>());
-                let mut attached = pick(&mut rng, &choices).clone();
-                let (first, standing) = plan_keeping(&cfg, &options(&live, named), &attached);
-                let whole = plan(&cfg, &options(&live, named), &attached);
+                let options = |live: &[bool], named: bool| scenario.options(node, live, named);
+                let (mut live, mut named, mut attached) = scenario.start(&mut rng);
+                let (first, standing) = plan_keeping(cfg, &options(&live, named), &attached);
+                let whole = plan(cfg, &options(&live, named), &attached);
                 assert!(same(&first, &whole), "case {case}, {node}: plan_keeping");
                 let mut standing = standing.expect("kept without BGP");
                 for step in 0..6 {
                     match rng.random_range(0..4) {
                         0 | 1 => live[rng.random_range(0..NODES.len())] ^= true,
-                        2 => attached = pick(&mut rng, &choices).clone(),
+                        2 => attached = pick(&mut rng, choices).clone(),
                         _ => named ^= true,
                     }
                     let options = options(&live, named);
-                    let whole = plan(&cfg, &options, &attached);
+                    let whole = plan(cfg, &options, &attached);
                     let again = replan(&mut standing, &options, &attached);
                     if !same(&whole, &again) {
                         let differ = whole
@@ -2049,56 +2070,29 @@ mod tests {
         property: &str,
         sabotage: impl Fn(&mut Standing),
     ) -> (Option<String>, usize, usize) {
-        use crate::{
-            election::EndpointRule,
-            property::{case_rng, pick, settings},
-        };
+        use crate::property::{pick, settings};
         use rand::RngExt as _;
         let (seed, cases) = settings(property, 40);
-        let host = host();
-        let choices = [
-            vec![host["eth0"].clone(), host["eth1"].clone()],
-            vec![host["eth0"].clone()],
-            vec![host["eth1"].clone(), host["kube-ipvs0"].clone()],
-        ];
         let (mut moved, mut moved_shared) = (0, 0);
         for case in 0..cases {
-            let mut rng = case_rng(seed, case);
-            let cluster = Cluster::random(&mut rng);
-            let cfg = config(&cluster.text());
-            let endpoints = if rng.random() {
-                EndpointRule::AssumeServing
-            } else {
-                EndpointRule::Observed
-            };
+            let (mut rng, scenario) = Scenario::of(seed, case);
+            let (cfg, choices) = (&scenario.cfg, &scenario.choices);
             for node in NODES {
-                let options = |live: &[bool], named: bool| {
-                    let mut options = Cluster {
-                        live: live.to_vec(),
-                        ..cluster.clone()
-                    }
-                    .options(node);
-                    options.election.endpoints = endpoints;
-                    if named {
-                        options.named_despite_exclusion = BTreeSet::from(["eth1".to_string()]);
-                    }
-                    options
-                };
-                let (mut live, mut named) = (cluster.live.clone(), rng.random::<bool>());
-                let mut attached = pick(&mut rng, &choices).clone();
-                let (mut last, standing) = plan_keeping(&cfg, &options(&live, named), &attached);
+                let options = |live: &[bool], named: bool| scenario.options(node, live, named);
+                let (mut live, mut named, mut attached) = scenario.start(&mut rng);
+                let (mut last, standing) = plan_keeping(cfg, &options(&live, named), &attached);
                 let mut standing = standing.expect("kept without BGP");
                 sabotage(&mut standing);
                 let shared: BTreeSet<IpAddr> = standing.shared.keys().copied().collect();
                 for step in 0..8 {
                     let (was_attached, was_named) = (attached.clone(), named);
                     match rng.random_range(0..8) {
-                        0 => attached = pick(&mut rng, &choices).clone(),
+                        0 => attached = pick(&mut rng, choices).clone(),
                         1 => named ^= true,
                         _ => live[rng.random_range(0..NODES.len())] ^= true,
                     }
                     let options = options(&live, named);
-                    let whole = plan(&cfg, &options, &attached);
+                    let whole = plan(cfg, &options, &attached);
                     let at = format!("case {case}, {node}, step {step}, live {live:?}");
                     let Some(mut re) = standing.reelect(&options, &attached) else {
                         if attached == was_attached && named == was_named {

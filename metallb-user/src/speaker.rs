@@ -550,17 +550,9 @@ impl Speaker {
             .filter(|(_, c)| c.action == VipAction::Answer)
             .map(|(key, c)| (*key, c.mac))
             .collect();
-        if everything {
-            self.announce_everything("every VIP this node answers announced again");
-        } else {
-            self.announcer.start(
-                report
-                    .now_answering
-                    .iter()
-                    .filter_map(|key| Some((*key, plan.vips.get(key)?.mac)))
-                    .collect(),
-            );
-        }
+        self.announce_now(everything, &report.now_answering, |key| {
+            Some(plan.vips.get(key)?.mac)
+        });
 
         // The plan's parts go as soon as they are used: at 100,000 Services they are
         // tens of MiB each, and the peak of an apply is the Services, the plan and
@@ -648,17 +640,7 @@ impl Speaker {
                 }
             }
         }
-        if everything {
-            self.announce_everything("every VIP this node answers announced again");
-        } else {
-            self.announcer.start(
-                report
-                    .now_answering
-                    .iter()
-                    .filter_map(|key| Some((*key, now(key)?.mac)))
-                    .collect(),
-            );
-        }
+        self.announce_now(everything, &report.now_answering, |key| Some(now(key)?.mac));
         let moved = reelection.moved(options, &attached);
         self.synced_on = report.complete.then_some(attached);
         self.report_moves(&moved);
@@ -685,6 +667,27 @@ impl Speaker {
             elected_again = true,
             "configuration applied"
         );
+    }
+
+    /// The gratuitous burst after an apply: of every VIP this node answers if
+    /// `everything`, else of those it answers now and did not before (`now_answering`),
+    /// with the MAC `mac` gives each.
+    fn announce_now(
+        &mut self,
+        everything: bool,
+        now_answering: &[VipKey],
+        mac: impl Fn(&VipKey) -> Option<iface::MacAddr>,
+    ) {
+        if everything {
+            self.announce_everything("every VIP this node answers announced again");
+        } else {
+            self.announcer.start(
+                now_answering
+                    .iter()
+                    .filter_map(|key| Some((*key, mac(key)?)))
+                    .collect(),
+            );
+        }
     }
 
     /// [`Speaker::report_announced`] for the services a re-election moved.
