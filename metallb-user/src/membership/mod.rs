@@ -567,11 +567,7 @@ impl Membership {
         else {
             return false;
         };
-        !self.foca.iter_membership_state().any(|m| {
-            m.id() == member_id
-                && m.state() == foca::State::Suspect
-                && m.incarnation() == *incarnation
-        })
+        !self.suspected_in(member_id, *incarnation)
     }
 
     /// Tells every member and configured peer that this node restarts and will be
@@ -661,15 +657,8 @@ impl Membership {
     /// A sync: what the sender declared down lately, suspected here if it is live
     /// here (a live member refutes, as it does any suspicion); the answer if asked.
     fn take_sync(&mut self, from: SocketAddr, body: &[u8]) {
-        let sync: SyncMessage = match postcard::from_bytes(body) {
-            Ok(sync) => sync,
-            Err(error) => {
-                self.events.push(Event::Malformed {
-                    from,
-                    error: format!("sync: {error}"),
-                });
-                return;
-            }
+        let Some(sync) = self.decode::<SyncMessage>(from, body, "sync") else {
+            return;
         };
         for id in sync.down {
             if self.told_down.contains_key(&id) {
@@ -685,12 +674,11 @@ impl Membership {
             };
             // foca starts a suspicion's timeout only for a member its own probe
             // failed; this one is kept here.
-            let suspect = foca::Member::new(id.clone(), incarnation, foca::State::Suspect);
-            let mut effects = Effects::default();
-            let _ = self
-                .foca
-                .apply_many(std::iter::once(suspect), true, &mut effects);
-            self.apply(effects);
+            self.apply_update(foca::Member::new(
+                id.clone(),
+                incarnation,
+                foca::State::Suspect,
+            ));
             self.told_down
                 .insert(id, (incarnation, self.now + self.timings.suspicion_timeout));
         }
@@ -712,31 +700,49 @@ impl Membership {
             .collect();
         for (id, incarnation) in due {
             self.told_down.remove(&id);
-            let unrefuted = self.foca.iter_members().any(|m| {
-                *m.id() == id && m.state() == foca::State::Suspect && m.incarnation() == incarnation
-            });
-            if unrefuted {
-                let mut effects = Effects::default();
-                let _ = self.foca.apply_many(
-                    std::iter::once(foca::Member::down(id)),
-                    true,
-                    &mut effects,
-                );
-                self.apply(effects);
+            if self.suspected_in(&id, incarnation) {
+                self.apply_update(foca::Member::down(id));
             }
         }
     }
 
-    fn take_restart_notice(&mut self, from: SocketAddr, body: &[u8]) {
-        let notice: RestartNotice = match postcard::from_bytes(body) {
-            Ok(notice) => notice,
-            Err(error) => {
+    /// Whether `id` is a member suspected in this incarnation.
+    fn suspected_in(&self, id: &NodeId, incarnation: Incarnation) -> bool {
+        self.foca.iter_members().any(|m| {
+            m.id() == id && m.state() == foca::State::Suspect && m.incarnation() == incarnation
+        })
+    }
+
+    /// What this node learnt of a member, told on to the others as foca's news.
+    fn apply_update(&mut self, update: foca::Member<NodeId>) {
+        let mut effects = Effects::default();
+        // An error is about the update itself (our own identity): nothing changed.
+        let _ = self
+            .foca
+            .apply_many(std::iter::once(update), true, &mut effects);
+        self.apply(effects);
+    }
+
+    /// One of our own messages (after its magic), or a `Malformed` event.
+    fn decode<T: serde::de::DeserializeOwned>(
+        &mut self,
+        from: SocketAddr,
+        body: &[u8],
+        what: &str,
+    ) -> Option<T> {
+        postcard::from_bytes(body)
+            .map_err(|error| {
                 self.events.push(Event::Malformed {
                     from,
-                    error: format!("restart notice: {error}"),
-                });
-                return;
-            }
+                    error: format!("{what}: {error}"),
+                })
+            })
+            .ok()
+    }
+
+    fn take_restart_notice(&mut self, from: SocketAddr, body: &[u8]) {
+        let Some(notice) = self.decode::<RestartNotice>(from, body, "restart notice") else {
+            return;
         };
         // Only from the member as it is now: not a replay of an earlier process's.
         if !self.foca.iter_members().any(|m| *m.id() == notice.id) {
