@@ -36,9 +36,10 @@ use crate::{
     config::{Config, Issue, Service, ValidateOptions, file, validate_owned},
     conflicts::{ConflictEvent, ConflictWatch, answered_claims},
     datapath::{
-        Datapath, DatapathKind, DatapathOptions, FenceState, InterfaceChange, XdpMode, iface,
+        Datapath, DatapathKind, DatapathOptions, FenceState, InterfaceChange, SyncReport, XdpMode,
+        iface,
         links::{LinkEvent, LinkEvents},
-        maps::{CounterView, VipKey},
+        maps::{CounterView, VipConfig, VipKey},
     },
     election::{Election, ElectionContext, Interfaces},
     fencing::Heartbeat,
@@ -534,25 +535,13 @@ impl Speaker {
             }
         }
 
-        // Announce what this node answers now; stop announcing what it no longer does.
-        for key in report.removed.iter().chain(&report.changed) {
-            if plan
-                .vips
-                .get(key)
-                .is_none_or(|c| c.action != VipAction::Answer)
-            {
-                self.announcer.stop(key);
-            }
-        }
         self.reannounce.answering = plan
             .vips
             .iter()
             .filter(|(_, c)| c.action == VipAction::Answer)
             .map(|(key, c)| (*key, c.mac))
             .collect();
-        self.announce_now(everything, &report.now_answering, |key| {
-            Some(plan.vips.get(key)?.mac)
-        });
+        self.announce_changes(everything, &report, |key| plan.vips.get(key).copied());
 
         // The plan's parts go as soon as they are used: at 100,000 Services they are
         // tens of MiB each, and the peak of an apply is the Services, the plan and
@@ -625,11 +614,6 @@ impl Speaker {
             let at = vips.binary_search_by_key(key, |(key, _)| *key).ok()?;
             vips[at].1
         };
-        for key in report.removed.iter().chain(&report.changed) {
-            if now(key).is_none_or(|c| c.action != VipAction::Answer) {
-                self.announcer.stop(key);
-            }
-        }
         for (key, value) in &vips {
             match value {
                 Some(c) if c.action == VipAction::Answer => {
@@ -640,7 +624,7 @@ impl Speaker {
                 }
             }
         }
-        self.announce_now(everything, &report.now_answering, |key| Some(now(key)?.mac));
+        self.announce_changes(everything, &report, now);
         let moved = reelection.moved(options, &attached);
         self.synced_on = report.complete.then_some(attached);
         self.report_moves(&moved);
@@ -669,22 +653,28 @@ impl Speaker {
         );
     }
 
-    /// The gratuitous burst after an apply: of every VIP this node answers if
-    /// `everything`, else of those it answers now and did not before (`now_answering`),
-    /// with the MAC `mac` gives each.
-    fn announce_now(
+    /// What the announcer does after a sync (`report`), with each VIP's entry as
+    /// `entry` gives it now and [`Reannounce::answering`] already up to date: it
+    /// stops announcing what this node no longer answers, then sends the gratuitous
+    /// burst of every VIP this node answers if `everything`, else of those it answers
+    /// now and did not before.
+    fn announce_changes(
         &mut self,
         everything: bool,
-        now_answering: &[VipKey],
-        mac: impl Fn(&VipKey) -> Option<iface::MacAddr>,
+        report: &SyncReport,
+        entry: impl Fn(&VipKey) -> Option<VipConfig>,
     ) {
+        for key in report.removed.iter().chain(&report.changed) {
+            if entry(key).is_none_or(|c| c.action != VipAction::Answer) {
+                self.announcer.stop(key);
+            }
+        }
         if everything {
             self.announce_everything("every VIP this node answers announced again");
         } else {
             self.announcer.start(
-                now_answering
-                    .iter()
-                    .filter_map(|key| Some((*key, mac(key)?)))
+                (report.now_answering.iter())
+                    .filter_map(|key| Some((*key, entry(key)?.mac)))
                     .collect(),
             );
         }
