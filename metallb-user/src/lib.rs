@@ -8,6 +8,7 @@ pub mod config;
 pub mod conflicts;
 pub mod datapath;
 pub mod election;
+pub mod entries;
 pub mod fencing;
 pub mod interface_report;
 pub mod kubernetes;

@@ -17,13 +17,10 @@ use crate::{
     },
     bgp::plan::{BgpPlan, plan_bgp},
     config::{Config, interfaces::PatternSource, selector::any_matches},
-    datapath::{
-        iface::{Interface, MacAddr},
-        maps::{VipConfig, VipKey},
-    },
     election::{
         Ballot, Election, ElectionContext, Electorate, Interfaces, NO_CANDIDATE, Polls, ballots,
     },
+    entries::{Interface, MacAddr, VipConfig, VipKey},
 };
 
 /// Where the services' addresses come from.

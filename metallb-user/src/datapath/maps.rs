@@ -64,21 +64,7 @@ pub const GRACE: Duration = Duration::from_millis(20);
 /// `BPF_F_MMAPABLE`.
 const MMAPABLE: u32 = 1 << 10;
 
-/// One VIP on one interface and VLAN, either family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct VipKey {
-    pub addr: IpAddr,
-    pub ifindex: u32,
-    pub vlan_id: u16,
-}
-
-/// What the agent tells the program about one [`VipKey`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VipConfig {
-    /// The interface's MAC, sent in every reply.
-    pub mac: MacAddr,
-    pub action: VipAction,
-}
+pub use crate::entries::{VipConfig, VipKey};
 
 /// One entry as read back from the kernel, with its counters summed over CPUs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
