@@ -398,45 +398,7 @@ pub fn ballots(
     decisions: &BTreeMap<ServiceKey, Decision>,
     endpoints: EndpointRule,
 ) -> (Electorate, BTreeMap<ServiceKey, Ballot>) {
-    let slices = slices_by_service(config);
-    let mut sets: HashMap<Vec<usize>, usize> = HashMap::new();
-    let mut out = BTreeMap::new();
-    for service in &config.services {
-        let key = ServiceKey::of_service(service);
-        let Some(Decision::Allocated(allocation)) = decisions.get(&key) else {
-            continue;
-        };
-        let ad_indices = advertisements_for(config, &allocation.pool, service);
-        let serving = serving(slices.get(&key), endpoints);
-        let ballot = if matches!(serving, Serving::Somewhere { any: false, .. }) {
-            Ballot::Fixed(NO_ENDPOINT)
-        } else if ad_indices.is_empty() {
-            Ballot::Fixed(NO_ADVERTISEMENT)
-        } else if shares_ip(service)
-            && ad_indices
-                .iter()
-                .any(|&i| !config.l2_advertisements[i].service_selectors.is_empty())
-        {
-            Ballot::Fixed(SHARED_WITH_SELECTORS)
-        } else if allocation.ips.is_empty() {
-            Ballot::Fixed(NO_ADDRESS)
-        } else {
-            // Under externalTrafficPolicy Local, only the nodes with a serving endpoint.
-            let local = match (serving, local_traffic(service)) {
-                (Serving::Somewhere { nodes, .. }, true) => Some(nodes.into_iter().collect()),
-                _ => None,
-            };
-            let next = sets.len();
-            let ad_set = *sets.entry(ad_indices).or_insert(next);
-            Ballot::Candidates { ad_set, local }
-        };
-        out.insert(key, ballot);
-    }
-    let mut ad_sets = vec![Vec::new(); sets.len()];
-    for (set, index) in sets {
-        ad_sets[index] = set;
-    }
-    let electorate = Electorate {
+    let mut electorate = Electorate {
         nodes: (!config.nodes.is_empty()).then(|| {
             config
                 .nodes
@@ -446,9 +408,66 @@ pub fn ballots(
                 .collect()
         }),
         advertisements: config.l2_advertisements.clone(),
-        ad_sets,
+        ad_sets: Vec::new(),
     };
+    let out = electorate.more_ballots(config, config.services.iter(), decisions, endpoints);
     (electorate, out)
+}
+
+impl Electorate {
+    /// The ballots of `services` (of `config`, whose nodes and advertisements are
+    /// this electorate's) that `decisions` allocated: [`ballots`] for some services,
+    /// counted in this electorate (a set of advertisements not seen before is added).
+    pub fn more_ballots<'a>(
+        &mut self,
+        config: &Config,
+        services: impl Iterator<Item = &'a Service>,
+        decisions: &BTreeMap<ServiceKey, Decision>,
+        endpoints: EndpointRule,
+    ) -> BTreeMap<ServiceKey, Ballot> {
+        let slices = slices_by_service(config);
+        let mut sets: HashMap<Vec<usize>, usize> = (self.ad_sets.iter().cloned())
+            .enumerate()
+            .map(|(index, set)| (set, index))
+            .collect();
+        let mut out = BTreeMap::new();
+        for service in services {
+            let key = ServiceKey::of_service(service);
+            let Some(Decision::Allocated(allocation)) = decisions.get(&key) else {
+                continue;
+            };
+            let ad_indices = advertisements_for(config, &allocation.pool, service);
+            let serving = serving(slices.get(&key), endpoints);
+            let ballot = if matches!(serving, Serving::Somewhere { any: false, .. }) {
+                Ballot::Fixed(NO_ENDPOINT)
+            } else if ad_indices.is_empty() {
+                Ballot::Fixed(NO_ADVERTISEMENT)
+            } else if shares_ip(service)
+                && ad_indices
+                    .iter()
+                    .any(|&i| !config.l2_advertisements[i].service_selectors.is_empty())
+            {
+                Ballot::Fixed(SHARED_WITH_SELECTORS)
+            } else if allocation.ips.is_empty() {
+                Ballot::Fixed(NO_ADDRESS)
+            } else {
+                // Under externalTrafficPolicy Local, only the nodes with a serving endpoint.
+                let local = match (serving, local_traffic(service)) {
+                    (Serving::Somewhere { nodes, .. }, true) => Some(nodes.into_iter().collect()),
+                    _ => None,
+                };
+                let next = sets.len();
+                let ad_set = *sets.entry(ad_indices).or_insert(next);
+                Ballot::Candidates { ad_set, local }
+            };
+            out.insert(key, ballot);
+        }
+        self.ad_sets.resize(sets.len(), Vec::new());
+        for (set, index) in sets {
+            self.ad_sets[index] = set;
+        }
+        out
+    }
 }
 
 /// One run of the election over an [`Electorate`] for one live set: what is the same

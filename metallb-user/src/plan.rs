@@ -10,6 +10,10 @@ use std::{
 use metallb_common::VipAction;
 use serde::{Deserialize, Serialize};
 
+mod replan;
+
+pub use replan::Replan;
+
 use crate::{
     allocator::{
         Allocation, Allocations, AllocatorOptions, Decision, PoolUsage, ServiceKey, allocate,
@@ -148,6 +152,8 @@ pub struct Standing {
     ranks: Vec<Ranked>,
     /// The rankings, one after another (node indices).
     ranked: Vec<u32>,
+    /// What a change of some Services alone needs ([`Standing::replan`]).
+    replan: replan::Kept,
 }
 
 /// A service's ranking ([`Polls::rank`]) and what its entries need besides.
@@ -184,6 +190,10 @@ struct StandingService {
     warnings: Vec<String>,
     /// Allocated services only.
     ballot: Option<Ballot>,
+    /// The service (and its EndpointSlices) as planned ([`replan::digest`]).
+    digest: u128,
+    /// What else its decision depends on.
+    wants: replan::Wants,
 }
 
 /// The options of the last plan of a [`Standing`] that a re-election must share, and
@@ -309,9 +319,11 @@ impl Standing {
         let pools = pool_usage(config, &decisions);
         let bgp = plan_bgp(config, &decisions, &options.node_name, &options.election);
         let mut ballots = ballots.into_iter().peekable();
+        let (mut digests, exact) = replan::digests(config, options, &decisions);
         let services = decisions
             .into_iter()
-            .map(|(key, decision)| {
+            .zip(digests.iter_mut())
+            .map(|((key, decision), (digest, wants))| {
                 while ballots.next_if(|(of, _)| *of < key).is_some() {}
                 let ballot = ballots.next_if(|(of, _)| *of == key).map(|(_, b)| b);
                 StandingService {
@@ -319,10 +331,12 @@ impl Standing {
                     key,
                     decision,
                     ballot,
+                    digest: *digest,
+                    wants: std::mem::take(wants),
                 }
             })
             .collect();
-        let standing = Self {
+        let mut standing = Self {
             services,
             electorate,
             pools,
@@ -330,7 +344,9 @@ impl Standing {
             last: None,
             ranks: Vec::new(),
             ranked: Vec::new(),
+            replan: replan::Kept::default(),
         };
+        standing.replan = replan::Kept::of(&mut standing.services, config, options, exact);
         (standing, bgp)
     }
 
@@ -477,31 +493,8 @@ impl Standing {
         options: &PlanOptions,
         interfaces: &[Interface],
     ) -> Vec<(VipKey, Option<VipConfig>)> {
-        let me = (0..polls.members()).find(|&i| polls.member(i) == options.node_name);
-        // The interfaces this node answers on for a service of each advertisement
-        // set, should it own it.
-        let answers_on: Vec<Vec<bool>> = match me {
-            Some(me) => (0..polls.ad_sets())
-                .map(|ad_set| {
-                    let wanted = polls.announcement(ad_set, me);
-                    interfaces
-                        .iter()
-                        .map(|i| match wanted {
-                            Interfaces::All => !options.named_despite_exclusion.contains(&i.name),
-                            Interfaces::Only(_) => wanted.includes(&i.name),
-                        })
-                        .collect()
-                })
-                .collect(),
-            None => Vec::new(),
-        };
-        let part = |ad_set: usize, owner: Option<u32>| -> Part<'_> {
-            match owner {
-                None => Part::Nothing,
-                Some(owner) if Some(owner as usize) == me => Part::Answer(&answers_on[ad_set]),
-                Some(_) => Part::Suppress,
-            }
-        };
+        let parts = replan::Parts::new(polls, options, interfaces);
+        let part = |ad_set: usize, owner: Option<u32>| parts.part(ad_set, owner);
         let mut vips = Vec::new();
         let mut shared = Vec::new();
         for &(index, ad_set, was, is) in owners {
@@ -597,32 +590,12 @@ fn assemble(
     let mut vips = Vec::new();
     let services = services
         .map(|(key, decision, warnings, election)| {
-            let role = match (&decision, &election) {
-                (Decision::Ignored { reason }, _) => Role::None {
-                    reason: format!("ignored: {reason}"),
-                },
-                (Decision::Failed { reason }, _) => Role::None {
-                    reason: format!("allocation failed: {reason}"),
-                },
-                (_, None) => Role::None {
-                    reason: "not elected".into(),
-                },
-                (_, Some(Election::NotAnnounced { reason, .. })) => Role::None {
-                    reason: reason.clone(),
-                },
-                (
-                    Decision::Allocated(allocation),
-                    Some(Election::Announced {
-                        owner,
-                        interfaces: wanted,
-                        ..
-                    }),
-                ) => {
-                    let role = role_for(owner, wanted, options, interfaces);
-                    vips.extend(entries(&allocation.ips, &role, interfaces));
-                    role
-                }
-            };
+            let role = service_role(&decision, election.as_ref(), options, interfaces);
+            if let (Decision::Allocated(allocation), Some(Election::Announced { .. })) =
+                (&decision, &election)
+            {
+                vips.extend(entries(&allocation.ips, &role, interfaces));
+            }
             let plan = ServicePlan {
                 decision,
                 warnings,
@@ -637,6 +610,37 @@ fn assemble(
         vips: merged_entries(vips),
         pools,
         bgp: BgpPlan::default(),
+    }
+}
+
+/// The role on this node of a service with `decision` and `election`.
+fn service_role(
+    decision: &Decision,
+    election: Option<&Election>,
+    options: &PlanOptions,
+    interfaces: &[Interface],
+) -> Role {
+    match (decision, election) {
+        (Decision::Ignored { reason }, _) => Role::None {
+            reason: format!("ignored: {reason}"),
+        },
+        (Decision::Failed { reason }, _) => Role::None {
+            reason: format!("allocation failed: {reason}"),
+        },
+        (_, None) => Role::None {
+            reason: "not elected".into(),
+        },
+        (_, Some(Election::NotAnnounced { reason, .. })) => Role::None {
+            reason: reason.clone(),
+        },
+        (
+            Decision::Allocated(_),
+            Some(Election::Announced {
+                owner,
+                interfaces: wanted,
+                ..
+            }),
+        ) => role_for(owner, wanted, options, interfaces),
     }
 }
 
@@ -2187,5 +2191,174 @@ mod tests {
             }
         });
         assert!(reversed.is_some());
+    }
+
+    /// With the allocator, the speaker gives every service without a status address
+    /// the addresses of the last plan as its status (`speaker::with_previous_status`).
+    fn with_statuses(cfg: &mut Config, last: &Plan) {
+        for service in &mut cfg.services {
+            if crate::allocator::has_status_address(service) {
+                continue;
+            }
+            if let Some(ServicePlan {
+                decision: Decision::Allocated(a),
+                ..
+            }) = last.services.get(&ServiceKey::of_service(service))
+            {
+                service.status = Some(crate::allocator::status_with(&a.ips));
+            }
+        }
+    }
+
+    /// What [`Standing::replan`] hands over for random clusters whose Services change
+    /// one to three at a time (added, removed, moved to another address or to
+    /// automatic allocation, their Local endpoint moved), and now and then something
+    /// else (an advertisement, which it must decline), as each node sees them,
+    /// against the configuration planned whole: its entries applied to the last
+    /// plan's give the whole plan's entries, the services it hands over have the
+    /// whole plan's plan and every other service the last plan's, the services gone
+    /// and the pools' usage are the whole plan's, and what it keeps plans again as
+    /// the whole plan. Returns the first difference, how many changes it replanned,
+    /// and how many of those changed a service that held or wanted an address.
+    fn first_replan_difference(
+        property: &str,
+        sabotage: impl Fn(&mut Standing),
+    ) -> (Option<String>, usize, usize) {
+        use crate::property::{pick, settings};
+        use rand::RngExt as _;
+        let (seed, cases) = settings(property, 40);
+        let (mut replanned, mut moved) = (0, 0);
+        for case in 0..cases {
+            let (mut rng, scenario) = Scenario::of(seed, case);
+            for node in NODES {
+                let mut cluster = scenario.cluster.clone();
+                let named = rng.random::<bool>();
+                let attached = pick(&mut rng, &scenario.choices).clone();
+                let options = scenario.options(node, &cluster.live, named);
+                let cfg = config(&cluster.text());
+                let (mut last, standing) = plan_keeping(&cfg, &options, &attached);
+                let mut standing = standing.expect("kept without BGP");
+                sabotage(&mut standing);
+                for step in 0..8 {
+                    let before = cluster.clone();
+                    let services_only = rng.random_range(0..8) > 0;
+                    if services_only {
+                        for _ in 0..rng.random_range(1..=3) {
+                            let i = rng.random_range(0..cluster.services.len());
+                            cluster.services[i] = Cluster::service(&mut rng);
+                        }
+                    } else {
+                        cluster.named_adv ^= true;
+                    }
+                    // The speaker hands the replan the configuration as it comes (the
+                    // services without a status address get the last plan's addresses
+                    // inside); given them already, it must plan the same.
+                    let given = config(&cluster.text());
+                    let mut cfg = given.clone();
+                    with_statuses(&mut cfg, &last);
+                    let whole = plan(&cfg, &options, &attached);
+                    let at = format!("case {case}, {node}, step {step}: {before:?} -> {cluster:?}");
+                    let given = if rng.random() { &given } else { &cfg };
+                    let Some(re) = standing.replan(given, &options, &attached) else {
+                        let (planned, kept) = plan_keeping(&cfg, &options, &attached);
+                        last = planned;
+                        standing = kept.expect("kept without BGP");
+                        sabotage(&mut standing);
+                        continue;
+                    };
+                    if !services_only {
+                        return (Some(format!("{at}: not declined")), replanned, moved);
+                    }
+                    if !re.vips.is_sorted_by(|(a, _), (b, _)| a < b) {
+                        return (
+                            Some(format!("{at}: entries not in order")),
+                            replanned,
+                            moved,
+                        );
+                    }
+                    let mut vips = last.vips.clone();
+                    for (key, value) in &re.vips {
+                        match value {
+                            Some(config) => vips.insert(*key, *config),
+                            None => vips.remove(key),
+                        };
+                    }
+                    if vips != whole.vips {
+                        return (
+                            Some(format!("{at}: entries {vips:?} != {:?}", whole.vips)),
+                            replanned,
+                            moved,
+                        );
+                    }
+                    let handed: BTreeMap<&ServiceKey, &ServicePlan> =
+                        re.services.iter().map(|(key, plan)| (key, plan)).collect();
+                    for (key, service) in &whole.services {
+                        let now = handed.get(key).copied().or(last.services.get(key));
+                        if now != Some(service) {
+                            return (
+                                Some(format!("{at}: {key} is {service:?}, replanned as {now:?}")),
+                                replanned,
+                                moved,
+                            );
+                        }
+                    }
+                    let gone: Vec<&ServiceKey> = (last.services.keys())
+                        .filter(|key| !whole.services.contains_key(*key))
+                        .collect();
+                    if re.removed.iter().collect::<Vec<_>>() != gone
+                        || handed.keys().any(|key| !whole.services.contains_key(*key))
+                    {
+                        return (
+                            Some(format!("{at}: services gone {:?}", re.removed)),
+                            replanned,
+                            moved,
+                        );
+                    }
+                    if re.pools != whole.pools {
+                        return (
+                            Some(format!("{at}: pools {:?} != {:?}", re.pools, whole.pools)),
+                            replanned,
+                            moved,
+                        );
+                    }
+                    if !same(&standing.clone().plan(&options, &attached), &whole) {
+                        return (Some(format!("{at}: what it keeps")), replanned, moved);
+                    }
+                    replanned += 1;
+                    moved += usize::from(re.services.iter().any(|(key, now)| {
+                        matches!(now.decision, Decision::Allocated(_))
+                            || matches!(
+                                last.services.get(key).map(|s| &s.decision),
+                                Some(Decision::Allocated(_))
+                            )
+                    }));
+                    last = whole;
+                }
+            }
+        }
+        (None, replanned, moved)
+    }
+
+    #[test]
+    fn a_replan_of_some_services_hands_over_what_planning_whole_changes() {
+        let (difference, replanned, moved) = first_replan_difference("standing_replan", |_| {});
+        assert_eq!(difference, None);
+        assert!(replanned > 100, "{replanned} changes replanned");
+        assert!(moved > 50, "{moved} replanned an address");
+    }
+
+    /// The property catches a replan that forgets the services that failed asking for
+    /// an address (a released address lets them succeed), or the services whose
+    /// decision depends on others (an address picked from a pool).
+    #[test]
+    fn the_replan_property_catches_a_sabotaged_standing() {
+        let (forgotten, _, _) = first_replan_difference("standing_replan_no_wanted", |s| {
+            s.replan.forget_wanted();
+        });
+        assert!(forgotten.is_some());
+        let (unknown, _, _) = first_replan_difference("standing_replan_no_unknown", |s| {
+            s.replan.forget_unknown(&mut s.services);
+        });
+        assert!(unknown.is_some());
     }
 }

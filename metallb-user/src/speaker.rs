@@ -52,8 +52,8 @@ use crate::{
     },
     metrics::{self, Shared},
     plan::{
-        AddressSource, InterfaceChoice, Moved, PlanOptions, Reelection, Role, Standing,
-        interfaces_to_attach, plan_keeping, vip_delta,
+        AddressSource, InterfaceChoice, Moved, PlanOptions, Reelection, Replan, Role, ServicePlan,
+        Standing, interfaces_to_attach, plan_keeping, vip_delta,
     },
     printable::printable,
 };
@@ -340,6 +340,16 @@ pub fn with_previous_status(
     given
 }
 
+/// What the last plan kept ([`Standing`]), as [`Speaker::apply`] plans from it.
+enum Last<'a> {
+    /// Nothing (BGP, or no plan yet): plan whole.
+    Nothing,
+    /// The same snapshot, for other live nodes or interfaces: elected again.
+    Elect(&'a mut Standing),
+    /// A new snapshot: maybe some Services changed only.
+    Changed(Box<Standing>),
+}
+
 struct Speaker {
     options: SpeakerOptions,
     datapath: Datapath,
@@ -429,19 +439,21 @@ impl Speaker {
     /// again ([`Standing::plan`]); when only the live nodes changed and the tables
     /// hold the last plan's entries, only for the services that move
     /// ([`Standing::reelect`], [`Speaker::apply_moves`]).
-    fn apply(
-        &mut self,
-        snapshot: &mut Snapshot,
-        again: Option<&mut Standing>,
-    ) -> (bool, Option<Standing>) {
+    ///
+    /// With `changed`, what the last plan kept when a new snapshot came: if it differs
+    /// from the last only in some Services and the tables hold the last plan's
+    /// entries, only those are planned again ([`Standing::replan`],
+    /// [`Speaker::apply_replan`]); then the statuses are not given (the replan gives
+    /// the changed ones theirs) and the standing is returned, updated.
+    fn apply(&mut self, snapshot: &mut Snapshot, last: Last<'_>) -> (bool, Option<Standing>) {
         let began = std::time::Instant::now();
-        let elected_again = again.is_some();
+        let elected_again = matches!(last, Last::Elect(_));
         let addresses = snapshot.addresses;
         let election = snapshot.election.clone();
         let everything = self.reannounce.at_plan(election.live_nodes.as_ref());
         // Addresses allocated here stay where the last plan put them; those of the
         // controller are the status itself.
-        let mut statuses = self.with_own_status(snapshot);
+        let mut statuses = !matches!(last, Last::Changed(_)) && self.with_own_status(snapshot);
         let config = &snapshot.config;
         let host = match iface::list() {
             Ok(host) => host,
@@ -481,8 +493,8 @@ impl Speaker {
         };
         let planning = std::time::Instant::now();
         let before_plan_took = planning - began;
-        let (mut plan, standing) = match again {
-            Some(standing) => {
+        let (mut plan, standing) = match last {
+            Last::Elect(standing) => {
                 if self.synced_on.as_ref() == Some(&attached)
                     && let Some(reelection) = standing.reelect(&plan_options, &attached)
                 {
@@ -493,7 +505,20 @@ impl Speaker {
                 }
                 (standing.plan(&plan_options, &attached), None)
             }
-            None => plan_keeping(config, &plan_options, &attached),
+            Last::Changed(mut standing) => {
+                if self.synced_on.as_ref() == Some(&attached)
+                    && let Some(replan) = standing.replan(config, &plan_options, &attached)
+                {
+                    let took = (before_plan_took, planning.elapsed());
+                    self.apply_replan(replan, attached, took, everything);
+                    return (statuses, Some(*standing));
+                }
+                // Planned whole: what it kept goes first.
+                drop(standing);
+                statuses = self.with_own_status(snapshot);
+                plan_keeping(&snapshot.config, &plan_options, &attached)
+            }
+            Last::Nothing => plan_keeping(config, &plan_options, &attached),
         };
         let plan_took = planning.elapsed();
         // The moment the plan exists: `cargo xtask bench scale` measures from here to
@@ -599,32 +624,8 @@ impl Speaker {
         everything: bool,
     ) {
         debug!(vips = reelection.vips.len(), moved = reelection.services(), took = ?plan_took, elected_again = true, "plan computed");
-        self.publish_counters();
-        let syncing = std::time::Instant::now();
-        let report = self
-            .datapath
-            .update(reelection.vips.iter().map(|(key, value)| (key, value)));
-        let synced = std::time::Instant::now();
-        let sync_took = synced - syncing;
-        for e in &report.errors {
-            error!(error = %e, "datapath change not applied");
-        }
         let vips = std::mem::take(&mut reelection.vips);
-        let now = |key: &VipKey| {
-            let at = vips.binary_search_by_key(key, |(key, _)| *key).ok()?;
-            vips[at].1
-        };
-        for (key, value) in &vips {
-            match value {
-                Some(c) if c.action == VipAction::Answer => {
-                    self.reannounce.answering.insert(*key, c.mac);
-                }
-                _ => {
-                    self.reannounce.answering.remove(key);
-                }
-            }
-        }
-        self.announce_changes(everything, &report, now);
+        let (report, sync_took, synced) = self.sync_changes(&vips, everything);
         let moved = reelection.moved(options, &attached);
         self.synced_on = report.complete.then_some(attached);
         self.report_moves(&moved);
@@ -651,6 +652,136 @@ impl Speaker {
             elected_again = true,
             "configuration applied"
         );
+    }
+
+    /// Hands the datapath the entries that may have changed (`vips`, in key order, each
+    /// with its value now), then the announcer what changed of them
+    /// ([`Speaker::announce_changes`]); the report, the sync's time and its end.
+    fn sync_changes(
+        &mut self,
+        vips: &[(VipKey, Option<VipConfig>)],
+        everything: bool,
+    ) -> (SyncReport, Duration, std::time::Instant) {
+        self.publish_counters();
+        let syncing = std::time::Instant::now();
+        let report = self
+            .datapath
+            .update(vips.iter().map(|(key, value)| (key, value)));
+        let synced = std::time::Instant::now();
+        for e in &report.errors {
+            error!(error = %e, "datapath change not applied");
+        }
+        let now = |key: &VipKey| {
+            let at = vips.binary_search_by_key(key, |(key, _)| *key).ok()?;
+            vips[at].1
+        };
+        for (key, value) in vips {
+            match value {
+                Some(c) if c.action == VipAction::Answer => {
+                    self.reannounce.answering.insert(*key, c.mac);
+                }
+                _ => {
+                    self.reannounce.answering.remove(key);
+                }
+            }
+        }
+        self.announce_changes(everything, &report, now);
+        (report, synced - syncing, synced)
+    }
+
+    /// The rest of [`Speaker::apply`] for a change of some Services alone, planned
+    /// again in those (`replan`), whose entries the tables hold for `attached`: the
+    /// datapath is handed the entries that may differ, then what this node
+    /// announces, the logs (their warnings, and MetalLB's events where the role
+    /// changed), the last roles and addresses, the report and the pools' usage
+    /// change for those services only.
+    fn apply_replan(
+        &mut self,
+        replan: Replan,
+        attached: Vec<iface::Interface>,
+        (before_plan_took, plan_took): (Duration, Duration),
+        everything: bool,
+    ) {
+        let Replan {
+            vips,
+            services,
+            removed,
+            pools,
+        } = replan;
+        debug!(vips = vips.len(), services = services.len(), removed = removed.len(), took = ?plan_took, replanned = true, "plan computed");
+        let (report, sync_took, synced) = self.sync_changes(&vips, everything);
+        self.synced_on = report.complete.then_some(attached);
+        let mut lines = RoleLines::default();
+        for (key, service) in &services {
+            for warning in &service.warnings {
+                warn!(service = %printable(&key.to_string()), "{}", printable(warning));
+            }
+            if self.last_roles.get(key) != Some(&service.role) {
+                lines.changed(key, &service.decision, &service.role);
+                self.last_roles.insert(key.clone(), service.role.clone());
+            }
+            match &service.decision {
+                Decision::Allocated(a) => {
+                    self.previous.insert(key.clone(), a.ips.clone());
+                }
+                _ => {
+                    self.previous.remove(key);
+                }
+            }
+        }
+        lines.end();
+        for key in &removed {
+            self.last_roles.remove(key);
+            self.previous.remove(key);
+        }
+        self.report_replanned(&services, &removed);
+        {
+            let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.pools = pools;
+            state.config_loaded = true;
+            state.config_stale = false;
+        }
+        self.shared.ready.store(true, Ordering::Relaxed);
+        info!(
+            services = self.last_roles.len(),
+            vips = self.reannounce.answering.len(),
+            added = report.added.len(),
+            changed = report.changed.len(),
+            removed = report.removed.len(),
+            plan_took = ?plan_took,
+            delta = vips.len(),
+            delta_took = ?Duration::ZERO,
+            datapath_took = ?sync_took,
+            before_plan_took = ?before_plan_took,
+            after_sync_took = ?synced.elapsed(),
+            elected_again = false,
+            replanned = services.len() + removed.len(),
+            "configuration applied"
+        );
+    }
+
+    /// [`Speaker::report_announced`] for the services a replan planned again
+    /// (`services`) or found gone (`removed`).
+    fn report_replanned(&self, services: &[(ServiceKey, ServicePlan)], removed: &[ServiceKey]) {
+        if self.announced.is_closed() {
+            return;
+        }
+        self.announced.send_if_modified(|current| {
+            let mut changed = false;
+            for (key, plan) in services {
+                match announced_on(plan) {
+                    Some(named) => {
+                        changed |= current.get(key) != Some(&named);
+                        current.insert(key.clone(), named);
+                    }
+                    None => changed |= current.remove(key).is_some(),
+                }
+            }
+            for key in removed {
+                changed |= current.remove(key).is_some();
+            }
+            changed
+        });
     }
 
     /// What the announcer does after a sync (`report`), with each VIP's entry as
@@ -725,23 +856,13 @@ impl Speaker {
     /// The services this node announces, for the Kubernetes source (ServiceL2Status,
     /// Events). Nobody listens in standalone mode: nothing is kept then (100,000
     /// entries).
-    fn report_announced(&self, services: &BTreeMap<ServiceKey, crate::plan::ServicePlan>) {
+    fn report_announced(&self, services: &BTreeMap<ServiceKey, ServicePlan>) {
         if self.announced.is_closed() {
             return;
         }
         let announced: Announced = services
             .iter()
-            .filter(|(_, p)| matches!(p.role, Role::Announce { .. }))
-            .map(|(key, p)| {
-                let interfaces = match &p.election {
-                    Some(Election::Announced {
-                        interfaces: Interfaces::Only(names),
-                        ..
-                    }) => names.iter().cloned().collect(),
-                    _ => Vec::new(),
-                };
-                (key.clone(), interfaces)
-            })
+            .filter_map(|(key, p)| Some((key.clone(), announced_on(p)?)))
             .collect();
         self.announced.send_if_modified(|current| {
             let changed = *current != announced;
@@ -777,7 +898,7 @@ impl Speaker {
 
     /// MetalLB's events, as log lines, for services whose situation changed; the
     /// allocator's warnings on every application of the file.
-    fn log_changes(&mut self, services: &BTreeMap<ServiceKey, crate::plan::ServicePlan>) {
+    fn log_changes(&mut self, services: &BTreeMap<ServiceKey, ServicePlan>) {
         // Both sorted by key: one walk, no lookup; a name formatted only for a line.
         let mut last = self.last_roles.iter().peekable();
         let mut lines = RoleLines::default();
@@ -931,6 +1052,21 @@ impl Speaker {
             Err(e) => warn!(error = %e, "cannot read the datapath counters"),
         }
     }
+}
+
+/// If this node announces the service of `plan`, the interfaces its announcement
+/// names (none: every interface of the datapath), as [`Announced`] lists them.
+fn announced_on(plan: &ServicePlan) -> Option<Vec<String>> {
+    if !matches!(plan.role, Role::Announce { .. }) {
+        return None;
+    }
+    Some(match &plan.election {
+        Some(Election::Announced {
+            interfaces: Interfaces::Only(names),
+            ..
+        }) => names.iter().cloned().collect(),
+        _ => Vec::new(),
+    })
 }
 
 /// How many services' changes of role one apply logs at info level; the others at
@@ -1191,13 +1327,15 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
             update = updates_rx.recv() => match update {
                 Some(Update::Apply(snapshot)) => {
                     // The previous snapshot goes first: two configurations of 100,000
-                    // Services are not held at once.
-                    drop(last.take());
+                    // Services are not held at once. What its plan kept stays: if only
+                    // some Services changed, only those are planned again.
+                    let standing = last.take().and_then(|kept| kept.standing);
                     let mut snapshot = *snapshot;
                     gossip.follow(&snapshot, &options.node_name);
                     fencing.update(&speaker.datapath, &gossip, true);
                     let standing = if gossip.with_live(&mut snapshot) {
-                        speaker.apply(&mut snapshot, None).1
+                        let last = standing.map_or(Last::Nothing, |s| Last::Changed(Box::new(s)));
+                        speaker.apply(&mut snapshot, last).1
                     } else {
                         None
                     };
@@ -1349,7 +1487,7 @@ fn apply_again(speaker: &mut Speaker, gossip: &Gossip, kept: Kept) -> Kept {
 fn plan_kept_again(speaker: &mut Speaker, gossip: &Gossip, mut kept: Kept) -> Kept {
     if let Some(standing) = &mut kept.standing {
         if gossip.with_live(&mut kept.snapshot) {
-            speaker.apply(&mut kept.snapshot, Some(standing));
+            speaker.apply(&mut kept.snapshot, Last::Elect(standing));
         }
         return kept;
     }
@@ -1361,7 +1499,7 @@ fn plan_kept_again(speaker: &mut Speaker, gossip: &Gossip, mut kept: Kept) -> Ke
         }
     };
     let (changed, standing) = if gossip.with_live(&mut snapshot) {
-        speaker.apply(&mut snapshot, None)
+        speaker.apply(&mut snapshot, Last::Nothing)
     } else {
         (false, None)
     };

@@ -339,6 +339,80 @@ fn netns_a_removed_vip_stops_being_answered_and_an_invalid_edit_changes_nothing(
     assert!(speaker.stop().success());
 }
 
+/// The lines of the speaker's JSON log that carry `message`.
+fn log_lines(path: &Path, message: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let wanted = format!("\"message\":\"{message}\"");
+    text.lines()
+        .filter(|l| l.contains(&wanted))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits (up to 5 s) for more than `before` applies in the log; the last one.
+fn next_apply(path: &Path, before: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let lines = log_lines(path, "configuration applied");
+        if lines.len() > before {
+            return lines.last().cloned().unwrap_or_default();
+        }
+        assert!(Instant::now() < deadline, "no new apply in the log");
+        sleep(Duration::from_millis(20));
+    }
+}
+
+/// A Service moved to another address in the file is planned alone (the apply says
+/// it replanned one Service), and an address given back still goes to the Service
+/// that failed asking for it (that change is planned whole).
+#[test]
+fn netns_a_moved_service_is_planned_alone_and_a_released_address_goes_to_who_wanted_it() {
+    const THIRD: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 130);
+    let lab = lab("replan");
+    let (dir, logs, pins) = (
+        ConfigDir::new(),
+        ConfigDir::new(),
+        ScratchPinDir::new("replan"),
+    );
+    let log = logs.0.join("speaker.log");
+    write_config(
+        &dir.file(),
+        &config(&[("first", FIRST), ("second", SECOND)]),
+    );
+    let speaker = Speaker::launch(
+        &lab,
+        command_in(&lab.node_ns, BINARY),
+        &dir.file(),
+        &pins.path,
+        &["--log-format", "json"],
+        Stdio::from(std::fs::File::create(&log).expect("log file")),
+    );
+    assert!(answered(&lab, FIRST) && answered(&lab, SECOND));
+
+    let applies = log_lines(&log, "configuration applied").len();
+    write_config(&dir.file(), &config(&[("first", FIRST), ("second", THIRD)]));
+    let applied = next_apply(&log, applies);
+    assert!(applied.contains("\"replanned\":1"), "{applied}");
+    assert!(answered(&lab, THIRD), "the moved VIP is answered");
+    assert!(!answered(&lab, SECOND), "its old address is not");
+    assert!(answered(&lab, FIRST), "the other VIP still is");
+
+    // `late` asks for the address `first` holds: it fails. When `first` goes, it
+    // gets it: the address stays answered.
+    let applies = log_lines(&log, "configuration applied").len();
+    write_config(
+        &dir.file(),
+        &config(&[("first", FIRST), ("second", THIRD), ("late", FIRST)]),
+    );
+    next_apply(&log, applies);
+    let applies = log_lines(&log, "configuration applied").len();
+    write_config(&dir.file(), &config(&[("second", THIRD), ("late", FIRST)]));
+    let applied = next_apply(&log, applies);
+    assert!(!applied.contains("\"replanned\""), "{applied}");
+    assert!(answered(&lab, FIRST), "the address given back is late's");
+    assert!(speaker.stop().success());
+}
+
 #[test]
 fn netns_a_restart_with_keep_datapath_loses_no_answer() {
     let lab = lab("keep");

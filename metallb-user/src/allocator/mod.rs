@@ -164,6 +164,16 @@ pub fn has_status_address(service: &Service) -> bool {
     status_ips(service).next().is_some()
 }
 
+/// The addresses in the status of `service`, parsed as the allocator reads them to
+/// keep them (IPv4 first); `None` when it has none or one is malformed.
+pub fn status_addresses(service: &Service) -> Option<Vec<IpAddr>> {
+    let mut ips = Vec::new();
+    for text in status_ips(service) {
+        ips.push(text.parse::<IpAddr>().ok()?.to_canonical());
+    }
+    (!ips.is_empty()).then(|| ipv4_first(ips))
+}
+
 /// The status that says a service has `ips` (what the controller writes).
 pub fn status_with(ips: &[IpAddr]) -> ServiceStatus {
     let ingress = ips
@@ -191,8 +201,18 @@ pub fn allocate(config: &Config, options: &AllocatorOptions) -> Allocations {
 /// when its status holds no address, an address that does not parse, or addresses
 /// that no one pool holds.
 pub fn from_status(config: &Config, options: &AllocatorOptions) -> Allocations {
+    from_status_of(config, options, &config.services)
+}
+
+/// [`from_status`] for some services (each is decided alone: from its status and
+/// the pools of `config`).
+pub fn from_status_of<'a>(
+    config: &Config,
+    options: &AllocatorOptions,
+    services: impl IntoIterator<Item = &'a Service>,
+) -> Allocations {
     let mut out = Allocations::default();
-    for service in &config.services {
+    for service in services {
         let key = ServiceKey::of_service(service);
         let decision = status_decision(config, options, service);
         out.decisions.insert(key, decision);

@@ -1,0 +1,994 @@
+//! Planning again when only some Services changed ([`Standing::replan`]): the
+//! Services that changed are allocated, balloted and elected again, and nothing
+//! else, when that provably gives what planning the configuration whole gives;
+//! otherwise the caller plans whole.
+//!
+//! Why it is exact. The allocator ([`crate::allocator::allocate`]) decides the
+//! services one after the other, and a service's decision depends on the others
+//! only through the addresses they hold: at the addresses it asks for or carries in
+//! its status, and, when it picks an address from a pool, at every address of the
+//! pool. So the services that changed (`changed`) are decided again alone, in their
+//! order, and every other service keeps its decision, when:
+//! - every other service's decision depends on nobody ([`Wants::Nothing`]: ignored,
+//!   failed whatever the others hold, or kept the address of its status, which with
+//!   the allocator the speaker gives it from its last plan), or on the holders of the
+//!   addresses it asks for ([`Wants::Addresses`]: it failed, asking for addresses
+//!   with one holder at most), and none of these addresses is one that a changed
+//!   service held, asks for or carries in its status (a released address can let it
+//!   succeed; a new holder changes its reason);
+//! - no other service holds an address that a changed service asks for or carries in
+//!   its status (who wins would depend on the order);
+//! - no changed service picked an address from a pool (checked on its decision:
+//!   the addresses it asked for, or its status's, or it failed asking for addresses
+//!   or for a malformed request).
+//!
+//! Then the decisions that other services see at these addresses are those of the
+//! services that changed alone, whatever their places in the order, and those
+//! services see nobody else there. With the addresses from the status (Kubernetes),
+//! every decision depends on its service alone. The rest of the configuration (pools,
+//! advertisements, nodes, namespaces, interface exclusions; no BGP), the options,
+//! the live nodes and the interfaces must be those of the last plan.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use super::*;
+use crate::{
+    allocator::{
+        Allocator, FamilyUsage, from_status_of, has_status_address, requested, status_addresses,
+        status_with,
+    },
+    config::{
+        Service, ServiceName,
+        service_model::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus},
+        service_namespace,
+    },
+    election::{EndpointRule, slices_by_service},
+};
+
+/// What else than its own Service (and the rest of the configuration) a service's
+/// decision depends on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) enum Wants {
+    /// Nothing.
+    #[default]
+    Nothing,
+    /// It failed asking for addresses ([`Kept::wanted`]), each held by one service at
+    /// most: the holders of these.
+    Addresses,
+    /// Maybe anything (an address picked from a pool, a status not kept): a change
+    /// of another service is planned whole.
+    Unknown,
+}
+
+/// What a [`Standing`] keeps for [`Standing::replan`].
+#[derive(Clone, Debug, Default)]
+pub(super) struct Kept {
+    /// False when it cannot be used (two Services with one key).
+    usable: bool,
+    /// The rest of the configuration ([`rest_digest`]).
+    rest: u128,
+    addresses: AddressSource,
+    allocator: AllocatorOptions,
+    endpoints: EndpointRule,
+    /// (address, service index) of every allocated address, sorted.
+    held: Vec<(IpAddr, u32)>,
+    /// (address, service index) of the addresses asked for by the services that
+    /// failed ([`Wants::Addresses`]), sorted.
+    wanted: Vec<(IpAddr, u32)>,
+    /// How many services are [`Wants::Unknown`].
+    unknown: usize,
+}
+
+/// A plan made again for a change of some Services ([`Standing::replan`]): what
+/// differs from the last plan.
+#[derive(Clone, Debug, Default)]
+pub struct Replan {
+    /// The entries that may differ from the last plan's, each with its value now
+    /// (`None`: gone), each key once, in key order.
+    pub vips: Vec<(VipKey, Option<VipConfig>)>,
+    /// The services planned again (new, or changed), in key order: their plan now.
+    /// Every other service's plan is the last one's.
+    pub services: Vec<(ServiceKey, ServicePlan)>,
+    /// The services gone, in key order.
+    pub removed: Vec<ServiceKey>,
+    /// Every pool's usage now.
+    pub pools: BTreeMap<String, PoolUsage>,
+}
+
+/// A 128-bit digest of what is written: two SipHash-1-3 runs, one of them salted.
+/// Not for an adversary: a collision would take a Service edited to collide.
+struct Digest(DefaultHasher, DefaultHasher);
+
+impl Digest {
+    fn new() -> Self {
+        let mut salted = DefaultHasher::new();
+        salted.write_u8(0xa5);
+        Self(DefaultHasher::new(), salted)
+    }
+
+    fn value(&self) -> u128 {
+        (u128::from(self.0.finish()) << 64) | u128::from(self.1.finish())
+    }
+}
+
+impl Hasher for Digest {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write(bytes);
+        self.1.write(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
+
+impl std::fmt::Write for Digest {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        Hasher::write(self, s.as_bytes());
+        Ok(())
+    }
+}
+
+impl std::io::Write for Digest {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        Hasher::write(self, bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The digest of the configuration without its Services and EndpointSlices.
+fn rest_digest(config: &Config) -> u128 {
+    use std::fmt::Write as _;
+    let Config {
+        pools,
+        l2_advertisements,
+        services: _,
+        nodes,
+        namespaces,
+        endpoint_slices: _,
+        interface_exclusions,
+        bgp,
+    } = config;
+    let mut digest = Digest::new();
+    // Debug output: every part is ordered (vectors, sorted maps).
+    let _ = write!(
+        digest,
+        "{pools:?}\u{0}{l2_advertisements:?}\u{0}{nodes:?}\u{0}{namespaces:?}\u{0}{interface_exclusions:?}\u{0}{bgp:?}"
+    );
+    digest.value()
+}
+
+/// The digest of `service` with its EndpointSlices. With the allocator
+/// (`allocation` given: the addresses it got in the last plan), a status that says
+/// exactly these addresses, or none (the speaker gives it these as its status), counts
+/// as the same whatever its text.
+fn digest(
+    service: &Service,
+    slices: Option<&Vec<&EndpointSlice>>,
+    allocation: Option<&[IpAddr]>,
+) -> u128 {
+    let mut d = Digest::new();
+    let Service {
+        metadata,
+        spec,
+        status,
+    } = service;
+    let crate::config::service_model::ServiceMeta {
+        name,
+        namespace,
+        labels,
+        annotations,
+        creation_timestamp,
+    } = metadata;
+    (name, namespace, labels).hash(&mut d);
+    for (key, value) in annotations.iter() {
+        (1u8, key, value).hash(&mut d);
+    }
+    0u8.hash(&mut d);
+    creation_timestamp.as_ref().map(|t| t.0).hash(&mut d);
+    match spec {
+        None => 0u8.hash(&mut d),
+        Some(spec) => {
+            let crate::config::service_model::ServiceSpec {
+                type_,
+                load_balancer_class,
+                load_balancer_ip,
+                ip_families,
+                ip_family_policy,
+                external_traffic_policy,
+                selector,
+                ports,
+            } = spec;
+            1u8.hash(&mut d);
+            (type_, load_balancer_class, load_balancer_ip, ip_families).hash(&mut d);
+            (ip_family_policy, external_traffic_policy, selector).hash(&mut d);
+            ports.as_ref().map(Vec::len).hash(&mut d);
+            for port in ports.iter().flatten() {
+                (port.port, &port.protocol).hash(&mut d);
+            }
+        }
+    }
+    let as_allocated = allocation.is_some_and(|ips| {
+        status_addresses(service).is_some_and(|status| status == ips)
+            || !has_status_address(service)
+    });
+    if as_allocated {
+        2u8.hash(&mut d);
+    } else {
+        let ingress = |status: &Option<ServiceStatus>| -> Option<Vec<Option<String>>> {
+            let ServiceStatus { load_balancer } = status.as_ref()?;
+            let LoadBalancerStatus { ingress } = load_balancer.as_ref()?;
+            let ingress = ingress.as_ref()?;
+            Some(
+                ingress
+                    .iter()
+                    .map(|LoadBalancerIngress { ip }| ip.clone())
+                    .collect(),
+            )
+        };
+        (3u8, status.is_some(), ingress(status)).hash(&mut d);
+    }
+    for slice in slices.into_iter().flatten() {
+        4u8.hash(&mut d);
+        if serde_json::to_writer(&mut d, slice).is_err() {
+            // Not reached (an API object always serializes); a digest of its debug
+            // text then.
+            let _ = std::fmt::Write::write_fmt(&mut d, format_args!("{slice:?}"));
+        }
+    }
+    d.value()
+}
+
+/// What `service`'s `decision` depends on, and the addresses it asks for if it
+/// failed asking for them.
+fn wants(service: &Service, decision: &Decision, allocate: bool) -> (Wants, Vec<IpAddr>) {
+    if !allocate {
+        return (Wants::Nothing, Vec::new());
+    }
+    match decision {
+        Decision::Ignored { .. } => (Wants::Nothing, Vec::new()),
+        Decision::Failed { .. } => match requested(service).0 {
+            // Malformed: nothing else counts.
+            Err(_) => (Wants::Nothing, Vec::new()),
+            Ok(asked) => match asked.ips {
+                Some(ips) if !has_status_address(service) => (Wants::Addresses, ips.value),
+                _ => (Wants::Unknown, Vec::new()),
+            },
+        },
+        Decision::Allocated(allocation) => {
+            let kept = match status_addresses(service) {
+                Some(status) => status == allocation.ips,
+                None => !has_status_address(service),
+            };
+            // PreferDualStack with one address may get the other family later.
+            let single = allocation.ips.len() == 1
+                && service
+                    .spec
+                    .as_ref()
+                    .and_then(|spec| spec.ip_family_policy.as_deref())
+                    .is_some_and(|policy| policy != "SingleStack");
+            if kept && !single {
+                (Wants::Nothing, Vec::new())
+            } else {
+                (Wants::Unknown, Vec::new())
+            }
+        }
+    }
+}
+
+/// The indices of `services` sorted by key; `None` when two have one key.
+fn by_key(services: &[Service]) -> Option<Vec<usize>> {
+    let key = |i: &usize| {
+        let service = &services[*i];
+        (
+            service_namespace(service),
+            service.service_name().unwrap_or_default(),
+        )
+    };
+    let mut order: Vec<usize> = (0..services.len()).collect();
+    order.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+    order
+        .windows(2)
+        .all(|pair| key(&pair[0]) != key(&pair[1]))
+        .then_some(order)
+}
+
+/// Each service's digest and what it wants, in the order of `decisions` (by key),
+/// and the addresses asked for by those that failed asking for them; `None` when the
+/// services do not match the decisions one to one (two Services with one key).
+#[allow(clippy::type_complexity)]
+pub(super) fn digests(
+    config: &Config,
+    options: &PlanOptions,
+    decisions: &BTreeMap<ServiceKey, Decision>,
+) -> (Vec<(u128, Wants)>, Option<Vec<(IpAddr, u32)>>) {
+    let allocate = options.addresses == AddressSource::Allocate;
+    let slices = slices_by_service(config);
+    let mut slices = slices.iter().peekable();
+    let Some(order) = by_key(&config.services).filter(|o| o.len() == decisions.len()) else {
+        return (vec![(0, Wants::Unknown); decisions.len()], None);
+    };
+    let mut wanted = Vec::new();
+    let digests = order
+        .iter()
+        .zip(decisions)
+        .enumerate()
+        .map(|(index, (&i, (key, decision)))| {
+            let service = &config.services[i];
+            while slices.next_if(|(of, _)| *of < key).is_some() {}
+            let slices = slices.next_if(|(of, _)| *of == key).map(|(_, s)| s);
+            let allocation = match decision {
+                Decision::Allocated(a) if allocate => Some(a.ips.as_slice()),
+                _ => None,
+            };
+            let (wants, asked) = wants(service, decision, allocate);
+            wanted.extend(asked.into_iter().map(|ip| (ip, index as u32)));
+            (digest(service, slices, allocation), wants)
+        })
+        .collect();
+    (digests, Some(wanted))
+}
+
+impl Kept {
+    /// What [`Standing::replan`] needs of `services` (the standing's, with their
+    /// digests and wants), planned from `config` with `options`; `wanted`: the
+    /// addresses asked for by those that failed asking for them (`None`: never
+    /// replanned).
+    pub(super) fn of(
+        services: &mut [StandingService],
+        config: &Config,
+        options: &PlanOptions,
+        wanted: Option<Vec<(IpAddr, u32)>>,
+    ) -> Self {
+        let Some(wanted) = wanted else {
+            return Self::default();
+        };
+        let mut kept = Self {
+            usable: true,
+            rest: rest_digest(config),
+            addresses: options.addresses,
+            allocator: options.allocator.clone(),
+            endpoints: options.election.endpoints,
+            held: held(services.iter().enumerate()),
+            wanted,
+            unknown: 0,
+        };
+        kept.settle_wants(services);
+        kept
+    }
+
+    /// A service that failed asking for an address several services hold wants
+    /// [`Wants::Unknown`] (its reason names the first holder, which depends on the
+    /// order); counts those.
+    fn settle_wants(&mut self, services: &mut [StandingService]) {
+        self.wanted.sort_unstable();
+        let shared: BTreeSet<u32> = self
+            .wanted
+            .iter()
+            .filter(|(ip, _)| self.holders(*ip).nth(1).is_some())
+            .map(|(_, index)| *index)
+            .collect();
+        for index in shared {
+            services[index as usize].wants = Wants::Unknown;
+        }
+        self.wanted
+            .retain(|(_, index)| services[*index as usize].wants == Wants::Addresses);
+        self.unknown = services
+            .iter()
+            .filter(|s| s.wants == Wants::Unknown)
+            .count();
+    }
+
+    /// Sabotage, for the property's own test: the services that failed asking for
+    /// addresses are forgotten.
+    #[cfg(test)]
+    pub(super) fn forget_wanted(&mut self) {
+        self.wanted.clear();
+    }
+
+    /// Sabotage, for the property's own test: every service is taken to depend on
+    /// nobody.
+    #[cfg(test)]
+    pub(super) fn forget_unknown(&mut self, services: &mut [StandingService]) {
+        for service in services {
+            service.wants = Wants::Nothing;
+        }
+        self.unknown = 0;
+    }
+
+    /// The services holding `ip`.
+    fn holders(&self, ip: IpAddr) -> impl Iterator<Item = u32> + '_ {
+        of_address(&self.held, ip)
+    }
+}
+
+/// The services of `pairs` (sorted) at `ip`.
+fn of_address(pairs: &[(IpAddr, u32)], ip: IpAddr) -> impl Iterator<Item = u32> + '_ {
+    let from = pairs.partition_point(|(a, _)| *a < ip);
+    pairs[from..]
+        .iter()
+        .take_while(move |(a, _)| *a == ip)
+        .map(|(_, index)| *index)
+}
+
+/// (address, index) of every allocated address of `services`, sorted.
+fn held<'a>(services: impl Iterator<Item = (usize, &'a StandingService)>) -> Vec<(IpAddr, u32)> {
+    let mut held: Vec<(IpAddr, u32)> = services
+        .filter_map(|(index, service)| match &service.decision {
+            Decision::Allocated(a) => Some(a.ips.iter().map(move |ip| (*ip, index as u32))),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    held.sort_unstable();
+    held
+}
+
+/// This node's index among the electorate's members, and the interfaces it answers
+/// on for a service of each advertisement set should it own it.
+pub(super) struct Parts {
+    me: Option<usize>,
+    answers_on: Vec<Vec<bool>>,
+}
+
+impl Parts {
+    pub(super) fn new(
+        polls: &mut Polls<'_>,
+        options: &PlanOptions,
+        interfaces: &[Interface],
+    ) -> Self {
+        let me = (0..polls.members()).find(|&i| polls.member(i) == options.node_name);
+        let answers_on = match me {
+            Some(me) => (0..polls.ad_sets())
+                .map(|ad_set| {
+                    let wanted = polls.announcement(ad_set, me);
+                    interfaces
+                        .iter()
+                        .map(|i| match wanted {
+                            Interfaces::All => !options.named_despite_exclusion.contains(&i.name),
+                            Interfaces::Only(_) => wanted.includes(&i.name),
+                        })
+                        .collect()
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        Self { me, answers_on }
+    }
+
+    /// The part of a service of advertisement set `ad_set` that `owner` announces.
+    pub(super) fn part(&self, ad_set: usize, owner: Option<u32>) -> Part<'_> {
+        match owner {
+            None => Part::Nothing,
+            Some(owner) if Some(owner as usize) == self.me => {
+                Part::Answer(&self.answers_on[ad_set])
+            }
+            Some(_) => Part::Suppress,
+        }
+    }
+}
+
+impl Standing {
+    /// The owner of service `index` for the last plan's live nodes, by its ranking,
+    /// with its advertisement set; `Ok(None)` when it has no ranking (nobody
+    /// announces it), `Err(())` when its ranking cannot tell.
+    fn ranked_owner(&self, index: usize) -> Result<Option<(usize, Option<u32>)>, ()> {
+        let Ok(at) = self
+            .ranks
+            .binary_search_by_key(&index, |r| r.service as usize)
+        else {
+            return Ok(None);
+        };
+        let rank = &self.ranks[at];
+        let live = self
+            .last
+            .as_ref()
+            .and_then(|last| self.electorate.live_nodes(last.live.as_ref()));
+        let owner = match &live {
+            Some(live) => rank.owner(&self.ranked, live)?,
+            None => self.ranked.get(rank.start as usize).copied(),
+        };
+        Ok(Some((rank.ad_set as usize, owner)))
+    }
+
+    /// The entries of service `index` by its ranking ([`Standing::ranked_owner`]).
+    fn ranked_entries(
+        &self,
+        index: usize,
+        parts: &Parts,
+        interfaces: &[Interface],
+    ) -> Result<Vec<(VipKey, VipConfig)>, ()> {
+        let (Some((ad_set, owner)), Decision::Allocated(allocation)) =
+            (self.ranked_owner(index)?, &self.services[index].decision)
+        else {
+            return Ok(Vec::new());
+        };
+        Ok(parts
+            .part(ad_set, owner)
+            .entries(&allocation.ips, interfaces)
+            .collect())
+    }
+
+    /// The plan of `config` for `options` on `interfaces`, when it differs from the
+    /// last plan made of this ([`Standing::plan`], a re-election or a replan) only in
+    /// some Services (added, removed or changed, with their EndpointSlices): those
+    /// are planned again, and what differs is handed over ([`Replan`]). Applied to the
+    /// last plan, it gives [`plan`] of `config` (whose services without a status
+    /// address carry, with the allocator, the addresses of the last plan as their
+    /// status, as the speaker gives them). `None` when it cannot tell (see the
+    /// module's documentation: a service that picks an address from a pool, another
+    /// option or node or interface, more than an eighth of the services changed...):
+    /// then plan whole, and drop this (it may be half updated).
+    pub fn replan(
+        &mut self,
+        config: &Config,
+        options: &PlanOptions,
+        interfaces: &[Interface],
+    ) -> Option<Replan> {
+        let last = self.last.as_ref()?;
+        let kept = &self.replan;
+        if !kept.usable
+            || !config.bgp.is_empty()
+            || last.node_name != options.node_name
+            || last.named_despite_exclusion != options.named_despite_exclusion
+            || last.interfaces != interfaces
+            || last.live != options.election.live_nodes
+            || kept.addresses != options.addresses
+            || kept.allocator != options.allocator
+            || kept.endpoints != options.election.endpoints
+            || kept.rest != rest_digest(config)
+        {
+            return None;
+        }
+        let allocate = options.addresses == AddressSource::Allocate;
+
+        // What changed: a look at every Service (its digest), no allocation for
+        // those that did not.
+        let slices = slices_by_service(config);
+        let mut seen = vec![false; self.services.len()];
+        let mut changed: Vec<usize> = Vec::new();
+        // (index in the configuration, addresses of the last plan)
+        let mut now: Vec<(usize, Option<&[IpAddr]>)> = Vec::new();
+        for (i, service) in config.services.iter().enumerate() {
+            let key = (
+                service_namespace(service),
+                service.service_name().unwrap_or_default(),
+            );
+            let old = self
+                .services
+                .binary_search_by(|s| (s.key.namespace.as_str(), s.key.name.as_str()).cmp(&key))
+                .ok();
+            let allocation = old.and_then(|o| match &self.services[o].decision {
+                Decision::Allocated(a) if allocate => Some(a.ips.as_slice()),
+                _ => None,
+            });
+            let slices = (!slices.is_empty())
+                .then(|| slices.get(&ServiceKey::of_service(service)))
+                .flatten();
+            let digest = digest(service, slices, allocation);
+            match old {
+                Some(o) if std::mem::replace(&mut seen[o], true) => return None,
+                Some(o) if self.services[o].digest == digest => {}
+                Some(o) => {
+                    changed.push(o);
+                    now.push((i, allocation));
+                }
+                None => now.push((i, None)),
+            }
+        }
+        changed.extend(
+            seen.iter()
+                .enumerate()
+                .filter(|(_, s)| !**s)
+                .map(|(o, _)| o),
+        );
+        changed.sort_unstable();
+        drop(seen);
+        if changed.is_empty() && now.is_empty() {
+            return Some(Replan {
+                pools: self.pools.clone(),
+                ..Replan::default()
+            });
+        }
+        if changed.len() + now.len() > 16.max(self.services.len() / 8) {
+            return None;
+        }
+
+        // Their decisions, alone, in their order; with the allocator, those without a
+        // status address carry the addresses of the last plan as their status.
+        let delta: Vec<Service> = now
+            .iter()
+            .map(|&(i, allocation)| {
+                let mut service = config.services[i].clone();
+                if let Some(ips) = allocation
+                    && !has_status_address(&service)
+                {
+                    service.status = Some(status_with(ips));
+                }
+                service
+            })
+            .collect();
+        let Allocations {
+            decisions,
+            mut warnings,
+        } = if allocate {
+            Allocator::new(config, options.allocator.clone()).assign_all(&delta)
+        } else {
+            from_status_of(config, &options.allocator, &delta)
+        };
+        if decisions.len() != delta.len() {
+            return None;
+        }
+        if allocate && !self.alone(&changed, &delta, &decisions) {
+            return None;
+        }
+
+        // What the changed services' entries were, by their rankings.
+        let mut polls = self.electorate.polls(&options.node_name, None);
+        let parts = Parts::new(&mut polls, options, interfaces);
+        drop(polls);
+        let mut touched: Vec<VipKey> = Vec::new();
+        for &o in &changed {
+            let entries = self.ranked_entries(o, &parts, interfaces).ok()?;
+            touched.extend(entries.into_iter().map(|(key, _)| key));
+        }
+        let removed_ips: Vec<(IpAddr, String)> = changed
+            .iter()
+            .filter_map(|&o| match &self.services[o].decision {
+                Decision::Allocated(a) => Some(a.ips.iter().map(|ip| (*ip, a.pool.clone()))),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+
+        // Their ballots, in this electorate.
+        let mut ballots = self.electorate.more_ballots(
+            config,
+            delta.iter(),
+            &decisions,
+            options.election.endpoints,
+        );
+        let mut fresh: Vec<StandingService> = delta
+            .iter()
+            .zip(&now)
+            .map(|(given, &(i, _))| {
+                // As in the configuration (a status given above is given again).
+                let service = &config.services[i];
+                let key = ServiceKey::of_service(given);
+                let decision = decisions.get(&key).cloned().unwrap_or(Decision::Ignored {
+                    reason: String::new(),
+                });
+                let allocation = match &decision {
+                    Decision::Allocated(a) if allocate => Some(a.ips.as_slice()),
+                    _ => None,
+                };
+                let slices = (!slices.is_empty()).then(|| slices.get(&key)).flatten();
+                let digest = digest(service, slices, allocation);
+                let (wants, _) = wants(service, &decision, allocate);
+                StandingService {
+                    warnings: warnings.remove(&key).unwrap_or_default(),
+                    ballot: ballots.remove(&key),
+                    key,
+                    decision,
+                    digest,
+                    wants,
+                }
+            })
+            .collect();
+        fresh.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        let asked: Vec<Vec<IpAddr>> = fresh
+            .iter()
+            .map(|s| match s.wants {
+                Wants::Addresses => delta
+                    .iter()
+                    .find(|d| ServiceKey::of_service(*d) == s.key)
+                    .and_then(|d| requested(d).0.ok()?.ips)
+                    .map(|asked| asked.value)
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            })
+            .collect();
+        drop(slices);
+
+        // The services, rankings and indexes with the change.
+        let (added, removed) = self.splice(&changed, fresh);
+        for (&index, asked) in added.iter().zip(asked) {
+            self.replan
+                .wanted
+                .extend(asked.into_iter().map(|ip| (ip, index as u32)));
+        }
+        self.replan.settle_wants(&mut self.services);
+        self.shared = shared(&self.replan.held);
+        let mut polls = self.electorate.polls(&options.node_name, None);
+        for &index in &added {
+            let (Decision::Allocated(allocation), Some(ballot)) =
+                (&self.services[index].decision, &self.services[index].ballot)
+            else {
+                continue;
+            };
+            let start = self.ranked.len();
+            let (Some(complete), Ballot::Candidates { ad_set, .. }) = (
+                polls.rank(&allocation.ips, ballot, &mut self.ranked),
+                ballot,
+            ) else {
+                continue;
+            };
+            self.ranks.push(Ranked {
+                service: index as u32,
+                ad_set: *ad_set as u32,
+                start: start as u32,
+                len: (self.ranked.len() - start) as u8,
+                complete,
+            });
+        }
+        drop(polls);
+        self.ranks.sort_by_key(|r| r.service);
+        self.compact_rankings();
+
+        // The pools' usage.
+        let added_ips: Vec<(IpAddr, String)> = added
+            .iter()
+            .filter_map(|&index| match &self.services[index].decision {
+                Decision::Allocated(a) => Some(a.ips.iter().map(|ip| (*ip, a.pool.clone()))),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let mut counted: Vec<&(IpAddr, String)> = removed_ips.iter().chain(&added_ips).collect();
+        counted.sort_unstable();
+        counted.dedup_by_key(|(ip, _)| *ip);
+        for (ip, pool) in counted {
+            // An address counts once, whoever holds it.
+            let now = self.replan.holders(*ip).count();
+            let count = |of: &[(IpAddr, String)]| of.iter().filter(|(a, _)| a == ip).count();
+            let before = now + count(&removed_ips) - count(&added_ips);
+            let step = i64::from(now > 0) - i64::from(before > 0);
+            if step != 0
+                && let Some(usage) = self.pools.get_mut(pool)
+            {
+                usage.count(*ip, step);
+            }
+        }
+
+        // The new plans of the services, and the entries that may differ.
+        let mut polls = self
+            .electorate
+            .polls(&options.node_name, options.election.live_nodes.as_ref());
+        let mut services = Vec::with_capacity(added.len());
+        for &index in &added {
+            let service = &self.services[index];
+            let election = service.elect(&mut polls);
+            let role = service_role(&service.decision, election.as_ref(), options, interfaces);
+            if let Decision::Allocated(allocation) = &service.decision {
+                touched.extend(entries(&allocation.ips, &role, interfaces).map(|(key, _)| key));
+            }
+            let plan = ServicePlan {
+                decision: service.decision.clone(),
+                warnings: service.warnings.clone(),
+                election,
+                role,
+            };
+            services.push((service.key.clone(), plan));
+        }
+        drop(polls);
+        let mut polls = self.electorate.polls(&options.node_name, None);
+        let parts = Parts::new(&mut polls, options, interfaces);
+        drop(polls);
+        touched.sort_unstable();
+        touched.dedup();
+        let mut addresses: Vec<IpAddr> = touched.iter().map(|key| key.addr).collect();
+        addresses.dedup();
+        let mut now_entries = Vec::new();
+        for ip in addresses {
+            let holders: Vec<u32> = self.replan.holders(ip).collect();
+            for index in holders {
+                let entries = self
+                    .ranked_entries(index as usize, &parts, interfaces)
+                    .ok()?;
+                now_entries.extend(entries.into_iter().filter(|(key, _)| key.addr == ip));
+            }
+        }
+        let now_entries = merged_entries(now_entries);
+        let vips = touched
+            .into_iter()
+            .map(|key| (key, now_entries.get(&key).copied()))
+            .collect();
+        Some(Replan {
+            vips,
+            services,
+            removed,
+            pools: self.pools.clone(),
+        })
+    }
+
+    /// Puts `fresh` (sorted by key) in the place of the services at `changed` (sorted
+    /// indices), in key order, with the rankings and the addresses held or asked
+    /// for; returns the indices of `fresh` now, and the keys of the services gone.
+    fn splice(
+        &mut self,
+        changed: &[usize],
+        fresh: Vec<StandingService>,
+    ) -> (Vec<usize>, Vec<ServiceKey>) {
+        // Where each service goes (u32::MAX: replaced, or gone).
+        let mut map: Vec<u32> = (0..self.services.len() as u32).collect();
+        let mut added = Vec::with_capacity(fresh.len());
+        let mut removed = Vec::new();
+        let in_place = changed.len() == fresh.len()
+            && changed
+                .iter()
+                .zip(&fresh)
+                .all(|(&o, f)| self.services[o].key == f.key);
+        if in_place {
+            for (&o, f) in changed.iter().zip(fresh) {
+                map[o] = u32::MAX;
+                self.services[o] = f;
+                added.push(o);
+            }
+        } else {
+            let old = std::mem::take(&mut self.services);
+            let mut services = Vec::with_capacity(old.len() + fresh.len() - changed.len());
+            let mut fresh = fresh.into_iter().peekable();
+            let mut changed = changed.iter().peekable();
+            for (o, service) in old.into_iter().enumerate() {
+                while let Some(f) = fresh.next_if(|f| f.key < service.key) {
+                    added.push(services.len());
+                    services.push(f);
+                }
+                if changed.next_if(|&&c| c == o).is_some() {
+                    map[o] = u32::MAX;
+                    match fresh.next_if(|f| f.key == service.key) {
+                        Some(f) => {
+                            added.push(services.len());
+                            services.push(f);
+                        }
+                        None => removed.push(service.key),
+                    }
+                    continue;
+                }
+                map[o] = services.len() as u32;
+                services.push(service);
+            }
+            for f in fresh {
+                added.push(services.len());
+                services.push(f);
+            }
+            self.services = services;
+        }
+        // The maps keep the order: what was sorted stays sorted.
+        let remap = |pairs: &mut Vec<(IpAddr, u32)>| {
+            pairs.retain_mut(|(_, index)| {
+                *index = map[*index as usize];
+                *index != u32::MAX
+            });
+        };
+        remap(&mut self.replan.held);
+        remap(&mut self.replan.wanted);
+        self.ranks.retain_mut(|rank| {
+            rank.service = map[rank.service as usize];
+            rank.service != u32::MAX
+        });
+        for &index in &added {
+            if let Decision::Allocated(a) = &self.services[index].decision {
+                for ip in &a.ips {
+                    let pair = (*ip, index as u32);
+                    let at = self.replan.held.partition_point(|p| *p < pair);
+                    self.replan.held.insert(at, pair);
+                }
+            }
+        }
+        (added, removed)
+    }
+
+    /// Drops the rankings of services no longer ranked from [`Standing::ranked`] once
+    /// they are half of it.
+    fn compact_rankings(&mut self) {
+        let used: usize = self.ranks.iter().map(|r| usize::from(r.len)).sum();
+        if self.ranked.len() <= 2 * used + 1024 {
+            return;
+        }
+        let mut ranked = Vec::with_capacity(used);
+        for rank in &mut self.ranks {
+            let start = ranked.len();
+            ranked.extend_from_slice(&self.ranked[rank.start as usize..][..usize::from(rank.len)]);
+            rank.start = start as u32;
+        }
+        self.ranked = ranked;
+    }
+
+    /// Whether the services that changed (`changed`: by index, as they were;
+    /// `delta`, with `decisions`: as they are now) can be decided alone (see the
+    /// module's documentation).
+    fn alone(
+        &self,
+        changed: &[usize],
+        delta: &[Service],
+        decisions: &BTreeMap<ServiceKey, Decision>,
+    ) -> bool {
+        let kept = &self.replan;
+        let unknown = changed
+            .iter()
+            .filter(|&&o| self.services[o].wants == Wants::Unknown)
+            .count();
+        if unknown != kept.unknown {
+            return false;
+        }
+        let other = |index: u32| changed.binary_search(&(index as usize)).is_err();
+        let mut looked: Vec<IpAddr> = Vec::new();
+        for service in delta {
+            let status = status_addresses(service);
+            let asked = requested(service).0.ok().and_then(|r| r.ips);
+            let decision = decisions.get(&ServiceKey::of_service(service));
+            let alone = match decision {
+                Some(Decision::Ignored { .. }) => true,
+                Some(Decision::Allocated(a)) => {
+                    asked
+                        .as_ref()
+                        .is_some_and(|asked| a.ips == ipv4_sorted(&asked.value))
+                        || status.as_ref() == Some(&a.ips)
+                }
+                Some(Decision::Failed { .. }) => requested(service).0.is_err() || asked.is_some(),
+                None => false,
+            };
+            if !alone {
+                return false;
+            }
+            looked.extend(status.into_iter().flatten());
+            looked.extend(asked.into_iter().flat_map(|asked| asked.value));
+        }
+        if looked.iter().any(|ip| kept.holders(*ip).any(other)) {
+            return false;
+        }
+        let released = changed
+            .iter()
+            .filter_map(|&o| match &self.services[o].decision {
+                Decision::Allocated(a) => Some(a.ips.iter()),
+                _ => None,
+            });
+        !released
+            .flatten()
+            .chain(&looked)
+            .any(|ip| of_address(&kept.wanted, *ip).any(other))
+    }
+}
+
+/// `ips` with IPv4 first, as an allocation lists them.
+fn ipv4_sorted(ips: &[IpAddr]) -> Vec<IpAddr> {
+    let mut ips = ips.to_vec();
+    ips.sort_by_key(IpAddr::is_ipv6);
+    ips
+}
+
+/// The addresses that several of the services of `held` hold, with their indices.
+pub(super) fn shared(held: &[(IpAddr, u32)]) -> BTreeMap<IpAddr, Vec<usize>> {
+    let mut shared: BTreeMap<IpAddr, Vec<usize>> = BTreeMap::new();
+    for pair in held.windows(2) {
+        if pair[0].0 == pair[1].0 {
+            let holders = shared.entry(pair[0].0).or_default();
+            for (_, index) in pair {
+                if !holders.contains(&(*index as usize)) {
+                    holders.push(*index as usize);
+                }
+            }
+        }
+    }
+    shared
+}
+
+impl PoolUsage {
+    /// One address more (`step` 1) or less (-1) in use.
+    fn count(&mut self, ip: IpAddr, step: i64) {
+        let family: &mut FamilyUsage = if ip.is_ipv4() {
+            &mut self.ipv4
+        } else {
+            &mut self.ipv6
+        };
+        family.in_use = family.in_use.saturating_add_signed(step);
+        self.in_use = self.in_use.saturating_add_signed(step);
+    }
+}
