@@ -14,6 +14,7 @@ const CORE: &[&str] = &[
     "election.rs",
     "entries.rs",
     "plan.rs",
+    "plan",
     "bgp/plan.rs",
     "bgp/frr.rs",
     "bgp/status.rs",
