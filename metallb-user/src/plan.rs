@@ -526,9 +526,17 @@ impl Standing {
             .last
             .as_ref()
             .and_then(|last| self.electorate.live_nodes(last.live.as_ref()));
-        let holders: BTreeSet<usize> = shared
+        shared.sort_unstable();
+        shared.dedup();
+        // Each address's holders once: an address shared by hundreds of services
+        // has as many keys among the moved ones, and each key's walk over the same
+        // holders was quadratic (collected before deduplication).
+        let mut addresses: Vec<IpAddr> = shared.iter().map(|key| key.addr).collect();
+        addresses.sort_unstable();
+        addresses.dedup();
+        let holders: BTreeSet<usize> = addresses
             .iter()
-            .flat_map(|key| self.shared.get(&key.addr).into_iter().flatten().copied())
+            .flat_map(|addr| self.shared.get(addr).into_iter().flatten().copied())
             .collect();
         let mut merged = Vec::new();
         for holder in holders {
@@ -550,8 +558,6 @@ impl Standing {
             merged.extend(part(rank.ad_set as usize, owner).entries(&allocation.ips, interfaces));
         }
         let merged = merged_entries(merged);
-        shared.sort_unstable();
-        shared.dedup();
         vips.extend(shared.into_iter().map(|key| {
             let value = merged.get(&key).copied();
             (key, value)
