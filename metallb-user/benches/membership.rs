@@ -6,12 +6,14 @@
 //! (a lossy link to it) takes to catch up (p50, worst), the membership traffic per
 //! node in a steady cluster, and the wall time of each size. Default timings
 //! (`--probe-interval`, `--suspicion-timeout`, a sync every 500 ms).
-//! `MEMBERSHIP_TRIALS` sets the kills per size (default 20), and as many again with a
-//! member that misses the news; `MEMBERSHIP_SIZES` the sizes (default `10,100,1000`;
-//! 1,000 members take about a minute, the others seconds, on 2 loaded cores);
-//! `MEMBERSHIP_SYNC` the sync interval in milliseconds, or `off` for foca alone (then
-//! a member that missed the news waits for its own probe: 1,000 members take
-//! minutes).
+//! Also the CPU time of the run (this thread's) per simulated member per simulated
+//! second: what one speaker's membership costs, plus the simulator's own share.
+//! `MEMBERSHIP_TRIALS` sets the kills per size (default 20), `MEMBERSHIP_MISSED` the
+//! kills with a member that misses the news (default as many); `MEMBERSHIP_SIZES`
+//! the sizes (default `10,100,1000`; 1,000 members take one to two CPU-minutes, the
+//! others seconds); `MEMBERSHIP_SYNC` the sync interval in milliseconds, or `off` for
+//! foca alone (then a member that missed the news waits for its own probe: 1,000
+//! members take several minutes).
 
 use std::time::{Duration, Instant};
 
@@ -24,11 +26,25 @@ fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// This thread's CPU time so far.
+fn cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which `now` is.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    assert_eq!(status, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+fn env_count(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
 fn main() {
-    let trials = std::env::var("MEMBERSHIP_TRIALS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+    let trials = env_count("MEMBERSHIP_TRIALS").unwrap_or(20);
+    let missed = env_count("MEMBERSHIP_MISSED").unwrap_or(trials);
     let mut timings = Timings::default();
     if let Ok(sync) = std::env::var("MEMBERSHIP_SYNC") {
         timings.sync_interval = match sync.parse() {
@@ -37,7 +53,7 @@ fn main() {
         };
     }
     println!(
-        "membership: probe interval {}, suspicion timeout {}, sync {}, {trials} kills per size, {trials} more with a member that misses the news",
+        "membership: probe interval {}, suspicion timeout {}, sync {}, {trials} kills per size, {missed} more with a member that misses the news",
         ms(timings.probe_interval),
         ms(timings.suspicion_timeout),
         timings.sync_interval.map_or_else(
@@ -46,7 +62,7 @@ fn main() {
         ),
     );
     println!(
-        "{:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>11} {:>11} {:>12} {:>8}",
+        "{:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>11} {:>11} {:>12} {:>10} {:>12} {:>8}",
         "members",
         "first p50",
         "first p99",
@@ -56,6 +72,8 @@ fn main() {
         "missed p50",
         "missed max",
         "bytes/s/node",
+        "simulated",
+        "CPU/node/s",
         "wall"
     );
     let sizes: Vec<usize> = std::env::var("MEMBERSHIP_SIZES")
@@ -64,10 +82,14 @@ fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     for members in sizes {
-        let started = Instant::now();
-        let figures = measure(members, timings, trials, trials, 42);
+        let (started, cpu) = (Instant::now(), cpu_time());
+        let figures = measure(members, timings, trials, missed, 42);
+        let cpu = cpu_time() - cpu;
+        // Per member and per second of simulated time.
+        let per_node_second =
+            cpu.as_secs_f64() / members as f64 / figures.simulated.as_secs_f64().max(1e-9);
         println!(
-            "{members:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>11} {:>11} {:>12.0} {:>7.1}s",
+            "{members:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>11} {:>11} {:>12.0} {:>9.1}s {:>9.0} µs {:>7.1}s",
             ms(quantile(&figures.first_detection, 0.5)),
             ms(quantile(&figures.first_detection, 0.99)),
             ms(quantile(&figures.full_detection, 0.5)),
@@ -76,6 +98,8 @@ fn main() {
             ms(quantile(&figures.missed_news, 0.5)),
             ms(quantile(&figures.missed_news, 1.0)),
             figures.bytes_per_second_per_node,
+            figures.simulated.as_secs_f64(),
+            per_node_second * 1e6,
             started.elapsed().as_secs_f64(),
         );
     }

@@ -85,7 +85,8 @@ enum Bench {
     /// The membership protocol (SWIM and the speakers' sync) simulated in one process
     /// at 10, 100 and 1,000 members: time to declare a killed member down (by the
     /// first and by all: p50/p99/worst), the time a member that missed the news takes
-    /// to catch up, and bytes/s per node (MEMBERSHIP_SYNC=off: foca alone).
+    /// to catch up, bytes/s per node, and CPU per member per simulated second
+    /// (MEMBERSHIP_SYNC=off: foca alone).
     Membership,
     /// Failover between real speakers in a namespace lab: per fault (node death, kill
     /// -9, SIGSTOP, SIGTERM, restart with --keep-datapath, partition and heal), the

@@ -574,6 +574,8 @@ pub struct Figures {
     /// Membership bytes sent per second per node in a steady cluster, UDP and IPv4
     /// headers included.
     pub bytes_per_second_per_node: f64,
+    /// The simulated time of the whole run (start, steady traffic, every kill).
+    pub simulated: Duration,
 }
 
 /// The `q`-quantile (0..=1) of `samples` (nearest rank).
@@ -653,6 +655,7 @@ pub fn measure(
         full_detection,
         missed_news,
         bytes_per_second_per_node,
+        simulated: net.now(),
     }
 }
 
