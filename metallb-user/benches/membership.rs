@@ -15,7 +15,11 @@
 //! foca alone (then a member that missed the news waits for its own probe: 1,000
 //! members take several minutes).
 
+mod cpu;
+
 use std::time::{Duration, Instant};
+
+use cpu::thread_cpu_time;
 
 use metallb_user::membership::{
     Timings,
@@ -24,18 +28,6 @@ use metallb_user::membership::{
 
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
-}
-
-/// This thread's CPU time so far.
-fn cpu_time() -> Duration {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec, which `now` is.
-    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    assert_eq!(status, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
 fn env_count(name: &str) -> Option<usize> {
@@ -82,9 +74,9 @@ fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     for members in sizes {
-        let (started, cpu) = (Instant::now(), cpu_time());
+        let (started, cpu) = (Instant::now(), thread_cpu_time());
         let figures = measure(members, timings, trials, missed, 42);
-        let cpu = cpu_time() - cpu;
+        let cpu = thread_cpu_time() - cpu;
         // Per member and per second of simulated time.
         let per_node_second =
             cpu.as_secs_f64() / members as f64 / figures.simulated.as_secs_f64().max(1e-9);

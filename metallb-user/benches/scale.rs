@@ -23,8 +23,10 @@ use std::{
 
 use k8s_openapi::api::core::v1::Node;
 use kube::api::ObjectMeta;
+mod cpu;
 mod workload;
 
+use cpu::thread_cpu_time;
 use workload::{POOLS, pools, service};
 
 use metallb_user::{
@@ -72,22 +74,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
-
-/// The CPU time this thread has used: on a shared machine, wall time also counts the
-/// others' work.
-fn thread_cpu_time() -> Duration {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec, which `now` is.
-    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    assert_eq!(status, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    Duration::new(
-        u64::try_from(now.tv_sec).expect("positive"),
-        u32::try_from(now.tv_nsec).expect("under a second"),
-    )
-}
 
 /// What one step cost.
 struct Cost {
