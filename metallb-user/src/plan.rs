@@ -191,7 +191,7 @@ struct StandingService {
     /// Allocated services only.
     ballot: Option<Ballot>,
     /// The service (and its EndpointSlices) as planned ([`replan::digest`]).
-    digest: u128,
+    digest: u64,
     /// What else its decision depends on.
     wants: replan::Wants,
 }
@@ -293,6 +293,32 @@ fn role_of(
 }
 
 impl StandingService {
+    /// The ranking of this service (index `index`), written into `ranked`, if it
+    /// is allocated and has candidates ([`Polls::rank`]).
+    fn ranking(
+        &self,
+        index: usize,
+        polls: &mut Polls<'_>,
+        ranked: &mut Vec<u32>,
+    ) -> Option<Ranked> {
+        let (Decision::Allocated(allocation), Some(ballot)) = (&self.decision, &self.ballot) else {
+            return None;
+        };
+        let start = ranked.len();
+        let (Some(complete), Ballot::Candidates { ad_set, .. }) =
+            (polls.rank(&allocation.ips, ballot, ranked), ballot)
+        else {
+            return None;
+        };
+        Some(Ranked {
+            service: index as u32,
+            ad_set: *ad_set as u32,
+            start: start as u32,
+            len: (ranked.len() - start) as u8,
+            complete,
+        })
+    }
+
     /// The service's election in `polls`; none unless it was allocated.
     fn elect(&self, polls: &mut Polls<'_>) -> Option<Election> {
         match (&self.decision, &self.ballot) {
@@ -356,40 +382,18 @@ impl Standing {
         let mut polls = self.electorate.polls(node_name, None);
         let mut holders = Vec::new();
         for (index, service) in self.services.iter().enumerate() {
-            let (Decision::Allocated(allocation), Some(ballot)) =
-                (&service.decision, &service.ballot)
-            else {
-                continue;
-            };
-            holders.extend(allocation.ips.iter().map(|ip| (*ip, index)));
-            let start = self.ranked.len();
-            let (Some(complete), Ballot::Candidates { ad_set, .. }) = (
-                polls.rank(&allocation.ips, ballot, &mut self.ranked),
-                ballot,
-            ) else {
-                continue;
-            };
-            self.ranks.push(Ranked {
-                service: index as u32,
-                ad_set: *ad_set as u32,
-                start: start as u32,
-                len: (self.ranked.len() - start) as u8,
-                complete,
-            });
+            if let (Decision::Allocated(allocation), Some(_)) = (&service.decision, &service.ballot)
+            {
+                holders.extend(allocation.ips.iter().map(|ip| (*ip, index as u32)));
+            }
+            if let Some(rank) = service.ranking(index, &mut polls, &mut self.ranked) {
+                self.ranks.push(rank);
+            }
         }
         self.ranks.shrink_to_fit();
         self.ranked.shrink_to_fit();
         holders.sort_unstable();
-        for pair in holders.windows(2) {
-            if pair[0].0 == pair[1].0 {
-                let shared = self.shared.entry(pair[0].0).or_default();
-                for (_, index) in pair {
-                    if !shared.contains(index) {
-                        shared.push(*index);
-                    }
-                }
-            }
-        }
+        self.shared = replan::shared(&holders);
     }
 
     /// The plan for the live nodes of `options` on `interfaces`: the election run

@@ -631,8 +631,28 @@ impl Speaker {
         self.report_moves(&moved);
         let services = moved.len();
         self.log_moves(moved);
+        let took = [before_plan_took, plan_took, sync_took];
+        self.applied_in_part(None, &report, vips.len(), took, synced, (services, None));
+    }
+
+    /// The end of an apply made in part (a re-election's, a replan's): the pools'
+    /// usage if it changed, the configuration loaded and the speaker ready, and the
+    /// line `cargo xtask bench scale` reads (`services`: those the apply looked at;
+    /// `replanned`: those a replan planned again or found gone).
+    fn applied_in_part(
+        &self,
+        pools: Option<BTreeMap<String, crate::allocator::PoolUsage>>,
+        report: &SyncReport,
+        delta: usize,
+        [before_plan_took, plan_took, sync_took]: [Duration; 3],
+        synced: std::time::Instant,
+        (services, replanned): (usize, Option<usize>),
+    ) {
         {
             let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(pools) = pools {
+                state.pools = pools;
+            }
             state.config_loaded = true;
             state.config_stale = false;
         }
@@ -644,12 +664,13 @@ impl Speaker {
             changed = report.changed.len(),
             removed = report.removed.len(),
             plan_took = ?plan_took,
-            delta = vips.len(),
+            delta,
             delta_took = ?Duration::ZERO,
             datapath_took = ?sync_took,
             before_plan_took = ?before_plan_took,
             after_sync_took = ?synced.elapsed(),
-            elected_again = true,
+            elected_again = replanned.is_none(),
+            replanned,
             "configuration applied"
         );
     }
@@ -735,29 +756,10 @@ impl Speaker {
             self.previous.remove(key);
         }
         self.report_replanned(&services, &removed);
-        {
-            let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-            state.pools = pools;
-            state.config_loaded = true;
-            state.config_stale = false;
-        }
-        self.shared.ready.store(true, Ordering::Relaxed);
-        info!(
-            services = self.last_roles.len(),
-            vips = self.reannounce.answering.len(),
-            added = report.added.len(),
-            changed = report.changed.len(),
-            removed = report.removed.len(),
-            plan_took = ?plan_took,
-            delta = vips.len(),
-            delta_took = ?Duration::ZERO,
-            datapath_took = ?sync_took,
-            before_plan_took = ?before_plan_took,
-            after_sync_took = ?synced.elapsed(),
-            elected_again = false,
-            replanned = services.len() + removed.len(),
-            "configuration applied"
-        );
+        let took = [before_plan_took, plan_took, sync_took];
+        let replanned = services.len() + removed.len();
+        let looked = (self.last_roles.len(), Some(replanned));
+        self.applied_in_part(Some(pools), &report, vips.len(), took, synced, looked);
     }
 
     /// [`Speaker::report_announced`] for the services a replan planned again

@@ -79,6 +79,9 @@ pub(super) struct Kept {
     wanted: Vec<(IpAddr, u32)>,
     /// How many services are [`Wants::Unknown`].
     unknown: usize,
+    /// The index of the service at each place of the last configuration's Services
+    /// (u32::MAX: none): where the next one's are looked for first.
+    positions: Vec<u32>,
 }
 
 /// A plan made again for a change of some Services ([`Standing::replan`]): what
@@ -97,26 +100,35 @@ pub struct Replan {
     pub pools: BTreeMap<String, PoolUsage>,
 }
 
-/// A 128-bit digest of what is written: two SipHash-1-3 runs, one of them salted.
-/// Not for an adversary: a collision would take a Service edited to collide.
-struct Digest(DefaultHasher, DefaultHasher);
+/// A digest of what is written: SipHash-1-3, and with `wide` a second, salted run
+/// (128 bits). Not for an adversary: a collision would take a Service edited to
+/// collide. A Service's digest is compared only with its own last one, so 64 bits
+/// leave a chance of 2^-64 that an edit goes unseen; the rest of the configuration
+/// takes 128.
+struct Digest(DefaultHasher, Option<DefaultHasher>);
 
 impl Digest {
-    fn new() -> Self {
-        let mut salted = DefaultHasher::new();
-        salted.write_u8(0xa5);
+    fn new(wide: bool) -> Self {
+        let salted = wide.then(|| {
+            let mut salted = DefaultHasher::new();
+            salted.write_u8(0xa5);
+            salted
+        });
         Self(DefaultHasher::new(), salted)
     }
 
     fn value(&self) -> u128 {
-        (u128::from(self.0.finish()) << 64) | u128::from(self.1.finish())
+        let second = self.1.as_ref().map_or(0, Hasher::finish);
+        (u128::from(self.0.finish()) << 64) | u128::from(second)
     }
 }
 
 impl Hasher for Digest {
     fn write(&mut self, bytes: &[u8]) {
         self.0.write(bytes);
-        self.1.write(bytes);
+        if let Some(salted) = &mut self.1 {
+            salted.write(bytes);
+        }
     }
 
     fn finish(&self) -> u64 {
@@ -155,7 +167,7 @@ fn rest_digest(config: &Config) -> u128 {
         interface_exclusions,
         bgp,
     } = config;
-    let mut digest = Digest::new();
+    let mut digest = Digest::new(true);
     // Debug output: every part is ordered (vectors, sorted maps).
     let _ = write!(
         digest,
@@ -172,8 +184,8 @@ fn digest(
     service: &Service,
     slices: Option<&Vec<&EndpointSlice>>,
     allocation: Option<&[IpAddr]>,
-) -> u128 {
-    let mut d = Digest::new();
+) -> u64 {
+    let mut d = Digest::new(false);
     let Service {
         metadata,
         spec,
@@ -242,7 +254,7 @@ fn digest(
             let _ = std::fmt::Write::write_fmt(&mut d, format_args!("{slice:?}"));
         }
     }
-    d.value()
+    d.finish()
 }
 
 /// What `service`'s `decision` depends on, and the addresses it asks for if it
@@ -299,15 +311,20 @@ fn by_key(services: &[Service]) -> Option<Vec<usize>> {
         .then_some(order)
 }
 
+/// The addresses asked for by the services that failed asking for them ((address,
+/// service index), sorted), and the index of the service at each place of the
+/// configuration's Services.
+pub(super) type Placed = (Vec<(IpAddr, u32)>, Vec<u32>);
+
 /// Each service's digest and what it wants, in the order of `decisions` (by key),
-/// and the addresses asked for by those that failed asking for them; `None` when the
-/// services do not match the decisions one to one (two Services with one key).
-#[allow(clippy::type_complexity)]
+/// and the addresses asked for by those that failed asking for them with the index
+/// of the service at each place of `config.services`; `None` when the services do
+/// not match the decisions one to one (two Services with one key).
 pub(super) fn digests(
     config: &Config,
     options: &PlanOptions,
     decisions: &BTreeMap<ServiceKey, Decision>,
-) -> (Vec<(u128, Wants)>, Option<Vec<(IpAddr, u32)>>) {
+) -> (Vec<(u64, Wants)>, Option<Placed>) {
     let allocate = options.addresses == AddressSource::Allocate;
     let slices = slices_by_service(config);
     let mut slices = slices.iter().peekable();
@@ -332,7 +349,11 @@ pub(super) fn digests(
             (digest(service, slices, allocation), wants)
         })
         .collect();
-    (digests, Some(wanted))
+    let mut positions = vec![u32::MAX; order.len()];
+    for (index, &i) in order.iter().enumerate() {
+        positions[i] = index as u32;
+    }
+    (digests, Some((wanted, positions)))
 }
 
 impl Kept {
@@ -344,9 +365,9 @@ impl Kept {
         services: &mut [StandingService],
         config: &Config,
         options: &PlanOptions,
-        wanted: Option<Vec<(IpAddr, u32)>>,
+        wanted: Option<Placed>,
     ) -> Self {
-        let Some(wanted) = wanted else {
+        let Some((wanted, positions)) = wanted else {
             return Self::default();
         };
         let mut kept = Self {
@@ -358,6 +379,7 @@ impl Kept {
             held: held(services.iter().enumerate()),
             wanted,
             unknown: 0,
+            positions,
         };
         kept.settle_wants(services);
         kept
@@ -552,6 +574,8 @@ impl Standing {
         // those that did not.
         let slices = slices_by_service(config);
         let mut seen = vec![false; self.services.len()];
+        // The index (as it was) of the service at each place (u32::MAX: none).
+        let mut found: Vec<u32> = Vec::with_capacity(config.services.len());
         let mut changed: Vec<usize> = Vec::new();
         // (index in the configuration, addresses of the last plan)
         let mut now: Vec<(usize, Option<&[IpAddr]>)> = Vec::new();
@@ -560,10 +584,14 @@ impl Standing {
                 service_namespace(service),
                 service.service_name().unwrap_or_default(),
             );
-            let old = self
-                .services
-                .binary_search_by(|s| (s.key.namespace.as_str(), s.key.name.as_str()).cmp(&key))
-                .ok();
+            // Where it was last time, else searched.
+            let hint = (kept.positions.get(i).copied()).filter(|&h| {
+                self.services
+                    .get(h as usize)
+                    .is_some_and(|s| key_of(s) == key)
+            });
+            let old = hint.map(|h| h as usize).or_else(|| self.index_of(key));
+            found.push(old.map_or(u32::MAX, |o| o as u32));
             let allocation = old.and_then(|o| match &self.services[o].decision {
                 Decision::Allocated(a) if allocate => Some(a.ips.as_slice()),
                 _ => None,
@@ -591,6 +619,7 @@ impl Standing {
         changed.sort_unstable();
         drop(seen);
         if changed.is_empty() && now.is_empty() {
+            self.replan.positions = found;
             return Some(Replan {
                 pools: self.pools.clone(),
                 ..Replan::default()
@@ -638,14 +667,7 @@ impl Standing {
             let entries = self.ranked_entries(o, &parts, interfaces).ok()?;
             touched.extend(entries.into_iter().map(|(key, _)| key));
         }
-        let removed_ips: Vec<(IpAddr, String)> = changed
-            .iter()
-            .filter_map(|&o| match &self.services[o].decision {
-                Decision::Allocated(a) => Some(a.ips.iter().map(|ip| (*ip, a.pool.clone()))),
-                _ => None,
-            })
-            .flatten()
-            .collect();
+        let removed_ips = self.addresses_of(&changed);
 
         // Their ballots, in this electorate.
         let mut ballots = self.electorate.more_ballots(
@@ -697,7 +719,23 @@ impl Standing {
         drop(slices);
 
         // The services, rankings and indexes with the change.
-        let (added, removed) = self.splice(&changed, fresh);
+        let (added, removed, map) = self.splice(&changed, fresh);
+        self.replan.positions = found
+            .iter()
+            .enumerate()
+            .map(|(i, &o)| match map.get(o as usize) {
+                Some(&index) if index != u32::MAX => index,
+                _ => {
+                    let service = &config.services[i];
+                    let key = (
+                        service_namespace(service),
+                        service.service_name().unwrap_or_default(),
+                    );
+                    self.index_of(key).map_or(u32::MAX, |index| index as u32)
+                }
+            })
+            .collect();
+        drop(found);
         for (&index, asked) in added.iter().zip(asked) {
             self.replan
                 .wanted
@@ -707,39 +745,16 @@ impl Standing {
         self.shared = shared(&self.replan.held);
         let mut polls = self.electorate.polls(&options.node_name, None);
         for &index in &added {
-            let (Decision::Allocated(allocation), Some(ballot)) =
-                (&self.services[index].decision, &self.services[index].ballot)
-            else {
-                continue;
-            };
-            let start = self.ranked.len();
-            let (Some(complete), Ballot::Candidates { ad_set, .. }) = (
-                polls.rank(&allocation.ips, ballot, &mut self.ranked),
-                ballot,
-            ) else {
-                continue;
-            };
-            self.ranks.push(Ranked {
-                service: index as u32,
-                ad_set: *ad_set as u32,
-                start: start as u32,
-                len: (self.ranked.len() - start) as u8,
-                complete,
-            });
+            if let Some(rank) = self.services[index].ranking(index, &mut polls, &mut self.ranked) {
+                self.ranks.push(rank);
+            }
         }
         drop(polls);
         self.ranks.sort_by_key(|r| r.service);
         self.compact_rankings();
 
         // The pools' usage.
-        let added_ips: Vec<(IpAddr, String)> = added
-            .iter()
-            .filter_map(|&index| match &self.services[index].decision {
-                Decision::Allocated(a) => Some(a.ips.iter().map(|ip| (*ip, a.pool.clone()))),
-                _ => None,
-            })
-            .flatten()
-            .collect();
+        let added_ips = self.addresses_of(&added);
         let mut counted: Vec<&(IpAddr, String)> = removed_ips.iter().chain(&added_ips).collect();
         counted.sort_unstable();
         counted.dedup_by_key(|(ip, _)| *ip);
@@ -814,7 +829,7 @@ impl Standing {
         &mut self,
         changed: &[usize],
         fresh: Vec<StandingService>,
-    ) -> (Vec<usize>, Vec<ServiceKey>) {
+    ) -> (Vec<usize>, Vec<ServiceKey>, Vec<u32>) {
         // Where each service goes (u32::MAX: replaced, or gone).
         let mut map: Vec<u32> = (0..self.services.len() as u32).collect();
         let mut added = Vec::with_capacity(fresh.len());
@@ -882,7 +897,23 @@ impl Standing {
                 }
             }
         }
-        (added, removed)
+        (added, removed, map)
+    }
+
+    /// The addresses the services at `indices` hold, with their pools.
+    fn addresses_of(&self, indices: &[usize]) -> Vec<(IpAddr, String)> {
+        (indices.iter())
+            .filter_map(|&index| match &self.services[index].decision {
+                Decision::Allocated(a) => Some(a.ips.iter().map(|ip| (*ip, a.pool.clone()))),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// The index of the service with this key (namespace, name).
+    fn index_of(&self, key: (&str, &str)) -> Option<usize> {
+        self.services.binary_search_by(|s| key_of(s).cmp(&key)).ok()
     }
 
     /// Drops the rankings of services no longer ranked from [`Standing::ranked`] once
@@ -955,6 +986,11 @@ impl Standing {
             .chain(&looked)
             .any(|ip| of_address(&kept.wanted, *ip).any(other))
     }
+}
+
+/// The key of `service`, borrowed.
+fn key_of(service: &StandingService) -> (&str, &str) {
+    (service.key.namespace.as_str(), service.key.name.as_str())
 }
 
 /// `ips` with IPv4 first, as an allocation lists them.
