@@ -114,8 +114,40 @@ pub fn plan_keeping(
     options: &PlanOptions,
     interfaces: &[Interface],
 ) -> (Plan, Option<Standing>) {
-    let (mut standing, bgp) = Standing::new(config, options);
-    if !config.bgp.is_empty() {
+    let (standing, bgp) = Standing::new(config, options);
+    kept(standing, bgp, !config.bgp.is_empty(), options, interfaces)
+}
+
+/// [`plan_keeping`] for a caller that keeps the [`Standing`] instead of the
+/// configuration's Services: when it keeps one, it takes the Services and
+/// EndpointSlices out of `config` as soon as the allocation and the ballots have them,
+/// before the election and the entries are made. At 100,000 Services they are the
+/// largest part of the configuration (about 70 MiB), and the plan's election and
+/// entries the largest part of the apply: they are then never alive at once. With BGP
+/// (no Standing) `config` is left whole.
+pub fn plan_keeping_releasing(
+    config: &mut Config,
+    options: &PlanOptions,
+    interfaces: &[Interface],
+) -> (Plan, Option<Standing>) {
+    let (standing, bgp) = Standing::new(config, options);
+    let with_bgp = !config.bgp.is_empty();
+    if !with_bgp {
+        config.services = Vec::new();
+        config.endpoint_slices = Vec::new();
+    }
+    kept(standing, bgp, with_bgp, options, interfaces)
+}
+
+/// The plan of `standing` (allocated), and the Standing itself unless `with_bgp`.
+fn kept(
+    mut standing: Standing,
+    bgp: BgpPlan,
+    with_bgp: bool,
+    options: &PlanOptions,
+    interfaces: &[Interface],
+) -> (Plan, Option<Standing>) {
+    if with_bgp {
         let plan = Plan {
             bgp,
             ..standing.into_plan(options, interfaces)
@@ -1165,6 +1197,40 @@ mod tests {
 
     fn names(interfaces: &[Interface]) -> Vec<&str> {
         interfaces.iter().map(|i| i.name.as_str()).collect()
+    }
+
+    /// Keeping a Standing, the releasing plan gives up the configuration's Services
+    /// and EndpointSlices and plans as [`plan_keeping`] does; with BGP (no Standing)
+    /// it leaves the configuration whole.
+    #[test]
+    fn the_releasing_plan_gives_up_the_services_only_when_it_keeps_a_standing() {
+        let services = "---\napiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {type: LoadBalancer}\n\
+                        ---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec: {type: LoadBalancer, ipFamilies: [IPv6]}\n\
+                        ---\napiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: l2}\n";
+        let peer = "---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: peer}\nspec: {myASN: 64500, peerASN: 64501, peerAddress: 192.0.2.254}\n";
+        let eth0 = [host()["eth0"].clone()];
+        let options = PlanOptions {
+            node_name: "node-1".into(),
+            ..PlanOptions::default()
+        };
+        let whole = config(&format!("{POOL}{services}"));
+        let (kept, standing) = plan_keeping(&whole, &options, &eth0);
+        let mut released = whole.clone();
+        let (plan, released_standing) = plan_keeping_releasing(&mut released, &options, &eth0);
+        assert!(released.services.is_empty());
+        assert!(released.endpoint_slices.is_empty());
+        assert_eq!(plan.services.len(), 2);
+        assert_eq!(plan.services, kept.services);
+        assert_eq!(plan.vips, kept.vips);
+        assert_eq!(plan.vips.len(), 2);
+        assert!(standing.is_some() && released_standing.is_some());
+
+        let with_bgp = config(&format!("{POOL}{services}{peer}"));
+        let mut released = with_bgp.clone();
+        let (plan, standing) = plan_keeping_releasing(&mut released, &options, &eth0);
+        assert!(standing.is_none());
+        assert_eq!(released.services, with_bgp.services);
+        assert_eq!(plan.services.len(), 2);
     }
 
     /// The Kubernetes speaker's plan (addresses from the status the controller wrote,

@@ -53,7 +53,7 @@ use crate::{
     metrics::{self, Shared},
     plan::{
         AddressSource, InterfaceChoice, Moved, PlanOptions, Reelection, Replan, Role, ServicePlan,
-        Standing, interfaces_to_attach, plan_keeping, vip_delta,
+        Standing, interfaces_to_attach, plan_keeping_releasing, vip_delta,
     },
     printable::printable,
 };
@@ -505,6 +505,9 @@ impl Speaker {
                 }
                 (standing.plan(&plan_options, &attached), None)
             }
+            // Kept as the Standing, the snapshot's Services go as soon as the
+            // allocation has them (`Kept::keep` would drop them after the apply, and
+            // the statuses written at its end with them).
             Last::Changed(mut standing) => {
                 if self.synced_on.as_ref() == Some(&attached)
                     && let Some(replan) = standing.replan(config, &plan_options, &attached)
@@ -516,9 +519,9 @@ impl Speaker {
                 // Planned whole: what it kept goes first.
                 drop(standing);
                 statuses = self.with_own_status(snapshot);
-                plan_keeping(&snapshot.config, &plan_options, &attached)
+                plan_keeping_releasing(&mut snapshot.config, &plan_options, &attached)
             }
-            Last::Nothing => plan_keeping(config, &plan_options, &attached),
+            Last::Nothing => plan_keeping_releasing(&mut snapshot.config, &plan_options, &attached),
         };
         let plan_took = planning.elapsed();
         // The moment the plan exists: `cargo xtask bench scale` measures from here to
