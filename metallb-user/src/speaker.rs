@@ -631,7 +631,10 @@ impl Speaker {
         let (report, sync_took, synced) = self.sync_changes(&vips, everything);
         let moved = reelection.moved(options, &attached);
         self.synced_on = report.complete.then_some(attached);
-        self.report_moves(&moved);
+        self.report_some(moved.iter().map(|m| {
+            let announced = matches!(m.role, Role::Announce { .. }).then(|| m.named.clone());
+            (m.key, announced)
+        }));
         let services = moved.len();
         self.log_moves(moved);
         let took = [before_plan_took, plan_took, sync_took];
@@ -758,32 +761,37 @@ impl Speaker {
             self.last_roles.remove(key);
             self.previous.remove(key);
         }
-        self.report_replanned(&services, &removed);
+        self.report_some(
+            (services.iter().map(|(key, plan)| (key, announced_on(plan))))
+                .chain(removed.iter().map(|key| (key, None))),
+        );
         let took = [before_plan_took, plan_took, sync_took];
         let replanned = services.len() + removed.len();
         let looked = (self.last_roles.len(), Some(replanned));
         self.applied_in_part(Some(pools), &report, vips.len(), took, synced, looked);
     }
 
-    /// [`Speaker::report_announced`] for the services a replan planned again
-    /// (`services`) or found gone (`removed`).
-    fn report_replanned(&self, services: &[(ServiceKey, ServicePlan)], removed: &[ServiceKey]) {
+    /// [`Speaker::report_announced`] for some services only (those an apply made in
+    /// part moved, planned again or found gone): each with the interfaces its
+    /// announcement names if this node announces it now ([`announced_on`]), `None`
+    /// if not.
+    fn report_some<'k>(
+        &self,
+        services: impl IntoIterator<Item = (&'k ServiceKey, Option<Vec<String>>)>,
+    ) {
         if self.announced.is_closed() {
             return;
         }
         self.announced.send_if_modified(|current| {
             let mut changed = false;
-            for (key, plan) in services {
-                match announced_on(plan) {
+            for (key, announced) in services {
+                match announced {
                     Some(named) => {
                         changed |= current.get(key) != Some(&named);
                         current.insert(key.clone(), named);
                     }
                     None => changed |= current.remove(key).is_some(),
                 }
-            }
-            for key in removed {
-                changed |= current.remove(key).is_some();
             }
             changed
         });
@@ -814,25 +822,6 @@ impl Speaker {
                     .collect(),
             );
         }
-    }
-
-    /// [`Speaker::report_announced`] for the services a re-election moved.
-    fn report_moves(&self, moved: &[Moved<'_>]) {
-        if self.announced.is_closed() {
-            return;
-        }
-        self.announced.send_if_modified(|current| {
-            let mut changed = false;
-            for m in moved {
-                if matches!(m.role, Role::Announce { .. }) {
-                    changed |= current.get(m.key) != Some(&m.named);
-                    current.insert(m.key.clone(), m.named.clone());
-                } else {
-                    changed |= current.remove(m.key).is_some();
-                }
-            }
-            changed
-        });
     }
 
     /// [`Speaker::log_changes`] for the services a re-election moved; their roles
