@@ -133,9 +133,13 @@ pub(crate) enum Serving {
     Somewhere { any: bool, nodes: BTreeSet<String> },
 }
 
-/// The EndpointSlices of every service, by the service they belong to.
-pub(crate) fn slices_by_service(config: &Config) -> BTreeMap<ServiceKey, Vec<&EndpointSlice>> {
-    let mut out: BTreeMap<ServiceKey, Vec<&EndpointSlice>> = BTreeMap::new();
+/// The EndpointSlices of some services, by the service they belong to.
+pub type SlicesByService<'a> = BTreeMap<ServiceKey, Vec<&'a EndpointSlice>>;
+
+/// The EndpointSlices of every service of `config`, by the service they belong to:
+/// made once per plan, for the ballots and the replan's digests.
+pub fn slices_by_service(config: &Config) -> SlicesByService<'_> {
+    let mut out: SlicesByService<'_> = BTreeMap::new();
     for slice in &config.endpoint_slices {
         let Some(name) = slice
             .metadata
@@ -391,10 +395,11 @@ const SHARED_WITH_SELECTORS: &str =
 const NO_ADDRESS: &str = "it has no address";
 
 /// The ballot of every service of `config` that `decisions` allocated, and the
-/// electorate they are counted in; `endpoints` says how a service without
-/// EndpointSlices counts.
+/// electorate they are counted in; `slices` are the configuration's EndpointSlices
+/// ([`slices_by_service`]), and `endpoints` says how a service without any counts.
 pub fn ballots(
     config: &Config,
+    slices: &SlicesByService<'_>,
     decisions: &BTreeMap<ServiceKey, Decision>,
     endpoints: EndpointRule,
 ) -> (Electorate, BTreeMap<ServiceKey, Ballot>) {
@@ -410,7 +415,7 @@ pub fn ballots(
         advertisements: config.l2_advertisements.clone(),
         ad_sets: Vec::new(),
     };
-    let out = electorate.more_ballots(config, config.services.iter(), decisions, endpoints);
+    let out = electorate.more_ballots(config, slices, config.services.iter(), decisions, endpoints);
     (electorate, out)
 }
 
@@ -421,11 +426,11 @@ impl Electorate {
     pub fn more_ballots<'a>(
         &mut self,
         config: &Config,
+        slices: &SlicesByService<'_>,
         services: impl Iterator<Item = &'a Service>,
         decisions: &BTreeMap<ServiceKey, Decision>,
         endpoints: EndpointRule,
     ) -> BTreeMap<ServiceKey, Ballot> {
-        let slices = slices_by_service(config);
         let mut sets: HashMap<Vec<usize>, usize> = (self.ad_sets.iter().cloned())
             .enumerate()
             .map(|(index, set)| (set, index))
@@ -665,7 +670,8 @@ pub fn elect(
     this_node: &str,
     context: &ElectionContext,
 ) -> BTreeMap<ServiceKey, Election> {
-    let (electorate, ballots) = ballots(config, decisions, context.endpoints);
+    let slices = slices_by_service(config);
+    let (electorate, ballots) = ballots(config, &slices, decisions, context.endpoints);
     let mut polls = electorate.polls(this_node, context.live_nodes.as_ref());
     ballots
         .into_iter()

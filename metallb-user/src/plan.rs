@@ -23,6 +23,7 @@ use crate::{
     config::{Config, interfaces::PatternSource, selector::any_matches},
     election::{
         Ballot, Election, ElectionContext, Electorate, Interfaces, NO_CANDIDATE, Polls, ballots,
+        slices_by_service,
     },
     entries::{Interface, MacAddr, VipConfig, VipKey},
 };
@@ -373,11 +374,14 @@ impl Standing {
             AddressSource::Allocate => allocate(config, &options.allocator),
             AddressSource::Status => from_status(config, &options.allocator),
         };
-        let (electorate, ballots) = ballots(config, &decisions, options.election.endpoints);
+        let slices = slices_by_service(config);
+        let (electorate, ballots) =
+            ballots(config, &slices, &decisions, options.election.endpoints);
         let pools = pool_usage(config, &decisions);
         let bgp = plan_bgp(config, &decisions, &options.node_name, &options.election);
         let mut ballots = ballots.into_iter().peekable();
-        let (mut digests, exact) = replan::digests(config, options, &decisions);
+        let (mut digests, exact) = replan::digests(config, &slices, options, &decisions);
+        drop(slices);
         let services = decisions
             .into_iter()
             .zip(digests.iter_mut())

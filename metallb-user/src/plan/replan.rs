@@ -44,7 +44,7 @@ use crate::{
         service_model::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus},
         service_namespace,
     },
-    election::{EndpointRule, slices_by_service},
+    election::{EndpointRule, SlicesByService, slices_by_service},
 };
 
 /// What else than its own Service (and the rest of the configuration) a service's
@@ -322,11 +322,11 @@ pub(super) type Placed = (Vec<(IpAddr, u32)>, Vec<u32>);
 /// not match the decisions one to one (two Services with one key).
 pub(super) fn digests(
     config: &Config,
+    slices: &SlicesByService<'_>,
     options: &PlanOptions,
     decisions: &BTreeMap<ServiceKey, Decision>,
 ) -> (Vec<(u64, Wants)>, Option<Placed>) {
     let allocate = options.addresses == AddressSource::Allocate;
-    let slices = slices_by_service(config);
     let mut slices = slices.iter().peekable();
     let Some(order) = by_key(&config.services).filter(|o| o.len() == decisions.len()) else {
         return (vec![(0, Wants::Unknown); decisions.len()], None);
@@ -672,6 +672,7 @@ impl Standing {
         // Their ballots, in this electorate.
         let mut ballots = self.electorate.more_ballots(
             config,
+            &slices,
             delta.iter(),
             &decisions,
             options.election.endpoints,
