@@ -19,7 +19,7 @@ mod cpu;
 
 use std::time::{Duration, Instant};
 
-use cpu::thread_cpu_time;
+use cpu::cpu_time;
 
 use metallb_user::membership::{
     Timings,
@@ -74,9 +74,9 @@ fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     for members in sizes {
-        let (started, cpu) = (Instant::now(), thread_cpu_time());
+        let (started, cpu) = (Instant::now(), cpu_time(libc::CLOCK_THREAD_CPUTIME_ID));
         let figures = measure(members, timings, trials, missed, 42);
-        let cpu = thread_cpu_time() - cpu;
+        let cpu = cpu_time(libc::CLOCK_THREAD_CPUTIME_ID) - cpu;
         // Per member and per second of simulated time.
         let per_node_second =
             cpu.as_secs_f64() / members as f64 / figures.simulated.as_secs_f64().max(1e-9);

@@ -2,14 +2,19 @@
 //! build. The allocator alone and the whole plan (`metallb plan`'s core: allocation,
 //! election, this node's entries) for 1,000 to 100,000 Services over 20 pools (IPv4 and
 //! IPv6), the same Services over pools 256 times larger (memory must not follow the
-//! pools), and the election for up to 5,000 Nodes x 10,000 Services. Prints wall time
-//! and the peak heap the step allocated (a counting allocator), with the CPU model.
+//! pools), and the election for up to 5,000 Nodes x 10,000 Services: MetalLB's election
+//! alone, and the speaker's plan (allocation, ranking, the election from the
+//! rankings). Prints wall time, CPU time (every thread's) and the peak heap the step
+//! allocated (a counting allocator), with the CPU model, the load average and the
+//! election's threads (`BENCH_SCALE_THREADS=N`; default: every CPU).
 //!
 //! A change of the live nodes (a failover: one of 3 nodes dies) at 1,000 to 100,000
 //! Services: the whole plan made again against the election run again on what the
 //! last plan kept (`plan::Standing`, what the speaker does).
 //!
-//! `BENCH_SCALE_QUICK=1` stops at 10,000 Services and 1,000 Nodes.
+//! `BENCH_SCALE_QUICK=1` stops at 10,000 Services and 1,000 Nodes;
+//! `BENCH_SCALE_ONLY=plan`, `election` or `failover` runs one part, `break-even` the
+//! election of small clusters on one thread and on every CPU (where threads pay).
 //!
 //! Targets (issue 15): allocation of 10,000 / 100,000 Services under 1 s / 10 s with
 //! memory linear in the Services; 5,000 Nodes x 10,000 Services elected under 5 s.
@@ -26,13 +31,13 @@ use kube::api::ObjectMeta;
 mod cpu;
 mod workload;
 
-use cpu::thread_cpu_time;
+use cpu::cpu_time;
 use workload::{POOLS, pools, service};
 
 use metallb_user::{
     allocator::{AllocatorOptions, Decision, allocate},
     config::{Config, L2Advertisement},
-    election::{ElectionContext, elect},
+    election::{ElectionContext, PARALLEL_HASHES, Threads, elect},
     plan::{PlanOptions, plan, plan_keeping},
 };
 
@@ -95,15 +100,39 @@ impl std::fmt::Display for Cost {
     }
 }
 
+/// The CPU time of every thread of the bench (it runs nothing else meanwhile).
+fn process_cpu_time() -> Duration {
+    cpu_time(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
+/// The machine's load average over the last minute.
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The election's threads: `BENCH_SCALE_THREADS`, or every CPU.
+fn threads() -> Threads {
+    match std::env::var("BENCH_SCALE_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+    {
+        Some(count) => Threads::exactly(count),
+        None => Threads::default(),
+    }
+}
+
 /// Runs `step`, returning its result and its cost.
 fn measured<T>(step: impl FnOnce() -> T) -> (T, Cost) {
     let before = HELD.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);
-    let (start, start_cpu) = (Instant::now(), thread_cpu_time());
+    let (start, start_cpu) = (Instant::now(), process_cpu_time());
     let out = step();
     let cost = Cost {
         wall: start.elapsed(),
-        cpu: thread_cpu_time() - start_cpu,
+        cpu: process_cpu_time() - start_cpu,
         heap: PEAK.load(Ordering::Relaxed) - before,
     };
     (out, cost)
@@ -149,21 +178,44 @@ fn allocated(decisions: &BTreeMap<metallb_user::allocator::ServiceKey, Decision>
 
 fn main() {
     let quick = std::env::var_os("BENCH_SCALE_QUICK").is_some();
+    let only = std::env::var("BENCH_SCALE_ONLY").unwrap_or_default();
+    let threads = threads();
     println!("CPU: {}", metallb_testkit::cpu_model());
     println!(
-        "release build; wall and CPU time (this thread's: the machine may be shared), heap = the most the step held beyond what was held before it"
+        "release build; wall and CPU time (every thread's; the machine may be shared), heap = the most the step held beyond what was held before it"
     );
-    println!();
-    println!("Allocator and plan, 20 pools, IPv4 + IPv6 (1/3 IPv6, 1/10 dual-stack):");
     println!(
-        "{:>9} {:>14}   {:>9} {:>9} {:>12}   {:>9} {:>9} {:>12}",
-        "services", "pools (v4/v6)", "allocate", "cpu", "heap", "plan", "cpu", "heap"
+        "election threads: {} (BENCH_SCALE_THREADS; CPUs: {}), for parts of at least {PARALLEL_HASHES} hashes; load average {}",
+        threads.count(),
+        Threads::default().count(),
+        load()
     );
     let counts: &[usize] = if quick {
         &[1_000, 10_000]
     } else {
         &[1_000, 10_000, 100_000]
     };
+    if only.is_empty() || only == "plan" {
+        allocator_and_plan(counts, threads);
+    }
+    if only.is_empty() || only == "election" {
+        election(quick, threads);
+    }
+    if only == "break-even" {
+        break_even();
+    }
+    if only.is_empty() || only == "failover" {
+        failover(counts, threads);
+    }
+}
+
+fn allocator_and_plan(counts: &[usize], threads: Threads) {
+    println!();
+    println!("Allocator and plan, 20 pools, IPv4 + IPv6 (1/3 IPv6, 1/10 dual-stack):");
+    println!(
+        "{:>9} {:>14}   {:>9} {:>9} {:>12}   {:>9} {:>9} {:>12}",
+        "services", "pools (v4/v6)", "allocate", "cpu", "heap", "plan", "cpu", "heap"
+    );
     // Pools 256 times larger must cost no more memory: the allocator holds what is
     // taken, not what is free.
     let sizes: &[(u32, u32)] = &[(16, 16), (24, 64)];
@@ -180,6 +232,10 @@ fn main() {
             drop(allocations);
             let plan_options = PlanOptions {
                 node_name: "node-00000".into(),
+                election: ElectionContext {
+                    threads,
+                    ..ElectionContext::default()
+                },
                 ..PlanOptions::default()
             };
             let (planned, plan_cost) = measured(|| plan(&cfg, &plan_options, &[]));
@@ -191,12 +247,19 @@ fn main() {
             );
         }
     }
+}
 
+/// The election alone (MetalLB's, every candidate hashed), and the speaker's plan of
+/// the same cluster: allocated, ranked (every candidate hashed) and elected from the
+/// rankings.
+fn election(quick: bool, threads: Threads) {
     println!();
-    println!("Election (every node eligible, first address's hash decides):");
     println!(
-        "{:>7} {:>9}   {:>9} {:>9} {:>12}",
-        "nodes", "services", "elect", "cpu", "heap"
+        "Election (every node eligible, first address's hash decides), and the speaker's plan (allocate, rank, elect from the rankings):"
+    );
+    println!(
+        "{:>7} {:>9}   {:>9} {:>9} {:>12}   {:>9} {:>9} {:>12}   {:>5}",
+        "nodes", "services", "elect", "cpu", "heap", "kept plan", "cpu", "heap", "load"
     );
     let shapes: &[(usize, usize)] = if quick {
         &[(1_000, 1_000), (1_000, 10_000)]
@@ -206,12 +269,67 @@ fn main() {
     for &(nodes, services) in shapes {
         let cfg = config(services, nodes, 16, 16);
         let decisions = allocate(&cfg, &AllocatorOptions::default()).decisions;
-        let context = ElectionContext::default();
+        let context = ElectionContext {
+            threads,
+            ..ElectionContext::default()
+        };
         let (elections, elect_cost) = measured(|| elect(&cfg, &decisions, "node-00000", &context));
         assert_eq!(elections.len(), services);
-        println!("{nodes:>7} {services:>9}   {elect_cost}");
+        drop(elections);
+        let options = PlanOptions {
+            node_name: "node-00000".into(),
+            election: context,
+            ..PlanOptions::default()
+        };
+        let (kept, kept_cost) = measured(|| plan_keeping(&cfg, &options, &[]));
+        assert_eq!(kept.0.services.len(), services);
+        drop(kept);
+        println!(
+            "{nodes:>7} {services:>9}   {elect_cost}   {kept_cost}   {:>5}",
+            load()
+        );
     }
+}
 
+/// `BENCH_SCALE_ONLY=break-even`: the election of small clusters on one thread and on
+/// every CPU however small, the best of 20 runs each: where threads start to pay.
+fn break_even() {
+    println!();
+    println!(
+        "Break-even: elect on 1 thread vs {} threads for every part, best of 20 (100 nodes):",
+        Threads::default().count()
+    );
+    println!(
+        "{:>9} {:>9}   {:>10} {:>10}",
+        "services", "hashes", "1 thread", "threads"
+    );
+    for services in [5, 10, 25, 50, 100, 200, 400, 1_000] {
+        let cfg = config(services, 100, 16, 16);
+        let decisions = allocate(&cfg, &AllocatorOptions::default()).decisions;
+        let best = |threads: Threads| {
+            let context = ElectionContext {
+                threads,
+                ..ElectionContext::default()
+            };
+            (0..20)
+                .map(|_| {
+                    measured(|| elect(&cfg, &decisions, "node-00000", &context))
+                        .1
+                        .wall
+                })
+                .min()
+                .unwrap_or_default()
+        };
+        let one = best(Threads::exactly(1));
+        let all = best(Threads::default().from_hashes(0));
+        println!(
+            "{services:>9} {:>9}   {one:>10.2?} {all:>10.2?}",
+            services * 100
+        );
+    }
+}
+
+fn failover(counts: &[usize], threads: Threads) {
     println!();
     println!(
         "A node of 3 dies (its Services move): the whole plan again vs the election again on what the last plan kept vs the re-election of the Services that move (their entries; then their roles):"
@@ -239,6 +357,7 @@ fn main() {
             node_name: "node-00000".into(),
             election: ElectionContext {
                 live_nodes: Some(live.iter().map(|&i| format!("node-{i:05}")).collect()),
+                threads,
                 ..ElectionContext::default()
             },
             ..PlanOptions::default()

@@ -18,6 +18,8 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
+    num::NonZeroUsize,
+    sync::atomic::{AtomicUsize, Ordering},
 };
 
 use k8s_openapi::api::{
@@ -47,12 +49,58 @@ pub enum EndpointRule {
     Observed,
 }
 
-/// What the election knows besides the configuration.
+/// What the election knows besides the configuration, and on how many threads it runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ElectionContext {
     /// The nodes whose speaker is alive; `None`: every node of the configuration.
     pub live_nodes: Option<BTreeSet<String>>,
     pub endpoints: EndpointRule,
+    pub threads: Threads,
+}
+
+/// On how many threads an election (and a ranking, [`Polls::rank`]) runs: by default
+/// every CPU this process may use, for the parts of it that cost at least
+/// [`PARALLEL_HASHES`] hashes (a smaller part does not pay for a thread). The outcome
+/// is the same on any number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Threads {
+    count: Option<NonZeroUsize>,
+    from_hashes: usize,
+}
+
+impl Default for Threads {
+    fn default() -> Self {
+        Self {
+            count: None,
+            from_hashes: PARALLEL_HASHES,
+        }
+    }
+}
+
+impl Threads {
+    /// Exactly `count` threads (one if 0).
+    pub fn exactly(count: usize) -> Self {
+        Self {
+            count: Some(NonZeroUsize::new(count).unwrap_or(NonZeroUsize::MIN)),
+            ..Self::default()
+        }
+    }
+
+    /// Several threads for the parts of an election that cost at least `hashes`
+    /// hashes, instead of [`PARALLEL_HASHES`] (0: every part, however small).
+    pub fn from_hashes(self, hashes: usize) -> Self {
+        Self {
+            from_hashes: hashes,
+            ..self
+        }
+    }
+
+    /// How many: as set, or every CPU this process may use.
+    pub fn count(self) -> usize {
+        self.count
+            .or_else(|| std::thread::available_parallelism().ok())
+            .map_or(1, NonZeroUsize::get)
+    }
 }
 
 /// The interfaces an announcement is made on.
@@ -518,6 +566,17 @@ impl Electorate {
         )
     }
 
+    /// How many members polls opened for `live` have: the most candidates (hashes) a
+    /// service's election costs.
+    pub fn voters(&self, live: Option<&BTreeSet<String>>) -> usize {
+        self.nodes.as_ref().map_or(1, |nodes| {
+            nodes
+                .iter()
+                .filter(|node| live.is_none_or(|live| live.contains(&node.name)))
+                .count()
+        })
+    }
+
     /// The election among the nodes alive (`live`; `None`: every node of the
     /// configuration), run by `this_node` (the only member when the configuration
     /// lists no nodes).
@@ -628,6 +687,39 @@ impl Polls<'_> {
         Some(all == first.len())
     }
 
+    /// The election of a service with addresses `ips` and advertisement set `ad_set`
+    /// among the members alive in `live` (`None`: every one), from its ranking in these
+    /// polls, opened for no live set ([`Polls::rank`]: `ranked`, complete or not): what
+    /// [`Polls::elect`] gives in polls opened for `live`, with no hashing. `None` when
+    /// the ranking holds too few live candidates to tell ([`listed`]).
+    pub fn elect_ranked(
+        &mut self,
+        ips: &[IpAddr],
+        ad_set: usize,
+        ranked: &[u32],
+        complete: bool,
+        live: Option<&[bool]>,
+    ) -> Option<Election> {
+        let listed = listed(ranked, complete, live)?;
+        let Some(&owner) = listed.first() else {
+            return Some(Election::NotAnnounced {
+                ips: ips.to_vec(),
+                reason: NO_CANDIDATE.into(),
+            });
+        };
+        let members = &self.members;
+        let (owner_name, candidates) = (
+            members[owner].name.clone(),
+            listed.iter().map(|&i| members[i].name.clone()).collect(),
+        );
+        Some(Election::Announced {
+            ips: ips.to_vec(),
+            owner: owner_name,
+            candidates,
+            interfaces: self.announcement(ad_set, owner).clone(),
+        })
+    }
+
     /// The interfaces an announcement by member `owner` of a service announced by
     /// advertisement set `ad_set` is made on: those of the advertisements that select
     /// the owner (MetalLB's "my ads for the service").
@@ -662,6 +754,132 @@ impl Polls<'_> {
     }
 }
 
+/// The candidates an election lists ([`LISTED_CANDIDATES`], the owner first), as
+/// member indices, from a service's ranking over every usable node (`ranked`, in
+/// MetalLB's order; `complete` if it holds every candidate): its nodes alive in
+/// `live` (`None`: every one), in the same order. Exact when the ranking is complete
+/// or holds that many live ones: the first live ones of a prefix of the whole order
+/// are its first live ones. `None` otherwise (then only the whole election knows).
+pub fn listed(ranked: &[u32], complete: bool, live: Option<&[bool]>) -> Option<Vec<usize>> {
+    let alive: Vec<usize> = ranked
+        .iter()
+        .map(|&node| node as usize)
+        .filter(|&node| live.is_none_or(|live| live.get(node).copied().unwrap_or(false)))
+        .take(LISTED_CANDIDATES)
+        .collect();
+    (complete || alive.len() == LISTED_CANDIDATES).then_some(alive)
+}
+
+/// Below this many hashes (one per candidate and service, about 60 ns each on an Intel
+/// Xeon) a window of an election runs on one thread: starting and joining a second
+/// one costs about as much.
+pub const PARALLEL_HASHES: usize = 20_000;
+
+/// The most services a window of an election on several threads holds the outcome of
+/// before handing it on: what the threads add to the memory stays small.
+const WINDOW: usize = 4096;
+
+/// A window's pieces per thread: a thread that the machine's load holds back leaves
+/// its pieces to the others.
+const PIECES_PER_THREAD: usize = 4;
+
+/// Runs a part of an election (or a ranking) over many services on several threads,
+/// each with its own state (its [`Polls`]), with the outcome in the services' order:
+/// the same as on one thread. Small parts run on the calling thread alone.
+pub struct Workers<S, F> {
+    threads: usize,
+    from_hashes: usize,
+    /// One per thread used so far, made by `state`.
+    states: Vec<S>,
+    state: F,
+}
+
+impl<S: Send, F: FnMut() -> S> Workers<S, F> {
+    pub fn new(threads: Threads, state: F) -> Self {
+        Self {
+            threads: threads.count(),
+            from_hashes: threads.from_hashes,
+            states: Vec::new(),
+            state,
+        }
+    }
+
+    /// How many services to hand [`Workers::map`] at once when each costs `weight`
+    /// hashes: a window when that is worth threads, a few services otherwise (either
+    /// way little is held at once).
+    pub fn window(&self, weight: usize) -> usize {
+        if self.threads > 1 && WINDOW.saturating_mul(weight) >= self.from_hashes {
+            WINDOW
+        } else {
+            64
+        }
+    }
+
+    /// The first thread's state.
+    pub fn first(&mut self) -> &mut S {
+        if self.states.is_empty() {
+            self.states.push((self.state)());
+        }
+        &mut self.states[0]
+    }
+
+    /// `map` of every piece of `items` (with its state and the index of its first
+    /// item), in order; on several threads when the items cost at least
+    /// [`PARALLEL_HASHES`] hashes (or as [`Threads::from_hashes`] says), `weight` each.
+    pub fn map<T: Sync, P: Send>(
+        &mut self,
+        items: &[T],
+        weight: usize,
+        map: impl Fn(&mut S, usize, &[T]) -> P + Sync,
+    ) -> Vec<P> {
+        let threads = if items.len().saturating_mul(weight) < self.from_hashes {
+            1
+        } else {
+            self.threads.min(items.len())
+        };
+        if threads <= 1 {
+            return vec![map(self.first(), 0, items)];
+        }
+        while self.states.len() < threads {
+            self.states.push((self.state)());
+        }
+        let size = items.len().div_ceil(threads * PIECES_PER_THREAD);
+        let pieces: Vec<(usize, &[T])> = items
+            .chunks(size)
+            .enumerate()
+            .map(|(i, piece)| (i * size, piece))
+            .collect();
+        let next = AtomicUsize::new(0);
+        let work = |state: &mut S| {
+            let mut done = Vec::new();
+            while let Some(&(first, piece)) = pieces.get(next.fetch_add(1, Ordering::Relaxed)) {
+                done.push((first, map(state, first, piece)));
+            }
+            done
+        };
+        let work = &work;
+        let Some((mine, others)) = self.states[..threads].split_first_mut() else {
+            return Vec::new();
+        };
+        let mut done = std::thread::scope(|scope| {
+            let others: Vec<_> = others
+                .iter_mut()
+                .map(|state| scope.spawn(move || work(state)))
+                .collect();
+            let mut done = work(mine);
+            for other in others {
+                match other.join() {
+                    Ok(theirs) => done.extend(theirs),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            done
+        });
+        done.sort_unstable_by_key(|(first, _)| *first);
+        done.into_iter().map(|(_, outcome)| outcome).collect()
+    }
+}
+
 /// Elects, for every allocated service, the node that announces it. `this_node` is the
 /// name of the node running the election (used when the configuration lists no nodes).
 pub fn elect(
@@ -672,17 +890,27 @@ pub fn elect(
 ) -> BTreeMap<ServiceKey, Election> {
     let slices = slices_by_service(config);
     let (electorate, ballots) = ballots(config, &slices, decisions, context.endpoints);
-    let mut polls = electorate.polls(this_node, context.live_nodes.as_ref());
-    ballots
+    let live = context.live_nodes.as_ref();
+    let weight = electorate.voters(live);
+    let mut workers = Workers::new(context.threads, || electorate.polls(this_node, live));
+    let (keys, ballots): (Vec<ServiceKey>, Vec<(&[IpAddr], Ballot)>) = ballots
         .into_iter()
-        .filter_map(|(key, ballot)| {
-            let Some(Decision::Allocated(allocation)) = decisions.get(&key) else {
-                return None;
-            };
-            let election = polls.elect(&allocation.ips, &ballot);
-            Some((key, election))
+        .filter_map(|(key, ballot)| match decisions.get(&key) {
+            Some(Decision::Allocated(allocation)) => Some((key, (&allocation.ips[..], ballot))),
+            _ => None,
         })
-        .collect()
+        .unzip();
+    let window = workers.window(weight);
+    let elections = ballots.chunks(window).flat_map(|window| {
+        workers
+            .map(window, weight, |polls, _, piece| {
+                let elect = |(ips, ballot): &(&[IpAddr], Ballot)| polls.elect(ips, ballot);
+                piece.iter().map(elect).collect::<Vec<_>>()
+            })
+            .into_iter()
+            .flatten()
+    });
+    keys.into_iter().zip(elections).collect()
 }
 
 pub(crate) const NO_CANDIDATE: &str = "no node may announce it (nodeSelectors, exclusion label, NetworkUnavailable, no live speaker, or no local endpoint under externalTrafficPolicy Local)";
@@ -795,6 +1023,7 @@ mod tests {
         let observed = |live: Option<&[&str]>| ElectionContext {
             live_nodes: live.map(|l| l.iter().map(|n| n.to_string()).collect()),
             endpoints: EndpointRule::Observed,
+            ..ElectionContext::default()
         };
         let assumed = ElectionContext::default();
         let ready = |node: &'static str| (Some(node), Some(true), None);
@@ -1009,6 +1238,99 @@ mod tests {
                 .collect();
             assert_eq!(candidates, &expected, "{ip}");
             assert_eq!(owner, &expected[0]);
+        }
+    }
+
+    /// The candidates an election lists, from a ranking: its live nodes in its order,
+    /// when it holds every candidate or enough live ones; otherwise it cannot tell.
+    #[test]
+    fn the_listed_candidates_are_the_rankings_live_nodes_when_it_can_tell() {
+        let ranked: Vec<u32> = (0..RANKED as u32).rev().collect();
+        let alive =
+            |dead: &[u32]| -> Vec<bool> { (0..40).map(|node| !dead.contains(&node)).collect() };
+        let first = |ranked: &[u32], live: &[bool]| -> Vec<usize> {
+            let live = |&node: &usize| live[node];
+            let nodes = ranked.iter().map(|&n| n as usize).filter(live);
+            nodes.take(LISTED_CANDIDATES).collect()
+        };
+        let half: Vec<u32> = (0..16).map(|i| 2 * i).collect();
+        let more_than_half: Vec<u32> = half.iter().copied().chain([1]).collect();
+        let all_ranked: Vec<u32> = ranked.clone();
+        /// (case, ranking, complete, live, listed)
+        type Case<'a> = (
+            &'a str,
+            Vec<u32>,
+            bool,
+            Option<Vec<bool>>,
+            Option<Vec<usize>>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "every node alive: the first ones",
+                ranked.clone(),
+                false,
+                Some(alive(&[])),
+                Some((16..32).rev().collect()),
+            ),
+            (
+                "no live set (this node alone): the first ones",
+                ranked.clone(),
+                false,
+                None,
+                Some((16..32).rev().collect()),
+            ),
+            (
+                "half the ranked dead, every other one: exactly enough",
+                ranked.clone(),
+                false,
+                Some(alive(&half)),
+                Some(first(&ranked, &alive(&half))),
+            ),
+            (
+                "one more dead: too few to tell",
+                ranked.clone(),
+                false,
+                Some(alive(&more_than_half)),
+                None,
+            ),
+            (
+                "as many dead, but the ranking holds every candidate",
+                ranked.clone(),
+                true,
+                Some(alive(&more_than_half)),
+                Some(first(&ranked, &alive(&more_than_half))),
+            ),
+            (
+                "every ranked node dead: nobody, if complete",
+                ranked.clone(),
+                true,
+                Some(alive(&all_ranked)),
+                Some(Vec::new()),
+            ),
+            (
+                "every ranked node dead: cannot tell, if not",
+                ranked.clone(),
+                false,
+                Some(alive(&all_ranked)),
+                None,
+            ),
+            (
+                "three candidates, one dead",
+                vec![2, 0, 1],
+                true,
+                Some(alive(&[0])),
+                Some(vec![2, 1]),
+            ),
+            (
+                "no candidate",
+                Vec::new(),
+                true,
+                Some(alive(&[])),
+                Some(Vec::new()),
+            ),
+        ];
+        for (name, ranked, complete, live, want) in cases {
+            assert_eq!(listed(&ranked, complete, live.as_deref()), want, "{name}");
         }
     }
 

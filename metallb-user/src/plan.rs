@@ -22,8 +22,8 @@ use crate::{
     bgp::plan::{BgpPlan, plan_bgp},
     config::{Config, interfaces::PatternSource, selector::any_matches},
     election::{
-        Ballot, Election, ElectionContext, Electorate, Interfaces, NO_CANDIDATE, Polls, ballots,
-        slices_by_service,
+        Ballot, Election, ElectionContext, Electorate, Interfaces, NO_CANDIDATE, Polls, Threads,
+        Workers, ballots, slices_by_service,
     },
     entries::{Interface, MacAddr, VipConfig, VipKey},
 };
@@ -155,7 +155,7 @@ fn kept(
         };
         return (plan, None);
     }
-    standing.rank(&options.node_name);
+    standing.rank(&options.node_name, options.election.threads);
     (standing.plan(options, interfaces), Some(standing))
 }
 
@@ -412,18 +412,38 @@ impl Standing {
         (standing, bgp)
     }
 
-    /// Ranks every service with candidates among every usable node, live or not, and
-    /// finds the addresses several services share: what [`Standing::reelect`] needs.
-    fn rank(&mut self, node_name: &str) {
-        let mut polls = self.electorate.polls(node_name, None);
+    /// Ranks every service with candidates among every usable node, live or not (on
+    /// `threads`), and finds the addresses several services share: what
+    /// [`Standing::plan`] and [`Standing::reelect`] need.
+    fn rank(&mut self, node_name: &str, threads: Threads) {
+        let electorate = &self.electorate;
+        let weight = electorate.voters(None);
+        let mut workers = Workers::new(threads, || electorate.polls(node_name, None));
+        let window = workers.window(weight);
+        for (at, services) in self.services.chunks(window).enumerate() {
+            let rankings = workers.map(services, weight, |polls, first, piece| {
+                let (mut ranks, mut ranked) = (Vec::new(), Vec::new());
+                for (i, service) in piece.iter().enumerate() {
+                    let index = at * window + first + i;
+                    ranks.extend(service.ranking(index, polls, &mut ranked));
+                }
+                (ranks, ranked)
+            });
+            for (ranks, ranked) in rankings {
+                let base = self.ranked.len() as u32;
+                let moved = |rank: Ranked| Ranked {
+                    start: rank.start + base,
+                    ..rank
+                };
+                self.ranks.extend(ranks.into_iter().map(moved));
+                self.ranked.extend(ranked);
+            }
+        }
         let mut holders = Vec::new();
         for (index, service) in self.services.iter().enumerate() {
             if let (Decision::Allocated(allocation), Some(_)) = (&service.decision, &service.ballot)
             {
                 holders.extend(allocation.ips.iter().map(|ip| (*ip, index as u32)));
-            }
-            if let Some(rank) = service.ranking(index, &mut polls, &mut self.ranked) {
-                self.ranks.push(rank);
             }
         }
         self.ranks.shrink_to_fit();
@@ -436,20 +456,68 @@ impl Standing {
     /// again on the kept decisions. Equal to [`plan`] of the configuration this was
     /// kept from, with these options (the endpoint rule, the allocator's options and
     /// the address source are those it was kept with), whose BGP plan is empty.
+    ///
+    /// A service's election is its ranking ([`Standing::rank`]) filtered by the live
+    /// nodes ([`election::listed`](crate::election::listed)), with no hashing, unless
+    /// the ranking holds too few live candidates: then it is run whole (on the
+    /// election's threads).
     pub fn plan(&mut self, options: &PlanOptions, interfaces: &[Interface]) -> Plan {
         self.last = Some(Planned::of(options, interfaces));
-        let mut polls = self
-            .electorate
-            .polls(&options.node_name, options.election.live_nodes.as_ref());
-        let services = self.services.iter().map(|service| {
-            let election = service.elect(&mut polls);
-            (
-                service.key.clone(),
-                service.decision.clone(),
-                service.warnings.clone(),
-                election,
-            )
+        let live_set = options.election.live_nodes.as_ref();
+        let (electorate, ranks, ranked) = (&self.electorate, &self.ranks, &self.ranked);
+        let live = electorate.live_nodes(live_set);
+        let mut polls = electorate.polls(&options.node_name, None);
+        let weight = electorate.voters(live_set);
+        let mut workers = Workers::new(options.election.threads, || {
+            electorate.polls(&options.node_name, live_set)
         });
+        let mut ranks = ranks.iter().peekable();
+        let window = workers.window(weight);
+        let services = self
+            .services
+            .chunks(window)
+            .enumerate()
+            .flat_map(|(at, services)| {
+                let mut elections = Vec::with_capacity(services.len());
+                let mut whole = Vec::new();
+                for (i, service) in services.iter().enumerate() {
+                    let index = at * window + i;
+                    while ranks.next_if(|r| (r.service as usize) < index).is_some() {}
+                    let rank = ranks.next_if(|r| r.service as usize == index);
+                    let election = match (rank, &service.decision) {
+                        (Some(rank), Decision::Allocated(allocation)) => polls
+                            .elect_ranked(
+                                &allocation.ips,
+                                rank.ad_set as usize,
+                                &ranked[rank.start as usize..][..usize::from(rank.len)],
+                                rank.complete,
+                                live.as_deref(),
+                            )
+                            .map(Some),
+                        // Not announced whoever lives, or not allocated: no hashing.
+                        _ => Some(service.elect(workers.first())),
+                    };
+                    if election.is_none() {
+                        whole.push(i);
+                    }
+                    elections.push(election.flatten());
+                }
+                let again = workers.map(&whole, weight, |polls, _, piece| {
+                    let elect = |&i: &usize| services[i].elect(polls);
+                    piece.iter().map(elect).collect::<Vec<_>>()
+                });
+                for (i, election) in whole.into_iter().zip(again.into_iter().flatten()) {
+                    elections[i] = election;
+                }
+                services.iter().zip(elections).map(|(service, election)| {
+                    (
+                        service.key.clone(),
+                        service.decision.clone(),
+                        service.warnings.clone(),
+                        election,
+                    )
+                })
+            });
         assemble(services, self.pools.clone(), options, interfaces)
     }
 
@@ -614,11 +682,30 @@ impl Standing {
             pools,
             ..
         } = self;
-        let mut polls = electorate.polls(&options.node_name, options.election.live_nodes.as_ref());
-        let services = services.into_iter().map(|service| {
-            let election = service.elect(&mut polls);
-            (service.key, service.decision, service.warnings, election)
+        let live = options.election.live_nodes.as_ref();
+        let weight = electorate.voters(live);
+        let mut workers = Workers::new(options.election.threads, || {
+            electorate.polls(&options.node_name, live)
         });
+        let window = workers.window(weight);
+        let mut services = services.into_iter();
+        let services = std::iter::from_fn(|| {
+            let services: Vec<StandingService> = services.by_ref().take(window).collect();
+            let elections = workers.map(&services, weight, |polls, _, piece| {
+                let elect = |service: &StandingService| service.elect(polls);
+                piece.iter().map(elect).collect::<Vec<_>>()
+            });
+            let elections = elections.into_iter().flatten();
+            let planned = services
+                .into_iter()
+                .zip(elections)
+                .map(|(service, election)| {
+                    (service.key, service.decision, service.warnings, election)
+                });
+            let planned: Vec<_> = planned.collect();
+            (!planned.is_empty()).then_some(planned)
+        })
+        .flatten();
         assemble(services, pools, options, interfaces)
     }
 }
@@ -1297,6 +1384,7 @@ mod tests {
                     election: ElectionContext {
                         live_nodes: Some(BTreeSet::from(["me".into(), "other".into()])),
                         endpoints: crate::election::EndpointRule::Observed,
+                        ..ElectionContext::default()
                     },
                     ..PlanOptions::default()
                 },
@@ -2128,12 +2216,16 @@ mod tests {
         assert!(stale_live.is_some());
         let (no_local, _) =
             first_difference("standing_plan_no_local", |standing, options, attached| {
+                // Ballots and rankings without the nodes that serve Local services.
                 let mut standing = standing.clone();
                 for service in &mut standing.services {
                     if let Some(Ballot::Candidates { local, .. }) = &mut service.ballot {
                         *local = None;
                     }
                 }
+                standing.ranks.clear();
+                standing.ranked.clear();
+                standing.rank(&options.node_name, options.election.threads);
                 standing.plan(options, attached)
             });
         assert!(no_local.is_some());
@@ -2440,5 +2532,166 @@ mod tests {
             s.replan.forget_unknown(&mut s.services);
         });
         assert!(unknown.is_some());
+    }
+
+    /// A cluster of `nodes` nodes (in two zones, every third one preferred by a weight;
+    /// an advertisement announces on eth1 from the east) and `services` Services:
+    /// every seventh Local with endpoints on two nodes, every eleventh sharing an
+    /// address, every thirteenth IPv6.
+    fn many(nodes: usize, services: usize) -> String {
+        let mut text = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec: {addresses: [10.0.0.0/16, '2001:db8::/112']}\n".to_string();
+        text += &adv(
+            "all",
+            "{ipAddressPools: [p], preferredNodeSelectors: [{weight: 10, preference: {matchLabels: {disk: ssd}}}]}",
+        );
+        text += &adv(
+            "east",
+            "{ipAddressPools: [p], interfaces: [eth1], nodeSelectors: [{matchLabels: {zone: east}}]}",
+        );
+        for n in 0..nodes {
+            let zone = if n % 2 == 0 { "east" } else { "west" };
+            let disk = if n % 3 == 0 { ", disk: ssd" } else { "" };
+            text += &format!(
+                "---\napiVersion: v1\nkind: Node\nmetadata: {{name: node-{n:03}, labels: {{zone: {zone}{disk}}}}}\n"
+            );
+        }
+        for i in 0..services {
+            let annotations = if i % 11 == 0 {
+                "annotations: {metallb.io/loadBalancerIPs: 10.0.255.1, metallb.io/allow-shared-ip: k}"
+            } else {
+                ""
+            };
+            let spec = match i {
+                _ if i % 7 == 0 => ", externalTrafficPolicy: Local",
+                _ if i % 13 == 0 => ", ipFamilies: [IPv6]",
+                _ => "",
+            };
+            text += &format!(
+                "---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, {annotations}}}\nspec: {{type: LoadBalancer, ports: [{{port: {}}}]{spec}}}\n",
+                8000 + i
+            );
+            if i % 7 == 0 && nodes > 0 {
+                let (a, b) = ((i * 13) % nodes, (i * 7 + 1) % nodes);
+                text += &format!(
+                    "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: s{i}-1, labels: {{kubernetes.io/service-name: s{i}}}}}\naddressType: IPv4\nendpoints: [{{addresses: [10.1.0.1], conditions: {{ready: true}}, nodeName: node-{a:03}}}, {{addresses: [10.1.0.2], conditions: {{ready: true}}, nodeName: node-{b:03}}}]\n"
+                );
+            }
+        }
+        text
+    }
+
+    /// `node-000`'s options with the nodes of `many` alive where `live` says so (by
+    /// index), the election on `threads`.
+    fn many_options(live: &[bool], threads: Threads) -> PlanOptions {
+        let live = live.iter().enumerate().filter(|(_, live)| **live);
+        PlanOptions {
+            node_name: "node-000".into(),
+            election: ElectionContext {
+                live_nodes: Some(live.map(|(n, _)| format!("node-{n:03}")).collect()),
+                threads,
+                ..ElectionContext::default()
+            },
+            ..PlanOptions::default()
+        }
+    }
+
+    /// The plan is the same on one thread and on several, bit for bit: whole, kept,
+    /// planned again for other live nodes from what was kept, and the election alone;
+    /// on clusters small and large (more services than a window holds), with every
+    /// part on the threads however small.
+    #[test]
+    fn the_plan_is_the_same_on_one_thread_and_on_several() {
+        use crate::{
+            allocator::{AllocatorOptions, allocate},
+            election::elect,
+        };
+        let host = host();
+        let attached = [host["eth0"].clone(), host["eth1"].clone()];
+        let one = Threads::exactly(1);
+        for (nodes, services) in [(0, 3), (3, 8), (40, 300), (45, 4500)] {
+            let cfg = config(&many(nodes, services));
+            let every = vec![true; nodes];
+            let some: Vec<bool> = (0..nodes).map(|n| n % 4 != 1).collect();
+            let decisions = allocate(&cfg, &AllocatorOptions::default()).decisions;
+            let (first, standing) = plan_keeping(&cfg, &many_options(&every, one), &attached);
+            let mut standing = standing.expect("kept without BGP");
+            let again = standing.plan(&many_options(&some, one), &attached);
+            let elected = elect(
+                &cfg,
+                &decisions,
+                "node-000",
+                &many_options(&some, one).election,
+            );
+            for threads in [2, 3] {
+                let case = format!("{nodes} nodes, {services} services, {threads} threads");
+                let threads = Threads::exactly(threads).from_hashes(0);
+                let (every, some) = (many_options(&every, threads), many_options(&some, threads));
+                assert!(same(&plan(&cfg, &every, &attached), &first), "{case}: plan");
+                let (kept, on_threads) = plan_keeping(&cfg, &every, &attached);
+                let mut on_threads = on_threads.expect("kept without BGP");
+                assert!(same(&kept, &first), "{case}: plan_keeping");
+                assert_eq!(on_threads.ranked, standing.ranked, "{case}: rankings");
+                assert_eq!(
+                    format!("{:?}", on_threads.ranks),
+                    format!("{:?}", standing.ranks),
+                    "{case}: rankings"
+                );
+                assert!(
+                    same(&on_threads.plan(&some, &attached), &again),
+                    "{case}: again"
+                );
+                let on_threads = elect(&cfg, &decisions, "node-000", &some.election);
+                assert_eq!(on_threads, elected, "{case}: elect");
+            }
+        }
+    }
+
+    /// The election from the rankings (each service's ranking filtered by the live
+    /// nodes) equals the whole plan's, with more nodes than a ranking holds: where
+    /// every ranking holds enough live nodes, and where some do not (those services
+    /// are elected whole).
+    #[test]
+    fn planning_again_from_the_rankings_equals_planning_whole_with_many_nodes() {
+        let host = host();
+        let attached = [host["eth0"].clone(), host["eth1"].clone()];
+        let nodes = 60;
+        let cfg = config(&many(nodes, 200));
+        let threads = Threads::default();
+        let every = vec![true; nodes];
+        let (_, standing) = plan_keeping(&cfg, &many_options(&every, threads), &attached);
+        let mut standing = standing.expect("kept without BGP");
+        let dead =
+            |dead: &dyn Fn(usize) -> bool| -> Vec<bool> { (0..nodes).map(|n| !dead(n)).collect() };
+        // (case, live nodes, some services elected whole)
+        let cases: Vec<(&str, Vec<bool>, bool)> = vec![
+            ("every node alive", every.clone(), false),
+            ("a few dead", dead(&|n| [1, 7, 30].contains(&n)), false),
+            ("every other one dead", dead(&|n| n % 2 == 0), true),
+            ("most dead", dead(&|n| n < 55), true),
+            ("all dead", dead(&|_| true), true),
+            ("alive again", every.clone(), false),
+        ];
+        for (name, live, some_whole) in cases {
+            let options = many_options(&live, threads);
+            let rankings_tell = |rank: &Ranked| {
+                let ranked = &standing.ranked[rank.start as usize..][..usize::from(rank.len)];
+                crate::election::listed(ranked, rank.complete, Some(&live)).is_some()
+            };
+            let told = standing.ranks.iter().filter(|r| rankings_tell(r)).count();
+            assert!(told > 0, "{name}: {told} rankings tell");
+            assert_eq!(
+                told < standing.ranks.len(),
+                some_whole,
+                "{name}: {told} rankings tell"
+            );
+            let whole = plan(&cfg, &options, &attached);
+            let again = standing.plan(&options, &attached);
+            let differ = whole
+                .services
+                .iter()
+                .find(|(key, service)| again.services.get(*key) != Some(*service));
+            assert_eq!(differ, None, "{name}");
+            assert!(same(&whole, &again), "{name}");
+        }
     }
 }

@@ -439,6 +439,7 @@ mod tests {
             election: ElectionContext {
                 live_nodes: None,
                 endpoints: EndpointRule::AssumeServing,
+                ..ElectionContext::default()
             },
             ..PlanOptions::default()
         };

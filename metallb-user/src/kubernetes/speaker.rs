@@ -192,6 +192,7 @@ impl Stores {
             election: ElectionContext {
                 live_nodes: Some(live),
                 endpoints: EndpointRule::Observed,
+                ..ElectionContext::default()
             },
             speakers: Some(crate::membership::peers::from_pods(&speaker_pods)),
         };
