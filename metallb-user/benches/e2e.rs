@@ -32,7 +32,10 @@
 //! always run too). The whole run is done twice, on a fresh lab each: with the
 //! requests sent as socket buffers, then as XDP frames ([`Ingress`];
 //! `BENCH_E2E_INGRESS=socket` or `xdp-frames` runs one). The chart of the second is
-//! `bench-e2e-xdp-frames.svg`; the CSV holds both.
+//! `bench-e2e-xdp-frames.svg`; the CSV holds both. `BENCH_E2E_ROUNDS=N` (default 1)
+//! adds N-1 rounds at the maximum rate only, the five responders again each time, and
+//! prints each round's ratios to XDP native with their minimum, median and maximum:
+//! one round's ratio moves with the machine's other work.
 
 use std::{
     collections::BTreeMap,
@@ -142,6 +145,10 @@ struct Point {
     cpu: NodeCpu,
     /// bpf_stats of the responder program: run time (ns) and runs.
     bpf: Option<(u64, u64)>,
+    /// 0: the run over every rate; 1..: a further round at the maximum rate only
+    /// (`BENCH_E2E_ROUNDS`), each responder started afresh, to show how the ratios
+    /// spread from one round to the next.
+    round: u32,
 }
 
 impl Point {
@@ -815,6 +822,7 @@ fn measure(
         busy_ns: busy,
         cpu,
         bpf,
+        round: 0,
     })
 }
 
@@ -848,6 +856,17 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(2.0);
     let duration = Duration::from_secs_f64(seconds);
     let idle = Duration::from_millis(500);
+    let rounds: u32 = match std::env::var("BENCH_E2E_ROUNDS") {
+        Err(_) => 1,
+        Ok(text) => text
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&n| n >= 1)
+            .with_context(|| {
+                format!("BENCH_E2E_ROUNDS: {text:?} is not a whole number of rounds, 1 or more")
+            })?,
+    };
     let ingresses = std::env::var("BENCH_E2E_INGRESS")
         .unwrap_or_else(|_| "socket,xdp-frames".into())
         .split(',')
@@ -890,17 +909,25 @@ fn main() -> anyhow::Result<()> {
     let _stats = enable_stats(Stats::RunTime).context("enabling bpf_stats")?;
     let mut points = Vec::new();
     for ingress in ingresses.iter().copied() {
-        points.extend(run_ingress(ingress, duration, idle)?);
+        points.extend(run_ingress(ingress, duration, idle, rounds)?);
     }
     for ingress in ingresses.iter().copied() {
         let these: Vec<Point> = points
             .iter()
-            .filter(|p| p.ingress == ingress)
+            .filter(|p| p.ingress == ingress && p.round == 0)
             .cloned()
             .collect();
         println!();
         println!("{}", ingress.describe());
         print!("{}", report(&these));
+        if rounds > 1 {
+            let all: Vec<Point> = points
+                .iter()
+                .filter(|p| p.ingress == ingress)
+                .cloned()
+                .collect();
+            print!("{}", rounds_report(&all));
+        }
     }
     println!("load average at end: {}", load_average());
     std::fs::create_dir_all(&out_dir)?;
@@ -910,7 +937,7 @@ fn main() -> anyhow::Result<()> {
     for ingress in ingresses {
         let these: Vec<Point> = points
             .iter()
-            .filter(|p| p.ingress == ingress)
+            .filter(|p| p.ingress == ingress && p.round == 0)
             .cloned()
             .collect();
         let svg = out_dir.join(match ingress {
@@ -931,8 +958,13 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// The five responders one after another, with requests coming in as `ingress` says,
-/// on a lab of its own.
-fn run_ingress(ingress: Ingress, duration: Duration, idle: Duration) -> anyhow::Result<Vec<Point>> {
+/// on a lab of its own; then `rounds - 1` more rounds of them at the maximum rate.
+fn run_ingress(
+    ingress: Ingress,
+    duration: Duration,
+    idle: Duration,
+    rounds: u32,
+) -> anyhow::Result<Vec<Point>> {
     let lab = Lab::new("e2e")?;
     let client_mac = lab.client_mac.0;
     let arp: Vec<Vec<u8>> = (0..VIPS)
@@ -951,7 +983,8 @@ fn run_ingress(ingress: Ingress, duration: Duration, idle: Duration) -> anyhow::
     let mut generator = Generator::open(&lab, ingress)?;
     let pins = ScratchPinDir::new("e2e");
     let mut points = Vec::new();
-    for responder in Responder::ALL {
+    let sequence = (0..rounds).flat_map(|round| Responder::ALL.map(|r| (round, r)));
+    for (round, responder) in sequence {
         let node = Node::start(&lab, responder, &pins)
             .with_context(|| format!("starting {}", responder.name()))?;
         probe.set_responder_threads(&node.threads)?;
@@ -971,7 +1004,8 @@ fn run_ingress(ingress: Ingress, duration: Duration, idle: Duration) -> anyhow::
                 Proto::Arp => &arp,
                 Proto::Ns => &ns,
             };
-            for asked in rates() {
+            let asked_rates = if round == 0 { rates() } else { vec![None] };
+            for asked in asked_rates {
                 let mut point = measure(
                     &lab,
                     &node,
@@ -983,6 +1017,7 @@ fn run_ingress(ingress: Ingress, duration: Duration, idle: Duration) -> anyhow::
                     idle,
                 )?;
                 point.ingress = ingress;
+                point.round = round;
                 points.push(point);
             }
         }
@@ -998,6 +1033,7 @@ fn baseline_of<'p>(points: &'p [Point], point: &Point) -> Option<&'p Point> {
             && b.ingress == point.ingress
             && b.proto == point.proto
             && b.asked == point.asked
+            && b.round == point.round
     })
 }
 
@@ -1007,6 +1043,7 @@ fn native_of<'p>(points: &'p [Point], point: &Point) -> Option<&'p Point> {
             && b.ingress == point.ingress
             && b.proto == point.proto
             && b.asked == point.asked
+            && b.round == point.round
     })
 }
 
@@ -1070,16 +1107,125 @@ fn report(points: &[Point]) -> String {
     out
 }
 
+/// The rounds at the maximum rate side by side: each responder's node CPU per answer
+/// and the same above the no-responder run (the measure: busy time minus the
+/// baseline), per round with minimum / median / maximum, then the ratios to XDP native.
+/// XDP native's figure above none is a difference of two figures of ~500 ns and can
+/// fall on either side of zero, so a per-round ratio is printed only where it is
+/// positive, and the worst pairing (the responder's lowest round against XDP native's
+/// highest) beside it: the ratio no choice of rounds can go under.
+fn rounds_report(points: &[Point]) -> String {
+    let mut out = String::new();
+    let at_max: Vec<&Point> = points.iter().filter(|p| p.asked.is_none()).collect();
+    let rounds = at_max.iter().map(|p| p.round).max().map_or(0, |r| r + 1);
+    let _ = writeln!(
+        out,
+        "at the maximum rate, {rounds} rounds (each: the five responders one after another)"
+    );
+    let answered = [
+        Responder::XdpNative,
+        Responder::XdpGeneric,
+        Responder::Kernel,
+        Responder::Userspace,
+    ];
+    for proto in [Proto::Arp, Proto::Ns] {
+        let of =
+            |responder: Responder, figure: &dyn Fn(&Point) -> Option<f64>| -> Vec<Option<f64>> {
+                at_max
+                    .iter()
+                    .filter(|p| p.proto == proto && p.responder == responder)
+                    .map(|p| figure(p))
+                    .collect()
+            };
+        let above = |p: &Point| above_none(p, baseline_of(points, p));
+        for (what, figure) in [
+            (
+                "node ns/answer",
+                &Point::node_per_answer as &dyn Fn(&Point) -> Option<f64>,
+            ),
+            ("above none", &above),
+        ] {
+            for responder in answered {
+                let _ = writeln!(
+                    out,
+                    "{:<5} {:<15} {:<15} {}",
+                    proto.name(),
+                    responder.name(),
+                    what,
+                    spread(&of(responder, figure), "")
+                );
+            }
+        }
+        for responder in [Responder::Kernel, Responder::Userspace] {
+            for (what, figure) in [
+                (
+                    "node ns/answer",
+                    &Point::node_per_answer as &dyn Fn(&Point) -> Option<f64>,
+                ),
+                ("above none", &above),
+            ] {
+                let native = of(Responder::XdpNative, figure);
+                let other = of(responder, figure);
+                let per_round: Vec<Option<f64>> = other
+                    .iter()
+                    .zip(&native)
+                    .map(|(o, n)| match (o, n) {
+                        (Some(o), Some(n)) if *n > 0.0 => Some(o / n),
+                        _ => None,
+                    })
+                    .collect();
+                let highest_native = native.iter().flatten().copied().reduce(f64::max);
+                let lowest_other = other.iter().flatten().copied().reduce(f64::min);
+                let worst = match (lowest_other, highest_native) {
+                    (Some(o), Some(n)) if n > 0.0 => format!("{:.1}x", o / n),
+                    (Some(_), Some(_)) => "XDP native at or below none in every round".into(),
+                    _ => "-".into(),
+                };
+                let _ = writeln!(
+                    out,
+                    "{:<5} {:<15} x native, {:<15} {}; worst pairing {worst}",
+                    proto.name(),
+                    responder.name(),
+                    what,
+                    spread(&per_round, "x")
+                );
+            }
+        }
+    }
+    out
+}
+
+/// `a b c ...; min / median / max` of per-round figures (with `unit` after each); a
+/// round without one (nothing answered, or no positive XDP native figure to divide
+/// by) is `-` and left out of the three.
+fn spread(values: &[Option<f64>], unit: &str) -> String {
+    let digits = usize::from(!unit.is_empty());
+    let each: Vec<String> = values
+        .iter()
+        .map(|v| v.map_or_else(|| "-".into(), |v| format!("{v:.digits$}{unit}")))
+        .collect();
+    let mut known: Vec<f64> = values.iter().flatten().copied().collect();
+    known.sort_by(f64::total_cmp);
+    let summary = match (known.first(), known.last()) {
+        (Some(min), Some(max)) => format!(
+            "{min:.digits$}{unit} / {:.digits$}{unit} / {max:.digits$}{unit}",
+            known[known.len() / 2]
+        ),
+        _ => "-".into(),
+    };
+    format!("{}; min / median / max {summary}", each.join(" "))
+}
+
 fn csv_of(points: &[Point]) -> String {
     let mut out = String::from(
-        "ingress,proto,responder,asked_pps,seconds,sent,received,answered,offered_pps,answered_pps,loss,busy_ns,net_rx_ns,client_poll_ns,background_ns,responder_threads_ns,responder_softirq_ns,node_ns,node_ns_per_answer,node_ns_per_answer_above_none,bpf_run_ns,bpf_runs\n",
+        "ingress,proto,responder,asked_pps,seconds,sent,received,answered,offered_pps,answered_pps,loss,busy_ns,net_rx_ns,client_poll_ns,background_ns,responder_threads_ns,responder_softirq_ns,node_ns,node_ns_per_answer,node_ns_per_answer_above_none,bpf_run_ns,bpf_runs,round\n",
     );
     for point in points {
         let fmt = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.0}"));
         let (bpf_ns, bpf_runs) = point.bpf.unwrap_or_default();
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{:.0},{:.0},{:.4},{},{},{},{},{},{},{:.0},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{:.0},{:.0},{:.4},{},{},{},{},{},{},{:.0},{},{},{},{},{}",
             point.ingress.name(),
             point.proto.name(),
             point.responder.name(),
@@ -1102,6 +1248,7 @@ fn csv_of(points: &[Point]) -> String {
             fmt(above_none(point, baseline_of(points, point))),
             bpf_ns,
             bpf_runs,
+            point.round,
         );
     }
     out
