@@ -2364,6 +2364,30 @@ fn restart_in_any_order_keeps_every_address() {
     assert_ne!(allocate(&reversed, &options).decisions, first);
 }
 
+/// `allocate` keeps no request of a decided service; a second service of the same
+/// key (validation refuses it; the allocator takes Services as written) still replaces
+/// the first, which gives back its address, as `assign_all` does.
+#[test]
+fn allocate_decides_a_key_given_twice_as_assign_all() {
+    let config = config_of(
+        &[
+            pool("a", "addresses: [10.0.0.0/30]"),
+            svc("s").ips("10.0.0.1").y(),
+            svc("t").y(),
+            svc("s").ips("10.0.0.1").ports("TCP/443").y(),
+        ]
+        .concat(),
+    );
+    let options = AllocatorOptions::default();
+    let decided = allocate(&config, &options);
+    assert_eq!(
+        decided,
+        Allocator::new(&config, options).assign_all(&config.services)
+    );
+    check("twice", &decided.decisions, "s", Got("a", "10.0.0.1"));
+    check("twice", &decided.decisions, "t", Got("a", "10.0.0.0"));
+}
+
 #[test]
 fn every_failure_reason_names_the_service_request() {
     // Failures of automatic picks name what was wanted; those of requests name the
