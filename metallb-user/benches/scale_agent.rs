@@ -1199,8 +1199,11 @@ fn run(vips: usize, binary: &Path) -> anyhow::Result<()> {
         .zip(new_answered)
         .and_then(|(read, answered)| (written + answered).duration_since(read - read_took).ok());
     println!(
-        "    change seen (file read begins) -> new address answered {}: file read and checked {read_took:.2?}; read -> applied {read_to_applied:.2?}: plan {plan:.2?}, entries that changed found {delta:.2?} ({} entries), datapath sync {sync:.2?} (target < 10 ms), the rest {:.2?}",
+        "    change seen (file read begins) -> new address answered {}: file read and checked {read_took:.2?}; read -> applied {read_to_applied:.2?} (target < 10 ms): plan {plan:.2?} (Services looked at: {}), entries that changed found {delta:.2?} ({} entries), datapath sync {sync:.2?}, the rest {:.2?}",
         seen_to_answered.map_or("?".into(), |d| format!("{d:.2?}")),
+        apply["fields"]
+            .get("looked")
+            .map_or("every one".into(), |n| n.to_string()),
         apply["fields"]["delta"],
         read_to_applied.saturating_sub(plan + delta + sync),
     );

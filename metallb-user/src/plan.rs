@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 mod replan;
 
-pub use replan::Replan;
+pub use crate::config::Changes;
+pub use replan::{Replan, SAMPLED};
 
 use crate::{
     allocator::{
@@ -2392,9 +2393,14 @@ mod tests {
     /// and the pools' usage are the whole plan's, and what it keeps plans again as
     /// the whole plan. Returns the first difference, how many changes it replanned,
     /// and how many of those changed a service that held or wanted an address.
+    ///
+    /// Three changes in four come with the source's word on the places that changed
+    /// ([`Changes`]); with `lie`, a word that nothing changed instead, which the
+    /// replan must not take (the sample it checks covers these small clusters).
     fn first_replan_difference(
         property: &str,
         sabotage: impl Fn(&mut Standing),
+        lie: bool,
     ) -> (Option<String>, usize, usize) {
         use crate::property::{pick, settings};
         use rand::RngExt as _;
@@ -2414,10 +2420,12 @@ mod tests {
                 for step in 0..8 {
                     let before = cluster.clone();
                     let services_only = rng.random_range(0..8) > 0;
+                    let mut replaced = Vec::new();
                     if services_only {
                         for _ in 0..rng.random_range(1..=3) {
                             let i = rng.random_range(0..cluster.services.len());
                             cluster.services[i] = Cluster::service(&mut rng);
+                            replaced.push(i);
                         }
                     } else {
                         cluster.named_adv ^= true;
@@ -2431,7 +2439,21 @@ mod tests {
                     let whole = plan(&cfg, &options, &attached);
                     let at = format!("case {case}, {node}, step {step}: {before:?} -> {cluster:?}");
                     let given = if rng.random() { &given } else { &cfg };
-                    let Some(re) = standing.replan(given, &options, &attached) else {
+                    // The places of the Services between the first and the last
+                    // replaced, before and now (absent Services have none).
+                    let places =
+                        |c: &Cluster, end: usize| c.services[..end].iter().filter(|s| s.0).count();
+                    let changes = match (replaced.iter().min(), replaced.iter().max()) {
+                        _ if lie => Some(Changes::default()),
+                        (Some(&lo), Some(&hi)) if rng.random_range(0..4) > 0 => Some(Changes {
+                            at: places(&before, lo),
+                            was: places(&before, hi + 1) - places(&before, lo),
+                            now: places(&cluster, hi + 1) - places(&cluster, lo),
+                        }),
+                        _ => None,
+                    };
+                    let Some(re) = standing.replan(given, &options, &attached, changes.as_ref())
+                    else {
                         let (planned, kept) = plan_keeping(&cfg, &options, &attached);
                         last = planned;
                         standing = kept.expect("kept without BGP");
@@ -2513,10 +2535,21 @@ mod tests {
 
     #[test]
     fn a_replan_of_some_services_hands_over_what_planning_whole_changes() {
-        let (difference, replanned, moved) = first_replan_difference("standing_replan", |_| {});
+        let (difference, replanned, moved) =
+            first_replan_difference("standing_replan", |_| {}, false);
         assert_eq!(difference, None);
         assert!(replanned > 100, "{replanned} changes replanned");
         assert!(moved > 50, "{moved} replanned an address");
+    }
+
+    /// A source's word that nothing changed, when Services did, is checked on a
+    /// sample of the Services (all of them in these small clusters) and not taken.
+    #[test]
+    fn a_replan_does_not_take_a_word_the_sample_belies() {
+        let (difference, replanned, _) =
+            first_replan_difference("standing_replan_lie", |_| {}, true);
+        assert_eq!(difference, None);
+        assert!(replanned > 100, "{replanned} changes replanned");
     }
 
     /// The property catches a replan that forgets the services that failed asking for
@@ -2524,13 +2557,17 @@ mod tests {
     /// decision depends on others (an address picked from a pool).
     #[test]
     fn the_replan_property_catches_a_sabotaged_standing() {
-        let (forgotten, _, _) = first_replan_difference("standing_replan_no_wanted", |s| {
-            s.replan.forget_wanted();
-        });
+        let (forgotten, _, _) = first_replan_difference(
+            "standing_replan_no_wanted",
+            |s| s.replan.forget_wanted(),
+            false,
+        );
         assert!(forgotten.is_some());
-        let (unknown, _, _) = first_replan_difference("standing_replan_no_unknown", |s| {
-            s.replan.forget_unknown(&mut s.services);
-        });
+        let (unknown, _, _) = first_replan_difference(
+            "standing_replan_no_unknown",
+            |s| s.replan.forget_unknown(&mut s.services),
+            false,
+        );
         assert!(unknown.is_some());
     }
 

@@ -52,8 +52,8 @@ use crate::{
     },
     metrics::{self, Shared},
     plan::{
-        AddressSource, InterfaceChoice, Moved, PlanOptions, Reelection, Replan, Role, ServicePlan,
-        Standing, interfaces_to_attach, plan_keeping_releasing, vip_delta,
+        AddressSource, Changes, InterfaceChoice, Moved, PlanOptions, Reelection, Replan, Role,
+        ServicePlan, Standing, interfaces_to_attach, plan_keeping_releasing, vip_delta,
     },
     printable::printable,
 };
@@ -80,6 +80,20 @@ pub struct Snapshot {
     /// Kubernetes mode: the speaker Pods, the peers of the membership gossip
     /// (standalone mode: `None`, the peers are `--peer` or the file's Nodes).
     pub speakers: Option<Vec<SpeakerAddress>>,
+    /// What the source says changed since its last snapshot.
+    pub read: SourceRead,
+}
+
+/// Which read of its source a snapshot is, and what the source says changed in its
+/// Services since the read before (standalone mode: from the file's documents, see
+/// [`file::Documents`]); the speaker gives that to the replan ([`Standing::replan`])
+/// when the last plan was made of that read.
+#[derive(Clone, Debug, Default)]
+pub struct SourceRead {
+    /// From 1; 0: not numbered (then nothing is said).
+    pub number: u64,
+    /// Since read N: the Services that changed.
+    pub changes: Option<(u64, Changes)>,
 }
 
 /// What a source hands the speaker.
@@ -294,18 +308,31 @@ fn file_kind(file_type: std::fs::FileType) -> &'static str {
 /// are returned, for the caller to print or log.
 pub fn load_config(path: &Path, namespace: &str, max_bytes: u64) -> Result<Config, LoadError> {
     let text = read_config(path, max_bytes)?;
-    check_config(text, path, namespace).map_err(|issues| LoadError::Invalid {
-        path: shown_path(path),
-        issues,
-    })
+    check_config(text, path, namespace, None)
+        .map(|(config, _)| config)
+        .map_err(|issues| LoadError::Invalid {
+            path: shown_path(path),
+            issues,
+        })
 }
 
 /// Parses and validates `text`, read from `path`: the configuration, or every error.
 /// Warnings are logged. The text goes once parsed, and the parsed objects move into
 /// the configuration: at 100,000 Services, each copy would be 21 MiB and 150 MiB more.
-fn check_config(text: String, path: &Path, namespace: &str) -> Result<Config, Vec<Issue>> {
-    let parsed = file::parse(&text)?;
+/// With the configuration, its documents as read ([`file::Documents`]), if the text
+/// tells where they are, and the Services that changed since the read `before`.
+fn check_config(
+    text: String,
+    path: &Path,
+    namespace: &str,
+    before: Option<&file::Documents>,
+) -> Result<Checked, Vec<Issue>> {
+    let mut parsed = file::parse(&text)?;
+    let documents = file::Documents::of(&text, &parsed);
     drop(text);
+    let changes =
+        (documents.as_ref().zip(before)).and_then(|(now, before)| now.changes(&parsed, before));
+    parsed.documents = Vec::new();
     let validation = validate_owned(
         parsed,
         &ValidateOptions {
@@ -315,8 +342,15 @@ fn check_config(text: String, path: &Path, namespace: &str) -> Result<Config, Ve
     for issue in &validation.warnings {
         warn!(file = %shown_path(path), "{issue}");
     }
-    validation.config.ok_or(validation.errors)
+    (validation
+        .config
+        .map(|config| (config, (documents, changes))))
+    .ok_or(validation.errors)
 }
+
+/// A configuration checked, with its documents and what changed in its Services
+/// ([`check_config`]).
+type Checked = (Config, (Option<file::Documents>, Option<Changes>));
 
 /// Gives services without a status the addresses they had in the last plan, so that an
 /// edit of the file (a new service listed first, say) moves nobody's address: the
@@ -346,8 +380,9 @@ enum Last<'a> {
     Nothing,
     /// The same snapshot, for other live nodes or interfaces: elected again.
     Elect(&'a mut Standing),
-    /// A new snapshot: maybe some Services changed only.
-    Changed(Box<Standing>),
+    /// A new snapshot: maybe some Services changed only; with what its source says
+    /// changed since the snapshot the standing was planned from.
+    Changed(Box<Standing>, Option<Changes>),
 }
 
 struct Speaker {
@@ -453,7 +488,7 @@ impl Speaker {
         let everything = self.reannounce.at_plan(election.live_nodes.as_ref());
         // Addresses allocated here stay where the last plan put them; those of the
         // controller are the status itself.
-        let mut statuses = !matches!(last, Last::Changed(_)) && self.with_own_status(snapshot);
+        let mut statuses = !matches!(last, Last::Changed(..)) && self.with_own_status(snapshot);
         let config = &snapshot.config;
         let host = match iface::list() {
             Ok(host) => host,
@@ -508,9 +543,10 @@ impl Speaker {
             // Kept as the Standing, the snapshot's Services go as soon as the
             // allocation has them (`Kept::keep` would drop them after the apply, and
             // the statuses written at its end with them).
-            Last::Changed(mut standing) => {
+            Last::Changed(mut standing, changes) => {
                 if self.synced_on.as_ref() == Some(&attached)
-                    && let Some(replan) = standing.replan(config, &plan_options, &attached)
+                    && let Some(replan) =
+                        standing.replan(config, &plan_options, &attached, changes.as_ref())
                 {
                     let took = (before_plan_took, planning.elapsed());
                     self.apply_replan(replan, attached, took, everything);
@@ -644,7 +680,8 @@ impl Speaker {
     /// The end of an apply made in part (a re-election's, a replan's): the pools'
     /// usage if it changed, the configuration loaded and the speaker ready, and the
     /// line `cargo xtask bench scale` reads (`services`: those the apply looked at;
-    /// `replanned`: those a replan planned again or found gone).
+    /// `replanned`: those a replan planned again or found gone, and the Services of
+    /// the configuration whose digests it computed, [`Replan::looked`]).
     fn applied_in_part(
         &self,
         pools: Option<BTreeMap<String, crate::allocator::PoolUsage>>,
@@ -652,7 +689,7 @@ impl Speaker {
         delta: usize,
         [before_plan_took, plan_took, sync_took]: [Duration; 3],
         synced: std::time::Instant,
-        (services, replanned): (usize, Option<usize>),
+        (services, replanned): (usize, Option<(usize, usize)>),
     ) {
         {
             let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -676,7 +713,8 @@ impl Speaker {
             before_plan_took = ?before_plan_took,
             after_sync_took = ?synced.elapsed(),
             elected_again = replanned.is_none(),
-            replanned,
+            replanned = replanned.map(|(replanned, _)| replanned),
+            looked = replanned.map(|(_, looked)| looked),
             "configuration applied"
         );
     }
@@ -734,8 +772,9 @@ impl Speaker {
             services,
             removed,
             pools,
+            looked,
         } = replan;
-        debug!(vips = vips.len(), services = services.len(), removed = removed.len(), took = ?plan_took, replanned = true, "plan computed");
+        debug!(vips = vips.len(), services = services.len(), removed = removed.len(), looked, took = ?plan_took, replanned = true, "plan computed");
         let (report, sync_took, synced) = self.sync_changes(&vips, everything);
         self.synced_on = report.complete.then_some(attached);
         let mut lines = RoleLines::default();
@@ -767,8 +806,8 @@ impl Speaker {
         );
         let took = [before_plan_took, plan_took, sync_took];
         let replanned = services.len() + removed.len();
-        let looked = (self.last_roles.len(), Some(replanned));
-        self.applied_in_part(Some(pools), &report, vips.len(), took, synced, looked);
+        let services = (self.last_roles.len(), Some((replanned, looked)));
+        self.applied_in_part(Some(pools), &report, vips.len(), took, synced, services);
     }
 
     /// [`Speaker::report_announced`] for some services only (those an apply made in
@@ -1323,12 +1362,20 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
                     // The previous snapshot goes first: two configurations of 100,000
                     // Services are not held at once. What its plan kept stays: if only
                     // some Services changed, only those are planned again.
-                    let standing = last.take().and_then(|kept| kept.standing);
+                    let (standing, planned) = last
+                        .take()
+                        .map_or((None, 0), |kept| (kept.standing, kept.snapshot.read.number));
                     let mut snapshot = *snapshot;
+                    // What the source says changed, if it says it of the snapshot
+                    // the standing was planned from.
+                    let changes = (snapshot.read.changes.take())
+                        .filter(|(since, _)| planned != 0 && *since == planned)
+                        .map(|(_, changes)| changes);
                     gossip.follow(&snapshot, &options.node_name);
                     fencing.update(&speaker.datapath, &gossip, true);
                     let standing = if gossip.with_live(&mut snapshot) {
-                        let last = standing.map_or(Last::Nothing, |s| Last::Changed(Box::new(s)));
+                        let last = standing
+                            .map_or(Last::Nothing, |s| Last::Changed(Box::new(s), changes));
                         speaker.apply(&mut snapshot, last).1
                     } else {
                         None
@@ -1913,6 +1960,9 @@ struct FileSource {
     /// The SHA-256 of the file as last read: unchanged content is not applied again
     /// (the text itself is not kept: 21 MiB for 100,000 Services).
     last_digest: Option<[u8; 32]>,
+    /// The last read handed over: its number, and its documents (a digest and what
+    /// it gave, 16 bytes a document), to tell the next one which Services changed.
+    handed: (u64, Option<file::Documents>),
 }
 
 impl FileSource {
@@ -1932,6 +1982,7 @@ impl FileSource {
             changes,
             _watcher: watcher,
             last_digest: None,
+            handed: (0, None),
         })
     }
 
@@ -1989,16 +2040,23 @@ impl FileSource {
             return true;
         }
         let bytes = text.len();
-        let checked = check_config(text, &self.path, &self.namespace);
+        let checked = check_config(text, &self.path, &self.namespace, self.handed.1.as_ref());
         debug!(bytes, took = ?reading.elapsed(), "configuration file read and checked");
         self.last_digest = Some(digest);
         match checked {
-            Ok(config) => {
+            Ok((config, (documents, changes))) => {
+                let last = self.handed.0;
+                let changes = changes.map(|changes| (last, changes));
+                self.handed = (last + 1, documents);
                 let snapshot = Snapshot {
                     config,
                     addresses: AddressSource::Allocate,
                     election: ElectionContext::default(),
                     speakers: None,
+                    read: SourceRead {
+                        number: last + 1,
+                        changes,
+                    },
                 };
                 let _ = self.updates.send(Update::Apply(Box::new(snapshot))).await;
                 true
@@ -2168,6 +2226,7 @@ mod tests {
                 addresses: AddressSource::Allocate,
                 election: ElectionContext::default(),
                 speakers: None,
+                read: SourceRead::default(),
             },
             None,
         );
@@ -2208,6 +2267,7 @@ mod tests {
             addresses: AddressSource::Allocate,
             election: ElectionContext::default(),
             speakers: None,
+            read: SourceRead::default(),
         };
         let mut kept = Kept::keep(snapshot.clone(), standing);
         assert!(kept.snapshot.config.services.is_empty());

@@ -363,11 +363,17 @@ fn next_apply(path: &Path, before: usize) -> String {
 }
 
 /// A Service moved to another address in the file is planned alone (the apply says
-/// it replanned one Service), and an address given back still goes to the Service
-/// that failed asking for it (that change is planned whole).
+/// it replanned one Service, and looked at it and a sample of the others only: the
+/// file source said which document changed), and an address given back still goes
+/// to the Service that failed asking for it (that change is planned whole).
 #[test]
 fn netns_a_moved_service_is_planned_alone_and_a_released_address_goes_to_who_wanted_it() {
     const THIRD: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 130);
+    // 60 more Services (IPv6), after these.
+    let others: String = (0..60)
+        .map(|i| format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: other{i}, annotations: {{metallb.io/loadBalancerIPs: '2001:db8::{:x}'}}}}\nspec: {{type: LoadBalancer, ipFamilies: [IPv6], ports: [{{port: 80, protocol: TCP}}]}}\n", 0x100 + i))
+        .collect();
+    let config = |services: &[(&str, Ipv4Addr)]| config(services) + &others;
     let lab = lab("replan");
     let (dir, logs, pins) = (
         ConfigDir::new(),
@@ -393,6 +399,8 @@ fn netns_a_moved_service_is_planned_alone_and_a_released_address_goes_to_who_wan
     write_config(&dir.file(), &config(&[("first", FIRST), ("second", THIRD)]));
     let applied = next_apply(&log, applies);
     assert!(applied.contains("\"replanned\":1"), "{applied}");
+    // The moved one, the two next to it and a sample of 32 of the 61 others.
+    assert!(applied.contains("\"looked\":35"), "{applied}");
     assert!(answered(&lab, THIRD), "the moved VIP is answered");
     assert!(!answered(&lab, SECOND), "its old address is not");
     assert!(answered(&lab, FIRST), "the other VIP still is");

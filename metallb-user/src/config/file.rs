@@ -48,6 +48,140 @@ pub struct ConfigFile {
     pub communities: Vec<Community>,
     /// Objects kept but not used, unknown fields: reported, never fatal.
     pub warnings: Vec<Issue>,
+    /// What each document of the text gave (empty ones too), in document order: the
+    /// next read of the file tells by it which Services changed ([`Documents`]).
+    pub documents: Vec<DocumentShape>,
+}
+
+/// What one document of a file gave that a change of it changes in the plan: its
+/// Services (in file order, so the Services of the file are those of its documents
+/// one after another), and whether it has EndpointSlices (which belong to Services
+/// by a label, anywhere in the file).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DocumentShape {
+    pub services: u32,
+    pub slices: bool,
+}
+
+/// The documents of a file as read: each one's digest (of its text, 63 bits, and
+/// whether it has EndpointSlices), 8 bytes a document, and how many Services they
+/// gave. Two reads of a file compared tell which of its Services changed
+/// ([`Documents::changes`]) without a look at the Services themselves.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Documents {
+    digests: Vec<u64>,
+    services: usize,
+}
+
+/// The bit of a document's digest that says it has EndpointSlices.
+const SLICES: u64 = 1;
+
+impl Documents {
+    /// The documents of `text` read as `file`, when where each begins is known from
+    /// the text alone: at every line that starts with `---` and a blank (a document
+    /// start, which YAML allows nowhere else: inside a scalar it ends the document),
+    /// and at the text's start when something other than blanks and comments comes
+    /// before the first. `None` when the text has what could make that differ from
+    /// the parser's documents (a directive (`%`), a document end (`...`), a line break
+    /// other than `\n` and `\r\n`), or when the counts differ.
+    pub fn of(text: &str, file: &ConfigFile) -> Option<Self> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let other_break = |text: &str| {
+            ['\u{85}', '\u{2028}', '\u{2029}']
+                .iter()
+                .any(|c| text.contains(*c))
+                || text
+                    .match_indices('\r')
+                    .any(|(at, _)| !text[at + 1..].starts_with('\n'))
+        };
+        if other_break(text) {
+            return None;
+        }
+        let starts = |line: &str, marker: &str| {
+            line.strip_prefix(marker)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']))
+        };
+        let mut digests = Vec::with_capacity(file.documents.len());
+        let mut begin: Option<usize> = None;
+        let mut content = false;
+        let mut at = 0;
+        for line in text.split_inclusive('\n') {
+            if line.starts_with('%') || starts(line, "...") {
+                return None;
+            }
+            if starts(line, "---") {
+                match begin {
+                    Some(begin) => digests.push(digest(&text[begin..at])),
+                    None if content => digests.push(digest(&text[..at])),
+                    None => {}
+                }
+                begin = Some(at);
+            } else if begin.is_none() {
+                let line = line.trim_start();
+                content |= !line.is_empty() && !line.starts_with('#');
+            }
+            at += line.len();
+        }
+        match begin {
+            Some(begin) => digests.push(digest(&text[begin..])),
+            None if content => digests.push(digest(text)),
+            None => {}
+        }
+        if digests.len() != file.documents.len() {
+            return None;
+        }
+        for (digest, shape) in digests.iter_mut().zip(&file.documents) {
+            *digest = (*digest & !SLICES) | u64::from(shape.slices);
+        }
+        Some(Self {
+            digests,
+            services: file.services.len(),
+        })
+    }
+
+    /// Which Services changed from the read `before` to this one (of `file`): the
+    /// documents alike at the start and at the end of both are unchanged, and so
+    /// are their Services; those of the documents between were replaced. `None`
+    /// when one of the documents between has an EndpointSlice (its Service may be
+    /// anywhere).
+    pub fn changes(&self, file: &ConfigFile, before: &Documents) -> Option<super::Changes> {
+        let (now, was) = (&self.digests, &before.digests);
+        let start = now.iter().zip(was).take_while(|(a, b)| a == b).count();
+        let end = (now[start..].iter().rev())
+            .zip(was[start..].iter().rev())
+            .take_while(|(a, b)| a == b)
+            .count();
+        let (now_between, was_between) =
+            (&now[start..now.len() - end], &was[start..was.len() - end]);
+        if now_between
+            .iter()
+            .chain(was_between)
+            .any(|d| d & SLICES != 0)
+        {
+            return None;
+        }
+        let services = |shapes: &[DocumentShape]| -> usize {
+            shapes.iter().map(|shape| shape.services as usize).sum()
+        };
+        let shapes = file.documents.get(..now.len())?;
+        let at = services(&shapes[..start]);
+        let changed = services(&shapes[start..now.len() - end]);
+        let after = services(&shapes[now.len() - end..]);
+        Some(super::Changes {
+            at,
+            was: before.services.checked_sub(at + after)?,
+            now: changed,
+        })
+    }
+}
+
+/// The digest of a document's text: SipHash-1-3, 64 bits (compared only with the
+/// same place's last one; not for an adversary).
+fn digest(text: &str) -> u64 {
+    use std::hash::{DefaultHasher, Hasher as _};
+    let mut hasher = DefaultHasher::new();
+    hasher.write(text.as_bytes());
+    hasher.finish()
 }
 
 /// Why MetalLB kinds that this version does not act on are ignored.
@@ -78,17 +212,32 @@ pub fn parse(text: &str) -> Result<ConfigFile, Vec<Issue>> {
         errors: Vec::new(),
         service_names: BTreeSet::new(),
     };
-    read_documents(text, |read| match read {
+    let documents = read_documents(text, |read| match read {
         DocumentRead::Value { index, value } => {
             let at = Site {
                 place: format!("document {}", index + 1),
                 document: index,
                 path: Vec::new(),
             };
+            let before = (
+                reader.file.services.len(),
+                reader.file.endpoint_slices.len(),
+            );
             reader.add_object(&at, value);
+            let shape = DocumentShape {
+                services: (reader.file.services.len() - before.0) as u32,
+                slices: reader.file.endpoint_slices.len() > before.1,
+            };
+            let shapes = &mut reader.file.documents;
+            shapes.resize(index, DocumentShape::default());
+            shapes.push(shape);
         }
         DocumentRead::Problem(issue) => reader.errors.push(issue),
     });
+    reader
+        .file
+        .documents
+        .resize(documents, DocumentShape::default());
     if reader.errors.is_empty() {
         Ok(reader.file)
     } else {
@@ -110,12 +259,15 @@ pub(super) enum DocumentRead {
 
 /// Reads the documents of `text` as kubectl reads them: a byte-order mark skipped,
 /// merge keys (`<<: *base`) applied, a key written twice refused, an integer beyond
-/// 64 bits a float (see [`yaml::Document`]).
-pub(super) fn read_documents(text: &str, mut each: impl FnMut(DocumentRead)) {
+/// 64 bits a float (see [`yaml::Document`]). Returns how many documents were read
+/// (empty ones too).
+pub(super) fn read_documents(text: &str, mut each: impl FnMut(DocumentRead)) -> usize {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     // Read only when a key is written twice.
     let locations = OnceCell::new();
+    let mut read = 0;
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        read = index + 1;
         let place = format!("document {}", index + 1);
         let problem = |message: String| DocumentRead::Problem(Issue::new(&place, "", "", message));
         match Document::deserialize(document) {
@@ -152,6 +304,7 @@ pub(super) fn read_documents(text: &str, mut each: impl FnMut(DocumentRead)) {
             }
         }
     }
+    read
 }
 
 /// An object's place: for messages, and to find where its fields are written.
@@ -378,6 +531,94 @@ impl Reader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn documents(text: &str) -> Option<Documents> {
+        Documents::of(text, &parse(text).expect("parses"))
+    }
+
+    fn service(name: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {{type: LoadBalancer}}\n"
+        )
+    }
+
+    #[test]
+    fn the_documents_of_two_reads_tell_which_services_changed() {
+        let pool = "# the pool\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec: {addresses: [192.0.2.0/24]}\n";
+        let item = |name| {
+            format!(
+                "- {{apiVersion: v1, kind: Service, metadata: {{name: {name}}}, spec: {{type: LoadBalancer}}}}\n"
+            )
+        };
+        let list = format!(
+            "apiVersion: v1\nkind: List\nitems:\n{}{}",
+            item("l1"),
+            item("l2")
+        );
+        let text = |services: &[&str]| {
+            let mut text = pool.to_string();
+            for s in services {
+                text += "---\n";
+                text += &if *s == "list" {
+                    list.clone()
+                } else {
+                    service(s)
+                };
+            }
+            text
+        };
+        let before = documents(&text(&["a", "b", "list", "c"])).expect("documents");
+        let file = parse(&text(&["a", "b", "list", "c"])).expect("parses");
+        let names: Vec<_> = (file.services.iter())
+            .map(|s| s.metadata.name.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(names, ["a", "b", "l1", "l2", "c"]);
+        let changes = |services: &[&str]| {
+            let text = text(services);
+            let file = parse(&text).expect("parses");
+            Documents::of(&text, &file)
+                .expect("documents")
+                .changes(&file, &before)
+        };
+        let c = |at, was, now| Some(crate::config::Changes { at, was, now });
+        assert_eq!(changes(&["a", "b", "list", "c"]), c(5, 0, 0));
+        assert_eq!(changes(&["a", "b2", "list", "c"]), c(1, 1, 1));
+        assert_eq!(changes(&["a", "b", "c"]), c(2, 2, 0));
+        assert_eq!(changes(&["a", "b", "list", "x", "c"]), c(4, 0, 1));
+        assert_eq!(changes(&["a", "b", "list", "c", "d"]), c(5, 0, 1));
+        assert_eq!(changes(&["x", "b", "list", "y"]), c(0, 5, 5));
+        // An EndpointSlice belongs to a Service anywhere in the file: not said.
+        let slice = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: e, labels: {kubernetes.io/service-name: a}}\naddressType: IPv4\nendpoints: []\n";
+        let with_slice = format!("{}---\n{slice}", text(&["a", "b", "list", "c"]));
+        let file = parse(&with_slice).expect("parses");
+        let documents = Documents::of(&with_slice, &file).expect("documents");
+        assert_eq!(documents.changes(&file, &before), None);
+    }
+
+    #[test]
+    fn documents_are_found_where_the_parser_finds_them_or_not_at_all() {
+        let count = |text: &str| documents(text).map(|d| d.digests.len());
+        let a = service("a");
+        // Comments before the first start are no document; empty ones count.
+        assert_eq!(count(&format!("# c\n\n---\n{a}")), Some(1));
+        assert_eq!(count(&a), Some(1));
+        assert_eq!(count(&format!("{a}---\n---\n{a}---\n")), Some(4));
+        assert_eq!(
+            count(&format!("--- # first\n{a}--- \n{}", service("b"))),
+            Some(2)
+        );
+        // `---` indented, or with more after it, is no start.
+        let literal = "apiVersion: v1\nkind: Service\nmetadata:\n  name: a\n  annotations:\n    x: |\n      ---\n      text\n    y: ---z\n";
+        assert_eq!(count(literal), Some(1));
+        assert_eq!(
+            count(&format!("{a}---\r\n{}", service("b").replace('\n', "\r\n"))),
+            Some(2)
+        );
+        // Directives, document ends and other line breaks: not told.
+        assert_eq!(count(&format!("%YAML 1.2\n---\n{a}")), None);
+        assert_eq!(count(&format!("{a}...\n")), None);
+        assert_eq!(count(&format!("{a}\r---\r{a}")), None);
+    }
 
     #[test]
     fn documented_metallb_examples_parse_unchanged() {

@@ -33,6 +33,22 @@ pub use self::{
     validate::{ValidateOptions, validate, validate_owned},
 };
 
+/// What the source of a configuration says changed in its Services since the
+/// configuration the last plan was made of ([`crate::plan::Standing::replan`]): at
+/// place `at` of the Services, the `was` Services of the last configuration were
+/// replaced by the `now` Services there now; every other Service, with its
+/// EndpointSlices, is the last configuration's, in the same order. It names places,
+/// not Services: the replan looks at the `now` Services and the last plan's `was`
+/// ones alone, and at a sample of the others (places before and after the change,
+/// and up to [`crate::plan::SAMPLED`] spread over the rest) to check their digests:
+/// a word found wrong there is not used (every Service is looked at then).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub at: usize,
+    pub was: usize,
+    pub now: usize,
+}
+
 /// The namespace MetalLB runs in unless told otherwise: where its objects must be.
 pub const DEFAULT_NAMESPACE: &str = "metallb-system";
 

@@ -195,6 +195,7 @@ impl Stores {
                 ..ElectionContext::default()
             },
             speakers: Some(crate::membership::peers::from_pods(&speaker_pods)),
+            read: Default::default(),
         };
         (snapshot, exclusion_issues)
     }

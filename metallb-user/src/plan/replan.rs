@@ -40,7 +40,7 @@ use crate::{
         status_with,
     },
     config::{
-        Service, ServiceName,
+        Changes, Service, ServiceName,
         service_model::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus},
         service_namespace,
     },
@@ -84,6 +84,22 @@ pub(super) struct Kept {
     positions: Vec<u32>,
 }
 
+/// The Services, besides those at the edges of the change, whose digests check a
+/// source's [`Changes`].
+pub const SAMPLED: usize = 32;
+
+/// The place in the last configuration of the Service at place `i` now, if it is
+/// not one of those `changes` says changed.
+fn was_at(changes: &Changes, i: usize) -> Option<usize> {
+    if i < changes.at {
+        Some(i)
+    } else if i >= changes.at + changes.now {
+        Some(i - changes.now + changes.was)
+    } else {
+        None
+    }
+}
+
 /// A plan made again for a change of some Services ([`Standing::replan`]): what
 /// differs from the last plan.
 #[derive(Clone, Debug, Default)]
@@ -98,6 +114,10 @@ pub struct Replan {
     pub removed: Vec<ServiceKey>,
     /// Every pool's usage now.
     pub pools: BTreeMap<String, PoolUsage>,
+    /// The Services of the configuration it looked at (computed the digest of):
+    /// every one, or with the source's word ([`Changes`]) those it names and the
+    /// sample that checked it.
+    pub looked: usize,
 }
 
 /// A digest of what is written: SipHash-1-3, and with `wide` a second, salted run
@@ -382,13 +402,17 @@ impl Kept {
             positions,
         };
         kept.settle_wants(services);
+        kept.unknown = services
+            .iter()
+            .filter(|s| s.wants == Wants::Unknown)
+            .count();
         kept
     }
 
     /// A service that failed asking for an address several services hold wants
     /// [`Wants::Unknown`] (its reason names the first holder, which depends on the
-    /// order); counts those.
-    fn settle_wants(&mut self, services: &mut [StandingService]) {
+    /// order); returns how many it made so.
+    fn settle_wants(&mut self, services: &mut [StandingService]) -> usize {
         self.wanted.sort_unstable();
         let shared: BTreeSet<u32> = self
             .wanted
@@ -396,15 +420,15 @@ impl Kept {
             .filter(|(ip, _)| self.holders(*ip).nth(1).is_some())
             .map(|(_, index)| *index)
             .collect();
+        let mut made = 0;
         for index in shared {
-            services[index as usize].wants = Wants::Unknown;
+            let wants = &mut services[index as usize].wants;
+            made += usize::from(*wants != Wants::Unknown);
+            *wants = Wants::Unknown;
         }
         self.wanted
             .retain(|(_, index)| services[*index as usize].wants == Wants::Addresses);
-        self.unknown = services
-            .iter()
-            .filter(|s| s.wants == Wants::Unknown)
-            .count();
+        made
     }
 
     /// Sabotage, for the property's own test: the services that failed asking for
@@ -547,11 +571,16 @@ impl Standing {
     /// module's documentation: a service that picks an address from a pool, another
     /// option or node or interface, more than an eighth of the services changed...):
     /// then plan whole, and drop this (it may be half updated).
+    ///
+    /// With `changes` (what the source says changed, see [`Changes`]), only the
+    /// Services it names are looked at, once a sample of the others confirms it;
+    /// without, every Service's digest is computed and compared.
     pub fn replan(
         &mut self,
         config: &Config,
         options: &PlanOptions,
         interfaces: &[Interface],
+        changes: Option<&Changes>,
     ) -> Option<Replan> {
         let last = self.last.as_ref()?;
         let kept = &self.replan;
@@ -570,38 +599,50 @@ impl Standing {
         }
         let allocate = options.addresses == AddressSource::Allocate;
 
-        // What changed: a look at every Service (its digest), no allocation for
-        // those that did not.
+        // What changed: a look at every Service (its digest), or at those the
+        // source names; no allocation for those that did not change.
         let slices = slices_by_service(config);
+        let mut looked = 0;
+        let changes = changes
+            .filter(|changes| self.confirms(changes, config, &slices, allocate, &mut looked));
+        let places = match changes {
+            Some(changes) => changes.at..changes.at + changes.now,
+            None => 0..config.services.len(),
+        };
+        looked += places.len();
+        // With the source's word, the services that were at the changed places (by
+        // index, sorted): any other is unchanged, and still at its place.
+        let was: Option<Vec<u32>> = changes.map(|changes| {
+            let mut was = kept.positions[changes.at..changes.at + changes.was].to_vec();
+            was.sort_unstable();
+            was
+        });
         let mut seen = vec![false; self.services.len()];
-        // The index (as it was) of the service at each place (u32::MAX: none).
-        let mut found: Vec<u32> = Vec::with_capacity(config.services.len());
+        // The index (as it was) of the service at each changed place (u32::MAX: none).
+        let mut found: Vec<u32> = Vec::with_capacity(places.len());
         let mut changed: Vec<usize> = Vec::new();
         // (index in the configuration, addresses of the last plan)
         let mut now: Vec<(usize, Option<&[IpAddr]>)> = Vec::new();
-        for (i, service) in config.services.iter().enumerate() {
-            let key = (
-                service_namespace(service),
-                service.service_name().unwrap_or_default(),
+        for i in places {
+            let service = &config.services[i];
+            let (old, allocation, digest) = Self::looked_at(
+                &self.services,
+                &kept.positions,
+                (i, service),
+                &slices,
+                allocate,
             );
-            // Where it was last time, else searched.
-            let hint = (kept.positions.get(i).copied()).filter(|&h| {
-                self.services
-                    .get(h as usize)
-                    .is_some_and(|s| key_of(s) == key)
-            });
-            let old = hint.map(|h| h as usize).or_else(|| self.index_of(key));
             found.push(old.map_or(u32::MAX, |o| o as u32));
-            let allocation = old.and_then(|o| match &self.services[o].decision {
-                Decision::Allocated(a) if allocate => Some(a.ips.as_slice()),
-                _ => None,
-            });
-            let slices = (!slices.is_empty())
-                .then(|| slices.get(&ServiceKey::of_service(service)))
-                .flatten();
-            let digest = digest(service, slices, allocation);
             match old {
                 Some(o) if std::mem::replace(&mut seen[o], true) => return None,
+                // A Service the source says unchanged has this key: two have it now.
+                Some(o)
+                    if was
+                        .as_ref()
+                        .is_some_and(|was| was.binary_search(&(o as u32)).is_err()) =>
+                {
+                    return None;
+                }
                 Some(o) if self.services[o].digest == digest => {}
                 Some(o) => {
                     changed.push(o);
@@ -610,18 +651,38 @@ impl Standing {
                 None => now.push((i, None)),
             }
         }
-        changed.extend(
-            seen.iter()
-                .enumerate()
-                .filter(|(_, s)| !**s)
-                .map(|(o, _)| o),
-        );
+        match &was {
+            Some(was) => changed.extend(
+                (was.iter().map(|&o| o as usize))
+                    .filter(|&o| !seen.get(o).copied().unwrap_or(true)),
+            ),
+            None => changed.extend(
+                seen.iter()
+                    .enumerate()
+                    .filter(|(_, s)| !**s)
+                    .map(|(o, _)| o),
+            ),
+        }
         changed.sort_unstable();
+        changed.dedup();
         drop(seen);
+        // The index (as it was) of the service at each place.
+        let found = match changes {
+            Some(changes) => {
+                let positions = &kept.positions;
+                let mut all = Vec::with_capacity(config.services.len());
+                all.extend_from_slice(&positions[..changes.at]);
+                all.extend_from_slice(&found);
+                all.extend_from_slice(&positions[changes.at + changes.was..]);
+                all
+            }
+            None => found,
+        };
         if changed.is_empty() && now.is_empty() {
             self.replan.positions = found;
             return Some(Replan {
                 pools: self.pools.clone(),
+                looked,
                 ..Replan::default()
             });
         }
@@ -720,42 +781,82 @@ impl Standing {
         drop(slices);
 
         // The services, rankings and indexes with the change.
+        let unknown = |services: &[StandingService], indices: &[usize]| {
+            (indices.iter())
+                .filter(|&&index| services[index].wants == Wants::Unknown)
+                .count()
+        };
+        let unknown_before = self.replan.unknown - unknown(&self.services, &changed);
         let (added, removed, map) = self.splice(&changed, fresh);
-        self.replan.positions = found
-            .iter()
-            .enumerate()
-            .map(|(i, &o)| match map.get(o as usize) {
-                Some(&index) if index != u32::MAX => index,
-                _ => {
-                    let service = &config.services[i];
-                    let key = (
-                        service_namespace(service),
-                        service.service_name().unwrap_or_default(),
-                    );
-                    self.index_of(key).map_or(u32::MAX, |index| index as u32)
-                }
-            })
-            .collect();
-        drop(found);
+        let in_place = map.is_none();
+        self.replan.positions = match map {
+            // In place: every service at its index.
+            None => found,
+            Some(map) => found
+                .iter()
+                .enumerate()
+                .map(|(i, &o)| match map.get(o as usize) {
+                    Some(&index) if index != u32::MAX => index,
+                    _ => {
+                        let service = &config.services[i];
+                        let key = (
+                            service_namespace(service),
+                            service.service_name().unwrap_or_default(),
+                        );
+                        self.index_of(key).map_or(u32::MAX, |index| index as u32)
+                    }
+                })
+                .collect(),
+        };
         for (&index, asked) in added.iter().zip(asked) {
             self.replan
                 .wanted
                 .extend(asked.into_iter().map(|ip| (ip, index as u32)));
         }
-        self.replan.settle_wants(&mut self.services);
-        self.shared = shared(&self.replan.held);
+        let made = self.replan.settle_wants(&mut self.services);
+        self.replan.unknown = unknown_before + unknown(&self.services, &added) + made;
+        debug_assert_eq!(
+            self.replan.unknown,
+            unknown(
+                &self.services,
+                &(0..self.services.len()).collect::<Vec<_>>()
+            )
+        );
+        let added_ips = self.addresses_of(&added);
+        if in_place {
+            // Only the holders of the addresses these held or hold changed.
+            let mut touched: Vec<IpAddr> = (removed_ips.iter().chain(&added_ips))
+                .map(|(ip, _)| *ip)
+                .collect();
+            touched.sort_unstable();
+            touched.dedup();
+            for ip in touched {
+                let mut holders: Vec<usize> = self
+                    .replan
+                    .holders(ip)
+                    .map(|index| index as usize)
+                    .collect();
+                holders.dedup();
+                if holders.len() > 1 {
+                    self.shared.insert(ip, holders);
+                } else {
+                    self.shared.remove(&ip);
+                }
+            }
+        } else {
+            self.shared = shared(&self.replan.held);
+        }
         let mut polls = self.electorate.polls(&options.node_name, None);
         for &index in &added {
             if let Some(rank) = self.services[index].ranking(index, &mut polls, &mut self.ranked) {
-                self.ranks.push(rank);
+                let at = self.ranks.partition_point(|r| r.service < rank.service);
+                self.ranks.insert(at, rank);
             }
         }
         drop(polls);
-        self.ranks.sort_by_key(|r| r.service);
         self.compact_rankings();
 
         // The pools' usage.
-        let added_ips = self.addresses_of(&added);
         let mut counted: Vec<&(IpAddr, String)> = removed_ips.iter().chain(&added_ips).collect();
         counted.sort_unstable();
         counted.dedup_by_key(|(ip, _)| *ip);
@@ -820,19 +921,96 @@ impl Standing {
             services,
             removed,
             pools: self.pools.clone(),
+            looked,
         })
+    }
+
+    /// A service of the configuration: where it was in the last plan (looked for
+    /// first at the index of the service at place `guess` last time, else
+    /// searched), the addresses it got then (with the allocator), and its digest now.
+    fn looked_at<'s>(
+        services: &'s [StandingService],
+        positions: &[u32],
+        (guess, service): (usize, &Service),
+        slices: &SlicesByService<'_>,
+        allocate: bool,
+    ) -> (Option<usize>, Option<&'s [IpAddr]>, u64) {
+        let key = (
+            service_namespace(service),
+            service.service_name().unwrap_or_default(),
+        );
+        let hint = (positions.get(guess).copied())
+            .filter(|&h| services.get(h as usize).is_some_and(|s| key_of(s) == key));
+        let old = hint
+            .map(|h| h as usize)
+            .or_else(|| services.binary_search_by(|s| key_of(s).cmp(&key)).ok());
+        let allocation = old.and_then(|o| match &services[o].decision {
+            Decision::Allocated(a) if allocate => Some(a.ips.as_slice()),
+            _ => None,
+        });
+        let slices = (!slices.is_empty())
+            .then(|| slices.get(&ServiceKey::of_service(service)))
+            .flatten();
+        (old, allocation, digest(service, slices, allocation))
+    }
+
+    /// Whether the source's word (`changes`) holds as far as a sample shows: the
+    /// counts agree, every place it says changed was a Service's, and the Services
+    /// next to the change and [`SAMPLED`] spread over the others are those of the
+    /// last plan at their places, unchanged.
+    fn confirms(
+        &self,
+        changes: &Changes,
+        config: &Config,
+        slices: &SlicesByService<'_>,
+        allocate: bool,
+        looked: &mut usize,
+    ) -> bool {
+        let positions = &self.replan.positions;
+        let (len, last) = (config.services.len(), positions.len());
+        let fits = changes.at + changes.now <= len
+            && changes.at + changes.was <= last
+            && len - changes.now == last - changes.was;
+        if !fits
+            || positions[changes.at..changes.at + changes.was]
+                .iter()
+                .any(|&o| o as usize >= self.services.len())
+        {
+            return false;
+        }
+        let others = len - changes.now;
+        let edges = [changes.at.checked_sub(1), Some(changes.at + changes.now)];
+        let spread = (0..SAMPLED.min(others)).map(|k| {
+            let j = k * others / SAMPLED.min(others);
+            Some(if j < changes.at { j } else { j + changes.now })
+        });
+        edges
+            .into_iter()
+            .chain(spread)
+            .flatten()
+            .filter(|&i| i < len)
+            .all(|i| {
+                *looked += 1;
+                let was = was_at(changes, i);
+                let guess = was.unwrap_or(i);
+                let service = (guess, &config.services[i]);
+                let (old, _, digest) =
+                    Self::looked_at(&self.services, positions, service, slices, allocate);
+                let was = was.and_then(|j| positions.get(j));
+                old.is_some_and(|o| was == Some(&(o as u32)) && self.services[o].digest == digest)
+            })
     }
 
     /// Puts `fresh` (sorted by key) in the place of the services at `changed` (sorted
     /// indices), in key order, with the rankings and the addresses held or asked
-    /// for; returns the indices of `fresh` now, and the keys of the services gone.
+    /// for; returns the indices of `fresh` now, the keys of the services gone, and
+    /// where each service went (`None`: each stayed at its index, the change was in
+    /// place).
     fn splice(
         &mut self,
         changed: &[usize],
         fresh: Vec<StandingService>,
-    ) -> (Vec<usize>, Vec<ServiceKey>, Vec<u32>) {
-        // Where each service goes (u32::MAX: replaced, or gone).
-        let mut map: Vec<u32> = (0..self.services.len() as u32).collect();
+    ) -> (Vec<usize>, Vec<ServiceKey>, Option<Vec<u32>>) {
         let mut added = Vec::with_capacity(fresh.len());
         let mut removed = Vec::new();
         let in_place = changed.len() == fresh.len()
@@ -840,13 +1018,30 @@ impl Standing {
                 .iter()
                 .zip(&fresh)
                 .all(|(&o, f)| self.services[o].key == f.key);
-        if in_place {
+        let map = if in_place {
+            // Every other service keeps its index: only the changed ones' addresses,
+            // wants and rankings go.
             for (&o, f) in changed.iter().zip(fresh) {
-                map[o] = u32::MAX;
+                if let Decision::Allocated(a) = &self.services[o].decision {
+                    for ip in &a.ips {
+                        if let Ok(at) = self.replan.held.binary_search(&(*ip, o as u32)) {
+                            self.replan.held.remove(at);
+                        }
+                    }
+                }
+                if let Ok(at) = self.ranks.binary_search_by_key(&(o as u32), |r| r.service) {
+                    self.ranks.remove(at);
+                }
                 self.services[o] = f;
                 added.push(o);
             }
+            self.replan
+                .wanted
+                .retain(|(_, index)| changed.binary_search(&(*index as usize)).is_err());
+            None
         } else {
+            // Where each service goes (u32::MAX: replaced, or gone).
+            let mut map: Vec<u32> = (0..self.services.len() as u32).collect();
             let old = std::mem::take(&mut self.services);
             let mut services = Vec::with_capacity(old.len() + fresh.len() - changed.len());
             let mut fresh = fresh.into_iter().peekable();
@@ -875,20 +1070,21 @@ impl Standing {
                 services.push(f);
             }
             self.services = services;
-        }
-        // The maps keep the order: what was sorted stays sorted.
-        let remap = |pairs: &mut Vec<(IpAddr, u32)>| {
-            pairs.retain_mut(|(_, index)| {
-                *index = map[*index as usize];
-                *index != u32::MAX
+            // The maps keep the order: what was sorted stays sorted.
+            let remap = |pairs: &mut Vec<(IpAddr, u32)>| {
+                pairs.retain_mut(|(_, index)| {
+                    *index = map[*index as usize];
+                    *index != u32::MAX
+                });
+            };
+            remap(&mut self.replan.held);
+            remap(&mut self.replan.wanted);
+            self.ranks.retain_mut(|rank| {
+                rank.service = map[rank.service as usize];
+                rank.service != u32::MAX
             });
+            Some(map)
         };
-        remap(&mut self.replan.held);
-        remap(&mut self.replan.wanted);
-        self.ranks.retain_mut(|rank| {
-            rank.service = map[rank.service as usize];
-            rank.service != u32::MAX
-        });
         for &index in &added {
             if let Decision::Allocated(a) = &self.services[index].decision {
                 for ip in &a.ips {
@@ -920,6 +1116,10 @@ impl Standing {
     /// Drops the rankings of services no longer ranked from [`Standing::ranked`] once
     /// they are half of it.
     fn compact_rankings(&mut self) {
+        // A ranking names one node at least: not half unused yet (no walk).
+        if self.ranked.len() <= 2 * self.ranks.len() + 1024 {
+            return;
+        }
         let used: usize = self.ranks.iter().map(|r| usize::from(r.len)).sum();
         if self.ranked.len() <= 2 * used + 1024 {
             return;
