@@ -70,6 +70,24 @@ pub fn write(pin_dir: &Path, report: &InterfaceReport) -> Result<PathBuf, Report
     Ok(path)
 }
 
+/// [`write`], unless `report` is `last` (what was written last) and the file is still
+/// there: an apply that attaches the same interfaces writes nothing (the write ends
+/// with an fsync, milliseconds where /run is on a disk). Returns whether it wrote;
+/// `last` is what the file holds after it.
+pub fn write_changed(
+    pin_dir: &Path,
+    report: &InterfaceReport,
+    last: &mut Option<InterfaceReport>,
+) -> Result<bool, ReportError> {
+    if last.as_ref() == Some(report) && path_for(pin_dir).exists() {
+        return Ok(false);
+    }
+    *last = None;
+    write(pin_dir, report)?;
+    *last = Some(report.clone());
+    Ok(true)
+}
+
 /// The record of the speaker using `pin_dir`; `None` when there is none.
 pub fn read(pin_dir: &Path) -> Result<Option<InterfaceReport>, ReportError> {
     let path = path_for(pin_dir);

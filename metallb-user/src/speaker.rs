@@ -398,6 +398,8 @@ struct Speaker {
     /// The interfaces as the last plan saw them: a link event that changes none of
     /// them changes no plan.
     last_host: BTreeMap<String, iface::Interface>,
+    /// The interface report as last written for `metallb inspect`.
+    interface_report: Option<crate::plan::InterfaceReport>,
     /// Ifindexes that link events said were deleted since the last plan.
     deleted_links: BTreeSet<u32>,
     /// Claims by other hosts for our VIPs, in episodes; against `started`'s clock.
@@ -924,7 +926,9 @@ impl Speaker {
                 attached.error = Some(e.to_string());
             }
         }
-        if let Err(e) = interface_report::write(&self.options.datapath.pin_dir, &choice.report) {
+        let pin_dir = &self.options.datapath.pin_dir;
+        let written = &mut self.interface_report;
+        if let Err(e) = interface_report::write_changed(pin_dir, &choice.report, written) {
             warn!(error = %e, "cannot record the interfaces for metallb inspect");
         }
     }
@@ -1335,6 +1339,7 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
             bgp_reports,
         ),
         last_host: BTreeMap::new(),
+        interface_report: None,
         deleted_links: BTreeSet::new(),
         conflicts: ConflictWatch::default(),
         counters: CounterView::default(),
