@@ -1053,6 +1053,34 @@ impl<S: Send, F: FnMut() -> S> Workers<S, F> {
     }
 }
 
+/// An iterator that yields `left` more items, saying so: what collects it (a `Vec`,
+/// a `BTreeMap`) allocates once instead of doubling as it goes, which for the plans of
+/// 100,000 Services held several MiB more at the peak.
+pub struct Counted<I> {
+    iter: I,
+    left: usize,
+}
+
+impl<I> Counted<I> {
+    pub fn new(iter: I, left: usize) -> Self {
+        Self { iter, left }
+    }
+}
+
+impl<I: Iterator> Iterator for Counted<I> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        let item = self.iter.next()?;
+        self.left = self.left.saturating_sub(1);
+        Some(item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
 /// Elects, for every allocated service, the node that announces it. `this_node` is the
 /// name of the node running the election (used when the configuration lists no nodes).
 pub fn elect(
@@ -1083,7 +1111,8 @@ pub fn elect(
             .into_iter()
             .flatten()
     });
-    keys.into_iter().zip(elections).collect()
+    let count = keys.len();
+    Counted::new(keys.into_iter().zip(elections), count).collect()
 }
 
 pub(crate) const NO_CANDIDATE: &str = "no node may announce it (nodeSelectors, exclusion label, NetworkUnavailable, no live speaker, or no local endpoint under externalTrafficPolicy Local)";

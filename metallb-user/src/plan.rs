@@ -23,8 +23,8 @@ use crate::{
     bgp::plan::{BgpPlan, plan_bgp},
     config::{Config, interfaces::PatternSource, selector::any_matches},
     election::{
-        Ballot, Election, ElectionContext, Electorate, Interfaces, NO_CANDIDATE, Polls, Threads,
-        Workers, ballots, slices_by_service,
+        Ballot, Counted, Election, ElectionContext, Electorate, Interfaces, NO_CANDIDATE, Polls,
+        Threads, Workers, ballots, slices_by_service,
     },
     entries::{Interface, MacAddr, VipConfig, VipKey},
 };
@@ -474,6 +474,7 @@ impl Standing {
         });
         let mut ranks = ranks.iter().peekable();
         let window = workers.window(weight);
+        let count = self.services.len();
         let services = self
             .services
             .chunks(window)
@@ -519,6 +520,7 @@ impl Standing {
                     )
                 })
             });
+        let services = Counted::new(services, count);
         assemble(services, self.pools.clone(), options, interfaces)
     }
 
@@ -689,6 +691,7 @@ impl Standing {
             electorate.polls(&options.node_name, live)
         });
         let window = workers.window(weight);
+        let count = services.len();
         let mut services = services.into_iter();
         let services = std::iter::from_fn(|| {
             let services: Vec<StandingService> = services.by_ref().take(window).collect();
@@ -707,7 +710,7 @@ impl Standing {
             (!planned.is_empty()).then_some(planned)
         })
         .flatten();
-        assemble(services, pools, options, interfaces)
+        assemble(Counted::new(services, count), pools, options, interfaces)
     }
 }
 
