@@ -1211,9 +1211,22 @@ fn run(vips: usize, binary: &Path) -> anyhow::Result<()> {
         field_duration(&apply, "before_plan_took").unwrap_or_default(),
         field_duration(&apply, "after_sync_took").unwrap_or_default(),
     );
+    // The handover split: the source's send (after its read and checked line), and the
+    // main loop's receipt.
+    let sent = log_lines(&log, "configuration sent");
+    let sent = sent.last().and_then(|l| field_duration(l, "took"));
+    let received = log_lines(&log, "configuration received");
+    let read_to_received = received
+        .last()
+        .and_then(timestamp)
+        .zip(timestamp(&read))
+        .and_then(|(received, read)| received.duration_since(read).ok());
+    let shown = |d: Option<Duration>| d.map_or("?".into(), |d| format!("{d:.2?}"));
     println!(
-        "    the rest: snapshot handed over {:.2?}, in the apply before the plan {before_plan:.2?} (earlier addresses as status, interfaces), after the sync {after_sync:.2?} (announcements, every Service's result logged and kept, the plan's addresses as status)",
+        "    the rest: snapshot handed over {:.2?} (the source's send done {} after its read and checked line, the main loop's receipt {}), in the apply before the plan {before_plan:.2?} (earlier addresses as status, interfaces), after the sync {after_sync:.2?} (announcements, every Service's result logged and kept, the plan's addresses as status)",
         read_to_applied.saturating_sub(plan + delta + sync + before_plan + after_sync),
+        shown(sent),
+        shown(read_to_received),
     );
     println!("    datapath {}", sync_parts(&synced));
     // At the refresh after the apply (at most a second later): the metrics' view of

@@ -1364,6 +1364,7 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
         tokio::select! {
             update = updates_rx.recv() => match update {
                 Some(Update::Apply(snapshot)) => {
+                    debug!(read = snapshot.read.number, "configuration received");
                     // The previous snapshot goes first: two configurations of 100,000
                     // Services are not held at once. What its plan kept stays: if only
                     // some Services changed, only those are planned again.
@@ -2047,6 +2048,7 @@ impl FileSource {
         let bytes = text.len();
         let checked = check_config(text, &self.path, &self.namespace, self.handed.1.as_ref());
         debug!(bytes, took = ?reading.elapsed(), "configuration file read and checked");
+        let checked_at = std::time::Instant::now();
         self.last_digest = Some(digest);
         match checked {
             Ok((config, (documents, changes))) => {
@@ -2064,6 +2066,7 @@ impl FileSource {
                     },
                 };
                 let _ = self.updates.send(Update::Apply(Box::new(snapshot))).await;
+                debug!(took = ?checked_at.elapsed(), "configuration sent");
                 true
             }
             Err(issues) => {
