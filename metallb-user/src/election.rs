@@ -397,9 +397,18 @@ fn hash_all(ranks: &mut [Rank], ip: &[u8], nodes: &[Member], hashes: &[NodeHash]
         let mut of = [0; lanes::LANES];
         let mut filled = 0;
         let flush = |blocks: &[[u8; 64]; lanes::LANES], of: &[usize], ranks: &mut [Rank]| {
-            if let Some(digests) = lanes::digests(blocks) {
-                for (&at, digest) in of.iter().zip(digests) {
-                    ranks[at].1 = digest;
+            match lanes::digests(blocks) {
+                Some(digests) => {
+                    for (&at, digest) in of.iter().zip(digests) {
+                        ranks[at].1 = digest;
+                    }
+                }
+                // Not reached (the lanes were available above); never a zero hash.
+                None => {
+                    for &at in of {
+                        let index = ranks[at].2;
+                        ranks[at].1 = hashes[index].with(&nodes[index].name, ip);
+                    }
                 }
             }
         };
