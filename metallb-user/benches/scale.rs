@@ -12,9 +12,16 @@
 //! Services: the whole plan made again against the election run again on what the
 //! last plan kept (`plan::Standing`, what the speaker does).
 //!
+//! Kubernetes mode (addresses from the Services' status, an EndpointSlice each, 3
+//! nodes) at 1,000 to 100,000 Services: one Service's status changes; the replan with
+//! the word the Kubernetes source gives (`config::changes::between` of the keys the
+//! watch events touched) against the replan without (every Service's digest), and the
+//! whole plan (what a Node's heartbeat cost before its planned part was compared).
+//!
 //! `BENCH_SCALE_QUICK=1` stops at 10,000 Services and 1,000 Nodes;
-//! `BENCH_SCALE_ONLY=plan`, `election` or `failover` runs one part, `break-even` the
-//! election of small clusters on one thread and on every CPU (where threads pay).
+//! `BENCH_SCALE_ONLY=plan`, `election`, `failover` or `kubernetes` runs one part,
+//! `break-even` the election of small clusters on one thread and on every CPU (where
+//! threads pay).
 //!
 //! Targets (issue 15): allocation of 10,000 / 100,000 Services under 1 s / 10 s with
 //! memory linear in the Services; 5,000 Nodes x 10,000 Services elected under 5 s.
@@ -207,6 +214,9 @@ fn main() {
     if only.is_empty() || only == "failover" {
         failover(counts, threads);
     }
+    if only.is_empty() || only == "kubernetes" {
+        kubernetes(counts, threads);
+    }
 }
 
 fn allocator_and_plan(counts: &[usize], threads: Threads) {
@@ -393,6 +403,123 @@ fn failover(counts: &[usize], threads: Threads) {
         println!(
             "{services:>9}   {plan_cost}   {elect_cost}   {reelect_cost}   {roles_cost}   {:>7}",
             moved.len()
+        );
+    }
+}
+
+/// Kubernetes mode: one Service's status changes among `counts` (see the module's
+/// documentation).
+fn kubernetes(counts: &[usize], threads: Threads) {
+    use metallb_user::{
+        allocator::{ServiceKey, status_with},
+        config::changes::between,
+        election::EndpointRule,
+        plan::AddressSource,
+    };
+    println!();
+    println!(
+        "Kubernetes mode (status addresses, an EndpointSlice each, 3 nodes), one Service's status changed: the word from the touched keys, the replan with it vs without, the whole plan:"
+    );
+    println!(
+        "{:>9}   {:>9}   {:>9} {:>9} {:>12} {:>6}   {:>9} {:>9} {:>12} {:>6}   {:>9} {:>9} {:>12}   {:>5}",
+        "services",
+        "word",
+        "with",
+        "cpu",
+        "heap",
+        "looked",
+        "without",
+        "cpu",
+        "heap",
+        "looked",
+        "whole",
+        "cpu",
+        "heap",
+        "load"
+    );
+    let eth0 = [metallb_user::datapath::iface::Interface {
+        name: "eth0".into(),
+        ifindex: 2,
+        mac: [2, 0, 0, 0, 0, 2],
+        up: true,
+        loopback: false,
+        multicast: true,
+    }];
+    for &services in counts {
+        let mut cfg = config(services, 3, 16, 16);
+        // The addresses as the controller writes them, the Services in key order as
+        // the source hands them, each with a ready endpoint on a node.
+        let decisions = allocate(&cfg, &AllocatorOptions::default()).decisions;
+        for service in &mut cfg.services {
+            if let Some(Decision::Allocated(a)) = decisions.get(&ServiceKey::of_service(service)) {
+                service.status = Some(status_with(&a.ips));
+            }
+        }
+        drop(decisions);
+        cfg.services.sort_by_cached_key(ServiceKey::of_service);
+        let keys: Vec<ServiceKey> = cfg.services.iter().map(ServiceKey::of_service).collect();
+        cfg.endpoint_slices = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| {
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("{}-x1", key.name), "namespace": key.namespace,
+                                 "labels": {"kubernetes.io/service-name": key.name}},
+                    "addressType": "IPv4",
+                    "endpoints": [{"addresses": [format!("10.200.{}.{}", i / 250 % 250, i % 250)],
+                                   "conditions": {"ready": true}, "nodeName": format!("node-{:05}", i % 3)}],
+                }))
+                .expect("a slice")
+            })
+            .collect();
+        let options = PlanOptions {
+            node_name: "node-00000".into(),
+            addresses: AddressSource::Status,
+            election: ElectionContext {
+                live_nodes: Some((0..3).map(|i| format!("node-{i:05}")).collect()),
+                endpoints: EndpointRule::Observed,
+                threads,
+            },
+            ..PlanOptions::default()
+        };
+        let (_, standing) = plan_keeping(&cfg, &options, &eth0);
+        let standing = standing.expect("kept without BGP");
+        // A Service in the middle, IPv4 alone and not sharing, moves to an address
+        // of the last pool that no other holds at these sizes.
+        let changed = (services / 2..services)
+            .find(|&i| {
+                let service = &cfg.services[i];
+                let ips = metallb_user::allocator::status_addresses(service).unwrap_or_default();
+                ips.len() == 1
+                    && ips[0].is_ipv4()
+                    && !service
+                        .metadata
+                        .annotations
+                        .contains_key("metallb.io/allow-shared-ip")
+            })
+            .expect("an IPv4 Service");
+        let ip: std::net::IpAddr = "10.152.255.250".parse().expect("an address");
+        cfg.services[changed].status = Some(status_with(&[ip]));
+        let touched = std::collections::BTreeSet::from([keys[changed].clone()]);
+        let (word, word_cost) = measured(|| between(&keys, &keys, &touched));
+        assert!(word.is_some(), "a word");
+        let (mut with, mut without) = (standing.clone(), standing);
+        let (replan, with_cost) = measured(|| with.replan(&cfg, &options, &eth0, word.as_ref()));
+        let replan = replan.expect("replanned with the word");
+        let (again, without_cost) = measured(|| without.replan(&cfg, &options, &eth0, None));
+        let again = again.expect("replanned without");
+        assert_eq!(replan.vips, again.vips, "the same entries");
+        assert_eq!(replan.services, again.services, "the same plans");
+        assert_eq!(replan.services.len(), 1, "one Service planned again");
+        let (whole, whole_cost) = measured(|| plan(&cfg, &options, &eth0));
+        assert_eq!(whole.services.len(), services);
+        drop(whole);
+        println!(
+            "{services:>9}   {:>9.2?}   {with_cost} {:>6}   {without_cost} {:>6}   {whole_cost}   {:>5}",
+            word_cost.wall,
+            replan.looked,
+            again.looked,
+            load()
         );
     }
 }

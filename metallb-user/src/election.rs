@@ -184,31 +184,30 @@ pub(crate) enum Serving {
 /// The EndpointSlices of some services, by the service they belong to.
 pub type SlicesByService<'a> = BTreeMap<ServiceKey, Vec<&'a EndpointSlice>>;
 
-/// The EndpointSlices of every service of `config`, by the service they belong to:
-/// made once per plan, for the ballots and the replan's digests.
+/// The Service an EndpointSlice belongs to: the one its `kubernetes.io/service-name`
+/// label names, in its namespace (`default` when it has none); `None` without the label.
+pub fn owner_of(slice: &EndpointSlice) -> Option<ServiceKey> {
+    let name = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
+    let namespace = slice
+        .metadata
+        .namespace
+        .clone()
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or_else(|| "default".into());
+    Some(ServiceKey {
+        namespace,
+        name: name.clone(),
+    })
+}
+
+/// The EndpointSlices of every service of `config`, by the service they belong to
+/// ([`owner_of`]): made once per plan, for the ballots and the replan's digests.
 pub fn slices_by_service(config: &Config) -> SlicesByService<'_> {
     let mut out: SlicesByService<'_> = BTreeMap::new();
     for slice in &config.endpoint_slices {
-        let Some(name) = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(SERVICE_NAME_LABEL))
-        else {
-            continue;
-        };
-        let namespace = slice
-            .metadata
-            .namespace
-            .clone()
-            .filter(|ns| !ns.is_empty())
-            .unwrap_or_else(|| "default".into());
-        out.entry(ServiceKey {
-            namespace,
-            name: name.clone(),
-        })
-        .or_default()
-        .push(slice);
+        if let Some(owner) = owner_of(slice) {
+            out.entry(owner).or_default().push(slice);
+        }
     }
     out
 }
@@ -244,6 +243,39 @@ fn member(node: &Node) -> Member {
     Member {
         name: node.metadata.name.clone().unwrap_or_default(),
         labels: node.metadata.labels.clone().unwrap_or_default(),
+    }
+}
+
+/// What a plan uses of `node`: its name and labels (the candidates, the node
+/// selectors, the interfaces this node attaches), the type and status of its
+/// conditions ([`is_usable`]) and its addresses; not what changes at every status
+/// report (heartbeat times, images, capacity), which a plan never reads. A source
+/// that hands this instead of the Node gives the same plans, and a snapshot that
+/// differs from the last only in those parts is the same configuration.
+pub fn planned_part(node: &Node) -> Node {
+    use k8s_openapi::api::core::v1::{NodeCondition, NodeStatus};
+    let status = node.status.as_ref().map(|status| NodeStatus {
+        conditions: status.conditions.as_ref().map(|conditions| {
+            conditions
+                .iter()
+                .map(|c| NodeCondition {
+                    type_: c.type_.clone(),
+                    status: c.status.clone(),
+                    ..NodeCondition::default()
+                })
+                .collect()
+        }),
+        addresses: status.addresses.clone(),
+        ..NodeStatus::default()
+    });
+    Node {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: node.metadata.name.clone(),
+            labels: node.metadata.labels.clone(),
+            ..Default::default()
+        },
+        spec: None,
+        status,
     }
 }
 

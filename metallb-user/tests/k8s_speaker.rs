@@ -531,3 +531,219 @@ fn netns_a_kubernetes_speaker_follows_the_metallb_excludel2_config_map() {
     drop(a);
     rbac::assert_authorized(&server, &SPEAKER, NS);
 }
+
+/// The lines of `node`'s JSON log that say a configuration was applied.
+fn applies(node: &Node) -> Vec<String> {
+    let text = std::fs::read_to_string(&node.log).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.contains("\"message\":\"configuration applied\""))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits for more than `before` applies in `node`'s log; the first after them.
+fn next_apply(node: &Node, before: usize) -> String {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(line) = applies(node).get(before) {
+            return line.clone();
+        }
+        assert!(Instant::now() < deadline, "no new apply in the log");
+        sleep(Duration::from_millis(20));
+    }
+}
+
+/// The entries of `node`'s datapath as `metallb inspect` lists them: (VIP, interface,
+/// action), sorted.
+fn entries(node: &Node) -> Vec<(String, String, String)> {
+    let out = command_in(&node.lab.node_ns, BINARY)
+        .args(["inspect", "--output", "json", "--pin-dir"])
+        .arg(&node.pins.path)
+        .output()
+        .expect("inspect");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let mut entries: Vec<(String, String, String)> = (json["vips"].as_array())
+        .expect("vips")
+        .iter()
+        .map(|v| {
+            let text = |field: &str| v[field].as_str().unwrap_or_default().to_owned();
+            (text("vip"), text("interface"), text("action"))
+        })
+        .collect();
+    entries.sort();
+    entries
+}
+
+/// Waits until `node`'s datapath has `count` entries and `holds` says yes; them.
+fn until_entries(
+    node: &Node,
+    count: usize,
+    holds: impl Fn(&[(String, String, String)]) -> bool,
+    what: &str,
+) -> Vec<(String, String, String)> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let got = entries(node);
+        if got.len() == count && holds(&got) {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "{what}: {got:?}");
+        sleep(Duration::from_millis(50));
+    }
+}
+
+/// In Kubernetes mode the source says which Services a burst of watch events
+/// changed (numbered reads, Services sorted by key, the keys the events touched): one
+/// Service changed among 60, or one's EndpointSlice, is planned alone, looking at it,
+/// its neighbours and a sample of 32 of the others; a Node's status report (a
+/// heartbeat) changes no plan at all. The datapath then holds what a speaker started
+/// afresh (planning whole) makes of the same objects.
+#[test]
+fn netns_a_kubernetes_speaker_plans_alone_the_service_a_watch_event_changed() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let _context = rt.enter();
+    let server = start_server(&rt);
+    let client = rt.block_on(async { server.client() }).expect("client");
+    seed_pool_and_advertisement(&server, NS, "192.0.2.100-192.0.2.200");
+    let heartbeat = |time: &str| json!({"conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": time, "reason": "KubeletReady"}]});
+    for node in ["node-a", "node-b"] {
+        seed(
+            &server,
+            "",
+            "nodes",
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node, "labels": {"zone": node}}, "status": heartbeat("2026-01-01T00:00:00Z")}),
+        );
+        seed(&server, "", "pods", speaker_pod(node));
+    }
+    let vip = |i: u8| Ipv4Addr::new(192, 0, 2, 100 + i).to_string();
+    for i in 0..60u8 {
+        let name = format!("svc-{i:02}");
+        seed(
+            &server,
+            "",
+            "services",
+            json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]},
+                "status": {"loadBalancer": {"ingress": [{"ip": vip(i)}]}},
+            }),
+        );
+        server
+            .seed(
+                "discovery.k8s.io",
+                "v1",
+                "endpointslices",
+                json!({
+                    "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                    "metadata": {"name": format!("{name}-x1"), "namespace": "default", "labels": {"kubernetes.io/service-name": name}},
+                    "addressType": "IPv4",
+                    "endpoints": [{"addresses": ["10.1.0.5"], "conditions": {"ready": true}, "nodeName": "node-a"}],
+                }),
+            )
+            .expect("endpoints");
+    }
+
+    let mut a = Node::new(&rt, &server, "node-a");
+    a.start_speaker_with(&["--log-format", "json"]);
+    // Each VIP answered by node-a or suppressed for node-b.
+    until_entries(&a, 60, |_| true, "every Service's entry");
+    let has = |entries: &[(String, String, String)], ip: &str| entries.iter().any(|e| e.0 == ip);
+
+    // svc-07 gets another address (as the controller would write it).
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(client.clone(), "default");
+    let before = applies(&a).len();
+    rt.block_on(services.patch_status(
+        "svc-07",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.199"}]}}})),
+    ))
+    .expect("svc-07's new address");
+    let applied = next_apply(&a, before);
+    assert!(applied.contains("\"replanned\":1"), "{applied}");
+    // The changed one, the two next to it and a sample of 32 of the 59 others.
+    assert!(applied.contains("\"looked\":35"), "{applied}");
+    until_entries(
+        &a,
+        60,
+        |e| has(e, "192.0.2.199") && !has(e, &vip(7)),
+        "svc-07 moved",
+    );
+
+    // A heartbeat of node-b: nothing planned changes, and nothing is planned again.
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let before = applies(&a).len();
+    rt.block_on(nodes.patch_status(
+        "node-b",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": heartbeat("2026-01-01T00:00:10Z")})),
+    ))
+    .expect("node-b's heartbeat");
+    let applied = next_apply(&a, before);
+    assert!(applied.contains("\"replanned\":0"), "{applied}");
+    // The sample alone.
+    assert!(applied.contains("\"looked\":33"), "{applied}");
+
+    // svc-20's only endpoint stops being ready: it is no longer announced.
+    let slices: Api<k8s_openapi::api::discovery::v1::EndpointSlice> =
+        Api::namespaced(client.clone(), "default");
+    let before = applies(&a).len();
+    rt.block_on(slices.patch(
+        "svc-20-x1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"endpoints": [{"addresses": ["10.1.0.5"], "conditions": {"ready": false}, "nodeName": "node-a"}]})),
+    ))
+    .expect("svc-20's endpoint not ready");
+    let applied = next_apply(&a, before);
+    assert!(applied.contains("\"replanned\":1"), "{applied}");
+    assert!(applied.contains("\"looked\":35"), "{applied}");
+    until_entries(&a, 59, |e| !has(e, &vip(20)), "svc-20 withdrawn");
+
+    // Every watch ends with 410 Gone and lists again: that read says nothing, every
+    // Service is looked at. The next change is said again.
+    let before = applies(&a).len();
+    server.expire_watches();
+    let applied = next_apply(&a, before);
+    assert!(applied.contains("\"looked\":60"), "{applied}");
+    // The watches list again one after the other (a burst each): a change made
+    // meanwhile falls in one of them, so it is made again until one is said.
+    let deadline = Instant::now() + DEADLINE;
+    for tier in 0.. {
+        let before = applies(&a).len();
+        rt.block_on(services.patch(
+            "svc-59",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"tier": tier.to_string()}}})),
+        ))
+        .expect("svc-59 labelled");
+        let applied = next_apply(&a, before);
+        // The last one, the one before it and a sample of 32 of the 59 others.
+        if applied.contains("\"replanned\":1") && applied.contains("\"looked\":34") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no change said after the relist: {applied}"
+        );
+    }
+    let replanned = until_entries(&a, 59, |e| !has(e, &vip(20)), "after the relist");
+
+    // What a speaker started afresh plans whole from the same objects.
+    a.stop_speaker();
+    a.start_speaker_with(&["--log-format", "json"]);
+    let whole = until_entries(&a, 59, |_| true, "planned whole");
+    let first = applies(&a);
+    assert!(
+        first.iter().all(|l| !l.contains("\"replanned\"")),
+        "{first:?}"
+    );
+    assert_eq!(replanned, whole);
+    drop(a);
+    rbac::assert_authorized(&server, &SPEAKER, NS);
+}

@@ -5,6 +5,7 @@
 pub mod addresses;
 pub mod bgp;
 pub mod bgp_config;
+pub mod changes;
 pub mod crd;
 pub mod file;
 pub mod interfaces;

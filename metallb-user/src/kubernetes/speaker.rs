@@ -15,7 +15,8 @@
 //! apply the BGP configuration.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
+    hash::{DefaultHasher, Hash, Hasher},
     time::Duration,
 };
 
@@ -57,9 +58,9 @@ use crate::{
         file::ConfigFile,
         interfaces::{self, EXCLUDE_L2_CONFIG_MAP},
     },
-    election::{ElectionContext, EndpointRule},
+    election::{ElectionContext, EndpointRule, owner_of, planned_part},
     plan::AddressSource,
-    speaker::{Announced, Snapshot, Update},
+    speaker::{Announced, Snapshot, SourceRead, Update},
 };
 
 /// The labels MetalLB puts on a ServiceL2Status and a ServiceBGPStatus.
@@ -140,9 +141,13 @@ pub fn live_nodes(speakers: &[Pod]) -> BTreeSet<String> {
 }
 
 impl Stores {
-    /// The snapshot, and the problems of the `metallb-excludel2` ConfigMap (MetalLB's
-    /// defaults apply while it has errors).
-    fn snapshot(&self, namespace: &str, this_node: &str) -> (Snapshot, Vec<String>) {
+    /// The snapshot (its Services sorted by key), their keys, and the problems of the
+    /// `metallb-excludel2` ConfigMap (MetalLB's defaults apply while it has errors).
+    fn snapshot(
+        &self,
+        namespace: &str,
+        this_node: &str,
+    ) -> (Snapshot, Vec<ServiceKey>, Vec<String>) {
         let options = ValidateOptions {
             namespace: namespace.into(),
         };
@@ -168,12 +173,33 @@ impl Stores {
             }
         }
         let mut config = cluster.config;
-        // The core's form of each: the cache already holds the API objects.
-        config.services = (self.services.state().iter())
-            .map(|service| crate::config::Service::from(&**service))
+        // The core's form of each: the cache already holds the API objects. Sorted by
+        // key (the caches' order changes from one read to the next): the places of
+        // the Services are comparable between reads ([`crate::config::Changes`]), and
+        // a Service's EndpointSlices come in the same order each time.
+        let mut services: Vec<(ServiceKey, std::sync::Arc<Service>)> = (self.services.state())
+            .into_iter()
+            .map(|service| (ServiceKey::of_service(&*service), service))
             .collect();
-        config.nodes = owned(&self.nodes);
-        config.endpoint_slices = owned(&self.endpoint_slices);
+        services.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        config.services = (services.iter())
+            .map(|(_, service)| crate::config::Service::from(&**service))
+            .collect();
+        let keys = services.into_iter().map(|(key, _)| key).collect();
+        // What a plan uses of each Node: a status report changes nothing else.
+        config.nodes = (self.nodes.state().iter())
+            .map(|node| planned_part(node))
+            .collect();
+        config
+            .nodes
+            .sort_unstable_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let mut slices = self.endpoint_slices.state();
+        slices.sort_unstable_by(|a, b| {
+            (a.metadata.namespace.as_deref(), a.metadata.name.as_deref())
+                .cmp(&(b.metadata.namespace.as_deref(), b.metadata.name.as_deref()))
+        });
+        config.endpoint_slices = slices.iter().map(|slice| (**slice).clone()).collect();
+        drop(slices);
         let exclude_l2 = interfaces::for_cluster(namespace, owned(&self.exclude_l2).first());
         if let Some(exclusions) = exclude_l2.exclusions {
             config.interface_exclusions = exclusions;
@@ -197,7 +223,7 @@ impl Stores {
             speakers: Some(crate::membership::peers::from_pods(&speaker_pods)),
             read: Default::default(),
         };
-        (snapshot, exclusion_issues)
+        (snapshot, keys, exclusion_issues)
     }
 
     async fn ready(&self) {
@@ -217,8 +243,181 @@ impl Stores {
     }
 }
 
-/// A reflector on `api` whose events are only "something changed".
-fn watched<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, BoxStream<'static, ()>)
+/// What a watch event changes of the next snapshot, for the word the source gives
+/// the replan ([`crate::config::Changes`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Touch {
+    /// Nothing a plan of the configuration reads: a speaker Pod (the live nodes it
+    /// gives are compared by the replan itself), a Node whose planned part
+    /// ([`planned_part`]) is what it was.
+    Nothing,
+    /// These Services, or their EndpointSlices (by the Service they belong to).
+    Services(Vec<ServiceKey>),
+    /// Anything else, or a watch that lists again (a restart, 410 Gone): no word.
+    Whole,
+}
+
+/// The most Services one burst collects before it gives up its word (the word then
+/// would be refused anyway: [`crate::config::changes::between`]).
+const MOST_TOUCHED: usize = 1 << 16;
+
+/// What the events of a burst touched.
+#[derive(Debug, Default)]
+struct Burst {
+    whole: bool,
+    touched: BTreeSet<ServiceKey>,
+}
+
+impl Burst {
+    fn add(&mut self, touch: Touch) {
+        match touch {
+            Touch::Nothing => {}
+            Touch::Services(keys) if !self.whole => {
+                self.touched.extend(keys);
+                if self.touched.len() > MOST_TOUCHED {
+                    self.add(Touch::Whole);
+                }
+            }
+            Touch::Services(_) => {}
+            Touch::Whole => {
+                self.whole = true;
+                self.touched = BTreeSet::new();
+            }
+        }
+    }
+}
+
+/// A 64-bit digest (SipHash-1-3, fixed keys) of what serializes.
+fn digest_of(value: &(impl Serialize + ?Sized)) -> u64 {
+    struct Writer(DefaultHasher);
+    impl std::io::Write for Writer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.write(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut writer = Writer(DefaultHasher::new());
+    if serde_json::to_writer(&mut writer, value).is_err() {
+        // Not reached (an API object serializes): a value that changes every time.
+        return u64::MAX ^ writer.0.finish();
+    }
+    writer.0.finish()
+}
+
+/// An object's place in its cache, as a digest of its namespace and name.
+fn id_of(metadata: &ObjectMeta) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    (&metadata.namespace, &metadata.name).hash(&mut hasher);
+    hasher.finish()
+}
+
+/// What an event of a Service touches.
+fn service_touch(event: &watcher::Event<Service>) -> Touch {
+    match event {
+        watcher::Event::Apply(service) | watcher::Event::Delete(service) => {
+            Touch::Services(vec![ServiceKey::of_service(service)])
+        }
+        watcher::Event::Init | watcher::Event::InitApply(_) | watcher::Event::InitDone => {
+            Touch::Whole
+        }
+    }
+}
+
+/// Whom each EndpointSlice belonged to (digests of its place and of its owner): a
+/// slice that changes owner touches the one it leaves too, which its event does not
+/// name, so then there is no word.
+#[derive(Debug, Default)]
+struct SliceOwners(HashMap<u64, u64>);
+
+impl SliceOwners {
+    fn touch(&mut self, event: &watcher::Event<EndpointSlice>) -> Touch {
+        let owner = |slice: &EndpointSlice| {
+            let owner = owner_of(slice);
+            let digest = digest_of(&owner.as_ref().map(|o| (&o.namespace, &o.name)));
+            (owner, digest)
+        };
+        match event {
+            watcher::Event::Apply(slice) => {
+                let (owner, digest) = owner(slice);
+                match self.0.insert(id_of(&slice.metadata), digest) {
+                    Some(was) if was != digest => Touch::Whole,
+                    _ => Touch::Services(owner.into_iter().collect()),
+                }
+            }
+            watcher::Event::Delete(slice) => {
+                let (owner, digest) = owner(slice);
+                match self.0.remove(&id_of(&slice.metadata)) {
+                    Some(was) if was != digest => Touch::Whole,
+                    _ => Touch::Services(owner.into_iter().collect()),
+                }
+            }
+            watcher::Event::Init => {
+                self.0.clear();
+                Touch::Whole
+            }
+            watcher::Event::InitApply(slice) => {
+                let (_, digest) = owner(slice);
+                self.0.insert(id_of(&slice.metadata), digest);
+                Touch::Whole
+            }
+            watcher::Event::InitDone => Touch::Whole,
+        }
+    }
+}
+
+/// The digest of each Node's planned part ([`planned_part`]): a status report that
+/// changes nothing of it (a heartbeat, every few seconds on every Node) touches
+/// nothing; any other change of a Node, no word.
+#[derive(Debug, Default)]
+struct PlannedNodes(HashMap<u64, u64>);
+
+impl PlannedNodes {
+    fn touch(&mut self, event: &watcher::Event<Node>) -> Touch {
+        match event {
+            watcher::Event::Apply(node) => {
+                let digest = digest_of(&planned_part(node));
+                match self.0.insert(id_of(&node.metadata), digest) {
+                    Some(was) if was == digest => Touch::Nothing,
+                    _ => Touch::Whole,
+                }
+            }
+            watcher::Event::Delete(node) => {
+                self.0.remove(&id_of(&node.metadata));
+                Touch::Whole
+            }
+            watcher::Event::Init => {
+                self.0.clear();
+                Touch::Whole
+            }
+            watcher::Event::InitApply(node) => {
+                self.0
+                    .insert(id_of(&node.metadata), digest_of(&planned_part(node)));
+                Touch::Whole
+            }
+            watcher::Event::InitDone => Touch::Whole,
+        }
+    }
+}
+
+/// A speaker Pod: it gives the live nodes and the peers, no configuration.
+fn speaker_touch(event: &watcher::Event<Pod>) -> Touch {
+    match event {
+        watcher::Event::Apply(_) | watcher::Event::Delete(_) => Touch::Nothing,
+        watcher::Event::Init | watcher::Event::InitApply(_) | watcher::Event::InitDone => {
+            Touch::Whole
+        }
+    }
+}
+
+/// A reflector on `api` whose events say what they touch (`touch`).
+fn watched<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    mut touch: impl FnMut(&watcher::Event<K>) -> Touch + Send + 'static,
+) -> (Store<K>, BoxStream<'static, Touch>)
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -233,23 +432,24 @@ where
     let events = reflector::reflector(writer, watcher::watcher(api, config))
         .default_backoff()
         .filter_map(move |event| {
-            let kind = kind.clone();
-            async move {
-                match event {
-                    Ok(_) => Some(()),
-                    Err(error) => {
-                        warn!(%kind, %error, "watch failed; retrying");
-                        None
-                    }
+            // The store changes with events only: an error changes nothing (the
+            // watch then lists again, and those events say so).
+            let touched = match event {
+                Ok(event) => Some(touch(&event)),
+                Err(error) => {
+                    warn!(%kind, %error, "watch failed; retrying");
+                    None
                 }
-            }
+            };
+            std::future::ready(touched)
         })
         .boxed();
     (store, events)
 }
 
-/// [`watched`] on every object of kind `K` in `namespace`.
-fn watched_in<K>(client: &Client, namespace: &str) -> (Store<K>, BoxStream<'static, ()>)
+/// [`watched`] on every object of kind `K` in `namespace`; any change of them is one
+/// of the rest of the configuration (no word).
+fn watched_in<K>(client: &Client, namespace: &str) -> (Store<K>, BoxStream<'static, Touch>)
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -262,6 +462,7 @@ where
     watched(
         Api::<K>::namespaced(client.clone(), namespace),
         watcher::Config::default(),
+        |_| Touch::Whole,
     )
 }
 
@@ -310,12 +511,25 @@ impl Source {
     ) {
         let all = watcher::Config::default();
         let client = &self.client;
-        let (services, services_events) = watched(Api::<Service>::all(client.clone()), all.clone());
-        let (endpoint_slices, slices_events) =
-            watched(Api::<EndpointSlice>::all(client.clone()), all.clone());
-        let (nodes, nodes_events) = watched(Api::<Node>::all(client.clone()), all.clone());
+        let (services, services_events) = watched(
+            Api::<Service>::all(client.clone()),
+            all.clone(),
+            service_touch,
+        );
+        let mut slice_owners = SliceOwners::default();
+        let (endpoint_slices, slices_events) = watched(
+            Api::<EndpointSlice>::all(client.clone()),
+            all.clone(),
+            move |event| slice_owners.touch(event),
+        );
+        let mut planned_nodes = PlannedNodes::default();
+        let (nodes, nodes_events) = watched(Api::<Node>::all(client.clone()), all.clone(), {
+            move |event| planned_nodes.touch(event)
+        });
         let (namespaces, namespaces_events) =
-            watched(Api::<Namespace>::all(client.clone()), all.clone());
+            watched(Api::<Namespace>::all(client.clone()), all.clone(), |_| {
+                Touch::Whole
+            });
         let (pools, pools_events) = watched_in::<IPAddressPool>(client, &self.namespace);
         let (l2_advertisements, l2_events) = watched_in::<L2Advertisement>(client, &self.namespace);
         let (bgp_peers, bgp_peers_events) = watched_in::<BGPPeer>(client, &self.namespace);
@@ -327,10 +541,12 @@ impl Source {
         let (speakers, speakers_events) = watched(
             Api::<Pod>::namespaced(client.clone(), &self.namespace),
             watcher::Config::default().labels(&self.options.speaker_selector),
+            speaker_touch,
         );
         let (exclude_l2, exclude_l2_events) = watched(
             Api::<ConfigMap>::namespaced(client.clone(), &self.namespace),
             watcher::Config::default().fields(&format!("metadata.name={EXCLUDE_L2_CONFIG_MAP}")),
+            |_| Touch::Whole,
         );
         let stores = Stores {
             services,
@@ -386,6 +602,11 @@ impl Source {
         let mut until_ready = Box::pin(async move { stores_ready.ready().await });
         // Said once each time they change, not at every snapshot.
         let mut exclusion_issues = Vec::new();
+        // The reads handed over are numbered; with the keys of the last one's Services
+        // and what the events since touched, the next says which of its Services
+        // changed ([`crate::config::changes::between`]).
+        let mut handed: Option<(u64, Vec<ServiceKey>)> = None;
+        let mut burst = Burst::default();
         loop {
             tokio::select! {
                 () = &mut until_ready, if !ready => {
@@ -399,10 +620,11 @@ impl Source {
                     }
                 }
                 change = changes.next() => {
-                    if change.is_none() {
+                    let Some(touch) = change else {
                         warn!("every watch ended");
                         break;
-                    }
+                    };
+                    burst.add(touch);
                     if !ready {
                         continue;
                     }
@@ -412,7 +634,10 @@ impl Source {
                     loop {
                         tokio::select! {
                             () = &mut settle => break,
-                            more = changes.next() => if more.is_none() { break },
+                            more = changes.next() => match more {
+                                Some(touch) => burst.add(touch),
+                                None => break,
+                            },
                         }
                     }
                 }
@@ -420,7 +645,7 @@ impl Source {
             if !ready {
                 continue;
             }
-            let (snapshot, issues) = stores.snapshot(&self.namespace, &self.node_name);
+            let (mut snapshot, keys, issues) = stores.snapshot(&self.namespace, &self.node_name);
             if issues != exclusion_issues {
                 for issue in &issues {
                     warn!(
@@ -435,6 +660,26 @@ impl Source {
                 }
                 exclusion_issues = issues;
             }
+            let Burst { whole, touched } = std::mem::take(&mut burst);
+            let (number, changes) = match &handed {
+                Some((last, before)) => {
+                    let changes = (!whole)
+                        .then(|| crate::config::changes::between(before, &keys, &touched))
+                        .flatten();
+                    debug!(
+                        read = last + 1,
+                        touched = touched.len(),
+                        whole,
+                        changes = ?changes,
+                        "the Services that changed since the last read"
+                    );
+                    (last + 1, changes.map(|changes| (*last, changes)))
+                }
+                None => (1, None),
+            };
+            drop(touched);
+            snapshot.read = SourceRead { number, changes };
+            handed = Some((number, keys));
             if updates
                 .send(Update::Apply(Box::new(snapshot)))
                 .await
@@ -784,5 +1029,179 @@ impl StatusWriter {
         });
         let created = api.create(&PostParams::default(), &object).await?;
         Ok(created.name_any())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(namespace: &str, name: &str) -> ServiceKey {
+        ServiceKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    fn slice(name: &str, namespace: Option<&str>, owner: Option<&str>) -> EndpointSlice {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": owner.map(|o| json!({"kubernetes.io/service-name": o})),
+            },
+            "addressType": "IPv4",
+            "endpoints": [],
+        }))
+        .expect("slice")
+    }
+
+    fn node(labels: Value, heartbeat: &str, network_unavailable: &str) -> Node {
+        let heartbeat = format!("2026-01-01T00:00:{heartbeat:0>2}Z");
+        serde_json::from_value(json!({
+            "metadata": {"name": "n1", "labels": labels, "resourceVersion": heartbeat},
+            "status": {
+                "conditions": [
+                    {"type": "Ready", "status": "True", "lastHeartbeatTime": heartbeat, "reason": "KubeletReady"},
+                    {"type": "NetworkUnavailable", "status": network_unavailable, "lastHeartbeatTime": heartbeat},
+                ],
+                "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],
+                "images": [{"names": [format!("image@{heartbeat}")]}],
+            },
+        }))
+        .expect("node")
+    }
+
+    use serde_json::Value;
+
+    #[test]
+    fn a_service_event_touches_its_key_and_a_relist_touches_everything() {
+        let service: Service =
+            serde_json::from_value(json!({"metadata": {"name": "web"}})).expect("service");
+        assert_eq!(
+            service_touch(&watcher::Event::Apply(service.clone())),
+            Touch::Services(vec![key("default", "web")])
+        );
+        assert_eq!(
+            service_touch(&watcher::Event::Delete(service.clone())),
+            Touch::Services(vec![key("default", "web")])
+        );
+        for event in [
+            watcher::Event::Init,
+            watcher::Event::InitApply(service),
+            watcher::Event::InitDone,
+        ] {
+            assert_eq!(service_touch(&event), Touch::Whole);
+        }
+    }
+
+    #[test]
+    fn an_endpoint_slice_touches_its_owner_and_one_that_changes_owner_everything() {
+        let mut owners = SliceOwners::default();
+        let apply = |owners: &mut SliceOwners, slice| owners.touch(&watcher::Event::Apply(slice));
+        assert_eq!(
+            apply(&mut owners, slice("web-1", Some("ns"), Some("web"))),
+            Touch::Services(vec![key("ns", "web")])
+        );
+        // Changed, same owner.
+        assert_eq!(
+            apply(&mut owners, slice("web-1", Some("ns"), Some("web"))),
+            Touch::Services(vec![key("ns", "web")])
+        );
+        // Another owner: the one it leaves is not named.
+        assert_eq!(
+            apply(&mut owners, slice("web-1", Some("ns"), Some("api"))),
+            Touch::Whole
+        );
+        // No owner: nobody's (no Service's digest has it).
+        assert_eq!(
+            apply(&mut owners, slice("loose", None, None)),
+            Touch::Services(vec![])
+        );
+        assert_eq!(
+            apply(&mut owners, slice("loose", None, Some("web"))),
+            Touch::Whole
+        );
+        assert_eq!(
+            owners.touch(&watcher::Event::Delete(slice("loose", None, Some("web")))),
+            Touch::Services(vec![key("default", "web")])
+        );
+        // A relist starts over: what it lists is known after it.
+        assert_eq!(owners.touch(&watcher::Event::Init), Touch::Whole);
+        assert_eq!(
+            owners.touch(&watcher::Event::InitApply(slice(
+                "web-1",
+                Some("ns"),
+                Some("api")
+            ))),
+            Touch::Whole
+        );
+        assert_eq!(owners.touch(&watcher::Event::InitDone), Touch::Whole);
+        assert_eq!(
+            apply(&mut owners, slice("web-1", Some("ns"), Some("api"))),
+            Touch::Services(vec![key("ns", "api")])
+        );
+    }
+
+    #[test]
+    fn a_node_status_report_touches_nothing_and_a_change_of_what_is_planned_everything() {
+        let mut nodes = PlannedNodes::default();
+        let mut apply = |node| nodes.touch(&watcher::Event::Apply(node));
+        assert_eq!(
+            apply(node(json!({"zone": "a"}), "1", "False")),
+            Touch::Whole
+        );
+        // A heartbeat: times, images, resource version.
+        assert_eq!(
+            apply(node(json!({"zone": "a"}), "2", "False")),
+            Touch::Nothing
+        );
+        assert_eq!(
+            apply(node(json!({"zone": "b"}), "3", "False")),
+            Touch::Whole
+        );
+        assert_eq!(apply(node(json!({"zone": "b"}), "4", "True")), Touch::Whole);
+        assert_eq!(
+            apply(node(json!({"zone": "b"}), "5", "True")),
+            Touch::Nothing
+        );
+        assert_eq!(
+            nodes.touch(&watcher::Event::Delete(node(
+                json!({"zone": "b"}),
+                "5",
+                "True"
+            ))),
+            Touch::Whole
+        );
+        // What is planned of it: the same plan, from what changes less.
+        let planned = planned_part(&node(json!({"zone": "a"}), "7", "True"));
+        assert_eq!(
+            serde_json::to_value(&planned).expect("JSON"),
+            json!({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": "n1", "labels": {"zone": "a"}},
+                "status": {
+                    "conditions": [
+                        {"type": "Ready", "status": "True"},
+                        {"type": "NetworkUnavailable", "status": "True"},
+                    ],
+                    "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],
+                },
+            })
+        );
+    }
+
+    #[test]
+    fn a_burst_collects_what_its_events_touch_until_one_touches_everything() {
+        let mut burst = Burst::default();
+        burst.add(Touch::Services(vec![key("a", "1")]));
+        burst.add(Touch::Nothing);
+        burst.add(Touch::Services(vec![key("a", "2"), key("a", "1")]));
+        assert!(!burst.whole);
+        assert_eq!(burst.touched, [key("a", "1"), key("a", "2")].into());
+        burst.add(Touch::Whole);
+        burst.add(Touch::Services(vec![key("a", "3")]));
+        assert!(burst.whole);
+        assert!(burst.touched.is_empty());
     }
 }
