@@ -212,6 +212,33 @@ pub fn slices_by_service(config: &Config) -> SlicesByService<'_> {
     out
 }
 
+/// [`slices_by_service`] of the services of `keys` (namespace, name) alone: one pass
+/// over the slices that makes no key for the others.
+pub fn slices_of<'a>(config: &'a Config, keys: &BTreeSet<(&str, &str)>) -> SlicesByService<'a> {
+    let mut out: SlicesByService<'a> = BTreeMap::new();
+    if keys.is_empty() {
+        return out;
+    }
+    for slice in &config.endpoint_slices {
+        let Some(name) = (slice.metadata.labels.as_ref()).and_then(|l| l.get(SERVICE_NAME_LABEL))
+        else {
+            continue;
+        };
+        let namespace = (slice.metadata.namespace.as_deref())
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or("default");
+        if keys.contains(&(namespace, name.as_str())) {
+            out.entry(ServiceKey {
+                namespace: namespace.into(),
+                name: name.clone(),
+            })
+            .or_default()
+            .push(slice);
+        }
+    }
+    out
+}
+
 pub(crate) fn serving(slices: Option<&Vec<&EndpointSlice>>, rule: EndpointRule) -> Serving {
     if slices.is_none() && rule == EndpointRule::AssumeServing {
         return Serving::Everywhere;
@@ -1704,5 +1731,71 @@ mod tests {
         assert!(reason("unadvertised").contains("no L2Advertisement"));
         assert!(reason("shared").contains("allow-shared-ip"));
         assert!(reason("nowhere").contains("no node may announce"));
+    }
+}
+
+#[cfg(test)]
+mod slices_of_tests {
+    use super::*;
+
+    #[test]
+    fn the_slices_of_some_services_are_those_every_service_has() {
+        let slice = |name: &str, namespace: Option<&str>, owner: Option<&str>| -> EndpointSlice {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": namespace,
+                             "labels": owner.map(|o| serde_json::json!({SERVICE_NAME_LABEL: o}))},
+                "addressType": "IPv4", "endpoints": [],
+            }))
+            .expect("slice")
+        };
+        let config = Config {
+            endpoint_slices: vec![
+                slice("a-1", Some("ns"), Some("a")),
+                slice("b-1", Some("ns"), Some("b")),
+                slice("a-2", Some("ns"), Some("a")),
+                slice("a-3", Some("other"), Some("a")),
+                slice("c-1", None, Some("c")),
+                slice("c-2", Some(""), Some("c")),
+                slice("loose", Some("ns"), None),
+            ],
+            ..Config::default()
+        };
+        let all = slices_by_service(&config);
+        let names = |slices: &SlicesByService<'_>| -> Vec<(String, Vec<String>)> {
+            slices
+                .iter()
+                .map(|(key, slices)| {
+                    let names = slices
+                        .iter()
+                        .map(|s| s.metadata.name.clone().unwrap_or_default());
+                    (key.to_string(), names.collect())
+                })
+                .collect()
+        };
+        for keys in [
+            vec![],
+            vec![("ns", "a")],
+            vec![("ns", "a"), ("default", "c"), ("ns", "none")],
+            vec![("ns", "a"), ("ns", "b"), ("other", "a"), ("default", "c")],
+        ] {
+            let keys: BTreeSet<(&str, &str)> = keys.into_iter().collect();
+            let want: SlicesByService<'_> = (all.iter())
+                .filter(|(key, _)| keys.contains(&(key.namespace.as_str(), key.name.as_str())))
+                .map(|(key, slices)| (key.clone(), slices.clone()))
+                .collect();
+            assert_eq!(names(&slices_of(&config, &keys)), names(&want), "{keys:?}");
+        }
+        assert_eq!(
+            names(&all),
+            [
+                (
+                    "default/c".to_string(),
+                    vec!["c-1".to_string(), "c-2".to_string()]
+                ),
+                ("ns/a".into(), vec!["a-1".into(), "a-2".into()]),
+                ("ns/b".into(), vec!["b-1".into()]),
+                ("other/a".into(), vec!["a-3".into()]),
+            ]
+        );
     }
 }

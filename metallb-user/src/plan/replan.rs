@@ -44,7 +44,7 @@ use crate::{
         service_model::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus},
         service_namespace,
     },
-    election::{EndpointRule, SlicesByService, slices_by_service},
+    election::{EndpointRule, SlicesByService, slices_by_service, slices_of},
 };
 
 /// What else than its own Service (and the rest of the configuration) a service's
@@ -98,6 +98,22 @@ fn was_at(changes: &Changes, i: usize) -> Option<usize> {
     } else {
         None
     }
+}
+
+/// The places of the Services (of `len`) that check a source's word ([`Changes`]):
+/// those next to the change, and up to [`SAMPLED`] spread over the others.
+fn sampled(changes: &Changes, len: usize) -> impl Iterator<Item = usize> + '_ {
+    let others = len.saturating_sub(changes.now);
+    let edges = [changes.at.checked_sub(1), Some(changes.at + changes.now)];
+    let spread = (0..SAMPLED.min(others)).map(move |k| {
+        let j = k * others / SAMPLED.min(others);
+        Some(if j < changes.at { j } else { j + changes.now })
+    });
+    edges
+        .into_iter()
+        .chain(spread)
+        .flatten()
+        .filter(move |&i| i < len)
 }
 
 /// A plan made again for a change of some Services ([`Standing::replan`]): what
@@ -601,10 +617,33 @@ impl Standing {
 
         // What changed: a look at every Service (its digest), or at those the
         // source names; no allocation for those that did not change.
-        let slices = slices_by_service(config);
+        // With the word, only the EndpointSlices of the Services it names and of the
+        // sample are gathered (at 100,000 slices, gathering them all costs more than
+        // the rest of the replan).
         let mut looked = 0;
-        let changes = changes
-            .filter(|changes| self.confirms(changes, config, &slices, allocate, &mut looked));
+        let (slices, changes) = match changes {
+            Some(changes) => {
+                let len = config.services.len();
+                let keys: BTreeSet<(&str, &str)> = (changes.at..changes.at + changes.now)
+                    .filter(|&i| i < len)
+                    .chain(sampled(changes, len))
+                    .map(|i| {
+                        let service = &config.services[i];
+                        (
+                            service_namespace(service),
+                            service.service_name().unwrap_or_default(),
+                        )
+                    })
+                    .collect();
+                let some = slices_of(config, &keys);
+                if self.confirms(changes, config, &some, allocate, &mut looked) {
+                    (some, Some(changes))
+                } else {
+                    (slices_by_service(config), None)
+                }
+            }
+            None => (slices_by_service(config), None),
+        };
         let places = match changes {
             Some(changes) => changes.at..changes.at + changes.now,
             None => 0..config.services.len(),
@@ -978,27 +1017,16 @@ impl Standing {
         {
             return false;
         }
-        let others = len - changes.now;
-        let edges = [changes.at.checked_sub(1), Some(changes.at + changes.now)];
-        let spread = (0..SAMPLED.min(others)).map(|k| {
-            let j = k * others / SAMPLED.min(others);
-            Some(if j < changes.at { j } else { j + changes.now })
-        });
-        edges
-            .into_iter()
-            .chain(spread)
-            .flatten()
-            .filter(|&i| i < len)
-            .all(|i| {
-                *looked += 1;
-                let was = was_at(changes, i);
-                let guess = was.unwrap_or(i);
-                let service = (guess, &config.services[i]);
-                let (old, _, digest) =
-                    Self::looked_at(&self.services, positions, service, slices, allocate);
-                let was = was.and_then(|j| positions.get(j));
-                old.is_some_and(|o| was == Some(&(o as u32)) && self.services[o].digest == digest)
-            })
+        sampled(changes, len).all(|i| {
+            *looked += 1;
+            let was = was_at(changes, i);
+            let guess = was.unwrap_or(i);
+            let service = (guess, &config.services[i]);
+            let (old, _, digest) =
+                Self::looked_at(&self.services, positions, service, slices, allocate);
+            let was = was.and_then(|j| positions.get(j));
+            old.is_some_and(|o| was == Some(&(o as u32)) && self.services[o].digest == digest)
+        })
     }
 
     /// Puts `fresh` (sorted by key) in the place of the services at `changed` (sorted
