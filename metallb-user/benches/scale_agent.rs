@@ -1159,9 +1159,16 @@ fn run(vips: usize, binary: &Path) -> anyhow::Result<()> {
         log_lines(&log, "configuration applied").len(),
         log_lines(&log, "datapath synced").len(),
     );
+    // The text made first: `written` is when the write begins, and the answer is
+    // timed from it (not from the asking's start, after the write).
+    let text = config(vips, Some(new));
     let written = SystemTime::now();
-    write_config(&file, &config(vips, Some(new)))?;
-    let new_answered = asker.until_answered(new, lab.node_mac, Duration::from_secs(120))?;
+    write_config(&file, &text)?;
+    drop(text);
+    let write_took = written.elapsed().unwrap_or_default();
+    let new_answered = asker
+        .until_answered(new, lab.node_mac, Duration::from_secs(120))?
+        .map(|answered| write_took + answered);
     let old_gone = asker.answered(&[old], lab.node_mac)? == 0;
     let apply = nth_line(&log, "configuration applied", applies)?;
     let read = log_lines(&log, "configuration file read and checked");

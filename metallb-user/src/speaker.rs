@@ -33,7 +33,7 @@ use crate::{
         Allocation, AllocatorOptions, Decision, ServiceKey, has_status_address, status_with,
     },
     announce::{Announcer, Pacing},
-    config::{Config, Issue, Service, ValidateOptions, file, validate_owned},
+    config::{Config, Issue, Service, ValidateOptions, file},
     conflicts::{ConflictEvent, ConflictWatch, answered_claims},
     datapath::{
         Datapath, DatapathKind, DatapathOptions, FenceState, InterfaceChange, SyncReport, XdpMode,
@@ -308,8 +308,8 @@ fn file_kind(file_type: std::fs::FileType) -> &'static str {
 /// are returned, for the caller to print or log.
 pub fn load_config(path: &Path, namespace: &str, max_bytes: u64) -> Result<Config, LoadError> {
     let text = read_config(path, max_bytes)?;
-    check_config(text, path, namespace, None)
-        .map(|(config, _)| config)
+    check_config(text, path, namespace, None, false)
+        .map(|checked| checked.config)
         .map_err(|issues| LoadError::Invalid {
             path: shown_path(path),
             issues,
@@ -319,38 +319,41 @@ pub fn load_config(path: &Path, namespace: &str, max_bytes: u64) -> Result<Confi
 /// Parses and validates `text`, read from `path`: the configuration, or every error.
 /// Warnings are logged. The text goes once parsed, and the parsed objects move into
 /// the configuration: at 100,000 Services, each copy would be 21 MiB and 150 MiB more.
-/// With the configuration, its documents as read ([`file::Documents`]), if the text
-/// tells where they are, and the Services that changed since the read `before`.
+/// With `before`, what the last valid read kept, only the documents that changed since
+/// are parsed when that gives the whole read's result ([`file::check`]); `keep`: keep
+/// what the next read needs.
 fn check_config(
     text: String,
     path: &Path,
     namespace: &str,
-    before: Option<&file::Documents>,
+    before: Option<&file::Kept>,
+    keep: bool,
 ) -> Result<Checked, Vec<Issue>> {
-    let mut parsed = file::parse(&text)?;
-    let documents = file::Documents::of(&text, &parsed);
-    drop(text);
-    let changes =
-        (documents.as_ref().zip(before)).and_then(|(now, before)| now.changes(&parsed, before));
-    parsed.documents = Vec::new();
-    let validation = validate_owned(
-        parsed,
-        &ValidateOptions {
-            namespace: namespace.into(),
-        },
-    );
-    for issue in &validation.warnings {
+    let options = ValidateOptions {
+        namespace: namespace.into(),
+    };
+    let check = file::check(text, &options, before, keep);
+    for issue in &check.warnings {
         warn!(file = %shown_path(path), "{issue}");
     }
-    (validation
-        .config
-        .map(|config| (config, (documents, changes))))
-    .ok_or(validation.errors)
+    let (changes, kept, parsed) = (check.changes, check.kept, check.parsed);
+    check.outcome.map(|config| Checked {
+        config,
+        kept,
+        changes,
+        parsed,
+    })
 }
 
-/// A configuration checked, with its documents and what changed in its Services
-/// ([`check_config`]).
-type Checked = (Config, (Option<file::Documents>, Option<Changes>));
+/// A configuration checked ([`check_config`]): what the next read can start from,
+/// the Services that changed since the read before, and how many documents were
+/// parsed (`None`: all).
+struct Checked {
+    config: Config,
+    kept: Option<file::Kept>,
+    changes: Option<Changes>,
+    parsed: Option<usize>,
+}
 
 /// Gives services without a status the addresses they had in the last plan, so that an
 /// edit of the file (a new service listed first, say) moves nobody's address: the
@@ -1966,9 +1969,11 @@ struct FileSource {
     /// The SHA-256 of the file as last read: unchanged content is not applied again
     /// (the text itself is not kept: 21 MiB for 100,000 Services).
     last_digest: Option<[u8; 32]>,
-    /// The last read handed over: its number, and its documents (a digest and what
-    /// it gave, 16 bytes a document), to tell the next one which Services changed.
-    handed: (u64, Option<file::Documents>),
+    /// The last read handed over: its number, and what it kept (each document's
+    /// digest and what it gave, its Services packed: about 75 bytes a document), to
+    /// tell the next one which Services changed and to parse only the documents that
+    /// changed.
+    handed: (u64, Option<file::Kept>),
 }
 
 impl FileSource {
@@ -2046,15 +2051,27 @@ impl FileSource {
             return true;
         }
         let bytes = text.len();
-        let checked = check_config(text, &self.path, &self.namespace, self.handed.1.as_ref());
-        debug!(bytes, took = ?reading.elapsed(), "configuration file read and checked");
+        let checked = check_config(
+            text,
+            &self.path,
+            &self.namespace,
+            self.handed.1.as_ref(),
+            true,
+        );
+        let parsed = checked.as_ref().ok().and_then(|checked| checked.parsed);
+        debug!(bytes, took = ?reading.elapsed(), documents_parsed = ?parsed, "configuration file read and checked");
         let checked_at = std::time::Instant::now();
         self.last_digest = Some(digest);
         match checked {
-            Ok((config, (documents, changes))) => {
+            Ok(Checked {
+                config,
+                kept,
+                changes,
+                ..
+            }) => {
                 let last = self.handed.0;
                 let changes = changes.map(|changes| (last, changes));
-                self.handed = (last + 1, documents);
+                self.handed = (last + 1, kept);
                 let snapshot = Snapshot {
                     config,
                     addresses: AddressSource::Allocate,

@@ -3,8 +3,11 @@
 //! Namespace, and MetalLB's `metallb-excludel2` ConfigMap), parsed into typed objects
 //! with every problem named.
 
+mod reread;
 pub(super) mod typed;
 pub(super) mod yaml;
+
+pub use self::reread::{Check, Kept, check};
 
 use std::{cell::OnceCell, collections::BTreeSet};
 
@@ -61,6 +64,13 @@ pub struct ConfigFile {
 pub struct DocumentShape {
     pub services: u32,
     pub slices: bool,
+    /// It gave objects other than Services (or a problem): a change of it is read
+    /// with the whole file ([`Kept`]).
+    pub other: bool,
+    /// How many of the file's `warnings` it gave, and of its Services' warnings
+    /// (`service_issues.warnings`).
+    pub warnings: u32,
+    pub service_warnings: u32,
 }
 
 /// The documents of a file as read: each one's digest (of its text, 63 bits, and
@@ -86,53 +96,13 @@ impl Documents {
     /// other than `\n` and `\r\n`), or when the counts differ.
     pub fn of(text: &str, file: &ConfigFile) -> Option<Self> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let other_break = |text: &str| {
-            ['\u{85}', '\u{2028}', '\u{2029}']
-                .iter()
-                .any(|c| text.contains(*c))
-                || text
-                    .match_indices('\r')
-                    .any(|(at, _)| !text[at + 1..].starts_with('\n'))
-        };
-        if other_break(text) {
+        let split = Split::of(text)?;
+        if split.spans.len() != file.documents.len() {
             return None;
         }
-        let starts = |line: &str, marker: &str| {
-            line.strip_prefix(marker)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']))
-        };
-        let mut digests = Vec::with_capacity(file.documents.len());
-        let mut begin: Option<usize> = None;
-        let mut content = false;
-        let mut at = 0;
-        for line in text.split_inclusive('\n') {
-            if line.starts_with('%') || starts(line, "...") {
-                return None;
-            }
-            if starts(line, "---") {
-                match begin {
-                    Some(begin) => digests.push(digest(&text[begin..at])),
-                    None if content => digests.push(digest(&text[..at])),
-                    None => {}
-                }
-                begin = Some(at);
-            } else if begin.is_none() {
-                let line = line.trim_start();
-                content |= !line.is_empty() && !line.starts_with('#');
-            }
-            at += line.len();
-        }
-        match begin {
-            Some(begin) => digests.push(digest(&text[begin..])),
-            None if content => digests.push(digest(text)),
-            None => {}
-        }
-        if digests.len() != file.documents.len() {
-            return None;
-        }
-        for (digest, shape) in digests.iter_mut().zip(&file.documents) {
-            *digest = (*digest & !SLICES) | u64::from(shape.slices);
-        }
+        let digests = (split.spans.iter().zip(&file.documents))
+            .map(|(span, shape)| with_slices(digest(&text[span.clone()]), shape))
+            .collect();
         Some(Self {
             digests,
             services: file.services.len(),
@@ -145,6 +115,11 @@ impl Documents {
     /// when one of the documents between has an EndpointSlice (its Service may be
     /// anywhere).
     pub fn changes(&self, file: &ConfigFile, before: &Documents) -> Option<super::Changes> {
+        self.changes_of(&file.documents, before)
+    }
+
+    /// [`Documents::changes`], with the shapes of this read's documents.
+    fn changes_of(&self, shapes: &[DocumentShape], before: &Documents) -> Option<super::Changes> {
         let (now, was) = (&self.digests, &before.digests);
         let start = now.iter().zip(was).take_while(|(a, b)| a == b).count();
         let end = (now[start..].iter().rev())
@@ -163,7 +138,7 @@ impl Documents {
         let services = |shapes: &[DocumentShape]| -> usize {
             shapes.iter().map(|shape| shape.services as usize).sum()
         };
-        let shapes = file.documents.get(..now.len())?;
+        let shapes = shapes.get(..now.len())?;
         let at = services(&shapes[..start]);
         let changed = services(&shapes[start..now.len() - end]);
         let after = services(&shapes[now.len() - end..]);
@@ -172,6 +147,93 @@ impl Documents {
             was: before.services.checked_sub(at + after)?,
             now: changed,
         })
+    }
+}
+
+/// A document's digest with the bit that says it has EndpointSlices.
+fn with_slices(digest: u64, shape: &DocumentShape) -> u64 {
+    (digest & !SLICES) | u64::from(shape.slices)
+}
+
+/// Where the documents of a text (its byte-order mark stripped) are, found in the
+/// text alone: each begins at a line that starts with `---` and a blank (a document
+/// start, which YAML allows nowhere else: inside a scalar it ends the document), and
+/// the first at the text's start when something other than blanks and comments comes
+/// before the first such line; each ends where the next begins. `None` when the text
+/// has what could make that differ from the parser's documents (a directive (`%`), a
+/// document end (`...`), a line break other than `\n` and `\r\n`).
+struct Split {
+    spans: Vec<std::ops::Range<usize>>,
+    /// The line breaks in each.
+    lines: Vec<u32>,
+    /// The line breaks before the first (comments).
+    preamble: u32,
+}
+
+impl Split {
+    fn of(text: &str) -> Option<Self> {
+        let other_break = |text: &str| {
+            ['\u{85}', '\u{2028}', '\u{2029}']
+                .iter()
+                .any(|c| text.contains(*c))
+                || text
+                    .match_indices('\r')
+                    .any(|(at, _)| !text[at + 1..].starts_with('\n'))
+        };
+        if other_break(text) {
+            return None;
+        }
+        let starts = |line: &str, marker: &str| {
+            line.strip_prefix(marker)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']))
+        };
+        let mut split = Split {
+            spans: Vec::new(),
+            lines: Vec::new(),
+            preamble: 0,
+        };
+        let mut begin: Option<usize> = None;
+        let mut content = false;
+        let mut at = 0;
+        // Line breaks since the current document's start (or the text's).
+        let mut lines = 0u32;
+        for line in text.split_inclusive('\n') {
+            if line.starts_with('%') || starts(line, "...") {
+                return None;
+            }
+            if starts(line, "---") {
+                match begin {
+                    Some(begin) => {
+                        split.spans.push(begin..at);
+                        split.lines.push(lines);
+                    }
+                    None if content => {
+                        split.spans.push(0..at);
+                        split.lines.push(lines);
+                    }
+                    None => split.preamble = lines,
+                }
+                begin = Some(at);
+                lines = 0;
+            } else if begin.is_none() {
+                let line = line.trim_start();
+                content |= !line.is_empty() && !line.starts_with('#');
+            }
+            lines += u32::from(line.ends_with('\n'));
+            at += line.len();
+        }
+        match begin {
+            Some(begin) => {
+                split.spans.push(begin..text.len());
+                split.lines.push(lines);
+            }
+            None if content => {
+                split.spans.push(0..text.len());
+                split.lines.push(lines);
+            }
+            None => split.preamble = lines,
+        }
+        Some(split)
     }
 }
 
@@ -219,14 +281,25 @@ pub fn parse(text: &str) -> Result<ConfigFile, Vec<Issue>> {
                 document: index,
                 path: Vec::new(),
             };
-            let before = (
-                reader.file.services.len(),
-                reader.file.endpoint_slices.len(),
-            );
+            let counts = |reader: &Reader| {
+                let file = &reader.file;
+                [
+                    file.services.len(),
+                    file.endpoint_slices.len(),
+                    others(file) + reader.errors.len(),
+                    file.warnings.len(),
+                    file.service_issues.warnings.len(),
+                ]
+            };
+            let before = counts(&reader);
             reader.add_object(&at, value);
+            let after = counts(&reader);
             let shape = DocumentShape {
-                services: (reader.file.services.len() - before.0) as u32,
-                slices: reader.file.endpoint_slices.len() > before.1,
+                services: (after[0] - before[0]) as u32,
+                slices: after[1] > before[1],
+                other: after[2] > before[2] || after[1] > before[1],
+                warnings: (after[3] - before[3]) as u32,
+                service_warnings: (after[4] - before[4]) as u32,
             };
             let shapes = &mut reader.file.documents;
             shapes.resize(index, DocumentShape::default());
@@ -243,6 +316,20 @@ pub fn parse(text: &str) -> Result<ConfigFile, Vec<Issue>> {
     } else {
         Err(reader.errors)
     }
+}
+
+/// How many objects other than Services `file` has.
+fn others(file: &ConfigFile) -> usize {
+    file.pools.len()
+        + file.l2_advertisements.len()
+        + file.nodes.len()
+        + file.namespaces.len()
+        + file.endpoint_slices.len()
+        + file.exclude_l2.len()
+        + file.bgp_peers.len()
+        + file.bgp_advertisements.len()
+        + file.bfd_profiles.len()
+        + file.communities.len()
 }
 
 /// One document of a YAML text, or a problem with one, in document order.

@@ -289,6 +289,294 @@ impl ServiceName for api::Service {
     }
 }
 
+/// Services packed in a few bytes each (about 50 for a Service of a LoadBalancer
+/// type, an address annotation and a port), for the file reader to keep those of the
+/// documents it does not read again ([`super::file::Kept`]): 100,000 Services take
+/// about 60 MiB as objects, 5 as bytes. Not a format to store: the reader packs and
+/// unpacks them in one process.
+pub(crate) mod packed {
+    use std::{borrow::Cow, collections::BTreeMap};
+
+    use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+
+    use super::{
+        Annotations, LoadBalancerIngress, LoadBalancerStatus, Service, ServiceMeta, ServicePort,
+        ServiceSpec, ServiceStatus,
+    };
+
+    /// Strings written as their index here (the keys MetalLB reads among them are
+    /// then not allocated again).
+    const KNOWN: [&str; 24] = [
+        "default",
+        "LoadBalancer",
+        "TCP",
+        "UDP",
+        "SCTP",
+        "IPv4",
+        "IPv6",
+        "Cluster",
+        "Local",
+        "SingleStack",
+        "PreferDualStack",
+        "RequireDualStack",
+        "ClusterIP",
+        "NodePort",
+        "metallb.io/address-pool",
+        "metallb.io/allow-shared-ip",
+        "metallb.io/ip-allocated-from-pool",
+        "metallb.io/loadBalancerIPs",
+        "metallb.universe.tf/address-pool",
+        "metallb.universe.tf/allow-shared-ip",
+        "metallb.universe.tf/ip-allocated-from-pool",
+        "metallb.universe.tf/loadBalancerIPs",
+        "app",
+        "",
+    ];
+
+    fn varint(out: &mut Vec<u8>, mut value: u64) {
+        while value >= 0x80 {
+            out.push((value as u8) | 0x80);
+            value >>= 7;
+        }
+        out.push(value as u8);
+    }
+
+    fn signed(out: &mut Vec<u8>, value: i64) {
+        varint(out, ((value << 1) ^ (value >> 63)) as u64);
+    }
+
+    /// 0: none; odd: [`KNOWN`]'s string; even: so many bytes follow (twice their count, plus 2).
+    fn opt_str(out: &mut Vec<u8>, text: Option<&str>) {
+        let Some(text) = text else {
+            return varint(out, 0);
+        };
+        match KNOWN.iter().position(|known| *known == text) {
+            Some(i) => varint(out, 2 * i as u64 + 1),
+            None => {
+                varint(out, 2 * text.len() as u64 + 2);
+                out.extend_from_slice(text.as_bytes());
+            }
+        }
+    }
+
+    fn count(out: &mut Vec<u8>, len: Option<usize>) {
+        varint(out, len.map_or(0, |len| len as u64 + 1));
+    }
+
+    fn map(out: &mut Vec<u8>, map: Option<&BTreeMap<String, String>>) {
+        count(out, map.map(BTreeMap::len));
+        for (key, value) in map.into_iter().flatten() {
+            opt_str(out, Some(key));
+            opt_str(out, Some(value));
+        }
+    }
+
+    /// Appends `service` to `out`.
+    pub(crate) fn pack(out: &mut Vec<u8>, service: &Service) {
+        let meta = &service.metadata;
+        opt_str(out, meta.name.as_deref());
+        opt_str(out, meta.namespace.as_deref());
+        map(out, meta.labels.as_ref());
+        count(out, Some(meta.annotations.0.len()));
+        for (key, value) in meta.annotations.iter() {
+            opt_str(out, Some(key));
+            opt_str(out, Some(value));
+        }
+        match &meta.creation_timestamp {
+            None => varint(out, 0),
+            Some(Time(at)) => {
+                varint(out, 1);
+                signed(out, at.as_second());
+                signed(out, i64::from(at.subsec_nanosecond()));
+            }
+        }
+        match &service.spec {
+            None => varint(out, 0),
+            Some(spec) => {
+                varint(out, 1);
+                opt_str(out, spec.type_.as_deref());
+                opt_str(out, spec.load_balancer_class.as_deref());
+                opt_str(out, spec.load_balancer_ip.as_deref());
+                count(out, spec.ip_families.as_ref().map(Vec::len));
+                for family in spec.ip_families.iter().flatten() {
+                    opt_str(out, Some(family));
+                }
+                opt_str(out, spec.ip_family_policy.as_deref());
+                opt_str(out, spec.external_traffic_policy.as_deref());
+                map(out, spec.selector.as_ref());
+                count(out, spec.ports.as_ref().map(Vec::len));
+                for port in spec.ports.iter().flatten() {
+                    signed(out, i64::from(port.port));
+                    opt_str(out, port.protocol.as_deref());
+                }
+            }
+        }
+        match &service.status {
+            None => varint(out, 0),
+            Some(status) => match status.load_balancer.as_ref().map(|lb| lb.ingress.as_ref()) {
+                None => varint(out, 1),
+                Some(None) => varint(out, 2),
+                Some(Some(ingress)) => {
+                    varint(out, ingress.len() as u64 + 3);
+                    for entry in ingress {
+                        opt_str(out, entry.ip.as_deref());
+                    }
+                }
+            },
+        }
+    }
+
+    /// Reads what [`pack`] wrote.
+    pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
+
+    impl Reader<'_> {
+        fn varint(&mut self) -> Option<u64> {
+            let mut value = 0u64;
+            for shift in (0..64).step_by(7) {
+                let (&byte, rest) = self.0.split_first()?;
+                self.0 = rest;
+                value |= u64::from(byte & 0x7f) << shift;
+                if byte < 0x80 {
+                    return Some(value);
+                }
+            }
+            None
+        }
+
+        fn signed(&mut self) -> Option<i64> {
+            let value = self.varint()?;
+            Some(((value >> 1) as i64) ^ -((value & 1) as i64))
+        }
+
+        fn cow(&mut self) -> Option<Option<Cow<'static, str>>> {
+            let code = self.varint()?;
+            if code == 0 {
+                return Some(None);
+            }
+            if code % 2 == 1 {
+                return Some(Some(Cow::Borrowed(KNOWN.get((code / 2) as usize)?)));
+            }
+            let len = usize::try_from(code / 2 - 1).ok()?;
+            if self.0.len() < len {
+                return None;
+            }
+            let (bytes, rest) = self.0.split_at(len);
+            self.0 = rest;
+            Some(Some(Cow::Owned(
+                std::str::from_utf8(bytes).ok()?.to_owned(),
+            )))
+        }
+
+        fn opt_str(&mut self) -> Option<Option<String>> {
+            Some(self.cow()?.map(Cow::into_owned))
+        }
+
+        fn str(&mut self) -> Option<String> {
+            self.opt_str()?
+        }
+
+        fn count(&mut self) -> Option<Option<usize>> {
+            let count = self.varint()?;
+            Some(count.checked_sub(1).map(|count| count as usize))
+        }
+
+        fn map(&mut self) -> Option<Option<BTreeMap<String, String>>> {
+            let Some(len) = self.count()? else {
+                return Some(None);
+            };
+            let mut map = BTreeMap::new();
+            for _ in 0..len {
+                map.insert(self.str()?, self.str()?);
+            }
+            Some(Some(map))
+        }
+
+        fn vec<T>(
+            &mut self,
+            mut item: impl FnMut(&mut Self) -> Option<T>,
+        ) -> Option<Option<Vec<T>>> {
+            let Some(len) = self.count()? else {
+                return Some(None);
+            };
+            let mut items = Vec::with_capacity(len.min(self.0.len()));
+            for _ in 0..len {
+                items.push(item(self)?);
+            }
+            Some(Some(items))
+        }
+
+        /// The next Service; `None` at the end or if the bytes are not [`pack`]'s.
+        pub(crate) fn service(&mut self) -> Option<Service> {
+            let name = self.opt_str()?;
+            let namespace = self.opt_str()?;
+            let labels = self.map()?;
+            let annotations = self.vec(|reader| {
+                let key = reader.cow()??;
+                Some((key, reader.str()?.into_boxed_str()))
+            })??;
+            let creation_timestamp = match self.varint()? {
+                0 => None,
+                _ => {
+                    let second = self.signed()?;
+                    let nanosecond = i32::try_from(self.signed()?).ok()?;
+                    Some(Time(Timestamp::new(second, nanosecond).ok()?))
+                }
+            };
+            let spec = match self.varint()? {
+                0 => None,
+                _ => Some(ServiceSpec {
+                    type_: self.opt_str()?,
+                    load_balancer_class: self.opt_str()?,
+                    load_balancer_ip: self.opt_str()?,
+                    ip_families: self.vec(Self::str)?,
+                    ip_family_policy: self.opt_str()?,
+                    external_traffic_policy: self.opt_str()?,
+                    selector: self.map()?,
+                    ports: self.vec(|reader| {
+                        Some(ServicePort {
+                            port: i32::try_from(reader.signed()?).ok()?,
+                            protocol: reader.opt_str()?,
+                        })
+                    })?,
+                }),
+            };
+            let status = match self.varint()? {
+                0 => None,
+                1 => Some(ServiceStatus {
+                    load_balancer: None,
+                }),
+                2 => Some(ServiceStatus {
+                    load_balancer: Some(LoadBalancerStatus { ingress: None }),
+                }),
+                n => {
+                    let mut ingress = Vec::with_capacity(((n - 3) as usize).min(self.0.len()));
+                    for _ in 3..n {
+                        ingress.push(LoadBalancerIngress {
+                            ip: self.opt_str()?,
+                        });
+                    }
+                    Some(ServiceStatus {
+                        load_balancer: Some(LoadBalancerStatus {
+                            ingress: Some(ingress),
+                        }),
+                    })
+                }
+            };
+            Some(Service {
+                metadata: ServiceMeta {
+                    name,
+                    namespace,
+                    labels,
+                    annotations: Annotations(annotations.into_boxed_slice()),
+                    creation_timestamp,
+                },
+                spec,
+                status,
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,5 +675,43 @@ mod tests {
         assert!(service.metadata.annotations.is_empty());
         assert_eq!(service.spec, None);
         assert_eq!(service.status, None);
+    }
+
+    #[test]
+    fn a_packed_service_unpacks_as_it_was() {
+        let full = object(
+            "metadata:\n  name: web\n  namespace: shop\n  labels: {app: web, x: ''}\n  creationTimestamp: '2024-01-02T03:04:05.123456789Z'\n  annotations:\n    metallb.io/loadBalancerIPs: 192.0.2.7\n    METALLB.io/Address-Pool: odd\n    metallb.universe.tf/allow-shared-ip: k\n\
+             spec:\n  type: LoadBalancer\n  loadBalancerClass: c\n  loadBalancerIP: 192.0.2.7\n  ipFamilies: [IPv4, IPv6]\n  ipFamilyPolicy: PreferDualStack\n  externalTrafficPolicy: Local\n  selector: {app: web}\n  ports:\n  - {port: -3, protocol: UDP}\n  - {port: 2147483647}\n\
+             status:\n  loadBalancer:\n    ingress: [{ip: 192.0.2.7}, {hostname: h}]\n",
+        );
+        let services = [
+            Service::from(full),
+            Service::from(object("metadata: {name: a}\n")),
+            Service::default(),
+            Service::from(object("metadata: {name: b}\nspec: {}\nstatus: {}\n")),
+            Service::from(object("metadata: {name: b}\nstatus: {loadBalancer: {}}\n")),
+            Service::from(object(
+                "metadata: {name: b}\nstatus: {loadBalancer: {ingress: []}}\n",
+            )),
+            Service::from(object(&format!(
+                "metadata: {{name: {}}}\n",
+                "n".repeat(300)
+            ))),
+        ];
+        let mut bytes = Vec::new();
+        for service in &services {
+            packed::pack(&mut bytes, service);
+        }
+        let mut reader = packed::Reader(&bytes);
+        for service in &services {
+            assert_eq!(reader.service().as_ref(), Some(service));
+        }
+        assert!(reader.0.is_empty());
+        assert_eq!(reader.service(), None);
+        // Cut short: none, never a panic.
+        for end in 0..bytes.len() {
+            let mut reader = packed::Reader(&bytes[..end]);
+            while reader.service().is_some() {}
+        }
     }
 }

@@ -315,6 +315,106 @@ pub fn validate_owned(file: ConfigFile, options: &ValidateOptions) -> Validation
 /// The checks of [`validate`]; the configuration without its Services, Nodes and
 /// EndpointSlices (the caller copies or moves them in).
 fn checked(file: &ConfigFile, options: &ValidateOptions) -> Validation {
+    let mut objects = Objects::check(file, options);
+    let refused = &file.service_issues.refused;
+    for (i, service) in file.services.iter().enumerate() {
+        if refused.binary_search(&i).is_err() {
+            objects.request(service);
+        }
+    }
+    objects.finish()
+}
+
+/// What [`validate`] found before it looks at what each Service asks for: the
+/// checks of every object but the Services (whose own were made as they were read),
+/// and what the Services' requests are checked against. The file reader that reads
+/// only some documents again ([`super::file::Kept`]) checks only their Services'
+/// requests with it.
+pub(super) struct Objects {
+    check: Checker,
+    pools: Vec<Pool>,
+    held_back: Vec<HeldBack>,
+    advertisements: Vec<L2Advertisement>,
+    namespaces: BTreeMap<String, Labels>,
+    interface_exclusions: InterfaceExclusions,
+    bgp: super::bgp_config::BgpConfig,
+}
+
+impl Objects {
+    /// Every check of [`validate`] but the Services' requests: those of `file`'s
+    /// objects, `file.warnings` and `file.service_issues` taken in; `file.services`
+    /// is not looked at.
+    pub(super) fn check(file: &ConfigFile, options: &ValidateOptions) -> Self {
+        checked_objects(file, options)
+    }
+
+    /// What `service` (not refused) asks for that the pools can never give: warnings.
+    pub(super) fn request(&mut self, service: &Service) {
+        let object = service_object(service);
+        service::check_request(
+            &mut self.check,
+            &object,
+            service,
+            &self.pools,
+            &self.held_back,
+        );
+    }
+
+    /// The warnings so far.
+    pub(super) fn warnings(&self) -> &[Issue] {
+        &self.check.warnings
+    }
+
+    /// Warnings that [`Objects::request`] gave for Services whose requests and these
+    /// objects are those of an earlier check.
+    pub(super) fn requested_before(&mut self, warnings: &[Issue]) {
+        self.check.warnings.extend_from_slice(warnings);
+    }
+
+    /// Whether an error was found.
+    pub(super) fn failed(&self) -> bool {
+        !self.check.errors.is_empty()
+    }
+
+    /// The configuration (without its Services, Nodes and EndpointSlices), or the
+    /// errors.
+    pub(super) fn finish(self) -> Validation {
+        let Self {
+            check,
+            mut pools,
+            mut advertisements,
+            namespaces,
+            interface_exclusions,
+            bgp,
+            ..
+        } = self;
+        if !check.errors.is_empty() {
+            return Validation {
+                config: None,
+                errors: check.errors,
+                warnings: check.warnings,
+            };
+        }
+        pools.sort_by(|a, b| a.name.cmp(&b.name));
+        advertisements.sort_by(|a, b| a.name.cmp(&b.name));
+        Validation {
+            config: Some(Config {
+                pools,
+                l2_advertisements: advertisements,
+                services: Vec::new(),
+                nodes: Vec::new(),
+                namespaces,
+                endpoint_slices: Vec::new(),
+                interface_exclusions,
+                bgp: Box::new(bgp),
+            }),
+            errors: Vec::new(),
+            warnings: check.warnings,
+        }
+    }
+}
+
+fn checked_objects(file: &ConfigFile, options: &ValidateOptions) -> Objects {
     let mut check = Checker {
         errors: Vec::new(),
         warnings: file.warnings.clone(),
@@ -571,37 +671,15 @@ fn checked(file: &ConfigFile, options: &ValidateOptions) -> Validation {
     let bgp = super::bgp_config::resolve(file, &pools, options, &mut check);
 
     // What services ask for that these pools can never give: warnings (an error would
-    // make the speaker drop the whole file).
-    let refused = &file.service_issues.refused;
-    for (i, service) in file.services.iter().enumerate() {
-        if refused.binary_search(&i).is_err() {
-            let object = service_object(service);
-            service::check_request(&mut check, &object, service, &pools, &held_back);
-        }
-    }
-
-    if !check.errors.is_empty() {
-        return Validation {
-            config: None,
-            errors: check.errors,
-            warnings: check.warnings,
-        };
-    }
-    pools.sort_by(|a, b| a.name.cmp(&b.name));
-    advertisements.sort_by(|a, b| a.name.cmp(&b.name));
-    Validation {
-        config: Some(Config {
-            pools,
-            l2_advertisements: advertisements,
-            services: Vec::new(),
-            nodes: Vec::new(),
-            namespaces,
-            endpoint_slices: Vec::new(),
-            interface_exclusions,
-            bgp: Box::new(bgp),
-        }),
-        errors: Vec::new(),
-        warnings: check.warnings,
+    // make the speaker drop the whole file), checked next ([`Objects::request`]).
+    Objects {
+        check,
+        pools,
+        held_back,
+        advertisements,
+        namespaces,
+        interface_exclusions,
+        bgp,
     }
 }
 
