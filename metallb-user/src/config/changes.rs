@@ -129,6 +129,66 @@ mod tests {
         assert_eq!(between(few, few, &two(0, NARROW - 1)), c(0, NARROW, NARROW));
     }
 
+    /// Random reads of up to 40 keys, some inserted, removed or changed between them:
+    /// told every changed key (and some unknown ones), the range covers every change
+    /// and the reads are alike outside it; not told an inserted or removed one, no
+    /// word at all.
+    #[test]
+    fn the_range_covers_every_change_told_and_none_hides_one_untold() {
+        use rand::RngExt as _;
+        let (seed, cases) = crate::property::settings("changes::between", 2000);
+        let universe: Vec<String> = (0..40).map(|i| format!("k{i:02}")).collect();
+        for case in 0..cases {
+            let mut rng = crate::property::case_rng(seed, case);
+            let before: Vec<String> = (universe.iter())
+                .filter(|_| rng.random_range(0..3) > 0)
+                .cloned()
+                .collect();
+            let mut now = before.clone();
+            let mut changed = BTreeSet::new();
+            for _ in 0..rng.random_range(0..6) {
+                let key = crate::property::pick(&mut rng, &universe).clone();
+                match now.binary_search(&key) {
+                    // Removed, or its content changed.
+                    Ok(at) if rng.random() => {
+                        now.remove(at);
+                    }
+                    Ok(_) => {}
+                    Err(at) => now.insert(at, key.clone()),
+                }
+                changed.insert(key);
+            }
+            let mut touched = changed.clone();
+            for _ in 0..rng.random_range(0..3) {
+                touched.insert(format!("x{}", rng.random_range(0..50)));
+            }
+            let what = format!("case {case}: {before:?} -> {now:?}, touched {touched:?}");
+            let Some(c) = between(&before, &now, &touched) else {
+                panic!("no word: {what}");
+            };
+            assert_eq!(before.len() - c.was, now.len() - c.now, "{what}");
+            assert_eq!(before[..c.at], now[..c.at], "{what}");
+            assert_eq!(before[c.at + c.was..], now[c.at + c.now..], "{what}");
+            for key in &changed {
+                let inside = |keys: &[String], n| keys[c.at..c.at + n].contains(key);
+                assert!(
+                    inside(&before, c.was) || !before.contains(key),
+                    "{key}: {what}"
+                );
+                assert!(inside(&now, c.now) || !now.contains(key), "{key}: {what}");
+            }
+            // An insertion or removal not told: no word that leaves it out.
+            let untold: Vec<&String> = (changed.iter())
+                .filter(|k| before.contains(k) != now.contains(k))
+                .collect();
+            if let Some(&hidden) = untold.first() {
+                let mut told = touched.clone();
+                told.remove(hidden);
+                assert_eq!(between(&before, &now, &told), None, "{hidden}: {what}");
+            }
+        }
+    }
+
     /// The Kubernetes source's keys: by namespace, then name.
     #[test]
     fn service_keys_are_ordered_by_namespace_then_name() {
