@@ -1235,6 +1235,20 @@ fn run(vips: usize, binary: &Path) -> anyhow::Result<()> {
         shown(sent),
         shown(read_to_received),
     );
+    // The machine's share: the main loop's time waiting for a CPU (runnable, other
+    // work on the CPUs) from the snapshot's arrival to the change applied, and its
+    // time on one; the source's wait between its read and checked line and its send.
+    let main_loop = log_lines(&log, "main loop's time for the configuration");
+    let main_loop = main_loop.last();
+    let source_waited = log_lines(&log, "configuration sent")
+        .last()
+        .and_then(|l| field_duration(l, "waited_for_cpu"));
+    println!(
+        "    of which waiting for a CPU (other work on the machine's CPUs): the main loop {} from the snapshot's arrival to applied (on a CPU {}), the source {} from its read and checked line to its send done",
+        shown(main_loop.and_then(|l| field_duration(l, "waited_for_cpu"))),
+        shown(main_loop.and_then(|l| field_duration(l, "on_cpu"))),
+        shown(source_waited),
+    );
     println!("    datapath {}", sync_parts(&synced));
     // At the refresh after the apply (at most a second later): the metrics' view of
     // the new entries, a copy of the live keys.

@@ -19,3 +19,4 @@ pub mod printable;
 #[cfg(test)]
 mod property;
 pub mod speaker;
+pub mod thread_clock;

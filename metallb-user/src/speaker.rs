@@ -56,6 +56,7 @@ use crate::{
         ServicePlan, Standing, interfaces_to_attach, plan_keeping_releasing, vip_delta,
     },
     printable::printable,
+    thread_clock::ThreadClock,
 };
 
 /// Where the speaker's configuration comes from.
@@ -343,6 +344,24 @@ fn check_config(
         changes,
         parsed,
     })
+}
+
+/// Runs `work`, which blocks (a file of 100,000 Services takes seconds to read and
+/// check), with the runtime told: on the multi-threaded runtime the worker's other
+/// duties, the timers and I/O among them (the metrics refresh, scrapes, link events),
+/// go to another thread meanwhile. Elsewhere (a test's single-threaded runtime) it
+/// just runs.
+fn off_the_worker<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|runtime| runtime.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
+/// The calling thread's time on and waiting for a CPU since `earlier`, a clock of the
+/// same thread.
+fn waited_since(earlier: Option<ThreadClock>) -> Option<ThreadClock> {
+    Some(ThreadClock::now()?.since(&earlier?))
 }
 
 /// A configuration checked ([`check_config`]): what the next read can start from,
@@ -1364,10 +1383,14 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
     let mut gossip_ended = false;
     loop {
         shared.heartbeat.beat();
+        // Where the main loop waits: from here, its time on the run queue is the
+        // machine's doing (other work on the CPUs), logged apart with each apply.
+        let parked = ThreadClock::now();
         tokio::select! {
             update = updates_rx.recv() => match update {
                 Some(Update::Apply(snapshot)) => {
-                    debug!(read = snapshot.read.number, "configuration received");
+                    let read = snapshot.read.number;
+                    debug!(read, "configuration received");
                     // The previous snapshot goes first: two configurations of 100,000
                     // Services are not held at once. What its plan kept stays: if only
                     // some Services changed, only those are planned again.
@@ -1389,6 +1412,14 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
                     } else {
                         None
                     };
+                    if let Some(spent) = waited_since(parked) {
+                        debug!(
+                            read,
+                            on_cpu = ?spent.on_cpu,
+                            waited_for_cpu = ?spent.waited_for_cpu,
+                            "main loop's time for the configuration"
+                        );
+                    }
                     last = Some(Kept::keep(snapshot, standing));
                 }
                 Some(Update::Stale) => speaker.mark_stale(),
@@ -2036,7 +2067,7 @@ impl FileSource {
     /// around ours). Returns whether a valid configuration serves.
     async fn reload(&mut self, force: bool) -> bool {
         let reading = std::time::Instant::now();
-        let text = match read_config(&self.path, self.max_bytes) {
+        let text = match off_the_worker(|| read_config(&self.path, self.max_bytes)) {
             Ok(text) => text,
             Err(e) => {
                 error!("{e}; the last good configuration keeps serving");
@@ -2046,21 +2077,24 @@ impl FileSource {
                 return false;
             }
         };
-        let digest: [u8; 32] = sha2::Sha256::digest(text.as_bytes()).into();
+        let digest: [u8; 32] = off_the_worker(|| sha2::Sha256::digest(text.as_bytes()).into());
         if !force && self.last_digest == Some(digest) {
             return true;
         }
         let bytes = text.len();
-        let checked = check_config(
-            text,
-            &self.path,
-            &self.namespace,
-            self.handed.1.as_ref(),
-            true,
-        );
+        let checked = off_the_worker(|| {
+            check_config(
+                text,
+                &self.path,
+                &self.namespace,
+                self.handed.1.as_ref(),
+                true,
+            )
+        });
         let parsed = checked.as_ref().ok().and_then(|checked| checked.parsed);
         debug!(bytes, took = ?reading.elapsed(), documents_parsed = ?parsed, "configuration file read and checked");
         let checked_at = std::time::Instant::now();
+        let checked_clock = (std::thread::current().id(), ThreadClock::now());
         self.last_digest = Some(digest);
         match checked {
             Ok(Checked {
@@ -2083,7 +2117,18 @@ impl FileSource {
                     },
                 };
                 let _ = self.updates.send(Update::Apply(Box::new(snapshot))).await;
-                debug!(took = ?checked_at.elapsed(), "configuration sent");
+                // The task may have moved to another worker thread at the send: a
+                // thread's clock is only compared with its own.
+                let waited_for_cpu = (checked_clock.0 == std::thread::current().id())
+                    .then(|| waited_since(checked_clock.1))
+                    .flatten()
+                    .map(|t| t.waited_for_cpu);
+                match waited_for_cpu {
+                    Some(waited) => {
+                        debug!(took = ?checked_at.elapsed(), waited_for_cpu = ?waited, "configuration sent")
+                    }
+                    None => debug!(took = ?checked_at.elapsed(), "configuration sent"),
+                }
                 true
             }
             Err(issues) => {
@@ -2102,6 +2147,35 @@ impl FileSource {
 mod tests {
     use super::*;
     use crate::config::{file::parse, validate};
+
+    /// The file source's read and check of a large file blocks for seconds: the
+    /// runtime's timers and its other tasks must go on meanwhile. On one worker, the
+    /// blocking work waits for a task that needs a timer: it would wait forever (here
+    /// until the deadline) if the worker were not handed over.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn blocking_work_off_the_worker_leaves_timers_and_tasks_running() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let blocked =
+            tokio::spawn(
+                async move { off_the_worker(|| rx.recv_timeout(Duration::from_secs(30))) },
+            );
+        // Spawned after: the worker is taken by the blocking task by then or soon.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let _ = tx.send("the timer fired");
+        });
+        let got = blocked.await.expect("the blocking task ends");
+        assert_eq!(got, Ok("the timer fired"));
+    }
+
+    #[test]
+    fn blocking_work_outside_a_multi_threaded_runtime_just_runs() {
+        assert_eq!(off_the_worker(|| 7), 7);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        assert_eq!(runtime.block_on(async { off_the_worker(|| 8) }), 8);
+    }
 
     #[test]
     fn a_speaker_whose_membership_thread_ended_fences_at_once_tells_nobody_and_fails() {
