@@ -1236,15 +1236,17 @@ fn run(vips: usize, binary: &Path) -> anyhow::Result<()> {
         shown(read_to_received),
     );
     // The machine's share: the main loop's time waiting for a CPU (runnable, other
-    // work on the CPUs) from the snapshot's arrival to the change applied, and its
-    // time on one; the source's wait between its read and checked line and its send.
+    // work on the CPUs) before its receipt of the snapshot and from it to the change
+    // applied, and its time on one; the source's wait between its read and checked
+    // line and its send.
     let main_loop = log_lines(&log, "main loop's time for the configuration");
     let main_loop = main_loop.last();
     let source_waited = log_lines(&log, "configuration sent")
         .last()
         .and_then(|l| field_duration(l, "waited_for_cpu"));
     println!(
-        "    of which waiting for a CPU (other work on the machine's CPUs): the main loop {} from the snapshot's arrival to applied (on a CPU {}), the source {} from its read and checked line to its send done",
+        "    of which waiting for a CPU (other work on the machine's CPUs): the main loop {} before its receipt and {} from it to applied (its time on a CPU meanwhile {}), the source {} from its read and checked line to its send done",
+        shown(main_loop.and_then(|l| field_duration(l, "waited_for_cpu_to_receive"))),
         shown(main_loop.and_then(|l| field_duration(l, "waited_for_cpu"))),
         shown(main_loop.and_then(|l| field_duration(l, "on_cpu"))),
         shown(source_waited),

@@ -1390,6 +1390,7 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
             update = updates_rx.recv() => match update {
                 Some(Update::Apply(snapshot)) => {
                     let read = snapshot.read.number;
+                    let received = ThreadClock::now();
                     debug!(read, "configuration received");
                     // The previous snapshot goes first: two configurations of 100,000
                     // Services are not held at once. What its plan kept stays: if only
@@ -1412,11 +1413,17 @@ pub async fn run(options: SpeakerOptions) -> anyhow::Result<()> {
                     } else {
                         None
                     };
-                    if let Some(spent) = waited_since(parked) {
+                    // Woken by the snapshot, then applying it: the wait for a CPU before
+                    // the receipt (the loop slept until the snapshot came), and from the
+                    // receipt to applied the time on and waiting for a CPU.
+                    if let (Some(before), Some(applying)) =
+                        (received.zip(parked).map(|(r, p)| r.since(&p)), waited_since(received))
+                    {
                         debug!(
                             read,
-                            on_cpu = ?spent.on_cpu,
-                            waited_for_cpu = ?spent.waited_for_cpu,
+                            waited_for_cpu_to_receive = ?before.waited_for_cpu,
+                            on_cpu = ?applying.on_cpu,
+                            waited_for_cpu = ?applying.waited_for_cpu,
                             "main loop's time for the configuration"
                         );
                     }

@@ -1111,6 +1111,31 @@ fn answers_are_counted_per_vip_and_totals_keep_removed_vips() {
     assert_eq!(vip, Some(answered()), "the VIP's own counters start again");
 }
 
+/// An apply that changes nothing (the interfaces changed, the plan did not) keeps the
+/// revision, so that the metrics' view stays current; a change gives a new one.
+#[test]
+fn only_a_sync_that_changes_something_gives_a_new_revision() {
+    let mut f = fixture();
+    let all = f.dp.installed();
+    let view = f.dp.counter_view().expect("counter view");
+    assert_eq!(view.revision(), f.dp.revision());
+    let report = f.dp.sync(&all);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(f.dp.revision(), view.revision(), "nothing changed");
+    let report =
+        f.dp.update(std::iter::empty::<(&VipKey, &Option<VipConfig>)>());
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(f.dp.revision(), view.revision(), "an empty delta");
+    assert_view_agrees(&f.dp);
+
+    let mut without = all.clone();
+    without.remove(&key(VIP, IF, 0));
+    let report = f.dp.sync(&without);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_ne!(f.dp.revision(), view.revision(), "a VIP removed");
+    assert_view_agrees(&f.dp);
+}
+
 #[test]
 fn sync_applies_a_diff_and_keeps_counters() {
     let mut f = fixture();
