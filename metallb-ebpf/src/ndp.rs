@@ -286,10 +286,11 @@ fn usual_solicitation<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Option
         // Where the answer goes, and the frame's source: neither a group address nor
         // all zeroes, so that a spoofed option cannot make the answer a broadcast, a
         // multicast or a frame for a bridge's group addresses.
-        if !both_unicast(
-            MacWord::from_option(ip + ND_OPTIONS),
-            MacWord::load(data + ETH_SRC),
-        ) {
+        let senders = Senders {
+            asker: MacWord::from_option(ip + ND_OPTIONS),
+            frame: MacWord::load(data + ETH_SRC),
+        };
+        if !both_unicast(senders.asker, senders.frame) {
             return Some(Outcome::PassMalformed);
         }
         let reply = Reply::to_asker(source_ll(), src_high, src_low, src_sum);
@@ -298,6 +299,7 @@ fn usual_solicitation<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Option
             data,
             entry,
             &reply,
+            senders,
             target_high,
             target_low,
         ))
@@ -477,9 +479,26 @@ fn respond_any<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Outcome {
         reply,
     } = solicitation;
     match find_v6(target_high, target_low, ifindex(ctx), vlan_id) {
-        Some(entry) => answer::<L3, false>(ctx, data, entry, &reply, target_high, target_low),
+        Some(entry) => {
+            // SAFETY: the Ethernet header is inside the frame, as checked before. Read
+            // again: what was read before the lookup (a call, as far as the compiler
+            // knows) would have been kept on the stack.
+            let frame = unsafe { MacWord::load_again(data + ETH_SRC) };
+            let senders = Senders {
+                asker: MacWord::of(reply.mac),
+                frame,
+            };
+            answer::<L3, false>(ctx, data, entry, &reply, senders, target_high, target_low)
+        }
         None => Outcome::PassUnknownTarget,
     }
+}
+
+/// Who sent the solicitation: the address the advertisement goes to, and the frame's
+/// Ethernet source. The usual solicitation has both at hand from its own checks.
+struct Senders {
+    asker: MacWord,
+    frame: MacWord,
 }
 
 /// Answers a valid solicitation for one of our VIPs, in the frame at `data`.
@@ -491,17 +510,13 @@ fn answer<const L3: usize, const SAME_SIZE: bool>(
     data: usize,
     mut entry: Vip<VipCellV6>,
     reply: &Reply,
+    senders: Senders,
     target_high: u64,
     target_low: u64,
 ) -> Outcome {
     // Not to ourselves, nor for a frame that comes from us (a loop, a reflecting
     // switch).
-    // SAFETY: the Ethernet header is inside the frame, as the caller checked.
-    if either_is(
-        MacWord::of(reply.mac),
-        unsafe { MacWord::load_again(data + ETH_SRC) },
-        entry.mac_word(),
-    ) {
+    if either_is(senders.asker, senders.frame, entry.mac_word()) {
         return Outcome::PassMalformed;
     }
     if let Some(outcome) = entry.take_request() {
