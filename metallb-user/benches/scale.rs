@@ -373,14 +373,7 @@ fn failover(counts: &[usize], threads: Threads) {
             ..PlanOptions::default()
         };
         // This node's one interface: its entries are made too.
-        let eth0 = [metallb_user::datapath::iface::Interface {
-            name: "eth0".into(),
-            ifindex: 2,
-            mac: [2, 0, 0, 0, 0, 2],
-            up: true,
-            loopback: false,
-            multicast: true,
-        }];
+        let eth0 = eth0();
         let (first, standing) = plan_keeping(&cfg, &options(&[0, 1, 2]), &eth0);
         let mut standing = standing.expect("kept without BGP");
         let mut kept = standing.clone();
@@ -405,6 +398,18 @@ fn failover(counts: &[usize], threads: Threads) {
             moved.len()
         );
     }
+}
+
+/// The node's one interface, `eth0`, of the plans that make entries.
+fn eth0() -> [metallb_user::datapath::iface::Interface; 1] {
+    [metallb_user::datapath::iface::Interface {
+        name: "eth0".into(),
+        ifindex: 2,
+        mac: [2, 0, 0, 0, 0, 2],
+        up: true,
+        loopback: false,
+        multicast: true,
+    }]
 }
 
 /// Kubernetes mode: one Service's status changes among `counts` (see the module's
@@ -437,14 +442,7 @@ fn kubernetes(counts: &[usize], threads: Threads) {
         "heap",
         "load"
     );
-    let eth0 = [metallb_user::datapath::iface::Interface {
-        name: "eth0".into(),
-        ifindex: 2,
-        mac: [2, 0, 0, 0, 0, 2],
-        up: true,
-        loopback: false,
-        multicast: true,
-    }];
+    let eth0 = eth0();
     for &services in counts {
         let mut cfg = config(services, 3, 16, 16);
         // The addresses as the controller writes them, the Services in key order as

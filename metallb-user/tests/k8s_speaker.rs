@@ -556,17 +556,7 @@ fn next_apply(node: &Node, before: usize) -> String {
 /// The entries of `node`'s datapath as `metallb inspect` lists them: (VIP, interface,
 /// action), sorted.
 fn entries(node: &Node) -> Vec<(String, String, String)> {
-    let out = command_in(&node.lab.node_ns, BINARY)
-        .args(["inspect", "--output", "json", "--pin-dir"])
-        .arg(&node.pins.path)
-        .output()
-        .expect("inspect");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let json = support::inspect_json(&node.lab.node_ns, &node.pins.path);
     let mut entries: Vec<(String, String, String)> = (json["vips"].as_array())
         .expect("vips")
         .iter()

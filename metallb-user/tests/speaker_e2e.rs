@@ -457,17 +457,7 @@ fn netns_a_restart_with_keep_datapath_loses_no_answer() {
     // With no speaker running, `metallb inspect` reads the datapath left in place, and
     // its counters still move: XDP keeps answering.
     let inspect = || {
-        let out = command_in(&lab.node_ns, BINARY)
-            .args(["inspect", "--output", "json", "--pin-dir"])
-            .arg(&pins.path)
-            .output()
-            .expect("inspect");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let json = support::inspect_json(&lab.node_ns, &pins.path);
         assert_eq!(json["vips"][0]["vip"], FIRST.to_string());
         assert_eq!(json["vips"][0]["interface"], lab.node_if);
         assert_eq!(json["vips"][0]["action"], "answer");
@@ -535,12 +525,7 @@ fn metrics_count_exactly_the_requests_sent(datapath: &str, tag: &str) {
         Some(5.0),
         "{text}"
     );
-    let out = command_in(&lab.node_ns, BINARY)
-        .args(["inspect", "--output", "json", "--pin-dir"])
-        .arg(&pins.path)
-        .output()
-        .expect("inspect");
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let json = support::inspect_json(&lab.node_ns, &pins.path);
     assert_eq!(json["vips"][0]["vip"], FIRST.to_string());
     assert_eq!(json["vips"][0]["requests"], 5, "{json}");
     assert_eq!(json["vips"][0]["replies"], 5, "{json}");
@@ -897,13 +882,7 @@ fn netns_pod_veths_and_kube_ipvs0_are_left_alone() {
     ]);
 
     // inspect: the speaker's record, and VIP entries on the attached interfaces only.
-    let inspect = command_in(&node, BINARY)
-        .args(["inspect", "--output", "json", "--pin-dir"])
-        .arg(&pins.path)
-        .output()
-        .expect("inspect");
-    assert!(inspect.status.success());
-    let json: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("JSON");
+    let json = support::inspect_json(&node, &pins.path);
     assert_eq!(
         json["interfaces"]["attached"],
         serde_json::json!(attached_json)

@@ -300,13 +300,13 @@ pub(crate) mod packed {
     use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 
     use super::{
-        Annotations, LoadBalancerIngress, LoadBalancerStatus, Service, ServiceMeta, ServicePort,
-        ServiceSpec, ServiceStatus,
+        Annotations, KNOWN_KEYS, LoadBalancerIngress, LoadBalancerStatus, Service, ServiceMeta,
+        ServicePort, ServiceSpec, ServiceStatus,
     };
 
-    /// Strings written as their index here (the keys MetalLB reads among them are
-    /// then not allocated again).
-    const KNOWN: [&str; 24] = [
+    /// Strings written as their index in [`KNOWN`]: these, then the annotation keys
+    /// MetalLB reads ([`KNOWN_KEYS`], which are then not allocated again either).
+    const COMMON: [&str; 16] = [
         "default",
         "LoadBalancer",
         "TCP",
@@ -321,17 +321,22 @@ pub(crate) mod packed {
         "RequireDualStack",
         "ClusterIP",
         "NodePort",
-        "metallb.io/address-pool",
-        "metallb.io/allow-shared-ip",
-        "metallb.io/ip-allocated-from-pool",
-        "metallb.io/loadBalancerIPs",
-        "metallb.universe.tf/address-pool",
-        "metallb.universe.tf/allow-shared-ip",
-        "metallb.universe.tf/ip-allocated-from-pool",
-        "metallb.universe.tf/loadBalancerIPs",
         "app",
         "",
     ];
+    const KNOWN: [&str; COMMON.len() + KNOWN_KEYS.len()] = {
+        let mut known = [""; COMMON.len() + KNOWN_KEYS.len()];
+        let mut i = 0;
+        while i < known.len() {
+            known[i] = if i < COMMON.len() {
+                COMMON[i]
+            } else {
+                KNOWN_KEYS[i - COMMON.len()]
+            };
+            i += 1;
+        }
+        known
+    };
 
     fn varint(out: &mut Vec<u8>, mut value: u64) {
         while value >= 0x80 {

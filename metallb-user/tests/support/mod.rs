@@ -412,3 +412,19 @@ pub struct ArpReply {
     /// Where the reply went: the request's `ar$sha`.
     pub target_mac: [u8; 6],
 }
+
+/// What `metallb inspect --output json` prints for the datapath pinned at `pin_dir`,
+/// run in the network namespace `ns`; it must succeed.
+pub fn inspect_json(ns: &str, pin_dir: &std::path::Path) -> serde_json::Value {
+    let out = metallb_testkit::lab::command_in(ns, env!("CARGO_BIN_EXE_metallb"))
+        .args(["inspect", "--output", "json", "--pin-dir"])
+        .arg(pin_dir)
+        .output()
+        .expect("inspect");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
