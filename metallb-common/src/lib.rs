@@ -447,7 +447,10 @@ pub struct VipTableCtl {
     /// Counter ids per CPU in `vip_stats_v4` and `vip_stats_v6` (the capacity plus
     /// one: id 0 is never used), set when the maps are created.
     pub counter_stride: u32,
-    pub _pad: u32,
+    /// Always 0: the key of `xdp_stats`, which the program passes to its lookup from
+    /// here (one constant address) instead of storing it on its stack first, on the
+    /// path every frame that is not answered takes.
+    pub stats_key: u32,
     /// Up to 128 bytes: a power of two, so the program's lookup shifts, not
     /// multiplies.
     pub _reserved: u64,
@@ -471,7 +474,7 @@ impl VipTableCtl {
         fence_ticks: 0,
         fence_episodes: 0,
         counter_stride: 0,
-        _pad: 0,
+        stats_key: 0,
         _reserved: 0,
     };
 }

@@ -17,6 +17,7 @@ mod table;
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
     btf_maps::PerCpuArray,
+    helpers::generated::bpf_map_lookup_elem,
     macros::{btf_map, xdp},
     programs::XdpContext,
 };
@@ -54,12 +55,19 @@ pub fn metallb_xdp(ctx: XdpContext) -> u32 {
     if ether_type == ETH_P_IPV4 {
         return count(Outcome::PassNotArpOrNdp);
     }
-    // Loaded again, with a load the compiler must keep: with the same value, it would
-    // merge the test above into the dispatch below, and every IPv4 frame would pay for
-    // the dispatch's compares and for what it hoists before them.
-    // SAFETY: as above.
-    let ether_type: u16 = unsafe { load_volatile(data + ETH_TYPE) };
-    let outcome = respond(&ctx, ether_type);
+    // Loaded again, with loads the compiler must keep: on one value it would merge the
+    // tests into one switch, whose compares come in the order of the values, and every
+    // IPv4 frame would pay for them and for what it hoists before them. So each test
+    // below has a load of its own, in the order that matters: IPv6 first (NDP's answer
+    // costs the most), then ARP, then the tagged frames.
+    // SAFETY (the loads): as above.
+    let outcome = if unsafe { load_volatile::<u16>(data + ETH_TYPE) } == ETH_P_IPV6 {
+        ndp::respond::<ETH_LEN>(&ctx, 0)
+    } else if unsafe { load_volatile::<u16>(data + ETH_TYPE) } == ETH_P_ARP {
+        arp::respond::<ETH_LEN>(&ctx, 0)
+    } else {
+        respond_tagged(&ctx, unsafe { load_volatile(data + ETH_TYPE) })
+    };
     // An answer has been counted as its VIP's reply: no second counter, and no lookup
     // of this one on the path that matters most.
     if matches!(outcome, Outcome::TxArpReply | Outcome::TxNeighborAdvert) {
@@ -70,10 +78,16 @@ pub fn metallb_xdp(ctx: XdpContext) -> u32 {
 
 /// Counts a frame that is not answered in [`XdpStats`], and returns its verdict. The
 /// lookup is a call as far as the compiler knows: after it nothing but the outcome is
-/// left to keep.
+/// left to keep. Its key (0) is read from the control block, whose address is a
+/// constant: a key of its own would be stored on the stack and loaded back first.
 #[inline(always)]
 fn count(outcome: Outcome) -> u32 {
-    if let Some(stats) = XDP_STATS.get_ptr_mut(0) {
+    let map = core::ptr::from_ref(&XDP_STATS).cast_mut().cast();
+    // SAFETY: the map's definition and a 4-byte key inside the control block's value,
+    // which the helper only reads.
+    let stats =
+        unsafe { bpf_map_lookup_elem(map, (&raw const table::VIP_CTL_VALUE.stats_key).cast()) };
+    if !stats.is_null() {
         // SAFETY: this CPU's XdpStats, a run of u64 counters that the Outcome
         // discriminant indexes (checked in metallb-common).
         unsafe { *stats.cast::<u64>().add(outcome as usize) += 1 };
@@ -85,17 +99,11 @@ fn count(outcome: Outcome) -> u32 {
     }
 }
 
-/// Dispatches on the EtherType (of a frame with a whole Ethernet header). The ARP and
-/// NDP handlers are inlined once per header layout (untagged, one 802.1Q tag), so
-/// that every offset in them is a constant.
+/// Handles a frame (with a whole Ethernet header) that is neither IPv4, IPv6 nor ARP:
+/// ARP and NDP with one 802.1Q tag. The handlers are inlined once per header layout
+/// (untagged, tagged), so that every offset in them is a constant.
 #[inline(always)]
-fn respond(ctx: &XdpContext, ether_type: u16) -> Outcome {
-    if ether_type == ETH_P_ARP {
-        return arp::respond::<ETH_LEN>(ctx, 0);
-    }
-    if ether_type == ETH_P_IPV6 {
-        return ndp::respond::<ETH_LEN>(ctx, 0);
-    }
+fn respond_tagged(ctx: &XdpContext, ether_type: u16) -> Outcome {
     if ether_type == ETH_P_8021AD {
         return Outcome::PassVlanUnsupported;
     }

@@ -103,14 +103,19 @@ fn fold(sum: u64) -> u16 {
     sum as u16
 }
 
-/// Whether a message's sum, checksum included, verifies: folds to 0xffff. For a sum
-/// below 2^37 (a few dozen 32-bit terms) two folds leave less than 0x10021, where
-/// 0xffff is the only multiple of 0xffff: the third fold is not needed.
+/// 0xffff's inverse modulo 2^64.
+const INVERSE_OF_FFFF: u64 = 0xfffe_fffe_fffe_ffff;
+const _: () = assert!(0xffff_u64.wrapping_mul(INVERSE_OF_FFFF) == 1);
+
+/// Whether a message's sum, checksum included, verifies: folds to 0xffff. Folding
+/// keeps the remainder by 0xffff (2^16 is 1 modulo 0xffff) and leaves 0 only for 0,
+/// so that is: the sum is a nonzero multiple of 0xffff. Tested without folding:
+/// multiplied by 0xffff's inverse modulo 2^64, the multiples of 0xffff, and only they,
+/// become their quotient, at most `u64::MAX / 0xffff`; minus 1, 0 (the quotient of 0)
+/// wraps above it.
 #[inline(always)]
 fn checksum_ok(sum: u64) -> bool {
-    let sum = (sum & 0xffff) + (sum >> 16);
-    let sum = (sum & 0xffff) + (sum >> 16);
-    sum == 0xffff
+    sum.wrapping_mul(INVERSE_OF_FFFF).wrapping_sub(1) < u64::MAX / 0xffff
 }
 
 /// The first byte of an address held as native words is the lowest of `high`.
@@ -259,11 +264,9 @@ fn usual_solicitation<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Option
         let (src_high, src_low): (u64, u64) = (load(ip + IP_SRC), load(ip + IP_SRC + 8));
         // From :: (duplicate address detection) a solicitation has no source
         // link-layer option (RFC 4861 7.1.1), and this one has: :: is refused here
-        // with loopback and the IPv4-embedding addresses.
-        if is_multicast(target_high)
-            || is_multicast(src_high)
-            || is_embedded_v4_or_loopback(src_high, src_low)
-        {
+        // with loopback and the IPv4-embedding addresses. The target is a VIP, never
+        // multicast (pools refuse ff00::/8, as they refuse 224.0.0.0/4 for ARP).
+        if is_multicast(src_high) || is_embedded_v4_or_loopback(src_high, src_low) {
             return Some(Outcome::PassNdpInvalid);
         }
         // To the target's solicited-node group, or to the target itself

@@ -145,8 +145,9 @@ pub fn both_unicast(a: MacWord, b: MacWord) -> bool {
     !a.is_group_or_zero() && (a.is(b) || !b.is_group_or_zero())
 }
 
-/// Whether `a` or `b` is `ours`.
+/// Whether `a` or `b` is `ours`. In the usual frame `a` is `b` (which
+/// [`both_unicast`] has just compared, when it comes first): one comparison then.
 #[inline(always)]
 pub fn either_is(a: MacWord, b: MacWord, ours: MacWord) -> bool {
-    a.is(ours) || b.is(ours)
+    a.is(ours) || (!a.is(b) && b.is(ours))
 }

@@ -20,7 +20,8 @@
 //!   program, floors included. Caches and branch predictors are cold-ish here: the
 //!   syscall runs a lot of kernel code between two frames.
 //!
-//! While tuning: `BENCH_HOT_ONLY=1` skips the second method, `BENCH_SIZES=1000` (a
+//! While tuning: `BENCH_HOT_ONLY=1` skips the second method, `BENCH_PATHS_ONLY=1`
+//! both (it prints the JITed instruction counts only), `BENCH_SIZES=1000` (a
 //! comma list) measures only those table sizes, and `BENCH_BASELINE=PATH` also runs
 //! another build of the responder object (same map layouts: it shares the maps) in
 //! the same hot-loop rounds, for a side-by-side comparison.
@@ -644,6 +645,8 @@ fn main() -> anyhow::Result<()> {
     let _stats = enable_stats(Stats::RunTime).context("enabling bpf_stats")?;
     // For quick comparisons while working on the program: the hot loop only.
     let hot_only = std::env::var_os("BENCH_HOT_ONLY").is_some();
+    // For counting instructions only: no timing at all.
+    let paths_only = std::env::var_os("BENCH_PATHS_ONLY").is_some();
     let sizes = table_sizes()?;
     let baseline_object = std::env::var_os("BENCH_BASELINE")
         .map(|path| load_baseline(path.as_ref(), &pins.path))
@@ -693,6 +696,9 @@ fn main() -> anyhow::Result<()> {
             samples.baseline.push(Vec::new());
         }
 
+        if paths_only {
+            continue;
+        }
         // One round more than measured: the first warms caches and is dropped.
         for round in 0..=HOT_ROUNDS {
             hot_round(&mut bench, &dp, baseline, size, &mut hot, round > 0)?;
@@ -713,6 +719,11 @@ fn main() -> anyhow::Result<()> {
         ("floor_tx", bench.floor_tx),
     ])?;
     print_paths(&sizes, &paths, &baseline_paths);
+    if paths_only {
+        let errors = dp.shutdown();
+        anyhow::ensure!(errors.is_empty(), "shutdown: {errors:?}");
+        return Ok(());
+    }
     print_table(
         &format!(
             "hot loop, fastest of {HOT_ROUNDS} rounds of BPF_PROG_TEST_RUN with repeat = {HOT_REPEAT} (bpf_stats); hits replayed over {WARM_VIPS} VIPs spread over the table, or up to {} VIPs (caches cold)",
