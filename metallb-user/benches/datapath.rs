@@ -27,10 +27,14 @@
 //! the same hot-loop rounds, for a side-by-side comparison.
 //!
 //! Scenarios are interleaved in rounds, so that the noise of a shared machine hits all
-//! rows alike. The hot loop reports each program's fastest round (its code is
-//! deterministic: anything slower is the machine's noise, which also scales the
-//! differences); the one-frame-per-syscall method reports medians (a difference to a
-//! floor is the median of the per-round differences).
+//! rows alike. The hot loop loads each program (the responder, the floors, a baseline)
+//! several times, `BENCH_PLACEMENTS` (5 by default): the JIT puts each load at a random
+//! offset, and the code's alignment moves a row by up to 2 ns. It reports, per load,
+//! the fastest round (the code is deterministic: anything slower is the machine's
+//! noise, which also scales the differences), and the median over the loads, with the
+//! range of the loads' differences to the floor. The one-frame-per-syscall method
+//! reports medians (a difference to a floor is the median of the per-round
+//! differences) of one load.
 
 mod jit;
 
@@ -53,7 +57,7 @@ use metallb_common::{
 };
 use metallb_testkit::lab::{NetnsGuard, ScratchPinDir};
 use metallb_user::datapath::{
-    Datapath, DatapathOptions, HELPERS_OBJECT,
+    Datapath, DatapathOptions, HELPERS_OBJECT, RESPONDER_OBJECT,
     iface::MacAddr,
     load_object,
     maps::{VipConfig, VipKey},
@@ -64,6 +68,8 @@ const SIZES: [u32; 3] = [1, 1_000, 100_000];
 /// The responder's table capacity: the largest size.
 const MAX_VIPS: u32 = 100_000;
 const HOT_ROUNDS: usize = 61;
+/// Loads of each program in the hot loop (see [`Estimator::Fastest`]).
+const PLACEMENTS: usize = 5;
 const HOT_REPEAT: u32 = 50_000;
 const COLD_ROUNDS: usize = 15;
 const COLD_FRAMES_PER_ROUND: u32 = 2_000;
@@ -257,8 +263,9 @@ fn median(mut values: Vec<f64>) -> f64 {
 /// The programs of a run: the responder, the floors, and the replay program with its
 /// maps.
 struct Bench<'a> {
-    floor_pass: &'a Xdp,
-    floor_tx: &'a Xdp,
+    /// One load of each floor program per placement (see [`placements`]).
+    floor_pass: Vec<&'a Xdp>,
+    floor_tx: Vec<&'a Xdp>,
     replay: &'a Xdp,
     frames: Array<MapData, ReplayFrame>,
     cursor: Array<MapData, ReplayCursor>,
@@ -268,10 +275,10 @@ struct Bench<'a> {
 }
 
 impl<'a> Bench<'a> {
-    fn floor(&self, floor: Floor) -> &'a Xdp {
+    fn floor(&self, floor: Floor, placement: usize) -> &'a Xdp {
         match floor {
-            Floor::Pass => self.floor_pass,
-            Floor::Tx => self.floor_tx,
+            Floor::Pass => self.floor_pass[placement],
+            Floor::Tx => self.floor_tx[placement],
         }
     }
 
@@ -348,10 +355,14 @@ struct Samples {
     baseline: Vec<Vec<f64>>,
 }
 
+/// One round: every scenario, and in each, every placement's floor, responder and
+/// baseline, one after another. The samples of a size are kept round by round, and
+/// within a round placement by placement.
 fn hot_round(
     bench: &mut Bench,
     dp: &Datapath,
-    baseline: Option<&Xdp>,
+    subjects: &[&Xdp],
+    baselines: &[&Xdp],
     size: u32,
     samples: &mut [Samples],
     keep: bool,
@@ -361,38 +372,43 @@ fn hot_round(
         if scenario.replayed {
             bench.load_frames(&frames)?;
         }
-        let floor = bench.floor(scenario.floor);
-        let (floor_ns, floor_verdict) = bench.hot(floor, &frames[0], scenario.replayed)?;
-        anyhow::ensure!(
-            floor_verdict == verdict(scenario.outcome),
-            "{}: floor verdict {floor_verdict}",
-            scenario.name
-        );
-        let mut run_subject = |program: &Xdp| -> anyhow::Result<f64> {
-            let before = outcome_count(dp, scenario.outcome, &frames)?;
-            let (ns, subject_verdict) = bench.hot(program, &frames[0], scenario.replayed)?;
-            let counted = outcome_count(dp, scenario.outcome, &frames)? - before;
+        for (placement, subject) in subjects.iter().enumerate() {
+            let floor = bench.floor(scenario.floor, placement);
+            let (floor_ns, floor_verdict) = bench.hot(floor, &frames[0], scenario.replayed)?;
             anyhow::ensure!(
-                subject_verdict == verdict(scenario.outcome)
-                    && (counted == HOT_REPEAT as u64
-                        || std::env::var_os("BENCH_NOCOUNT").is_some()),
-                "{}: verdict {subject_verdict}, {counted} of {HOT_REPEAT} runs counted as {}",
-                scenario.name,
-                scenario.outcome.name()
+                floor_verdict == verdict(scenario.outcome),
+                "{}: floor verdict {floor_verdict}",
+                scenario.name
             );
-            Ok(ns)
-        };
-        let ns = run_subject(dp.program()?)?;
-        let baseline_ns = baseline.map(&mut run_subject).transpose()?;
-        if keep {
-            samples.subject.last_mut().context("no size")?.push(ns);
-            samples.floor.last_mut().context("no size")?.push(floor_ns);
-            if let Some(baseline_ns) = baseline_ns {
-                samples
-                    .baseline
-                    .last_mut()
-                    .context("no size")?
-                    .push(baseline_ns);
+            let mut run_subject = |program: &Xdp| -> anyhow::Result<f64> {
+                let before = outcome_count(dp, scenario.outcome, &frames)?;
+                let (ns, subject_verdict) = bench.hot(program, &frames[0], scenario.replayed)?;
+                let counted = outcome_count(dp, scenario.outcome, &frames)? - before;
+                anyhow::ensure!(
+                    subject_verdict == verdict(scenario.outcome)
+                        && (counted == HOT_REPEAT as u64
+                            || std::env::var_os("BENCH_NOCOUNT").is_some()),
+                    "{}: verdict {subject_verdict}, {counted} of {HOT_REPEAT} runs counted as {}",
+                    scenario.name,
+                    scenario.outcome.name()
+                );
+                Ok(ns)
+            };
+            let ns = run_subject(subject)?;
+            let baseline_ns = baselines
+                .get(placement)
+                .map(|baseline| run_subject(baseline))
+                .transpose()?;
+            if keep {
+                samples.subject.last_mut().context("no size")?.push(ns);
+                samples.floor.last_mut().context("no size")?.push(floor_ns);
+                if let Some(baseline_ns) = baseline_ns {
+                    samples
+                        .baseline
+                        .last_mut()
+                        .context("no size")?
+                        .push(baseline_ns);
+                }
             }
         }
     }
@@ -410,7 +426,7 @@ fn cold_round(
         let frame = &(scenario.frames)(size)[0];
         let subject = dp.program()?;
         let mut per_program = [0.0; 2];
-        for (program, ns) in [bench.floor(scenario.floor), subject]
+        for (program, ns) in [bench.floor(scenario.floor, 0), subject]
             .into_iter()
             .zip(&mut per_program)
         {
@@ -445,17 +461,34 @@ fn cold_round(
 /// How a row's rounds are summarised.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Estimator {
-    /// The fastest round of each program, and their difference: for a hot loop of
-    /// deterministic code, everything slower is noise added by the machine
-    /// (interrupts, a busy sibling thread, frequency changes), which scales the
-    /// difference too.
-    Minimum,
+    /// Per load of a program (a placement: the JIT puts each load at a random offset,
+    /// and the code's alignment moves its time by up to 2 ns), the fastest round; then
+    /// the median over the loads. For a hot loop of deterministic code, everything
+    /// slower than the fastest round is noise added by the machine (interrupts, a busy
+    /// sibling thread, frequency changes), which scales the difference too; the
+    /// placement is not noise but a draw, made again at every load: the median is
+    /// the typical one. Samples are kept round by round, placement by placement.
+    Fastest { placements: usize },
     /// The median round, and the median of the per-round differences.
     Median,
 }
 
-fn minimum(values: &[f64]) -> f64 {
-    values.iter().cloned().fold(f64::MAX, f64::min)
+fn minimum(values: impl IntoIterator<Item = f64>) -> f64 {
+    values.into_iter().fold(f64::MAX, f64::min)
+}
+
+/// Each placement's fastest round (see [`Estimator::Fastest`]).
+fn fastest_per_placement(values: &[f64], placements: usize) -> Vec<f64> {
+    (0..placements)
+        .map(|p| minimum(values.iter().skip(p).step_by(placements).copied()))
+        .collect()
+}
+
+fn estimate(values: &[f64], estimator: Estimator) -> f64 {
+    match estimator {
+        Estimator::Fastest { placements } => median(fastest_per_placement(values, placements)),
+        Estimator::Median => median(values.to_vec()),
+    }
 }
 
 fn print_table(title: &str, sizes: &[u32], samples: &[Samples], estimator: Estimator) {
@@ -471,10 +504,7 @@ fn print_table(title: &str, sizes: &[u32], samples: &[Samples], estimator: Estim
         }
         let summary = |rows: &Vec<Vec<f64>>| {
             rows.iter()
-                .map(|r| match estimator {
-                    Estimator::Minimum => minimum(r),
-                    Estimator::Median => median(r.clone()),
-                })
+                .map(|r| estimate(r, estimator))
                 .collect::<Vec<_>>()
         };
         let floor_name = match scenario.floor {
@@ -486,11 +516,28 @@ fn print_table(title: &str, sizes: &[u32], samples: &[Samples], estimator: Estim
             .iter()
             .zip(&samples.floor)
             .map(|(s, f)| match estimator {
-                Estimator::Minimum => minimum(s) - minimum(f),
+                Estimator::Fastest { .. } => estimate(s, estimator) - estimate(f, estimator),
                 Estimator::Median => median(s.iter().zip(f).map(|(a, b)| a - b).collect()),
             })
             .collect();
         let worst = diffs.iter().cloned().fold(f64::MIN, f64::max);
+        // How far the placements' own differences spread, at the worst size.
+        let placements_range = match estimator {
+            Estimator::Fastest { placements } if placements > 1 => {
+                let at = diffs.iter().position(|d| *d == worst).unwrap_or(0);
+                let each: Vec<f64> = fastest_per_placement(&samples.subject[at], placements)
+                    .iter()
+                    .zip(fastest_per_placement(&samples.floor[at], placements))
+                    .map(|(s, f)| s - f)
+                    .collect();
+                format!(
+                    "   (each load: {:+.1} to {:+.1})",
+                    minimum(each.iter().copied()),
+                    each.iter().copied().fold(f64::MIN, f64::max)
+                )
+            }
+            _ => String::new(),
+        };
         print!("{:<26}", scenario.name);
         for ns in summary(&samples.subject) {
             print!("{ns:>12.1}");
@@ -499,7 +546,7 @@ fn print_table(title: &str, sizes: &[u32], samples: &[Samples], estimator: Estim
         // syscall times the kernel's cache misses between frames as much as the program.
         let target = match scenario
             .target_ns
-            .filter(|_| estimator == Estimator::Minimum)
+            .filter(|_| matches!(estimator, Estimator::Fastest { .. }))
         {
             Some(target) => format!(
                 "<= {target:.0} ns ({})",
@@ -507,7 +554,7 @@ fn print_table(title: &str, sizes: &[u32], samples: &[Samples], estimator: Estim
             ),
             None => "-".to_string(),
         };
-        println!("   {worst:>+14.1} ns   {target}");
+        println!("   {worst:>+14.1} ns   {target}{placements_range}");
         print!("{floor_name:<26}");
         for ns in summary(&samples.floor) {
             print!("{ns:>12.1}");
@@ -516,12 +563,12 @@ fn print_table(title: &str, sizes: &[u32], samples: &[Samples], estimator: Estim
             - diffs.iter().cloned().fold(f64::MAX, f64::min);
         println!("   (vs floor across the table sizes: spread {spread:.1} ns)");
         if samples.baseline.iter().any(|rows| !rows.is_empty()) {
-            // Only the hot loop runs the baseline: its estimator is the minimum.
+            // Only the hot loop runs the baseline, with as many placements.
             let baseline_worst = samples
                 .baseline
                 .iter()
                 .zip(&samples.floor)
-                .map(|(b, f)| minimum(b) - minimum(f))
+                .map(|(b, f)| estimate(b, estimator) - estimate(f, estimator))
                 .fold(f64::MIN, f64::max);
             print!("{:<26}", "  BENCH_BASELINE");
             for ns in summary(&samples.baseline) {
@@ -569,21 +616,52 @@ fn pin_to_current_cpu() -> anyhow::Result<usize> {
     Ok(cpu as usize)
 }
 
-/// Another build of the responder (`BENCH_BASELINE`), loaded on the maps pinned in
-/// `pin_dir`.
-fn load_baseline(path: &std::path::Path, pin_dir: &std::path::Path) -> anyhow::Result<Ebpf> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("BENCH_BASELINE {}", path.display()))?;
-    let mut object = load_object(&bytes, pin_dir, MAX_VIPS, false)
-        .with_context(|| format!("loading BENCH_BASELINE {}", path.display()))?;
+/// A load of a responder `object` (this build's, or another's for `BENCH_BASELINE`:
+/// `strict` false) on the maps pinned in `pin_dir`: a placement of its own.
+fn load_responder(
+    object: &[u8],
+    pin_dir: &std::path::Path,
+    strict: bool,
+    what: &str,
+) -> anyhow::Result<Ebpf> {
+    let mut object = load_object(object, pin_dir, MAX_VIPS, strict)
+        .with_context(|| format!("loading {what}"))?;
     let program: &mut Xdp = object
         .program_mut(metallb_common::PROGRAM_NAME)
-        .context("BENCH_BASELINE has no responder")?
+        .with_context(|| format!("{what} has no responder"))?
         .try_into()?;
     program
         .load()
-        .context("loading the BENCH_BASELINE responder")?;
+        .with_context(|| format!("loading the program of {what}"))?;
     Ok(object)
+}
+
+/// A load of the floor programs.
+fn load_floors() -> anyhow::Result<Ebpf> {
+    let mut helpers = Ebpf::load(HELPERS_OBJECT).context("loading the floor programs")?;
+    for name in ["floor_pass", "floor_tx"] {
+        let program: &mut Xdp = helpers.program_mut(name).context(name)?.try_into()?;
+        program.load()?;
+    }
+    Ok(helpers)
+}
+
+/// Loads of each program measured in the hot loop: [`PLACEMENTS`], or
+/// `BENCH_PLACEMENTS`.
+fn placements() -> anyhow::Result<usize> {
+    let Some(value) = std::env::var_os("BENCH_PLACEMENTS") else {
+        return Ok(PLACEMENTS);
+    };
+    let value = value.to_string_lossy();
+    let placements: usize = value
+        .trim()
+        .parse()
+        .with_context(|| format!("BENCH_PLACEMENTS: {value}"))?;
+    anyhow::ensure!(
+        (1..=16).contains(&placements),
+        "BENCH_PLACEMENTS: {placements} is not between 1 and 16"
+    );
+    Ok(placements)
 }
 
 /// The table sizes to measure: all of [`SIZES`], or those `BENCH_SIZES` lists.
@@ -615,11 +693,14 @@ fn main() -> anyhow::Result<()> {
         pin_dir: pins.path.clone(),
         max_vips: MAX_VIPS,
     })?;
-    let mut helpers = Ebpf::load(HELPERS_OBJECT).context("loading the floor programs")?;
-    for name in ["floor_pass", "floor_tx"] {
-        let program: &mut Xdp = helpers.program_mut(name).context(name)?.try_into()?;
-        program.load()?;
-    }
+    let placements = placements()?;
+    let helpers = (0..placements)
+        .map(|_| load_floors())
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // The responder's other loads, beside the agent's own (the first placement).
+    let more_responders = (1..placements)
+        .map(|_| load_responder(RESPONDER_OBJECT, &pins.path, true, "the responder"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut replay_object = Ebpf::load(REPLAY_OBJECT).context("loading the replay program")?;
     let program: &mut Xdp = replay_object
         .program_mut(replay::PROGRAM_NAME)
@@ -633,8 +714,14 @@ fn main() -> anyhow::Result<()> {
         take(replay::SUBJECT)?.try_into()?,
     );
     let mut bench = Bench {
-        floor_pass: xdp_program(&helpers, "floor_pass")?,
-        floor_tx: xdp_program(&helpers, "floor_tx")?,
+        floor_pass: helpers
+            .iter()
+            .map(|object| xdp_program(object, "floor_pass"))
+            .collect::<anyhow::Result<_>>()?,
+        floor_tx: helpers
+            .iter()
+            .map(|object| xdp_program(object, "floor_tx"))
+            .collect::<anyhow::Result<_>>()?,
         replay: xdp_program(&replay_object, replay::PROGRAM_NAME)?,
         frames,
         cursor,
@@ -648,13 +735,23 @@ fn main() -> anyhow::Result<()> {
     // For counting instructions only: no timing at all.
     let paths_only = std::env::var_os("BENCH_PATHS_ONLY").is_some();
     let sizes = table_sizes()?;
-    let baseline_object = std::env::var_os("BENCH_BASELINE")
-        .map(|path| load_baseline(path.as_ref(), &pins.path))
-        .transpose()?;
-    let baseline = baseline_object
-        .as_ref()
+    let baseline_objects = match std::env::var_os("BENCH_BASELINE") {
+        Some(path) => {
+            let path = std::path::PathBuf::from(path);
+            let bytes = std::fs::read(&path)
+                .with_context(|| format!("BENCH_BASELINE {}", path.display()))?;
+            let what = format!("BENCH_BASELINE {}", path.display());
+            (0..placements)
+                .map(|_| load_responder(&bytes, &pins.path, false, &what))
+                .collect::<anyhow::Result<Vec<_>>>()?
+        }
+        None => Vec::new(),
+    };
+    let baselines = baseline_objects
+        .iter()
         .map(|object| xdp_program(object, metallb_common::PROGRAM_NAME))
-        .transpose()?;
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let baseline = baselines.first().copied();
     let mut scrapes = Vec::new();
     let mut paths = Vec::new();
     let mut baseline_paths = Vec::new();
@@ -700,8 +797,23 @@ fn main() -> anyhow::Result<()> {
             continue;
         }
         // One round more than measured: the first warms caches and is dropped.
+        let subjects = std::iter::once(dp.program().map_err(anyhow::Error::from))
+            .chain(
+                more_responders
+                    .iter()
+                    .map(|object| xdp_program(object, metallb_common::PROGRAM_NAME)),
+            )
+            .collect::<anyhow::Result<Vec<_>>>()?;
         for round in 0..=HOT_ROUNDS {
-            hot_round(&mut bench, &dp, baseline, size, &mut hot, round > 0)?;
+            hot_round(
+                &mut bench,
+                &dp,
+                &subjects,
+                &baselines,
+                size,
+                &mut hot,
+                round > 0,
+            )?;
         }
         let cold_rounds = if hot_only { 0 } else { COLD_ROUNDS + 1 };
         for round in 0..cold_rounds {
@@ -715,8 +827,8 @@ fn main() -> anyhow::Result<()> {
     );
     print_jited(&[
         ("responder (metallb_xdp)", dp.program()?),
-        ("floor_pass", bench.floor_pass),
-        ("floor_tx", bench.floor_tx),
+        ("floor_pass", bench.floor_pass[0]),
+        ("floor_tx", bench.floor_tx[0]),
     ])?;
     print_paths(&sizes, &paths, &baseline_paths);
     if paths_only {
@@ -726,12 +838,12 @@ fn main() -> anyhow::Result<()> {
     }
     print_table(
         &format!(
-            "hot loop, fastest of {HOT_ROUNDS} rounds of BPF_PROG_TEST_RUN with repeat = {HOT_REPEAT} (bpf_stats); hits replayed over {WARM_VIPS} VIPs spread over the table, or up to {} VIPs (caches cold)",
+            "hot loop, each program loaded {placements} times (placements), each load's fastest of {HOT_ROUNDS} rounds of BPF_PROG_TEST_RUN with repeat = {HOT_REPEAT} (bpf_stats), median over the loads; hits replayed over {WARM_VIPS} VIPs spread over the table, or up to {} VIPs (caches cold)",
             replay::MAX_FRAMES
         ),
         &sizes,
         &hot,
-        Estimator::Minimum,
+        Estimator::Fastest { placements },
     );
     print_table(
         &format!(
