@@ -693,7 +693,9 @@ fn main() -> anyhow::Result<()> {
         pin_dir: pins.path.clone(),
         max_vips: MAX_VIPS,
     })?;
-    let placements = placements()?;
+    // For counting instructions only: no timing at all, so one load of each program.
+    let paths_only = std::env::var_os("BENCH_PATHS_ONLY").is_some();
+    let placements = if paths_only { 1 } else { placements()? };
     let helpers = (0..placements)
         .map(|_| load_floors())
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -732,8 +734,6 @@ fn main() -> anyhow::Result<()> {
     let _stats = enable_stats(Stats::RunTime).context("enabling bpf_stats")?;
     // For quick comparisons while working on the program: the hot loop only.
     let hot_only = std::env::var_os("BENCH_HOT_ONLY").is_some();
-    // For counting instructions only: no timing at all.
-    let paths_only = std::env::var_os("BENCH_PATHS_ONLY").is_some();
     let sizes = table_sizes()?;
     let baseline_objects = match std::env::var_os("BENCH_BASELINE") {
         Some(path) => {
