@@ -297,15 +297,7 @@ fn usual_solicitation<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Option
             return Some(Outcome::PassMalformed);
         }
         let reply = Reply::to_asker(source_ll(), src_high, src_low, src_sum);
-        Some(answer::<L3, true>(
-            ctx,
-            data,
-            entry,
-            &reply,
-            senders,
-            target_high,
-            target_low,
-        ))
+        Some(answer::<L3, true>(ctx, data, entry, &reply, senders))
     }
 }
 
@@ -491,7 +483,7 @@ fn respond_any<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Outcome {
                 asker: MacWord::of(reply.mac),
                 frame,
             };
-            answer::<L3, false>(ctx, data, entry, &reply, senders, target_high, target_low)
+            answer::<L3, false>(ctx, data, entry, &reply, senders)
         }
         None => Outcome::PassUnknownTarget,
     }
@@ -505,17 +497,17 @@ struct Senders {
 }
 
 /// Answers a valid solicitation for one of our VIPs, in the frame at `data`.
-/// `SAME_SIZE`: the frame is exactly as long as the advertisement, and known to be
-/// inside from `data` on.
+/// `USUAL`: the frame is the usual solicitation ([`usual_solicitation`]): exactly as
+/// long as the advertisement, known to be inside from `data` on, and with the asker's
+/// address and link-layer address where `reply` took them from (the IPv6 source, the
+/// one option).
 #[inline(always)]
-fn answer<const L3: usize, const SAME_SIZE: bool>(
+fn answer<const L3: usize, const USUAL: bool>(
     ctx: &XdpContext,
     data: usize,
     mut entry: Vip<VipCellV6>,
     reply: &Reply,
     senders: Senders,
-    target_high: u64,
-    target_low: u64,
 ) -> Outcome {
     // Not to ourselves, nor for a frame that comes from us (a loop, a reflecting
     // switch).
@@ -526,12 +518,10 @@ fn answer<const L3: usize, const SAME_SIZE: bool>(
         return outcome;
     }
     let checksum = !fold(entry.cell.ndp.advert_sum as u64 + reply.sum);
-    if !write_advert::<L3, SAME_SIZE>(
+    if !write_advert::<L3, USUAL>(
         ctx,
         data,
         reply,
-        target_high,
-        target_low,
         entry.mac(),
         &entry.cell.ndp.target_ll_option,
         checksum,
@@ -543,20 +533,24 @@ fn answer<const L3: usize, const SAME_SIZE: bool>(
 }
 
 /// Turns the solicitation into the advertisement: resizes the frame to exactly the
-/// advertisement unless it is `SAME_SIZE` already, then stores every field that
-/// differs.
+/// advertisement unless it is the `USUAL` one (see [`answer`]), then stores every
+/// field that differs.
+///
+/// What the frame still holds is read from it here: the target (it stays where it
+/// is, and moves to the source), and for the usual solicitation the asker's address
+/// and link-layer address. Passed in from before the map lookups (calls, as far as
+/// the compiler knows), they were kept on the stack: five stores more on the NS hit
+/// path.
 #[inline(always)]
-fn write_advert<const L3: usize, const SAME_SIZE: bool>(
+fn write_advert<const L3: usize, const USUAL: bool>(
     ctx: &XdpContext,
     mut data: usize,
     reply: &Reply,
-    target_high: u64,
-    target_low: u64,
     our_mac: Mac,
     target_ll_option: &[u8; 8],
     checksum: u16,
 ) -> bool {
-    if !SAME_SIZE {
+    if !USUAL {
         let delta = (L3 + NA_LEN) as i32 - (ctx.data_end() - ctx.data()) as i32;
         // SAFETY: the helper checks the new size against the frame's buffer.
         if delta != 0 && unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
@@ -568,11 +562,22 @@ fn write_advert<const L3: usize, const SAME_SIZE: bool>(
         }
     }
     let ip = data + L3;
-    // SAFETY: inside the frame: the caller's check still holds for a `SAME_SIZE`
-    // frame (nothing has moved it since), the check above for the others. The target
-    // stays where it is.
+    // SAFETY: inside the frame: the caller's check still holds for the `USUAL`
+    // frame (nothing has moved it since), the check above for the others. Every load
+    // comes before the store that overwrites its bytes.
     unsafe {
-        reply.mac.store(data + ETH_DST);
+        let (target_high, target_low): (u64, u64) =
+            (load(ip + ND_TARGET), load(ip + ND_TARGET + 8));
+        let (to_mac, to_high, to_low) = if USUAL {
+            (
+                Mac::load(ip + ND_OPTIONS + 2),
+                load::<u64>(ip + IP_SRC),
+                load::<u64>(ip + IP_SRC + 8),
+            )
+        } else {
+            (reply.mac, reply.high, reply.low)
+        };
+        to_mac.store(data + ETH_DST);
         our_mac.store(data + ETH_SRC);
         store(ip, u32::from_ne_bytes([0x60, 0, 0, 0]));
         store(ip + IP_PAYLOAD_LEN, NA_PAYLOAD_LEN.to_be());
@@ -582,8 +587,8 @@ fn write_advert<const L3: usize, const SAME_SIZE: bool>(
         );
         store(ip + IP_SRC, target_high);
         store(ip + IP_SRC + 8, target_low);
-        store(ip + IP_DST, reply.high);
-        store(ip + IP_DST + 8, reply.low);
+        store(ip + IP_DST, to_high);
+        store(ip + IP_DST + 8, to_low);
         // Type, code, checksum, flags and reserved bytes: one word.
         let [check_0, check_1] = checksum.to_ne_bytes();
         store(
