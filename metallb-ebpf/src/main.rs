@@ -53,23 +53,28 @@ pub fn metallb_xdp(ctx: XdpContext) -> u32 {
     let ether_type: u16 = unsafe { load(data + ETH_TYPE) };
     // The frame every node sees most, on a path of its own: the cost all traffic pays.
     if ether_type != ETH_P_IPV4 {
-        return respond_not_ipv4(&ctx, data);
+        // SAFETY: the Ethernet header is inside the frame, as checked above.
+        return unsafe { respond_not_ipv4(&ctx, data) };
     }
     count(Outcome::PassNotArpOrNdp)
 }
 
-/// Every frame but an untagged IPv4 one; its Ethernet header is inside the frame at
-/// `data`. Kept apart from the IPv4 test: written this way, the compiler lays the
-/// IPv6 test out to fall through into the NDP handler (no jump taken before a
-/// solicitation is handled), and the ARP paths run one instruction fewer.
+/// Every frame but an untagged IPv4 one. Kept apart from the IPv4 test: written this
+/// way, the compiler lays the IPv6 test out to fall through into the NDP handler (no
+/// jump taken before a solicitation is handled), and the ARP paths run one
+/// instruction fewer.
+///
+/// # Safety
+/// The Ethernet header of the frame that starts at `data` must be inside the frame.
 #[inline(always)]
-fn respond_not_ipv4(ctx: &XdpContext, data: usize) -> u32 {
+unsafe fn respond_not_ipv4(ctx: &XdpContext, data: usize) -> u32 {
     // Loaded again, with loads the compiler must keep: on one value it would merge the
     // tests into one switch, whose compares come in the order of the values, and every
     // IPv4 frame would pay for them and for what it hoists before them. So each test
     // below has a load of its own, in the order that matters: IPv6 first (NDP's answer
     // costs the most), then ARP, then the tagged frames.
-    // SAFETY (the loads): as above.
+    // SAFETY (the loads): the EtherType is in the Ethernet header, inside the frame
+    // (this function's contract).
     let outcome = if unsafe { load_volatile::<u16>(data + ETH_TYPE) } == ETH_P_IPV6 {
         ndp::respond::<ETH_LEN>(ctx, 0)
     } else if unsafe { load_volatile::<u16>(data + ETH_TYPE) } == ETH_P_ARP {

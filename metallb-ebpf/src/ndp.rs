@@ -296,6 +296,8 @@ fn usual_solicitation<const L3: usize>(ctx: &XdpContext, vlan_id: u16) -> Option
         if !both_unicast(senders.asker, senders.frame) {
             return Some(Outcome::PassMalformed);
         }
+        // For the usual solicitation `write_advert` reads the asker's addresses again
+        // from the frame: of this reply, only the sum and the flags are used.
         let reply = Reply::to_asker(source_ll(), src_high, src_low, src_sum);
         Some(answer::<L3, true>(ctx, data, entry, &reply, senders))
     }
