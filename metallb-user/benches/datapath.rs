@@ -1030,13 +1030,14 @@ fn scrape_times(dp: &Datapath) -> anyhow::Result<ScrapeTimes> {
         }
         one_by_one.push(start.elapsed());
     }
-    let median = |mut times: Vec<std::time::Duration>| {
-        times.sort();
-        times[SCRAPES / 2]
+    let median_time = |times: Vec<std::time::Duration>| {
+        std::time::Duration::from_secs_f64(median(
+            times.iter().map(std::time::Duration::as_secs_f64).collect(),
+        ))
     };
     Ok(ScrapeTimes {
-        scrape: median(scrape),
-        inspect: median(inspect),
-        one_by_one: median(one_by_one),
+        scrape: median_time(scrape),
+        inspect: median_time(inspect),
+        one_by_one: median_time(one_by_one),
     })
 }
